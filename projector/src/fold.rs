@@ -1,0 +1,570 @@
+//! The fold: entity events -> state changes.
+//!
+//! [`Fold`] applies events to a working set of typed records read lazily
+//! through the [`Store`] trait; [`Fold::finish`] derives what depends on the
+//! final state of each touched entity (the served JSON with stitched
+//! relations, uid, etag, search rows, facet counts) and returns one
+//! [`WriteSet`] that the caller writes in one batch, with its offsets. The
+//! fold does no I/O of its own beyond those reads, and an event that changes
+//! nothing yields no change at all (not even history).
+//!
+//! Conflicts: when several locations yield the same ref, the one with the
+//! earliest first-seen time wins, ties broken by location key, whatever
+//! order the events arrived in. Losers keep their claim and see a conflict
+//! error on their location.
+
+use crate::keys;
+use crate::records::{
+    self, ChangeKind, Claims, FacetCount, HistoryRecord, LocationRecord, RelationRow,
+    RelationSet, SearchRows,
+};
+use crate::search;
+use crate::store::{Store, StoreError, WriteSet};
+use proto::{EntityEvent, EntityRelation, LocationKey, LocationOutcome, ProcessedEntity};
+use serde::{Serialize, de::DeserializeOwned};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use uuid::Uuid;
+
+/// A deterministic id from a name (so replicas and replays agree).
+pub fn derived_id(namespace: &str, name: &str) -> Uuid {
+    let digest = Sha256::digest(format!("{namespace}\0{name}").as_bytes());
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_custom_bytes(bytes).into_uuid()
+}
+
+/// A lazily loaded, typed table of the working set.
+struct Table<T> {
+    table: u8,
+    rows: HashMap<Vec<u8>, (Option<T>, bool)>,
+}
+
+impl<T: Clone + Serialize + DeserializeOwned> Table<T> {
+    fn new(table: u8) -> Self {
+        Table {
+            table,
+            rows: HashMap::new(),
+        }
+    }
+
+    fn get(&mut self, store: &dyn Store, key: Vec<u8>) -> Result<Option<&T>, StoreError> {
+        debug_assert_eq!(key.first(), Some(&self.table));
+        if !self.rows.contains_key(&key) {
+            let value = match store.get(&key)? {
+                Some(bytes) => Some(records::decode(&key, &bytes)?),
+                None => None,
+            };
+            self.rows.insert(key.clone(), (value, false));
+        }
+        Ok(self.rows[&key].0.as_ref())
+    }
+
+    fn set(&mut self, key: Vec<u8>, value: Option<T>) {
+        self.rows.insert(key, (value, true));
+    }
+
+    fn drain_into(&mut self, out: &mut WriteSet) {
+        for (k, (v, dirty)) in self.rows.drain() {
+            if dirty {
+                out.push((k, v.as_ref().map(records::encode)));
+            }
+        }
+    }
+}
+
+/// Applies events to a working set; see the module docs.
+pub struct Fold<'s> {
+    store: &'s dyn Store,
+    claims: Table<Claims>,
+    bodies: Table<ProcessedEntity>,
+    locations: Table<LocationRecord>,
+    relations: Table<RelationSet>,
+    history: Vec<(Vec<u8>, HistoryRecord)>,
+    dirty: BTreeSet<String>,
+    changed: usize,
+}
+
+impl<'s> Fold<'s> {
+    pub fn new(store: &'s dyn Store) -> Self {
+        Fold {
+            store,
+            claims: Table::new(keys::CLAIMS),
+            bodies: Table::new(keys::BODY),
+            locations: Table::new(keys::LOCATION),
+            relations: Table::new(keys::RELATIONS),
+            history: Vec::new(),
+            dirty: BTreeSet::new(),
+            changed: 0,
+        }
+    }
+
+    /// Number of events applied so far that changed something.
+    pub fn changed_events(&self) -> usize {
+        self.changed
+    }
+
+    /// Applies one event. Returns whether it changed anything.
+    pub fn apply(&mut self, event: &EntityEvent) -> Result<bool, StoreError> {
+        let loc = &event.location;
+        let empty = Vec::new();
+        let (yielded, errors) = match &event.outcome {
+            LocationOutcome::Processed { entities, errors } => (entities, errors),
+            LocationOutcome::Removed => (&empty, &Vec::new()),
+        };
+        let mut new: BTreeMap<String, &ProcessedEntity> = BTreeMap::new();
+        for pe in yielded {
+            new.entry(pe.entity.entity_ref().key()).or_insert(pe);
+        }
+        let old = self.locations.get(self.store, keys::location(loc.as_str()))?.cloned();
+        let mut changed = false;
+        if let Some(old) = &old {
+            for r in &old.refs {
+                if !new.contains_key(r) {
+                    changed |= self.unclaim(loc, r, event)?;
+                }
+            }
+        }
+        for (r, pe) in &new {
+            changed |= self.claim(loc, r, pe, event)?;
+        }
+        changed |= self.update_location(old, new.into_keys().collect(), errors, event);
+        if changed {
+            self.changed += 1;
+        }
+        Ok(changed)
+    }
+
+    fn update_location(
+        &mut self,
+        old: Option<LocationRecord>,
+        refs: Vec<String>,
+        errors: &[proto::ProcessingError],
+        event: &EntityEvent,
+    ) -> bool {
+        let key = keys::location(event.location.as_str());
+        if matches!(event.outcome, LocationOutcome::Removed) {
+            return match old {
+                Some(old) => {
+                    self.locations.set(key, None);
+                    self.locations.rows.insert(
+                        keys::location_id(&old.id.to_string()),
+                        (None, true),
+                    );
+                    true
+                }
+                None => false,
+            };
+        }
+        let id = derived_id("location", event.location.as_str());
+        let mut rec = LocationRecord {
+            id,
+            location: event.location.clone(),
+            origin: event.origin.clone(),
+            source: event.source.clone(),
+            first_seen_at: event.first_seen_at,
+            updated_at: event.observed_at,
+            refs,
+            errors: errors.to_vec(),
+        };
+        if let Some(old) = &old {
+            rec.updated_at = old.updated_at;
+            if &rec == old {
+                return false;
+            }
+            rec.updated_at = event.observed_at;
+        }
+        self.locations.set(key, Some(rec));
+        true
+    }
+
+    /// The body the winner of `r` yields, as the working set holds it now.
+    fn winning_body(&mut self, r: &str) -> Result<Option<ProcessedEntity>, StoreError> {
+        let Some(winner) = self
+            .claims
+            .get(self.store, keys::claims(r))?
+            .and_then(Claims::winner)
+            .cloned()
+        else {
+            return Ok(None);
+        };
+        Ok(self
+            .bodies
+            .get(self.store, keys::body(winner.as_str(), r))?
+            .cloned())
+    }
+
+    fn claim(
+        &mut self,
+        loc: &LocationKey,
+        r: &str,
+        pe: &ProcessedEntity,
+        event: &EntityEvent,
+    ) -> Result<bool, StoreError> {
+        let body_key = keys::body(loc.as_str(), r);
+        let body_same = self.bodies.get(self.store, body_key.clone())? == Some(pe);
+        let mut claims = self
+            .claims
+            .get(self.store, keys::claims(r))?
+            .cloned()
+            .unwrap_or_default();
+        let before_claims = claims.clone();
+        claims.upsert(loc, event.first_seen_at);
+        if body_same && claims == before_claims {
+            return Ok(false);
+        }
+        let before = self.winning_body(r)?;
+        if !body_same {
+            self.bodies.set(body_key, Some(pe.clone()));
+        }
+        if claims != before_claims {
+            self.claims.set(keys::claims(r), Some(claims));
+        }
+        let after = self.winning_body(r)?;
+        self.transition(r, before, after, event)?;
+        Ok(true)
+    }
+
+    fn unclaim(
+        &mut self,
+        loc: &LocationKey,
+        r: &str,
+        event: &EntityEvent,
+    ) -> Result<bool, StoreError> {
+        let before = self.winning_body(r)?;
+        self.bodies.set(keys::body(loc.as_str(), r), None);
+        let mut claims = self
+            .claims
+            .get(self.store, keys::claims(r))?
+            .cloned()
+            .unwrap_or_default();
+        claims.remove(loc);
+        let claims = (!claims.claims.is_empty()).then_some(claims);
+        self.claims.set(keys::claims(r), claims);
+        let after = self.winning_body(r)?;
+        self.transition(r, before, after, event)?;
+        Ok(true)
+    }
+
+    /// The served body of `r` goes from `before` to `after`: move its
+    /// relation contributions, mark what must be re-derived, record history.
+    fn transition(
+        &mut self,
+        r: &str,
+        before: Option<ProcessedEntity>,
+        after: Option<ProcessedEntity>,
+        event: &EntityEvent,
+    ) -> Result<(), StoreError> {
+        if before == after {
+            return Ok(());
+        }
+        for rel in before.iter().flat_map(|b| &b.relations) {
+            self.relation(rel, r, false)?;
+        }
+        for rel in after.iter().flat_map(|b| &b.relations) {
+            self.relation(rel, r, true)?;
+        }
+        self.dirty.insert(r.to_string());
+        let change = match (&before, &after) {
+            (None, _) => ChangeKind::Created,
+            (_, None) => ChangeKind::Deleted,
+            _ => ChangeKind::Updated,
+        };
+        let at_ms = event.observed_at.timestamp_millis();
+        self.history.push((
+            keys::history(r, at_ms, &event.event_id),
+            HistoryRecord {
+                at: event.observed_at,
+                event_id: event.event_id,
+                location: event.location.clone(),
+                change,
+                entity: after.map(|a| a.entity),
+            },
+        ));
+        Ok(())
+    }
+
+    fn relation(
+        &mut self,
+        rel: &proto::Relation,
+        emitter: &str,
+        add: bool,
+    ) -> Result<(), StoreError> {
+        let source = rel.source.key();
+        let key = keys::relations(&source);
+        let mut set = self
+            .relations
+            .get(self.store, key.clone())?
+            .cloned()
+            .unwrap_or_default();
+        let row_key = RelationSet::row_key(rel.relation_type, &rel.target);
+        if add {
+            set.rows
+                .entry(row_key)
+                .or_insert_with(|| RelationRow {
+                    relation_type: rel.relation_type,
+                    target: rel.target.clone(),
+                    emitters: BTreeSet::new(),
+                })
+                .emitters
+                .insert(emitter.to_string());
+        } else if let Some(row) = set.rows.get_mut(&row_key) {
+            row.emitters.remove(emitter);
+            if row.emitters.is_empty() {
+                set.rows.remove(&row_key);
+            }
+        }
+        self.relations
+            .set(key, (!set.rows.is_empty()).then_some(set));
+        self.dirty.insert(source);
+        Ok(())
+    }
+
+    /// Derives the served entities, search rows and facet counts of every
+    /// touched ref and returns all changes as one write set.
+    pub fn finish(mut self) -> Result<WriteSet, StoreError> {
+        let mut out = WriteSet::new();
+        let mut facets: BTreeMap<(String, String), (i64, String)> = BTreeMap::new();
+        let dirty = std::mem::take(&mut self.dirty);
+        for r in &dirty {
+            self.derive(r, &mut out, &mut facets)?;
+        }
+        for ((k, v), (delta, original)) in facets {
+            if delta == 0 {
+                continue;
+            }
+            let key = keys::facet(&k, &v);
+            let current: Option<FacetCount> = match self.store.get(&key)? {
+                Some(bytes) => Some(records::decode(&key, &bytes)?),
+                None => None,
+            };
+            let count = current.as_ref().map_or(0, |c| c.count as i64) + delta;
+            let value = (count > 0).then(|| {
+                records::encode(&FacetCount {
+                    count: count as u64,
+                    original: current.map_or(original, |c| c.original),
+                })
+            });
+            out.push((key, value));
+        }
+        self.claims.drain_into(&mut out);
+        self.bodies.drain_into(&mut out);
+        self.locations.drain_into(&mut out);
+        self.relations.drain_into(&mut out);
+        for (k, h) in self.history.drain(..) {
+            out.push((k, Some(records::encode(&h))));
+        }
+        Ok(out)
+    }
+
+    fn derive(
+        &mut self,
+        r: &str,
+        out: &mut WriteSet,
+        facets: &mut BTreeMap<(String, String), (i64, String)>,
+    ) -> Result<(), StoreError> {
+        let entity_key = keys::entity(r);
+        let served_before = self.store.get(&entity_key)?;
+        let served_after = match self.winning_body(r)? {
+            Some(body) => Some(self.serve(r, body)?),
+            None => None,
+        };
+        if served_before.as_deref() == served_after.as_ref().map(|(b, _)| b.as_slice()) {
+            return Ok(());
+        }
+        let rows_key = keys::search_rows(r);
+        let old_rows: SearchRows = match self.store.get(&rows_key)? {
+            Some(bytes) => records::decode(&rows_key, &bytes)?,
+            None => SearchRows::default(),
+        };
+        let uid = derived_id("entity", r).to_string();
+        let new_rows = match served_after {
+            Some((bytes, value)) => {
+                out.push((entity_key, Some(bytes)));
+                out.push((keys::uid(&uid), Some(r.as_bytes().to_vec())));
+                search::rows(&value)
+            }
+            None => {
+                out.push((entity_key, None));
+                out.push((keys::uid(&uid), None));
+                Vec::new()
+            }
+        };
+        let old_set: BTreeSet<_> = old_rows.rows.iter().collect();
+        let new_set: BTreeSet<_> = new_rows.iter().collect();
+        for row in old_set.difference(&new_set) {
+            out.push((keys::search(&row.key, &row.value, r), None));
+            facets
+                .entry((row.key.clone(), row.value.clone()))
+                .or_insert((0, row.original.clone()))
+                .0 -= 1;
+        }
+        for row in new_set.difference(&old_set) {
+            out.push((
+                keys::search(&row.key, &row.value, r),
+                Some(row.original.as_bytes().to_vec()),
+            ));
+            facets
+                .entry((row.key.clone(), row.value.clone()))
+                .or_insert((0, row.original.clone()))
+                .0 += 1;
+        }
+        let rows_value = (!new_rows.is_empty()).then(|| records::encode(&SearchRows { rows: new_rows }));
+        out.push((rows_key, rows_value));
+        Ok(())
+    }
+
+    /// The served JSON of `r`: the winner's entity with its stitched
+    /// relations, a uid derived from the ref and an etag of the content.
+    fn serve(
+        &mut self,
+        r: &str,
+        body: ProcessedEntity,
+    ) -> Result<(Vec<u8>, serde_json::Value), StoreError> {
+        let mut entity = body.entity;
+        let mut relations: Vec<EntityRelation> = self
+            .relations
+            .get(self.store, keys::relations(r))?
+            .map(|set| {
+                set.rows
+                    .values()
+                    .map(|row| EntityRelation {
+                        relation_type: row.relation_type,
+                        target_ref: row.target.clone(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        relations.sort();
+        entity.relations = relations;
+        entity.metadata.uid = Some(derived_id("entity", r).to_string());
+        entity.metadata.etag = None;
+        let unsigned = serde_json::to_vec(&entity).expect("entities serialise");
+        let digest = Sha256::digest(&unsigned);
+        entity.metadata.etag = Some(hex::encode(&digest[..10]));
+        let value = serde_json::to_value(&entity).expect("entities serialise");
+        let bytes = serde_json::to_vec(&value).expect("entities serialise");
+        Ok((bytes, value))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemStore;
+    use chrono::{TimeZone, Utc};
+    use proto::{EntityRef, Relation, RelationType, SourceId};
+
+    pub(crate) fn event(loc: &str, first_seen: i64, entities: Vec<ProcessedEntity>) -> EntityEvent {
+        EntityEvent {
+            event_id: Uuid::now_v7(),
+            source: SourceId::new("t"),
+            observed_at: Utc.timestamp_opt(1_700_000_000 + first_seen, 0).unwrap(),
+            location: LocationKey::new(loc),
+            origin: LocationKey::new("file:/root"),
+            first_seen_at: Utc.timestamp_opt(first_seen, 0).unwrap(),
+            observation_id: Uuid::now_v7(),
+            outcome: LocationOutcome::Processed {
+                entities,
+                errors: vec![],
+            },
+        }
+    }
+
+    pub(crate) fn component(name: &str, owner: &str, loc: &str) -> ProcessedEntity {
+        let entity: proto::Entity = serde_json::from_value(serde_json::json!({
+            "apiVersion": "backstage.io/v1alpha1", "kind": "Component",
+            "metadata": {"name": name, "namespace": "default",
+                "annotations": {"backstage.io/managed-by-location": loc}},
+            "spec": {"type": "service", "lifecycle": "production", "owner": owner}
+        }))
+        .unwrap();
+        let me = entity.entity_ref();
+        let group = EntityRef::new("group", "default", owner);
+        ProcessedEntity {
+            entity,
+            relations: vec![
+                Relation { source: me.clone(), relation_type: RelationType::OwnedBy, target: group.clone() },
+                Relation { source: group, relation_type: RelationType::OwnerOf, target: me },
+            ],
+        }
+    }
+
+    fn apply_all(store: &MemStore, events: &[EntityEvent]) -> usize {
+        let mut fold = Fold::new(store);
+        for e in events {
+            fold.apply(e).unwrap();
+        }
+        let changes = fold.finish().unwrap();
+        let n = changes.len();
+        store.write(changes).unwrap();
+        n
+    }
+
+    fn served(store: &MemStore, r: &str) -> Option<serde_json::Value> {
+        store
+            .get(&keys::entity(r))
+            .unwrap()
+            .map(|b| serde_json::from_slice(&b).unwrap())
+    }
+
+    #[test]
+    fn creates_stitches_and_is_idempotent() {
+        let store = MemStore::new();
+        let ev = event("file:/a.yaml", 1, vec![component("pay", "team-a", "file:/a.yaml")]);
+        assert!(apply_all(&store, std::slice::from_ref(&ev)) > 0);
+        let e = served(&store, "component:default/pay").unwrap();
+        assert_eq!(e["relations"][0]["type"], "ownedBy");
+        assert_eq!(e["relations"][0]["targetRef"], "group:default/team-a");
+        assert!(e["metadata"]["uid"].is_string() && e["metadata"]["etag"].is_string());
+        // The group does not exist: its relation row waits for it.
+        assert!(served(&store, "group:default/team-a").is_none());
+        // The same event again writes nothing at all.
+        let mut again = ev.clone();
+        again.event_id = Uuid::now_v7();
+        assert_eq!(apply_all(&store, &[again]), 0);
+    }
+
+    #[test]
+    fn earliest_first_seen_wins_whatever_the_order() {
+        let a = event("file:/a.yaml", 5, vec![component("pay", "team-a", "file:/a.yaml")]);
+        let b = event("file:/b.yaml", 1, vec![component("pay", "team-b", "file:/b.yaml")]);
+        let s1 = MemStore::new();
+        apply_all(&s1, &[a.clone(), b.clone()]);
+        let s2 = MemStore::new();
+        apply_all(&s2, &[b.clone()]);
+        apply_all(&s2, &[a.clone()]);
+        let e1 = served(&s1, "component:default/pay").unwrap();
+        assert_eq!(e1["spec"]["owner"], "team-b");
+        assert_eq!(e1, served(&s2, "component:default/pay").unwrap());
+        // Removing the winner promotes the other claim.
+        let mut gone = b.clone();
+        gone.outcome = LocationOutcome::Removed;
+        apply_all(&s1, &[gone]);
+        assert_eq!(served(&s1, "component:default/pay").unwrap()["spec"]["owner"], "team-a");
+    }
+
+    #[test]
+    fn facets_and_search_follow_changes() {
+        let store = MemStore::new();
+        apply_all(&store, &[
+            event("file:/a.yaml", 1, vec![component("a", "t1", "file:/a.yaml")]),
+            event("file:/b.yaml", 1, vec![component("b", "t1", "file:/b.yaml")]),
+        ]);
+        let count = |k: &str, v: &str| -> u64 {
+            store.get(&keys::facet(k, v)).unwrap()
+                .map(|b| records::decode::<FacetCount>(b"F", &b).unwrap().count)
+                .unwrap_or(0)
+        };
+        assert_eq!(count("kind", "component"), 2);
+        assert_eq!(count("relations.ownedby", "group:default/t1"), 2);
+        apply_all(&store, &[event("file:/b.yaml", 1, vec![component("b", "t2", "file:/b.yaml")])]);
+        assert_eq!(count("relations.ownedby", "group:default/t1"), 1);
+        assert_eq!(count("spec.owner", "t2"), 1);
+        let mut gone = event("file:/a.yaml", 1, vec![]);
+        gone.outcome = LocationOutcome::Removed;
+        apply_all(&store, &[gone]);
+        assert_eq!(count("kind", "component"), 1);
+        assert!(store.get(&keys::search("kind", "component", "component:default/a")).unwrap().is_none());
+    }
+}

@@ -1,0 +1,120 @@
+//! Key layout. One keyspace, a table byte first, then the parts separated
+//! by 0x00 (no part contains 0x00: refs, location keys and lower-cased
+//! search values are text).
+//!
+//! | table | key | value |
+//! |---|---|---|
+//! | `E` | ref key | the served entity JSON (stitched, with uid and etag) |
+//! | `U` | uid | ref key |
+//! | `C` | ref key | [`crate::records::Claims`]: locations claiming the ref, winner first |
+//! | `B` | location, ref key | [`proto::ProcessedEntity`] as the location yields it |
+//! | `L` | location | [`crate::records::LocationRecord`] |
+//! | `I` | location id (uuid) | location key |
+//! | `R` | ref key | [`crate::records::RelationSet`]: relations whose source is the ref |
+//! | `s` | ref key | [`crate::records::SearchRows`] of the served entity |
+//! | `S` | search key, value, ref key | original value |
+//! | `F` | search key, value | [`crate::records::FacetCount`] |
+//! | `H` | ref key, time (ms, BE), event id | [`crate::records::HistoryRecord`] |
+//! | `O` | topic, partition (BE) | next offset to apply (i64 BE) |
+//! | `M` | name | store metadata (layout version) |
+
+pub const ENTITY: u8 = b'E';
+pub const UID: u8 = b'U';
+pub const CLAIMS: u8 = b'C';
+pub const BODY: u8 = b'B';
+pub const LOCATION: u8 = b'L';
+pub const LOCATION_ID: u8 = b'I';
+pub const RELATIONS: u8 = b'R';
+pub const SEARCH_ROWS: u8 = b's';
+pub const SEARCH: u8 = b'S';
+pub const FACET: u8 = b'F';
+pub const HISTORY: u8 = b'H';
+pub const OFFSET: u8 = b'O';
+pub const META: u8 = b'M';
+
+/// `table` + parts joined by 0x00.
+pub fn key(table: u8, parts: &[&[u8]]) -> Vec<u8> {
+    let len = 1 + parts.iter().map(|p| p.len() + 1).sum::<usize>();
+    let mut k = Vec::with_capacity(len);
+    k.push(table);
+    for (i, p) in parts.iter().enumerate() {
+        if i > 0 {
+            k.push(0);
+        }
+        k.extend_from_slice(p);
+    }
+    k
+}
+
+/// A prefix covering every key whose first parts are `parts`.
+pub fn prefix(table: u8, parts: &[&[u8]]) -> Vec<u8> {
+    let mut k = key(table, parts);
+    if !parts.is_empty() {
+        k.push(0);
+    }
+    k
+}
+
+pub fn entity(refkey: &str) -> Vec<u8> {
+    key(ENTITY, &[refkey.as_bytes()])
+}
+pub fn uid(uid: &str) -> Vec<u8> {
+    key(UID, &[uid.as_bytes()])
+}
+pub fn claims(refkey: &str) -> Vec<u8> {
+    key(CLAIMS, &[refkey.as_bytes()])
+}
+pub fn body(location: &str, refkey: &str) -> Vec<u8> {
+    key(BODY, &[location.as_bytes(), refkey.as_bytes()])
+}
+pub fn location(location: &str) -> Vec<u8> {
+    key(LOCATION, &[location.as_bytes()])
+}
+pub fn location_id(id: &str) -> Vec<u8> {
+    key(LOCATION_ID, &[id.as_bytes()])
+}
+pub fn relations(refkey: &str) -> Vec<u8> {
+    key(RELATIONS, &[refkey.as_bytes()])
+}
+pub fn search_rows(refkey: &str) -> Vec<u8> {
+    key(SEARCH_ROWS, &[refkey.as_bytes()])
+}
+pub fn search(k: &str, v: &str, refkey: &str) -> Vec<u8> {
+    key(SEARCH, &[k.as_bytes(), v.as_bytes(), refkey.as_bytes()])
+}
+pub fn facet(k: &str, v: &str) -> Vec<u8> {
+    key(FACET, &[k.as_bytes(), v.as_bytes()])
+}
+pub fn history(refkey: &str, at_ms: i64, event_id: &uuid::Uuid) -> Vec<u8> {
+    let mut k = prefix(HISTORY, &[refkey.as_bytes()]);
+    k.extend_from_slice(&at_ms.to_be_bytes());
+    k.extend_from_slice(event_id.as_bytes());
+    k
+}
+pub fn offset(topic: &str, partition: u32) -> Vec<u8> {
+    let mut k = prefix(OFFSET, &[topic.as_bytes()]);
+    k.extend_from_slice(&partition.to_be_bytes());
+    k
+}
+
+/// The last part of a key (after the final 0x00).
+pub fn last_part(k: &[u8]) -> &[u8] {
+    match k.iter().rposition(|b| *b == 0) {
+        Some(i) => &k[i + 1..],
+        None => &k[1..],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_sort_by_parts() {
+        assert!(search("kind", "api", "x") < search("kind", "component", "a"));
+        assert!(search("kind", "api", "z") < prefix(SEARCH, &[b"kind", b"b"]));
+        assert_eq!(last_part(&search("kind", "api", "api:default/x")), b"api:default/x");
+        assert_eq!(last_part(&entity("component:default/a")), b"component:default/a");
+        assert!(history("r", 1, &uuid::Uuid::nil()) < history("r", 2, &uuid::Uuid::nil()));
+    }
+}

@@ -1,0 +1,22 @@
+//! The projector: folds entity events into RocksDB projections and offers
+//! the read side the query service serves from.
+//!
+//! Owns: the pure fold ([`fold`]), the store behind a trait ([`store`]:
+//! RocksDB, in-memory), offsets kept in the same write batch as the state,
+//! the search index, facet counts, relations, conflicts and history, and
+//! the read model ([`read`]). It must not know HTTP or where events came
+//! from beyond the [`eventlog::EventLog`] trait.
+
+pub mod fold;
+pub mod keys;
+pub mod metrics;
+pub mod read;
+pub mod records;
+pub mod run;
+pub mod search;
+pub mod store;
+
+pub use fold::Fold;
+pub use read::{Catalog, EntityFilter, FilterError};
+pub use run::{ProjectorConfig, ProjectorError, Status, run};
+pub use store::{MemStore, RocksStore, Store, StoreError, WriteSet};

@@ -1,0 +1,369 @@
+//! The read side: what the query service asks of the projections.
+//! Filters follow Backstage: repeated filters are OR'ed, the conditions of
+//! one filter AND'ed, values of one key within a filter OR'ed, all
+//! case-insensitive; a key alone asks only that the key exists.
+
+use crate::keys;
+use crate::records::{self, FacetCount, HistoryRecord, LocationRecord, SearchRows};
+use crate::store::{Store, StoreError};
+use proto::{ErrorKind, ProcessingError};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+/// A parsed entity filter: any of the clauses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntityFilter {
+    pub any_of: Vec<FilterClause>,
+}
+
+/// All of the conditions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilterClause {
+    pub all_of: Vec<Condition>,
+}
+
+/// `key` in `values` (any value when `values` is empty), lower-cased.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Condition {
+    pub key: String,
+    pub values: Vec<String>,
+}
+
+/// Why a filter string was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("Invalid filter {filter:?}: {reason}")]
+pub struct FilterError {
+    pub filter: String,
+    pub reason: String,
+}
+
+impl EntityFilter {
+    /// Parses Backstage `filter` query parameters; `None` when there are none.
+    pub fn parse(filters: &[String]) -> Result<Option<EntityFilter>, FilterError> {
+        let mut any_of = Vec::new();
+        for f in filters {
+            let mut by_key: BTreeMap<String, Vec<String>> = BTreeMap::new();
+            for part in f.split(',') {
+                let part = part.trim();
+                if part.is_empty() {
+                    continue;
+                }
+                let (k, v) = match part.split_once('=') {
+                    Some((k, v)) => (k.trim(), Some(v.trim())),
+                    None => (part, None),
+                };
+                if k.is_empty() {
+                    return Err(FilterError {
+                        filter: f.clone(),
+                        reason: format!("condition {part:?} has no key"),
+                    });
+                }
+                let values = by_key.entry(k.to_lowercase()).or_default();
+                if let Some(v) = v {
+                    values.push(v.to_lowercase());
+                }
+            }
+            if by_key.is_empty() {
+                continue;
+            }
+            any_of.push(FilterClause {
+                all_of: by_key
+                    .into_iter()
+                    .map(|(key, values)| Condition { key, values })
+                    .collect(),
+            });
+        }
+        Ok((!any_of.is_empty()).then_some(EntityFilter { any_of }))
+    }
+}
+
+/// The catalog's read model over a store.
+#[derive(Clone)]
+pub struct Catalog {
+    store: Arc<dyn Store>,
+}
+
+impl Catalog {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Catalog { store }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The served JSON of an entity by ref key (lower-cased `kind:ns/name`).
+    pub fn entity(&self, refkey: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.store.get(&keys::entity(&refkey.to_lowercase()))
+    }
+
+    pub fn entity_by_uid(&self, uid: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.store.get(&keys::uid(uid))? {
+            Some(r) => self.entity(&String::from_utf8_lossy(&r)),
+            None => Ok(None),
+        }
+    }
+
+    /// Ref keys of all served entities, sorted, after `after`, at most `limit`.
+    pub fn all_refs(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>, StoreError> {
+        let prefix = [keys::ENTITY];
+        let from = after.map(|a| {
+            let mut k = keys::entity(a);
+            k.push(0);
+            k
+        });
+        let mut out = Vec::new();
+        self.store.scan(&prefix, from.as_deref(), &mut |k, _| {
+            out.push(String::from_utf8_lossy(&k[1..]).into_owned());
+            out.len() < limit
+        })?;
+        Ok(out)
+    }
+
+    /// Ref keys matching the filter (all entities when `None`), sorted.
+    pub fn refs(&self, filter: Option<&EntityFilter>) -> Result<Vec<String>, StoreError> {
+        let Some(filter) = filter else {
+            return self.all_refs(None, usize::MAX);
+        };
+        let mut out = BTreeSet::new();
+        for clause in &filter.any_of {
+            out.extend(self.clause(clause)?);
+        }
+        Ok(out.into_iter().collect())
+    }
+
+    fn clause(&self, clause: &FilterClause) -> Result<BTreeSet<String>, StoreError> {
+        // Evaluate the most selective condition first (facet counts tell),
+        // then intersect.
+        let mut conds: Vec<(u64, &Condition)> = Vec::new();
+        for c in &clause.all_of {
+            conds.push((self.estimate(c)?, c));
+        }
+        conds.sort_by_key(|(n, _)| *n);
+        let mut acc: Option<BTreeSet<String>> = None;
+        for (_, c) in conds {
+            let set = self.condition(c)?;
+            acc = Some(match acc {
+                None => set,
+                Some(a) => a.intersection(&set).cloned().collect(),
+            });
+            if acc.as_ref().is_some_and(BTreeSet::is_empty) {
+                break;
+            }
+        }
+        Ok(acc.unwrap_or_default())
+    }
+
+    fn estimate(&self, c: &Condition) -> Result<u64, StoreError> {
+        if c.values.is_empty() {
+            return Ok(u64::MAX);
+        }
+        let mut n = 0;
+        for v in &c.values {
+            let key = keys::facet(&c.key, v);
+            if let Some(bytes) = self.store.get(&key)? {
+                n += records::decode::<FacetCount>(&key, &bytes)?.count;
+            }
+        }
+        Ok(n)
+    }
+
+    fn condition(&self, c: &Condition) -> Result<BTreeSet<String>, StoreError> {
+        let mut out = BTreeSet::new();
+        let mut collect = |prefix: Vec<u8>| {
+            self.store.scan(&prefix, None, &mut |k, _| {
+                out.insert(String::from_utf8_lossy(keys::last_part(k)).into_owned());
+                true
+            })
+        };
+        if c.values.is_empty() {
+            collect(keys::prefix(keys::SEARCH, &[c.key.as_bytes()]))?;
+        } else {
+            for v in &c.values {
+                collect(keys::prefix(keys::SEARCH, &[c.key.as_bytes(), v.as_bytes()]))?;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The search rows of a served entity (for sorting and filtered facets).
+    pub fn search_rows(&self, refkey: &str) -> Result<SearchRows, StoreError> {
+        let key = keys::search_rows(refkey);
+        match self.store.get(&key)? {
+            Some(bytes) => records::decode(&key, &bytes),
+            None => Ok(SearchRows::default()),
+        }
+    }
+
+    /// Value counts per facet key, over all entities or those matching.
+    pub fn facets(
+        &self,
+        facet_keys: &[String],
+        filter: Option<&EntityFilter>,
+    ) -> Result<BTreeMap<String, Vec<(String, u64)>>, StoreError> {
+        let mut out = BTreeMap::new();
+        match filter {
+            None => {
+                for f in facet_keys {
+                    let mut values = Vec::new();
+                    let prefix = keys::prefix(keys::FACET, &[f.to_lowercase().as_bytes()]);
+                    let mut err = None;
+                    self.store.scan(&prefix, None, &mut |k, v| {
+                        match records::decode::<FacetCount>(k, v) {
+                            Ok(c) => values.push((c.original, c.count)),
+                            Err(e) => err = Some(e),
+                        }
+                        err.is_none()
+                    })?;
+                    if let Some(e) = err {
+                        return Err(e);
+                    }
+                    out.insert(f.clone(), sort_facet(values));
+                }
+            }
+            Some(filter) => {
+                let wanted: BTreeMap<String, &String> =
+                    facet_keys.iter().map(|f| (f.to_lowercase(), f)).collect();
+                let mut counts: BTreeMap<&String, BTreeMap<String, (String, u64)>> =
+                    facet_keys.iter().map(|f| (f, BTreeMap::new())).collect();
+                for r in self.refs(Some(filter))? {
+                    for row in self.search_rows(&r)?.rows {
+                        if let Some(f) = wanted.get(&row.key) {
+                            let slot = counts
+                                .get_mut(f)
+                                .expect("every wanted key has a slot")
+                                .entry(row.value)
+                                .or_insert((row.original, 0));
+                            slot.1 += 1;
+                        }
+                    }
+                }
+                for (f, values) in counts {
+                    out.insert(f.clone(), sort_facet(values.into_values().collect()));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn locations(&self) -> Result<Vec<LocationRecord>, StoreError> {
+        let mut out = Vec::new();
+        let mut err = None;
+        self.store.scan(&[keys::LOCATION], None, &mut |k, v| {
+            match records::decode(k, v) {
+                Ok(r) => out.push(r),
+                Err(e) => err = Some(e),
+            }
+            err.is_none()
+        })?;
+        err.map_or(Ok(out), Err)
+    }
+
+    pub fn location(&self, key: &str) -> Result<Option<LocationRecord>, StoreError> {
+        let k = keys::location(key);
+        match self.store.get(&k)? {
+            Some(bytes) => Ok(Some(records::decode(&k, &bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    pub fn location_by_id(&self, id: &str) -> Result<Option<LocationRecord>, StoreError> {
+        // Location ids are derived from keys; look them up by scanning the
+        // (small) location table rather than keeping a second index.
+        Ok(self
+            .locations()?
+            .into_iter()
+            .find(|l| l.id.to_string().eq_ignore_ascii_case(id)))
+    }
+
+    /// The errors of a location: its processing errors plus a conflict
+    /// error for every ref another location provides.
+    pub fn location_errors(&self, rec: &LocationRecord) -> Result<Vec<ProcessingError>, StoreError> {
+        let mut errors = rec.errors.clone();
+        for r in &rec.refs {
+            let k = keys::claims(r);
+            let Some(bytes) = self.store.get(&k)? else {
+                continue;
+            };
+            let claims: records::Claims = records::decode(&k, &bytes)?;
+            if let Some(winner) = claims.winner().filter(|w| **w != rec.location) {
+                errors.push(ProcessingError {
+                    location: rec.location.clone(),
+                    kind: ErrorKind::Conflict,
+                    message: format!(
+                        "{r} is already provided by {winner}, which was seen first; this location's copy is ignored"
+                    ),
+                    document: None,
+                    line: None,
+                    column: None,
+                    entity: Some(r.clone()),
+                });
+            }
+        }
+        Ok(errors)
+    }
+
+    /// Every effective change of an entity, oldest first.
+    pub fn history(&self, refkey: &str) -> Result<Vec<HistoryRecord>, StoreError> {
+        let prefix = keys::prefix(keys::HISTORY, &[refkey.to_lowercase().as_bytes()]);
+        let mut out = Vec::new();
+        let mut err = None;
+        self.store.scan(&prefix, None, &mut |k, v| {
+            match records::decode(k, v) {
+                Ok(r) => out.push(r),
+                Err(e) => err = Some(e),
+            }
+            err.is_none()
+        })?;
+        err.map_or(Ok(out), Err)
+    }
+
+    /// Applied offsets: (topic, partition) -> next offset.
+    pub fn offsets(&self) -> Result<BTreeMap<(String, u32), i64>, StoreError> {
+        let mut out = BTreeMap::new();
+        self.store.scan(&[keys::OFFSET], None, &mut |k, v| {
+            if let (Some(sep), Ok(off)) = (
+                k.iter().position(|b| *b == 0),
+                <[u8; 8]>::try_from(v),
+            ) && k.len() == sep + 5
+            {
+                let topic = String::from_utf8_lossy(&k[1..sep]).into_owned();
+                let p = u32::from_be_bytes(k[sep + 1..].try_into().expect("4 bytes"));
+                out.insert((topic, p), i64::from_be_bytes(off));
+            }
+            true
+        })?;
+        Ok(out)
+    }
+}
+
+fn sort_facet(mut values: Vec<(String, u64)>) -> Vec<(String, u64)> {
+    values.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    values
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_backstage_filters() {
+        let f = EntityFilter::parse(&[
+            "kind=Component,spec.type=service,spec.type=website".into(),
+            "metadata.tags".into(),
+        ])
+        .unwrap()
+        .unwrap();
+        assert_eq!(f.any_of.len(), 2);
+        assert_eq!(
+            f.any_of[0].all_of,
+            vec![
+                Condition { key: "kind".into(), values: vec!["component".into()] },
+                Condition { key: "spec.type".into(), values: vec!["service".into(), "website".into()] },
+            ]
+        );
+        assert_eq!(f.any_of[1].all_of[0].values, Vec::<String>::new());
+        assert!(EntityFilter::parse(&[]).unwrap().is_none());
+        assert!(EntityFilter::parse(&["=x".into()]).is_err());
+    }
+}

@@ -1,0 +1,172 @@
+//! Stored records. Every value starts with a one-byte record version; an
+//! unknown version is an error naming the key, never a misread.
+
+use crate::store::StoreError;
+use chrono::{DateTime, Utc};
+use proto::{EntityRef, LocationKey, ProcessingError, RelationType, SourceId};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use std::collections::{BTreeMap, BTreeSet};
+use uuid::Uuid;
+
+/// Version byte of every record this build writes.
+pub const RECORD_VERSION: u8 = 1;
+
+pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    let mut out = vec![RECORD_VERSION];
+    serde_json::to_writer(&mut out, value).expect("records serialise infallibly");
+    out
+}
+
+pub fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
+    let corrupt = |reason: String| StoreError::Corrupt {
+        key: String::from_utf8_lossy(key).into_owned(),
+        reason,
+    };
+    match bytes.split_first() {
+        Some((&RECORD_VERSION, rest)) => {
+            serde_json::from_slice(rest).map_err(|e| corrupt(e.to_string()))
+        }
+        Some((v, _)) => Err(corrupt(format!("unknown record version {v}"))),
+        None => Err(corrupt("empty record".into())),
+    }
+}
+
+/// The locations that claim one entity ref, ordered by the conflict rule:
+/// earliest first-seen time, then location key. The first one wins.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Claims {
+    pub claims: Vec<Claim>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Claim {
+    pub first_seen_at: DateTime<Utc>,
+    pub location: LocationKey,
+}
+
+impl Claims {
+    pub fn winner(&self) -> Option<&LocationKey> {
+        self.claims.first().map(|c| &c.location)
+    }
+    /// Adds or updates the claim of `location`, keeping the order.
+    pub fn upsert(&mut self, location: &LocationKey, first_seen_at: DateTime<Utc>) {
+        self.claims.retain(|c| &c.location != location);
+        let claim = Claim {
+            first_seen_at,
+            location: location.clone(),
+        };
+        let at = self.claims.partition_point(|c| c < &claim);
+        self.claims.insert(at, claim);
+    }
+    pub fn remove(&mut self, location: &LocationKey) {
+        self.claims.retain(|c| &c.location != location);
+    }
+}
+
+/// What the projector knows of one location.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LocationRecord {
+    pub id: Uuid,
+    pub location: LocationKey,
+    pub origin: LocationKey,
+    pub source: SourceId,
+    pub first_seen_at: DateTime<Utc>,
+    /// When the last effective change of this location was observed.
+    pub updated_at: DateTime<Utc>,
+    /// Ref keys the location yields, sorted.
+    pub refs: Vec<String>,
+    pub errors: Vec<ProcessingError>,
+}
+
+/// The relations whose source is one ref: (type, target key) -> target and
+/// the entities that emitted it (a pair can be emitted from both ends, e.g.
+/// a group's `children` and the child's `parent`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RelationSet {
+    pub rows: BTreeMap<String, RelationRow>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RelationRow {
+    #[serde(rename = "type")]
+    pub relation_type: RelationType,
+    pub target: EntityRef,
+    pub emitters: BTreeSet<String>,
+}
+
+impl RelationSet {
+    pub fn row_key(t: RelationType, target: &EntityRef) -> String {
+        format!("{}\u{1}{}", t.as_str(), target.key())
+    }
+}
+
+/// The search rows of one served entity: (key, lower-cased value, original).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SearchRows {
+    pub rows: Vec<SearchRow>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct SearchRow {
+    pub key: String,
+    pub value: String,
+    pub original: String,
+}
+
+/// How many served entities have a search row with this key and value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FacetCount {
+    pub count: u64,
+    /// The value as first written (facets report original casing).
+    pub original: String,
+}
+
+/// One effective change of an entity.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryRecord {
+    pub at: DateTime<Utc>,
+    pub event_id: Uuid,
+    pub location: LocationKey,
+    pub change: ChangeKind,
+    /// The entity as its location yields it after the change (no relations,
+    /// uid or etag), absent for a deletion.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entity: Option<proto::Entity>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeKind {
+    Created,
+    Updated,
+    Deleted,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn claims_order_by_first_seen_then_location() {
+        let t = |s| Utc.timestamp_opt(s, 0).unwrap();
+        let mut c = Claims::default();
+        c.upsert(&LocationKey::new("file:/b"), t(5));
+        c.upsert(&LocationKey::new("file:/c"), t(1));
+        c.upsert(&LocationKey::new("file:/a"), t(5));
+        assert_eq!(c.winner().unwrap().as_str(), "file:/c");
+        c.remove(&LocationKey::new("file:/c"));
+        assert_eq!(c.winner().unwrap().as_str(), "file:/a");
+        c.upsert(&LocationKey::new("file:/b"), t(0));
+        assert_eq!(c.winner().unwrap().as_str(), "file:/b");
+        assert_eq!(c.claims.len(), 2);
+    }
+
+    #[test]
+    fn unknown_record_version_is_an_error() {
+        let mut bytes = encode(&Claims::default());
+        bytes[0] = 9;
+        let err = decode::<Claims>(b"Cx", &bytes).unwrap_err();
+        assert!(err.to_string().contains("unknown record version 9"), "{err}");
+    }
+}

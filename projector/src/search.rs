@@ -1,0 +1,104 @@
+//! The search index rows of an entity, as Backstage's `search` table builds
+//! them: every leaf of the entity flattened to a dotted, lower-cased key
+//! with a lower-cased value; arrays give one row per item; relations give
+//! `relations.<type>` = target ref. Values over 200 characters are indexed
+//! as present but empty (Backstage stores them as null).
+
+use crate::records::SearchRow;
+use serde_json::Value;
+
+const MAX_VALUE_LEN: usize = 200;
+const MAX_KEY_LEN: usize = 200;
+
+/// All rows of one served entity, sorted and without duplicates.
+pub fn rows(entity: &Value) -> Vec<SearchRow> {
+    let mut out = Vec::new();
+    if let Value::Object(map) = entity {
+        for (k, v) in map {
+            if k == "relations" {
+                relation_rows(v, &mut out);
+            } else {
+                walk(k, v, &mut out);
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+fn relation_rows(relations: &Value, out: &mut Vec<SearchRow>) {
+    let Value::Array(items) = relations else {
+        return;
+    };
+    for item in items {
+        if let (Some(t), Some(target)) = (
+            item.get("type").and_then(Value::as_str),
+            item.get("targetRef").and_then(Value::as_str),
+        ) {
+            push(out, &format!("relations.{t}"), Some(target));
+        }
+    }
+}
+
+fn walk(path: &str, v: &Value, out: &mut Vec<SearchRow>) {
+    match v {
+        Value::Object(map) => {
+            for (k, v) in map {
+                walk(&format!("{path}.{k}"), v, out);
+            }
+        }
+        Value::Array(items) => {
+            for item in items {
+                walk(path, item, out);
+            }
+        }
+        Value::String(s) => push(out, path, Some(s)),
+        Value::Bool(b) => push(out, path, Some(if *b { "true" } else { "false" })),
+        Value::Number(n) => push(out, path, Some(&n.to_string())),
+        Value::Null => push(out, path, None),
+    }
+}
+
+fn push(out: &mut Vec<SearchRow>, key: &str, value: Option<&str>) {
+    if key.len() > MAX_KEY_LEN || key.contains('\0') {
+        return;
+    }
+    let value = value.filter(|v| v.len() <= MAX_VALUE_LEN && !v.contains('\0'));
+    out.push(SearchRow {
+        key: key.to_lowercase(),
+        value: value.map(str::to_lowercase).unwrap_or_default(),
+        original: value.unwrap_or_default().to_string(),
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn flattens_like_backstage() {
+        let e = json!({
+            "apiVersion": "backstage.io/v1alpha1",
+            "kind": "Component",
+            "metadata": {"name": "Pay", "tags": ["Java", "grpc"],
+                          "annotations": {"github.com/project-slug": "acme/pay"},
+                          "links": [{"url": "https://x", "title": "Runbook"}]},
+            "spec": {"type": "service", "replicas": 3, "public": true, "definition": "x".repeat(300)},
+            "relations": [{"type": "ownedBy", "targetRef": "group:default/Team-A"}]
+        });
+        let rows = rows(&e);
+        let has = |k: &str, v: &str| rows.iter().any(|r| r.key == k && r.value == v);
+        assert!(has("kind", "component"));
+        assert!(has("metadata.name", "pay"));
+        assert!(has("metadata.tags", "java") && has("metadata.tags", "grpc"));
+        assert!(has("metadata.annotations.github.com/project-slug", "acme/pay"));
+        assert!(has("metadata.links.title", "runbook"));
+        assert!(has("spec.replicas", "3") && has("spec.public", "true"));
+        assert!(has("spec.definition", ""), "long values are present but empty");
+        assert!(has("relations.ownedby", "group:default/team-a"));
+        let orig = rows.iter().find(|r| r.key == "kind").unwrap();
+        assert_eq!(orig.original, "Component");
+    }
+}

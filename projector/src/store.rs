@@ -1,0 +1,241 @@
+//! The key-value store behind the projections: one trait, a RocksDB
+//! implementation (primary or read-only secondary) and an in-memory one. The
+//! same conformance tests run against both.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::RwLock;
+
+/// Store errors.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("rocksdb: {0}")]
+    Rocks(#[from] rocksdb::Error),
+    #[error("stored record {key} is unreadable: {reason}")]
+    Corrupt { key: String, reason: String },
+    #[error("store at {path} is in use by another process (only one projector may own it): {source}")]
+    Locked {
+        path: String,
+        #[source]
+        source: rocksdb::Error,
+    },
+}
+
+/// One atomic write: puts (`Some`) and deletes (`None`).
+pub type WriteSet = Vec<(Vec<u8>, Option<Vec<u8>>)>;
+
+/// An ordered key-value store.
+pub trait Store: Send + Sync {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Visits keys starting with `prefix` in order, from `from` (inclusive)
+    /// when given, until `visit` returns false.
+    fn scan(
+        &self,
+        prefix: &[u8],
+        from: Option<&[u8]>,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError>;
+    /// Applies every change at once, or none (a RocksDB WriteBatch).
+    fn write(&self, changes: WriteSet) -> Result<(), StoreError>;
+    /// For a secondary: pick up what the primary wrote. Others: nothing.
+    fn catch_up(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+/// The in-memory store: a sorted map.
+#[derive(Default)]
+pub struct MemStore {
+    map: RwLock<BTreeMap<Vec<u8>, Vec<u8>>>,
+}
+
+impl MemStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Every key and value, for comparing two stores in tests.
+    pub fn dump(&self) -> BTreeMap<Vec<u8>, Vec<u8>> {
+        self.map.read().expect("lock").clone()
+    }
+}
+
+impl Store for MemStore {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.map.read().expect("lock").get(key).cloned())
+    }
+
+    fn scan(
+        &self,
+        prefix: &[u8],
+        from: Option<&[u8]>,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError> {
+        let map = self.map.read().expect("lock");
+        let start = from.unwrap_or(prefix).to_vec();
+        for (k, v) in map.range(start..) {
+            if !k.starts_with(prefix) || !visit(k, v) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn write(&self, changes: WriteSet) -> Result<(), StoreError> {
+        let mut map = self.map.write().expect("lock");
+        for (k, v) in changes {
+            match v {
+                Some(v) => map.insert(k, v),
+                None => map.remove(&k),
+            };
+        }
+        Ok(())
+    }
+}
+
+/// The RocksDB store. The projector opens it as primary; `catalog serve`
+/// processes open it as secondaries and call [`Store::catch_up`].
+pub struct RocksStore {
+    db: rocksdb::DB,
+    secondary: bool,
+}
+
+fn options(cache_bytes: usize) -> rocksdb::Options {
+    let mut opts = rocksdb::Options::default();
+    opts.create_if_missing(true);
+    opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+    opts.increase_parallelism(2);
+    // A secondary needs every file open; a primary is fine with it too.
+    opts.set_max_open_files(-1);
+    let mut block = rocksdb::BlockBasedOptions::default();
+    block.set_block_cache(&rocksdb::Cache::new_lru_cache(cache_bytes));
+    block.set_bloom_filter(10.0, false);
+    block.set_cache_index_and_filter_blocks(true);
+    opts.set_block_based_table_factory(&block);
+    opts
+}
+
+impl RocksStore {
+    /// Opens (creating) the store as its one writer.
+    pub fn open(path: &Path, cache_bytes: usize) -> Result<Self, StoreError> {
+        let db = rocksdb::DB::open(&options(cache_bytes), path).map_err(|e| {
+            if e.to_string().contains("lock") {
+                StoreError::Locked {
+                    path: path.display().to_string(),
+                    source: e,
+                }
+            } else {
+                StoreError::Rocks(e)
+            }
+        })?;
+        Ok(RocksStore {
+            db,
+            secondary: false,
+        })
+    }
+
+    /// Opens a read-only secondary that follows the primary at `path`.
+    pub fn open_secondary(
+        path: &Path,
+        secondary_path: &Path,
+        cache_bytes: usize,
+    ) -> Result<Self, StoreError> {
+        let mut opts = options(cache_bytes);
+        opts.create_if_missing(false);
+        let db = rocksdb::DB::open_as_secondary(&opts, path, secondary_path)?;
+        Ok(RocksStore {
+            db,
+            secondary: true,
+        })
+    }
+
+    /// Bytes on disk of the live SST files plus memtables (for the bench).
+    pub fn approximate_size(&self) -> u64 {
+        let sst = self
+            .db
+            .property_int_value("rocksdb.total-sst-files-size")
+            .ok()
+            .flatten()
+            .unwrap_or(0);
+        let mem = self
+            .db
+            .property_int_value("rocksdb.cur-size-all-mem-tables")
+            .ok()
+            .flatten()
+            .unwrap_or(0);
+        sst + mem
+    }
+}
+
+impl Store for RocksStore {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.db.get(key)?)
+    }
+
+    fn scan(
+        &self,
+        prefix: &[u8],
+        from: Option<&[u8]>,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError> {
+        let mut ro = rocksdb::ReadOptions::default();
+        if let Some(upper) = prefix_upper_bound(prefix) {
+            ro.set_iterate_upper_bound(upper);
+        }
+        let mut it = self.db.raw_iterator_opt(ro);
+        it.seek(from.unwrap_or(prefix));
+        while it.valid() {
+            let (Some(k), Some(v)) = (it.key(), it.value()) else {
+                break;
+            };
+            if !k.starts_with(prefix) || !visit(k, v) {
+                break;
+            }
+            it.next();
+        }
+        it.status()?;
+        Ok(())
+    }
+
+    fn write(&self, changes: WriteSet) -> Result<(), StoreError> {
+        let mut batch = rocksdb::WriteBatch::default();
+        for (k, v) in changes {
+            match v {
+                Some(v) => batch.put(k, v),
+                None => batch.delete(k),
+            }
+        }
+        self.db.write(batch)?;
+        Ok(())
+    }
+
+    fn catch_up(&self) -> Result<(), StoreError> {
+        if self.secondary {
+            self.db.try_catch_up_with_primary()?;
+        }
+        Ok(())
+    }
+}
+
+/// The smallest key greater than every key with this prefix.
+fn prefix_upper_bound(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut upper = prefix.to_vec();
+    while let Some(last) = upper.pop() {
+        if last < u8::MAX {
+            upper.push(last + 1);
+            return Some(upper);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upper_bound_of_prefix() {
+        assert_eq!(prefix_upper_bound(b"ab"), Some(b"ac".to_vec()));
+        assert_eq!(prefix_upper_bound(b"a\xff"), Some(b"b".to_vec()));
+        assert_eq!(prefix_upper_bound(b"\xff\xff"), None);
+    }
+}

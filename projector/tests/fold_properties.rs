@@ -1,0 +1,206 @@
+//! Properties of the fold: idempotence, independence of how partitions
+//! interleave, and one store conformance check (RocksDB and the in-memory
+//! store end byte-identical after the same events).
+
+use chrono::{TimeZone, Utc};
+use projector::{Fold, MemStore, RocksStore, Store, keys};
+use proptest::prelude::*;
+use proto::{
+    Entity, EntityEvent, EntityRef, LocationKey, LocationOutcome, ProcessedEntity, Relation,
+    RelationType, SourceId,
+};
+use std::collections::BTreeMap;
+use uuid::Uuid;
+
+/// A small universe: 4 locations, 5 names, 3 owners, so conflicts and
+/// relation sharing happen often.
+#[derive(Debug, Clone)]
+struct Step {
+    location: usize,
+    /// (name, owner) pairs the location yields; empty + removed = Removed.
+    yields: Vec<(usize, usize)>,
+    removed: bool,
+}
+
+fn entity(name: usize, owner: usize, loc: &str) -> ProcessedEntity {
+    let e: Entity = serde_json::from_value(serde_json::json!({
+        "apiVersion": "backstage.io/v1alpha1", "kind": "Component",
+        "metadata": {"name": format!("c{name}"), "namespace": "default",
+            "annotations": {"backstage.io/managed-by-location": loc}},
+        "spec": {"type": "service", "lifecycle": "production", "owner": format!("g{owner}")}
+    }))
+    .unwrap();
+    let me = e.entity_ref();
+    let g = EntityRef::new("group", "default", &format!("g{owner}"));
+    ProcessedEntity {
+        entity: e,
+        relations: vec![
+            Relation { source: me.clone(), relation_type: RelationType::OwnedBy, target: g.clone() },
+            Relation { source: g, relation_type: RelationType::OwnerOf, target: me },
+        ],
+    }
+}
+
+fn group(owner: usize, loc: &str) -> ProcessedEntity {
+    let e: Entity = serde_json::from_value(serde_json::json!({
+        "apiVersion": "backstage.io/v1alpha1", "kind": "Group",
+        "metadata": {"name": format!("g{owner}"), "namespace": "default"},
+        "spec": {"type": "team", "children": []}
+    }))
+    .unwrap();
+    let _ = loc;
+    ProcessedEntity { entity: e, relations: vec![] }
+}
+
+/// Events with fixed ids and times, so two runs are comparable byte for byte.
+fn to_events(steps: &[Step]) -> Vec<EntityEvent> {
+    steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let loc = format!("file:/org/l{}.yaml", s.location);
+            let mut entities: Vec<ProcessedEntity> =
+                s.yields.iter().map(|(n, o)| entity(*n, *o, &loc)).collect();
+            if s.location == 3 && !s.removed {
+                entities.push(group(0, &loc));
+            }
+            EntityEvent {
+                event_id: Uuid::from_u128(i as u128 + 1),
+                source: SourceId::new("p"),
+                observed_at: Utc.timestamp_opt(1_700_000_000 + i as i64, 0).unwrap(),
+                location: LocationKey::new(loc),
+                origin: LocationKey::new("file:/org"),
+                // Location 2 was seen first, then 0, 1, 3.
+                first_seen_at: Utc.timestamp_opt([10, 20, 5, 30][s.location], 0).unwrap(),
+                observation_id: Uuid::from_u128(1000 + i as u128),
+                outcome: if s.removed {
+                    LocationOutcome::Removed
+                } else {
+                    LocationOutcome::Processed { entities, errors: vec![] }
+                },
+            }
+        })
+        .collect()
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    (
+        0usize..4,
+        prop::collection::vec((0usize..5, 0usize..3), 0..4),
+        prop::bool::weighted(0.15),
+    )
+        .prop_map(|(location, yields, removed)| Step { location, yields, removed })
+}
+
+fn apply(store: &dyn Store, events: &[EntityEvent], batch: usize) {
+    for chunk in events.chunks(batch.max(1)) {
+        let mut fold = Fold::new(store);
+        for e in chunk {
+            fold.apply(e).unwrap();
+        }
+        store.write(fold.finish().unwrap()).unwrap();
+    }
+}
+
+/// State without history (history records the path, which may differ when
+/// a conflict is resolved at a different moment).
+fn state(store: &MemStore) -> BTreeMap<Vec<u8>, Vec<u8>> {
+    store.dump().into_iter().filter(|(k, _)| k[0] != keys::HISTORY).collect()
+}
+
+/// A random merge of the per-location sequences: each location is one
+/// partition's order, partitions interleave arbitrarily.
+fn interleave(events: &[EntityEvent], choices: &[usize]) -> Vec<EntityEvent> {
+    let mut queues: BTreeMap<String, std::collections::VecDeque<EntityEvent>> = BTreeMap::new();
+    for e in events {
+        queues.entry(e.location.to_string()).or_default().push_back(e.clone());
+    }
+    let mut out = Vec::new();
+    let mut c = choices.iter().cycle();
+    while queues.values().any(|q| !q.is_empty()) {
+        let live: Vec<String> = queues.iter().filter(|(_, q)| !q.is_empty()).map(|(k, _)| k.clone()).collect();
+        let pick = &live[c.next().copied().unwrap_or(0) % live.len()];
+        out.push(queues.get_mut(pick).unwrap().pop_front().unwrap());
+    }
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, .. ProptestConfig::default() })]
+
+    #[test]
+    fn order_of_partitions_does_not_matter(
+        steps in prop::collection::vec(step(), 1..25),
+        choices in prop::collection::vec(0usize..7, 1..20),
+        batch in 1usize..6,
+    ) {
+        let events = to_events(&steps);
+        let a = MemStore::new();
+        apply(&a, &events, 1);
+        let b = MemStore::new();
+        apply(&b, &interleave(&events, &choices), batch);
+        prop_assert_eq!(state(&a), state(&b));
+    }
+
+    #[test]
+    fn applying_an_event_again_changes_nothing(
+        steps in prop::collection::vec(step(), 1..25),
+        batch in 1usize..6,
+    ) {
+        let events = to_events(&steps);
+        let store = MemStore::new();
+        for e in &events {
+            apply(&store, std::slice::from_ref(e), batch);
+            let before = store.dump();
+            let mut fold = Fold::new(&store);
+            prop_assert!(!fold.apply(e).unwrap(), "a repeated event reported a change");
+            prop_assert!(fold.finish().unwrap().is_empty(), "a repeated event wrote something");
+            prop_assert_eq!(before, store.dump());
+        }
+    }
+
+    #[test]
+    fn batching_does_not_change_the_result(
+        steps in prop::collection::vec(step(), 1..25),
+        batch in 2usize..10,
+    ) {
+        let events = to_events(&steps);
+        let one = MemStore::new();
+        apply(&one, &events, 1);
+        let many = MemStore::new();
+        apply(&many, &events, batch);
+        prop_assert_eq!(one.dump(), many.dump());
+    }
+}
+
+#[test]
+fn rocksdb_and_memory_stores_agree() {
+    let steps: Vec<Step> = (0..60)
+        .map(|i| Step {
+            location: i % 4,
+            yields: vec![(i % 5, i % 3), ((i + 2) % 5, (i + 1) % 3)],
+            removed: i % 11 == 10,
+        })
+        .collect();
+    let events = to_events(&steps);
+    let mem = MemStore::new();
+    apply(&mem, &events, 7);
+    let dir = tempfile::tempdir().unwrap();
+    let rocks = RocksStore::open(dir.path(), 8 << 20).unwrap();
+    apply(&rocks, &events, 7);
+    let mut dumped = BTreeMap::new();
+    rocks
+        .scan(&[], None, &mut |k, v| {
+            dumped.insert(k.to_vec(), v.to_vec());
+            true
+        })
+        .unwrap();
+    assert!(!dumped.is_empty());
+    assert_eq!(mem.dump(), dumped);
+    // Reopening finds the same state.
+    drop(rocks);
+    let again = RocksStore::open(dir.path(), 8 << 20).unwrap();
+    let mut n = 0;
+    again.scan(&[], None, &mut |_, _| { n += 1; true }).unwrap();
+    assert_eq!(n, dumped.len());
+}

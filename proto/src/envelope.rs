@@ -1,0 +1,88 @@
+//! Versioned envelopes. Every message on every topic and every stored record
+//! is JSON of the shape `{"schema": "...", "version": N, ...fields}`.
+//! Readers decode only the versions they know; an unknown version is a
+//! distinct error so callers can count and skip it instead of misreading it.
+
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+
+/// Why bytes could not be decoded as a message.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("not a {expected} message: schema is {found:?}")]
+    WrongSchema {
+        expected: &'static str,
+        found: String,
+    },
+    #[error("{schema} version {found} is not known to this reader (knows {known})")]
+    UnknownVersion {
+        schema: &'static str,
+        found: u64,
+        known: u32,
+    },
+    #[error("malformed {schema} message: {source}")]
+    Malformed {
+        schema: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+#[derive(Serialize)]
+struct WireOut<'a, T> {
+    schema: &'static str,
+    version: u32,
+    #[serde(flatten)]
+    body: &'a T,
+}
+
+#[derive(Deserialize)]
+struct Probe {
+    schema: String,
+    version: u64,
+}
+
+#[derive(Deserialize)]
+struct WireIn<T> {
+    #[serde(flatten)]
+    body: T,
+}
+
+/// A message type with a schema name and a current version.
+pub trait Versioned: Serialize + DeserializeOwned {
+    /// Stable schema name, e.g. `catalog.observation`.
+    const SCHEMA: &'static str;
+    /// The version this build writes and reads.
+    const VERSION: u32;
+
+    fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(&WireOut {
+            schema: Self::SCHEMA,
+            version: Self::VERSION,
+            body: self,
+        })
+        .expect("message types serialise infallibly")
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let malformed = |source| DecodeError::Malformed {
+            schema: Self::SCHEMA,
+            source,
+        };
+        let probe: Probe = serde_json::from_slice(bytes).map_err(malformed)?;
+        if probe.schema != Self::SCHEMA {
+            return Err(DecodeError::WrongSchema {
+                expected: Self::SCHEMA,
+                found: probe.schema,
+            });
+        }
+        if probe.version != u64::from(Self::VERSION) {
+            return Err(DecodeError::UnknownVersion {
+                schema: Self::SCHEMA,
+                found: probe.version,
+                known: Self::VERSION,
+            });
+        }
+        let wire: WireIn<Self> = serde_json::from_slice(bytes).map_err(malformed)?;
+        Ok(wire.body)
+    }
+}

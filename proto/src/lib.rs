@@ -1,0 +1,19 @@
+//! The event contract of the catalog: versioned envelopes for every topic,
+//! the Backstage entity model, entity references and location keys.
+//!
+//! This crate knows nothing of Kafka, RocksDB or HTTP. A change to the wire
+//! format is a new version (see the golden files under `tests/golden/`).
+
+pub mod entity;
+pub mod envelope;
+pub mod messages;
+pub mod refs;
+pub mod topics;
+
+pub use entity::{Entity, EntityLink, EntityMeta, EntityRelation, RelationType};
+pub use envelope::{DecodeError, Versioned};
+pub use messages::{
+    Content, DeadLetter, EntityEvent, ErrorKind, LocationOutcome, Observation, ObservedContent,
+    ProcessedEntity, ProcessingError, Relation,
+};
+pub use refs::{EntityRef, LocationKey, RefError, SourceId};

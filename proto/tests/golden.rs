@@ -1,0 +1,159 @@
+//! Golden files pin the wire format: a diff here is a new version.
+//! `UPDATE_GOLDEN=1 cargo test -p proto` rewrites them (then review the diff).
+
+use chrono::{TimeZone, Utc};
+use proto::envelope::{DecodeError, Versioned};
+use proto::*;
+use std::path::PathBuf;
+use uuid::Uuid;
+
+fn at(s: i64) -> chrono::DateTime<Utc> {
+    Utc.timestamp_opt(1_780_000_000 + s, 0).unwrap()
+}
+
+fn id(n: u128) -> Uuid {
+    Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0000 | n)
+}
+
+fn sample_entity() -> Entity {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "backstage.io/v1alpha1",
+        "kind": "Component",
+        "metadata": {
+            "name": "payments",
+            "namespace": "default",
+            "annotations": {"backstage.io/managed-by-location": "file:/org/payments.yaml"},
+            "tags": ["java"]
+        },
+        "spec": {"type": "service", "lifecycle": "production", "owner": "group:default/pay"}
+    }))
+    .unwrap()
+}
+
+fn check<T: Versioned + PartialEq + std::fmt::Debug>(name: &str, value: &T) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name);
+    let encoded: serde_json::Value = serde_json::from_slice(&value.encode()).unwrap();
+    let pretty = serde_json::to_string_pretty(&encoded).unwrap() + "\n";
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, &pretty).unwrap();
+    }
+    let golden = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (run with UPDATE_GOLDEN=1)", path.display()));
+    assert_eq!(pretty, golden, "{name}: wire format changed; that is a new version");
+    assert_eq!(&T::decode(golden.as_bytes()).unwrap(), value);
+}
+
+#[test]
+fn observation_v1() {
+    check(
+        "observation.v1.json",
+        &Observation {
+            event_id: id(1),
+            source: SourceId::new("demo"),
+            observed_at: at(10),
+            location: LocationKey::new("file:/org/payments.yaml"),
+            origin: LocationKey::new("file:/org/catalog-info.yaml"),
+            first_seen_at: at(0),
+            content: ObservedContent::Present {
+                content: Content::Utf8 {
+                    text: "kind: Component\n".into(),
+                },
+            },
+        },
+    );
+}
+
+#[test]
+fn observation_removed_v1() {
+    check(
+        "observation-removed.v1.json",
+        &Observation {
+            event_id: id(2),
+            source: SourceId::new("demo"),
+            observed_at: at(20),
+            location: LocationKey::new("file:/org/payments.yaml"),
+            origin: LocationKey::new("file:/org/catalog-info.yaml"),
+            first_seen_at: at(0),
+            content: ObservedContent::Removed,
+        },
+    );
+}
+
+#[test]
+fn entity_event_v1() {
+    let e = sample_entity();
+    check(
+        "entity-event.v1.json",
+        &EntityEvent {
+            event_id: id(3),
+            source: SourceId::new("demo"),
+            observed_at: at(10),
+            location: LocationKey::new("file:/org/payments.yaml"),
+            origin: LocationKey::new("file:/org/catalog-info.yaml"),
+            first_seen_at: at(0),
+            observation_id: id(1),
+            outcome: LocationOutcome::Processed {
+                entities: vec![ProcessedEntity {
+                    relations: vec![
+                        Relation {
+                            source: e.entity_ref(),
+                            relation_type: RelationType::OwnedBy,
+                            target: EntityRef::new("group", "default", "pay"),
+                        },
+                        Relation {
+                            source: EntityRef::new("group", "default", "pay"),
+                            relation_type: RelationType::OwnerOf,
+                            target: e.entity_ref(),
+                        },
+                    ],
+                    entity: e,
+                }],
+                errors: vec![ProcessingError {
+                    location: LocationKey::new("file:/org/payments.yaml"),
+                    kind: ErrorKind::Validation,
+                    message: "metadata.name \"Bad Name!\" is not a valid name".into(),
+                    document: Some(1),
+                    line: Some(14),
+                    column: Some(9),
+                    entity: Some("component:default/Bad Name!".into()),
+                }],
+            },
+        },
+    );
+}
+
+#[test]
+fn dead_letter_v1() {
+    check(
+        "dead-letter.v1.json",
+        &DeadLetter {
+            event_id: id(4),
+            stage: "processor".into(),
+            at: at(30),
+            topic: topics::OBSERVATIONS.into(),
+            partition: 2,
+            offset: 41,
+            key: "file:/org/bomb.yaml".into(),
+            reason: "YAML budget exceeded".into(),
+            errors: vec![],
+        },
+    );
+}
+
+#[test]
+fn unknown_version_is_distinct_from_malformed() {
+    let v2 = br#"{"schema":"catalog.observation","version":2,"whatever":true}"#;
+    assert!(matches!(
+        Observation::decode(v2),
+        Err(DecodeError::UnknownVersion { found: 2, .. })
+    ));
+    let other = br#"{"schema":"catalog.entity-event","version":1}"#;
+    assert!(matches!(
+        Observation::decode(other),
+        Err(DecodeError::WrongSchema { .. })
+    ));
+    assert!(matches!(
+        Observation::decode(b"not json"),
+        Err(DecodeError::Malformed { .. })
+    ));
+}

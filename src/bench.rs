@@ -1,0 +1,326 @@
+//! `catalog bench`: generates an org of N entities as descriptor files, runs
+//! the whole pipeline in this process (embedded log, or Kafka with
+//! `--brokers`), and measures through the HTTP API: ingest throughput (first
+//! observation to all queryable), edit-to-visible latency, query latencies,
+//! memory and disk. A measurement, not a test: it asserts nothing.
+
+use crate::config::Config;
+use crate::services::{self, Shutdown};
+use anyhow::{Context, bail};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// Entities to generate.
+    #[arg(long, default_value_t = 10_000)]
+    pub entities: usize,
+    /// Entities per descriptor file (multi-document YAML).
+    #[arg(long, default_value_t = 10)]
+    pub per_file: usize,
+    /// Requests per latency measurement.
+    #[arg(long, default_value_t = 2000)]
+    pub requests: usize,
+    /// Edits for the edit-to-visible measurement.
+    #[arg(long, default_value_t = 10)]
+    pub edits: usize,
+    /// Run on Kafka at these brokers instead of the embedded log.
+    #[arg(long)]
+    pub brokers: Option<String>,
+    /// Working directory (default: a fresh temporary one, removed after).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+}
+
+/// Writes the org: groups, systems, components, APIs, resources.
+/// Returns the ref key of one component per file (for edits).
+pub fn generate_org(dir: &Path, n: usize, per_file: usize) -> anyhow::Result<Vec<(PathBuf, String)>> {
+    std::fs::create_dir_all(dir)?;
+    let groups = (n / 200).max(2);
+    let systems = (n / 50).max(2);
+    let mut docs: Vec<(String, String)> = Vec::with_capacity(n);
+    for g in 0..groups {
+        docs.push((
+            format!("group:default/team-{g}"),
+            format!(
+                "apiVersion: backstage.io/v1alpha1\nkind: Group\nmetadata:\n  name: team-{g}\nspec:\n  type: team\n  children: []\n"
+            ),
+        ));
+    }
+    for s in 0..systems {
+        docs.push((
+            format!("system:default/system-{s}"),
+            format!(
+                "apiVersion: backstage.io/v1alpha1\nkind: System\nmetadata:\n  name: system-{s}\nspec:\n  owner: team-{}\n",
+                s % groups
+            ),
+        ));
+    }
+    let lifecycles = ["production", "experimental", "deprecated"];
+    let types = ["service", "website", "library"];
+    let mut i = 0;
+    while docs.len() < n {
+        let owner = i % groups;
+        let system = i % systems;
+        let doc = match i % 5 {
+            0 => (
+                format!("api:default/api-{i}"),
+                format!(
+                    "apiVersion: backstage.io/v1alpha1\nkind: API\nmetadata:\n  name: api-{i}\n  description: API number {i}\nspec:\n  type: openapi\n  lifecycle: {}\n  owner: team-{owner}\n  system: system-{system}\n  definition: |\n    openapi: 3.0.0\n",
+                    lifecycles[i % 3]
+                ),
+            ),
+            1 => (
+                format!("resource:default/db-{i}"),
+                format!(
+                    "apiVersion: backstage.io/v1alpha1\nkind: Resource\nmetadata:\n  name: db-{i}\nspec:\n  type: database\n  owner: team-{owner}\n  system: system-{system}\n"
+                ),
+            ),
+            _ => (
+                format!("component:default/svc-{i}"),
+                format!(
+                    "apiVersion: backstage.io/v1alpha1\nkind: Component\nmetadata:\n  name: svc-{i}\n  description: Service number {i}\n  tags: [t{}, lang-{}]\n  annotations:\n    github.com/project-slug: acme/svc-{i}\nspec:\n  type: {}\n  lifecycle: {}\n  owner: group:default/team-{owner}\n  system: system-{system}\n  providesApis: [api-{}]\n  dependsOn: [resource:db-{}]\n",
+                    i % 7,
+                    i % 4,
+                    types[i % 3],
+                    lifecycles[i % 3],
+                    i - i % 5,
+                    i - i % 5 + 1
+                ),
+            ),
+        };
+        docs.push(doc);
+        i += 1;
+    }
+    let mut edit_targets = Vec::new();
+    for (f, chunk) in docs.chunks(per_file.max(1)).enumerate() {
+        let sub = dir.join(format!("d{}", f / 500));
+        std::fs::create_dir_all(&sub)?;
+        let path = sub.join(format!("f{f}.yaml"));
+        let text: Vec<&str> = chunk.iter().map(|(_, d)| d.as_str()).collect();
+        std::fs::write(&path, text.join("---\n"))?;
+        if let Some((r, _)) = chunk.iter().find(|(r, _)| r.starts_with("component:")) {
+            edit_targets.push((path, r.clone()));
+        }
+    }
+    Ok(edit_targets)
+}
+
+fn rss_kib(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn dir_size(p: &Path) -> u64 {
+    walk_size(p).unwrap_or(0)
+}
+
+fn walk_size(p: &Path) -> std::io::Result<u64> {
+    let mut total = 0;
+    for e in std::fs::read_dir(p)? {
+        let e = e?;
+        let m = e.metadata()?;
+        total += if m.is_dir() { walk_size(&e.path())? } else { m.len() };
+    }
+    Ok(total)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+fn fmt_d(d: Duration) -> String {
+    if d < Duration::from_millis(1) {
+        format!("{} µs", d.as_micros())
+    } else {
+        format!("{:.2} ms", d.as_secs_f64() * 1e3)
+    }
+}
+
+/// Times `n` sequential GETs over one keep-alive connection.
+fn measure(agent: &ureq::Agent, urls: &[String], n: usize) -> anyhow::Result<Vec<Duration>> {
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        let url = &urls[i % urls.len()];
+        let t = Instant::now();
+        let mut resp = agent.get(url).call().with_context(|| format!("GET {url}"))?;
+        let _ = resp.body_mut().read_to_vec()?;
+        out.push(t.elapsed());
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn total_items(agent: &ureq::Agent, base: &str) -> anyhow::Result<u64> {
+    let v: serde_json::Value = agent
+        .get(format!("{base}/api/catalog/entities/by-query?limit=1"))
+        .call()?
+        .body_mut()
+        .read_json()?;
+    Ok(v["totalItems"].as_u64().unwrap_or(0))
+}
+
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let tmp;
+    let root = match &args.dir {
+        Some(d) => d.clone(),
+        None => {
+            tmp = tempfile::tempdir()?;
+            tmp.path().to_path_buf()
+        }
+    };
+    let org = root.join("org");
+    let t = Instant::now();
+    let edit_targets = generate_org(&org, args.entities, args.per_file)?;
+    println!(
+        "generated {} entities in {} files in {:.1} s",
+        args.entities,
+        args.entities.div_ceil(args.per_file),
+        t.elapsed().as_secs_f64()
+    );
+    let mut cfg = Config {
+        data_dir: root.join("data"),
+        ..Config::default()
+    };
+    cfg.serve.listen = "127.0.0.1:0".parse()?;
+    if let Some(b) = &args.brokers {
+        cfg.set_brokers(b);
+    }
+    cfg.ingest
+        .sources
+        .push(ingest::SourceConfig::files("bench", &org));
+    let shutdown = Shutdown::new();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let started = Instant::now();
+    let sd = shutdown.clone();
+    let pipeline = tokio::spawn(services::run_dev(cfg, None, sd, Some(tx)));
+    let addr = rx.await.context("the pipeline did not start")?;
+    let base = format!("http://{addr}");
+    let n = args.entities as u64;
+    let report = tokio::task::spawn_blocking(move || -> anyhow::Result<String> {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let mut out = String::new();
+        // Ingest throughput: until every entity is queryable.
+        let deadline = Instant::now() + Duration::from_secs(1800);
+        loop {
+            if total_items(&agent, &base)? >= n {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("not all entities visible after 30 minutes");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let ingest = started.elapsed();
+        writeln!(
+            out,
+            "ingest: {n} entities queryable after {:.2} s = {:.0} entities/s (start of first poll to all visible)",
+            ingest.as_secs_f64(),
+            n as f64 / ingest.as_secs_f64()
+        )?;
+        // Edit to visible.
+        let mut lat = Vec::new();
+        for (k, (path, r)) in edit_targets.iter().take(args.edits).enumerate() {
+            let text = std::fs::read_to_string(path)?;
+            let name = r.rsplit('/').next().unwrap_or_default();
+            let marker = format!("edited-{k}-{}", std::process::id());
+            let needle = format!("  name: {name}\n");
+            let edited = text.replacen(&needle, &format!("{needle}  title: {marker}\n"), 1);
+            std::fs::write(path, edited)?;
+            let t = Instant::now();
+            let url = format!("{base}/api/catalog/entities/by-name/component/default/{name}");
+            loop {
+                let body = agent.get(&url).call()?.body_mut().read_to_string()?;
+                if body.contains(&marker) {
+                    break;
+                }
+                if t.elapsed() > Duration::from_secs(60) {
+                    bail!("edit of {r} not visible after 60 s");
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            lat.push(t.elapsed());
+        }
+        lat.sort();
+        writeln!(
+            out,
+            "edit-to-visible over {} edits: p50 {} max {}",
+            lat.len(),
+            fmt_d(percentile(&lat, 0.5)),
+            fmt_d(lat.last().copied().unwrap_or_default())
+        )?;
+        // Query latencies.
+        let names: Vec<String> = (0..200)
+            .map(|i| {
+                let (_, r) = &edit_targets[(i * 7919) % edit_targets.len()];
+                let name = r.rsplit('/').next().unwrap_or_default();
+                format!("{base}/api/catalog/entities/by-name/component/default/{name}")
+            })
+            .collect();
+        let cases: Vec<(&str, Vec<String>, usize)> = vec![
+            ("by-name", names, args.requests),
+            (
+                "by-query filtered page (kind=component,spec.lifecycle=production, 20)",
+                vec![format!(
+                    "{base}/api/catalog/entities/by-query?filter=kind=component,spec.lifecycle=production&limit=20"
+                )],
+                (args.requests / 10).max(20),
+            ),
+            (
+                "facets (kind, spec.type, spec.lifecycle)",
+                vec![format!(
+                    "{base}/api/catalog/entity-facets?facet=kind&facet=spec.type&facet=spec.lifecycle"
+                )],
+                (args.requests / 10).max(20),
+            ),
+            (
+                "full list of components",
+                vec![format!("{base}/api/catalog/entities?filter=kind=component")],
+                5,
+            ),
+        ];
+        for (label, urls, count) in cases {
+            let d = measure(&agent, &urls, count)?;
+            writeln!(
+                out,
+                "{label}: p50 {} p99 {} ({count} requests, 1 connection)",
+                fmt_d(percentile(&d, 0.5)),
+                fmt_d(percentile(&d, 0.99))
+            )?;
+        }
+        Ok(out)
+    })
+    .await??;
+    let rss = rss_kib("VmRSS:");
+    let hwm = rss_kib("VmHWM:");
+    shutdown.trigger();
+    pipeline.await??;
+    print!("{report}");
+    println!(
+        "memory: RSS {} MiB now, peak {} MiB (whole process: ingest, processor, projector, HTTP)",
+        rss / 1024,
+        hwm / 1024
+    );
+    let data = root.join("data");
+    println!(
+        "disk: log {} MiB, projections {} MiB, ingest state {} MiB",
+        dir_size(&data.join("log")) >> 20,
+        dir_size(&data.join("projections")) >> 20,
+        dir_size(&data.join("ingest")) >> 20
+    );
+    Ok(())
+}

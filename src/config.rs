@@ -1,0 +1,213 @@
+//! The configuration of every service: one YAML file, environment
+//! overrides, command-line flags last. Unknown fields are errors that name
+//! the field; values are checked at start.
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where the embedded log, ingest state and projections live.
+    pub data_dir: PathBuf,
+    pub log: LogConfig,
+    pub ingest: ingest::IngestConfig,
+    pub processor: processor::ProcessorConfig,
+    pub projector: projector::ProjectorConfig,
+    pub serve: ServeConfig,
+    pub telemetry: TelemetryConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("./data"),
+            log: LogConfig::default(),
+            ingest: ingest::IngestConfig::default(),
+            processor: processor::ProcessorConfig::default(),
+            projector: projector::ProjectorConfig::default(),
+            serve: ServeConfig::default(),
+            telemetry: TelemetryConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Backend {
+    /// The durable log in RocksDB: one process only (`catalog dev`).
+    Embedded,
+    /// Any Kafka-protocol cluster.
+    Kafka,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub backend: Backend,
+    /// `host:port[,host:port]`; required for `kafka`.
+    pub brokers: Option<String>,
+    /// Partitions of each topic when the catalog creates them.
+    pub partitions: u32,
+    /// Extra librdkafka properties (e.g. `security.protocol`).
+    pub kafka: BTreeMap<String, String>,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            backend: Backend::Embedded,
+            brokers: None,
+            partitions: 4,
+            kafka: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServeConfig {
+    pub listen: SocketAddr,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7007)),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    pub log_format: LogFormat,
+}
+
+impl Config {
+    /// Reads the file (if any), then applies `CATALOG_*` environment
+    /// overrides from `env`.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> anyhow::Result<Config> {
+        let mut cfg = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read config file {}", path.display()))?;
+                Self::parse(&text).with_context(|| format!("config file {}", path.display()))?
+            }
+            None => Config::default(),
+        };
+        for (k, v) in env {
+            cfg.apply_env(&k, &v)?;
+        }
+        Ok(cfg)
+    }
+
+    pub fn parse(text: &str) -> anyhow::Result<Config> {
+        if text.trim().is_empty() {
+            return Ok(Config::default());
+        }
+        serde_saphyr::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))
+    }
+
+    fn apply_env(&mut self, key: &str, value: &str) -> anyhow::Result<()> {
+        let bad = |what: &str| anyhow::anyhow!("environment variable {key}={value:?}: {what}");
+        match key {
+            "CATALOG_DATA_DIR" => self.data_dir = PathBuf::from(value),
+            "CATALOG_BROKERS" => self.set_brokers(value),
+            "CATALOG_LISTEN" => {
+                self.serve.listen = value.parse().map_err(|_| bad("not a socket address"))?
+            }
+            "CATALOG_PARTITIONS" => {
+                self.log.partitions = value.parse().map_err(|_| bad("not a whole number"))?
+            }
+            "CATALOG_LOG_FORMAT" => {
+                self.telemetry.log_format = match value {
+                    "json" => LogFormat::Json,
+                    "text" => LogFormat::Text,
+                    _ => return Err(bad("expected json or text")),
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    pub fn set_brokers(&mut self, brokers: &str) {
+        self.log.backend = Backend::Kafka;
+        self.log.brokers = Some(brokers.to_string());
+    }
+
+    /// Checks what serde cannot; errors name the field.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.log.partitions == 0 || self.log.partitions > 1024 {
+            bail!("log.partitions: must be 1..=1024, got {}", self.log.partitions);
+        }
+        if self.log.backend == Backend::Kafka
+            && self.log.brokers.as_deref().is_none_or(|b| b.trim().is_empty())
+        {
+            bail!("log.brokers: required when log.backend is kafka");
+        }
+        if self.projector.batch_max == 0 {
+            bail!("projector.batch_max: must be at least 1");
+        }
+        self.ingest.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_overrides() {
+        let cfg = Config::load(
+            None,
+            [
+                ("CATALOG_BROKERS".to_string(), "localhost:9092".to_string()),
+                ("CATALOG_LISTEN".to_string(), "0.0.0.0:8080".to_string()),
+            ],
+        )
+        .unwrap();
+        assert_eq!(cfg.log.backend, Backend::Kafka);
+        assert_eq!(cfg.serve.listen.port(), 8080);
+        cfg.validate().unwrap();
+    }
+
+    #[test]
+    fn unknown_field_is_named() {
+        let err = Config::parse("log:\n  partitons: 3\n").unwrap_err().to_string();
+        assert!(err.contains("partitons"), "{err}");
+    }
+
+    #[test]
+    fn bad_env_is_named() {
+        let err = Config::load(None, [("CATALOG_PARTITIONS".into(), "many".into())])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("CATALOG_PARTITIONS"), "{err}");
+    }
+
+    #[test]
+    fn validation_names_the_field() {
+        let mut cfg = Config::default();
+        cfg.log.partitions = 0;
+        assert!(cfg.validate().unwrap_err().to_string().contains("log.partitions"));
+        let cfg = Config::parse("log:\n  backend: kafka\n").unwrap();
+        assert!(cfg.validate().unwrap_err().to_string().contains("log.brokers"));
+    }
+}

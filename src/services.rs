@@ -1,0 +1,400 @@
+//! Each service as a function `run_*(config, shutdown)`, and `dev`, which
+//! runs all of them in one process. Only `main` installs signal handlers;
+//! tests call these directly and shut them down through [`Shutdown`].
+//!
+//! Shutdown order: stop polling sources, let the processor and projector
+//! finish their batch (flush, commit, write offsets), then stop HTTP.
+
+use crate::config::{Backend, Config};
+use anyhow::{Context, anyhow, bail};
+use eventlog::EventLog;
+use eventlog::embedded::EmbeddedLog;
+use eventlog::kafka::KafkaLog;
+use metrics_exporter_prometheus::PrometheusHandle;
+use projector::{Catalog, RocksStore, Status, Store};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Asks every part of a service to stop.
+#[derive(Clone)]
+pub struct Shutdown {
+    flag: Arc<AtomicBool>,
+    tx: Arc<watch::Sender<bool>>,
+}
+
+impl Default for Shutdown {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Shutdown {
+    pub fn new() -> Self {
+        Shutdown {
+            flag: Arc::new(AtomicBool::new(false)),
+            tx: Arc::new(watch::channel(false).0),
+        }
+    }
+    pub fn trigger(&self) {
+        self.flag.store(true, Ordering::SeqCst);
+        self.tx.send_replace(true);
+    }
+    pub fn flag(&self) -> Arc<AtomicBool> {
+        self.flag.clone()
+    }
+    pub fn is_triggered(&self) -> bool {
+        self.flag.load(Ordering::SeqCst)
+    }
+    pub async fn wait(&self) {
+        let mut rx = self.tx.subscribe();
+        let _ = rx.wait_for(|v| *v).await;
+    }
+}
+
+pub fn log_dir(cfg: &Config) -> PathBuf {
+    cfg.data_dir.join("log")
+}
+pub fn store_dir(cfg: &Config) -> PathBuf {
+    cfg.data_dir.join("projections")
+}
+pub fn ingest_dir(cfg: &Config) -> PathBuf {
+    cfg.data_dir.join("ingest")
+}
+
+/// Opens the configured event log; for Kafka, creates missing topics.
+pub fn open_log(cfg: &Config) -> anyhow::Result<Arc<dyn EventLog>> {
+    match cfg.log.backend {
+        Backend::Embedded => {
+            let dir = log_dir(cfg);
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            let log = EmbeddedLog::open(&dir, &proto::topics::ALL, cfg.log.partitions)?;
+            Ok(Arc::new(log))
+        }
+        Backend::Kafka => {
+            let brokers = cfg.log.brokers.as_deref().unwrap_or_default();
+            let extra: Vec<(String, String)> = cfg
+                .log
+                .kafka
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            let log = KafkaLog::connect(brokers, &extra)?;
+            let p = cfg.log.partitions;
+            log.ensure_topics(
+                &[
+                    (proto::topics::OBSERVATIONS, p, true),
+                    (proto::topics::ENTITIES, p, false),
+                    (proto::topics::FACTS, p, true),
+                    (proto::topics::DLQ, p, false),
+                ],
+                Duration::from_secs(30),
+            )?;
+            Ok(Arc::new(log))
+        }
+    }
+}
+
+fn require_kafka(cfg: &Config, service: &str) -> anyhow::Result<()> {
+    if cfg.log.backend != Backend::Kafka {
+        bail!(
+            "`catalog {service}` runs as its own process and talks to Kafka: give --brokers \
+             (the embedded log serves one process only; use `catalog dev` for that)"
+        );
+    }
+    Ok(())
+}
+
+fn open_store(cfg: &Config) -> anyhow::Result<Arc<RocksStore>> {
+    let dir = store_dir(cfg);
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    Ok(Arc::new(RocksStore::open(
+        &dir,
+        cfg.projector.cache_mb << 20,
+    )?))
+}
+
+/// A stage thread that reports its end.
+struct Stage {
+    name: &'static str,
+    handle: JoinHandle<anyhow::Result<()>>,
+}
+
+fn spawn_stage(
+    name: &'static str,
+    shutdown: &Shutdown,
+    f: impl FnOnce() -> anyhow::Result<()> + Send + 'static,
+) -> Stage {
+    let sd = shutdown.clone();
+    let handle = std::thread::Builder::new()
+        .name(name.to_string())
+        .spawn(move || {
+            let result = f();
+            if let Err(e) = &result {
+                tracing::error!(stage = name, error = %format!("{e:#}"), "stage failed; shutting down");
+                sd.trigger();
+            }
+            result
+        })
+        .expect("spawn stage thread");
+    Stage { name, handle }
+}
+
+async fn join_stages(stages: Vec<Stage>) -> anyhow::Result<()> {
+    let mut first_err = None;
+    for s in stages {
+        let name = s.name;
+        let res = tokio::task::spawn_blocking(move || s.handle.join())
+            .await
+            .map_err(|e| anyhow!("{name}: {e}"))?;
+        match res {
+            Ok(Ok(())) => tracing::info!(stage = name, "stopped"),
+            Ok(Err(e)) => first_err = first_err.or(Some(e.context(name))),
+            Err(_) => first_err = first_err.or(Some(anyhow!("{name} panicked"))),
+        }
+    }
+    first_err.map_or(Ok(()), Err)
+}
+
+fn ingest_stage(cfg: &Config, log: Arc<dyn EventLog>, shutdown: &Shutdown) -> anyhow::Result<Stage> {
+    let dir = ingest_dir(cfg);
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let ingest = ingest::Ingest::open(cfg.ingest.clone(), log, &dir)?;
+    let stop = shutdown.flag();
+    Ok(spawn_stage("ingest", shutdown, move || {
+        ingest.run(stop)?;
+        Ok(())
+    }))
+}
+
+fn processor_stage(cfg: &Config, log: Arc<dyn EventLog>, shutdown: &Shutdown) -> Stage {
+    let pcfg = cfg.processor.clone();
+    let stop = shutdown.flag();
+    spawn_stage("processor", shutdown, move || {
+        processor::run(log, &pcfg, stop)?;
+        Ok(())
+    })
+}
+
+fn projector_stage(
+    cfg: &Config,
+    log: Arc<dyn EventLog>,
+    store: Arc<dyn Store>,
+    status: Arc<Status>,
+    shutdown: &Shutdown,
+) -> Stage {
+    let pcfg = cfg.projector.clone();
+    let stop = shutdown.flag();
+    spawn_stage("projector", shutdown, move || {
+        projector::run(log, store, &pcfg, status, stop)?;
+        Ok(())
+    })
+}
+
+async fn http(
+    cfg: &Config,
+    catalog: Catalog,
+    lag: Arc<dyn Fn() -> Option<i64> + Send + Sync>,
+    metrics: Option<PrometheusHandle>,
+) -> anyhow::Result<(tokio::task::JoinHandle<std::io::Result<()>>, Shutdown, std::net::SocketAddr)>
+{
+    let listener = tokio::net::TcpListener::bind(cfg.serve.listen)
+        .await
+        .with_context(|| format!("serve.listen: cannot listen on {}", cfg.serve.listen))?;
+    let addr = listener.local_addr()?;
+    let stop_http = Shutdown::new();
+    let state = query::AppState {
+        catalog,
+        lag,
+        metrics,
+    };
+    let sd = stop_http.clone();
+    let server = tokio::spawn(query::serve(listener, state, async move { sd.wait().await }));
+    tracing::info!(%addr, "serving the catalog API");
+    Ok((server, stop_http, addr))
+}
+
+/// Where a running service listens (for tests that bind port 0).
+pub type Listening = tokio::sync::oneshot::Sender<std::net::SocketAddr>;
+
+/// `catalog dev`: every stage in one process, on the embedded log by default.
+pub async fn run_dev(
+    cfg: Config,
+    metrics: Option<PrometheusHandle>,
+    shutdown: Shutdown,
+    listening: Option<Listening>,
+) -> anyhow::Result<()> {
+    cfg.validate()?;
+    let log = open_log(&cfg)?;
+    let store = open_store(&cfg)?;
+    let status = Arc::new(Status::default());
+    let catalog = Catalog::new(store.clone());
+    let lag_status = status.clone();
+    let (server, stop_http, addr) =
+        http(&cfg, catalog, Arc::new(move || lag_status.lag()), metrics).await?;
+    if let Some(tx) = listening {
+        let _ = tx.send(addr);
+    }
+    let stages = vec![
+        ingest_stage(&cfg, log.clone(), &shutdown)?,
+        processor_stage(&cfg, log.clone(), &shutdown),
+        projector_stage(&cfg, log, store, status, &shutdown),
+    ];
+    shutdown.wait().await;
+    let result = join_stages(stages).await;
+    stop_http.trigger();
+    server.await??;
+    result
+}
+
+/// `catalog ingest`: sources -> observations.
+pub async fn run_ingest(cfg: Config, shutdown: Shutdown) -> anyhow::Result<()> {
+    cfg.validate()?;
+    require_kafka(&cfg, "ingest")?;
+    let log = open_log(&cfg)?;
+    let stages = vec![ingest_stage(&cfg, log, &shutdown)?];
+    shutdown.wait().await;
+    join_stages(stages).await
+}
+
+/// `catalog process`: observations -> entity events.
+pub async fn run_process(cfg: Config, shutdown: Shutdown) -> anyhow::Result<()> {
+    cfg.validate()?;
+    require_kafka(&cfg, "process")?;
+    let log = open_log(&cfg)?;
+    let stages = vec![processor_stage(&cfg, log, &shutdown)];
+    shutdown.wait().await;
+    join_stages(stages).await
+}
+
+/// `catalog project`: entity events -> the RocksDB store it owns.
+pub async fn run_project(cfg: Config, shutdown: Shutdown) -> anyhow::Result<()> {
+    cfg.validate()?;
+    require_kafka(&cfg, "project")?;
+    let log = open_log(&cfg)?;
+    let store = open_store(&cfg)?;
+    let stages = vec![projector_stage(
+        &cfg,
+        log,
+        store,
+        Arc::new(Status::default()),
+        &shutdown,
+    )];
+    shutdown.wait().await;
+    join_stages(stages).await
+}
+
+/// `catalog serve`: the API, over the projector's store opened as a RocksDB
+/// secondary (following the primary), or with its own projector.
+pub async fn run_serve(
+    cfg: Config,
+    with_projector: bool,
+    metrics: Option<PrometheusHandle>,
+    shutdown: Shutdown,
+    listening: Option<Listening>,
+) -> anyhow::Result<()> {
+    cfg.validate()?;
+    require_kafka(&cfg, "serve")?;
+    let log = open_log(&cfg)?;
+    if with_projector {
+        let store = open_store(&cfg)?;
+        let status = Arc::new(Status::default());
+        let lag_status = status.clone();
+        let (server, stop_http, addr) = http(
+            &cfg,
+            Catalog::new(store.clone()),
+            Arc::new(move || lag_status.lag()),
+            metrics,
+        )
+        .await?;
+        if let Some(tx) = listening {
+            let _ = tx.send(addr);
+        }
+        let stages = vec![projector_stage(&cfg, log, store, status, &shutdown)];
+        shutdown.wait().await;
+        let result = join_stages(stages).await;
+        stop_http.trigger();
+        server.await??;
+        return result;
+    }
+    let primary = store_dir(&cfg);
+    let secondary = secondary_dir(&cfg.data_dir);
+    let store = open_secondary(&primary, &secondary, cfg.projector.cache_mb << 20).await?;
+    let catalog = Catalog::new(store.clone());
+    let lag = Arc::new(std::sync::Mutex::new(None::<i64>));
+    let follow = {
+        let (catalog, lag, log, sd) = (catalog.clone(), lag.clone(), log.clone(), shutdown.clone());
+        spawn_stage("follower", &shutdown, move || {
+            while !sd.is_triggered() {
+                catalog.store().catch_up()?;
+                let applied = catalog.offsets()?;
+                let ends = log.end_offsets(proto::topics::ENTITIES)?;
+                let behind: i64 = ends
+                    .iter()
+                    .enumerate()
+                    .map(|(p, end)| {
+                        let done = applied
+                            .get(&(proto::topics::ENTITIES.to_string(), p as u32))
+                            .copied()
+                            .unwrap_or(0);
+                        (end - done).max(0)
+                    })
+                    .sum();
+                *lag.lock().expect("lock") = Some(behind);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Ok(())
+        })
+    };
+    let lag_read = lag.clone();
+    let (server, stop_http, addr) = http(
+        &cfg,
+        catalog,
+        Arc::new(move || *lag_read.lock().expect("lock")),
+        metrics,
+    )
+    .await?;
+    if let Some(tx) = listening {
+        let _ = tx.send(addr);
+    }
+    shutdown.wait().await;
+    let result = join_stages(vec![follow]).await;
+    stop_http.trigger();
+    server.await??;
+    let _ = std::fs::remove_dir_all(&secondary);
+    result
+}
+
+fn secondary_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join(format!("secondary-{}", std::process::id()))
+}
+
+/// Waits for the projector to create its store, then opens a secondary.
+async fn open_secondary(
+    primary: &Path,
+    secondary: &Path,
+    cache: usize,
+) -> anyhow::Result<Arc<RocksStore>> {
+    let mut waited = Duration::ZERO;
+    loop {
+        if primary.join("CURRENT").exists() {
+            std::fs::create_dir_all(secondary)?;
+            return Ok(Arc::new(RocksStore::open_secondary(primary, secondary, cache)?));
+        }
+        if waited >= Duration::from_secs(60) {
+            bail!(
+                "no projector store at {} after 60 s: start `catalog project` with the same --data-dir",
+                primary.display()
+            );
+        }
+        if waited.is_zero() {
+            tracing::info!(path = %primary.display(), "waiting for the projector to create its store");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        waited += Duration::from_millis(200);
+    }
+}

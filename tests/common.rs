@@ -1,0 +1,100 @@
+//! Helpers shared by the end-to-end tests: an HTTP client, waiting, and
+//! copying the demo org into a scratch directory.
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+pub fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .into()
+}
+
+/// GET a JSON document: (status, body).
+pub fn get(agent: &ureq::Agent, url: &str) -> (u16, Value) {
+    match agent.get(url).call() {
+        Ok(mut r) => {
+            let status = r.status().as_u16();
+            let text = r.body_mut().read_to_string().unwrap_or_default();
+            (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        }
+        Err(e) => (0, Value::String(e.to_string())),
+    }
+}
+
+/// Polls `check` until it returns Some or the deadline passes.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        if start.elapsed() > timeout {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), dest).unwrap();
+        }
+    }
+}
+
+pub fn demo_org() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/acme")
+}
+
+/// Number of served entities, from by-query's totalItems.
+pub fn total(agent: &ureq::Agent, base: &str, filter: &str) -> u64 {
+    let (s, v) = get(
+        agent,
+        &format!("{base}/api/catalog/entities/by-query?limit=1&filter={filter}"),
+    );
+    if s != 200 {
+        return 0;
+    }
+    v["totalItems"].as_u64().unwrap_or(0)
+}
+
+/// Counts documents of a kind in the demo org's files, excluding the
+/// intentionally broken file: what the catalog should serve.
+pub fn count_kind_in(dir: &Path, kind: &str) -> u64 {
+    let mut n = 0;
+    for e in walk(dir) {
+        if e.to_string_lossy().contains("broken") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&e).unwrap();
+        n += text
+            .lines()
+            .filter(|l| l.trim_end() == format!("kind: {kind}"))
+            .count() as u64;
+    }
+    n
+}
+
+pub fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else if p.extension().is_some_and(|x| x == "yaml" || x == "yml") {
+            out.push(p);
+        }
+    }
+    out
+}

@@ -1,0 +1,186 @@
+//! Every service as its own `catalog` process, talking Kafka through
+//! rdkafka to librdkafka's mock cluster started here over TCP (or to the
+//! real broker named by `CATALOG_TEST_BROKERS`, which should be a fresh one:
+//! topic names are fixed).
+//!
+//! Checks the demo org is served by a separate `serve` process following the
+//! projector's store as a RocksDB secondary, and that a projector killed with
+//! SIGKILL mid-ingest and restarted ends byte-identical to an uninterrupted
+//! one that consumed the same log.
+
+mod common;
+
+use common::*;
+use projector::{RocksStore, Store};
+use rdkafka::mocking::MockCluster;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(120);
+
+struct Broker {
+    _mock: Option<MockCluster<'static, rdkafka::producer::DefaultProducerContext>>,
+    servers: String,
+}
+
+fn broker() -> Broker {
+    if let Ok(servers) = std::env::var("CATALOG_TEST_BROKERS") {
+        return Broker { _mock: None, servers };
+    }
+    let mock = MockCluster::new(1).expect("mock cluster");
+    for t in proto::topics::ALL {
+        mock.create_topic(t, 4, 1).expect("create topic");
+    }
+    let servers = mock.bootstrap_servers();
+    Broker { _mock: Some(mock), servers }
+}
+
+struct Proc(Child, &'static str);
+
+impl Proc {
+    fn spawn(name: &'static str, args: &[&str]) -> Proc {
+        let log = std::env::temp_dir().join(format!("catalog-e2e-{}-{name}.log", std::process::id()));
+        let out = std::fs::File::create(&log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_catalog"))
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::from(out.try_clone().unwrap()))
+            .stderr(Stdio::from(out))
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
+        Proc(child, name)
+    }
+    fn sigkill(mut self) {
+        self.0.kill().unwrap();
+        self.0.wait().unwrap();
+    }
+    fn terminate(mut self) {
+        let _ = Command::new("kill").arg("-TERM").arg(self.0.id().to_string()).status();
+        let status = self.0.wait().unwrap();
+        assert!(status.success(), "{} exited with {status}", self.1);
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn dump(path: &Path) -> BTreeMap<Vec<u8>, Vec<u8>> {
+    let store = RocksStore::open(path, 8 << 20).unwrap();
+    let mut out = BTreeMap::new();
+    store
+        .scan(&[], None, &mut |k, v| {
+            out.insert(k.to_vec(), v.to_vec());
+            true
+        })
+        .unwrap();
+    out
+}
+
+fn ready_with_lag_zero(a: &ureq::Agent, base: &str) -> bool {
+    let (s, v) = get(a, &format!("{base}/readyz"));
+    s == 200 && v["lag"] == 0
+}
+
+#[test]
+fn separate_processes_serve_the_demo_org() {
+    let b = broker();
+    let tmp = tempfile::tempdir().unwrap();
+    let org = tmp.path().join("org");
+    copy_dir(&demo_org(), &org);
+    let data = tmp.path().join("data");
+    let (org_s, data_s) = (org.to_str().unwrap(), data.to_str().unwrap());
+    let ingest_dir = tmp.path().join("ingest");
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let _ingest = Proc::spawn("ingest", &["ingest", org_s, "--brokers", &b.servers, "--data-dir", ingest_dir.to_str().unwrap()]);
+    let _process = Proc::spawn("process", &["process", "--brokers", &b.servers]);
+    let project = Proc::spawn("project", &["project", "--brokers", &b.servers, "--data-dir", data_s]);
+    let serve = Proc::spawn("serve", &["serve", "--brokers", &b.servers, "--data-dir", data_s, "--listen", &listen]);
+    let a = agent();
+    let base = format!("http://{listen}");
+    let expected = count_kind_in(&org, "Component") + 1;
+    wait_for("demo org served by the serve process", WAIT, || {
+        (total(&a, &base, "kind=component") == expected).then_some(())
+    });
+    // An edit travels through all four processes.
+    let file = walk(&org)
+        .into_iter()
+        .find(|p| std::fs::read_to_string(p).unwrap().contains("name: cart-service"))
+        .unwrap();
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, text.replacen("name: cart-service\n", "name: cart-service\n  title: Via Kafka\n", 1)).unwrap();
+    wait_for("edit visible", WAIT, || {
+        let (_, e) = get(&a, &format!("{base}/api/catalog/entities/by-name/component/default/cart-service"));
+        (e["metadata"]["title"] == "Via Kafka").then_some(())
+    });
+    wait_for("lag known and zero", WAIT, || ready_with_lag_zero(&a, &base).then_some(()));
+    serve.terminate();
+    project.terminate();
+}
+
+#[test]
+fn projector_killed_mid_ingest_converges_to_the_uninterrupted_state() {
+    let b = broker();
+    let tmp = tempfile::tempdir().unwrap();
+    let org = tmp.path().join("org");
+    let n = 4000;
+    catalog::bench::generate_org(&org, n, 10).unwrap();
+    let (victim_dir, witness_dir) = (tmp.path().join("victim"), tmp.path().join("witness"));
+    let (v_s, w_s) = (victim_dir.to_str().unwrap(), witness_dir.to_str().unwrap());
+    let (wport, vport) = (free_port(), free_port());
+    let (wlisten, vlisten) = (format!("127.0.0.1:{wport}"), format!("127.0.0.1:{vport}"));
+    let ingest_dir = tmp.path().join("ingest");
+
+    // The witness folds the whole log without interruption.
+    let witness = Proc::spawn("witness", &["serve", "--with-projector", "--brokers", &b.servers, "--data-dir", w_s, "--listen", &wlisten]);
+    let victim = Proc::spawn("victim", &["project", "--brokers", &b.servers, "--data-dir", v_s]);
+    let _ingest = Proc::spawn("ingest", &["ingest", org.to_str().unwrap(), "--brokers", &b.servers, "--data-dir", ingest_dir.to_str().unwrap()]);
+    let _process = Proc::spawn("process", &["process", "--brokers", &b.servers]);
+    let a = agent();
+    let wbase = format!("http://{wlisten}");
+
+    // Kill the victim while entities are still arriving.
+    wait_for("ingest under way", WAIT, || {
+        let t = total(&a, &wbase, "");
+        (t > 0).then_some(t)
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let seen = total(&a, &wbase, "");
+    victim.sigkill();
+    assert!(seen < n as u64, "the kill came after ingest finished ({seen} of {n}); make the org larger");
+
+    let victim = Proc::spawn("victim-again", &["project", "--brokers", &b.servers, "--data-dir", v_s]);
+    wait_for("witness has everything", WAIT, || {
+        (total(&a, &wbase, "") == n as u64 && ready_with_lag_zero(&a, &wbase)).then_some(())
+    });
+    let follower = Proc::spawn("victim-follower", &["serve", "--brokers", &b.servers, "--data-dir", v_s, "--listen", &vlisten]);
+    let vbase = format!("http://{vlisten}");
+    wait_for("victim caught up", WAIT, || {
+        (total(&a, &vbase, "") == n as u64 && ready_with_lag_zero(&a, &vbase)).then_some(())
+    });
+    follower.terminate();
+    victim.terminate();
+    witness.terminate();
+
+    let w = dump(&witness_dir.join("projections"));
+    let v = dump(&victim_dir.join("projections"));
+    assert!(w.len() > n, "witness store has {} keys", w.len());
+    let differing: Vec<String> = w
+        .keys()
+        .chain(v.keys())
+        .filter(|k| w.get(*k) != v.get(*k))
+        .take(5)
+        .map(|k| String::from_utf8_lossy(k).into_owned())
+        .collect();
+    assert!(differing.is_empty(), "stores differ at {differing:?}");
+}
