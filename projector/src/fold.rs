@@ -145,12 +145,8 @@ impl<'s> Fold<'s> {
         let key = keys::location(event.location.as_str());
         if matches!(event.outcome, LocationOutcome::Removed) {
             return match old {
-                Some(old) => {
+                Some(_) => {
                     self.locations.set(key, None);
-                    self.locations.rows.insert(
-                        keys::location_id(&old.id.to_string()),
-                        (None, true),
-                    );
                     true
                 }
                 None => false,

@@ -94,7 +94,7 @@ impl Catalog {
 
     /// The served JSON of an entity by ref key (lower-cased `kind:ns/name`).
     pub fn entity(&self, refkey: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.store.get(&keys::entity(&refkey.to_lowercase()))
+        self.store.get(&keys::entity(&refkey.to_ascii_lowercase()))
     }
 
     pub fn entity_by_uid(&self, uid: &str) -> Result<Option<Vec<u8>>, StoreError> {
@@ -305,7 +305,7 @@ impl Catalog {
 
     /// Every effective change of an entity, oldest first.
     pub fn history(&self, refkey: &str) -> Result<Vec<HistoryRecord>, StoreError> {
-        let prefix = keys::prefix(keys::HISTORY, &[refkey.to_lowercase().as_bytes()]);
+        let prefix = keys::prefix(keys::HISTORY, &[refkey.to_ascii_lowercase().as_bytes()]);
         let mut out = Vec::new();
         let mut err = None;
         self.store.scan(&prefix, None, &mut |k, v| {

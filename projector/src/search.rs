@@ -50,6 +50,11 @@ fn walk(path: &str, v: &Value, out: &mut Vec<SearchRow>) {
         }
         Value::Array(items) => {
             for item in items {
+                // Backstage also indexes `path.item = true` for string
+                // items, which is how `filter=metadata.tags.java` works.
+                if let Value::String(s) = item {
+                    push(out, &format!("{path}.{s}"), Some("true"));
+                }
                 walk(path, item, out);
             }
         }
@@ -93,6 +98,7 @@ mod tests {
         assert!(has("kind", "component"));
         assert!(has("metadata.name", "pay"));
         assert!(has("metadata.tags", "java") && has("metadata.tags", "grpc"));
+        assert!(has("metadata.tags.java", "true"));
         assert!(has("metadata.annotations.github.com/project-slug", "acme/pay"));
         assert!(has("metadata.links.title", "runbook"));
         assert!(has("spec.replicas", "3") && has("spec.public", "true"));

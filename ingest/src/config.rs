@@ -1,0 +1,438 @@
+//! Configuration of the ingest stage: which sources exist, how often they
+//! are polled, and the limits that protect the pipeline.
+//!
+//! ```yaml
+//! sources:
+//!   - id: demo
+//!     type: files
+//!     path: ./catalog            # the directory to walk
+//!     patterns: ["**/*.yaml"]    # default: **/*.yaml, **/*.yml
+//!     schedule: "*/5 * * * * *"  # cron, seconds first; default: every second
+//!     max_document_bytes: 1048576
+//!     removal_guard: { max_share: 0.5, min_count: 3 }
+//! ```
+//!
+//! Every struct rejects unknown fields, so a typo is an error rather than a
+//! silently ignored setting. [`IngestConfig::validate`] checks what serde
+//! cannot (cron syntax, globs, ranges) and names the offending field.
+
+use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+/// Default cron schedule: every second (`sec min hour dom month dow`).
+pub const DEFAULT_SCHEDULE: &str = "*/1 * * * * *";
+/// Default largest document a source ships: 1 MiB.
+pub const DEFAULT_MAX_DOCUMENT_BYTES: u64 = 1024 * 1024;
+/// Default file patterns of a `files` source.
+pub const DEFAULT_PATTERNS: [&str; 2] = ["**/*.yaml", "**/*.yml"];
+
+/// The `ingest` section of the configuration.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestConfig {
+    #[serde(default)]
+    pub sources: Vec<SourceConfig>,
+}
+
+/// One configured source instance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "RawSourceConfig", into = "RawSourceConfig")]
+pub struct SourceConfig {
+    /// Stable name of the source (`[A-Za-z0-9._-]+`); part of every
+    /// observation and of the sync state's keys.
+    pub id: String,
+    /// What kind of source this is, with its own settings.
+    pub kind: SourceKind,
+    /// Cron expression with seconds (6 or 7 fields).
+    pub schedule: String,
+    /// Locations larger than this are observed as `too_large`, unread.
+    pub max_document_bytes: u64,
+    /// Protection against a listing that suddenly lacks most locations.
+    pub removal_guard: RemovalGuard,
+}
+
+/// The kinds of sources, with their settings.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SourceKind {
+    /// A directory of descriptor files (`type: files`).
+    Files(FilesConfig),
+}
+
+/// Settings of a `files` source.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FilesConfig {
+    /// The directory to walk. Relative paths are resolved against the
+    /// working directory when ingest opens.
+    pub path: PathBuf,
+    /// Globs, relative to `path`, of the files that are locations.
+    pub patterns: Vec<String>,
+}
+
+/// Removals are held back when they are more than `max_share` of the known
+/// locations AND at least `min_count`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemovalGuard {
+    #[serde(default = "default_max_share")]
+    pub max_share: f64,
+    #[serde(default = "default_min_count")]
+    pub min_count: u32,
+}
+
+impl Default for RemovalGuard {
+    fn default() -> Self {
+        RemovalGuard {
+            max_share: default_max_share(),
+            min_count: default_min_count(),
+        }
+    }
+}
+
+impl RemovalGuard {
+    /// Whether `removals` out of `known` locations must be held back.
+    pub fn holds_back(&self, removals: usize, known: usize) -> bool {
+        removals > 0
+            && removals as f64 > self.max_share * known as f64
+            && removals >= self.min_count as usize
+    }
+}
+
+fn default_max_share() -> f64 {
+    0.5
+}
+fn default_min_count() -> u32 {
+    3
+}
+fn default_schedule() -> String {
+    DEFAULT_SCHEDULE.to_string()
+}
+fn default_max_document_bytes() -> u64 {
+    DEFAULT_MAX_DOCUMENT_BYTES
+}
+fn default_patterns() -> Vec<String> {
+    DEFAULT_PATTERNS.iter().map(|p| p.to_string()).collect()
+}
+
+impl SourceConfig {
+    /// A `files` source with every other setting at its default.
+    pub fn files(id: impl Into<String>, path: impl Into<PathBuf>) -> Self {
+        SourceConfig {
+            id: id.into(),
+            kind: SourceKind::Files(FilesConfig {
+                path: path.into(),
+                patterns: default_patterns(),
+            }),
+            schedule: default_schedule(),
+            max_document_bytes: default_max_document_bytes(),
+            removal_guard: RemovalGuard::default(),
+        }
+    }
+
+    /// The parsed schedule. Call [`IngestConfig::validate`] first for an
+    /// error that names the field.
+    pub fn cron(&self) -> Result<cron::Schedule, cron::error::Error> {
+        cron::Schedule::from_str(&self.schedule)
+    }
+}
+
+/// The flat shape of a source in the configuration file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSourceConfig {
+    id: String,
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    path: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    patterns: Option<Vec<String>>,
+    #[serde(default = "default_schedule")]
+    schedule: String,
+    #[serde(default = "default_max_document_bytes")]
+    max_document_bytes: u64,
+    #[serde(default)]
+    removal_guard: RemovalGuard,
+}
+
+impl TryFrom<RawSourceConfig> for SourceConfig {
+    type Error = String;
+
+    fn try_from(raw: RawSourceConfig) -> Result<Self, String> {
+        let kind = match raw.kind.as_str() {
+            "files" => SourceKind::Files(FilesConfig {
+                path: raw
+                    .path
+                    .ok_or_else(|| format!("source {:?}: a files source needs `path`", raw.id))?,
+                patterns: raw.patterns.unwrap_or_else(default_patterns),
+            }),
+            other => {
+                return Err(format!(
+                    "source {:?}: unknown source type {other:?} (known: files)",
+                    raw.id
+                ));
+            }
+        };
+        Ok(SourceConfig {
+            id: raw.id,
+            kind,
+            schedule: raw.schedule,
+            max_document_bytes: raw.max_document_bytes,
+            removal_guard: raw.removal_guard,
+        })
+    }
+}
+
+impl From<SourceConfig> for RawSourceConfig {
+    fn from(c: SourceConfig) -> Self {
+        let (kind, path, patterns) = match c.kind {
+            SourceKind::Files(f) => ("files".to_string(), Some(f.path), Some(f.patterns)),
+        };
+        RawSourceConfig {
+            id: c.id,
+            kind,
+            path,
+            patterns,
+            schedule: c.schedule,
+            max_document_bytes: c.max_document_bytes,
+            removal_guard: c.removal_guard,
+        }
+    }
+}
+
+/// A configuration value that breaks a rule, with the path of its field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct ConfigError {
+    /// E.g. `ingest.sources[0].schedule`.
+    pub field: String,
+    pub message: String,
+}
+
+impl IngestConfig {
+    /// Checks every rule serde cannot express; the first broken one is
+    /// returned, naming its field.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut ids = HashSet::new();
+        for (i, s) in self.sources.iter().enumerate() {
+            let err = |field: &str, message: String| ConfigError {
+                field: format!("ingest.sources[{i}].{field}"),
+                message,
+            };
+            if s.id.is_empty() {
+                return Err(err("id", "must not be empty".into()));
+            }
+            if !s
+                .id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            {
+                return Err(err(
+                    "id",
+                    format!(
+                        "{:?} may only hold ASCII letters, digits, '-', '_' and '.'",
+                        s.id
+                    ),
+                ));
+            }
+            if !ids.insert(s.id.as_str()) {
+                return Err(err("id", format!("{:?} is used by another source", s.id)));
+            }
+            if let Err(e) = s.cron() {
+                return Err(err(
+                    "schedule",
+                    format!("invalid cron expression {:?}: {e}", s.schedule),
+                ));
+            }
+            if s.max_document_bytes == 0 {
+                return Err(err("max_document_bytes", "must be greater than 0".into()));
+            }
+            let g = &s.removal_guard;
+            if !(g.max_share.is_finite() && (0.0..=1.0).contains(&g.max_share)) {
+                return Err(err(
+                    "removal_guard.max_share",
+                    format!("must be between 0 and 1, is {}", g.max_share),
+                ));
+            }
+            match &s.kind {
+                SourceKind::Files(f) => {
+                    if f.path.as_os_str().is_empty() {
+                        return Err(err("path", "must not be empty".into()));
+                    }
+                    if f.patterns.is_empty() {
+                        return Err(err("patterns", "must hold at least one glob".into()));
+                    }
+                    for (j, p) in f.patterns.iter().enumerate() {
+                        if let Err(e) = crate::files::compile_glob(p) {
+                            return Err(err(
+                                &format!("patterns[{j}]"),
+                                format!("invalid glob {p:?}: {e}"),
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(yaml: &str) -> Result<IngestConfig, String> {
+        serde_saphyr::from_str(yaml).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn defaults_apply() {
+        let cfg = parse("sources:\n  - id: demo\n    type: files\n    path: ./cat\n").unwrap();
+        let s = &cfg.sources[0];
+        assert_eq!(s.schedule, "*/1 * * * * *");
+        assert_eq!(s.max_document_bytes, 1024 * 1024);
+        assert_eq!(s.removal_guard.max_share, 0.5);
+        assert_eq!(s.removal_guard.min_count, 3);
+        let SourceKind::Files(f) = &s.kind;
+        assert_eq!(f.path, PathBuf::from("./cat"));
+        assert_eq!(f.patterns, vec!["**/*.yaml", "**/*.yml"]);
+        assert_eq!(s, &SourceConfig::files("demo", "./cat"));
+        cfg.validate().unwrap();
+    }
+
+    #[test]
+    fn explicit_values_are_kept() {
+        let cfg = parse(
+            "sources:\n  - id: a\n    type: files\n    path: /x\n    patterns: ['*.json']\n    \
+             schedule: '0 */5 * * * *'\n    max_document_bytes: 10\n    \
+             removal_guard: { max_share: 0.25, min_count: 7 }\n",
+        )
+        .unwrap();
+        let s = &cfg.sources[0];
+        assert_eq!(s.schedule, "0 */5 * * * *");
+        assert_eq!(s.max_document_bytes, 10);
+        assert_eq!(
+            s.removal_guard,
+            RemovalGuard {
+                max_share: 0.25,
+                min_count: 7
+            }
+        );
+        let SourceKind::Files(f) = &s.kind;
+        assert_eq!(f.patterns, vec!["*.json"]);
+        cfg.validate().unwrap();
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected() {
+        let e = parse("sources:\n  - id: a\n    type: files\n    path: /x\n    shedule: x\n")
+            .unwrap_err();
+        assert!(e.contains("shedule"), "{e}");
+        let e = parse("sources: []\nextra: 1\n").unwrap_err();
+        assert!(e.contains("extra"), "{e}");
+        let e = parse(
+            "sources:\n  - id: a\n    type: files\n    path: /x\n    removal_guard: {max: 1}\n",
+        )
+        .unwrap_err();
+        assert!(e.contains("max"), "{e}");
+    }
+
+    #[test]
+    fn unknown_type_and_missing_path_are_rejected() {
+        let e = parse("sources:\n  - id: a\n    type: ftp\n    path: /x\n").unwrap_err();
+        assert!(e.contains("unknown source type \"ftp\""), "{e}");
+        let e = parse("sources:\n  - id: a\n    type: files\n").unwrap_err();
+        assert!(e.contains("needs `path`"), "{e}");
+    }
+
+    #[test]
+    fn round_trips_through_serde() {
+        let cfg = IngestConfig {
+            sources: vec![SourceConfig::files("demo", "/srv/catalog")],
+        };
+        let json = serde_json::to_string(&cfg).unwrap();
+        assert!(json.contains(r#""type":"files""#), "{json}");
+        let back: IngestConfig = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, cfg);
+    }
+
+    fn with(f: impl FnOnce(&mut SourceConfig)) -> ConfigError {
+        let mut s = SourceConfig::files("ok", "/x");
+        f(&mut s);
+        IngestConfig {
+            sources: vec![SourceConfig::files("first", "/y"), s],
+        }
+        .validate()
+        .unwrap_err()
+    }
+
+    #[test]
+    fn invalid_cron_names_the_field() {
+        let e = with(|s| s.schedule = "every minute".into());
+        assert_eq!(e.field, "ingest.sources[1].schedule");
+        let text = e.to_string();
+        assert!(
+            text.starts_with(
+                "ingest.sources[1].schedule: invalid cron expression \"every minute\": "
+            ),
+            "{text}"
+        );
+        // Five fields (classic cron without seconds) is not accepted.
+        let e = with(|s| s.schedule = "* * * * *".into());
+        assert_eq!(e.field, "ingest.sources[1].schedule");
+    }
+
+    #[test]
+    fn other_rules_name_their_fields() {
+        assert_eq!(with(|s| s.id = String::new()).field, "ingest.sources[1].id");
+        assert_eq!(with(|s| s.id = "a b".into()).field, "ingest.sources[1].id");
+        let e = with(|s| s.id = "first".into());
+        assert!(e.message.contains("another source"), "{e}");
+        assert_eq!(
+            with(|s| s.max_document_bytes = 0).field,
+            "ingest.sources[1].max_document_bytes"
+        );
+        assert_eq!(
+            with(|s| s.removal_guard.max_share = 1.5).field,
+            "ingest.sources[1].removal_guard.max_share"
+        );
+        assert_eq!(
+            with(|s| s.removal_guard.max_share = f64::NAN).field,
+            "ingest.sources[1].removal_guard.max_share"
+        );
+        let e = with(|s| {
+            let SourceKind::Files(f) = &mut s.kind;
+            f.patterns = vec!["**/*.yaml".into(), "a[".into()];
+        });
+        assert_eq!(e.field, "ingest.sources[1].patterns[1]");
+        let e = with(|s| {
+            let SourceKind::Files(f) = &mut s.kind;
+            f.patterns.clear();
+        });
+        assert_eq!(e.field, "ingest.sources[1].patterns");
+    }
+
+    #[test]
+    fn guard_arithmetic() {
+        let g = RemovalGuard::default(); // share 0.5, min 3
+        assert!(!g.holds_back(0, 0));
+        assert!(!g.holds_back(1, 1), "one of one is below min_count");
+        assert!(!g.holds_back(2, 2), "below min_count");
+        assert!(g.holds_back(3, 3));
+        assert!(g.holds_back(3, 5), "3 > 2.5");
+        assert!(!g.holds_back(3, 6), "3 is exactly half: not more than");
+        assert!(g.holds_back(4, 6));
+        assert!(!g.holds_back(1, 10));
+        let strict = RemovalGuard {
+            max_share: 0.0,
+            min_count: 1,
+        };
+        assert!(strict.holds_back(1, 100));
+        let off = RemovalGuard {
+            max_share: 1.0,
+            min_count: 0,
+        };
+        assert!(!off.holds_back(10, 10));
+    }
+}

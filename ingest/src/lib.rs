@@ -1,0 +1,371 @@
+//! The ingest stage: owns the configured sources, their schedules and their
+//! per-source sync state, and turns what the sources hold into
+//! [`proto::Observation`]s on [`proto::topics::OBSERVATIONS`].
+//!
+//! An observation goes out only when a location is new, changed or removed;
+//! an unchanged re-poll costs a stat per file and ships nothing. Removals
+//! come only from complete listings, and a removal guard holds back a
+//! listing that suddenly lacks most of what was known.
+//!
+//! Ingest knows sources, the event log and its own small state store. It
+//! does not know the RocksDB projections or the HTTP API: it parses YAML
+//! only to follow `Location` targets, and leaves everything else about the
+//! content to the processor.
+//!
+//! ```no_run
+//! # use std::sync::{Arc, atomic::AtomicBool};
+//! # fn demo(log: Arc<dyn eventlog::EventLog>) -> Result<(), ingest::IngestError> {
+//! let cfg = ingest::IngestConfig {
+//!     sources: vec![ingest::SourceConfig::files("demo", "./catalog")],
+//! };
+//! let ingest = ingest::Ingest::open(cfg, log, std::path::Path::new("./state/ingest"))?;
+//! let stop = Arc::new(AtomicBool::new(false));
+//! ingest.run(stop)?; // until `stop` is set
+//! # Ok(()) }
+//! ```
+
+pub mod config;
+pub mod files;
+pub mod metrics;
+pub mod state;
+pub mod sync;
+pub mod targets;
+
+pub use config::{ConfigError, FilesConfig, IngestConfig, RemovalGuard, SourceConfig, SourceKind};
+pub use files::{FilesSource, Source, SourceError};
+pub use state::{StateError, StateStore};
+pub use sync::{HeldBack, SyncError, SyncReport, sync_source};
+
+use chrono::Utc;
+use eventlog::EventLog;
+use proto::SourceId;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
+
+/// The longest the scheduler sleeps before looking at `stop` again.
+pub const SLEEP_SLICE: Duration = Duration::from_millis(100);
+
+/// Why ingest could not start or a sync failed.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("invalid configuration: {0}")]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error("no source {0:?} is configured")]
+    UnknownSource(String),
+    #[error("source {source_id}: {message}")]
+    Setup { source_id: String, message: String },
+    #[error("sync of source {source_id} failed: {error}")]
+    Sync {
+        source_id: SourceId,
+        #[source]
+        error: SyncError,
+    },
+}
+
+struct SourceRuntime {
+    config: SourceConfig,
+    schedule: cron::Schedule,
+    source: Box<dyn Source>,
+    /// One sync of a source at a time (scheduler and `sync_now` callers).
+    lock: Mutex<()>,
+}
+
+/// The ingest stage.
+pub struct Ingest {
+    sources: Vec<SourceRuntime>,
+    state: StateStore,
+    log: Arc<dyn EventLog>,
+    trigger: Trigger,
+}
+
+impl std::fmt::Debug for Ingest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ingest")
+            .field("sources", &self.source_ids())
+            .field("state", &self.state)
+            .field("log", &self.log.describe())
+            .finish()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Ingest {
+    /// Validates `cfg`, sets up its sources and opens the sync state under
+    /// `state_dir`. A source's root need not exist yet.
+    pub fn open(
+        cfg: IngestConfig,
+        log: Arc<dyn EventLog>,
+        state_dir: &Path,
+    ) -> Result<Self, IngestError> {
+        cfg.validate()?;
+        metrics::describe();
+        let mut sources = Vec::with_capacity(cfg.sources.len());
+        for sc in cfg.sources {
+            let setup = |message: String| IngestError::Setup {
+                source_id: sc.id.clone(),
+                message,
+            };
+            let schedule = sc.cron().map_err(|e| setup(e.to_string()))?;
+            let source: Box<dyn Source> = match &sc.kind {
+                SourceKind::Files(f) => {
+                    let root = std::path::absolute(&f.path)
+                        .map_err(|e| setup(format!("path {}: {e}", f.path.display())))?;
+                    Box::new(
+                        FilesSource::new(
+                            SourceId::new(&sc.id),
+                            root,
+                            &f.patterns,
+                            sc.max_document_bytes,
+                        )
+                        .map_err(|e| setup(e.to_string()))?,
+                    )
+                }
+            };
+            sources.push(SourceRuntime {
+                config: sc,
+                schedule,
+                source,
+                lock: Mutex::new(()),
+            });
+        }
+        Ok(Ingest {
+            sources,
+            state: StateStore::open(state_dir)?,
+            log,
+            trigger: Trigger::default(),
+        })
+    }
+
+    /// The ids of the configured sources, in configuration order.
+    pub fn source_ids(&self) -> Vec<&str> {
+        self.sources.iter().map(|s| s.config.id.as_str()).collect()
+    }
+
+    /// The configuration of each source.
+    pub fn sources(&self) -> impl Iterator<Item = &SourceConfig> {
+        self.sources.iter().map(|s| &s.config)
+    }
+
+    /// Syncs one source (`Some(id)`) or all of them now, on this thread.
+    /// Every selected source is attempted; the first failure is returned.
+    pub fn sync_now(&self, source_id: Option<&str>) -> Result<Vec<SyncReport>, IngestError> {
+        let selected: Vec<&SourceRuntime> = match source_id {
+            Some(id) => vec![
+                self.sources
+                    .iter()
+                    .find(|s| s.config.id == id)
+                    .ok_or_else(|| IngestError::UnknownSource(id.to_string()))?,
+            ],
+            None => self.sources.iter().collect(),
+        };
+        let mut reports = Vec::with_capacity(selected.len());
+        let mut first_error = None;
+        for rt in selected {
+            match self.sync_one(rt) {
+                Ok(r) => reports.push(r),
+                Err(e) => {
+                    tracing::error!(source = %rt.config.id, error = %e, "sync failed");
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(reports),
+        }
+    }
+
+    fn sync_one(&self, rt: &SourceRuntime) -> Result<SyncReport, IngestError> {
+        let _one_at_a_time = lock(&rt.lock);
+        sync_source(
+            rt.source.as_ref(),
+            &self.state,
+            self.log.as_ref(),
+            &rt.config.removal_guard,
+            Utc::now(),
+        )
+        .map_err(|error| {
+            metrics::record_error(rt.source.id());
+            IngestError::Sync {
+                source_id: rt.source.id().clone(),
+                error,
+            }
+        })
+    }
+
+    /// A handle that makes [`Ingest::run`] sync every source at once.
+    pub fn trigger(&self) -> Trigger {
+        self.trigger.clone()
+    }
+
+    /// The scheduler loop, on the calling thread, until `stop` is set: syncs
+    /// every source once at start, then whenever its cron schedule fires or
+    /// a [`Trigger`] asks. A failed sync is logged and counted; the loop
+    /// goes on. Fire times missed while a sync ran are skipped, not queued.
+    pub fn run(&self, stop: Arc<AtomicBool>) -> Result<(), IngestError> {
+        let start = Utc::now();
+        let mut next: Vec<Option<chrono::DateTime<Utc>>> = vec![Some(start); self.sources.len()];
+        tracing::info!(sources = ?self.source_ids(), log = %self.log.describe(), "ingest running");
+        while !stop.load(Ordering::SeqCst) {
+            let triggered = self.trigger.take();
+            for (i, rt) in self.sources.iter().enumerate() {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let due = next[i].is_some_and(|t| t <= Utc::now());
+                if !(triggered || due) {
+                    continue;
+                }
+                match self.sync_one(rt) {
+                    Ok(r) => log_report(&r),
+                    Err(e) => tracing::error!(source = %rt.config.id, error = %e, "sync failed"),
+                }
+                next[i] = rt.schedule.after(&Utc::now()).next();
+            }
+            let now = Utc::now();
+            let wait = next
+                .iter()
+                .flatten()
+                .min()
+                .map(|t| (*t - now).to_std().unwrap_or(Duration::ZERO))
+                .unwrap_or(SLEEP_SLICE)
+                .min(SLEEP_SLICE);
+            if !wait.is_zero() {
+                self.trigger.wait(wait);
+            }
+        }
+        tracing::info!("ingest stopped");
+        Ok(())
+    }
+}
+
+fn log_report(r: &SyncReport) {
+    if r.emitted() > 0 || r.held_back.is_some() {
+        tracing::info!(
+            source = %r.source,
+            listed = r.listed,
+            complete = r.complete,
+            new = r.emitted_new,
+            changed = r.emitted_changed,
+            removed = r.emitted_removed,
+            unchanged = r.unchanged,
+            held_back = ?r.held_back,
+            duration_ms = r.duration.as_millis() as u64,
+            "sync shipped observations"
+        );
+    } else {
+        tracing::debug!(
+            source = %r.source,
+            listed = r.listed,
+            complete = r.complete,
+            unchanged = r.unchanged,
+            duration_ms = r.duration.as_millis() as u64,
+            "sync: nothing changed"
+        );
+    }
+}
+
+/// Wakes [`Ingest::run`] to sync every source now. Cheap to clone; usable
+/// from any thread (an API handler, a signal handler thread).
+#[derive(Clone, Default)]
+pub struct Trigger {
+    inner: Arc<TriggerInner>,
+}
+
+#[derive(Default)]
+struct TriggerInner {
+    pending: Mutex<bool>,
+    wake: Condvar,
+}
+
+impl std::fmt::Debug for Trigger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Trigger")
+            .field("pending", &*lock(&self.inner.pending))
+            .finish()
+    }
+}
+
+impl Trigger {
+    /// Asks the scheduler to sync every source as soon as it can. Requests
+    /// made before the scheduler gets to them are merged into one.
+    pub fn sync_now(&self) {
+        *lock(&self.inner.pending) = true;
+        self.inner.wake.notify_all();
+    }
+
+    /// Takes a pending request.
+    fn take(&self) -> bool {
+        std::mem::take(&mut *lock(&self.inner.pending))
+    }
+
+    /// Sleeps up to `timeout`, less if a request arrives.
+    fn wait(&self, timeout: Duration) {
+        let pending = lock(&self.inner.pending);
+        if !*pending {
+            let _ = self
+                .inner
+                .wake
+                .wait_timeout_while(pending, timeout, |p| !*p);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    #[test]
+    fn trigger_wakes_a_waiter_and_is_taken_once() {
+        let t = Trigger::default();
+        assert!(!t.take());
+        let waiter = {
+            let t = t.clone();
+            std::thread::spawn(move || {
+                let started = Instant::now();
+                t.wait(Duration::from_secs(10));
+                started.elapsed()
+            })
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        t.sync_now();
+        let waited = waiter.join().unwrap();
+        assert!(waited < Duration::from_secs(5), "woken early: {waited:?}");
+        assert!(t.take());
+        assert!(!t.take());
+    }
+
+    #[test]
+    fn wait_times_out_without_a_request() {
+        let t = Trigger::default();
+        let started = Instant::now();
+        t.wait(Duration::from_millis(30));
+        assert!(started.elapsed() >= Duration::from_millis(30));
+    }
+
+    #[test]
+    fn open_rejects_invalid_config_naming_the_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = SourceConfig::files("a", dir.path());
+        s.schedule = "nope".into();
+        let log: Arc<dyn EventLog> = Arc::new(crate::sync::tests::MemLog::default());
+        let err = Ingest::open(
+            IngestConfig { sources: vec![s] },
+            log,
+            &dir.path().join("state"),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("ingest.sources[0].schedule"),
+            "{err}"
+        );
+    }
+}

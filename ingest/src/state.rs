@@ -1,0 +1,338 @@
+//! The per-source sync state: what ingest last shipped for every location,
+//! kept in a small RocksDB of its own so that a restart neither re-emits
+//! everything nor forgets what has to be removed.
+//!
+//! Key: `u16 BE length of the source id | source id | location key`.
+//! Value: a versioned JSON [`LocationRecord`]; an unknown version is an
+//! error naming the key, never a silent misread.
+//!
+//! A source's records are read from disk once and then kept in memory
+//! (written through on every change), so that a poll every second does not
+//! decode thousands of records every second.
+
+use chrono::{DateTime, Utc};
+use proto::{DecodeError, LocationKey, SourceId, Versioned};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// Why the state store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("sync state: {0}")]
+    Rocks(#[from] rocksdb::Error),
+    #[error("sync state: record {key:?}: {source}")]
+    Decode {
+        key: String,
+        #[source]
+        source: DecodeError,
+    },
+    #[error("sync state: malformed key {0:?}")]
+    BadKey(String),
+}
+
+/// What a location held when it was last shipped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum ContentState {
+    /// Shipped as content with this SHA-256 (hex) of the raw bytes.
+    Present { sha256: String },
+    /// Over the limit; not read.
+    TooLarge { size: u64, limit: u64 },
+    /// Could not be read.
+    Unreadable { reason: String },
+}
+
+/// Cheap identity of a file version: when it is unchanged the file is not
+/// read again. Only stored when the file was not modified within the racy
+/// window of the stat (see [`crate::files`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fingerprint {
+    pub size: u64,
+    /// Modification time, nanoseconds since the epoch.
+    pub mtime_ns: i64,
+    /// Status change time (Unix), nanoseconds since the epoch; 0 elsewhere.
+    pub ctime_ns: i64,
+    /// Inode number (Unix); 0 elsewhere.
+    pub inode: u64,
+}
+
+/// The state of one (source, location).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LocationRecord {
+    pub origin: LocationKey,
+    /// Set when the location is first shipped; kept until it is removed.
+    pub first_seen_at: DateTime<Utc>,
+    #[serde(flatten)]
+    pub content: ContentState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<Fingerprint>,
+    /// Absolute paths or globs of the `Location` targets the content names,
+    /// so an unchanged file need not be parsed again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<String>,
+}
+
+impl Versioned for LocationRecord {
+    const SCHEMA: &'static str = "catalog.ingest.location-state";
+    const VERSION: u32 = 1;
+}
+
+/// A change to apply to a source's state.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StateChange {
+    Put(LocationKey, LocationRecord),
+    Delete(LocationKey),
+}
+
+/// A source's records, by location.
+pub type Records = BTreeMap<LocationKey, LocationRecord>;
+
+/// The sync state of every source.
+pub struct StateStore {
+    db: rocksdb::DB,
+    /// Records of the sources loaded so far; always equal to the disk.
+    cache: Mutex<HashMap<SourceId, Arc<Records>>>,
+}
+
+impl std::fmt::Debug for StateStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StateStore")
+            .field("path", &self.db.path())
+            .finish()
+    }
+}
+
+fn prefix(source: &SourceId) -> Vec<u8> {
+    let s = source.as_str().as_bytes();
+    let len = u16::try_from(s.len()).expect("source ids are short");
+    let mut k = Vec::with_capacity(2 + s.len());
+    k.extend_from_slice(&len.to_be_bytes());
+    k.extend_from_slice(s);
+    k
+}
+
+fn key(source: &SourceId, location: &LocationKey) -> Vec<u8> {
+    let mut k = prefix(source);
+    k.extend_from_slice(location.as_str().as_bytes());
+    k
+}
+
+impl StateStore {
+    /// Opens (creating if needed) the store at `path`.
+    pub fn open(path: &Path) -> Result<Self, StateError> {
+        let mut opts = rocksdb::Options::default();
+        opts.create_if_missing(true);
+        // A small store: keep its footprint small too.
+        opts.set_max_open_files(64);
+        opts.set_keep_log_file_num(2);
+        opts.set_write_buffer_size(8 << 20);
+        let db = rocksdb::DB::open(&opts, path)?;
+        Ok(StateStore {
+            db,
+            cache: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn cache(&self) -> MutexGuard<'_, HashMap<SourceId, Arc<Records>>> {
+        self.cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Every record of `source`, by location. Drop the result before
+    /// [`StateStore::apply`] to spare it a copy.
+    pub fn load(&self, source: &SourceId) -> Result<Arc<Records>, StateError> {
+        // Read under the cache's lock: no apply can slip in between.
+        let mut cache = self.cache();
+        if let Some(r) = cache.get(source) {
+            return Ok(r.clone());
+        }
+        let records = Arc::new(self.read(source)?);
+        cache.insert(source.clone(), records.clone());
+        Ok(records)
+    }
+
+    fn read(&self, source: &SourceId) -> Result<Records, StateError> {
+        let prefix = prefix(source);
+        let mut out = BTreeMap::new();
+        let iter = self.db.iterator(rocksdb::IteratorMode::From(
+            &prefix,
+            rocksdb::Direction::Forward,
+        ));
+        for item in iter {
+            let (k, v) = item?;
+            let Some(loc) = k.strip_prefix(prefix.as_slice()) else {
+                break;
+            };
+            let loc = std::str::from_utf8(loc)
+                .map_err(|_| StateError::BadKey(String::from_utf8_lossy(&k).into_owned()))?;
+            out.insert(LocationKey::new(loc), decode(source, loc, &v)?);
+        }
+        Ok(out)
+    }
+
+    /// The record of one location.
+    pub fn get(
+        &self,
+        source: &SourceId,
+        location: &LocationKey,
+    ) -> Result<Option<LocationRecord>, StateError> {
+        if let Some(r) = self.cache().get(source) {
+            return Ok(r.get(location).cloned());
+        }
+        match self.db.get(key(source, location))? {
+            Some(v) => Ok(Some(decode(source, location.as_str(), &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Applies `changes` atomically.
+    pub fn apply(&self, source: &SourceId, changes: &[StateChange]) -> Result<(), StateError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let mut batch = rocksdb::WriteBatch::default();
+        for c in changes {
+            match c {
+                StateChange::Put(loc, rec) => batch.put(key(source, loc), rec.encode()),
+                StateChange::Delete(loc) => batch.delete(key(source, loc)),
+            }
+        }
+        // Write and update the cache under its lock, so that a concurrent
+        // load never caches what is already stale.
+        let mut cache = self.cache();
+        self.db.write(batch)?;
+        if let Some(records) = cache.get_mut(source) {
+            let records = Arc::make_mut(records);
+            for c in changes {
+                match c {
+                    StateChange::Put(loc, rec) => {
+                        records.insert(loc.clone(), rec.clone());
+                    }
+                    StateChange::Delete(loc) => {
+                        records.remove(loc);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes raw bytes under a location's key (tests of version handling).
+    #[doc(hidden)]
+    pub fn put_raw(
+        &self,
+        source: &SourceId,
+        location: &LocationKey,
+        value: &[u8],
+    ) -> Result<(), StateError> {
+        self.db.put(key(source, location), value)?;
+        self.cache().remove(source);
+        Ok(())
+    }
+}
+
+fn decode(source: &SourceId, location: &str, bytes: &[u8]) -> Result<LocationRecord, StateError> {
+    LocationRecord::decode(bytes).map_err(|e| StateError::Decode {
+        key: format!("{source}/{location}"),
+        source: e,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(sha: &str) -> LocationRecord {
+        LocationRecord {
+            origin: LocationKey::new("file:/root"),
+            first_seen_at: "2024-01-02T03:04:05Z".parse().unwrap(),
+            content: ContentState::Present { sha256: sha.into() },
+            fingerprint: Some(Fingerprint {
+                size: 10,
+                mtime_ns: 1_700_000_000_123_456_789,
+                ctime_ns: 1_700_000_000_123_456_789,
+                inode: 42,
+            }),
+            targets: vec!["/root/x/*.yaml".into()],
+        }
+    }
+
+    #[test]
+    fn round_trips_and_separates_sources() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = StateStore::open(dir.path()).unwrap();
+        let a = SourceId::new("a");
+        let ab = SourceId::new("ab");
+        let k1 = LocationKey::new("file:/x/1.yaml");
+        let k2 = LocationKey::new("file:/x/2.yaml");
+        st.apply(
+            &a,
+            &[
+                StateChange::Put(k1.clone(), record("11")),
+                StateChange::Put(k2.clone(), record("22")),
+            ],
+        )
+        .unwrap();
+        st.apply(&ab, &[StateChange::Put(k1.clone(), record("33"))])
+            .unwrap();
+        let loaded = st.load(&a).unwrap();
+        assert_eq!(loaded.len(), 2);
+        assert_eq!(loaded[&k1], record("11"));
+        assert_eq!(st.load(&ab).unwrap()[&k1], record("33"));
+        assert!(st.load(&SourceId::new("b")).unwrap().is_empty());
+
+        st.apply(&a, &[StateChange::Delete(k1.clone())]).unwrap();
+        assert_eq!(st.get(&a, &k1).unwrap(), None);
+        assert_eq!(st.get(&a, &k2).unwrap(), Some(record("22")));
+        assert_eq!(st.get(&ab, &k1).unwrap(), Some(record("33")));
+    }
+
+    #[test]
+    fn survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = SourceId::new("a");
+        let k = LocationKey::new("file:/x/1.yaml");
+        {
+            let st = StateStore::open(dir.path()).unwrap();
+            st.apply(&a, &[StateChange::Put(k.clone(), record("11"))])
+                .unwrap();
+        }
+        let st = StateStore::open(dir.path()).unwrap();
+        assert_eq!(st.get(&a, &k).unwrap(), Some(record("11")));
+    }
+
+    #[test]
+    fn records_are_versioned_json() {
+        let bytes = record("ab").encode();
+        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(v["schema"], "catalog.ingest.location-state");
+        assert_eq!(v["version"], 1);
+        assert_eq!(v["state"], "present");
+        assert_eq!(v["sha256"], "ab");
+        assert_eq!(v["first_seen_at"], "2024-01-02T03:04:05Z");
+    }
+
+    #[test]
+    fn unknown_version_is_an_error_naming_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = StateStore::open(dir.path()).unwrap();
+        let a = SourceId::new("a");
+        let k = LocationKey::new("file:/x/future.yaml");
+        let mut v: serde_json::Value = serde_json::from_slice(&record("1").encode()).unwrap();
+        v["version"] = 2.into();
+        st.put_raw(&a, &k, &serde_json::to_vec(&v).unwrap())
+            .unwrap();
+        for err in [st.get(&a, &k).unwrap_err(), st.load(&a).unwrap_err()] {
+            let text = err.to_string();
+            assert!(text.contains("a/file:/x/future.yaml"), "{text}");
+            assert!(matches!(
+                err,
+                StateError::Decode {
+                    source: DecodeError::UnknownVersion { found: 2, .. },
+                    ..
+                }
+            ));
+        }
+    }
+}

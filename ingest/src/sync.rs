@@ -1,0 +1,663 @@
+//! One sync of one source: list, compare with the sync state, ship what is
+//! new, changed or removed, and only then remember it (at-least-once: a
+//! crash between the flush and the state write re-ships, never loses).
+
+use crate::config::RemovalGuard;
+use crate::files::{Fetched, Listing, Source, SourceError};
+use crate::state::{ContentState, LocationRecord, StateChange, StateError, StateStore};
+use chrono::{DateTime, Utc};
+use eventlog::{EventLog, LogError};
+use proto::{LocationKey, Observation, ObservedContent, SourceId, Versioned};
+use serde::Serialize;
+use std::collections::{BTreeMap, HashSet};
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+/// How long a sync waits for the log to store its observations.
+pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why a sync failed. Nothing of a failed sync is remembered, so the next
+/// sync ships it again.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error("listing failed: {0}")]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error("event log: {0}")]
+    Log(#[from] LogError),
+}
+
+/// Removals a sync held back because there were too many of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct HeldBack {
+    /// Locations missing from the listing.
+    pub would_remove: usize,
+    /// Locations known before the sync.
+    pub known: usize,
+}
+
+/// What one sync did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SyncReport {
+    pub source: SourceId,
+    /// Locations in the listing.
+    pub listed: usize,
+    /// Whether the listing was complete (only then are removals considered).
+    pub complete: bool,
+    /// Why the listing was incomplete, if it was.
+    pub problems: Vec<String>,
+    /// Locations whose content was read (or found too large) because their
+    /// fingerprint did not vouch for them; the rest cost a stat only.
+    pub fetched: usize,
+    pub emitted_new: usize,
+    pub emitted_changed: usize,
+    pub emitted_removed: usize,
+    pub unchanged: usize,
+    pub held_back: Option<HeldBack>,
+    pub duration: Duration,
+}
+
+impl SyncReport {
+    /// Observations shipped by this sync.
+    pub fn emitted(&self) -> usize {
+        self.emitted_new + self.emitted_changed + self.emitted_removed
+    }
+}
+
+/// What a sync is going to do, computed without side effects.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub observations: Vec<Observation>,
+    pub changes: Vec<StateChange>,
+    pub new: usize,
+    pub changed: usize,
+    pub removed: usize,
+    pub unchanged: usize,
+    pub held_back: Option<HeldBack>,
+}
+
+/// Compares a listing with the prior state.
+pub fn plan(
+    source: &SourceId,
+    prior: &BTreeMap<LocationKey, LocationRecord>,
+    listing: Listing,
+    guard: &RemovalGuard,
+    now: DateTime<Utc>,
+) -> Plan {
+    let mut p = Plan {
+        observations: Vec::new(),
+        changes: Vec::new(),
+        new: 0,
+        changed: 0,
+        removed: 0,
+        unchanged: 0,
+        held_back: None,
+    };
+    let observation = |location: &LocationKey,
+                       origin: &LocationKey,
+                       first_seen_at: DateTime<Utc>,
+                       content: ObservedContent| Observation {
+        event_id: Uuid::now_v7(),
+        source: source.clone(),
+        observed_at: now,
+        location: location.clone(),
+        origin: origin.clone(),
+        first_seen_at,
+        content,
+    };
+
+    // Which entries count (a source lists a location once; be safe anyway)
+    // and which known locations the listing lacks.
+    let (first, gone): (Vec<bool>, Vec<(&LocationKey, &LocationRecord)>) = {
+        let mut listed: HashSet<&LocationKey> = HashSet::with_capacity(listing.locations.len());
+        let first = listing
+            .locations
+            .iter()
+            .map(|l| listed.insert(&l.location))
+            .collect();
+        let gone = if listing.complete {
+            prior.iter().filter(|(k, _)| !listed.contains(k)).collect()
+        } else {
+            Vec::new()
+        };
+        (first, gone)
+    };
+
+    for (l, first) in listing.locations.into_iter().zip(first) {
+        if !first {
+            continue;
+        }
+        let old = prior.get(&l.location);
+        let (state, content) = match l.fetched {
+            Fetched::Unchanged => {
+                p.unchanged += 1;
+                if let Some(old) = old
+                    && old.fingerprint != l.fingerprint
+                {
+                    let mut rec = old.clone();
+                    rec.fingerprint = l.fingerprint;
+                    p.changes.push(StateChange::Put(l.location, rec));
+                }
+                continue;
+            }
+            Fetched::Present { content, sha256 } => (
+                ContentState::Present { sha256 },
+                ObservedContent::Present { content },
+            ),
+            Fetched::TooLarge { size, limit } => (
+                ContentState::TooLarge { size, limit },
+                ObservedContent::TooLarge { size, limit },
+            ),
+            Fetched::Unreadable { reason } => (
+                ContentState::Unreadable {
+                    reason: reason.clone(),
+                },
+                ObservedContent::Unreadable { reason },
+            ),
+        };
+        let first_seen_at = match old {
+            None => {
+                p.new += 1;
+                now
+            }
+            Some(old) if old.content != state || old.origin != l.origin => {
+                p.changed += 1;
+                old.first_seen_at
+            }
+            Some(old) => {
+                p.unchanged += 1;
+                if old.fingerprint != l.fingerprint || old.targets != l.targets {
+                    let mut rec = old.clone();
+                    rec.fingerprint = l.fingerprint;
+                    rec.targets = l.targets;
+                    p.changes.push(StateChange::Put(l.location, rec));
+                }
+                continue;
+            }
+        };
+        p.observations
+            .push(observation(&l.location, &l.origin, first_seen_at, content));
+        p.changes.push(StateChange::Put(
+            l.location,
+            LocationRecord {
+                origin: l.origin,
+                first_seen_at,
+                content: state,
+                fingerprint: l.fingerprint,
+                targets: l.targets,
+            },
+        ));
+    }
+
+    if guard.holds_back(gone.len(), prior.len()) {
+        p.held_back = Some(HeldBack {
+            would_remove: gone.len(),
+            known: prior.len(),
+        });
+    } else {
+        for (k, rec) in gone {
+            p.removed += 1;
+            p.observations.push(observation(
+                k,
+                &rec.origin,
+                rec.first_seen_at,
+                ObservedContent::Removed,
+            ));
+            p.changes.push(StateChange::Delete(k.clone()));
+        }
+    }
+    p
+}
+
+/// Syncs `source` once: ships an observation for every new, changed or
+/// removed location to [`proto::topics::OBSERVATIONS`] (key = location key),
+/// flushes, and only then updates the sync state.
+pub fn sync_source(
+    source: &dyn Source,
+    state: &StateStore,
+    log: &dyn EventLog,
+    guard: &RemovalGuard,
+    now: DateTime<Utc>,
+) -> Result<SyncReport, SyncError> {
+    let started = Instant::now();
+    let id = source.id().clone();
+    let prior = state.load(&id)?;
+    let listing = source.list(&prior)?;
+    if !listing.complete {
+        tracing::warn!(
+            source = %id,
+            problems = listing.problems.len(),
+            first = listing.problems.first().map(String::as_str).unwrap_or(""),
+            "listing is incomplete; nothing will be removed"
+        );
+    }
+    let problems = listing.problems.clone();
+    let listed = listing.locations.len();
+    let complete = listing.complete;
+    let fetched = listing
+        .locations
+        .iter()
+        .filter(|l| l.fetched != Fetched::Unchanged)
+        .count();
+    let plan = plan(&id, &prior, listing, guard, now);
+    drop(prior); // lets `apply` update the cached records in place
+
+    for o in &plan.observations {
+        log.append(
+            proto::topics::OBSERVATIONS,
+            o.location.as_str().as_bytes(),
+            &o.encode(),
+        )?;
+    }
+    if !plan.observations.is_empty() {
+        log.flush(FLUSH_TIMEOUT)?;
+    }
+    state.apply(&id, &plan.changes)?;
+
+    if let Some(h) = plan.held_back {
+        tracing::warn!(
+            source = %id,
+            would_remove = h.would_remove,
+            known = h.known,
+            max_share = guard.max_share,
+            min_count = guard.min_count,
+            "holding back removals: too many locations vanished at once"
+        );
+    }
+    let report = SyncReport {
+        source: id,
+        listed,
+        complete,
+        problems,
+        fetched,
+        emitted_new: plan.new,
+        emitted_changed: plan.changed,
+        emitted_removed: plan.removed,
+        unchanged: plan.unchanged,
+        held_back: plan.held_back,
+        duration: started.elapsed(),
+    };
+    crate::metrics::record_sync(&report);
+    Ok(report)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::files::{Known, Listed};
+    use crate::state::Fingerprint;
+    use eventlog::Reader;
+    use proto::Content;
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// An in-memory log: appended messages become visible on flush.
+    #[derive(Default)]
+    pub(crate) struct MemLog {
+        pending: Mutex<Vec<(Vec<u8>, Vec<u8>)>>,
+        pub(crate) flushed: Mutex<Vec<(Vec<u8>, Vec<u8>)>>,
+        pub(crate) fail_flush: AtomicBool,
+    }
+
+    impl MemLog {
+        pub(crate) fn take(&self) -> Vec<Observation> {
+            std::mem::take(&mut *self.flushed.lock().unwrap())
+                .into_iter()
+                .map(|(k, v)| {
+                    let o = Observation::decode(&v).unwrap();
+                    assert_eq!(k, o.location.as_str().as_bytes());
+                    o
+                })
+                .collect()
+        }
+    }
+
+    impl EventLog for MemLog {
+        fn append(&self, topic: &str, key: &[u8], value: &[u8]) -> eventlog::Result<()> {
+            assert_eq!(topic, proto::topics::OBSERVATIONS);
+            self.pending
+                .lock()
+                .unwrap()
+                .push((key.to_vec(), value.to_vec()));
+            Ok(())
+        }
+        fn flush(&self, _timeout: Duration) -> eventlog::Result<()> {
+            let mut pending = self.pending.lock().unwrap();
+            if self.fail_flush.load(Ordering::SeqCst) {
+                pending.clear();
+                return Err(LogError::Other("flush failed".into()));
+            }
+            self.flushed.lock().unwrap().append(&mut pending);
+            Ok(())
+        }
+        fn partitions(&self, _topic: &str) -> eventlog::Result<u32> {
+            Ok(1)
+        }
+        fn end_offsets(&self, _topic: &str) -> eventlog::Result<Vec<i64>> {
+            Ok(vec![self.flushed.lock().unwrap().len() as i64])
+        }
+        fn subscribe(&self, _topic: &str, _group: &str) -> eventlog::Result<Box<dyn Reader>> {
+            Err(LogError::Other("not supported".into()))
+        }
+        fn assign(
+            &self,
+            _topic: &str,
+            _starts: &[(u32, i64)],
+        ) -> eventlog::Result<Box<dyn Reader>> {
+            Err(LogError::Other("not supported".into()))
+        }
+        fn describe(&self) -> String {
+            "memory".into()
+        }
+    }
+
+    /// A source whose listing the test sets.
+    pub(crate) struct Scripted {
+        id: SourceId,
+        pub(crate) listing: Mutex<Listing>,
+        pub(crate) seen_known: Mutex<Option<Known>>,
+    }
+
+    impl Scripted {
+        fn new() -> Self {
+            Scripted {
+                id: SourceId::new("s"),
+                listing: Mutex::new(Listing {
+                    complete: true,
+                    ..Listing::default()
+                }),
+                seen_known: Mutex::new(None),
+            }
+        }
+        fn set(&self, complete: bool, files: &[(&str, &str)]) {
+            *self.listing.lock().unwrap() = Listing {
+                complete,
+                locations: files.iter().map(|(n, t)| listed(n, t)).collect(),
+                problems: Vec::new(),
+            };
+        }
+    }
+
+    impl Source for Scripted {
+        fn id(&self) -> &SourceId {
+            &self.id
+        }
+        fn list(&self, known: &Known) -> Result<Listing, SourceError> {
+            *self.seen_known.lock().unwrap() = Some(known.clone());
+            Ok(self.listing.lock().unwrap().clone())
+        }
+    }
+
+    fn key(name: &str) -> LocationKey {
+        LocationKey::new(format!("file:/r/{name}"))
+    }
+
+    fn fp(size: u64) -> Fingerprint {
+        Fingerprint {
+            size,
+            mtime_ns: 1,
+            ctime_ns: 1,
+            inode: 1,
+        }
+    }
+
+    fn listed(name: &str, text: &str) -> Listed {
+        Listed {
+            location: key(name),
+            origin: LocationKey::new("file:/r"),
+            fetched: Fetched::Present {
+                content: Content::Utf8 { text: text.into() },
+                sha256: format!("sha-of-{text}"),
+            },
+            fingerprint: Some(fp(text.len() as u64)),
+            targets: Vec::new(),
+        }
+    }
+
+    struct Env {
+        _dir: tempfile::TempDir,
+        state: StateStore,
+        log: MemLog,
+        src: Scripted,
+        guard: RemovalGuard,
+    }
+
+    fn env() -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        Env {
+            state: StateStore::open(dir.path()).unwrap(),
+            _dir: dir,
+            log: MemLog::default(),
+            src: Scripted::new(),
+            guard: RemovalGuard::default(),
+        }
+    }
+
+    fn t(s: u32) -> DateTime<Utc> {
+        format!("2024-05-01T00:00:{s:02}Z").parse().unwrap()
+    }
+
+    impl Env {
+        fn sync(&self, at: u32) -> SyncReport {
+            sync_source(&self.src, &self.state, &self.log, &self.guard, t(at)).unwrap()
+        }
+    }
+
+    #[test]
+    fn first_sync_emits_all_then_nothing() {
+        let e = env();
+        e.src.set(true, &[("a", "A"), ("b", "B")]);
+        let r = e.sync(1);
+        assert_eq!((r.listed, r.emitted_new, r.emitted()), (2, 2, 2));
+        let obs = e.log.take();
+        assert_eq!(obs.len(), 2);
+        let a = &obs[0];
+        assert_eq!(a.location, key("a"));
+        assert_eq!(a.source, SourceId::new("s"));
+        assert_eq!(a.origin, LocationKey::new("file:/r"));
+        assert_eq!((a.observed_at, a.first_seen_at), (t(1), t(1)));
+        assert_eq!(a.event_id.get_version_num(), 7);
+        assert_ne!(obs[0].event_id, obs[1].event_id);
+        assert_eq!(
+            a.content,
+            ObservedContent::Present {
+                content: Content::Utf8 { text: "A".into() }
+            }
+        );
+
+        let r = e.sync(2);
+        assert_eq!((r.emitted(), r.unchanged), (0, 2));
+        assert!(e.log.take().is_empty());
+        // The source was offered the fingerprints to skip reading.
+        let known = e.src.seen_known.lock().unwrap().clone().unwrap();
+        assert_eq!(known[&key("a")].fingerprint, Some(fp(1)));
+    }
+
+    #[test]
+    fn a_change_keeps_first_seen_and_a_readd_gets_a_new_one() {
+        let e = env();
+        e.src.set(true, &[("a", "A"), ("b", "B")]);
+        e.sync(1);
+        e.log.take();
+        e.src.set(true, &[("a", "A2"), ("b", "B")]);
+        let r = e.sync(2);
+        assert_eq!((r.emitted_changed, r.emitted(), r.unchanged), (1, 1, 1));
+        let obs = e.log.take();
+        assert_eq!(obs[0].location, key("a"));
+        assert_eq!((obs[0].observed_at, obs[0].first_seen_at), (t(2), t(1)));
+
+        e.src.set(true, &[("b", "B")]);
+        let r = e.sync(3);
+        assert_eq!((r.emitted_removed, r.held_back), (1, None));
+        let obs = e.log.take();
+        assert_eq!(obs[0].content, ObservedContent::Removed);
+        assert_eq!(obs[0].first_seen_at, t(1));
+        assert_eq!(e.state.get(&SourceId::new("s"), &key("a")).unwrap(), None);
+
+        e.src.set(true, &[("a", "A2"), ("b", "B")]);
+        let r = e.sync(4);
+        assert_eq!(r.emitted_new, 1);
+        assert_eq!(e.log.take()[0].first_seen_at, t(4));
+    }
+
+    #[test]
+    fn state_and_origin_changes_are_changes() {
+        let e = env();
+        e.src.set(true, &[("a", "A")]);
+        e.sync(1);
+        e.log.take();
+        let mut l = listed("a", "A");
+        l.fetched = Fetched::TooLarge { size: 9, limit: 5 };
+        e.src.listing.lock().unwrap().locations = vec![l.clone()];
+        assert_eq!(e.sync(2).emitted_changed, 1);
+        assert_eq!(
+            e.log.take()[0].content,
+            ObservedContent::TooLarge { size: 9, limit: 5 }
+        );
+        assert_eq!(e.sync(3).emitted(), 0);
+        l.origin = LocationKey::new("file:/other");
+        e.src.listing.lock().unwrap().locations = vec![l];
+        assert_eq!(e.sync(4).emitted_changed, 1);
+        assert_eq!(e.log.take()[0].origin, LocationKey::new("file:/other"));
+    }
+
+    #[test]
+    fn same_content_with_new_fingerprint_updates_state_silently() {
+        let e = env();
+        let mut l = listed("a", "A");
+        l.fingerprint = None; // racy on the first read
+        e.src.listing.lock().unwrap().locations = vec![l.clone()];
+        e.sync(1);
+        e.log.take();
+        let s = SourceId::new("s");
+        assert_eq!(
+            e.state.get(&s, &key("a")).unwrap().unwrap().fingerprint,
+            None
+        );
+        l.fingerprint = Some(fp(1));
+        e.src.listing.lock().unwrap().locations = vec![l];
+        let r = e.sync(2);
+        assert_eq!((r.emitted(), r.unchanged), (0, 1));
+        let rec = e.state.get(&s, &key("a")).unwrap().unwrap();
+        assert_eq!(rec.fingerprint, Some(fp(1)));
+        assert_eq!(rec.first_seen_at, t(1));
+    }
+
+    #[test]
+    fn mass_removal_is_held_back_single_goes_through() {
+        let e = env();
+        let all = [("a", "A"), ("b", "B"), ("c", "C"), ("d", "D"), ("e", "E")];
+        e.src.set(true, &all);
+        e.sync(1);
+        e.log.take();
+        // 3 of 5 gone: 3 > 2.5 and 3 >= 3: held back.
+        e.src.set(true, &[("a", "A"), ("b", "B2")]);
+        let r = e.sync(2);
+        assert_eq!(
+            r.held_back,
+            Some(HeldBack {
+                would_remove: 3,
+                known: 5
+            })
+        );
+        assert_eq!((r.emitted_removed, r.emitted_changed), (0, 1));
+        let obs = e.log.take();
+        assert_eq!(obs.len(), 1, "the change still goes out");
+        assert_eq!(obs[0].location, key("b"));
+        assert_eq!(e.state.load(&SourceId::new("s")).unwrap().len(), 5);
+
+        // One of five gone: goes through.
+        e.src
+            .set(true, &[("a", "A"), ("b", "B2"), ("c", "C"), ("d", "D")]);
+        let r = e.sync(3);
+        assert_eq!((r.emitted_removed, r.emitted(), r.held_back), (1, 1, None));
+        let obs = e.log.take();
+        assert_eq!(obs[0].location, key("e"));
+        assert_eq!(obs[0].content, ObservedContent::Removed);
+        assert_eq!(e.state.load(&SourceId::new("s")).unwrap().len(), 4);
+    }
+
+    #[test]
+    fn incomplete_listing_removes_nothing() {
+        let e = env();
+        e.src.set(true, &[("a", "A"), ("b", "B")]);
+        e.sync(1);
+        e.log.take();
+        e.src.set(false, &[("a", "A2")]);
+        let r = e.sync(2);
+        assert!(!r.complete);
+        assert_eq!(
+            (r.emitted_removed, r.emitted_changed, r.held_back),
+            (0, 1, None)
+        );
+        assert_eq!(e.state.load(&SourceId::new("s")).unwrap().len(), 2);
+        e.src.set(false, &[]);
+        assert_eq!(e.sync(3).emitted(), 0);
+    }
+
+    #[test]
+    fn failed_flush_remembers_nothing() {
+        let e = env();
+        e.src.set(true, &[("a", "A")]);
+        e.log.fail_flush.store(true, Ordering::SeqCst);
+        let err = sync_source(&e.src, &e.state, &e.log, &e.guard, t(1)).unwrap_err();
+        assert!(matches!(err, SyncError::Log(_)), "{err}");
+        assert!(e.state.load(&SourceId::new("s")).unwrap().is_empty());
+        e.log.fail_flush.store(false, Ordering::SeqCst);
+        assert_eq!(e.sync(2).emitted_new, 1, "shipped again");
+        assert_eq!(e.log.take().len(), 1);
+    }
+
+    #[test]
+    fn plan_is_pure_arithmetic() {
+        let prior: BTreeMap<LocationKey, LocationRecord> = ["a", "b", "c", "d"]
+            .iter()
+            .map(|n| {
+                (
+                    key(n),
+                    LocationRecord {
+                        origin: LocationKey::new("file:/r"),
+                        first_seen_at: t(0),
+                        content: ContentState::Present {
+                            sha256: format!("sha-of-{}", n.to_uppercase()),
+                        },
+                        fingerprint: Some(fp(1)),
+                        targets: Vec::new(),
+                    },
+                )
+            })
+            .collect();
+        let listing = |names: &[&str]| Listing {
+            complete: true,
+            locations: names.iter().map(|n| listed(n, &n.to_uppercase())).collect(),
+            problems: Vec::new(),
+        };
+        let s = SourceId::new("s");
+        let g = RemovalGuard::default();
+        // 2 of 4 gone: not more than half: removed.
+        let p = plan(&s, &prior, listing(&["a", "b"]), &g, t(1));
+        assert_eq!((p.removed, p.unchanged, p.held_back), (2, 2, None));
+        assert_eq!(p.changes.len(), 2);
+        // 3 of 4 gone: held back.
+        let p = plan(&s, &prior, listing(&["a", "x"]), &g, t(1));
+        assert_eq!((p.removed, p.new, p.unchanged), (0, 1, 1));
+        assert_eq!(
+            p.held_back,
+            Some(HeldBack {
+                would_remove: 3,
+                known: 4
+            })
+        );
+        // Unchanged listing entries cost nothing.
+        let mut l = listing(&["a", "b", "c", "d"]);
+        for x in &mut l.locations {
+            x.fetched = Fetched::Unchanged;
+        }
+        let p = plan(&s, &prior, l, &g, t(1));
+        assert_eq!(
+            (p.unchanged, p.observations.len(), p.changes.len()),
+            (4, 0, 0)
+        );
+    }
+}

@@ -1,0 +1,503 @@
+//! The entity routes of Backstage's catalog API, and entity history.
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::params::{
+    OrderField, Params, PathArgs, SortKey, compare, decode_cursor, encode_cursor, fields,
+    order_field_params, order_params, parse_filter, sort_key,
+};
+use crate::respond::{self, blocking, json, json_bytes};
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderValue, header};
+use axum::response::Response;
+use proto::EntityRef;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use std::cmp::Ordering;
+
+/// `/entities/by-query` page size when `limit` is not given. Backstage's
+/// `DefaultEntitiesCatalog.queryEntities` uses 200 (its OpenAPI text says
+/// 20, the code wins).
+pub const DEFAULT_QUERY_LIMIT: usize = 200;
+
+/// The `after` cursor of `GET /entities`: the page size, and where the next
+/// page starts: after a ref key (default order) or at an offset (custom
+/// order).
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AfterCursor {
+    limit: usize,
+    #[serde(default)]
+    offset: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    after_ref: Option<String>,
+}
+
+/// `GET /api/catalog/entities`
+pub async fn list(State(st): State<AppState>, params: Params) -> Result<Response, ApiError> {
+    let filter = params.filter()?;
+    let fields = params.fields()?;
+    let order = order_params(&params.all("order"))?;
+    let mut limit = params.int("limit", 1)?;
+    let mut offset = params.int("offset", 0)?.unwrap_or(0);
+    let mut after_ref = None;
+    if let Some(after) = params.one("after")? {
+        if after.is_empty() {
+            return Err(ApiError::Input("Invalid after, must not be empty".into()));
+        }
+        let c: AfterCursor = decode_cursor(after, "after cursor")?;
+        if c.limit == 0 {
+            return Err(ApiError::Input(
+                "Malformed after cursor: limit must be greater than zero".into(),
+            ));
+        }
+        limit = Some(c.limit);
+        offset = c.offset;
+        after_ref = c.after_ref;
+    }
+    let catalog = st.catalog.clone();
+    let (items, next) = blocking(move || {
+        let want = limit.map_or(usize::MAX, |l| offset.saturating_add(l).saturating_add(1));
+        let refs = if order.is_empty() && filter.is_none() {
+            // The common case streams from the entity table, no full scan.
+            catalog.all_refs(after_ref.as_deref(), want)?
+        } else {
+            let mut refs = catalog.refs(filter.as_ref())?;
+            if order.is_empty() {
+                if let Some(a) = &after_ref {
+                    let n = refs.partition_point(|r| r <= a);
+                    refs.drain(..n);
+                }
+            } else {
+                let mut keys = refs
+                    .iter()
+                    .map(|r| Ok(sort_key(&order, r, &catalog.search_rows(r)?)))
+                    .collect::<Result<Vec<SortKey>, ApiError>>()?;
+                keys.sort_by(|a, b| compare(&order, a, b));
+                refs = keys.into_iter().map(|k| k.refkey).collect();
+            }
+            refs
+        };
+        let rest = refs.get(offset..).unwrap_or_default();
+        let page = &rest[..limit.map_or(rest.len(), |l| l.min(rest.len()))];
+        let next = match limit {
+            Some(l) if rest.len() > l => Some(if order.is_empty() {
+                AfterCursor {
+                    limit: l,
+                    offset: 0,
+                    after_ref: page.last().cloned(),
+                }
+            } else {
+                AfterCursor {
+                    limit: l,
+                    offset: offset + l,
+                    after_ref: None,
+                }
+            }),
+            _ => None,
+        };
+        let mut items = Vec::with_capacity(page.len());
+        for r in page {
+            // Gone since the scan: skip rather than fail.
+            if let Some(stored) = catalog.entity(r)? {
+                items.push(respond::entity(stored, fields.as_deref())?);
+            }
+        }
+        Ok((items, next))
+    })
+    .await?;
+    let mut resp = json_bytes(respond::array(&items));
+    if let Some(next) = next {
+        let query = params.replaced(&["offset"], "after", &encode_cursor(&next));
+        let link = format!("</api/catalog/entities?{query}>; rel=\"next\"");
+        let value = HeaderValue::from_str(&link)
+            .map_err(|e| ApiError::Internal(format!("link header: {e}")))?;
+        resp.headers_mut().insert(header::LINK, value);
+    }
+    Ok(resp)
+}
+
+/// What a by-query cursor carries so that following pages need only it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct QuerySpec {
+    #[serde(default)]
+    filter: Vec<String>,
+    #[serde(default)]
+    order_fields: Vec<OrderField>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    full_text_filter: Option<FullTextFilter>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct FullTextFilter {
+    term: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    fields: Vec<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct QueryCursor {
+    query: QuerySpec,
+    /// The last item of the page before (next) or first of the page after
+    /// (previous).
+    position: SortKey,
+    is_previous: bool,
+}
+
+enum Start {
+    Offset(usize),
+    After(SortKey),
+    Before(SortKey),
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PageInfo {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_cursor: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prev_cursor: Option<String>,
+}
+
+/// `GET /api/catalog/entities/by-query`
+pub async fn by_query(State(st): State<AppState>, params: Params) -> Result<Response, ApiError> {
+    let fields = params.fields()?;
+    let limit = params.int("limit", 0)?.unwrap_or(DEFAULT_QUERY_LIMIT);
+    // As in Backstage, a cursor carries the query; filter, orderField and
+    // the full-text filter of the request are then ignored.
+    let (spec, start) = match params.one("cursor")? {
+        Some(c) => {
+            let c: QueryCursor = decode_cursor(c, "cursor")?;
+            // Fail on a forged cursor here rather than in the scan.
+            parse_filter(&c.query.filter)?;
+            let start = if c.is_previous {
+                Start::Before(c.position)
+            } else {
+                Start::After(c.position)
+            };
+            (c.query, start)
+        }
+        None => {
+            let filter = params.all("filter");
+            parse_filter(&filter)?;
+            let order_fields = order_field_params(&params.all("orderField"))?;
+            let term = params
+                .one("fullTextFilterTerm")?
+                .map(str::trim)
+                .unwrap_or_default();
+            let full_text_filter = (!term.is_empty()).then(|| FullTextFilter {
+                term: term.to_string(),
+                fields: params
+                    .list("fullTextFilterFields")
+                    .iter()
+                    .map(|f| f.to_lowercase())
+                    .collect(),
+            });
+            let spec = QuerySpec {
+                filter,
+                order_fields,
+                full_text_filter,
+            };
+            (spec, Start::Offset(params.int("offset", 0)?.unwrap_or(0)))
+        }
+    };
+    let catalog = st.catalog.clone();
+    let (items, total, next, prev) = blocking(move || {
+        let filter = parse_filter(&spec.filter)?;
+        let order = &spec.order_fields;
+        let full_text = spec.full_text_filter.as_ref().map(|ft| {
+            // Backstage's default: the sort field, else metadata.uid.
+            let fields = if ft.fields.is_empty() {
+                vec![
+                    order
+                        .first()
+                        .map_or("metadata.uid", |o| o.field.as_str())
+                        .to_string(),
+                ]
+            } else {
+                ft.fields.clone()
+            };
+            (ft.term.to_lowercase(), fields)
+        });
+        let mut keys = Vec::new();
+        for r in catalog.refs(filter.as_ref())? {
+            if order.is_empty() && full_text.is_none() {
+                keys.push(SortKey {
+                    values: vec![],
+                    refkey: r,
+                });
+                continue;
+            }
+            let rows = catalog.search_rows(&r)?;
+            if let Some((term, fields)) = &full_text {
+                let hit = rows
+                    .rows
+                    .iter()
+                    .any(|row| fields.contains(&row.key) && row.value.contains(term.as_str()));
+                if !hit {
+                    continue;
+                }
+            }
+            keys.push(sort_key(order, &r, &rows));
+        }
+        if !order.is_empty() {
+            keys.sort_by(|a, b| compare(order, a, b));
+        }
+        let total = keys.len();
+        let (from, to) = match start {
+            Start::Offset(o) => {
+                let from = o.min(total);
+                (from, from.saturating_add(limit).min(total))
+            }
+            Start::After(p) => {
+                let from = keys.partition_point(|k| compare(order, k, &p) != Ordering::Greater);
+                (from, from.saturating_add(limit).min(total))
+            }
+            Start::Before(p) => {
+                let to = keys.partition_point(|k| compare(order, k, &p) == Ordering::Less);
+                (to.saturating_sub(limit), to)
+            }
+        };
+        let page = &keys[from..to];
+        let cursor = |position: &SortKey, is_previous: bool| {
+            encode_cursor(&QueryCursor {
+                query: spec.clone(),
+                position: position.clone(),
+                is_previous,
+            })
+        };
+        let next = page
+            .last()
+            .filter(|_| limit > 0 && to < total)
+            .map(|k| cursor(k, false));
+        let prev = page.first().filter(|_| from > 0).map(|k| cursor(k, true));
+        let mut items = Vec::with_capacity(page.len());
+        for k in page {
+            if let Some(stored) = catalog.entity(&k.refkey)? {
+                items.push(respond::entity(stored, fields.as_deref())?);
+            }
+        }
+        Ok((items, total, next, prev))
+    })
+    .await?;
+    let page_info = PageInfo {
+        next_cursor: next,
+        prev_cursor: prev,
+    };
+    let mut body = b"{\"items\":".to_vec();
+    body.extend(respond::array(&items));
+    body.extend(format!(",\"totalItems\":{total},\"pageInfo\":").as_bytes());
+    body.extend(serde_json::to_vec(&page_info).expect("page info serialises"));
+    body.push(b'}');
+    Ok(json_bytes(body))
+}
+
+fn not_named(kind: &str, namespace: &str, name: &str) -> ApiError {
+    // Backstage's wording.
+    ApiError::NotFound(format!(
+        "No entity named '{name}' found, with kind '{kind}' in namespace '{namespace}'"
+    ))
+}
+
+/// `GET /api/catalog/entities/by-name/{kind}/{namespace}/{name}`
+/// (case-insensitive, as the ref key is).
+pub async fn by_name(
+    State(st): State<AppState>,
+    PathArgs((kind, namespace, name)): PathArgs<(String, String, String)>,
+) -> Result<Response, ApiError> {
+    let key = EntityRef::new(&kind, &namespace, &name).key();
+    match st.catalog.entity(&key)? {
+        Some(stored) => Ok(json_bytes(stored)),
+        None => Err(not_named(&kind, &namespace, &name)),
+    }
+}
+
+/// `GET /api/catalog/entities/by-uid/{uid}`
+pub async fn by_uid(
+    State(st): State<AppState>,
+    PathArgs(uid): PathArgs<String>,
+) -> Result<Response, ApiError> {
+    match st.catalog.entity_by_uid(&uid)? {
+        Some(stored) => Ok(json_bytes(stored)),
+        None => Err(ApiError::NotFound(format!("No entity with uid {uid}"))),
+    }
+}
+
+/// `GET /api/catalog/entities/by-name/{kind}/{namespace}/{name}/ancestry`
+///
+/// Backstage walks up the entities that emitted this one (a Location
+/// entity, the Location that found it, ...). This catalog does not model
+/// Location entities or their parentage yet, so the entity is its own root
+/// and the only item, with no parents.
+pub async fn ancestry(
+    State(st): State<AppState>,
+    PathArgs((kind, namespace, name)): PathArgs<(String, String, String)>,
+) -> Result<Response, ApiError> {
+    let r = EntityRef::new(&kind, &namespace, &name);
+    let Some(stored) = st.catalog.entity(&r.key())? else {
+        return Err(ApiError::NotFound(format!("No such entity {r}")));
+    };
+    let entity: Value = serde_json::from_slice(&stored)
+        .map_err(|e| ApiError::Internal(format!("stored entity is not JSON: {e}")))?;
+    let root = served_ref(&entity).unwrap_or(r).to_string();
+    Ok(json(&json!({
+        "rootEntityRef": root,
+        "items": [{"entity": entity, "parentEntityRefs": []}],
+    })))
+}
+
+/// The ref of a served entity, as Backstage's `stringifyEntityRef` writes it.
+fn served_ref(entity: &Value) -> Option<EntityRef> {
+    let kind = entity.get("kind")?.as_str()?;
+    let meta = entity.get("metadata")?;
+    let name = meta.get("name")?.as_str()?;
+    let namespace = meta
+        .get("namespace")
+        .and_then(Value::as_str)
+        .unwrap_or("default");
+    Some(EntityRef::new(kind, namespace, name))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ByRefsBody {
+    entity_refs: Vec<String>,
+    #[serde(default)]
+    fields: Vec<String>,
+}
+
+/// `POST /api/catalog/entities/by-refs`: `{"items": [entity or null]}` in
+/// request order. A ref that does not parse, is not served or does not
+/// match the `filter` parameters gives `null`.
+pub async fn by_refs(
+    State(st): State<AppState>,
+    params: Params,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let malformed = |why: String| {
+        ApiError::Input(format!(
+            "Malformed request body (did you remember to specify an application/json content type?), {why}"
+        ))
+    };
+    let body = body.map_err(|e| malformed(e.body_text()))?;
+    let request: ByRefsBody =
+        serde_json::from_slice(&body).map_err(|e| malformed(e.to_string()))?;
+    let filter = params.filter()?;
+    let mut wanted = params.list("fields");
+    wanted.extend(
+        request
+            .fields
+            .iter()
+            .map(|f| f.trim().to_string())
+            .filter(|f| !f.is_empty()),
+    );
+    let fields = fields(wanted)?;
+    let catalog = st.catalog.clone();
+    let items = blocking(move || {
+        let mut items = Vec::with_capacity(request.entity_refs.len());
+        for r in &request.entity_refs {
+            let key = match EntityRef::parse(r, None, "default") {
+                Ok(r) => r.key(),
+                Err(_) => {
+                    items.push(b"null".to_vec());
+                    continue;
+                }
+            };
+            let stored = match catalog.entity(&key)? {
+                Some(s) if matches(&catalog, filter.as_ref(), &key)? => s,
+                _ => {
+                    items.push(b"null".to_vec());
+                    continue;
+                }
+            };
+            items.push(respond::entity(stored, fields.as_deref())?);
+        }
+        Ok(items)
+    })
+    .await?;
+    let mut body = b"{\"items\":".to_vec();
+    body.extend(respond::array(&items));
+    body.push(b'}');
+    Ok(json_bytes(body))
+}
+
+/// Whether a served entity matches a filter, judged on its search rows
+/// (the same rows the projector's filter index holds).
+fn matches(
+    catalog: &projector::Catalog,
+    filter: Option<&projector::EntityFilter>,
+    refkey: &str,
+) -> Result<bool, ApiError> {
+    let Some(filter) = filter else {
+        return Ok(true);
+    };
+    let rows = catalog.search_rows(refkey)?;
+    Ok(filter.any_of.iter().any(|clause| {
+        clause.all_of.iter().all(|c| {
+            rows.rows.iter().any(|row| {
+                row.key == c.key && (c.values.is_empty() || c.values.contains(&row.value))
+            })
+        })
+    }))
+}
+
+#[derive(Serialize)]
+struct FacetValue {
+    value: String,
+    count: u64,
+}
+
+/// `GET /api/catalog/entity-facets?facet=kind&filter=...`
+pub async fn facets(State(st): State<AppState>, params: Params) -> Result<Response, ApiError> {
+    let facet_keys: Vec<String> = params
+        .all("facet")
+        .into_iter()
+        .filter(|f| !f.is_empty())
+        .collect();
+    if facet_keys.is_empty() {
+        return Err(ApiError::Input("Missing facet parameter".into()));
+    }
+    let filter = params.filter()?;
+    let catalog = st.catalog.clone();
+    let facets = blocking(move || Ok(catalog.facets(&facet_keys, filter.as_ref())?)).await?;
+    let facets: serde_json::Map<String, Value> = facets
+        .into_iter()
+        .map(|(k, values)| {
+            let values: Vec<FacetValue> = values
+                .into_iter()
+                .map(|(value, count)| FacetValue { value, count })
+                .collect();
+            (k, serde_json::to_value(values).expect("facets serialise"))
+        })
+        .collect();
+    Ok(json(&json!({ "facets": facets })))
+}
+
+/// `GET /api/history/entities/{kind}/{namespace}/{name}`: every effective
+/// change of the entity, oldest first, deletions included.
+pub async fn history(
+    State(st): State<AppState>,
+    PathArgs((kind, namespace, name)): PathArgs<(String, String, String)>,
+) -> Result<Response, ApiError> {
+    let r = EntityRef::new(&kind, &namespace, &name);
+    let catalog = st.catalog.clone();
+    let key = r.key();
+    let changes = blocking(move || Ok(catalog.history(&key)?)).await?;
+    if changes.is_empty() {
+        return Err(ApiError::NotFound(format!("No history for entity '{r}'")));
+    }
+    // The name as the entity spells it, when a change recorded it.
+    let entity_ref = changes
+        .iter()
+        .rev()
+        .find_map(|c| c.entity.as_ref().map(|e| e.entity_ref().to_string()))
+        .unwrap_or_else(|| r.to_string());
+    Ok(json(
+        &json!({ "entityRef": entity_ref, "changes": changes }),
+    ))
+}

@@ -1,0 +1,127 @@
+//! The one error type of the API and its one mapping to Backstage's error
+//! body:
+//!
+//! ```json
+//! {"error": {"name": "NotFoundError", "message": "..."},
+//!  "request": {"method": "GET", "url": "/api/catalog/..."},
+//!  "response": {"statusCode": 404}}
+//! ```
+//!
+//! A handler's response does not know the request, so [`ApiError`] leaves
+//! an [`ErrorInfo`] in the response extensions and [`with_request`] (a
+//! middleware around every route) writes the final body with the request's
+//! method and URL.
+
+use axum::extract::Request;
+use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+/// Why a request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 404 `NotFoundError`.
+    #[error("{0}")]
+    NotFound(String),
+    /// 400 `InputError`: a parameter or body the API cannot accept.
+    #[error("{0}")]
+    Input(String),
+    /// 409 `ConflictError`.
+    #[error("{0}")]
+    Conflict(String),
+    /// 500: the detail is logged, the client sees a generic message.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    fn parts(&self) -> (StatusCode, &'static str, String) {
+        match self {
+            ApiError::NotFound(m) => (StatusCode::NOT_FOUND, "NotFoundError", m.clone()),
+            ApiError::Input(m) => (StatusCode::BAD_REQUEST, "InputError", m.clone()),
+            ApiError::Conflict(m) => (StatusCode::CONFLICT, "ConflictError", m.clone()),
+            ApiError::Internal(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Error",
+                "Internal server error".to_string(),
+            ),
+        }
+    }
+}
+
+impl From<projector::StoreError> for ApiError {
+    fn from(e: projector::StoreError) -> Self {
+        ApiError::Internal(format!("store: {e}"))
+    }
+}
+
+impl From<tokio::task::JoinError> for ApiError {
+    fn from(e: tokio::task::JoinError) -> Self {
+        ApiError::Internal(format!("blocking task: {e}"))
+    }
+}
+
+/// What [`with_request`] needs to write the final body.
+#[derive(Debug, Clone)]
+struct ErrorInfo {
+    name: &'static str,
+    message: String,
+}
+
+fn body(info: &ErrorInfo, status: StatusCode, request: Option<(&Method, &str)>) -> Vec<u8> {
+    let mut v = json!({
+        "error": {"name": info.name, "message": info.message},
+        "response": {"statusCode": status.as_u16()},
+    });
+    if let Some((method, url)) = request {
+        v["request"] = json!({"method": method.as_str(), "url": url});
+    }
+    serde_json::to_vec(&v).expect("json values serialise")
+}
+
+fn json_response(status: StatusCode, bytes: Vec<u8>) -> Response {
+    let mut resp = (status, bytes).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    resp
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, name, message) = self.parts();
+        if let ApiError::Internal(detail) = &self {
+            tracing::error!(error = %detail, "request failed");
+        }
+        let info = ErrorInfo { name, message };
+        // Complete without the request part, in case the middleware is not
+        // in place; `with_request` rewrites it.
+        let mut resp = json_response(status, body(&info, status, None));
+        resp.extensions_mut().insert(info);
+        resp
+    }
+}
+
+/// Middleware: completes error bodies with the request's method and URL.
+pub(crate) async fn with_request(req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let url = req.uri().path_and_query().map_or_else(
+        || req.uri().path().to_string(),
+        |pq| pq.as_str().to_string(),
+    );
+    let resp = next.run(req).await;
+    let Some(info) = resp.extensions().get::<ErrorInfo>().cloned() else {
+        return resp;
+    };
+    let (mut parts, _) = resp.into_parts();
+    let bytes = body(&info, parts.status, Some((&method, &url)));
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, axum::body::Body::from(bytes))
+}
+
+/// The fallback of unknown paths.
+pub(crate) async fn not_found(method: Method, uri: Uri) -> ApiError {
+    ApiError::NotFound(format!("No route for {method} {}", uri.path()))
+}

@@ -1,0 +1,146 @@
+//! The query service: the catalog's HTTP API.
+//!
+//! Owns: the Backstage-compatible catalog REST API under `/api/catalog`
+//! (entities, by-query, by-name, by-uid, by-refs, ancestry, facets,
+//! locations and their errors), the entity history API under
+//! `/api/history`, health (`/livez`, `/readyz`), Prometheus metrics
+//! (`/metrics`) and the OpenAPI document of all of it
+//! (`/api/openapi.json`, hand-written in `query/openapi.json`).
+//!
+//! It serves from the projector's read model ([`projector::Catalog`]) and
+//! must never write to the store. Errors leave through one type,
+//! [`ApiError`], in Backstage's error body shape.
+
+mod entities;
+mod error;
+mod health;
+mod locations;
+pub mod metrics;
+mod params;
+mod project;
+mod respond;
+
+pub use error::ApiError;
+
+use axum::Router;
+use axum::http::Method;
+use axum::routing::{MethodRouter, get, post};
+use std::future::Future;
+use std::sync::Arc;
+use tower_http::trace::TraceLayer;
+
+/// The OpenAPI 3.0 document of every route [`router`] serves.
+pub const OPENAPI_JSON: &str = include_str!("../openapi.json");
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    /// The read model.
+    pub catalog: projector::Catalog,
+    /// Messages the projector has not applied yet; `None` until it knows
+    /// (then `/readyz` answers 503).
+    pub lag: Arc<dyn Fn() -> Option<i64> + Send + Sync>,
+    /// Renders `/metrics`; `None` answers 404.
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+}
+
+/// One served route: the single list the router and the OpenAPI test use.
+struct Route {
+    method: Method,
+    path: &'static str,
+    handler: MethodRouter<AppState>,
+}
+
+fn route(method: Method, path: &'static str, handler: MethodRouter<AppState>) -> Route {
+    Route {
+        method,
+        path,
+        handler,
+    }
+}
+
+fn route_table() -> Vec<Route> {
+    use Method as M;
+    vec![
+        route(M::GET, "/api/catalog/entities", get(entities::list)),
+        route(
+            M::GET,
+            "/api/catalog/entities/by-query",
+            get(entities::by_query),
+        ),
+        route(
+            M::GET,
+            "/api/catalog/entities/by-name/{kind}/{namespace}/{name}",
+            get(entities::by_name),
+        ),
+        route(
+            M::GET,
+            "/api/catalog/entities/by-name/{kind}/{namespace}/{name}/ancestry",
+            get(entities::ancestry),
+        ),
+        route(
+            M::GET,
+            "/api/catalog/entities/by-uid/{uid}",
+            get(entities::by_uid),
+        ),
+        route(
+            M::POST,
+            "/api/catalog/entities/by-refs",
+            post(entities::by_refs),
+        ),
+        route(M::GET, "/api/catalog/entity-facets", get(entities::facets)),
+        route(M::GET, "/api/catalog/locations", get(locations::list)),
+        route(M::GET, "/api/catalog/locations/{id}", get(locations::by_id)),
+        route(
+            M::GET,
+            "/api/catalog/locations/{id}/errors",
+            get(locations::errors),
+        ),
+        route(M::GET, "/api/catalog/errors", get(locations::all_errors)),
+        route(
+            M::GET,
+            "/api/history/entities/{kind}/{namespace}/{name}",
+            get(entities::history),
+        ),
+        route(M::GET, "/livez", get(health::livez)),
+        route(M::GET, "/readyz", get(health::readyz)),
+        route(M::GET, "/metrics", get(health::metrics)),
+        route(M::GET, "/api/openapi.json", get(health::openapi)),
+    ]
+}
+
+/// Every `(method, path)` the router serves, paths in OpenAPI/axum syntax
+/// (`/api/catalog/locations/{id}`).
+pub fn routes() -> Vec<(Method, &'static str)> {
+    route_table()
+        .into_iter()
+        .map(|r| (r.method, r.path))
+        .collect()
+}
+
+/// The whole HTTP API over `state`.
+pub fn router(state: AppState) -> Router {
+    metrics::describe();
+    let mut router = Router::new();
+    for r in route_table() {
+        router = router.route(r.path, r.handler);
+    }
+    router
+        .fallback(error::not_found)
+        .layer(axum::middleware::from_fn(metrics::track))
+        .layer(axum::middleware::from_fn(error::with_request))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Serves the API on `listener` until `shutdown` completes, then lets the
+/// requests in flight finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

@@ -1,0 +1,392 @@
+//! Query-string parameters as Backstage reads them: repeatable keys, the
+//! same messages for bad input, and the opaque cursors of paged lists.
+
+use crate::error::ApiError;
+use axum::extract::{FromRequestParts, Query};
+use axum::http::request::Parts;
+use projector::EntityFilter;
+use serde::{Serialize, de::DeserializeOwned};
+use std::cmp::Ordering;
+
+/// Every `key=value` pair of the query string, decoded, in order.
+#[derive(Debug, Clone, Default)]
+pub struct Params {
+    pairs: Vec<(String, String)>,
+    raw: String,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Params {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let Query(pairs) = Query::<Vec<(String, String)>>::try_from_uri(&parts.uri)
+            .map_err(|e| ApiError::Input(format!("Invalid query string: {e}")))?;
+        Ok(Params {
+            pairs,
+            raw: parts.uri.query().unwrap_or_default().to_string(),
+        })
+    }
+}
+
+impl Params {
+    /// All values of a repeatable parameter.
+    pub fn all(&self, name: &str) -> Vec<String> {
+        self.pairs
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
+    /// The values of a repeatable, comma-separated parameter, trimmed,
+    /// empty ones dropped.
+    pub fn list(&self, name: &str) -> Vec<String> {
+        self.all(name)
+            .iter()
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// A parameter that may appear once.
+    pub fn one(&self, name: &str) -> Result<Option<&str>, ApiError> {
+        let mut values = self.pairs.iter().filter(|(k, _)| k == name);
+        match (values.next(), values.next()) {
+            (None, _) => Ok(None),
+            (Some((_, v)), None) => Ok(Some(v)),
+            (Some(_), Some(_)) => Err(ApiError::Input(format!(
+                "Invalid {name}, expected a single value"
+            ))),
+        }
+    }
+
+    /// An integer parameter at least `min`.
+    pub fn int(&self, name: &str, min: usize) -> Result<Option<usize>, ApiError> {
+        let Some(v) = self.one(name)? else {
+            return Ok(None);
+        };
+        let n: i64 = v
+            .parse()
+            .map_err(|_| ApiError::Input(format!("Invalid {name}, not an integer")))?;
+        if n < min as i64 {
+            return Err(ApiError::Input(match min {
+                0 => format!("Invalid {name}, must be zero or greater"),
+                _ => format!("Invalid {name}, must be greater than zero"),
+            }));
+        }
+        usize::try_from(n)
+            .map(Some)
+            .map_err(|_| ApiError::Input(format!("Invalid {name}, too large")))
+    }
+
+    /// The raw query string with the given parameters removed and
+    /// `name=value` appended (`value` must not need escaping).
+    pub fn replaced(&self, drop: &[&str], name: &str, value: &str) -> String {
+        let mut kept: Vec<&str> = self
+            .raw
+            .split('&')
+            .filter(|seg| {
+                let key = seg.split('=').next().unwrap_or_default();
+                !seg.is_empty() && !drop.contains(&key) && key != name
+            })
+            .collect();
+        let last = format!("{name}={value}");
+        kept.push(&last);
+        kept.join("&")
+    }
+
+    /// The `filter` parameters (OR'ed; see [`EntityFilter`]).
+    pub fn filter(&self) -> Result<Option<EntityFilter>, ApiError> {
+        parse_filter(&self.all("filter"))
+    }
+
+    /// The `fields` projection, if any.
+    pub fn fields(&self) -> Result<Option<Vec<String>>, ApiError> {
+        fields(self.list("fields"))
+    }
+}
+
+/// Path parameters, with a rejection in the API's error shape.
+pub struct PathArgs<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for PathArgs<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|p| PathArgs(p.0))
+            .map_err(|e| ApiError::Input(format!("Invalid path: {}", e.body_text())))
+    }
+}
+
+pub fn parse_filter(filters: &[String]) -> Result<Option<EntityFilter>, ApiError> {
+    EntityFilter::parse(filters)
+        .map_err(|e| ApiError::Input(format!("Invalid filter parameter: {e}")))
+}
+
+/// Validates `fields` paths; `None` when there are none.
+pub fn fields(fields: Vec<String>) -> Result<Option<Vec<String>>, ApiError> {
+    if fields.iter().any(|f| f.contains('[')) {
+        return Err(ApiError::Input(
+            "Invalid fields, array type fields are not supported".into(),
+        ));
+    }
+    Ok((!fields.is_empty()).then_some(fields))
+}
+
+/// One sort key: a search key (lower-cased) and a direction.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct OrderField {
+    pub field: String,
+    pub order: Direction,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    Asc,
+    Desc,
+}
+
+impl Direction {
+    fn parse(s: &str) -> Option<Direction> {
+        match s.trim() {
+            "asc" => Some(Direction::Asc),
+            "desc" => Some(Direction::Desc),
+            _ => None,
+        }
+    }
+}
+
+/// `/entities`' `order=asc:metadata.name`.
+pub fn order_params(values: &[String]) -> Result<Vec<OrderField>, ApiError> {
+    values
+        .iter()
+        .map(|item| {
+            let parsed = item.split_once(':').and_then(|(dir, field)| {
+                let field = field.trim();
+                (!field.is_empty()).then_some((Direction::parse(dir)?, field))
+            });
+            match parsed {
+                Some((order, field)) => Ok(OrderField {
+                    field: field.to_lowercase(),
+                    order,
+                }),
+                None => Err(ApiError::Input(format!(
+                    "Invalid order parameter \"{item}\", expected \"<asc or desc>:<field name>\""
+                ))),
+            }
+        })
+        .collect()
+}
+
+/// `/entities/by-query`'s `orderField=metadata.name,desc` (direction
+/// optional, ascending by default).
+pub fn order_field_params(values: &[String]) -> Result<Vec<OrderField>, ApiError> {
+    values
+        .iter()
+        .map(|item| {
+            let (field, dir) = match item.split_once(',') {
+                Some((f, d)) => (f.trim(), Some(d)),
+                None => (item.trim(), None),
+            };
+            if field.is_empty() {
+                return Err(ApiError::Input(format!(
+                    "Invalid orderField \"{item}\", the field is empty"
+                )));
+            }
+            let order = match dir {
+                None => Direction::Asc,
+                Some(d) => Direction::parse(d).ok_or_else(|| {
+                    ApiError::Input(format!(
+                        "Invalid orderField \"{item}\", the order must be asc or desc"
+                    ))
+                })?,
+            };
+            Ok(OrderField {
+                field: field.to_lowercase(),
+                order,
+            })
+        })
+        .collect()
+}
+
+/// The position of an entity in an ordering: the values of the order
+/// fields (`None` when the entity has no such field; those sort last) and
+/// the ref key that breaks ties.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct SortKey {
+    pub values: Vec<Option<String>>,
+    #[serde(rename = "ref")]
+    pub refkey: String,
+}
+
+/// Compares two keys under `order` (missing values last in either
+/// direction, then ref keys ascending).
+pub fn compare(order: &[OrderField], a: &SortKey, b: &SortKey) -> Ordering {
+    for (i, o) in order.iter().enumerate() {
+        let c = match (
+            a.values.get(i).and_then(Option::as_ref),
+            b.values.get(i).and_then(Option::as_ref),
+        ) {
+            (Some(x), Some(y)) => match o.order {
+                Direction::Asc => x.cmp(y),
+                Direction::Desc => y.cmp(x),
+            },
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (None, None) => Ordering::Equal,
+        };
+        if c != Ordering::Equal {
+            return c;
+        }
+    }
+    a.refkey.cmp(&b.refkey)
+}
+
+/// The sort key of one entity from its search rows. An entity with several
+/// values for a key (array items) sorts by its first value in the
+/// direction asked; an empty value (null, or too long to index) counts as
+/// missing.
+pub fn sort_key(
+    order: &[OrderField],
+    refkey: &str,
+    rows: &projector::records::SearchRows,
+) -> SortKey {
+    let values = order
+        .iter()
+        .map(|o| {
+            let candidates = rows
+                .rows
+                .iter()
+                .filter(|r| r.key == o.field && !r.value.is_empty())
+                .map(|r| &r.value);
+            match o.order {
+                Direction::Asc => candidates.min(),
+                Direction::Desc => candidates.max(),
+            }
+            .cloned()
+        })
+        .collect();
+    SortKey {
+        values,
+        refkey: refkey.to_string(),
+    }
+}
+
+/// Cursors are JSON, hex-encoded: opaque, and safe in a URL as they are.
+pub fn encode_cursor<T: Serialize>(cursor: &T) -> String {
+    let json = serde_json::to_vec(cursor).expect("cursors serialise");
+    let mut out = String::with_capacity(json.len() * 2);
+    for b in json {
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 0xf)]));
+    }
+    out
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// Decodes a cursor of [`encode_cursor`]; `what` names the parameter.
+pub fn decode_cursor<T: DeserializeOwned>(s: &str, what: &str) -> Result<T, ApiError> {
+    let malformed = |why: String| ApiError::Input(format!("Malformed {what}: {why}"));
+    if s.is_empty() {
+        return Err(malformed("empty".into()));
+    }
+    if !s.len().is_multiple_of(2) {
+        return Err(malformed("odd length".into()));
+    }
+    let nibble = |c: u8| -> Result<u8, ApiError> {
+        match c {
+            b'0'..=b'9' => Ok(c - b'0'),
+            b'a'..=b'f' => Ok(c - b'a' + 10),
+            b'A'..=b'F' => Ok(c - b'A' + 10),
+            _ => Err(malformed("not hex".into())),
+        }
+    };
+    let bytes = s
+        .as_bytes()
+        .chunks(2)
+        .map(|p| Ok((nibble(p[0])? << 4) | nibble(p[1])?))
+        .collect::<Result<Vec<u8>, ApiError>>()?;
+    serde_json::from_slice(&bytes).map_err(|e| malformed(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(values: &[Option<&str>], r: &str) -> SortKey {
+        SortKey {
+            values: values.iter().map(|v| v.map(str::to_string)).collect(),
+            refkey: r.into(),
+        }
+    }
+
+    #[test]
+    fn cursors_round_trip_and_reject_garbage() {
+        let k = key(&[Some("a b"), None], "component:default/x");
+        let s = encode_cursor(&k);
+        assert!(s.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_eq!(decode_cursor::<SortKey>(&s, "cursor").unwrap(), k);
+        for bad in ["", "abc", "zz", "7b7d7b"] {
+            let err = decode_cursor::<SortKey>(bad, "cursor").unwrap_err();
+            assert!(
+                err.to_string().starts_with("Malformed cursor"),
+                "{bad}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn missing_values_sort_last_both_ways() {
+        let asc = order_field_params(&["spec.type".into()]).unwrap();
+        let desc = order_field_params(&["spec.type,desc".into()]).unwrap();
+        let a = key(&[Some("a")], "x:default/2");
+        let b = key(&[Some("b")], "x:default/1");
+        let none = key(&[None], "x:default/0");
+        assert_eq!(compare(&asc, &a, &b), Ordering::Less);
+        assert_eq!(compare(&desc, &a, &b), Ordering::Greater);
+        assert_eq!(compare(&asc, &none, &a), Ordering::Greater);
+        assert_eq!(compare(&desc, &none, &a), Ordering::Greater);
+        assert_eq!(
+            compare(&asc, &key(&[Some("a")], "x:default/1"), &a),
+            Ordering::Less
+        );
+    }
+
+    #[test]
+    fn order_parameters_validate() {
+        assert_eq!(
+            order_params(&["desc:Metadata.Name".into()]).unwrap(),
+            vec![OrderField {
+                field: "metadata.name".into(),
+                order: Direction::Desc
+            }]
+        );
+        for bad in ["metadata.name", "up:metadata.name", "asc:"] {
+            assert!(
+                order_params(&[bad.into()])
+                    .unwrap_err()
+                    .to_string()
+                    .contains("order")
+            );
+        }
+        assert!(order_field_params(&["metadata.name,sideways".into()]).is_err());
+    }
+
+    #[test]
+    fn replaced_drops_and_appends() {
+        let p = Params {
+            pairs: vec![],
+            raw: "filter=kind%3Dcomponent&offset=3&limit=2&after=old".into(),
+        };
+        assert_eq!(
+            p.replaced(&["offset"], "after", "abc"),
+            "filter=kind%3Dcomponent&limit=2&after=abc"
+        );
+    }
+}
