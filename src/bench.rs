@@ -35,7 +35,11 @@ pub struct BenchArgs {
 
 /// Writes the org: groups, systems, components, APIs, resources.
 /// Returns the ref key of one component per file (for edits).
-pub fn generate_org(dir: &Path, n: usize, per_file: usize) -> anyhow::Result<Vec<(PathBuf, String)>> {
+pub fn generate_org(
+    dir: &Path,
+    n: usize,
+    per_file: usize,
+) -> anyhow::Result<Vec<(PathBuf, String)>> {
     std::fs::create_dir_all(dir)?;
     let groups = (n / 200).max(2);
     let systems = (n / 50).max(2);
@@ -127,7 +131,11 @@ fn walk_size(p: &Path) -> std::io::Result<u64> {
     for e in std::fs::read_dir(p)? {
         let e = e?;
         let m = e.metadata()?;
-        total += if m.is_dir() { walk_size(&e.path())? } else { m.len() };
+        total += if m.is_dir() {
+            walk_size(&e.path())?
+        } else {
+            m.len()
+        };
     }
     Ok(total)
 }
@@ -154,7 +162,10 @@ fn measure(agent: &ureq::Agent, urls: &[String], n: usize) -> anyhow::Result<Vec
     for i in 0..n {
         let url = &urls[i % urls.len()];
         let t = Instant::now();
-        let mut resp = agent.get(url).call().with_context(|| format!("GET {url}"))?;
+        let mut resp = agent
+            .get(url)
+            .call()
+            .with_context(|| format!("GET {url}"))?;
         let _ = resp.body_mut().read_to_vec()?;
         out.push(t.elapsed());
     }

@@ -154,10 +154,17 @@ impl Config {
     /// Checks what serde cannot; errors name the field.
     pub fn validate(&self) -> anyhow::Result<()> {
         if self.log.partitions == 0 || self.log.partitions > 1024 {
-            bail!("log.partitions: must be 1..=1024, got {}", self.log.partitions);
+            bail!(
+                "log.partitions: must be 1..=1024, got {}",
+                self.log.partitions
+            );
         }
         if self.log.backend == Backend::Kafka
-            && self.log.brokers.as_deref().is_none_or(|b| b.trim().is_empty())
+            && self
+                .log
+                .brokers
+                .as_deref()
+                .is_none_or(|b| b.trim().is_empty())
         {
             bail!("log.brokers: required when log.backend is kafka");
         }
@@ -190,7 +197,9 @@ mod tests {
 
     #[test]
     fn unknown_field_is_named() {
-        let err = Config::parse("log:\n  partitons: 3\n").unwrap_err().to_string();
+        let err = Config::parse("log:\n  partitons: 3\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("partitons"), "{err}");
     }
 
@@ -206,8 +215,18 @@ mod tests {
     fn validation_names_the_field() {
         let mut cfg = Config::default();
         cfg.log.partitions = 0;
-        assert!(cfg.validate().unwrap_err().to_string().contains("log.partitions"));
+        assert!(
+            cfg.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("log.partitions")
+        );
         let cfg = Config::parse("log:\n  backend: kafka\n").unwrap();
-        assert!(cfg.validate().unwrap_err().to_string().contains("log.brokers"));
+        assert!(
+            cfg.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("log.brokers")
+        );
     }
 }

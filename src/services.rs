@@ -160,7 +160,11 @@ async fn join_stages(stages: Vec<Stage>) -> anyhow::Result<()> {
     first_err.map_or(Ok(()), Err)
 }
 
-fn ingest_stage(cfg: &Config, log: Arc<dyn EventLog>, shutdown: &Shutdown) -> anyhow::Result<Stage> {
+fn ingest_stage(
+    cfg: &Config,
+    log: Arc<dyn EventLog>,
+    shutdown: &Shutdown,
+) -> anyhow::Result<Stage> {
     let dir = ingest_dir(cfg);
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let ingest = ingest::Ingest::open(cfg.ingest.clone(), log, &dir)?;
@@ -200,8 +204,11 @@ async fn http(
     catalog: Catalog,
     lag: Arc<dyn Fn() -> Option<i64> + Send + Sync>,
     metrics: Option<PrometheusHandle>,
-) -> anyhow::Result<(tokio::task::JoinHandle<std::io::Result<()>>, Shutdown, std::net::SocketAddr)>
-{
+) -> anyhow::Result<(
+    tokio::task::JoinHandle<std::io::Result<()>>,
+    Shutdown,
+    std::net::SocketAddr,
+)> {
     let listener = tokio::net::TcpListener::bind(cfg.serve.listen)
         .await
         .with_context(|| format!("serve.listen: cannot listen on {}", cfg.serve.listen))?;
@@ -213,7 +220,11 @@ async fn http(
         metrics,
     };
     let sd = stop_http.clone();
-    let server = tokio::spawn(query::serve(listener, state, async move { sd.wait().await }));
+    let server = tokio::spawn(query::serve(
+        listener,
+        state,
+        async move { sd.wait().await },
+    ));
     tracing::info!(%addr, "serving the catalog API");
     Ok((server, stop_http, addr))
 }
@@ -383,7 +394,9 @@ async fn open_secondary(
     loop {
         if primary.join("CURRENT").exists() {
             std::fs::create_dir_all(secondary)?;
-            return Ok(Arc::new(RocksStore::open_secondary(primary, secondary, cache)?));
+            return Ok(Arc::new(RocksStore::open_secondary(
+                primary, secondary, cache,
+            )?));
         }
         if waited >= Duration::from_secs(60) {
             bail!(

@@ -20,7 +20,10 @@ pub fn get(agent: &ureq::Agent, url: &str) -> (u16, Value) {
         Ok(mut r) => {
             let status = r.status().as_u16();
             let text = r.body_mut().read_to_string().unwrap_or_default();
-            (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+            (
+                status,
+                serde_json::from_str(&text).unwrap_or(Value::String(text)),
+            )
         }
         Err(e) => (0, Value::String(e.to_string())),
     }

@@ -5,8 +5,8 @@
 
 mod common;
 
-use catalog::services::{self, Shutdown};
 use catalog::Config;
+use catalog::services::{self, Shutdown};
 use common::*;
 use std::path::Path;
 use std::time::Duration;
@@ -66,7 +66,10 @@ fn demo_org_edits_deletions_errors_and_restart() {
     let data = tmp.path().join("data");
     let expected_components = count_kind_in(&org, "Component") + 1; // + the valid one in broken/
     let expected_groups = count_kind_in(&org, "Group");
-    assert!(expected_components > 30, "demo org too small: {expected_components}");
+    assert!(
+        expected_components > 30,
+        "demo org too small: {expected_components}"
+    );
 
     let dev = start(&org, &data);
     let a = agent();
@@ -87,7 +90,10 @@ fn demo_org_edits_deletions_errors_and_restart() {
     let (_, errors) = get(&a, &format!("{base}/api/catalog/errors"));
     let text = errors.to_string();
     assert!(text.contains("legacy-billing.yaml"), "{text}");
-    assert!(text.contains("Legacy Billing!"), "error names the bad value: {text}");
+    assert!(
+        text.contains("Legacy Billing!"),
+        "error names the bad value: {text}"
+    );
 
     // Relations are stitched in both directions.
     let owner_ref = legacy["spec"]["owner"].as_str().unwrap().to_string();
@@ -103,12 +109,20 @@ fn demo_org_edits_deletions_errors_and_restart() {
     // An edit shows.
     let file = walk(&org)
         .into_iter()
-        .find(|p| std::fs::read_to_string(p).unwrap().contains("name: cart-service"))
+        .find(|p| {
+            std::fs::read_to_string(p)
+                .unwrap()
+                .contains("name: cart-service")
+        })
         .expect("cart-service file");
     let text = std::fs::read_to_string(&file).unwrap();
     std::fs::write(
         &file,
-        text.replacen("name: cart-service\n", "name: cart-service\n  title: Edited Cart\n", 1),
+        text.replacen(
+            "name: cart-service\n",
+            "name: cart-service\n  title: Edited Cart\n",
+            1,
+        ),
     )
     .unwrap();
     wait_for("edit visible", WAIT, || {
@@ -121,7 +135,9 @@ fn demo_org_edits_deletions_errors_and_restart() {
         .into_iter()
         .find(|p| {
             let t = std::fs::read_to_string(p).unwrap();
-            t.matches("kind: Component").count() == 1 && !t.contains("---") && !p.to_string_lossy().contains("broken")
+            t.matches("kind: Component").count() == 1
+                && !t.contains("---")
+                && !p.to_string_lossy().contains("broken")
         })
         .expect("a single-component file");
     let victim_text = std::fs::read_to_string(&victim).unwrap();
@@ -143,7 +159,11 @@ fn demo_org_edits_deletions_errors_and_restart() {
         "a: &a [x,x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\ne: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]\nf: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]\ng: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]\nh: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]\n",
     )
     .unwrap();
-    std::fs::write(org.join("latin1.yaml"), b"kind: Component\nmetadata:\n  name: caf\xe9\n").unwrap();
+    std::fs::write(
+        org.join("latin1.yaml"),
+        b"kind: Component\nmetadata:\n  name: caf\xe9\n",
+    )
+    .unwrap();
     std::fs::write(
         org.join("after.yaml"),
         "apiVersion: backstage.io/v1alpha1\nkind: Component\nmetadata:\n  name: after-bomb\nspec:\n  type: service\n  lifecycle: production\n  owner: platform\n",
@@ -161,15 +181,26 @@ fn demo_org_edits_deletions_errors_and_restart() {
     assert!(errors.contains("encoding"), "utf-8 error kind: {errors}");
 
     // History of the edited entity has its creation and the edit.
-    let (s, hist) = get(&a, &format!("{base}/api/history/entities/component/default/cart-service"));
+    let (s, hist) = get(
+        &a,
+        &format!("{base}/api/history/entities/component/default/cart-service"),
+    );
     assert_eq!(s, 200);
     let changes = hist["changes"].as_array().unwrap();
     assert_eq!(changes.len(), 2, "{hist}");
     assert_eq!(changes[0]["change"], "created");
     assert_eq!(changes[1]["change"], "updated");
     let served_before: Vec<String> = {
-        let (_, all) = get(&a, &format!("{base}/api/catalog/entities?fields=metadata.name,kind"));
-        let mut v: Vec<String> = all.as_array().unwrap().iter().map(|e| e.to_string()).collect();
+        let (_, all) = get(
+            &a,
+            &format!("{base}/api/catalog/entities?fields=metadata.name,kind"),
+        );
+        let mut v: Vec<String> = all
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e.to_string())
+            .collect();
         v.sort();
         v
     };
@@ -181,11 +212,22 @@ fn demo_org_edits_deletions_errors_and_restart() {
     wait_for("ready after restart", WAIT, || {
         (get(&a, &format!("{base}/readyz")).0 == 200).then_some(())
     });
-    let (_, all) = get(&a, &format!("{base}/api/catalog/entities?fields=metadata.name,kind"));
-    let mut after: Vec<String> = all.as_array().unwrap().iter().map(|e| e.to_string()).collect();
+    let (_, all) = get(
+        &a,
+        &format!("{base}/api/catalog/entities?fields=metadata.name,kind"),
+    );
+    let mut after: Vec<String> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.to_string())
+        .collect();
     after.sort();
     assert_eq!(served_before, after);
-    let (_, hist2) = get(&a, &format!("{base}/api/history/entities/component/default/cart-service"));
+    let (_, hist2) = get(
+        &a,
+        &format!("{base}/api/history/entities/component/default/cart-service"),
+    );
     assert_eq!(hist, hist2);
     dev.stop();
 }

@@ -27,21 +27,28 @@ struct Broker {
 
 fn broker() -> Broker {
     if let Ok(servers) = std::env::var("CATALOG_TEST_BROKERS") {
-        return Broker { _mock: None, servers };
+        return Broker {
+            _mock: None,
+            servers,
+        };
     }
     let mock = MockCluster::new(1).expect("mock cluster");
     for t in proto::topics::ALL {
         mock.create_topic(t, 4, 1).expect("create topic");
     }
     let servers = mock.bootstrap_servers();
-    Broker { _mock: Some(mock), servers }
+    Broker {
+        _mock: Some(mock),
+        servers,
+    }
 }
 
 struct Proc(Child, &'static str);
 
 impl Proc {
     fn spawn(name: &'static str, args: &[&str]) -> Proc {
-        let log = std::env::temp_dir().join(format!("catalog-e2e-{}-{name}.log", std::process::id()));
+        let log =
+            std::env::temp_dir().join(format!("catalog-e2e-{}-{name}.log", std::process::id()));
         let out = std::fs::File::create(&log).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_catalog"))
             .args(args)
@@ -57,7 +64,10 @@ impl Proc {
         self.0.wait().unwrap();
     }
     fn terminate(mut self) {
-        let _ = Command::new("kill").arg("-TERM").arg(self.0.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.0.id().to_string())
+            .status();
         let status = self.0.wait().unwrap();
         assert!(status.success(), "{} exited with {status}", self.1);
     }
@@ -71,7 +81,11 @@ impl Drop for Proc {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn dump(path: &Path) -> BTreeMap<Vec<u8>, Vec<u8>> {
@@ -102,10 +116,34 @@ fn separate_processes_serve_the_demo_org() {
     let ingest_dir = tmp.path().join("ingest");
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
-    let _ingest = Proc::spawn("ingest", &["ingest", org_s, "--brokers", &b.servers, "--data-dir", ingest_dir.to_str().unwrap()]);
+    let _ingest = Proc::spawn(
+        "ingest",
+        &[
+            "ingest",
+            org_s,
+            "--brokers",
+            &b.servers,
+            "--data-dir",
+            ingest_dir.to_str().unwrap(),
+        ],
+    );
     let _process = Proc::spawn("process", &["process", "--brokers", &b.servers]);
-    let project = Proc::spawn("project", &["project", "--brokers", &b.servers, "--data-dir", data_s]);
-    let serve = Proc::spawn("serve", &["serve", "--brokers", &b.servers, "--data-dir", data_s, "--listen", &listen]);
+    let project = Proc::spawn(
+        "project",
+        &["project", "--brokers", &b.servers, "--data-dir", data_s],
+    );
+    let serve = Proc::spawn(
+        "serve",
+        &[
+            "serve",
+            "--brokers",
+            &b.servers,
+            "--data-dir",
+            data_s,
+            "--listen",
+            &listen,
+        ],
+    );
     let a = agent();
     let base = format!("http://{listen}");
     let expected = count_kind_in(&org, "Component") + 1;
@@ -115,15 +153,32 @@ fn separate_processes_serve_the_demo_org() {
     // An edit travels through all four processes.
     let file = walk(&org)
         .into_iter()
-        .find(|p| std::fs::read_to_string(p).unwrap().contains("name: cart-service"))
+        .find(|p| {
+            std::fs::read_to_string(p)
+                .unwrap()
+                .contains("name: cart-service")
+        })
         .unwrap();
     let text = std::fs::read_to_string(&file).unwrap();
-    std::fs::write(&file, text.replacen("name: cart-service\n", "name: cart-service\n  title: Via Kafka\n", 1)).unwrap();
+    std::fs::write(
+        &file,
+        text.replacen(
+            "name: cart-service\n",
+            "name: cart-service\n  title: Via Kafka\n",
+            1,
+        ),
+    )
+    .unwrap();
     wait_for("edit visible", WAIT, || {
-        let (_, e) = get(&a, &format!("{base}/api/catalog/entities/by-name/component/default/cart-service"));
+        let (_, e) = get(
+            &a,
+            &format!("{base}/api/catalog/entities/by-name/component/default/cart-service"),
+        );
         (e["metadata"]["title"] == "Via Kafka").then_some(())
     });
-    wait_for("lag known and zero", WAIT, || ready_with_lag_zero(&a, &base).then_some(()));
+    wait_for("lag known and zero", WAIT, || {
+        ready_with_lag_zero(&a, &base).then_some(())
+    });
     serve.terminate();
     project.terminate();
 }
@@ -142,29 +197,83 @@ fn projector_killed_mid_ingest_converges_to_the_uninterrupted_state() {
     let ingest_dir = tmp.path().join("ingest");
 
     // The witness folds the whole log without interruption.
-    let witness = Proc::spawn("witness", &["serve", "--with-projector", "--brokers", &b.servers, "--data-dir", w_s, "--listen", &wlisten]);
-    let victim = Proc::spawn("victim", &["project", "--brokers", &b.servers, "--data-dir", v_s]);
-    let _ingest = Proc::spawn("ingest", &["ingest", org.to_str().unwrap(), "--brokers", &b.servers, "--data-dir", ingest_dir.to_str().unwrap()]);
+    let witness = Proc::spawn(
+        "witness",
+        &[
+            "serve",
+            "--with-projector",
+            "--brokers",
+            &b.servers,
+            "--data-dir",
+            w_s,
+            "--listen",
+            &wlisten,
+        ],
+    );
+    let victim = Proc::spawn(
+        "victim",
+        &["project", "--brokers", &b.servers, "--data-dir", v_s],
+    );
+    let _ingest = Proc::spawn(
+        "ingest",
+        &[
+            "ingest",
+            org.to_str().unwrap(),
+            "--brokers",
+            &b.servers,
+            "--data-dir",
+            ingest_dir.to_str().unwrap(),
+        ],
+    );
     let _process = Proc::spawn("process", &["process", "--brokers", &b.servers]);
     let a = agent();
     let wbase = format!("http://{wlisten}");
 
-    // Kill the victim while entities are still arriving.
-    wait_for("ingest under way", WAIT, || {
-        let t = total(&a, &wbase, "");
+    // Kill the victim while entities are still arriving, once a follower
+    // of its store shows it has applied some of them.
+    let vbase = format!("http://{vlisten}");
+    let early = Proc::spawn(
+        "victim-early-follower",
+        &[
+            "serve",
+            "--brokers",
+            &b.servers,
+            "--data-dir",
+            v_s,
+            "--listen",
+            &vlisten,
+        ],
+    );
+    let applied = wait_for("victim applied something", WAIT, || {
+        let t = total(&a, &vbase, "");
         (t > 0).then_some(t)
     });
-    std::thread::sleep(Duration::from_millis(300));
-    let seen = total(&a, &wbase, "");
     victim.sigkill();
-    assert!(seen < n as u64, "the kill came after ingest finished ({seen} of {n}); make the org larger");
+    assert!(
+        applied < n as u64,
+        "the kill came after ingest finished ({applied} of {n}); make the org larger"
+    );
+    early.terminate();
 
-    let victim = Proc::spawn("victim-again", &["project", "--brokers", &b.servers, "--data-dir", v_s]);
+    let victim = Proc::spawn(
+        "victim-again",
+        &["project", "--brokers", &b.servers, "--data-dir", v_s],
+    );
     wait_for("witness has everything", WAIT, || {
         (total(&a, &wbase, "") == n as u64 && ready_with_lag_zero(&a, &wbase)).then_some(())
     });
-    let follower = Proc::spawn("victim-follower", &["serve", "--brokers", &b.servers, "--data-dir", v_s, "--listen", &vlisten]);
-    let vbase = format!("http://{vlisten}");
+    let follower = Proc::spawn(
+        "victim-follower",
+        &[
+            "serve",
+            "--brokers",
+            &b.servers,
+            "--data-dir",
+            v_s,
+            "--listen",
+            &vlisten,
+        ],
+    );
     wait_for("victim caught up", WAIT, || {
         (total(&a, &vbase, "") == n as u64 && ready_with_lag_zero(&a, &vbase)).then_some(())
     });

@@ -15,8 +15,8 @@
 
 use crate::keys;
 use crate::records::{
-    self, ChangeKind, Claims, FacetCount, HistoryRecord, LocationRecord, RelationRow,
-    RelationSet, SearchRows,
+    self, ChangeKind, Claims, FacetCount, HistoryRecord, LocationRecord, RelationRow, RelationSet,
+    SearchRows,
 };
 use crate::search;
 use crate::store::{Store, StoreError, WriteSet};
@@ -116,7 +116,10 @@ impl<'s> Fold<'s> {
         for pe in yielded {
             new.entry(pe.entity.entity_ref().key()).or_insert(pe);
         }
-        let old = self.locations.get(self.store, keys::location(loc.as_str()))?.cloned();
+        let old = self
+            .locations
+            .get(self.store, keys::location(loc.as_str()))?
+            .cloned();
         let mut changed = false;
         if let Some(old) = &old {
             for r in &old.refs {
@@ -405,7 +408,8 @@ impl<'s> Fold<'s> {
                 .or_insert((0, row.original.clone()))
                 .0 += 1;
         }
-        let rows_value = (!new_rows.is_empty()).then(|| records::encode(&SearchRows { rows: new_rows }));
+        let rows_value =
+            (!new_rows.is_empty()).then(|| records::encode(&SearchRows { rows: new_rows }));
         out.push((rows_key, rows_value));
         Ok(())
     }
@@ -480,8 +484,16 @@ mod tests {
         ProcessedEntity {
             entity,
             relations: vec![
-                Relation { source: me.clone(), relation_type: RelationType::OwnedBy, target: group.clone() },
-                Relation { source: group, relation_type: RelationType::OwnerOf, target: me },
+                Relation {
+                    source: me.clone(),
+                    relation_type: RelationType::OwnedBy,
+                    target: group.clone(),
+                },
+                Relation {
+                    source: group,
+                    relation_type: RelationType::OwnerOf,
+                    target: me,
+                },
             ],
         }
     }
@@ -507,7 +519,11 @@ mod tests {
     #[test]
     fn creates_stitches_and_is_idempotent() {
         let store = MemStore::new();
-        let ev = event("file:/a.yaml", 1, vec![component("pay", "team-a", "file:/a.yaml")]);
+        let ev = event(
+            "file:/a.yaml",
+            1,
+            vec![component("pay", "team-a", "file:/a.yaml")],
+        );
         assert!(apply_all(&store, std::slice::from_ref(&ev)) > 0);
         let e = served(&store, "component:default/pay").unwrap();
         assert_eq!(e["relations"][0]["type"], "ownedBy");
@@ -523,13 +539,21 @@ mod tests {
 
     #[test]
     fn earliest_first_seen_wins_whatever_the_order() {
-        let a = event("file:/a.yaml", 5, vec![component("pay", "team-a", "file:/a.yaml")]);
-        let b = event("file:/b.yaml", 1, vec![component("pay", "team-b", "file:/b.yaml")]);
+        let a = event(
+            "file:/a.yaml",
+            5,
+            vec![component("pay", "team-a", "file:/a.yaml")],
+        );
+        let b = event(
+            "file:/b.yaml",
+            1,
+            vec![component("pay", "team-b", "file:/b.yaml")],
+        );
         let s1 = MemStore::new();
         apply_all(&s1, &[a.clone(), b.clone()]);
         let s2 = MemStore::new();
-        apply_all(&s2, &[b.clone()]);
-        apply_all(&s2, &[a.clone()]);
+        apply_all(&s2, std::slice::from_ref(&b));
+        apply_all(&s2, std::slice::from_ref(&a));
         let e1 = served(&s1, "component:default/pay").unwrap();
         assert_eq!(e1["spec"]["owner"], "team-b");
         assert_eq!(e1, served(&s2, "component:default/pay").unwrap());
@@ -537,30 +561,58 @@ mod tests {
         let mut gone = b.clone();
         gone.outcome = LocationOutcome::Removed;
         apply_all(&s1, &[gone]);
-        assert_eq!(served(&s1, "component:default/pay").unwrap()["spec"]["owner"], "team-a");
+        assert_eq!(
+            served(&s1, "component:default/pay").unwrap()["spec"]["owner"],
+            "team-a"
+        );
     }
 
     #[test]
     fn facets_and_search_follow_changes() {
         let store = MemStore::new();
-        apply_all(&store, &[
-            event("file:/a.yaml", 1, vec![component("a", "t1", "file:/a.yaml")]),
-            event("file:/b.yaml", 1, vec![component("b", "t1", "file:/b.yaml")]),
-        ]);
+        apply_all(
+            &store,
+            &[
+                event(
+                    "file:/a.yaml",
+                    1,
+                    vec![component("a", "t1", "file:/a.yaml")],
+                ),
+                event(
+                    "file:/b.yaml",
+                    1,
+                    vec![component("b", "t1", "file:/b.yaml")],
+                ),
+            ],
+        );
         let count = |k: &str, v: &str| -> u64 {
-            store.get(&keys::facet(k, v)).unwrap()
+            store
+                .get(&keys::facet(k, v))
+                .unwrap()
                 .map(|b| records::decode::<FacetCount>(b"F", &b).unwrap().count)
                 .unwrap_or(0)
         };
         assert_eq!(count("kind", "component"), 2);
         assert_eq!(count("relations.ownedby", "group:default/t1"), 2);
-        apply_all(&store, &[event("file:/b.yaml", 1, vec![component("b", "t2", "file:/b.yaml")])]);
+        apply_all(
+            &store,
+            &[event(
+                "file:/b.yaml",
+                1,
+                vec![component("b", "t2", "file:/b.yaml")],
+            )],
+        );
         assert_eq!(count("relations.ownedby", "group:default/t1"), 1);
         assert_eq!(count("spec.owner", "t2"), 1);
         let mut gone = event("file:/a.yaml", 1, vec![]);
         gone.outcome = LocationOutcome::Removed;
         apply_all(&store, &[gone]);
         assert_eq!(count("kind", "component"), 1);
-        assert!(store.get(&keys::search("kind", "component", "component:default/a")).unwrap().is_none());
+        assert!(
+            store
+                .get(&keys::search("kind", "component", "component:default/a"))
+                .unwrap()
+                .is_none()
+        );
     }
 }

@@ -108,8 +108,14 @@ mod tests {
     fn keys_sort_by_parts() {
         assert!(search("kind", "api", "x") < search("kind", "component", "a"));
         assert!(search("kind", "api", "z") < prefix(SEARCH, &[b"kind", b"b"]));
-        assert_eq!(last_part(&search("kind", "api", "api:default/x")), b"api:default/x");
-        assert_eq!(last_part(&entity("component:default/a")), b"component:default/a");
+        assert_eq!(
+            last_part(&search("kind", "api", "api:default/x")),
+            b"api:default/x"
+        );
+        assert_eq!(
+            last_part(&entity("component:default/a")),
+            b"component:default/a"
+        );
         assert!(history("r", 1, &uuid::Uuid::nil()) < history("r", 2, &uuid::Uuid::nil()));
     }
 }

@@ -9,7 +9,10 @@ pub const LAG: &str = "catalog_projector_lag_messages";
 pub fn describe() {
     metrics::describe_counter!(EVENTS, "entity events read");
     metrics::describe_counter!(EFFECTIVE, "entity events that changed state");
-    metrics::describe_counter!(UNDECODABLE, "entity events skipped: unknown version or malformed");
+    metrics::describe_counter!(
+        UNDECODABLE,
+        "entity events skipped: unknown version or malformed"
+    );
     metrics::describe_histogram!(BATCH_SECONDS, "time to fold and write one batch");
     metrics::describe_gauge!(LAG, "entity events not yet applied");
 }

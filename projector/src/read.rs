@@ -180,7 +180,10 @@ impl Catalog {
             collect(keys::prefix(keys::SEARCH, &[c.key.as_bytes()]))?;
         } else {
             for v in &c.values {
-                collect(keys::prefix(keys::SEARCH, &[c.key.as_bytes(), v.as_bytes()]))?;
+                collect(keys::prefix(
+                    keys::SEARCH,
+                    &[c.key.as_bytes(), v.as_bytes()],
+                ))?;
             }
         }
         Ok(out)
@@ -278,7 +281,10 @@ impl Catalog {
 
     /// The errors of a location: its processing errors plus a conflict
     /// error for every ref another location provides.
-    pub fn location_errors(&self, rec: &LocationRecord) -> Result<Vec<ProcessingError>, StoreError> {
+    pub fn location_errors(
+        &self,
+        rec: &LocationRecord,
+    ) -> Result<Vec<ProcessingError>, StoreError> {
         let mut errors = rec.errors.clone();
         for r in &rec.refs {
             let k = keys::claims(r);
@@ -322,10 +328,8 @@ impl Catalog {
     pub fn offsets(&self) -> Result<BTreeMap<(String, u32), i64>, StoreError> {
         let mut out = BTreeMap::new();
         self.store.scan(&[keys::OFFSET], None, &mut |k, v| {
-            if let (Some(sep), Ok(off)) = (
-                k.iter().position(|b| *b == 0),
-                <[u8; 8]>::try_from(v),
-            ) && k.len() == sep + 5
+            if let (Some(sep), Ok(off)) = (k.iter().position(|b| *b == 0), <[u8; 8]>::try_from(v))
+                && k.len() == sep + 5
             {
                 let topic = String::from_utf8_lossy(&k[1..sep]).into_owned();
                 let p = u32::from_be_bytes(k[sep + 1..].try_into().expect("4 bytes"));
@@ -358,8 +362,14 @@ mod tests {
         assert_eq!(
             f.any_of[0].all_of,
             vec![
-                Condition { key: "kind".into(), values: vec!["component".into()] },
-                Condition { key: "spec.type".into(), values: vec!["service".into(), "website".into()] },
+                Condition {
+                    key: "kind".into(),
+                    values: vec!["component".into()]
+                },
+                Condition {
+                    key: "spec.type".into(),
+                    values: vec!["service".into(), "website".into()]
+                },
             ]
         );
         assert_eq!(f.any_of[1].all_of[0].values, Vec::<String>::new());

@@ -167,6 +167,9 @@ mod tests {
         let mut bytes = encode(&Claims::default());
         bytes[0] = 9;
         let err = decode::<Claims>(b"Cx", &bytes).unwrap_err();
-        assert!(err.to_string().contains("unknown record version 9"), "{err}");
+        assert!(
+            err.to_string().contains("unknown record version 9"),
+            "{err}"
+        );
     }
 }

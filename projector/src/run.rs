@@ -128,9 +128,7 @@ pub fn run(
         if batch.is_empty() {
             // Offsets of events that changed nothing are kept in memory and
             // written now and then: replaying them is harmless.
-            if !pending_offsets.is_empty()
-                && last_offset_flush.elapsed() > Duration::from_secs(5)
-            {
+            if !pending_offsets.is_empty() && last_offset_flush.elapsed() > Duration::from_secs(5) {
                 store.write(offset_writes(&pending_offsets))?;
                 pending_offsets.clear();
                 last_offset_flush = Instant::now();

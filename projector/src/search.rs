@@ -99,10 +99,16 @@ mod tests {
         assert!(has("metadata.name", "pay"));
         assert!(has("metadata.tags", "java") && has("metadata.tags", "grpc"));
         assert!(has("metadata.tags.java", "true"));
-        assert!(has("metadata.annotations.github.com/project-slug", "acme/pay"));
+        assert!(has(
+            "metadata.annotations.github.com/project-slug",
+            "acme/pay"
+        ));
         assert!(has("metadata.links.title", "runbook"));
         assert!(has("spec.replicas", "3") && has("spec.public", "true"));
-        assert!(has("spec.definition", ""), "long values are present but empty");
+        assert!(
+            has("spec.definition", ""),
+            "long values are present but empty"
+        );
         assert!(has("relations.ownedby", "group:default/team-a"));
         let orig = rows.iter().find(|r| r.key == "kind").unwrap();
         assert_eq!(orig.original, "Component");

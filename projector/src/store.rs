@@ -13,7 +13,9 @@ pub enum StoreError {
     Rocks(#[from] rocksdb::Error),
     #[error("stored record {key} is unreadable: {reason}")]
     Corrupt { key: String, reason: String },
-    #[error("store at {path} is in use by another process (only one projector may own it): {source}")]
+    #[error(
+        "store at {path} is in use by another process (only one projector may own it): {source}"
+    )]
     Locked {
         path: String,
         #[source]

@@ -35,8 +35,16 @@ fn entity(name: usize, owner: usize, loc: &str) -> ProcessedEntity {
     ProcessedEntity {
         entity: e,
         relations: vec![
-            Relation { source: me.clone(), relation_type: RelationType::OwnedBy, target: g.clone() },
-            Relation { source: g, relation_type: RelationType::OwnerOf, target: me },
+            Relation {
+                source: me.clone(),
+                relation_type: RelationType::OwnedBy,
+                target: g.clone(),
+            },
+            Relation {
+                source: g,
+                relation_type: RelationType::OwnerOf,
+                target: me,
+            },
         ],
     }
 }
@@ -49,7 +57,10 @@ fn group(owner: usize, loc: &str) -> ProcessedEntity {
     }))
     .unwrap();
     let _ = loc;
-    ProcessedEntity { entity: e, relations: vec![] }
+    ProcessedEntity {
+        entity: e,
+        relations: vec![],
+    }
 }
 
 /// Events with fixed ids and times, so two runs are comparable byte for byte.
@@ -76,7 +87,10 @@ fn to_events(steps: &[Step]) -> Vec<EntityEvent> {
                 outcome: if s.removed {
                     LocationOutcome::Removed
                 } else {
-                    LocationOutcome::Processed { entities, errors: vec![] }
+                    LocationOutcome::Processed {
+                        entities,
+                        errors: vec![],
+                    }
                 },
             }
         })
@@ -89,7 +103,11 @@ fn step() -> impl Strategy<Value = Step> {
         prop::collection::vec((0usize..5, 0usize..3), 0..4),
         prop::bool::weighted(0.15),
     )
-        .prop_map(|(location, yields, removed)| Step { location, yields, removed })
+        .prop_map(|(location, yields, removed)| Step {
+            location,
+            yields,
+            removed,
+        })
 }
 
 fn apply(store: &dyn Store, events: &[EntityEvent], batch: usize) {
@@ -105,7 +123,11 @@ fn apply(store: &dyn Store, events: &[EntityEvent], batch: usize) {
 /// State without history (history records the path, which may differ when
 /// a conflict is resolved at a different moment).
 fn state(store: &MemStore) -> BTreeMap<Vec<u8>, Vec<u8>> {
-    store.dump().into_iter().filter(|(k, _)| k[0] != keys::HISTORY).collect()
+    store
+        .dump()
+        .into_iter()
+        .filter(|(k, _)| k[0] != keys::HISTORY)
+        .collect()
 }
 
 /// A random merge of the per-location sequences: each location is one
@@ -113,12 +135,19 @@ fn state(store: &MemStore) -> BTreeMap<Vec<u8>, Vec<u8>> {
 fn interleave(events: &[EntityEvent], choices: &[usize]) -> Vec<EntityEvent> {
     let mut queues: BTreeMap<String, std::collections::VecDeque<EntityEvent>> = BTreeMap::new();
     for e in events {
-        queues.entry(e.location.to_string()).or_default().push_back(e.clone());
+        queues
+            .entry(e.location.to_string())
+            .or_default()
+            .push_back(e.clone());
     }
     let mut out = Vec::new();
     let mut c = choices.iter().cycle();
     while queues.values().any(|q| !q.is_empty()) {
-        let live: Vec<String> = queues.iter().filter(|(_, q)| !q.is_empty()).map(|(k, _)| k.clone()).collect();
+        let live: Vec<String> = queues
+            .iter()
+            .filter(|(_, q)| !q.is_empty())
+            .map(|(k, _)| k.clone())
+            .collect();
         let pick = &live[c.next().copied().unwrap_or(0) % live.len()];
         out.push(queues.get_mut(pick).unwrap().pop_front().unwrap());
     }
@@ -201,6 +230,11 @@ fn rocksdb_and_memory_stores_agree() {
     drop(rocks);
     let again = RocksStore::open(dir.path(), 8 << 20).unwrap();
     let mut n = 0;
-    again.scan(&[], None, &mut |_, _| { n += 1; true }).unwrap();
+    again
+        .scan(&[], None, &mut |_, _| {
+            n += 1;
+            true
+        })
+        .unwrap();
     assert_eq!(n, dumped.len());
 }

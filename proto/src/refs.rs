@@ -77,7 +77,12 @@ impl EntityRef {
 
     /// The identity key: `kind:namespace/name`, all lower case.
     pub fn key(&self) -> String {
-        format!("{}:{}/{}", self.kind, self.namespace, self.name.to_ascii_lowercase())
+        format!(
+            "{}:{}/{}",
+            self.kind,
+            self.namespace,
+            self.name.to_ascii_lowercase()
+        )
     }
 }
 

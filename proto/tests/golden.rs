@@ -31,7 +31,9 @@ fn sample_entity() -> Entity {
 }
 
 fn check<T: Versioned + PartialEq + std::fmt::Debug>(name: &str, value: &T) {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name);
     let encoded: serde_json::Value = serde_json::from_slice(&value.encode()).unwrap();
     let pretty = serde_json::to_string_pretty(&encoded).unwrap() + "\n";
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
@@ -39,7 +41,10 @@ fn check<T: Versioned + PartialEq + std::fmt::Debug>(name: &str, value: &T) {
     }
     let golden = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("{}: {e} (run with UPDATE_GOLDEN=1)", path.display()));
-    assert_eq!(pretty, golden, "{name}: wire format changed; that is a new version");
+    assert_eq!(
+        pretty, golden,
+        "{name}: wire format changed; that is a new version"
+    );
     assert_eq!(&T::decode(golden.as_bytes()).unwrap(), value);
 }
 

@@ -1,0 +1,581 @@
+//! The Kafka backend, over librdkafka.
+//!
+//! One idempotent producer (`acks=all`) per [`KafkaLog`], polled by its own
+//! thread; delivery failures are counted by the producer context and
+//! reported by the next [`EventLog::flush`]. Each reader is a
+//! [`BaseConsumer`] of its own: a group member for
+//! [`EventLog::subscribe`], a manually assigned consumer (with a throwaway
+//! group id that never commits) for [`EventLog::assign`].
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rdkafka::ClientContext;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, DefaultConsumerContext};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{BorrowedMessage, DeliveryResult, Message};
+use rdkafka::metadata::Metadata;
+use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+
+use crate::{EventLog, LogError, Reader, Record, Result};
+
+/// Most records one [`Reader::poll`] returns.
+const MAX_BATCH: usize = 1000;
+/// Timeout of metadata and watermark requests.
+const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long `append` waits for room in a full producer queue.
+const QUEUE_FULL_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long dropping a [`KafkaLog`] waits for queued messages.
+const DROP_FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Delivery failures since the last flush.
+#[derive(Default)]
+struct Failures {
+    count: u64,
+    first: Option<String>,
+}
+
+/// Producer context: counts failed deliveries for [`EventLog::flush`].
+#[derive(Default)]
+struct DeliveryTracker {
+    failures: Mutex<Failures>,
+}
+
+impl ClientContext for DeliveryTracker {}
+
+impl ProducerContext for DeliveryTracker {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Err((error, message)) = result {
+            let text = format!(
+                "{error} (topic {:?}, partition {})",
+                message.topic(),
+                message.partition()
+            );
+            tracing::warn!(error = %text, "kafka: delivery failed");
+            let mut failures = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
+            failures.count += 1;
+            failures.first.get_or_insert(text);
+        }
+    }
+}
+
+/// The event log on a Kafka cluster.
+pub struct KafkaLog {
+    brokers: String,
+    extra: Vec<(String, String)>,
+    producer: ThreadedProducer<DeliveryTracker>,
+}
+
+impl std::fmt::Debug for KafkaLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaLog")
+            .field("brokers", &self.brokers)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KafkaLog {
+    /// Creates the producer for `brokers` (a bootstrap list). `extra` are
+    /// librdkafka properties applied, after the defaults, to every client
+    /// this log creates (producer, consumers, admin), e.g. security settings
+    /// or `session.timeout.ms`. Connecting is lazy: this does not wait for
+    /// the cluster.
+    pub fn connect(brokers: &str, extra: &[(String, String)]) -> Result<Self> {
+        let mut config = base_config(brokers, extra, &[]);
+        for (key, value) in [
+            ("enable.idempotence", "true"),
+            ("acks", "all"),
+            ("linger.ms", "5"),
+            ("compression.type", "lz4"),
+            ("message.max.bytes", "1000000"),
+            // Java-compatible key hashing.
+            ("partitioner", "murmur2_random"),
+            // Topics are made by `ensure_topics`, never by a typo.
+            ("allow.auto.create.topics", "false"),
+        ] {
+            config.set(key, value);
+        }
+        apply_extra(&mut config, extra);
+        let producer: ThreadedProducer<DeliveryTracker> =
+            config.create_with_context(DeliveryTracker::default())?;
+        Ok(Self {
+            brokers: brokers.to_owned(),
+            extra: extra.to_vec(),
+            producer,
+        })
+    }
+
+    /// Makes sure every `(name, partitions, compacted)` topic exists,
+    /// creating the missing ones (`cleanup.policy=compact` for compacted
+    /// ones, the broker's default replication factor) and waiting until
+    /// they have leaders. Existing topics are left alone; a partition count
+    /// different from the requested one is only logged.
+    pub fn ensure_topics(&self, topics: &[(&str, u32, bool)], timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        let metadata = self.metadata(None, timeout)?;
+        let existing: HashMap<&str, usize> = metadata
+            .topics()
+            .iter()
+            .filter(|t| t.error().is_none())
+            .map(|t| (t.name(), t.partitions().len()))
+            .collect();
+        let mut missing = Vec::new();
+        for &(name, partitions, compacted) in topics {
+            match existing.get(name) {
+                Some(&have) => {
+                    if have != partitions as usize {
+                        tracing::warn!(
+                            topic = name,
+                            have,
+                            wanted = partitions,
+                            "kafka: topic exists with a different partition count; keeping it"
+                        );
+                    }
+                }
+                None => {
+                    let count = i32::try_from(partitions).map_err(|_| {
+                        LogError::Other(format!("topic {name:?}: too many partitions"))
+                    })?;
+                    let mut topic = NewTopic::new(name, count, TopicReplication::Fixed(-1));
+                    if compacted {
+                        topic = topic.set("cleanup.policy", "compact");
+                    }
+                    missing.push(topic);
+                }
+            }
+        }
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let names: Vec<&str> = missing.iter().map(|t| t.name).collect();
+        tracing::info!(topics = ?names, "kafka: creating topics");
+
+        let admin: AdminClient<DefaultClientContext> =
+            base_config(&self.brokers, &self.extra, &[]).create()?;
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let options = AdminOptions::new()
+            .request_timeout(Some(remaining))
+            .operation_timeout(Some(remaining));
+        let results = block_on(admin.create_topics(&missing, &options)).map_err(|e| {
+            LogError::Other(format!(
+                "cannot create topic {}: {e}{}",
+                names.join(", "),
+                unsupported_hint(&e)
+            ))
+        })?;
+        for result in results {
+            match result {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((name, code)) => {
+                    let hint = if matches!(
+                        code,
+                        RDKafkaErrorCode::UnsupportedFeature | RDKafkaErrorCode::UnsupportedVersion
+                    ) {
+                        "; the cluster does not support CreateTopics, create the topic beforehand"
+                    } else {
+                        ""
+                    };
+                    return Err(LogError::Other(format!(
+                        "cannot create topic {name:?}: {code}{hint}"
+                    )));
+                }
+            }
+        }
+
+        // Wait until every created topic has a leader for each partition.
+        for name in names {
+            loop {
+                let remaining = deadline.saturating_duration_since(Instant::now());
+                let ready = self
+                    .metadata(Some(name), remaining.max(Duration::from_millis(100)))
+                    .ok()
+                    .and_then(|md| {
+                        md.topics().iter().find(|t| t.name() == name).map(|t| {
+                            t.error().is_none()
+                                && !t.partitions().is_empty()
+                                && t.partitions().iter().all(|p| p.leader() >= 0)
+                        })
+                    })
+                    .unwrap_or(false);
+                if ready {
+                    break;
+                }
+                if Instant::now() >= deadline {
+                    return Err(LogError::Timeout(
+                        timeout,
+                        format!("topic {name:?} was created but has no leaders yet"),
+                    ));
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        Ok(())
+    }
+
+    fn metadata(&self, topic: Option<&str>, timeout: Duration) -> Result<Metadata> {
+        Ok(self.producer.client().fetch_metadata(topic, timeout)?)
+    }
+
+    /// Partition count of `topic`, retrying transient metadata errors.
+    fn topic_partitions(&self, topic: &str) -> Result<u32> {
+        let deadline = Instant::now() + METADATA_TIMEOUT;
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let metadata = self.metadata(Some(topic), remaining)?;
+            let Some(entry) = metadata.topics().iter().find(|t| t.name() == topic) else {
+                return Err(LogError::UnknownTopic(topic.to_owned()));
+            };
+            match entry.error().map(RDKafkaErrorCode::from) {
+                None if !entry.partitions().is_empty() => {
+                    return Ok(entry.partitions().len() as u32);
+                }
+                None | Some(RDKafkaErrorCode::UnknownTopicOrPartition) => {
+                    return Err(LogError::UnknownTopic(topic.to_owned()));
+                }
+                Some(code) => {
+                    if Instant::now() >= deadline {
+                        return Err(LogError::Kafka(KafkaError::MetadataFetch(code)));
+                    }
+                    tracing::debug!(topic, %code, "kafka: transient metadata error, retrying");
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        }
+    }
+
+    fn consumer(&self, group: &str) -> Result<BaseConsumer> {
+        let config = base_config(
+            &self.brokers,
+            &self.extra,
+            &[
+                ("group.id", group),
+                ("enable.auto.commit", "false"),
+                ("enable.auto.offset.store", "false"),
+                ("auto.offset.reset", "earliest"),
+                ("enable.partition.eof", "false"),
+                ("allow.auto.create.topics", "false"),
+            ],
+        );
+        Ok(config.create_with_context(DefaultConsumerContext)?)
+    }
+}
+
+impl Drop for KafkaLog {
+    fn drop(&mut self) {
+        // The producer purges whatever is still queued when dropped: give
+        // unflushed messages a chance first.
+        if self.producer.in_flight_count() > 0
+            && let Err(e) = self.producer.flush(DROP_FLUSH_TIMEOUT)
+        {
+            tracing::warn!(error = %e, "kafka: messages still queued when closing the log");
+        }
+    }
+}
+
+/// Config with the bootstrap list, `defaults`, then the caller's extras.
+fn base_config(
+    brokers: &str,
+    extra: &[(String, String)],
+    defaults: &[(&str, &str)],
+) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", brokers);
+    for (key, value) in defaults {
+        config.set(*key, *value);
+    }
+    apply_extra(&mut config, extra);
+    config
+}
+
+fn apply_extra(config: &mut ClientConfig, extra: &[(String, String)]) {
+    for (key, value) in extra {
+        config.set(key, value);
+    }
+}
+
+fn unsupported_hint(e: &KafkaError) -> &'static str {
+    match e {
+        KafkaError::AdminOp(
+            RDKafkaErrorCode::UnsupportedFeature | RDKafkaErrorCode::UnsupportedVersion,
+        ) => " (the cluster does not support CreateTopics; create the topic beforehand)",
+        // A broker without a CreateTopics handler (librdkafka's mock
+        // cluster) never answers.
+        KafkaError::AdminOp(RDKafkaErrorCode::OperationTimedOut) => {
+            " (no answer to CreateTopics: the cluster may not support it, as librdkafka's \
+             mock cluster does not; create the topic beforehand)"
+        }
+        _ => "",
+    }
+}
+
+/// Runs a future to completion on this thread (the admin client's futures
+/// are completed by its own polling thread, so no runtime is needed).
+fn block_on<F: Future>(future: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    loop {
+        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+            return output;
+        }
+        std::thread::park();
+    }
+}
+
+fn to_i32_partition(topic: &str, partition: u32) -> Result<i32> {
+    i32::try_from(partition).map_err(|_| LogError::UnknownPartition {
+        topic: topic.to_owned(),
+        partition,
+    })
+}
+
+impl EventLog for KafkaLog {
+    fn append(&self, topic: &str, key: &[u8], value: &[u8]) -> Result<()> {
+        let mut record = BaseRecord::to(topic).key(key).payload(value);
+        let mut deadline = None;
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    let deadline =
+                        *deadline.get_or_insert_with(|| Instant::now() + QUEUE_FULL_TIMEOUT);
+                    if Instant::now() >= deadline {
+                        return Err(LogError::Timeout(
+                            QUEUE_FULL_TIMEOUT,
+                            format!("the producer queue stayed full (topic {topic:?})"),
+                        ));
+                    }
+                    // Serve delivery reports so that the queue drains.
+                    self.producer.poll(Duration::from_millis(10));
+                    record = back;
+                }
+                Err((e, _)) => return Err(e.into()),
+            }
+        }
+    }
+
+    fn flush(&self, timeout: Duration) -> Result<()> {
+        match self.producer.flush(timeout) {
+            Ok(()) => {}
+            Err(KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut)) => {
+                return Err(LogError::Timeout(
+                    timeout,
+                    format!(
+                        "{} message(s) still waiting for delivery",
+                        self.producer.in_flight_count()
+                    ),
+                ));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let mut failures = self
+            .producer
+            .context()
+            .failures
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let Failures { count, first } = std::mem::take(&mut *failures);
+        if count > 0 {
+            return Err(LogError::Other(format!(
+                "kafka: {count} message(s) failed delivery since the last flush; first: {}",
+                first.unwrap_or_default()
+            )));
+        }
+        Ok(())
+    }
+
+    fn partitions(&self, topic: &str) -> Result<u32> {
+        self.topic_partitions(topic)
+    }
+
+    fn end_offsets(&self, topic: &str) -> Result<Vec<i64>> {
+        let partitions = self.topic_partitions(topic)?;
+        let client = self.producer.client();
+        (0..partitions)
+            .map(|p| {
+                let (_low, high) = client.fetch_watermarks(
+                    topic,
+                    to_i32_partition(topic, p)?,
+                    METADATA_TIMEOUT,
+                )?;
+                Ok(high)
+            })
+            .collect()
+    }
+
+    fn subscribe(&self, topic: &str, group: &str) -> Result<Box<dyn Reader>> {
+        self.topic_partitions(topic)?;
+        let consumer = self.consumer(group)?;
+        consumer.subscribe(&[topic])?;
+        Ok(Box::new(KafkaReader {
+            consumer,
+            topic: topic.to_owned(),
+            group: true,
+            pending_error: None,
+        }))
+    }
+
+    fn assign(&self, topic: &str, starts: &[(u32, i64)]) -> Result<Box<dyn Reader>> {
+        let partitions = self.topic_partitions(topic)?;
+        let mut list = TopicPartitionList::new();
+        for &(partition, offset) in starts {
+            if partition >= partitions {
+                return Err(LogError::UnknownPartition {
+                    topic: topic.to_owned(),
+                    partition,
+                });
+            }
+            if offset < 0 {
+                return Err(LogError::Other(format!(
+                    "kafka: cannot start {topic:?}/{partition} at offset {offset}"
+                )));
+            }
+            list.add_partition_offset(
+                topic,
+                to_i32_partition(topic, partition)?,
+                Offset::Offset(offset),
+            )?;
+        }
+        let consumer = self.consumer(&throwaway_group())?;
+        consumer.assign(&list)?;
+        Ok(Box::new(KafkaReader {
+            consumer,
+            topic: topic.to_owned(),
+            group: false,
+            pending_error: None,
+        }))
+    }
+
+    fn describe(&self) -> String {
+        format!("kafka:{}", self.brokers)
+    }
+}
+
+/// A group id no one else uses, for assigned readers (librdkafka requires
+/// one; it is never committed to).
+fn throwaway_group() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!(
+        "eventlog-assign-{}-{nanos}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Errors librdkafka recovers from by itself: logged, not returned.
+fn is_transient(e: &KafkaError) -> bool {
+    matches!(e, KafkaError::PartitionEOF(_))
+        || matches!(
+            e,
+            KafkaError::MessageConsumption(
+                RDKafkaErrorCode::BrokerTransportFailure
+                    | RDKafkaErrorCode::AllBrokersDown
+                    | RDKafkaErrorCode::Resolve
+                    | RDKafkaErrorCode::RequestTimedOut
+                    | RDKafkaErrorCode::OperationTimedOut
+                    | RDKafkaErrorCode::NotCoordinator
+                    | RDKafkaErrorCode::CoordinatorNotAvailable
+                    | RDKafkaErrorCode::CoordinatorLoadInProgress
+                    | RDKafkaErrorCode::LeaderNotAvailable
+                    | RDKafkaErrorCode::NotLeaderForPartition
+            )
+        )
+}
+
+struct KafkaReader {
+    consumer: BaseConsumer,
+    topic: String,
+    /// A group member (commits) rather than an assigned reader.
+    group: bool,
+    /// An error met after some records were collected, returned by the
+    /// next poll.
+    pending_error: Option<KafkaError>,
+}
+
+fn to_record(message: &BorrowedMessage<'_>) -> Record {
+    Record {
+        topic: message.topic().to_owned(),
+        partition: u32::try_from(message.partition()).unwrap_or_default(),
+        offset: message.offset(),
+        key: message.key().map(<[u8]>::to_vec).unwrap_or_default(),
+        value: message.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+        timestamp_ms: message.timestamp().to_millis().unwrap_or_default(),
+    }
+}
+
+impl Reader for KafkaReader {
+    fn poll(&mut self, timeout: Duration) -> Result<Vec<Record>> {
+        if let Some(e) = self.pending_error.take() {
+            return Err(e.into());
+        }
+        let deadline = Instant::now() + timeout;
+        let mut out = Vec::new();
+        // Wait for the first message: `poll` also returns early after
+        // serving a rebalance, so loop until the deadline.
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            match self.consumer.poll(remaining) {
+                Some(Ok(message)) => {
+                    out.push(to_record(&message));
+                    break;
+                }
+                Some(Err(e)) if is_transient(&e) => {
+                    tracing::debug!(error = %e, topic = %self.topic, "kafka: consumer notice");
+                }
+                Some(Err(e)) => return Err(e.into()),
+                None => {}
+            }
+            if Instant::now() >= deadline {
+                return Ok(out);
+            }
+        }
+        // Then take whatever else is ready.
+        while out.len() < MAX_BATCH {
+            match self.consumer.poll(Duration::ZERO) {
+                Some(Ok(message)) => out.push(to_record(&message)),
+                Some(Err(e)) if is_transient(&e) => {}
+                Some(Err(e)) => {
+                    self.pending_error = Some(e);
+                    break;
+                }
+                None => break,
+            }
+        }
+        Ok(out)
+    }
+
+    fn commit(&mut self, offsets: &[(u32, i64)]) -> Result<()> {
+        if !self.group || offsets.is_empty() {
+            return Ok(());
+        }
+        let mut list = TopicPartitionList::new();
+        for &(partition, offset) in offsets {
+            list.add_partition_offset(
+                &self.topic,
+                to_i32_partition(&self.topic, partition)?,
+                Offset::Offset(offset),
+            )?;
+        }
+        self.consumer.commit(&list, CommitMode::Sync)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,104 @@
+//! The event log every stage talks to, with two backends:
+//!
+//! - [`kafka`]: rdkafka, for every multi-process deployment;
+//! - [`embedded`]: a durable log kept in RocksDB (a column family per topic,
+//!   key = partition + offset), for `catalog dev` and single-node installs.
+//!
+//! Stages see only the [`EventLog`] and [`Reader`] traits. This crate knows
+//! nothing of the catalog's messages: keys and values are bytes.
+//!
+//! The interface is synchronous on purpose: every stage runs its consume ->
+//! transform -> produce loop on a thread of its own, librdkafka and RocksDB
+//! are blocking libraries, and a blocking loop makes ordering and
+//! back-pressure obvious.
+
+pub mod embedded;
+pub mod kafka;
+
+use std::time::Duration;
+
+/// One message read from a topic partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub topic: String,
+    pub partition: u32,
+    pub offset: i64,
+    pub key: Vec<u8>,
+    pub value: Vec<u8>,
+    /// Append time in milliseconds since the Unix epoch.
+    pub timestamp_ms: i64,
+}
+
+/// Errors of either backend.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error("kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("embedded log: {0}")]
+    Rocks(#[from] rocksdb::Error),
+    #[error("unknown topic {0:?}")]
+    UnknownTopic(String),
+    #[error("partition {partition} of {topic:?} does not exist")]
+    UnknownPartition { topic: String, partition: u32 },
+    #[error("timed out after {0:?}: {1}")]
+    Timeout(Duration, String),
+    #[error("embedded log: corrupt record at {0}")]
+    Corrupt(String),
+    #[error("{0}")]
+    Other(String),
+}
+
+pub type Result<T, E = LogError> = std::result::Result<T, E>;
+
+/// The log: append keyed messages, list partitions and end offsets, and read.
+pub trait EventLog: Send + Sync {
+    /// Queues a message for `topic`; the partition is chosen from the key, so
+    /// all messages with one key stay in order on one partition. Durable only
+    /// after [`EventLog::flush`] returned.
+    fn append(&self, topic: &str, key: &[u8], value: &[u8]) -> Result<()>;
+
+    /// Waits until every message queued so far is durably stored.
+    fn flush(&self, timeout: Duration) -> Result<()>;
+
+    /// Number of partitions of `topic`.
+    fn partitions(&self, topic: &str) -> Result<u32>;
+
+    /// The next offset to be written, per partition (index = partition).
+    fn end_offsets(&self, topic: &str) -> Result<Vec<i64>>;
+
+    /// A reader that shares the partitions of `topic` with the other members
+    /// of consumer group `group` (Kafka rebalances them; the embedded log has
+    /// one member) and starts at the group's committed offsets, or at 0.
+    fn subscribe(&self, topic: &str, group: &str) -> Result<Box<dyn Reader>>;
+
+    /// A reader of the given partitions from the given offsets, with no
+    /// group: the caller keeps its own offsets (the projector stores them
+    /// with its state).
+    fn assign(&self, topic: &str, starts: &[(u32, i64)]) -> Result<Box<dyn Reader>>;
+
+    /// Which backend this is, for logs and `/readyz`.
+    fn describe(&self) -> String;
+}
+
+/// Reads records in order per partition.
+pub trait Reader: Send {
+    /// Returns the next records (possibly from several partitions, each in
+    /// order), waiting up to `timeout` when none are ready. An empty vector
+    /// means nothing arrived in time.
+    fn poll(&mut self, timeout: Duration) -> Result<Vec<Record>>;
+
+    /// Commits, for a group reader, that everything before `next_offset`
+    /// of each partition is done. A no-op for an assigned reader.
+    fn commit(&mut self, offsets: &[(u32, i64)]) -> Result<()>;
+}
+
+/// Stable partitioner shared by the embedded backend (FNV-1a over the key).
+/// Kafka uses its own (murmur2): the two need not agree, only be stable.
+pub fn partition_for(key: &[u8], partitions: u32) -> u32 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in key {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    (h % u64::from(partitions.max(1))) as u32
+}

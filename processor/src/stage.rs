@@ -1,0 +1,173 @@
+//! The stage loop: observations in, entity events (and dead letters) out,
+//! at least once.
+
+use crate::{ProcessorConfig, metrics, process};
+use eventlog::{EventLog, LogError, Reader, Record};
+use proto::{
+    DeadLetter, DecodeError, EntityEvent, LocationOutcome, Observation, ProcessingError, Versioned,
+    topics,
+};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use uuid::Uuid;
+
+/// The name this stage signs dead letters with.
+pub const STAGE: &str = "processor";
+const POLL_TIMEOUT: Duration = Duration::from_millis(200);
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
+/// Consecutive failed polls after which the stage gives up.
+const MAX_POLL_FAILURES: u32 = 50;
+
+/// Why the stage stopped other than by request.
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessorError {
+    #[error("event log: {0}")]
+    Log(#[from] LogError),
+}
+
+/// Runs the processor until `stop` is set: reads observations as consumer
+/// group `cfg.group`, appends one entity event per observation (keyed by the
+/// location) and a dead letter for every message it cannot process or whose
+/// outcome has errors, flushes, then commits the batch. Bad input never
+/// stops the loop; only the log failing does.
+pub fn run(
+    log: Arc<dyn EventLog>,
+    cfg: &ProcessorConfig,
+    stop: Arc<AtomicBool>,
+) -> Result<(), ProcessorError> {
+    metrics::describe();
+    let mut reader = log.subscribe(topics::OBSERVATIONS, &cfg.group)?;
+    tracing::info!(group = %cfg.group, log = %log.describe(), "processor started");
+    let mut poll_failures = 0u32;
+    while !stop.load(Ordering::Relaxed) {
+        let records = match reader.poll(POLL_TIMEOUT) {
+            Ok(records) => {
+                poll_failures = 0;
+                records
+            }
+            Err(e) => {
+                poll_failures += 1;
+                tracing::warn!(error = %e, attempt = poll_failures, "polling observations failed");
+                if poll_failures >= MAX_POLL_FAILURES {
+                    return Err(e.into());
+                }
+                std::thread::sleep(POLL_TIMEOUT);
+                continue;
+            }
+        };
+        if records.is_empty() {
+            continue;
+        }
+        process_batch(log.as_ref(), reader.as_mut(), cfg, &records)?;
+    }
+    tracing::info!("processor stopped");
+    Ok(())
+}
+
+fn process_batch(
+    log: &dyn EventLog,
+    reader: &mut dyn Reader,
+    cfg: &ProcessorConfig,
+    records: &[Record],
+) -> Result<(), ProcessorError> {
+    let mut next: BTreeMap<u32, i64> = BTreeMap::new();
+    for record in records {
+        handle(log, cfg, record)?;
+        let offset = next.entry(record.partition).or_insert(record.offset + 1);
+        *offset = (*offset).max(record.offset + 1);
+    }
+    log.flush(FLUSH_TIMEOUT)?;
+    let offsets: Vec<(u32, i64)> = next.into_iter().collect();
+    if let Err(e) = reader.commit(&offsets) {
+        // Not fatal: the records are processed again later (at least once).
+        tracing::warn!(error = %e, ?offsets, "committing observation offsets failed");
+    }
+    Ok(())
+}
+
+fn dead_letter(record: &Record, reason: String, errors: Vec<ProcessingError>) -> DeadLetter {
+    DeadLetter {
+        event_id: Uuid::now_v7(),
+        stage: STAGE.to_string(),
+        at: chrono::Utc::now(),
+        topic: record.topic.clone(),
+        partition: record.partition,
+        offset: record.offset,
+        key: String::from_utf8_lossy(&record.key).into_owned(),
+        reason,
+        errors,
+    }
+}
+
+fn send_dead_letter(
+    log: &dyn EventLog,
+    record: &Record,
+    letter: &DeadLetter,
+) -> Result<(), LogError> {
+    log.append(topics::DLQ, &record.key, &letter.encode())?;
+    metrics::dead_letter();
+    Ok(())
+}
+
+/// Processes one record; only an error of the log itself is returned.
+fn handle(log: &dyn EventLog, cfg: &ProcessorConfig, record: &Record) -> Result<(), LogError> {
+    let obs = match Observation::decode(&record.value) {
+        Ok(obs) => obs,
+        Err(e) => {
+            if matches!(e, DecodeError::UnknownVersion { .. }) {
+                metrics::unknown_version();
+                tracing::warn!(partition = record.partition, offset = record.offset, error = %e, "skipping an observation of unknown version");
+            } else {
+                tracing::warn!(partition = record.partition, offset = record.offset, error = %e, "dead-lettering a malformed observation");
+            }
+            return send_dead_letter(log, record, &dead_letter(record, e.to_string(), Vec::new()));
+        }
+    };
+    let span = tracing::info_span!(
+        "process_observation",
+        location = %obs.location,
+        partition = record.partition,
+        offset = record.offset
+    );
+    let _entered = span.enter();
+    metrics::observation();
+    let event: EntityEvent =
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| process(&obs, cfg))) {
+            Ok(event) => event,
+            Err(_) => {
+                tracing::error!("processing the observation panicked; dead-lettering it");
+                return send_dead_letter(
+                    log,
+                    record,
+                    &dead_letter(
+                        record,
+                        "the processor panicked on this observation".into(),
+                        Vec::new(),
+                    ),
+                );
+            }
+        };
+    log.append(
+        topics::ENTITIES,
+        obs.location.as_str().as_bytes(),
+        &event.encode(),
+    )?;
+    if let LocationOutcome::Processed { entities, errors } = &event.outcome {
+        metrics::entities(entities.len());
+        for e in errors {
+            metrics::error(e.kind);
+        }
+        tracing::debug!(
+            entities = entities.len(),
+            errors = errors.len(),
+            "observation processed"
+        );
+        if !errors.is_empty() {
+            let reason = format!("the location yielded {} error(s)", errors.len());
+            send_dead_letter(log, record, &dead_letter(record, reason, errors.clone()))?;
+        }
+    }
+    Ok(())
+}
