@@ -182,6 +182,88 @@ fn total_items(agent: &ureq::Agent, base: &str) -> anyhow::Result<u64> {
     Ok(v["totalItems"].as_u64().unwrap_or(0))
 }
 
+/// Times the processor and the projector's fold alone, on this org.
+fn stage_timings(org: &Path, scratch: &Path) -> anyhow::Result<String> {
+    use proto::{Content, LocationKey, Observation, ObservedContent, SourceId};
+    let files: Vec<PathBuf> = walk_files(org)?;
+    let now = chrono::Utc::now();
+    let observations: Vec<Observation> = files
+        .iter()
+        .map(|p| {
+            Ok(Observation {
+                event_id: uuid::Uuid::now_v7(),
+                source: SourceId::new("bench"),
+                observed_at: now,
+                location: LocationKey::file(p),
+                origin: LocationKey::file(org),
+                first_seen_at: now,
+                content: ObservedContent::Present {
+                    content: Content::Utf8 {
+                        text: std::fs::read_to_string(p)?,
+                    },
+                },
+            })
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let cfg = processor::ProcessorConfig::default();
+    let t = Instant::now();
+    let events: Vec<proto::EntityEvent> = observations
+        .iter()
+        .map(|o| processor::process(o, &cfg))
+        .collect();
+    let processed = t.elapsed();
+    let entities: usize = events
+        .iter()
+        .map(|e| match &e.outcome {
+            proto::LocationOutcome::Processed { entities, .. } => entities.len(),
+            proto::LocationOutcome::Removed => 0,
+        })
+        .sum();
+    let store = projector::RocksStore::open(&scratch.join("fold"), 256 << 20)?;
+    let t = Instant::now();
+    let (mut ta, mut tf, mut tw, mut nw) = (Duration::ZERO, Duration::ZERO, Duration::ZERO, 0);
+    for chunk in events.chunks(5000) {
+        let t0 = Instant::now();
+        let mut fold = projector::Fold::new(&store);
+        for e in chunk {
+            fold.apply(e)?;
+        }
+        let t1 = Instant::now();
+        let w = fold.finish()?;
+        nw += w.len();
+        let t2 = Instant::now();
+        projector::Store::write(&store, w)?;
+        ta += t1 - t0;
+        tf += t2 - t1;
+        tw += t2.elapsed();
+    }
+    let folded = t.elapsed();
+    Ok(format!(
+        "stages alone: processor {:.0} entities/s ({entities} in {:.2} s); projector {:.0} entities/s ({:.2} s: apply {:.2} s, derive {:.2} s, RocksDB write {:.2} s of {nw} keys)\n",
+        entities as f64 / processed.as_secs_f64(),
+        processed.as_secs_f64(),
+        entities as f64 / folded.as_secs_f64(),
+        folded.as_secs_f64(),
+        ta.as_secs_f64(),
+        tf.as_secs_f64(),
+        tw.as_secs_f64()
+    ))
+}
+
+fn walk_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir)? {
+        let p = e?.path();
+        if p.is_dir() {
+            out.extend(walk_files(&p)?);
+        } else {
+            out.push(p);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let tmp;
     let root = match &args.dir {
@@ -200,6 +282,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         args.entities.div_ceil(args.per_file),
         t.elapsed().as_secs_f64()
     );
+    print!("{}", stage_timings(&org, &root)?);
     let mut cfg = Config {
         data_dir: root.join("data"),
         ..Config::default()
@@ -251,6 +334,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             let marker = format!("edited-{k}-{}", std::process::id());
             let needle = format!("  name: {name}\n");
             let edited = text.replacen(&needle, &format!("{needle}  title: {marker}\n"), 1);
+            // Edits land at a random point of the 1 s poll schedule.
+            let jitter = (k as u64 * 7919 + u64::from(std::process::id())) % 1000;
+            std::thread::sleep(Duration::from_millis(jitter));
             std::fs::write(path, edited)?;
             let t = Instant::now();
             let url = format!("{base}/api/catalog/entities/by-name/component/default/{name}");

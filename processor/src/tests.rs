@@ -1131,29 +1131,3 @@ mod properties {
         }
     }
 }
-
-#[test]
-fn zz_perf_many_docs() {
-    let one = core(
-        "User",
-        "  memberOf: [team-a, team-b]\n  profile:\n    displayName: Someone\n    email: someone@example.com\n",
-    );
-    let mut file = String::new();
-    let mut i = 0;
-    while file.len() < 1_000_000 {
-        file.push_str(&one.replace("name: x", &format!("name: user-{i}")));
-        file.push_str("---\n");
-        i += 1;
-    }
-    let t = Instant::now();
-    let (entities, errors) = run(&file);
-    println!(
-        "{} docs, {} bytes: {:?}, {} entities, {} errors {:?}",
-        i,
-        file.len(),
-        t.elapsed(),
-        entities.len(),
-        errors.len(),
-        errors.first()
-    );
-}

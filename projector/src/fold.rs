@@ -60,6 +60,14 @@ impl<T: Clone + Serialize + DeserializeOwned> Table<T> {
         Ok(self.rows[&key].0.as_ref())
     }
 
+    /// The slot of `key`, loaded if needed and marked for writing.
+    fn get_mut(&mut self, store: &dyn Store, key: Vec<u8>) -> Result<&mut Option<T>, StoreError> {
+        self.get(store, key.clone())?;
+        let slot = self.rows.get_mut(&key).expect("loaded above");
+        slot.1 = true;
+        Ok(&mut slot.0)
+    }
+
     fn set(&mut self, key: Vec<u8>, value: Option<T>) {
         self.rows.insert(key, (value, true));
     }
@@ -232,14 +240,13 @@ impl<'s> Fold<'s> {
     ) -> Result<bool, StoreError> {
         let before = self.winning_body(r)?;
         self.bodies.set(keys::body(loc.as_str(), r), None);
-        let mut claims = self
-            .claims
-            .get(self.store, keys::claims(r))?
-            .cloned()
-            .unwrap_or_default();
-        claims.remove(loc);
-        let claims = (!claims.claims.is_empty()).then_some(claims);
-        self.claims.set(keys::claims(r), claims);
+        let slot = self.claims.get_mut(self.store, keys::claims(r))?;
+        if let Some(claims) = slot {
+            claims.remove(loc);
+            if claims.claims.is_empty() {
+                *slot = None;
+            }
+        }
         let after = self.winning_body(r)?;
         self.transition(r, before, after, event)?;
         Ok(true)
@@ -290,12 +297,10 @@ impl<'s> Fold<'s> {
         add: bool,
     ) -> Result<(), StoreError> {
         let source = rel.source.key();
-        let key = keys::relations(&source);
-        let mut set = self
+        let slot = self
             .relations
-            .get(self.store, key.clone())?
-            .cloned()
-            .unwrap_or_default();
+            .get_mut(self.store, keys::relations(&source))?;
+        let set = slot.get_or_insert_with(RelationSet::default);
         let row_key = RelationSet::row_key(rel.relation_type, &rel.target);
         if add {
             set.rows
@@ -313,8 +318,9 @@ impl<'s> Fold<'s> {
                 set.rows.remove(&row_key);
             }
         }
-        self.relations
-            .set(key, (!set.rows.is_empty()).then_some(set));
+        if set.rows.is_empty() {
+            *slot = None;
+        }
         self.dirty.insert(source);
         Ok(())
     }
@@ -393,20 +399,24 @@ impl<'s> Fold<'s> {
         let new_set: BTreeSet<_> = new_rows.iter().collect();
         for row in old_set.difference(&new_set) {
             out.push((keys::search(&row.key, &row.value, r), None));
-            facets
-                .entry((row.key.clone(), row.value.clone()))
-                .or_insert((0, row.original.clone()))
-                .0 -= 1;
+            if search::counted(&row.key) {
+                facets
+                    .entry((row.key.clone(), row.value.clone()))
+                    .or_insert((0, row.original.clone()))
+                    .0 -= 1;
+            }
         }
         for row in new_set.difference(&old_set) {
             out.push((
                 keys::search(&row.key, &row.value, r),
                 Some(row.original.as_bytes().to_vec()),
             ));
-            facets
-                .entry((row.key.clone(), row.value.clone()))
-                .or_insert((0, row.original.clone()))
-                .0 += 1;
+            if search::counted(&row.key) {
+                facets
+                    .entry((row.key.clone(), row.value.clone()))
+                    .or_insert((0, row.original.clone()))
+                    .0 += 1;
+            }
         }
         let rows_value =
             (!new_rows.is_empty()).then(|| records::encode(&SearchRows { rows: new_rows }));
@@ -439,11 +449,13 @@ impl<'s> Fold<'s> {
         entity.relations = relations;
         entity.metadata.uid = Some(derived_id("entity", r).to_string());
         entity.metadata.etag = None;
-        let unsigned = serde_json::to_vec(&entity).expect("entities serialise");
-        let digest = Sha256::digest(&unsigned);
-        entity.metadata.etag = Some(hex::encode(&digest[..10]));
-        let value = serde_json::to_value(&entity).expect("entities serialise");
-        let bytes = serde_json::to_vec(&value).expect("entities serialise");
+        let mut value = serde_json::to_value(&entity).expect("entities serialise");
+        let unsigned = serde_json::to_vec(&value).expect("values serialise");
+        let etag = hex::encode(&Sha256::digest(&unsigned)[..10]);
+        if let Some(meta) = value.get_mut("metadata").and_then(|m| m.as_object_mut()) {
+            meta.insert("etag".into(), serde_json::Value::String(etag));
+        }
+        let bytes = serde_json::to_vec(&value).expect("values serialise");
         Ok((bytes, value))
     }
 }

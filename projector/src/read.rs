@@ -208,19 +208,12 @@ impl Catalog {
         match filter {
             None => {
                 for f in facet_keys {
-                    let mut values = Vec::new();
-                    let prefix = keys::prefix(keys::FACET, &[f.to_lowercase().as_bytes()]);
-                    let mut err = None;
-                    self.store.scan(&prefix, None, &mut |k, v| {
-                        match records::decode::<FacetCount>(k, v) {
-                            Ok(c) => values.push((c.original, c.count)),
-                            Err(e) => err = Some(e),
-                        }
-                        err.is_none()
-                    })?;
-                    if let Some(e) = err {
-                        return Err(e);
-                    }
+                    let key = f.to_lowercase();
+                    let values = if crate::search::counted(&key) {
+                        self.counted_facet(&key)?
+                    } else {
+                        self.scanned_facet(&key)?
+                    };
                     out.insert(f.clone(), sort_facet(values));
                 }
             }
@@ -247,6 +240,36 @@ impl Catalog {
             }
         }
         Ok(out)
+    }
+
+    fn counted_facet(&self, key: &str) -> Result<Vec<(String, u64)>, StoreError> {
+        let mut values = Vec::new();
+        let mut err = None;
+        let prefix = keys::prefix(keys::FACET, &[key.as_bytes()]);
+        self.store.scan(&prefix, None, &mut |k, v| {
+            match records::decode::<FacetCount>(k, v) {
+                Ok(c) => values.push((c.original, c.count)),
+                Err(e) => err = Some(e),
+            }
+            err.is_none()
+        })?;
+        err.map_or(Ok(values), Err)
+    }
+
+    /// Counts a facet from the index rows (keys without kept counters).
+    fn scanned_facet(&self, key: &str) -> Result<Vec<(String, u64)>, StoreError> {
+        let mut counts: BTreeMap<Vec<u8>, (String, u64)> = BTreeMap::new();
+        let prefix = keys::prefix(keys::SEARCH, &[key.as_bytes()]);
+        self.store.scan(&prefix, None, &mut |k, v| {
+            let rest = &k[prefix.len()..];
+            let value = rest.split(|b| *b == 0).next().unwrap_or_default();
+            counts
+                .entry(value.to_vec())
+                .or_insert_with(|| (String::from_utf8_lossy(v).into_owned(), 0))
+                .1 += 1;
+            true
+        })?;
+        Ok(counts.into_values().collect())
     }
 
     pub fn locations(&self) -> Result<Vec<LocationRecord>, StoreError> {

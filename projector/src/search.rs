@@ -10,6 +10,19 @@ use serde_json::Value;
 const MAX_VALUE_LEN: usize = 200;
 const MAX_KEY_LEN: usize = 200;
 
+/// Whether facet counts of `key` are kept incrementally. Keys whose values
+/// are (nearly) unique per entity would cost a counter per entity and are
+/// rarely faceted; facets of those keys are counted from the index instead.
+pub fn counted(key: &str) -> bool {
+    !(matches!(
+        key,
+        "metadata.name" | "metadata.uid" | "metadata.title" | "metadata.description"
+    ) || key.starts_with("metadata.annotations.")
+        || key.starts_with("metadata.links.")
+        || key.starts_with("spec.definition")
+        || key.starts_with("spec.profile."))
+}
+
 /// All rows of one served entity, sorted and without duplicates.
 pub fn rows(entity: &Value) -> Vec<SearchRow> {
     let mut out = Vec::new();
@@ -17,6 +30,13 @@ pub fn rows(entity: &Value) -> Vec<SearchRow> {
         for (k, v) in map {
             if k == "relations" {
                 relation_rows(v, &mut out);
+            } else if k == "metadata" {
+                // The etag changes on every update and is never filtered on.
+                if let Value::Object(meta) = v {
+                    for (mk, mv) in meta.iter().filter(|(mk, _)| *mk != "etag") {
+                        walk(&format!("metadata.{mk}"), mv, &mut out);
+                    }
+                }
             } else {
                 walk(k, v, &mut out);
             }
@@ -110,6 +130,7 @@ mod tests {
             "long values are present but empty"
         );
         assert!(has("relations.ownedby", "group:default/team-a"));
+        assert!(counted("kind") && counted("spec.type") && !counted("metadata.uid"));
         let orig = rows.iter().find(|r| r.key == "kind").unwrap();
         assert_eq!(orig.original, "Component");
     }
