@@ -627,4 +627,34 @@ mod tests {
                 .is_none()
         );
     }
+
+    #[test]
+    fn cached_filter_answers_follow_writes() {
+        let store = std::sync::Arc::new(MemStore::new());
+        let catalog = crate::Catalog::new(store.clone());
+        let filter = crate::EntityFilter::parse(&["kind=component".into()]).unwrap();
+        apply_all(
+            &store,
+            &[event(
+                "file:/a.yaml",
+                1,
+                vec![component("a", "t", "file:/a.yaml")],
+            )],
+        );
+        assert_eq!(catalog.refs(filter.as_ref()).unwrap().len(), 1);
+        assert_eq!(catalog.refs(filter.as_ref()).unwrap().len(), 1, "cached");
+        apply_all(
+            &store,
+            &[event(
+                "file:/b.yaml",
+                1,
+                vec![component("b", "t", "file:/b.yaml")],
+            )],
+        );
+        assert_eq!(
+            catalog.refs(filter.as_ref()).unwrap().len(),
+            2,
+            "a write invalidates"
+        );
+    }
 }

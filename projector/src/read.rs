@@ -7,8 +7,8 @@ use crate::keys;
 use crate::records::{self, FacetCount, HistoryRecord, LocationRecord, SearchRows};
 use crate::store::{Store, StoreError};
 use proto::{ErrorKind, ProcessingError};
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
 
 /// A parsed entity filter: any of the clauses.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,11 +81,26 @@ impl EntityFilter {
 #[derive(Clone)]
 pub struct Catalog {
     store: Arc<dyn Store>,
+    cache: Arc<Mutex<FilterCache>>,
 }
+
+/// Matching refs per filter, valid for one store version: any write (or a
+/// secondary catching up) changes the version and empties the cache, so a
+/// cached answer is never stale.
+#[derive(Default)]
+struct FilterCache {
+    version: u64,
+    entries: HashMap<String, Arc<Vec<String>>>,
+}
+
+const FILTER_CACHE_ENTRIES: usize = 256;
 
 impl Catalog {
     pub fn new(store: Arc<dyn Store>) -> Self {
-        Catalog { store }
+        Catalog {
+            store,
+            cache: Arc::default(),
+        }
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -121,7 +136,33 @@ impl Catalog {
     }
 
     /// Ref keys matching the filter (all entities when `None`), sorted.
-    pub fn refs(&self, filter: Option<&EntityFilter>) -> Result<Vec<String>, StoreError> {
+    /// Answers are cached until the store changes.
+    pub fn refs(&self, filter: Option<&EntityFilter>) -> Result<Arc<Vec<String>>, StoreError> {
+        let version = self.store.version();
+        let key = format!("{:?}", filter.map(|f| &f.any_of));
+        {
+            let mut cache = self.cache.lock().expect("lock");
+            if cache.version != version {
+                cache.entries.clear();
+                cache.version = version;
+            }
+            if let Some(hit) = cache.entries.get(&key) {
+                return Ok(hit.clone());
+            }
+        }
+        let refs = Arc::new(self.evaluate(filter)?);
+        let mut cache = self.cache.lock().expect("lock");
+        if cache.version == version {
+            if cache.entries.len() >= FILTER_CACHE_ENTRIES {
+                cache.entries.clear();
+            }
+            cache.entries.insert(key, refs.clone());
+        }
+        Ok(refs)
+    }
+
+    /// Evaluates a filter against the index, without the cache.
+    pub fn evaluate(&self, filter: Option<&EntityFilter>) -> Result<Vec<String>, StoreError> {
         let Some(filter) = filter else {
             return self.all_refs(None, usize::MAX);
         };
@@ -222,8 +263,8 @@ impl Catalog {
                     facet_keys.iter().map(|f| (f.to_lowercase(), f)).collect();
                 let mut counts: BTreeMap<&String, BTreeMap<String, (String, u64)>> =
                     facet_keys.iter().map(|f| (f, BTreeMap::new())).collect();
-                for r in self.refs(Some(filter))? {
-                    for row in self.search_rows(&r)?.rows {
+                for r in self.refs(Some(filter))?.iter() {
+                    for row in self.search_rows(r)?.rows {
                         if let Some(f) = wanted.get(&row.key) {
                             let slot = counts
                                 .get_mut(f)

@@ -39,6 +39,9 @@ pub trait Store: Send + Sync {
     ) -> Result<(), StoreError>;
     /// Applies every change at once, or none (a RocksDB WriteBatch).
     fn write(&self, changes: WriteSet) -> Result<(), StoreError>;
+    /// A number that changes whenever the store's content may have changed
+    /// (RocksDB's sequence number), for caches of derived results.
+    fn version(&self) -> u64;
     /// For a secondary: pick up what the primary wrote. Others: nothing.
     fn catch_up(&self) -> Result<(), StoreError> {
         Ok(())
@@ -49,6 +52,7 @@ pub trait Store: Send + Sync {
 #[derive(Default)]
 pub struct MemStore {
     map: RwLock<BTreeMap<Vec<u8>, Vec<u8>>>,
+    writes: std::sync::atomic::AtomicU64,
 }
 
 impl MemStore {
@@ -82,8 +86,14 @@ impl Store for MemStore {
         Ok(())
     }
 
+    fn version(&self) -> u64 {
+        self.writes.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     fn write(&self, changes: WriteSet) -> Result<(), StoreError> {
         let mut map = self.map.write().expect("lock");
+        self.writes
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         for (k, v) in changes {
             match v {
                 Some(v) => map.insert(k, v),
@@ -196,6 +206,10 @@ impl Store for RocksStore {
         }
         it.status()?;
         Ok(())
+    }
+
+    fn version(&self) -> u64 {
+        self.db.latest_sequence_number()
     }
 
     fn write(&self, changes: WriteSet) -> Result<(), StoreError> {

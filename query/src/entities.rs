@@ -64,7 +64,7 @@ pub async fn list(State(st): State<AppState>, params: Params) -> Result<Response
             // The common case streams from the entity table, no full scan.
             catalog.all_refs(after_ref.as_deref(), want)?
         } else {
-            let mut refs = catalog.refs(filter.as_ref())?;
+            let mut refs = catalog.refs(filter.as_ref())?.as_ref().clone();
             if order.is_empty() {
                 if let Some(a) = &after_ref {
                     let n = refs.partition_point(|r| r <= a);
@@ -224,15 +224,46 @@ pub async fn by_query(State(st): State<AppState>, params: Params) -> Result<Resp
             };
             (ft.term.to_lowercase(), fields)
         });
+        let matching = catalog.refs(filter.as_ref())?;
         let mut keys = Vec::new();
-        for r in catalog.refs(filter.as_ref())? {
-            if order.is_empty() && full_text.is_none() {
-                keys.push(SortKey {
+        if order.is_empty() && full_text.is_none() {
+            // Default order is ref order, which is how matches come: page
+            // straight from them (no sort key per match).
+            let total = matching.len();
+            let (from, to) = match &start {
+                Start::Offset(o) => {
+                    let from = (*o).min(total);
+                    (from, from.saturating_add(limit).min(total))
+                }
+                Start::After(p) => {
+                    let from = matching.partition_point(|r| *r <= p.refkey);
+                    (from, from.saturating_add(limit).min(total))
+                }
+                Start::Before(p) => {
+                    let to = matching.partition_point(|r| *r < p.refkey);
+                    (to.saturating_sub(limit), to)
+                }
+            };
+            let page: Vec<SortKey> = matching[from..to]
+                .iter()
+                .map(|r| SortKey {
                     values: vec![],
-                    refkey: r,
-                });
-                continue;
-            }
+                    refkey: r.clone(),
+                })
+                .collect();
+            return page_response(
+                &catalog,
+                &spec,
+                &page,
+                from,
+                to,
+                total,
+                limit,
+                fields.as_deref(),
+            );
+        }
+        for r in matching.iter() {
+            let r = r.clone();
             let rows = catalog.search_rows(&r)?;
             if let Some((term, fields)) = &full_text {
                 let hit = rows
@@ -264,25 +295,16 @@ pub async fn by_query(State(st): State<AppState>, params: Params) -> Result<Resp
             }
         };
         let page = &keys[from..to];
-        let cursor = |position: &SortKey, is_previous: bool| {
-            encode_cursor(&QueryCursor {
-                query: spec.clone(),
-                position: position.clone(),
-                is_previous,
-            })
-        };
-        let next = page
-            .last()
-            .filter(|_| limit > 0 && to < total)
-            .map(|k| cursor(k, false));
-        let prev = page.first().filter(|_| from > 0).map(|k| cursor(k, true));
-        let mut items = Vec::with_capacity(page.len());
-        for k in page {
-            if let Some(stored) = catalog.entity(&k.refkey)? {
-                items.push(respond::entity(stored, fields.as_deref())?);
-            }
-        }
-        Ok((items, total, next, prev))
+        page_response(
+            &catalog,
+            &spec,
+            page,
+            from,
+            to,
+            total,
+            limit,
+            fields.as_deref(),
+        )
     })
     .await?;
     let page_info = PageInfo {
@@ -500,4 +522,40 @@ pub async fn history(
     Ok(json(
         &json!({ "entityRef": entity_ref, "changes": changes }),
     ))
+}
+
+/// Items, total and cursors of one by-query page.
+type QueryPage = (Vec<Vec<u8>>, usize, Option<String>, Option<String>);
+
+/// Reads the page's entities and makes the cursors around it.
+#[allow(clippy::too_many_arguments)]
+fn page_response(
+    catalog: &projector::Catalog,
+    spec: &QuerySpec,
+    page: &[SortKey],
+    from: usize,
+    to: usize,
+    total: usize,
+    limit: usize,
+    fields: Option<&[String]>,
+) -> Result<QueryPage, ApiError> {
+    let cursor = |position: &SortKey, is_previous: bool| {
+        encode_cursor(&QueryCursor {
+            query: spec.clone(),
+            position: position.clone(),
+            is_previous,
+        })
+    };
+    let next = page
+        .last()
+        .filter(|_| limit > 0 && to < total)
+        .map(|k| cursor(k, false));
+    let prev = page.first().filter(|_| from > 0).map(|k| cursor(k, true));
+    let mut items = Vec::with_capacity(page.len());
+    for k in page {
+        if let Some(stored) = catalog.entity(&k.refkey)? {
+            items.push(respond::entity(stored, fields)?);
+        }
+    }
+    Ok((items, total, next, prev))
 }
