@@ -7,7 +7,6 @@
 use crate::config::Config;
 use crate::services::{self, Shutdown};
 use anyhow::{Context, bail};
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -166,7 +165,11 @@ fn measure(agent: &ureq::Agent, urls: &[String], n: usize) -> anyhow::Result<Vec
             .get(url)
             .call()
             .with_context(|| format!("GET {url}"))?;
-        let _ = resp.body_mut().read_to_vec()?;
+        let _ = resp
+            .body_mut()
+            .with_config()
+            .limit(u64::MAX)
+            .read_to_vec()?;
         out.push(t.elapsed());
     }
     out.sort();
@@ -222,7 +225,7 @@ fn stage_timings(org: &Path, scratch: &Path) -> anyhow::Result<String> {
     let store = projector::RocksStore::open(&scratch.join("fold"), 256 << 20)?;
     let t = Instant::now();
     let (mut ta, mut tf, mut tw, mut nw) = (Duration::ZERO, Duration::ZERO, Duration::ZERO, 0);
-    for chunk in events.chunks(5000) {
+    for chunk in events.chunks(projector::ProjectorConfig::default().batch_max) {
         let t0 = Instant::now();
         let mut fold = projector::Fold::new(&store);
         for e in chunk {
@@ -317,12 +320,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let addr = rx.await.context("the pipeline did not start")?;
     let base = format!("http://{addr}");
     let n = args.entities as u64;
-    let report = tokio::task::spawn_blocking(move || -> anyhow::Result<String> {
+    let measured = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .build()
             .into();
-        let mut out = String::new();
         // Ingest throughput: until every entity is queryable.
         let deadline = Instant::now() + Duration::from_secs(1800);
         loop {
@@ -335,12 +337,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             std::thread::sleep(Duration::from_millis(20));
         }
         let ingest = started.elapsed();
-        writeln!(
-            out,
+        println!(
             "ingest: {n} entities queryable after {:.2} s = {:.0} entities/s (start of first poll to all visible)",
             ingest.as_secs_f64(),
             n as f64 / ingest.as_secs_f64()
-        )?;
+        );
         // Edit to visible.
         let mut lat = Vec::new();
         for (k, (path, r)) in edit_targets.iter().take(args.edits).enumerate() {
@@ -368,13 +369,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             lat.push(t.elapsed());
         }
         lat.sort();
-        writeln!(
-            out,
+        println!(
             "edit-to-visible over {} edits: p50 {} max {}",
             lat.len(),
             fmt_d(percentile(&lat, 0.5)),
             fmt_d(lat.last().copied().unwrap_or_default())
-        )?;
+        );
         // Query latencies.
         let names: Vec<String> = (0..200)
             .map(|i| {
@@ -407,21 +407,21 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         ];
         for (label, urls, count) in cases {
             let d = measure(&agent, &urls, count)?;
-            writeln!(
-                out,
-                "{label}: p50 {} p99 {} ({count} requests, 1 connection)",
+            println!(
+            "{label}: p50 {} p99 {} ({count} requests, 1 connection)",
                 fmt_d(percentile(&d, 0.5)),
                 fmt_d(percentile(&d, 0.99))
-            )?;
+            );
         }
-        Ok(out)
+        Ok(())
     })
-    .await??;
+    .await?;
     let rss = rss_kib("VmRSS:");
     let hwm = rss_kib("VmHWM:");
+    // Stop the pipeline before anything is removed, also after a failure.
     shutdown.trigger();
     pipeline.await??;
-    print!("{report}");
+    measured?;
     println!(
         "memory: RSS {} MiB now, peak {} MiB (whole process: ingest, processor, projector, HTTP)",
         rss / 1024,

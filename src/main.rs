@@ -8,6 +8,11 @@ use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+// The fold and the processor allocate many small strings and maps;
+// mimalloc's thread-local free lists make that markedly cheaper than glibc.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "catalog", version, about = "An event-sourced software catalog")]
 struct Cli {

@@ -284,17 +284,29 @@ impl Catalog {
     }
 
     fn counted_facet(&self, key: &str) -> Result<Vec<(String, u64)>, StoreError> {
-        let mut values = Vec::new();
-        let mut err = None;
         let prefix = keys::prefix(keys::FACET, &[key.as_bytes()]);
-        self.store.scan(&prefix, None, &mut |k, v| {
-            match records::decode::<FacetCount>(k, v) {
-                Ok(c) => values.push((c.original, c.count)),
+        Ok(self
+            .scan_records::<FacetCount>(&prefix)?
+            .into_iter()
+            .map(|c| (c.original, c.count))
+            .collect())
+    }
+
+    /// Every record under `prefix`, decoded, in key order.
+    fn scan_records<T: serde::de::DeserializeOwned>(
+        &self,
+        prefix: &[u8],
+    ) -> Result<Vec<T>, StoreError> {
+        let mut out = Vec::new();
+        let mut err = None;
+        self.store.scan(prefix, None, &mut |k, v| {
+            match records::decode(k, v) {
+                Ok(r) => out.push(r),
                 Err(e) => err = Some(e),
             }
             err.is_none()
         })?;
-        err.map_or(Ok(values), Err)
+        err.map_or(Ok(out), Err)
     }
 
     /// Counts a facet from the index rows (keys without kept counters).
@@ -314,16 +326,7 @@ impl Catalog {
     }
 
     pub fn locations(&self) -> Result<Vec<LocationRecord>, StoreError> {
-        let mut out = Vec::new();
-        let mut err = None;
-        self.store.scan(&[keys::LOCATION], None, &mut |k, v| {
-            match records::decode(k, v) {
-                Ok(r) => out.push(r),
-                Err(e) => err = Some(e),
-            }
-            err.is_none()
-        })?;
-        err.map_or(Ok(out), Err)
+        self.scan_records(&[keys::LOCATION])
     }
 
     pub fn location(&self, key: &str) -> Result<Option<LocationRecord>, StoreError> {
@@ -376,16 +379,7 @@ impl Catalog {
     /// Every effective change of an entity, oldest first.
     pub fn history(&self, refkey: &str) -> Result<Vec<HistoryRecord>, StoreError> {
         let prefix = keys::prefix(keys::HISTORY, &[refkey.to_ascii_lowercase().as_bytes()]);
-        let mut out = Vec::new();
-        let mut err = None;
-        self.store.scan(&prefix, None, &mut |k, v| {
-            match records::decode(k, v) {
-                Ok(r) => out.push(r),
-                Err(e) => err = Some(e),
-            }
-            err.is_none()
-        })?;
-        err.map_or(Ok(out), Err)
+        self.scan_records(&prefix)
     }
 
     /// Applied offsets: (topic, partition) -> next offset.

@@ -29,7 +29,7 @@ pub struct ProjectorConfig {
 impl Default for ProjectorConfig {
     fn default() -> Self {
         ProjectorConfig {
-            batch_max: 5000,
+            batch_max: 20_000,
             cache_mb: 256,
         }
     }

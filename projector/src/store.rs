@@ -116,6 +116,13 @@ fn options(cache_bytes: usize) -> rocksdb::Options {
     opts.create_if_missing(true);
     opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
     opts.increase_parallelism(2);
+    // Bulk loads (a first sync, a replay) write millions of small keys:
+    // larger memtables and a later L0 slowdown keep writes from stalling.
+    opts.set_write_buffer_size(128 << 20);
+    opts.set_max_write_buffer_number(4);
+    opts.set_level_zero_slowdown_writes_trigger(40);
+    opts.set_level_zero_stop_writes_trigger(60);
+    opts.set_target_file_size_base(64 << 20);
     // A secondary needs every file open; a primary is fine with it too.
     opts.set_max_open_files(-1);
     let mut block = rocksdb::BlockBasedOptions::default();
