@@ -160,19 +160,18 @@ async fn join_stages(stages: Vec<Stage>) -> anyhow::Result<()> {
     first_err.map_or(Ok(()), Err)
 }
 
-fn ingest_stage(
-    cfg: &Config,
-    log: Arc<dyn EventLog>,
-    shutdown: &Shutdown,
-) -> anyhow::Result<Stage> {
+fn open_ingest(cfg: &Config, log: Arc<dyn EventLog>) -> anyhow::Result<ingest::Ingest> {
     let dir = ingest_dir(cfg);
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let ingest = ingest::Ingest::open(cfg.ingest.clone(), log, &dir)?;
+    Ok(ingest::Ingest::open(cfg.ingest.clone(), log, &dir)?)
+}
+
+fn ingest_stage(ingest: ingest::Ingest, shutdown: &Shutdown) -> Stage {
     let stop = shutdown.flag();
-    Ok(spawn_stage("ingest", shutdown, move || {
+    spawn_stage("ingest", shutdown, move || {
         ingest.run(stop)?;
         Ok(())
-    }))
+    })
 }
 
 fn processor_stage(cfg: &Config, log: Arc<dyn EventLog>, shutdown: &Shutdown) -> Stage {
@@ -204,6 +203,7 @@ async fn http(
     catalog: Catalog,
     lag: Arc<dyn Fn() -> Option<i64> + Send + Sync>,
     metrics: Option<PrometheusHandle>,
+    refresh: Option<Arc<dyn Fn() + Send + Sync>>,
 ) -> anyhow::Result<(
     tokio::task::JoinHandle<std::io::Result<()>>,
     Shutdown,
@@ -218,6 +218,7 @@ async fn http(
         catalog,
         lag,
         metrics,
+        refresh,
     };
     let sd = stop_http.clone();
     let server = tokio::spawn(query::serve(
@@ -245,13 +246,21 @@ pub async fn run_dev(
     let status = Arc::new(Status::default());
     let catalog = Catalog::new(store.clone());
     let lag_status = status.clone();
-    let (server, stop_http, addr) =
-        http(&cfg, catalog, Arc::new(move || lag_status.lag()), metrics).await?;
+    let ingest = open_ingest(&cfg, log.clone())?;
+    let trigger = ingest.trigger();
+    let (server, stop_http, addr) = http(
+        &cfg,
+        catalog,
+        Arc::new(move || lag_status.lag()),
+        metrics,
+        Some(Arc::new(move || trigger.sync_now())),
+    )
+    .await?;
     if let Some(tx) = listening {
         let _ = tx.send(addr);
     }
     let stages = vec![
-        ingest_stage(&cfg, log.clone(), &shutdown)?,
+        ingest_stage(ingest, &shutdown),
         processor_stage(&cfg, log.clone(), &shutdown),
         projector_stage(&cfg, log, store, status, &shutdown),
     ];
@@ -267,7 +276,7 @@ pub async fn run_ingest(cfg: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     cfg.validate()?;
     require_kafka(&cfg, "ingest")?;
     let log = open_log(&cfg)?;
-    let stages = vec![ingest_stage(&cfg, log, &shutdown)?];
+    let stages = vec![ingest_stage(open_ingest(&cfg, log)?, &shutdown)];
     shutdown.wait().await;
     join_stages(stages).await
 }
@@ -320,6 +329,7 @@ pub async fn run_serve(
             Catalog::new(store.clone()),
             Arc::new(move || lag_status.lag()),
             metrics,
+            None,
         )
         .await?;
         if let Some(tx) = listening {
@@ -367,6 +377,7 @@ pub async fn run_serve(
         catalog,
         Arc::new(move || *lag_read.lock().expect("lock")),
         metrics,
+        None,
     )
     .await?;
     if let Some(tx) = listening {

@@ -20,14 +20,20 @@ struct Running {
 }
 
 fn start(org: &Path, data: &Path) -> Running {
+    start_with_schedule(org, data, None)
+}
+
+fn start_with_schedule(org: &Path, data: &Path, schedule: Option<&str>) -> Running {
     let mut cfg = Config {
         data_dir: data.to_path_buf(),
         ..Config::default()
     };
     cfg.serve.listen = "127.0.0.1:0".parse().unwrap();
-    cfg.ingest
-        .sources
-        .push(ingest::SourceConfig::files("demo", org));
+    let mut source = ingest::SourceConfig::files("demo", org);
+    if let Some(s) = schedule {
+        source.schedule = s.to_string();
+    }
+    cfg.ingest.sources.push(source);
     let shutdown = Shutdown::new();
     let (tx, rx) = tokio::sync::oneshot::channel();
     let sd = shutdown.clone();
@@ -229,5 +235,54 @@ fn demo_org_edits_deletions_errors_and_restart() {
         &format!("{base}/api/history/entities/component/default/cart-service"),
     );
     assert_eq!(hist, hist2);
+    dev.stop();
+}
+
+#[test]
+fn refresh_syncs_now_instead_of_at_the_next_poll() {
+    let tmp = tempfile::tempdir().unwrap();
+    let org = tmp.path().join("org");
+    copy_dir(&demo_org(), &org);
+    // Polled once at start, then once a year: only a refresh can sync.
+    let dev = start_with_schedule(&org, &tmp.path().join("data"), Some("0 0 0 1 1 *"));
+    let a = agent();
+    let base = dev.base.clone();
+    wait_for("demo org", WAIT, || {
+        (entity(&a, &base, "component", "cart-service").0 == 200).then_some(())
+    });
+    let file = walk(&org)
+        .into_iter()
+        .find(|p| {
+            std::fs::read_to_string(p)
+                .unwrap()
+                .contains("name: cart-service")
+        })
+        .unwrap();
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(
+        &file,
+        text.replacen(
+            "name: cart-service\n",
+            "name: cart-service\n  title: Refreshed\n",
+            1,
+        ),
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let (_, before) = entity(&a, &base, "component", "cart-service");
+    assert!(
+        before["metadata"]["title"].is_null(),
+        "no poll should have run: {before}"
+    );
+    let resp = a
+        .post(format!("{base}/api/catalog/refresh"))
+        .header("content-type", "application/json")
+        .send(r#"{"entityRef":"component:default/cart-service"}"#)
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    wait_for("refreshed entity", Duration::from_secs(10), || {
+        let (_, e) = entity(&a, &base, "component", "cart-service");
+        (e["metadata"]["title"] == "Refreshed").then_some(())
+    });
     dev.stop();
 }

@@ -559,3 +559,37 @@ fn page_response(
     }
     Ok((items, total, next, prev))
 }
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RefreshBody {
+    entity_ref: String,
+}
+
+/// Backstage's `POST /refresh`: the entity must exist; its sources are
+/// synced now instead of at their next scheduled poll. Sources re-read only
+/// what changed, so syncing a whole source is cheap.
+pub async fn refresh(
+    State(st): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body.map_err(|e| ApiError::Input(e.body_text()))?;
+    let request: RefreshBody = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::Input(format!("Malformed refresh request, {e}")))?;
+    let entity_ref = proto::EntityRef::parse(&request.entity_ref, None, "default")
+        .map_err(|e| ApiError::Input(e.to_string()))?;
+    if st.catalog.entity(&entity_ref.key())?.is_none() {
+        return Err(ApiError::NotFound(format!(
+            "No entity named '{entity_ref}' found"
+        )));
+    }
+    let Some(refresh) = &st.refresh else {
+        return Err(ApiError::Unavailable(
+            "this process runs no ingest; refresh on the ingest service".into(),
+        ));
+    };
+    refresh();
+    Ok(axum::response::IntoResponse::into_response(
+        axum::http::StatusCode::OK,
+    ))
+}

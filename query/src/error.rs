@@ -30,6 +30,9 @@ pub enum ApiError {
     /// 409 `ConflictError`.
     #[error("{0}")]
     Conflict(String),
+    /// 503 `ServiceUnavailableError`: this process cannot do that.
+    #[error("{0}")]
+    Unavailable(String),
     /// 500: the detail is logged, the client sees a generic message.
     #[error("internal error: {0}")]
     Internal(String),
@@ -41,6 +44,11 @@ impl ApiError {
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, "NotFoundError", m.clone()),
             ApiError::Input(m) => (StatusCode::BAD_REQUEST, "InputError", m.clone()),
             ApiError::Conflict(m) => (StatusCode::CONFLICT, "ConflictError", m.clone()),
+            ApiError::Unavailable(m) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ServiceUnavailableError",
+                m.clone(),
+            ),
             ApiError::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "Error",

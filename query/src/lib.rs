@@ -42,6 +42,9 @@ pub struct AppState {
     pub lag: Arc<dyn Fn() -> Option<i64> + Send + Sync>,
     /// Renders `/metrics`; `None` answers 404.
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    /// Asks the sources of this process to sync now (`POST
+    /// /api/catalog/refresh`); `None` where no ingest runs here.
+    pub refresh: Option<Arc<dyn Fn() + Send + Sync>>,
 }
 
 /// One served route: the single list the router and the OpenAPI test use.
@@ -97,6 +100,7 @@ fn route_table() -> Vec<Route> {
             get(locations::errors),
         ),
         route(M::GET, "/api/catalog/errors", get(locations::all_errors)),
+        route(M::POST, "/api/catalog/refresh", post(entities::refresh)),
         route(
             M::GET,
             "/api/history/entities/{kind}/{namespace}/{name}",

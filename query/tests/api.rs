@@ -218,6 +218,7 @@ fn state_with(
         catalog: Catalog::new(store),
         lag: Arc::new(move || lag),
         metrics,
+        refresh: None,
     }
 }
 
@@ -1212,4 +1213,47 @@ fn routes_use_only_known_methods() {
         assert!(m == Method::GET || m == Method::POST, "{m} {p}");
         assert!(p.starts_with('/'));
     }
+}
+
+#[tokio::test]
+async fn refresh_asks_the_sources_of_this_process_to_sync() {
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = calls.clone();
+    let mut state = state_with(Some(0), None);
+    state.refresh = Some(Arc::new(move || {
+        seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }));
+    let app = router(state);
+    let post = |body: &str| {
+        axum::http::Request::post("/api/catalog/refresh")
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from(body.to_string()))
+            .unwrap()
+    };
+    let ok = app
+        .clone()
+        .oneshot(post(r#"{"entityRef":"component:default/c1"}"#))
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+    let missing = app
+        .clone()
+        .oneshot(post(r#"{"entityRef":"component:default/nope"}"#))
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    let bad = app.clone().oneshot(post(r#"{"ref":"x"}"#)).await.unwrap();
+    assert_eq!(bad.status(), 400);
+    assert_eq!(
+        calls.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "only the valid request synced"
+    );
+    // A process without ingest says so.
+    let none = router(state_with(Some(0), None))
+        .oneshot(post(r#"{"entityRef":"component:default/c1"}"#))
+        .await
+        .unwrap();
+    assert_eq!(none.status(), 503);
 }
