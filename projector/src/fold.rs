@@ -329,12 +329,12 @@ impl<'s> Fold<'s> {
     /// touched ref and returns all changes as one write set.
     pub fn finish(mut self) -> Result<WriteSet, StoreError> {
         let mut out = WriteSet::new();
-        let mut facets: BTreeMap<(String, String), (i64, String)> = BTreeMap::new();
+        let mut facets: BTreeMap<(String, String), i64> = BTreeMap::new();
         let dirty = std::mem::take(&mut self.dirty);
         for r in &dirty {
             self.derive(r, &mut out, &mut facets)?;
         }
-        for ((k, v), (delta, original)) in facets {
+        for ((k, v), delta) in facets {
             if delta == 0 {
                 continue;
             }
@@ -347,7 +347,6 @@ impl<'s> Fold<'s> {
             let value = (count > 0).then(|| {
                 records::encode(&FacetCount {
                     count: count as u64,
-                    original: current.map_or(original, |c| c.original),
                 })
             });
             out.push((key, value));
@@ -366,7 +365,7 @@ impl<'s> Fold<'s> {
         &mut self,
         r: &str,
         out: &mut WriteSet,
-        facets: &mut BTreeMap<(String, String), (i64, String)>,
+        facets: &mut BTreeMap<(String, String), i64>,
     ) -> Result<(), StoreError> {
         let entity_key = keys::entity(r);
         let served_before = self.store.get(&entity_key)?;
@@ -400,10 +399,9 @@ impl<'s> Fold<'s> {
         for row in old_set.difference(&new_set) {
             out.push((keys::search(&row.key, &row.value, r), None));
             if search::counted(&row.key) {
-                facets
+                *facets
                     .entry((row.key.clone(), row.value.clone()))
-                    .or_insert((0, row.original.clone()))
-                    .0 -= 1;
+                    .or_insert(0) -= 1;
             }
         }
         for row in new_set.difference(&old_set) {
@@ -412,10 +410,9 @@ impl<'s> Fold<'s> {
                 Some(row.original.as_bytes().to_vec()),
             ));
             if search::counted(&row.key) {
-                facets
+                *facets
                     .entry((row.key.clone(), row.value.clone()))
-                    .or_insert((0, row.original.clone()))
-                    .0 += 1;
+                    .or_insert(0) += 1;
             }
         }
         let rows_value =

@@ -285,11 +285,30 @@ impl Catalog {
 
     fn counted_facet(&self, key: &str) -> Result<Vec<(String, u64)>, StoreError> {
         let prefix = keys::prefix(keys::FACET, &[key.as_bytes()]);
-        Ok(self
-            .scan_records::<FacetCount>(&prefix)?
-            .into_iter()
-            .map(|c| (c.original, c.count))
-            .collect())
+        let mut counts = Vec::new();
+        let mut err = None;
+        self.store.scan(&prefix, None, &mut |k, v| {
+            match records::decode::<FacetCount>(k, v) {
+                Ok(c) => counts.push((k[prefix.len()..].to_vec(), c.count)),
+                Err(e) => err = Some(e),
+            }
+            err.is_none()
+        })?;
+        if let Some(e) = err {
+            return Err(e);
+        }
+        let mut out = Vec::with_capacity(counts.len());
+        for (value, count) in counts {
+            // The casing of the first entity (in ref order) with the value.
+            let mut original = String::from_utf8_lossy(&value).into_owned();
+            let rows = keys::prefix(keys::SEARCH, &[key.as_bytes(), &value]);
+            self.store.scan(&rows, None, &mut |_, v| {
+                original = String::from_utf8_lossy(v).into_owned();
+                false
+            })?;
+            out.push((original, count));
+        }
+        Ok(out)
     }
 
     /// Every record under `prefix`, decoded, in key order.

@@ -114,11 +114,11 @@ pub struct SearchRow {
 }
 
 /// How many served entities have a search row with this key and value.
+/// The casing facets report comes from the index (the first row in ref
+/// order), so it depends on the state only, not on arrival order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FacetCount {
     pub count: u64,
-    /// The value as first written (facets report original casing).
-    pub original: String,
 }
 
 /// One effective change of an entity.

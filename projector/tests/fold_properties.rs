@@ -23,11 +23,16 @@ struct Step {
 }
 
 fn entity(name: usize, owner: usize, loc: &str) -> ProcessedEntity {
+    // Each location writes the lifecycle in its own casing, so a facet's
+    // displayed casing would depend on arrival order if it were recorded
+    // at first write.
+    let casing = ["production", "Production", "PRODUCTION", "pRoduction"];
+    let lifecycle = casing[loc.bytes().map(usize::from).sum::<usize>() % casing.len()];
     let e: Entity = serde_json::from_value(serde_json::json!({
         "apiVersion": "backstage.io/v1alpha1", "kind": "Component",
         "metadata": {"name": format!("c{name}"), "namespace": "default",
             "annotations": {"backstage.io/managed-by-location": loc}},
-        "spec": {"type": "service", "lifecycle": "production", "owner": format!("g{owner}")}
+        "spec": {"type": "service", "lifecycle": lifecycle, "owner": format!("g{owner}")}
     }))
     .unwrap();
     let me = e.entity_ref();
