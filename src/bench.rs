@@ -27,6 +27,9 @@ pub struct BenchArgs {
     /// Run on Kafka at these brokers instead of the embedded log.
     #[arg(long)]
     pub brokers: Option<String>,
+    /// Only time the stages alone (processor, projector fold), no pipeline.
+    #[arg(long)]
+    pub stages_only: bool,
     /// Working directory (default: a fresh temporary one, removed after).
     #[arg(long)]
     pub dir: Option<PathBuf>,
@@ -301,6 +304,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         t.elapsed().as_secs_f64()
     );
     print!("{}", stage_timings(&org, &root)?);
+    if args.stages_only {
+        return Ok(());
+    }
     let mut cfg = Config {
         data_dir: root.join("data"),
         ..Config::default()

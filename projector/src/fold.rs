@@ -654,4 +654,59 @@ mod tests {
             "a write invalidates"
         );
     }
+
+    #[test]
+    fn filter_evaluation_agrees_with_brute_force() {
+        let store = std::sync::Arc::new(MemStore::new());
+        let types = ["service", "website", "library"];
+        let lifecycles = ["production", "experimental", "deprecated", "Production"];
+        let events: Vec<EntityEvent> = (0..90)
+            .map(|i| {
+                let loc = format!("file:/c{i}.yaml");
+                let mut pe = component(&format!("c{i}"), &format!("t{}", i % 4), &loc);
+                let spec = pe.entity.spec.as_mut().unwrap();
+                spec["type"] = types[i % 3].into();
+                spec["lifecycle"] = lifecycles[i % 4].into();
+                if i % 5 == 0 {
+                    pe.entity.metadata.tags = vec![format!("tag{}", i % 2)];
+                }
+                event(&loc, 1, vec![pe])
+            })
+            .collect();
+        apply_all(&store, &events);
+        let catalog = crate::Catalog::new(store.clone());
+        let all = catalog.all_refs(None, usize::MAX).unwrap();
+        assert_eq!(all.len(), 90);
+        for filters in [
+            vec!["kind=component,spec.type=service"],
+            vec!["spec.type=website,metadata.name=c7", "metadata.name=c8"],
+            vec!["spec.lifecycle=production,metadata.tags"],
+            vec!["spec.lifecycle=experimental,spec.lifecycle=deprecated,spec.type=library"],
+            vec!["relations.ownedby=group:default/t1,metadata.tags=tag0"],
+            vec!["spec.type=nothing"],
+        ] {
+            let parsed = crate::EntityFilter::parse(
+                &filters.iter().map(|f| f.to_string()).collect::<Vec<_>>(),
+            )
+            .unwrap()
+            .unwrap();
+            let got = catalog.evaluate(Some(&parsed)).unwrap();
+            let expected: Vec<String> = all
+                .iter()
+                .filter(|r| {
+                    let rows = catalog.search_rows(r).unwrap().rows;
+                    parsed.any_of.iter().any(|clause| {
+                        clause.all_of.iter().all(|c| {
+                            rows.iter().any(|row| {
+                                row.key == c.key
+                                    && (c.values.is_empty() || c.values.contains(&row.value))
+                            })
+                        })
+                    })
+                })
+                .cloned()
+                .collect();
+            assert_eq!(got, expected, "{filters:?}");
+        }
+    }
 }

@@ -7,7 +7,7 @@ use crate::keys;
 use crate::records::{self, FacetCount, HistoryRecord, LocationRecord, SearchRows};
 use crate::store::{Store, StoreError};
 use proto::{ErrorKind, ProcessingError};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 /// A parsed entity filter: any of the clauses.
@@ -166,29 +166,33 @@ impl Catalog {
         let Some(filter) = filter else {
             return self.all_refs(None, usize::MAX);
         };
-        let mut out = BTreeSet::new();
+        let mut out = Vec::new();
         for clause in &filter.any_of {
             out.extend(self.clause(clause)?);
         }
-        Ok(out.into_iter().collect())
+        if filter.any_of.len() > 1 {
+            out.sort_unstable();
+            out.dedup();
+        }
+        Ok(out)
     }
 
-    fn clause(&self, clause: &FilterClause) -> Result<BTreeSet<String>, StoreError> {
-        // Evaluate the most selective condition first (facet counts tell),
-        // then intersect.
+    fn clause(&self, clause: &FilterClause) -> Result<Vec<String>, StoreError> {
+        // The most selective condition (facet counts tell) is materialised,
+        // sorted by ref; every other one is streamed against it in ref
+        // order, or probed per candidate when the candidates are few.
         let mut conds: Vec<(u64, &Condition)> = Vec::new();
         for c in &clause.all_of {
             conds.push((self.estimate(c)?, c));
         }
         conds.sort_by_key(|(n, _)| *n);
-        let mut acc: Option<BTreeSet<String>> = None;
-        for (_, c) in conds {
-            let set = self.condition(c)?;
+        let mut acc: Option<Vec<String>> = None;
+        for (estimate, c) in conds {
             acc = Some(match acc {
-                None => set,
-                Some(a) => a.intersection(&set).cloned().collect(),
+                None => self.condition(c)?,
+                Some(candidates) => self.narrow(candidates, c, estimate)?,
             });
-            if acc.as_ref().is_some_and(BTreeSet::is_empty) {
+            if acc.as_ref().is_some_and(Vec::is_empty) {
                 break;
             }
         }
@@ -196,7 +200,7 @@ impl Catalog {
     }
 
     fn estimate(&self, c: &Condition) -> Result<u64, StoreError> {
-        if c.values.is_empty() {
+        if c.values.is_empty() || !crate::search::counted(&c.key) {
             return Ok(u64::MAX);
         }
         let mut n = 0;
@@ -209,24 +213,72 @@ impl Catalog {
         Ok(n)
     }
 
-    fn condition(&self, c: &Condition) -> Result<BTreeSet<String>, StoreError> {
-        let mut out = BTreeSet::new();
-        let mut collect = |prefix: Vec<u8>| {
-            self.store.scan(&prefix, None, &mut |k, _| {
-                out.insert(String::from_utf8_lossy(keys::last_part(k)).into_owned());
-                true
-            })
-        };
-        if c.values.is_empty() {
-            collect(keys::prefix(keys::SEARCH, &[c.key.as_bytes()]))?;
+    /// Refs matching one condition, sorted, without duplicates.
+    fn condition(&self, c: &Condition) -> Result<Vec<String>, StoreError> {
+        let mut out = Vec::new();
+        let prefixes: Vec<Vec<u8>> = if c.values.is_empty() {
+            vec![keys::prefix(keys::SEARCH, &[c.key.as_bytes()])]
         } else {
-            for v in &c.values {
-                collect(keys::prefix(
-                    keys::SEARCH,
-                    &[c.key.as_bytes(), v.as_bytes()],
-                ))?;
-            }
+            c.values
+                .iter()
+                .map(|v| keys::prefix(keys::SEARCH, &[c.key.as_bytes(), v.as_bytes()]))
+                .collect()
+        };
+        for prefix in &prefixes {
+            self.store.scan(prefix, None, &mut |k, _| {
+                out.push(String::from_utf8_lossy(keys::last_part(k)).into_owned());
+                true
+            })?;
         }
+        // One value's rows come sorted by ref; several values (or any
+        // value) interleave.
+        if prefixes.len() > 1 || c.values.is_empty() {
+            out.sort_unstable();
+            out.dedup();
+        }
+        Ok(out)
+    }
+
+    /// The candidates (sorted) that also match `c`.
+    fn narrow(
+        &self,
+        mut candidates: Vec<String>,
+        c: &Condition,
+        estimate: u64,
+    ) -> Result<Vec<String>, StoreError> {
+        let [value] = c.values.as_slice() else {
+            let other = self.condition(c)?;
+            candidates.retain(|r| other.binary_search(r).is_ok());
+            return Ok(candidates);
+        };
+        if (candidates.len() as u64).saturating_mul(8) < estimate {
+            // Few candidates: one point lookup each.
+            let mut out = Vec::with_capacity(candidates.len());
+            for r in candidates {
+                if self.store.get(&keys::search(&c.key, value, &r))?.is_some() {
+                    out.push(r);
+                }
+            }
+            return Ok(out);
+        }
+        // Otherwise merge the condition's rows (sorted by ref) with them.
+        let prefix = keys::prefix(keys::SEARCH, &[c.key.as_bytes(), value.as_bytes()]);
+        let mut out = Vec::new();
+        let mut i = 0;
+        self.store.scan(&prefix, None, &mut |k, _| {
+            let r = keys::last_part(k);
+            while i < candidates.len() && candidates[i].as_bytes() < r {
+                i += 1;
+            }
+            if i == candidates.len() {
+                return false;
+            }
+            if candidates[i].as_bytes() == r {
+                out.push(std::mem::take(&mut candidates[i]));
+                i += 1;
+            }
+            true
+        })?;
         Ok(out)
     }
 
