@@ -101,3 +101,35 @@ pub fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// Adds `title` to the component named `name` in whichever file of `org`
+/// holds it.
+pub fn set_title(org: &Path, name: &str, title: &str) {
+    let needle = format!("name: {name}\n");
+    let file = walk(org)
+        .into_iter()
+        .find(|p| std::fs::read_to_string(p).unwrap().contains(&needle))
+        .unwrap_or_else(|| panic!("no file defines {name}"));
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(
+        &file,
+        text.replacen(&needle, &format!("{needle}  title: {title}\n"), 1),
+    )
+    .unwrap();
+}
+
+/// Every served entity as `{kind, metadata.name}`, sorted.
+pub fn served_names(agent: &ureq::Agent, base: &str) -> Vec<String> {
+    let (_, all) = get(
+        agent,
+        &format!("{base}/api/catalog/entities?fields=metadata.name,kind"),
+    );
+    let mut v: Vec<String> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.to_string())
+        .collect();
+    v.sort();
+    v
+}

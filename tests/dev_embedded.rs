@@ -113,24 +113,7 @@ fn demo_org_edits_deletions_errors_and_restart() {
     );
 
     // An edit shows.
-    let file = walk(&org)
-        .into_iter()
-        .find(|p| {
-            std::fs::read_to_string(p)
-                .unwrap()
-                .contains("name: cart-service")
-        })
-        .expect("cart-service file");
-    let text = std::fs::read_to_string(&file).unwrap();
-    std::fs::write(
-        &file,
-        text.replacen(
-            "name: cart-service\n",
-            "name: cart-service\n  title: Edited Cart\n",
-            1,
-        ),
-    )
-    .unwrap();
+    set_title(&org, "cart-service", "Edited Cart");
     wait_for("edit visible", WAIT, || {
         let (_, e) = entity(&a, &base, "component", "cart-service");
         (e["metadata"]["title"] == "Edited Cart").then_some(())
@@ -196,20 +179,7 @@ fn demo_org_edits_deletions_errors_and_restart() {
     assert_eq!(changes.len(), 2, "{hist}");
     assert_eq!(changes[0]["change"], "created");
     assert_eq!(changes[1]["change"], "updated");
-    let served_before: Vec<String> = {
-        let (_, all) = get(
-            &a,
-            &format!("{base}/api/catalog/entities?fields=metadata.name,kind"),
-        );
-        let mut v: Vec<String> = all
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e.to_string())
-            .collect();
-        v.sort();
-        v
-    };
+    let served_before = served_names(&a, &base);
 
     // A restart serves the same catalog and history.
     dev.stop();
@@ -218,17 +188,7 @@ fn demo_org_edits_deletions_errors_and_restart() {
     wait_for("ready after restart", WAIT, || {
         (get(&a, &format!("{base}/readyz")).0 == 200).then_some(())
     });
-    let (_, all) = get(
-        &a,
-        &format!("{base}/api/catalog/entities?fields=metadata.name,kind"),
-    );
-    let mut after: Vec<String> = all
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e.to_string())
-        .collect();
-    after.sort();
+    let after = served_names(&a, &base);
     assert_eq!(served_before, after);
     let (_, hist2) = get(
         &a,
@@ -250,24 +210,7 @@ fn refresh_syncs_now_instead_of_at_the_next_poll() {
     wait_for("demo org", WAIT, || {
         (entity(&a, &base, "component", "cart-service").0 == 200).then_some(())
     });
-    let file = walk(&org)
-        .into_iter()
-        .find(|p| {
-            std::fs::read_to_string(p)
-                .unwrap()
-                .contains("name: cart-service")
-        })
-        .unwrap();
-    let text = std::fs::read_to_string(&file).unwrap();
-    std::fs::write(
-        &file,
-        text.replacen(
-            "name: cart-service\n",
-            "name: cart-service\n  title: Refreshed\n",
-            1,
-        ),
-    )
-    .unwrap();
+    set_title(&org, "cart-service", "Refreshed");
     std::thread::sleep(Duration::from_millis(1500));
     let (_, before) = entity(&a, &base, "component", "cart-service");
     assert!(

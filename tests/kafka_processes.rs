@@ -151,24 +151,7 @@ fn separate_processes_serve_the_demo_org() {
         (total(&a, &base, "kind=component") == expected).then_some(())
     });
     // An edit travels through all four processes.
-    let file = walk(&org)
-        .into_iter()
-        .find(|p| {
-            std::fs::read_to_string(p)
-                .unwrap()
-                .contains("name: cart-service")
-        })
-        .unwrap();
-    let text = std::fs::read_to_string(&file).unwrap();
-    std::fs::write(
-        &file,
-        text.replacen(
-            "name: cart-service\n",
-            "name: cart-service\n  title: Via Kafka\n",
-            1,
-        ),
-    )
-    .unwrap();
+    set_title(&org, "cart-service", "Via Kafka");
     wait_for("edit visible", WAIT, || {
         let (_, e) = get(
             &a,
