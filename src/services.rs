@@ -198,40 +198,53 @@ fn projector_stage(
     })
 }
 
+/// Where a running service listens (for tests that bind port 0).
+pub type Listening = tokio::sync::oneshot::Sender<std::net::SocketAddr>;
+
+/// A running HTTP server and the switch that stops it.
+struct Http {
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    stop: Shutdown,
+}
+
+/// Binds `serve.listen`, reports the bound address to `listening`, serves.
 async fn http(
     cfg: &Config,
-    catalog: Catalog,
-    lag: Arc<dyn Fn() -> Option<i64> + Send + Sync>,
-    metrics: Option<PrometheusHandle>,
-    refresh: Option<Arc<dyn Fn() + Send + Sync>>,
-) -> anyhow::Result<(
-    tokio::task::JoinHandle<std::io::Result<()>>,
-    Shutdown,
-    std::net::SocketAddr,
-)> {
+    state: query::AppState,
+    listening: Option<Listening>,
+) -> anyhow::Result<Http> {
     let listener = tokio::net::TcpListener::bind(cfg.serve.listen)
         .await
         .with_context(|| format!("serve.listen: cannot listen on {}", cfg.serve.listen))?;
     let addr = listener.local_addr()?;
-    let stop_http = Shutdown::new();
-    let state = query::AppState {
-        catalog,
-        lag,
-        metrics,
-        refresh,
-    };
-    let sd = stop_http.clone();
+    let stop = Shutdown::new();
+    let sd = stop.clone();
     let server = tokio::spawn(query::serve(
         listener,
         state,
         async move { sd.wait().await },
     ));
     tracing::info!(%addr, "serving the catalog API");
-    Ok((server, stop_http, addr))
+    if let Some(tx) = listening {
+        let _ = tx.send(addr);
+    }
+    Ok(Http { server, stop })
 }
 
-/// Where a running service listens (for tests that bind port 0).
-pub type Listening = tokio::sync::oneshot::Sender<std::net::SocketAddr>;
+/// Waits for shutdown, lets the stages finish their batch, then stops HTTP.
+async fn until_shutdown(
+    shutdown: &Shutdown,
+    stages: Vec<Stage>,
+    http: Option<Http>,
+) -> anyhow::Result<()> {
+    shutdown.wait().await;
+    let result = join_stages(stages).await;
+    if let Some(http) = http {
+        http.stop.trigger();
+        http.server.await??;
+    }
+    result
+}
 
 /// `catalog dev`: every stage in one process, on the embedded log by default.
 pub async fn run_dev(
@@ -244,31 +257,22 @@ pub async fn run_dev(
     let log = open_log(&cfg)?;
     let store = open_store(&cfg)?;
     let status = Arc::new(Status::default());
-    let catalog = Catalog::new(store.clone());
     let lag_status = status.clone();
     let ingest = open_ingest(&cfg, log.clone())?;
     let trigger = ingest.trigger();
-    let (server, stop_http, addr) = http(
-        &cfg,
-        catalog,
-        Arc::new(move || lag_status.lag()),
+    let state = query::AppState {
+        catalog: Catalog::new(store.clone()),
+        lag: Arc::new(move || lag_status.lag()),
         metrics,
-        Some(Arc::new(move || trigger.sync_now())),
-    )
-    .await?;
-    if let Some(tx) = listening {
-        let _ = tx.send(addr);
-    }
+        refresh: Some(Arc::new(move || trigger.sync_now())),
+    };
+    let http = http(&cfg, state, listening).await?;
     let stages = vec![
         ingest_stage(ingest, &shutdown),
         processor_stage(&cfg, log.clone(), &shutdown),
         projector_stage(&cfg, log, store, status, &shutdown),
     ];
-    shutdown.wait().await;
-    let result = join_stages(stages).await;
-    stop_http.trigger();
-    server.await??;
-    result
+    until_shutdown(&shutdown, stages, Some(http)).await
 }
 
 /// `catalog ingest`: sources -> observations.
@@ -277,8 +281,7 @@ pub async fn run_ingest(cfg: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     require_kafka(&cfg, "ingest")?;
     let log = open_log(&cfg)?;
     let stages = vec![ingest_stage(open_ingest(&cfg, log)?, &shutdown)];
-    shutdown.wait().await;
-    join_stages(stages).await
+    until_shutdown(&shutdown, stages, None).await
 }
 
 /// `catalog process`: observations -> entity events.
@@ -287,8 +290,7 @@ pub async fn run_process(cfg: Config, shutdown: Shutdown) -> anyhow::Result<()> 
     require_kafka(&cfg, "process")?;
     let log = open_log(&cfg)?;
     let stages = vec![processor_stage(&cfg, log, &shutdown)];
-    shutdown.wait().await;
-    join_stages(stages).await
+    until_shutdown(&shutdown, stages, None).await
 }
 
 /// `catalog project`: entity events -> the RocksDB store it owns.
@@ -297,15 +299,9 @@ pub async fn run_project(cfg: Config, shutdown: Shutdown) -> anyhow::Result<()> 
     require_kafka(&cfg, "project")?;
     let log = open_log(&cfg)?;
     let store = open_store(&cfg)?;
-    let stages = vec![projector_stage(
-        &cfg,
-        log,
-        store,
-        Arc::new(Status::default()),
-        &shutdown,
-    )];
-    shutdown.wait().await;
-    join_stages(stages).await
+    let status = Arc::new(Status::default());
+    let stages = vec![projector_stage(&cfg, log, store, status, &shutdown)];
+    until_shutdown(&shutdown, stages, None).await
 }
 
 /// `catalog serve`: the API, over the projector's store opened as a RocksDB
@@ -320,73 +316,49 @@ pub async fn run_serve(
     cfg.validate()?;
     require_kafka(&cfg, "serve")?;
     let log = open_log(&cfg)?;
+    let status = Arc::new(Status::default());
+    let lag_status = status.clone();
+    let lag = Arc::new(move || lag_status.lag());
     if with_projector {
         let store = open_store(&cfg)?;
-        let status = Arc::new(Status::default());
-        let lag_status = status.clone();
-        let (server, stop_http, addr) = http(
-            &cfg,
-            Catalog::new(store.clone()),
-            Arc::new(move || lag_status.lag()),
+        let state = query::AppState {
+            catalog: Catalog::new(store.clone()),
+            lag,
             metrics,
-            None,
-        )
-        .await?;
-        if let Some(tx) = listening {
-            let _ = tx.send(addr);
-        }
+            refresh: None,
+        };
+        let http = http(&cfg, state, listening).await?;
         let stages = vec![projector_stage(&cfg, log, store, status, &shutdown)];
-        shutdown.wait().await;
-        let result = join_stages(stages).await;
-        stop_http.trigger();
-        server.await??;
-        return result;
+        return until_shutdown(&shutdown, stages, Some(http)).await;
     }
     let primary = store_dir(&cfg);
     let secondary = secondary_dir(&cfg.data_dir);
     let store = open_secondary(&primary, &secondary, cfg.projector.cache_mb << 20).await?;
     let catalog = Catalog::new(store.clone());
-    let lag = Arc::new(std::sync::Mutex::new(None::<i64>));
     let follow = {
-        let (catalog, lag, log, sd) = (catalog.clone(), lag.clone(), log.clone(), shutdown.clone());
+        let (catalog, log, sd) = (catalog.clone(), log.clone(), shutdown.clone());
         spawn_stage("follower", &shutdown, move || {
             while !sd.is_triggered() {
                 catalog.store().catch_up()?;
-                let applied = catalog.offsets()?;
-                let ends = log.end_offsets(proto::topics::ENTITIES)?;
-                let behind: i64 = ends
-                    .iter()
-                    .enumerate()
-                    .map(|(p, end)| {
-                        let done = applied
-                            .get(&(proto::topics::ENTITIES.to_string(), p as u32))
-                            .copied()
-                            .unwrap_or(0);
-                        (end - done).max(0)
-                    })
-                    .sum();
-                *lag.lock().expect("lock") = Some(behind);
+                for ((topic, p), next) in catalog.offsets()? {
+                    if topic == proto::topics::ENTITIES {
+                        status.set_applied(p, next);
+                    }
+                }
+                status.set_ends(log.end_offsets(proto::topics::ENTITIES)?);
                 std::thread::sleep(Duration::from_millis(100));
             }
             Ok(())
         })
     };
-    let lag_read = lag.clone();
-    let (server, stop_http, addr) = http(
-        &cfg,
+    let state = query::AppState {
         catalog,
-        Arc::new(move || *lag_read.lock().expect("lock")),
+        lag,
         metrics,
-        None,
-    )
-    .await?;
-    if let Some(tx) = listening {
-        let _ = tx.send(addr);
-    }
-    shutdown.wait().await;
-    let result = join_stages(vec![follow]).await;
-    stop_http.trigger();
-    server.await??;
+        refresh: None,
+    };
+    let http = http(&cfg, state, listening).await?;
+    let result = until_shutdown(&shutdown, vec![follow], Some(http)).await;
     let _ = std::fs::remove_dir_all(&secondary);
     result
 }

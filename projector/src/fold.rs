@@ -23,6 +23,7 @@ use crate::store::{Store, StoreError, WriteSet};
 use proto::{EntityEvent, EntityRelation, LocationKey, LocationOutcome, ProcessedEntity};
 use serde::{Serialize, de::DeserializeOwned};
 use sha2::{Digest, Sha256};
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use uuid::Uuid;
 
@@ -48,22 +49,32 @@ impl<T: Clone + Serialize + DeserializeOwned> Table<T> {
         }
     }
 
-    fn get(&mut self, store: &dyn Store, key: Vec<u8>) -> Result<Option<&T>, StoreError> {
+    /// The slot of `key` (value, dirty), loaded from the store on first use.
+    fn slot(
+        &mut self,
+        store: &dyn Store,
+        key: Vec<u8>,
+    ) -> Result<&mut (Option<T>, bool), StoreError> {
         debug_assert_eq!(key.first(), Some(&self.table));
-        if !self.rows.contains_key(&key) {
-            let value = match store.get(&key)? {
-                Some(bytes) => Some(records::decode(&key, &bytes)?),
-                None => None,
-            };
-            self.rows.insert(key.clone(), (value, false));
-        }
-        Ok(self.rows[&key].0.as_ref())
+        Ok(match self.rows.entry(key) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => {
+                let value = match store.get(e.key())? {
+                    Some(bytes) => Some(records::decode(e.key(), &bytes)?),
+                    None => None,
+                };
+                e.insert((value, false))
+            }
+        })
     }
 
-    /// The slot of `key`, loaded if needed and marked for writing.
+    fn get(&mut self, store: &dyn Store, key: Vec<u8>) -> Result<Option<&T>, StoreError> {
+        Ok(self.slot(store, key)?.0.as_ref())
+    }
+
+    /// The value of `key`, loaded if needed and marked for writing.
     fn get_mut(&mut self, store: &dyn Store, key: Vec<u8>) -> Result<&mut Option<T>, StoreError> {
-        self.get(store, key.clone())?;
-        let slot = self.rows.get_mut(&key).expect("loaded above");
+        let slot = self.slot(store, key)?;
         slot.1 = true;
         Ok(&mut slot.0)
     }
@@ -87,10 +98,10 @@ pub struct Fold<'s> {
     claims: Table<Claims>,
     bodies: Table<ProcessedEntity>,
     locations: Table<LocationRecord>,
+    location_ids: Table<LocationKey>,
     relations: Table<RelationSet>,
     history: Vec<(Vec<u8>, HistoryRecord)>,
     dirty: BTreeSet<String>,
-    changed: usize,
 }
 
 impl<'s> Fold<'s> {
@@ -100,16 +111,11 @@ impl<'s> Fold<'s> {
             claims: Table::new(keys::CLAIMS),
             bodies: Table::new(keys::BODY),
             locations: Table::new(keys::LOCATION),
+            location_ids: Table::new(keys::LOCATION_ID),
             relations: Table::new(keys::RELATIONS),
             history: Vec::new(),
             dirty: BTreeSet::new(),
-            changed: 0,
         }
-    }
-
-    /// Number of events applied so far that changed something.
-    pub fn changed_events(&self) -> usize {
-        self.changed
     }
 
     /// Applies one event. Returns whether it changed anything.
@@ -140,9 +146,6 @@ impl<'s> Fold<'s> {
             changed |= self.claim(loc, r, pe, event)?;
         }
         changed |= self.update_location(old, new.into_keys().collect(), errors, event);
-        if changed {
-            self.changed += 1;
-        }
         Ok(changed)
     }
 
@@ -156,8 +159,9 @@ impl<'s> Fold<'s> {
         let key = keys::location(event.location.as_str());
         if matches!(event.outcome, LocationOutcome::Removed) {
             return match old {
-                Some(_) => {
+                Some(old) => {
                     self.locations.set(key, None);
+                    self.location_ids.set(keys::location_id(&old.id), None);
                     true
                 }
                 None => false,
@@ -180,6 +184,9 @@ impl<'s> Fold<'s> {
                 return false;
             }
             rec.updated_at = event.observed_at;
+        } else {
+            self.location_ids
+                .set(keys::location_id(&id), Some(event.location.clone()));
         }
         self.locations.set(key, Some(rec));
         true
@@ -354,6 +361,7 @@ impl<'s> Fold<'s> {
         self.claims.drain_into(&mut out);
         self.bodies.drain_into(&mut out);
         self.locations.drain_into(&mut out);
+        self.location_ids.drain_into(&mut out);
         self.relations.drain_into(&mut out);
         for (k, h) in self.history.drain(..) {
             out.push((k, Some(records::encode(&h))));

@@ -9,6 +9,7 @@
 //! | `C` | ref key | [`crate::records::Claims`]: locations claiming the ref, winner first |
 //! | `B` | location, ref key | [`proto::ProcessedEntity`] as the location yields it |
 //! | `L` | location | [`crate::records::LocationRecord`] |
+//! | `I` | location id (uuid) | location key |
 //! | `R` | ref key | [`crate::records::RelationSet`]: relations whose source is the ref |
 //! | `s` | ref key | [`crate::records::SearchRows`] of the served entity |
 //! | `S` | search key, value, ref key | original value |
@@ -22,6 +23,7 @@ pub const UID: u8 = b'U';
 pub const CLAIMS: u8 = b'C';
 pub const BODY: u8 = b'B';
 pub const LOCATION: u8 = b'L';
+pub const LOCATION_ID: u8 = b'I';
 pub const RELATIONS: u8 = b'R';
 pub const SEARCH_ROWS: u8 = b's';
 pub const SEARCH: u8 = b'S';
@@ -67,6 +69,9 @@ pub fn body(location: &str, refkey: &str) -> Vec<u8> {
 }
 pub fn location(location: &str) -> Vec<u8> {
     key(LOCATION, &[location.as_bytes()])
+}
+pub fn location_id(id: &uuid::Uuid) -> Vec<u8> {
+    key(LOCATION_ID, &[id.as_hyphenated().to_string().as_bytes()])
 }
 pub fn relations(refkey: &str) -> Vec<u8> {
     key(RELATIONS, &[refkey.as_bytes()])

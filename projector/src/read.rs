@@ -409,12 +409,17 @@ impl Catalog {
     }
 
     pub fn location_by_id(&self, id: &str) -> Result<Option<LocationRecord>, StoreError> {
-        // Location ids are derived from keys; look them up by scanning the
-        // (small) location table rather than keeping a second index.
-        Ok(self
-            .locations()?
-            .into_iter()
-            .find(|l| l.id.to_string().eq_ignore_ascii_case(id)))
+        let Ok(id) = uuid::Uuid::parse_str(id) else {
+            return Ok(None);
+        };
+        let k = keys::location_id(&id);
+        match self.store.get(&k)? {
+            Some(bytes) => {
+                let location: proto::LocationKey = records::decode(&k, &bytes)?;
+                self.location(location.as_str())
+            }
+            None => Ok(None),
+        }
     }
 
     /// The errors of a location: its processing errors plus a conflict

@@ -69,13 +69,15 @@ impl Status {
         })
     }
 
-    fn set_ends(&self, ends: Vec<i64>) {
+    /// The log's end offsets, per partition.
+    pub fn set_ends(&self, ends: Vec<i64>) {
         let mut s = self.inner.lock().expect("lock");
         s.ends = ends;
         s.known = true;
     }
 
-    fn set_applied(&self, p: u32, next: i64) {
+    /// The next offset to apply of partition `p`.
+    pub fn set_applied(&self, p: u32, next: i64) {
         self.inner.lock().expect("lock").applied.insert(p, next);
     }
 }

@@ -166,23 +166,6 @@ impl RocksStore {
             secondary: true,
         })
     }
-
-    /// Bytes on disk of the live SST files plus memtables (for the bench).
-    pub fn approximate_size(&self) -> u64 {
-        let sst = self
-            .db
-            .property_int_value("rocksdb.total-sst-files-size")
-            .ok()
-            .flatten()
-            .unwrap_or(0);
-        let mem = self
-            .db
-            .property_int_value("rocksdb.cur-size-all-mem-tables")
-            .ok()
-            .flatten()
-            .unwrap_or(0);
-        sst + mem
-    }
 }
 
 impl Store for RocksStore {
