@@ -33,6 +33,13 @@ pub struct BenchArgs {
     /// Working directory (default: a fresh temporary one, removed after).
     #[arg(long)]
     pub dir: Option<PathBuf>,
+    /// Instead of the pipeline: the GitHub source against a simulated org
+    /// of this many repositories.
+    #[arg(long)]
+    pub github_repos: Option<usize>,
+    /// Repositories pushed to between the GitHub re-polls.
+    #[arg(long, default_value_t = 10)]
+    pub github_changed: usize,
 }
 
 /// Writes the org: groups, systems, components, APIs, resources.
@@ -286,6 +293,10 @@ fn walk_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    if let Some(repos) = args.github_repos {
+        let changed = args.github_changed;
+        return tokio::task::spawn_blocking(move || crate::bench_github::run(repos, changed)).await?;
+    }
     let tmp;
     let root = match &args.dir {
         Some(d) => d.clone(),

@@ -145,7 +145,7 @@ fn main() -> anyhow::Result<()> {
                 if let Some(d) = dir {
                     add_dir_source(&mut cfg, d);
                 }
-                services::run_ingest(cfg, shutdown).await
+                services::run_ingest(cfg, metrics, shutdown).await
             }
             Command::Process { common } => {
                 let cfg = load(&common)?;

@@ -160,13 +160,13 @@ async fn join_stages(stages: Vec<Stage>) -> anyhow::Result<()> {
     first_err.map_or(Ok(()), Err)
 }
 
-fn open_ingest(cfg: &Config, log: Arc<dyn EventLog>) -> anyhow::Result<ingest::Ingest> {
+fn open_ingest(cfg: &Config, log: Arc<dyn EventLog>) -> anyhow::Result<Arc<ingest::Ingest>> {
     let dir = ingest_dir(cfg);
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    Ok(ingest::Ingest::open(cfg.ingest.clone(), log, &dir)?)
+    Ok(Arc::new(ingest::Ingest::open(cfg.ingest.clone(), log, &dir)?))
 }
 
-fn ingest_stage(ingest: ingest::Ingest, shutdown: &Shutdown) -> Stage {
+fn ingest_stage(ingest: Arc<ingest::Ingest>, shutdown: &Shutdown) -> Stage {
     let stop = shutdown.flag();
     spawn_stage("ingest", shutdown, move || {
         ingest.run(stop)?;
@@ -211,6 +211,7 @@ struct Http {
 async fn http(
     cfg: &Config,
     state: query::AppState,
+    extra: Option<axum::Router>,
     listening: Option<Listening>,
 ) -> anyhow::Result<Http> {
     let listener = tokio::net::TcpListener::bind(cfg.serve.listen)
@@ -219,9 +220,10 @@ async fn http(
     let addr = listener.local_addr()?;
     let stop = Shutdown::new();
     let sd = stop.clone();
-    let server = tokio::spawn(query::serve(
+    let server = tokio::spawn(query::serve_with(
         listener,
         state,
+        extra,
         async move { sd.wait().await },
     ));
     tracing::info!(%addr, "serving the catalog API");
@@ -266,7 +268,8 @@ pub async fn run_dev(
         metrics,
         refresh: Some(Arc::new(move || trigger.sync_now())),
     };
-    let http = http(&cfg, state, listening).await?;
+    let webhooks = ingest::http::router(ingest.clone());
+    let http = http(&cfg, state, Some(webhooks), listening).await?;
     let stages = vec![
         ingest_stage(ingest, &shutdown),
         processor_stage(&cfg, log.clone(), &shutdown),
@@ -276,12 +279,50 @@ pub async fn run_dev(
 }
 
 /// `catalog ingest`: sources -> observations.
-pub async fn run_ingest(cfg: Config, shutdown: Shutdown) -> anyhow::Result<()> {
+pub async fn run_ingest(
+    cfg: Config,
+    metrics: Option<PrometheusHandle>,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
     cfg.validate()?;
     require_kafka(&cfg, "ingest")?;
     let log = open_log(&cfg)?;
-    let stages = vec![ingest_stage(open_ingest(&cfg, log)?, &shutdown)];
-    until_shutdown(&shutdown, stages, None).await
+    let ingest = open_ingest(&cfg, log)?;
+    let http = match cfg.ingest.listen {
+        Some(addr) => Some(ingest_http(addr, ingest.clone(), metrics).await?),
+        None => None,
+    };
+    let stages = vec![ingest_stage(ingest, &shutdown)];
+    until_shutdown(&shutdown, stages, http).await
+}
+
+/// Ingest's own listener: webhooks, source status, `/livez`, `/metrics`.
+async fn ingest_http(
+    addr: std::net::SocketAddr,
+    ingest: Arc<ingest::Ingest>,
+    metrics: Option<PrometheusHandle>,
+) -> anyhow::Result<Http> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("ingest.listen: cannot listen on {addr}"))?;
+    let app = ingest::http::router(ingest)
+        .route("/livez", axum::routing::get(|| async { "ok" }))
+        .route(
+            "/metrics",
+            axum::routing::get(move || {
+                let m = metrics.clone();
+                async move { m.map(|m| m.render()).unwrap_or_default() }
+            }),
+        );
+    let stop = Shutdown::new();
+    let sd = stop.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move { sd.wait().await })
+            .await
+    });
+    tracing::info!(%addr, "serving ingest's webhooks and status");
+    Ok(Http { server, stop })
 }
 
 /// `catalog process`: observations -> entity events.
@@ -327,7 +368,7 @@ pub async fn run_serve(
             metrics,
             refresh: None,
         };
-        let http = http(&cfg, state, listening).await?;
+        let http = http(&cfg, state, None, listening).await?;
         let stages = vec![projector_stage(&cfg, log, store, status, &shutdown)];
         return until_shutdown(&shutdown, stages, Some(http)).await;
     }
@@ -357,7 +398,7 @@ pub async fn run_serve(
         metrics,
         refresh: None,
     };
-    let http = http(&cfg, state, listening).await?;
+    let http = http(&cfg, state, None, listening).await?;
     let result = until_shutdown(&shutdown, vec![follow], Some(http)).await;
     let _ = std::fs::remove_dir_all(&secondary);
     result

@@ -34,6 +34,10 @@ pub const DEFAULT_PATTERNS: [&str; 2] = ["**/*.yaml", "**/*.yml"];
 pub struct IngestConfig {
     #[serde(default)]
     pub sources: Vec<SourceConfig>,
+    /// Where `catalog ingest` serves webhooks and source status (`catalog
+    /// dev` serves them on the API's listener); `None`: no listener.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 /// One configured source instance.
@@ -58,6 +62,8 @@ pub struct SourceConfig {
 pub enum SourceKind {
     /// A directory of descriptor files (`type: files`).
     Files(FilesConfig),
+    /// GitHub organizations (`type: github`, settings under `github:`).
+    Github(Box<crate::github::config::GithubConfig>),
 }
 
 /// Settings of a `files` source.
@@ -116,6 +122,17 @@ fn default_patterns() -> Vec<String> {
 }
 
 impl SourceConfig {
+    /// A `github` source with every other setting at its default.
+    pub fn github(id: impl Into<String>, cfg: crate::github::config::GithubConfig) -> Self {
+        SourceConfig {
+            id: id.into(),
+            kind: SourceKind::Github(Box::new(cfg)),
+            schedule: default_schedule(),
+            max_document_bytes: default_max_document_bytes(),
+            removal_guard: RemovalGuard::default(),
+        }
+    }
+
     /// A `files` source with every other setting at its default.
     pub fn files(id: impl Into<String>, path: impl Into<PathBuf>) -> Self {
         SourceConfig {
@@ -154,6 +171,8 @@ struct RawSourceConfig {
     max_document_bytes: u64,
     #[serde(default)]
     removal_guard: RemovalGuard,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    github: Option<crate::github::config::GithubConfig>,
 }
 
 impl TryFrom<RawSourceConfig> for SourceConfig {
@@ -167,9 +186,12 @@ impl TryFrom<RawSourceConfig> for SourceConfig {
                     .ok_or_else(|| format!("source {:?}: a files source needs `path`", raw.id))?,
                 patterns: raw.patterns.unwrap_or_else(default_patterns),
             }),
+            "github" => SourceKind::Github(Box::new(raw.github.ok_or_else(|| {
+                format!("source {:?}: a github source needs a `github:` block", raw.id)
+            })?)),
             other => {
                 return Err(format!(
-                    "source {:?}: unknown source type {other:?} (known: files)",
+                    "source {:?}: unknown source type {other:?} (known: files, github)",
                     raw.id
                 ));
             }
@@ -186,8 +208,9 @@ impl TryFrom<RawSourceConfig> for SourceConfig {
 
 impl From<SourceConfig> for RawSourceConfig {
     fn from(c: SourceConfig) -> Self {
-        let (kind, path, patterns) = match c.kind {
-            SourceKind::Files(f) => ("files".to_string(), Some(f.path), Some(f.patterns)),
+        let (kind, path, patterns, github) = match c.kind {
+            SourceKind::Files(f) => ("files".to_string(), Some(f.path), Some(f.patterns), None),
+            SourceKind::Github(g) => ("github".to_string(), None, None, Some(*g)),
         };
         RawSourceConfig {
             id: c.id,
@@ -197,6 +220,7 @@ impl From<SourceConfig> for RawSourceConfig {
             schedule: c.schedule,
             max_document_bytes: c.max_document_bytes,
             removal_guard: c.removal_guard,
+            github,
         }
     }
 }
@@ -272,6 +296,11 @@ impl IngestConfig {
                         }
                     }
                 }
+                SourceKind::Github(g) => {
+                    if let Err((field, message)) = g.validate() {
+                        return Err(err(&field, message));
+                    }
+                }
             }
         }
         Ok(())
@@ -294,7 +323,9 @@ mod tests {
         assert_eq!(s.max_document_bytes, 1024 * 1024);
         assert_eq!(s.removal_guard.max_share, 0.5);
         assert_eq!(s.removal_guard.min_count, 3);
-        let SourceKind::Files(f) = &s.kind;
+        let SourceKind::Files(f) = &s.kind else {
+            panic!()
+        };
         assert_eq!(f.path, PathBuf::from("./cat"));
         assert_eq!(f.patterns, vec!["**/*.yaml", "**/*.yml"]);
         assert_eq!(s, &SourceConfig::files("demo", "./cat"));
@@ -319,7 +350,9 @@ mod tests {
                 min_count: 7
             }
         );
-        let SourceKind::Files(f) = &s.kind;
+        let SourceKind::Files(f) = &s.kind else {
+            panic!()
+        };
         assert_eq!(f.patterns, vec!["*.json"]);
         cfg.validate().unwrap();
     }
@@ -350,6 +383,7 @@ mod tests {
     fn round_trips_through_serde() {
         let cfg = IngestConfig {
             sources: vec![SourceConfig::files("demo", "/srv/catalog")],
+            ..IngestConfig::default()
         };
         let json = serde_json::to_string(&cfg).unwrap();
         assert!(json.contains(r#""type":"files""#), "{json}");
@@ -362,6 +396,7 @@ mod tests {
         f(&mut s);
         IngestConfig {
             sources: vec![SourceConfig::files("first", "/y"), s],
+            ..IngestConfig::default()
         }
         .validate()
         .unwrap_err()
@@ -402,12 +437,16 @@ mod tests {
             "ingest.sources[1].removal_guard.max_share"
         );
         let e = with(|s| {
-            let SourceKind::Files(f) = &mut s.kind;
+            let SourceKind::Files(f) = &mut s.kind else {
+                panic!()
+            };
             f.patterns = vec!["**/*.yaml".into(), "a[".into()];
         });
         assert_eq!(e.field, "ingest.sources[1].patterns[1]");
         let e = with(|s| {
-            let SourceKind::Files(f) = &mut s.kind;
+            let SourceKind::Files(f) = &mut s.kind else {
+                panic!()
+            };
             f.patterns.clear();
         });
         assert_eq!(e.field, "ingest.sources[1].patterns");

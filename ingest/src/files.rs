@@ -14,7 +14,7 @@
 use crate::state::{ContentState, Fingerprint, LocationRecord};
 use crate::targets;
 use globset::{GlobBuilder, GlobMatcher, GlobSet, GlobSetBuilder};
-use proto::{Content, LocationKey, SourceId};
+use proto::{Content, Facts, LocationKey, SourceId, SubjectKey};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::fs;
@@ -62,15 +62,63 @@ pub struct Listed {
     pub targets: Vec<String>,
 }
 
+/// Facts about one subject, as far as the source looked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListedFacts {
+    pub subject: SubjectKey,
+    /// `None`: the source did not read them again because nothing that
+    /// feeds them changed; they stand as last shipped.
+    pub facts: Option<Facts>,
+}
+
 /// Everything a source holds now.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Listing {
-    /// Whether every location was seen. Only a complete listing may remove
-    /// locations that it lacks.
+    /// Whether every location (and subject) in scope was seen. Only a
+    /// complete listing may remove locations that it lacks.
     pub complete: bool,
     pub locations: Vec<Listed>,
     /// Why the listing is incomplete (or what else went wrong on the way).
     pub problems: Vec<String>,
+    /// Facts about the source's subjects (empty for sources without any).
+    pub facts: Vec<ListedFacts>,
+    /// `None`: the listing covers the whole source. `Some(prefixes)`: it
+    /// covers only the locations and subjects whose keys start with one of
+    /// the prefixes (a webhook's targeted re-read); nothing outside them is
+    /// removed.
+    pub scope: Option<Vec<ScopeEntry>>,
+}
+
+/// Part of a scoped listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScopeEntry {
+    /// Every key that starts with this.
+    Prefix(String),
+    /// This key only.
+    Exact(String),
+}
+
+impl Listing {
+    /// Whether `key` is a location or subject key this listing covers.
+    pub fn covers(&self, key: &str) -> bool {
+        match &self.scope {
+            None => true,
+            Some(entries) => entries.iter().any(|e| match e {
+                ScopeEntry::Prefix(p) => key.starts_with(p.as_str()),
+                ScopeEntry::Exact(k) => key == k,
+            }),
+        }
+    }
+}
+
+/// What a sync is asked to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncMode {
+    /// List everything (a scheduled poll).
+    Full,
+    /// Re-read only what the source was told changed (webhooks); a source
+    /// with nothing pending returns an empty scoped listing.
+    Pending,
 }
 
 /// A source of locations.
@@ -79,6 +127,38 @@ pub trait Source: Send + Sync {
     /// Lists every location with its content; `known` lets the source skip
     /// locations that have not changed since the last sync.
     fn list(&self, known: &Known) -> Result<Listing, SourceError>;
+
+    /// Lists what webhooks or other hints said changed. The default (a
+    /// source without hints) lists nothing.
+    fn list_pending(&self, _known: &Known) -> Result<Listing, SourceError> {
+        Ok(Listing {
+            complete: true,
+            scope: Some(Vec::new()),
+            ..Listing::default()
+        })
+    }
+
+    /// Whether a [`SyncMode::Pending`] sync has anything to do.
+    fn has_pending(&self) -> bool {
+        false
+    }
+
+    /// The sync that used the last listing is committed (its observations
+    /// are stored and the sync state written): the source may now remember
+    /// what it skipped reading on the strength of that listing.
+    fn commit(&self) {}
+
+    /// The sync that used the last listing failed: forget what it read.
+    fn discard(&self) {}
+
+    /// Hands the source the flag that stops the service, so that long waits
+    /// (a rate limit's reset) end at shutdown.
+    fn bind_stop(&self, _stop: std::sync::Arc<std::sync::atomic::AtomicBool>) {}
+
+    /// Source-specific state for the status API (rate limits, say).
+    fn status(&self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
 }
 
 /// Compiles a pattern the way the files source matches it: `*` and `?` do

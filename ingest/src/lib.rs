@@ -17,6 +17,7 @@
 //! # fn demo(log: Arc<dyn eventlog::EventLog>) -> Result<(), ingest::IngestError> {
 //! let cfg = ingest::IngestConfig {
 //!     sources: vec![ingest::SourceConfig::files("demo", "./catalog")],
+//!     ..Default::default()
 //! };
 //! let ingest = ingest::Ingest::open(cfg, log, std::path::Path::new("./state/ingest"))?;
 //! let stop = Arc::new(AtomicBool::new(false));
@@ -26,13 +27,15 @@
 
 pub mod config;
 pub mod files;
+pub mod github;
+pub mod http;
 pub mod metrics;
 pub mod state;
 pub mod sync;
 pub mod targets;
 
 pub use config::{ConfigError, FilesConfig, IngestConfig, RemovalGuard, SourceConfig, SourceKind};
-pub use files::{FilesSource, Source, SourceError};
+pub use files::{FilesSource, Listing, Source, SourceError, SyncMode};
 pub use state::{StateError, StateStore};
 pub use sync::{HeldBack, SyncError, SyncReport, sync_source};
 
@@ -69,7 +72,9 @@ pub enum IngestError {
 struct SourceRuntime {
     config: SourceConfig,
     schedule: cron::Schedule,
-    source: Box<dyn Source>,
+    source: Arc<dyn Source>,
+    /// The same source when it is a GitHub one (webhooks go there).
+    github: Option<Arc<github::GithubSource>>,
     /// One sync of a source at a time (scheduler and `sync_now` callers).
     lock: Mutex<()>,
 }
@@ -77,9 +82,11 @@ struct SourceRuntime {
 /// The ingest stage.
 pub struct Ingest {
     sources: Vec<SourceRuntime>,
-    state: StateStore,
+    state: Arc<StateStore>,
     log: Arc<dyn EventLog>,
     trigger: Trigger,
+    /// The last sync of each source, for the status API.
+    last: Mutex<std::collections::HashMap<String, SyncReport>>,
 }
 
 impl std::fmt::Debug for Ingest {
@@ -106,6 +113,7 @@ impl Ingest {
     ) -> Result<Self, IngestError> {
         cfg.validate()?;
         metrics::describe();
+        let state = Arc::new(StateStore::open(state_dir)?);
         let mut sources = Vec::with_capacity(cfg.sources.len());
         for sc in cfg.sources {
             let setup = |message: String| IngestError::Setup {
@@ -113,33 +121,46 @@ impl Ingest {
                 message,
             };
             let schedule = sc.cron().map_err(|e| setup(e.to_string()))?;
-            let source: Box<dyn Source> = match &sc.kind {
+            let (source, github): (Arc<dyn Source>, _) = match &sc.kind {
                 SourceKind::Files(f) => {
                     let root = std::path::absolute(&f.path)
                         .map_err(|e| setup(format!("path {}: {e}", f.path.display())))?;
-                    Box::new(
-                        FilesSource::new(
+                    let files = FilesSource::new(
+                        SourceId::new(&sc.id),
+                        root,
+                        &f.patterns,
+                        sc.max_document_bytes,
+                    )
+                    .map_err(|e| setup(e.to_string()))?;
+                    (Arc::new(files), None)
+                }
+                SourceKind::Github(g) => {
+                    let gh = Arc::new(
+                        github::GithubSource::new(
                             SourceId::new(&sc.id),
-                            root,
-                            &f.patterns,
+                            (**g).clone(),
                             sc.max_document_bytes,
+                            state.clone(),
                         )
                         .map_err(|e| setup(e.to_string()))?,
-                    )
+                    );
+                    (gh.clone(), Some(gh))
                 }
             };
             sources.push(SourceRuntime {
                 config: sc,
                 schedule,
                 source,
+                github,
                 lock: Mutex::new(()),
             });
         }
         Ok(Ingest {
             sources,
-            state: StateStore::open(state_dir)?,
+            state,
             log,
             trigger: Trigger::default(),
+            last: Mutex::new(std::collections::HashMap::new()),
         })
     }
 
@@ -168,7 +189,7 @@ impl Ingest {
         let mut reports = Vec::with_capacity(selected.len());
         let mut first_error = None;
         for rt in selected {
-            match self.sync_one(rt) {
+            match self.sync_one(rt, SyncMode::Full) {
                 Ok(r) => reports.push(r),
                 Err(e) => {
                     tracing::error!(source = %rt.config.id, error = %e, "sync failed");
@@ -182,14 +203,15 @@ impl Ingest {
         }
     }
 
-    fn sync_one(&self, rt: &SourceRuntime) -> Result<SyncReport, IngestError> {
+    fn sync_one(&self, rt: &SourceRuntime, mode: SyncMode) -> Result<SyncReport, IngestError> {
         let _one_at_a_time = lock(&rt.lock);
-        sync_source(
+        let r = sync_source(
             rt.source.as_ref(),
             &self.state,
             self.log.as_ref(),
             &rt.config.removal_guard,
             Utc::now(),
+            mode,
         )
         .map_err(|error| {
             metrics::record_error(rt.source.id());
@@ -197,7 +219,47 @@ impl Ingest {
                 source_id: rt.source.id().clone(),
                 error,
             }
-        })
+        })?;
+        lock(&self.last).insert(rt.config.id.clone(), r.clone());
+        Ok(r)
+    }
+
+    /// Syncs, now and on this thread, what webhooks queued for `source_id`
+    /// (or for every source).
+    pub fn sync_pending(&self, source_id: Option<&str>) -> Result<Vec<SyncReport>, IngestError> {
+        let mut out = Vec::new();
+        for rt in &self.sources {
+            if source_id.is_some_and(|id| id != rt.config.id) || !rt.source.has_pending() {
+                continue;
+            }
+            out.push(self.sync_one(rt, SyncMode::Pending)?);
+        }
+        Ok(out)
+    }
+
+    /// The GitHub sources, for the webhook receiver.
+    pub fn github_sources(&self) -> Vec<(&str, &Arc<github::GithubSource>)> {
+        self.sources
+            .iter()
+            .filter_map(|rt| rt.github.as_ref().map(|g| (rt.config.id.as_str(), g)))
+            .collect()
+    }
+
+    /// What each source did last, and what it holds back.
+    pub fn status(&self) -> Vec<SourceStatus> {
+        let last = lock(&self.last);
+        self.sources
+            .iter()
+            .map(|rt| SourceStatus {
+                id: rt.config.id.clone(),
+                kind: match rt.config.kind {
+                    SourceKind::Files(_) => "files",
+                    SourceKind::Github(_) => "github",
+                },
+                last_sync: last.get(&rt.config.id).cloned(),
+                details: rt.source.status(),
+            })
+            .collect()
     }
 
     /// A handle that makes [`Ingest::run`] sync every source at once.
@@ -212,9 +274,23 @@ impl Ingest {
     pub fn run(&self, stop: Arc<AtomicBool>) -> Result<(), IngestError> {
         let start = Utc::now();
         let mut next: Vec<Option<chrono::DateTime<Utc>>> = vec![Some(start); self.sources.len()];
+        for rt in &self.sources {
+            rt.source.bind_stop(stop.clone());
+        }
         tracing::info!(sources = ?self.source_ids(), log = %self.log.describe(), "ingest running");
         while !stop.load(Ordering::SeqCst) {
-            let triggered = self.trigger.take();
+            let (triggered, poked) = self.trigger.take();
+            if poked {
+                for rt in &self.sources {
+                    if stop.load(Ordering::SeqCst) || !rt.source.has_pending() {
+                        continue;
+                    }
+                    match self.sync_one(rt, SyncMode::Pending) {
+                        Ok(r) => log_report(&r),
+                        Err(e) => tracing::error!(source = %rt.config.id, error = %e, "webhook sync failed"),
+                    }
+                }
+            }
             for (i, rt) in self.sources.iter().enumerate() {
                 if stop.load(Ordering::SeqCst) {
                     break;
@@ -223,7 +299,7 @@ impl Ingest {
                 if !(triggered || due) {
                     continue;
                 }
-                match self.sync_one(rt) {
+                match self.sync_one(rt, SyncMode::Full) {
                     Ok(r) => log_report(&r),
                     Err(e) => tracing::error!(source = %rt.config.id, error = %e, "sync failed"),
                 }
@@ -272,6 +348,17 @@ fn log_report(r: &SyncReport) {
     }
 }
 
+/// A source's state for the status API.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SourceStatus {
+    pub id: String,
+    pub kind: &'static str,
+    /// The last sync, with what it held back (`held_back`).
+    pub last_sync: Option<SyncReport>,
+    /// Source-specific details (a GitHub source's rate limit).
+    pub details: serde_json::Value,
+}
+
 /// Wakes [`Ingest::run`] to sync every source now. Cheap to clone; usable
 /// from any thread (an API handler, a signal handler thread).
 #[derive(Clone, Default)]
@@ -281,7 +368,8 @@ pub struct Trigger {
 
 #[derive(Default)]
 struct TriggerInner {
-    pending: Mutex<bool>,
+    /// (sync everything, sync what webhooks queued)
+    pending: Mutex<(bool, bool)>,
     wake: Condvar,
 }
 
@@ -297,23 +385,29 @@ impl Trigger {
     /// Asks the scheduler to sync every source as soon as it can. Requests
     /// made before the scheduler gets to them are merged into one.
     pub fn sync_now(&self) {
-        *lock(&self.inner.pending) = true;
+        lock(&self.inner.pending).0 = true;
         self.inner.wake.notify_all();
     }
 
-    /// Takes a pending request.
-    fn take(&self) -> bool {
+    /// Asks the scheduler to sync what webhooks queued, as soon as it can.
+    pub fn poke(&self) {
+        lock(&self.inner.pending).1 = true;
+        self.inner.wake.notify_all();
+    }
+
+    /// Takes pending requests: (full, queued).
+    fn take(&self) -> (bool, bool) {
         std::mem::take(&mut *lock(&self.inner.pending))
     }
 
     /// Sleeps up to `timeout`, less if a request arrives.
     fn wait(&self, timeout: Duration) {
         let pending = lock(&self.inner.pending);
-        if !*pending {
+        if !(pending.0 || pending.1) {
             let _ = self
                 .inner
                 .wake
-                .wait_timeout_while(pending, timeout, |p| !*p);
+                .wait_timeout_while(pending, timeout, |p| !(p.0 || p.1));
         }
     }
 }
@@ -326,7 +420,7 @@ mod tests {
     #[test]
     fn trigger_wakes_a_waiter_and_is_taken_once() {
         let t = Trigger::default();
-        assert!(!t.take());
+        assert_eq!(t.take(), (false, false));
         let waiter = {
             let t = t.clone();
             std::thread::spawn(move || {
@@ -339,8 +433,10 @@ mod tests {
         t.sync_now();
         let waited = waiter.join().unwrap();
         assert!(waited < Duration::from_secs(5), "woken early: {waited:?}");
-        assert!(t.take());
-        assert!(!t.take());
+        assert_eq!(t.take(), (true, false));
+        assert_eq!(t.take(), (false, false));
+        t.poke();
+        assert_eq!(t.take(), (false, true));
     }
 
     #[test]
@@ -358,7 +454,10 @@ mod tests {
         s.schedule = "nope".into();
         let log: Arc<dyn EventLog> = Arc::new(crate::sync::tests::MemLog::default());
         let err = Ingest::open(
-            IngestConfig { sources: vec![s] },
+            IngestConfig {
+                sources: vec![s],
+                ..IngestConfig::default()
+            },
             log,
             &dir.path().join("state"),
         )

@@ -11,7 +11,7 @@
 //! decode thousands of records every second.
 
 use chrono::{DateTime, Utc};
-use proto::{DecodeError, LocationKey, SourceId, Versioned};
+use proto::{DecodeError, LocationKey, SourceId, SubjectKey, Versioned};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -79,6 +79,31 @@ impl Versioned for LocationRecord {
     const VERSION: u32 = 1;
 }
 
+/// Column family of [`FactRecord`]s, keyed like locations by subject.
+const FACTS_CF: &str = "facts";
+/// Column family of what sources keep for themselves (HTTP validators,
+/// per-repository summaries), keyed by source, namespace and key.
+const AUX_CF: &str = "aux";
+
+/// What was last shipped about a subject.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FactRecord {
+    /// SHA-256 (hex) of the facts' JSON.
+    pub sha256: String,
+}
+
+impl Versioned for FactRecord {
+    const SCHEMA: &'static str = "catalog.ingest.fact-state";
+    const VERSION: u32 = 1;
+}
+
+/// A change to the fact state of a source.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FactChange {
+    Put(SubjectKey, FactRecord),
+    Delete(SubjectKey),
+}
+
 /// A change to apply to a source's state.
 #[derive(Debug, Clone, PartialEq)]
 pub enum StateChange {
@@ -128,7 +153,8 @@ impl StateStore {
         opts.set_max_open_files(64);
         opts.set_keep_log_file_num(2);
         opts.set_write_buffer_size(8 << 20);
-        let db = rocksdb::DB::open(&opts, path)?;
+        opts.create_missing_column_families(true);
+        let db = rocksdb::DB::open_cf(&opts, path, [FACTS_CF, AUX_CF])?;
         Ok(StateStore {
             db,
             cache: Mutex::new(HashMap::new()),
@@ -219,6 +245,118 @@ impl StateStore {
     }
 
     /// Writes raw bytes under a location's key (tests of version handling).
+    fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
+        self.db
+            .cf_handle(name)
+            .expect("column families are created at open")
+    }
+
+    /// What was last shipped about every subject of `source`.
+    pub fn facts(&self, source: &SourceId) -> Result<BTreeMap<SubjectKey, FactRecord>, StateError> {
+        let mut out = BTreeMap::new();
+        for (k, v) in self.scan(FACTS_CF, prefix(source))? {
+            let subject = String::from_utf8(k)
+                .map_err(|e| StateError::BadKey(String::from_utf8_lossy(e.as_bytes()).into()))?;
+            let rec = FactRecord::decode(&v).map_err(|e| StateError::Decode {
+                key: format!("{source}/{subject}"),
+                source: e,
+            })?;
+            out.insert(SubjectKey::new(subject), rec);
+        }
+        Ok(out)
+    }
+
+    pub fn apply_facts(&self, source: &SourceId, changes: &[FactChange]) -> Result<(), StateError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let cf = self.cf(FACTS_CF);
+        let mut batch = rocksdb::WriteBatch::default();
+        for c in changes {
+            match c {
+                FactChange::Put(s, rec) => {
+                    batch.put_cf(cf, key(source, &LocationKey::new(s.as_str())), rec.encode())
+                }
+                FactChange::Delete(s) => {
+                    batch.delete_cf(cf, key(source, &LocationKey::new(s.as_str())))
+                }
+            }
+        }
+        Ok(self.db.write(batch)?)
+    }
+
+    fn aux_key(source: &SourceId, namespace: &str, key: &str) -> Vec<u8> {
+        let mut k = prefix(source);
+        k.extend_from_slice(namespace.as_bytes());
+        k.push(0);
+        k.extend_from_slice(key.as_bytes());
+        k
+    }
+
+    /// A value a source keeps for itself under `namespace`/`key`.
+    pub fn aux_get(
+        &self,
+        source: &SourceId,
+        namespace: &str,
+        key: &str,
+    ) -> Result<Option<Vec<u8>>, StateError> {
+        Ok(self
+            .db
+            .get_cf(self.cf(AUX_CF), Self::aux_key(source, namespace, key))?)
+    }
+
+    /// Writes (`Some`) or deletes (`None`) values of a source, atomically.
+    pub fn aux_write<'a>(
+        &self,
+        source: &SourceId,
+        namespace: &str,
+        entries: impl IntoIterator<Item = (&'a str, Option<&'a [u8]>)>,
+    ) -> Result<(), StateError> {
+        let cf = self.cf(AUX_CF);
+        let mut batch = rocksdb::WriteBatch::default();
+        for (k, v) in entries {
+            let key = Self::aux_key(source, namespace, k);
+            match v {
+                Some(v) => batch.put_cf(cf, key, v),
+                None => batch.delete_cf(cf, key),
+            }
+        }
+        Ok(self.db.write(batch)?)
+    }
+
+    /// Every value of a source under `namespace`, by key.
+    pub fn aux_scan(
+        &self,
+        source: &SourceId,
+        namespace: &str,
+    ) -> Result<Vec<(String, Vec<u8>)>, StateError> {
+        self.scan(AUX_CF, Self::aux_key(source, namespace, ""))?
+            .into_iter()
+            .map(|(k, v)| {
+                String::from_utf8(k)
+                    .map(|k| (k, v))
+                    .map_err(|e| StateError::BadKey(String::from_utf8_lossy(e.as_bytes()).into()))
+            })
+            .collect()
+    }
+
+    /// The entries of a column family under `prefix`, prefix stripped.
+    fn scan(&self, cf: &str, prefix: Vec<u8>) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StateError> {
+        let mut out = Vec::new();
+        let iter = self.db.iterator_cf(
+            self.cf(cf),
+            rocksdb::IteratorMode::From(&prefix, rocksdb::Direction::Forward),
+        );
+        for item in iter {
+            let (k, v) = item?;
+            let Some(rest) = k.strip_prefix(prefix.as_slice()) else {
+                break;
+            };
+            out.push((rest.to_vec(), v.to_vec()));
+        }
+        Ok(out)
+    }
+
     #[doc(hidden)]
     pub fn put_raw(
         &self,

@@ -3,11 +3,17 @@
 //! crash between the flush and the state write re-ships, never loses).
 
 use crate::config::RemovalGuard;
-use crate::files::{Fetched, Listing, Source, SourceError};
-use crate::state::{ContentState, LocationRecord, StateChange, StateError, StateStore};
+use crate::files::{Fetched, Listing, Source, SourceError, SyncMode};
+use crate::state::{
+    ContentState, FactChange, FactRecord, LocationRecord, StateChange, StateError, StateStore,
+};
 use chrono::{DateTime, Utc};
 use eventlog::{EventLog, LogError};
-use proto::{LocationKey, Observation, ObservedContent, SourceId, Versioned};
+use proto::{
+    FactEvent, FactState, LocationKey, Observation, ObservedContent, SourceId, SubjectKey,
+    Versioned,
+};
+use sha2::{Digest, Sha256};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
@@ -55,7 +61,15 @@ pub struct SyncReport {
     pub emitted_removed: usize,
     pub unchanged: usize,
     pub held_back: Option<HeldBack>,
+    /// Fact messages shipped (new, changed or removed subjects).
+    pub facts_emitted: usize,
+    /// Subject removals held back by the guard.
+    pub facts_held_back: Option<HeldBack>,
+    /// Whether this sync covered only part of the source (a webhook's).
+    pub scoped: bool,
     pub duration: Duration,
+    /// When the sync finished.
+    pub finished_at: DateTime<Utc>,
 }
 
 impl SyncReport {
@@ -75,12 +89,16 @@ pub struct Plan {
     pub removed: usize,
     pub unchanged: usize,
     pub held_back: Option<HeldBack>,
+    pub facts: Vec<FactEvent>,
+    pub fact_changes: Vec<FactChange>,
+    pub facts_held_back: Option<HeldBack>,
 }
 
 /// Compares a listing with the prior state.
 pub fn plan(
     source: &SourceId,
     prior: &BTreeMap<LocationKey, LocationRecord>,
+    prior_facts: &BTreeMap<SubjectKey, FactRecord>,
     listing: Listing,
     guard: &RemovalGuard,
     now: DateTime<Utc>,
@@ -93,7 +111,15 @@ pub fn plan(
         removed: 0,
         unchanged: 0,
         held_back: None,
+        facts: Vec::new(),
+        fact_changes: Vec::new(),
+        facts_held_back: None,
     };
+    let (facts, fact_changes, facts_held_back) =
+        plan_facts(source, prior_facts, &listing, guard, now);
+    p.facts = facts;
+    p.fact_changes = fact_changes;
+    p.facts_held_back = facts_held_back;
     let observation = |location: &LocationKey,
                        origin: &LocationKey,
                        first_seen_at: DateTime<Utc>,
@@ -117,11 +143,18 @@ pub fn plan(
             .map(|l| listed.insert(&l.location))
             .collect();
         let gone = if listing.complete {
-            prior.iter().filter(|(k, _)| !listed.contains(k)).collect()
+            prior
+                .iter()
+                .filter(|(k, _)| listing.covers(k.as_str()) && !listed.contains(k))
+                .collect()
         } else {
             Vec::new()
         };
         (first, gone)
+    };
+    let in_scope = match listing.scope {
+        None => prior.len(),
+        Some(_) => prior.keys().filter(|k| listing.covers(k.as_str())).count(),
     };
 
     for (l, first) in listing.locations.into_iter().zip(first) {
@@ -190,10 +223,10 @@ pub fn plan(
         ));
     }
 
-    if guard.holds_back(gone.len(), prior.len()) {
+    if guard.holds_back(gone.len(), in_scope) {
         p.held_back = Some(HeldBack {
             would_remove: gone.len(),
-            known: prior.len(),
+            known: in_scope,
         });
     } else {
         for (k, rec) in gone {
@@ -210,6 +243,94 @@ pub fn plan(
     p
 }
 
+/// Compares the listing's facts with what was last shipped: new or changed
+/// facts go out, subjects missing from a complete listing are removed
+/// (under the same guard as locations).
+fn plan_facts(
+    source: &SourceId,
+    prior: &BTreeMap<SubjectKey, FactRecord>,
+    listing: &Listing,
+    guard: &RemovalGuard,
+    now: DateTime<Utc>,
+) -> (Vec<FactEvent>, Vec<FactChange>, Option<HeldBack>) {
+    let mut events = Vec::new();
+    let mut changes = Vec::new();
+    let event = |subject: &SubjectKey, state: FactState| FactEvent {
+        event_id: Uuid::now_v7(),
+        source: source.clone(),
+        observed_at: now,
+        subject: subject.clone(),
+        state,
+    };
+    let mut listed = HashSet::with_capacity(listing.facts.len());
+    for f in &listing.facts {
+        if !listed.insert(&f.subject) {
+            continue;
+        }
+        let Some(facts) = &f.facts else { continue };
+        let json = serde_json::to_vec(facts).expect("facts serialise");
+        let sha256 = hex::encode(Sha256::digest(&json));
+        if prior.get(&f.subject).is_some_and(|r| r.sha256 == sha256) {
+            continue;
+        }
+        events.push(event(
+            &f.subject,
+            FactState::Present {
+                facts: facts.clone(),
+            },
+        ));
+        changes.push(FactChange::Put(f.subject.clone(), FactRecord { sha256 }));
+    }
+    if !listing.complete {
+        return (events, changes, None);
+    }
+    let in_scope: Vec<&SubjectKey> = prior
+        .keys()
+        .filter(|k| listing.covers(k.as_str()))
+        .collect();
+    let gone: Vec<&SubjectKey> = in_scope
+        .iter()
+        .copied()
+        .filter(|k| !listed.contains(k))
+        .collect();
+    if guard.holds_back(gone.len(), in_scope.len()) {
+        let held = HeldBack {
+            would_remove: gone.len(),
+            known: in_scope.len(),
+        };
+        return (events, changes, Some(held));
+    }
+    for k in gone {
+        events.push(event(k, FactState::Removed));
+        changes.push(FactChange::Delete(k.clone()));
+    }
+    (events, changes, None)
+}
+
+/// Ships the plan's messages, flushes, and only then writes the state.
+fn ship(log: &dyn EventLog, state: &StateStore, id: &SourceId, plan: &Plan) -> Result<(), SyncError> {
+    for o in &plan.observations {
+        log.append(
+            proto::topics::OBSERVATIONS,
+            o.location.as_str().as_bytes(),
+            &o.encode(),
+        )?;
+    }
+    for f in &plan.facts {
+        log.append(
+            proto::topics::FACTS,
+            f.subject.as_str().as_bytes(),
+            &f.encode(),
+        )?;
+    }
+    if !plan.observations.is_empty() || !plan.facts.is_empty() {
+        log.flush(FLUSH_TIMEOUT)?;
+    }
+    state.apply(id, &plan.changes)?;
+    state.apply_facts(id, &plan.fact_changes)?;
+    Ok(())
+}
+
 /// Syncs `source` once: ships an observation for every new, changed or
 /// removed location to [`proto::topics::OBSERVATIONS`] (key = location key),
 /// flushes, and only then updates the sync state.
@@ -219,11 +340,17 @@ pub fn sync_source(
     log: &dyn EventLog,
     guard: &RemovalGuard,
     now: DateTime<Utc>,
+    mode: SyncMode,
 ) -> Result<SyncReport, SyncError> {
     let started = Instant::now();
     let id = source.id().clone();
     let prior = state.load(&id)?;
-    let listing = source.list(&prior)?;
+    let prior_facts = state.facts(&id)?;
+    let listing = match mode {
+        SyncMode::Full => source.list(&prior)?,
+        SyncMode::Pending => source.list_pending(&prior)?,
+    };
+    let scoped = listing.scope.is_some();
     if !listing.complete {
         tracing::warn!(
             source = %id,
@@ -240,20 +367,15 @@ pub fn sync_source(
         .iter()
         .filter(|l| l.fetched != Fetched::Unchanged)
         .count();
-    let plan = plan(&id, &prior, listing, guard, now);
+    let plan = plan(&id, &prior, &prior_facts, listing, guard, now);
     drop(prior); // lets `apply` update the cached records in place
+    let shipped = ship(log, state, &id, &plan);
+    if let Err(e) = shipped {
+        source.discard();
+        return Err(e);
+    }
+    source.commit();
 
-    for o in &plan.observations {
-        log.append(
-            proto::topics::OBSERVATIONS,
-            o.location.as_str().as_bytes(),
-            &o.encode(),
-        )?;
-    }
-    if !plan.observations.is_empty() {
-        log.flush(FLUSH_TIMEOUT)?;
-    }
-    state.apply(&id, &plan.changes)?;
 
     if let Some(h) = plan.held_back {
         tracing::warn!(
@@ -263,6 +385,14 @@ pub fn sync_source(
             max_share = guard.max_share,
             min_count = guard.min_count,
             "holding back removals: too many locations vanished at once"
+        );
+    }
+    if let Some(h) = plan.facts_held_back {
+        tracing::warn!(
+            source = %id,
+            would_remove = h.would_remove,
+            known = h.known,
+            "holding back fact removals: too many subjects vanished at once"
         );
     }
     let report = SyncReport {
@@ -276,7 +406,11 @@ pub fn sync_source(
         emitted_removed: plan.removed,
         unchanged: plan.unchanged,
         held_back: plan.held_back,
+        facts_emitted: plan.facts.len(),
+        facts_held_back: plan.facts_held_back,
+        scoped,
         duration: started.elapsed(),
+        finished_at: Utc::now(),
     };
     crate::metrics::record_sync(&report);
     Ok(report)
@@ -298,6 +432,7 @@ pub(crate) mod tests {
         pending: Mutex<Vec<(Vec<u8>, Vec<u8>)>>,
         pub(crate) flushed: Mutex<Vec<(Vec<u8>, Vec<u8>)>>,
         pub(crate) fail_flush: AtomicBool,
+        pub(crate) facts: Mutex<Vec<Vec<u8>>>,
     }
 
     impl MemLog {
@@ -315,7 +450,10 @@ pub(crate) mod tests {
 
     impl EventLog for MemLog {
         fn append(&self, topic: &str, key: &[u8], value: &[u8]) -> eventlog::Result<()> {
-            assert_eq!(topic, proto::topics::OBSERVATIONS);
+            if topic != proto::topics::OBSERVATIONS {
+                self.facts.lock().unwrap().push(value.to_vec());
+                return Ok(());
+            }
             self.pending
                 .lock()
                 .unwrap()
@@ -374,7 +512,7 @@ pub(crate) mod tests {
             *self.listing.lock().unwrap() = Listing {
                 complete,
                 locations: files.iter().map(|(n, t)| listed(n, t)).collect(),
-                problems: Vec::new(),
+                ..Listing::default()
             };
         }
     }
@@ -440,7 +578,15 @@ pub(crate) mod tests {
 
     impl Env {
         fn sync(&self, at: u32) -> SyncReport {
-            sync_source(&self.src, &self.state, &self.log, &self.guard, t(at)).unwrap()
+            sync_source(
+                &self.src,
+                &self.state,
+                &self.log,
+                &self.guard,
+                t(at),
+                SyncMode::Full,
+            )
+            .unwrap()
         }
     }
 
@@ -601,7 +747,15 @@ pub(crate) mod tests {
         let e = env();
         e.src.set(true, &[("a", "A")]);
         e.log.fail_flush.store(true, Ordering::SeqCst);
-        let err = sync_source(&e.src, &e.state, &e.log, &e.guard, t(1)).unwrap_err();
+        let err = sync_source(
+            &e.src,
+            &e.state,
+            &e.log,
+            &e.guard,
+            t(1),
+            SyncMode::Full,
+        )
+        .unwrap_err();
         assert!(matches!(err, SyncError::Log(_)), "{err}");
         assert!(e.state.load(&SourceId::new("s")).unwrap().is_empty());
         e.log.fail_flush.store(false, Ordering::SeqCst);
@@ -631,16 +785,16 @@ pub(crate) mod tests {
         let listing = |names: &[&str]| Listing {
             complete: true,
             locations: names.iter().map(|n| listed(n, &n.to_uppercase())).collect(),
-            problems: Vec::new(),
+            ..Listing::default()
         };
         let s = SourceId::new("s");
         let g = RemovalGuard::default();
         // 2 of 4 gone: not more than half: removed.
-        let p = plan(&s, &prior, listing(&["a", "b"]), &g, t(1));
+        let p = plan(&s, &prior, &BTreeMap::new(), listing(&["a", "b"]), &g, t(1));
         assert_eq!((p.removed, p.unchanged, p.held_back), (2, 2, None));
         assert_eq!(p.changes.len(), 2);
         // 3 of 4 gone: held back.
-        let p = plan(&s, &prior, listing(&["a", "x"]), &g, t(1));
+        let p = plan(&s, &prior, &BTreeMap::new(), listing(&["a", "x"]), &g, t(1));
         assert_eq!((p.removed, p.new, p.unchanged), (0, 1, 1));
         assert_eq!(
             p.held_back,
@@ -654,7 +808,7 @@ pub(crate) mod tests {
         for x in &mut l.locations {
             x.fetched = Fetched::Unchanged;
         }
-        let p = plan(&s, &prior, l, &g, t(1));
+        let p = plan(&s, &prior, &BTreeMap::new(), l, &g, t(1));
         assert_eq!(
             (p.unchanged, p.observations.len(), p.changes.len()),
             (4, 0, 0)

@@ -59,6 +59,7 @@ impl Harness {
         let ingest = Ingest::open(
             IngestConfig {
                 sources: vec![source],
+                ..IngestConfig::default()
             },
             log.clone(),
             &base.join("state"),
@@ -382,6 +383,7 @@ fn state_survives_a_restart() {
         let ingest = Ingest::open(
             IngestConfig {
                 sources: vec![SourceConfig::files("files", &root)],
+                ..IngestConfig::default()
             },
             log.clone(),
             &base.join("state"),

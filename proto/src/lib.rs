@@ -6,12 +6,16 @@
 
 pub mod entity;
 pub mod envelope;
+pub mod facts;
 pub mod messages;
 pub mod refs;
 pub mod topics;
 
 pub use entity::{Entity, EntityLink, EntityMeta, EntityRelation, RelationType};
 pub use envelope::{DecodeError, Versioned};
+pub use facts::{
+    Access, AlertCounts, BranchProtection, FactEvent, FactState, Facts, RepositoryFacts, SubjectKey,
+};
 pub use messages::{
     Content, DeadLetter, EntityEvent, ErrorKind, LocationOutcome, Observation, ObservedContent,
     ProcessedEntity, ProcessingError, Relation,

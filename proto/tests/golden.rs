@@ -162,3 +162,72 @@ fn unknown_version_is_distinct_from_malformed() {
         Err(DecodeError::Malformed { .. })
     ));
 }
+
+#[test]
+fn fact_event_v1() {
+    check(
+        "fact-event.v1.json",
+        &FactEvent {
+            event_id: id(5),
+            source: SourceId::new("github-acme"),
+            observed_at: at(30),
+            subject: SubjectKey::github_repository("github.com", "Acme", "Payments"),
+            state: FactState::Present {
+                facts: Facts::GithubRepository(RepositoryFacts {
+                    host: "github.com".into(),
+                    owner: "acme".into(),
+                    name: "payments".into(),
+                    id: 1296269,
+                    url: "https://github.com/acme/payments".into(),
+                    default_branch: "main".into(),
+                    branch: "main".into(),
+                    visibility: "private".into(),
+                    archived: false,
+                    fork: false,
+                    topics: vec!["java".into(), "payments".into()],
+                    primary_language: Some("Java".into()),
+                    languages: [("Java".to_string(), 120_000), ("Shell".to_string(), 900)]
+                        .into_iter()
+                        .collect(),
+                    pushed_at: Some(at(25)),
+                    files: [
+                        ("CODEOWNERS".to_string(), ".github/CODEOWNERS".to_string()),
+                        ("README".to_string(), "README.md".to_string()),
+                    ]
+                    .into_iter()
+                    .collect(),
+                    descriptors: vec![LocationKey::new(
+                        "url:https://github.com/acme/payments/blob/main/catalog-info.yaml",
+                    )],
+                    branch_protection: Access::Granted(BranchProtection {
+                        protected: true,
+                        required_reviews: 2,
+                        require_code_owner_reviews: true,
+                        dismiss_stale_reviews: false,
+                        enforce_admins: true,
+                        required_status_checks: vec!["ci/build".into()],
+                        allow_force_pushes: false,
+                        allow_deletions: false,
+                    }),
+                    dependabot_alerts: Access::Denied {
+                        reason: "Resource not accessible by integration".into(),
+                    },
+                }),
+            },
+        },
+    );
+}
+
+#[test]
+fn fact_event_removed_v1() {
+    check(
+        "fact-event-removed.v1.json",
+        &FactEvent {
+            event_id: id(6),
+            source: SourceId::new("github-acme"),
+            observed_at: at(40),
+            subject: SubjectKey::new("github:github.com/acme/payments"),
+            state: FactState::Removed,
+        },
+    );
+}

@@ -144,7 +144,22 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
+    serve_with(listener, state, None, shutdown).await
+}
+
+/// Like [`serve`], with `extra` routes (another stage's, such as ingest's
+/// webhook receiver in `catalog dev`) beside the API's.
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    extra: Option<Router>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let mut app = router(state);
+    if let Some(extra) = extra {
+        app = extra.merge(app);
+    }
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
 }

@@ -1,0 +1,140 @@
+//! `catalog.facts.v1`: what a source knows about a subject (a repository,
+//! later a cloud resource) that is not an entity: the inputs of scorecards
+//! and coverage metrics.
+//!
+//! Key: the [`SubjectKey`]. Like observations, the topic is a snapshot: a
+//! subject's latest message is what its source knows about it now, and a
+//! subject that left a complete listing gets [`FactState::Removed`].
+
+use crate::refs::{LocationKey, SourceId};
+use crate::envelope::Versioned;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+use uuid::Uuid;
+
+/// What facts are about: `github:github.com/acme/payments`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SubjectKey(String);
+
+impl SubjectKey {
+    pub fn new(s: impl Into<String>) -> Self {
+        SubjectKey(s.into())
+    }
+    /// The key of a GitHub repository: `github:{host}/{owner}/{name}`,
+    /// lowercased as GitHub matches names without regard to case.
+    pub fn github_repository(host: &str, owner: &str, name: &str) -> Self {
+        SubjectKey(format!("github:{host}/{owner}/{name}").to_lowercase())
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for SubjectKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One message of `catalog.facts.v1`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FactEvent {
+    pub event_id: Uuid,
+    pub source: SourceId,
+    pub observed_at: DateTime<Utc>,
+    pub subject: SubjectKey,
+    pub state: FactState,
+}
+
+impl Versioned for FactEvent {
+    const SCHEMA: &'static str = "catalog.fact-event";
+    const VERSION: u32 = 1;
+}
+
+/// What is known about a subject now.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum FactState {
+    Present { facts: Facts },
+    /// The subject is gone from a complete listing of its source.
+    Removed,
+}
+
+/// The facts, by kind of subject.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Facts {
+    GithubRepository(RepositoryFacts),
+}
+
+/// Facts about one GitHub repository, read from its default (or the
+/// configured) branch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RepositoryFacts {
+    /// `github.com`, or the host of a GitHub Enterprise Server.
+    pub host: String,
+    pub owner: String,
+    pub name: String,
+    /// GitHub's numeric id: stable across renames and transfers.
+    pub id: u64,
+    /// `https://{host}/{owner}/{name}`.
+    pub url: String,
+    pub default_branch: String,
+    /// The branch descriptors and files were read from.
+    pub branch: String,
+    /// `public`, `private` or `internal`.
+    pub visibility: String,
+    pub archived: bool,
+    pub fork: bool,
+    pub topics: Vec<String>,
+    /// GitHub's primary language of the repository, if it has one.
+    pub primary_language: Option<String>,
+    /// Bytes of code per language, as GitHub counts them.
+    pub languages: BTreeMap<String, u64>,
+    pub pushed_at: Option<DateTime<Utc>>,
+    /// Well-known files that exist, by kind (`README`, `CODEOWNERS`,
+    /// `LICENSE`, `SECURITY`), with the path where each was found.
+    pub files: BTreeMap<String, String>,
+    /// The catalog descriptors of the repository (empty: not in the
+    /// catalog; that is what coverage metrics count).
+    pub descriptors: Vec<LocationKey>,
+    pub branch_protection: Access<BranchProtection>,
+    pub dependabot_alerts: Access<AlertCounts>,
+}
+
+/// A fact the source's credentials may or may not read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "access", rename_all = "snake_case")]
+pub enum Access<T> {
+    /// Read; the value's fields sit beside `access`.
+    Granted(T),
+    /// The credentials may not read it (or the feature is off).
+    Denied { reason: String },
+}
+
+/// Protection of the branch the catalog reads.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct BranchProtection {
+    pub protected: bool,
+    /// Approving reviews required before a merge (0: none).
+    pub required_reviews: u32,
+    pub require_code_owner_reviews: bool,
+    pub dismiss_stale_reviews: bool,
+    pub enforce_admins: bool,
+    pub required_status_checks: Vec<String>,
+    pub allow_force_pushes: bool,
+    pub allow_deletions: bool,
+}
+
+/// Open Dependabot alerts by severity.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct AlertCounts {
+    pub critical: u32,
+    pub high: u32,
+    pub medium: u32,
+    pub low: u32,
+    pub total: u32,
+}
