@@ -156,6 +156,18 @@ pub struct Stats {
     pub paths: Vec<String>,
 }
 
+impl std::fmt::Debug for Sim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let st = self.lock();
+        f.debug_struct("Sim")
+            .field("orgs", &st.orgs.len())
+            .field("repos", &st.repos.len())
+            .field("users", &st.users.len())
+            .field("requests", &st.stats.requests)
+            .finish()
+    }
+}
+
 impl Default for Sim {
     fn default() -> Self {
         Sim::new()

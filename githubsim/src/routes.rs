@@ -266,11 +266,10 @@ fn process(st: &mut State, base: &str, req: &Req, fault: Option<Fault>) -> Respo
         st.quota.remaining -= 1;
         st.stats.points += 1;
     }
-    let (remaining, used, reset) = reply.rate_override.unwrap_or((
-        st.quota.remaining,
-        st.quota.used(),
-        st.quota.reset,
-    ));
+    let (remaining, used, reset) =
+        reply
+            .rate_override
+            .unwrap_or((st.quota.remaining, st.quota.used(), st.quota.reset));
 
     let mut builder = Response::builder()
         .status(reply.status)
@@ -316,9 +315,10 @@ fn process(st: &mut State, base: &str, req: &Req, fault: Option<Fault>) -> Respo
 }
 
 fn etag_matches(header: &str, tag: &str) -> bool {
-    header.split(',').map(str::trim).any(|t| {
-        t == "*" || t.strip_prefix("W/").unwrap_or(t).trim_matches('"') == tag
-    })
+    header
+        .split(',')
+        .map(str::trim)
+        .any(|t| t == "*" || t.strip_prefix("W/").unwrap_or(t).trim_matches('"') == tag)
 }
 
 fn request_id(seq: u64) -> String {
@@ -405,10 +405,12 @@ fn serve(st: &mut State, base: &str, req: &Req, now: i64) -> Reply {
             }
             None => Reply::not_found(),
         },
-        ["orgs", org, "teams", slug] => match st.org(org).and_then(|o| Some((o, o.teams.get(*slug)?))) {
-            Some((o, t)) => Reply::json(200, &team_json(o, t)),
-            None => Reply::not_found(),
-        },
+        ["orgs", org, "teams", slug] => {
+            match st.org(org).and_then(|o| Some((o, o.teams.get(*slug)?))) {
+                Some((o, t)) => Reply::json(200, &team_full(o, t)),
+                None => Reply::not_found(),
+            }
+        }
         ["orgs", org, "teams", slug, "members"] => {
             match st.org(org).and_then(|o| o.teams.get(*slug)) {
                 Some(t) => {
@@ -473,7 +475,12 @@ impl Req {
         if self.query.pairs.is_empty() {
             String::new()
         } else {
-            let q: Vec<String> = self.query.pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let q: Vec<String> = self
+                .query
+                .pairs
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
             format!("?{}", q.join("&"))
         }
     }
@@ -523,9 +530,7 @@ fn rate_limit(st: &State, now: i64) -> Reply {
         "limit": q.limit, "used": q.used(), "remaining": q.remaining, "reset": q.reset,
         "resource": "core",
     });
-    let fresh = |limit: u64, resource: &str, window: i64| {
-        json!({"limit": limit, "used": 0, "remaining": limit, "reset": now + window, "resource": resource})
-    };
+    let fresh = |limit: u64, resource: &str, window: i64| json!({"limit": limit, "used": 0, "remaining": limit, "reset": now + window, "resource": resource});
     Reply::json(
         200,
         &json!({
@@ -548,7 +553,8 @@ fn jwt_app(headers: &HeaderMap, now: i64) -> Result<u64, Reply> {
     let undecodable = || Reply::error(401, "A JSON web token could not be decoded");
     let token = credential(headers).ok_or_else(undecodable)?;
     let mut parts = token.split('.');
-    let (Some(_), Some(payload), Some(_), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(_), Some(payload), Some(_), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(undecodable());
     };
@@ -589,7 +595,12 @@ fn app_route(st: &mut State, req: &Req, s: &[&str], now: i64) -> Reply {
     match s {
         ["orgs", org, "installation"] if get => {
             let org = org.to_ascii_lowercase();
-            match st.auth.installs.iter().find(|i| i.org == org && i.app_id == app_id) {
+            match st
+                .auth
+                .installs
+                .iter()
+                .find(|i| i.org == org && i.app_id == app_id)
+            {
                 Some(i) => Reply::json(200, &installation_json(st, i)),
                 None => Reply::not_found(),
             }
@@ -639,10 +650,9 @@ fn installation_permissions() -> Value {
 }
 
 fn installation_json(st: &State, i: &crate::world::Install) -> Value {
-    let account = st
-        .orgs
-        .get(&i.org)
-        .map_or(Value::Null, |o| account_json(&o.login, o.id, "Organization"));
+    let account = st.orgs.get(&i.org).map_or(Value::Null, |o| {
+        account_json(&o.login, o.id, "Organization")
+    });
     let login = account["login"].as_str().unwrap_or_default().to_string();
     let target_id = account["id"].clone();
     json!({
@@ -706,7 +716,13 @@ fn simple_user(u: &User) -> Value {
     account_json(&u.spec.login, u.id, "User")
 }
 
-fn profile(mut v: Value, name: Option<&str>, email: Option<&str>, created: i64, updated: i64) -> Value {
+fn profile(
+    mut v: Value,
+    name: Option<&str>,
+    email: Option<&str>,
+    created: i64,
+    updated: i64,
+) -> Value {
     if let Value::Object(m) = &mut v {
         m.insert("name".into(), json!(name));
         m.insert("company".into(), Value::Null);
@@ -790,6 +806,19 @@ fn team_json(o: &Org, t: &Team) -> Value {
     v
 }
 
+/// The single-team shape: the summary plus counts, times and organisation.
+fn team_full(o: &Org, t: &Team) -> Value {
+    let mut v = team_json(o, t);
+    if let Value::Object(m) = &mut v {
+        m.insert("members_count".into(), json!(t.spec.members.len()));
+        m.insert("repos_count".into(), json!(0));
+        m.insert("created_at".into(), json!(iso(t.created_at)));
+        m.insert("updated_at".into(), json!(iso(t.updated_at)));
+        m.insert("organization".into(), org_json(o));
+    }
+    v
+}
+
 fn team_summary(o: &Org, t: &Team) -> Value {
     let u = format!("{CANON_API}/organizations/{}/team/{}", o.id, t.id);
     json!({
@@ -843,7 +872,10 @@ const REPO_URL_TEMPLATES: &[(&str, &str)] = &[
     ("issues_url", "/issues{/number}"),
     ("pulls_url", "/pulls{/number}"),
     ("milestones_url", "/milestones{/number}"),
-    ("notifications_url", "/notifications{?since,all,participating}"),
+    (
+        "notifications_url",
+        "/notifications{?since,all,participating}",
+    ),
     ("labels_url", "/labels{/name}"),
     ("releases_url", "/releases{/id}"),
     ("deployments_url", "/deployments"),
@@ -851,10 +883,9 @@ const REPO_URL_TEMPLATES: &[(&str, &str)] = &[
 
 fn repo_json(st: &State, repo: &Repo, full: bool) -> Value {
     let full_name = st.full_name(repo);
-    let owner = st
-        .orgs
-        .get(&repo.org)
-        .map_or(Value::Null, |o| account_json(&o.login, o.id, "Organization"));
+    let owner = st.orgs.get(&repo.org).map_or(Value::Null, |o| {
+        account_json(&o.login, o.id, "Organization")
+    });
     let api = format!("{CANON_API}/repos/{full_name}");
     let language = repo
         .languages
@@ -886,9 +917,16 @@ fn repo_json(st: &State, repo: &Repo, full: bool) -> Value {
     put("updated_at", json!(iso(repo.updated_at)));
     put(
         "pushed_at",
-        if repo.has_commits { json!(iso(repo.pushed_at)) } else { Value::Null },
+        if repo.has_commits {
+            json!(iso(repo.pushed_at))
+        } else {
+            Value::Null
+        },
     );
-    put("git_url", json!(format!("git://github.com/{full_name}.git")));
+    put(
+        "git_url",
+        json!(format!("git://github.com/{full_name}.git")),
+    );
     put("ssh_url", json!(format!("git@github.com:{full_name}.git")));
     put("clone_url", json!(format!("{WEB}/{full_name}.git")));
     put("svn_url", json!(format!("{WEB}/{full_name}")));
@@ -961,7 +999,10 @@ fn org_repos(st: &State, base: &str, req: &Req, org: &str) -> Reply {
         .collect();
     repos.sort_by(|a, b| {
         let ord = match sort.as_str() {
-            "full_name" => a.name.to_ascii_lowercase().cmp(&b.name.to_ascii_lowercase()),
+            "full_name" => a
+                .name
+                .to_ascii_lowercase()
+                .cmp(&b.name.to_ascii_lowercase()),
             "updated" => a.updated_at.cmp(&b.updated_at),
             "pushed" => a.pushed_at.cmp(&b.pushed_at),
             _ => std::cmp::Ordering::Equal,
@@ -1032,9 +1073,15 @@ fn contents(st: &State, repo: &Repo, path: &str, q: &Query) -> Reply {
                 .entries
                 .iter()
                 .map(|(name, e)| {
-                    let p = if path.is_empty() { name.clone() } else { format!("{path}/{name}") };
+                    let p = if path.is_empty() {
+                        name.clone()
+                    } else {
+                        format!("{path}/{name}")
+                    };
                     match e {
-                        Entry::Blob { sha, size } => content_entry(&full_name, &r, &p, sha, *size, false),
+                        Entry::Blob { sha, size } => {
+                            content_entry(&full_name, &r, &p, sha, *size, false)
+                        }
                         Entry::Tree(sub) => content_entry(&full_name, &r, &p, &sub.sha, 0, true),
                     }
                 })
@@ -1058,7 +1105,11 @@ fn content_entry(full_name: &str, r: &str, path: &str, sha: &str, size: u64, dir
         (
             format!("{api}/git/blobs/{sha}"),
             format!("{WEB}/{full_name}/blob/{}/{}", enc(r), enc(path)),
-            json!(format!("https://raw.githubusercontent.com/{full_name}/{}/{}", enc(r), enc(path))),
+            json!(format!(
+                "https://raw.githubusercontent.com/{full_name}/{}/{}",
+                enc(r),
+                enc(path)
+            )),
         )
     };
     json!({
@@ -1081,7 +1132,11 @@ fn git_tree(st: &State, repo: &Repo, r: &str, q: &Query) -> Reply {
     }
     let api = format!("{CANON_API}/repos/{}", st.full_name(repo));
     let root = Tree::build(&repo.files);
-    let tree = if repo.is_head_ref(r) { Some(&root) } else { root.find(r) };
+    let tree = if repo.is_head_ref(r) {
+        Some(&root)
+    } else {
+        root.find(r)
+    };
     let Some(tree) = tree else {
         return Reply::not_found();
     };
@@ -1200,7 +1255,11 @@ fn protection(st: &State, repo: &Repo, branch: &str) -> Reply {
 const PACKAGES: &[(&str, &str, &str)] = &[
     ("npm", "lodash", "package-lock.json"),
     ("pip", "requests", "requirements.txt"),
-    ("maven", "com.fasterxml.jackson.core:jackson-databind", "pom.xml"),
+    (
+        "maven",
+        "com.fasterxml.jackson.core:jackson-databind",
+        "pom.xml",
+    ),
     ("rubygems", "nokogiri", "Gemfile.lock"),
     ("go", "golang.org/x/net", "go.sum"),
     ("rust", "openssl", "Cargo.lock"),
@@ -1300,6 +1359,53 @@ fn alerts(st: &State, base: &str, req: &Req, repo: &Repo) -> Reply {
     if req.query.get("direction").as_deref() != Some("asc") {
         chosen.reverse();
     }
-    let items = chosen.into_iter().map(|a| alert_json(st, repo, a)).collect();
+    let items = chosen
+        .into_iter()
+        .map(|a| alert_json(st, repo, a))
+        .collect();
     paginate(items, req, base)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_ids_follow_githubs_legacy_format() {
+        assert_eq!(node_id("User", 1), "MDQ6VXNlcjE=");
+        assert_eq!(
+            node_id("Repository", 1296269),
+            "MDEwOlJlcG9zaXRvcnkxMjk2MjY5"
+        );
+    }
+
+    #[test]
+    fn base64_is_wrapped_like_githubs() {
+        assert_eq!(wrapped_base64("# hello-world"), "IyBoZWxsby13b3JsZA==\n");
+        assert_eq!(wrapped_base64(""), "");
+        let long = wrapped_base64(&"a".repeat(90));
+        assert_eq!(long.lines().map(str::len).collect::<Vec<_>>(), [60, 60]);
+    }
+
+    #[test]
+    fn if_none_match_forms() {
+        let tag = "0123456789abcdef0123456789abcdef";
+        assert!(etag_matches(&format!("W/\"{tag}\""), tag));
+        assert!(etag_matches(&format!("\"{tag}\""), tag));
+        assert!(etag_matches(&format!("\"x\", W/\"{tag}\""), tag));
+        assert!(etag_matches("*", tag));
+        assert!(!etag_matches("W/\"other\"", tag));
+    }
+
+    #[test]
+    fn queries_decode_and_keep_order_when_paging() {
+        let q = Query::parse(Some("per_page=2&q=a%20b+c&page=3"));
+        assert_eq!(q.get("q").as_deref(), Some("a b c"));
+        assert_eq!(q.number("per_page"), Some(2));
+        assert_eq!(q.with_page(4), "per_page=2&q=a%20b+c&page=4");
+        assert_eq!(Query::parse(None).with_page(2), "page=2");
+        assert_eq!(decode("100%", false), "100%");
+        assert_eq!(decode("%e2%9c%93", false), "\u{2713}");
+        assert_eq!(enc("a b/c.md"), "a%20b/c.md");
+    }
 }

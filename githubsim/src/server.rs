@@ -19,8 +19,8 @@ pub struct SimServer {
 
 impl SimServer {
     pub(crate) fn start(sim: Sim) -> SimServer {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0")
-            .expect("githubsim: bind 127.0.0.1:0");
+        let listener =
+            std::net::TcpListener::bind("127.0.0.1:0").expect("githubsim: bind 127.0.0.1:0");
         listener
             .set_nonblocking(true)
             .expect("githubsim: non-blocking listener");
@@ -108,6 +108,8 @@ impl Drop for SimServer {
 
 impl std::fmt::Debug for SimServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SimServer").field("base", &self.base).finish()
+        f.debug_struct("SimServer")
+            .field("base", &self.base)
+            .finish()
     }
 }

@@ -281,7 +281,10 @@ impl State {
     /// Full name (`Org/name`) of a repository, with the organisation's login
     /// as it was created.
     pub fn full_name(&self, repo: &Repo) -> String {
-        let login = self.orgs.get(&repo.org).map_or(repo.org.as_str(), |o| &o.login);
+        let login = self
+            .orgs
+            .get(&repo.org)
+            .map_or(repo.org.as_str(), |o| &o.login);
         format!("{login}/{}", repo.name)
     }
 
@@ -423,7 +426,11 @@ impl State {
         for login in &team.members {
             self.user_entry(login, now);
         }
-        let existing = self.org_entry(org).teams.get(&team.slug).map(|t| (t.id, t.created_at));
+        let existing = self
+            .org_entry(org)
+            .teams
+            .get(&team.slug)
+            .map(|t| (t.id, t.created_at));
         let (id, created_at) = existing.unwrap_or_else(|| {
             let id = self.next_team_id;
             self.next_team_id += 1;
@@ -449,7 +456,10 @@ impl State {
     pub fn put_member(&mut self, org: &str, user: UserSpec) {
         let now = self.tick();
         let id = self.user_entry(&user.login, now);
-        let u = self.users.get_mut(&key(&user.login)).expect("created above");
+        let u = self
+            .users
+            .get_mut(&key(&user.login))
+            .expect("created above");
         if u.spec.name != user.name || u.spec.email != user.email || u.spec.login != user.login {
             u.spec = user.clone();
             u.updated_at = now;
@@ -557,7 +567,11 @@ impl Tree {
             }
             let mut listing = String::new();
             for (name, e) in &entries {
-                let mode = if matches!(e, Entry::Blob { .. }) { "100644" } else { "40000" };
+                let mode = if matches!(e, Entry::Blob { .. }) {
+                    "100644"
+                } else {
+                    "40000"
+                };
                 listing.push_str(&format!("{mode} {name} {}\n", e.sha()));
             }
             Tree {
@@ -591,7 +605,9 @@ impl Tree {
         while let Some(part) = parts.next() {
             let entry = tree.entries.get(part)?;
             match (entry, parts.peek().is_none()) {
-                (Entry::Blob { sha, size }, true) => return Some(Lookup::Blob { sha, size: *size }),
+                (Entry::Blob { sha, size }, true) => {
+                    return Some(Lookup::Blob { sha, size: *size });
+                }
                 (Entry::Tree(t), true) => return Some(Lookup::Tree(t)),
                 (Entry::Tree(t), false) => tree = t,
                 (Entry::Blob { .. }, false) => return None,
@@ -613,9 +629,13 @@ impl Tree {
 
     /// Every entry under this tree in pre-order, with its path relative to
     /// this tree.
-    pub fn walk(&self, prefix: &str, out: &mut Vec<(String, &Entry)>) {
+    pub fn walk<'a>(&'a self, prefix: &str, out: &mut Vec<(String, &'a Entry)>) {
         for (name, e) in &self.entries {
-            let path = if prefix.is_empty() { name.clone() } else { format!("{prefix}/{name}") };
+            let path = if prefix.is_empty() {
+                name.clone()
+            } else {
+                format!("{prefix}/{name}")
+            };
             out.push((path.clone(), e));
             if let Entry::Tree(t) = e {
                 t.walk(&path, out);

@@ -245,7 +245,7 @@ impl StateStore {
     }
 
     /// Writes raw bytes under a location's key (tests of version handling).
-    fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
+    fn cf(&self, name: &str) -> Arc<rocksdb::BoundColumnFamily<'_>> {
         self.db
             .cf_handle(name)
             .expect("column families are created at open")
@@ -275,10 +275,10 @@ impl StateStore {
         for c in changes {
             match c {
                 FactChange::Put(s, rec) => {
-                    batch.put_cf(cf, key(source, &LocationKey::new(s.as_str())), rec.encode())
+                    batch.put_cf(&cf, key(source, &LocationKey::new(s.as_str())), rec.encode())
                 }
                 FactChange::Delete(s) => {
-                    batch.delete_cf(cf, key(source, &LocationKey::new(s.as_str())))
+                    batch.delete_cf(&cf, key(source, &LocationKey::new(s.as_str())))
                 }
             }
         }
@@ -302,7 +302,7 @@ impl StateStore {
     ) -> Result<Option<Vec<u8>>, StateError> {
         Ok(self
             .db
-            .get_cf(self.cf(AUX_CF), Self::aux_key(source, namespace, key))?)
+            .get_cf(&self.cf(AUX_CF), Self::aux_key(source, namespace, key))?)
     }
 
     /// Writes (`Some`) or deletes (`None`) values of a source, atomically.
@@ -317,8 +317,8 @@ impl StateStore {
         for (k, v) in entries {
             let key = Self::aux_key(source, namespace, k);
             match v {
-                Some(v) => batch.put_cf(cf, key, v),
-                None => batch.delete_cf(cf, key),
+                Some(v) => batch.put_cf(&cf, key, v),
+                None => batch.delete_cf(&cf, key),
             }
         }
         Ok(self.db.write(batch)?)
@@ -343,8 +343,9 @@ impl StateStore {
     /// The entries of a column family under `prefix`, prefix stripped.
     fn scan(&self, cf: &str, prefix: Vec<u8>) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StateError> {
         let mut out = Vec::new();
+        let handle = self.cf(cf);
         let iter = self.db.iterator_cf(
-            self.cf(cf),
+            &handle,
             rocksdb::IteratorMode::From(&prefix, rocksdb::Direction::Forward),
         );
         for item in iter {

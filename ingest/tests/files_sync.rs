@@ -5,7 +5,8 @@ use eventlog::embedded::EmbeddedLog;
 use eventlog::{EventLog, Reader};
 use ingest::files::FilesSource;
 use ingest::{
-    HeldBack, Ingest, IngestConfig, RemovalGuard, SourceConfig, StateStore, SyncReport, sync_source,
+    HeldBack, Ingest, IngestConfig, RemovalGuard, SourceConfig, StateStore, SyncMode, SyncReport,
+    sync_source,
 };
 use proto::{Content, LocationKey, Observation, ObservedContent, SourceId, Versioned};
 use std::fs;
@@ -433,12 +434,12 @@ fn unchanged_repoll_only_stats() {
     let guard = RemovalGuard::default();
 
     let t = Instant::now();
-    let first = sync_source(&source, &state, &log, &guard, Utc::now()).unwrap();
+    let first = sync_source(&source, &state, &log, &guard, Utc::now(), SyncMode::Full).unwrap();
     let first_took = t.elapsed();
     assert_eq!((first.emitted_new, first.fetched), (2000, 2000));
 
     let t = Instant::now();
-    let again = sync_source(&source, &state, &log, &guard, Utc::now()).unwrap();
+    let again = sync_source(&source, &state, &log, &guard, Utc::now(), SyncMode::Full).unwrap();
     let again_took = t.elapsed();
     assert_eq!(
         (again.emitted(), again.unchanged, again.fetched),
@@ -448,7 +449,7 @@ fn unchanged_repoll_only_stats() {
 
     // One edit: one read, one observation.
     write(&root.join("d7/f7.yaml"), component("edited"));
-    let third = sync_source(&source, &state, &log, &guard, Utc::now()).unwrap();
+    let third = sync_source(&source, &state, &log, &guard, Utc::now(), SyncMode::Full).unwrap();
     assert_eq!(
         (third.emitted_changed, third.emitted(), third.fetched),
         (1, 1, 1)

@@ -329,6 +329,7 @@ fn a_server_error_mid_listing_removes_nothing() {
     let mut h = Harness::new(250, 10, |g| g.org_data = false);
     assert!(h.sync().complete);
     h.observed();
+    assert_eq!(h.facts().len(), 250);
     h.sim().delete_repo("acme", "svc-0000");
     h.sim().delete_repo("acme", "svc-0010");
     // Page 2 fails on every attempt.

@@ -208,7 +208,7 @@ fn jitter() -> f64 {
 
 enum Step<T> {
     Done(Result<Answer<T>, ApiError>),
-    Wait(Duration),
+    Wait(Duration, String),
 }
 
 impl Client {
@@ -342,12 +342,12 @@ impl Client {
                 .await;
             match step {
                 Step::Done(r) => return r,
-                Step::Wait(w) => {
+                Step::Wait(w, why) => {
                     attempt += 1;
                     if attempt > self.politeness.max_retries {
                         return Err(ApiError::Transport {
                             path: path.into(),
-                            message: format!("gave up after {attempt} attempts"),
+                            message: format!("gave up after {attempt} attempts; last: {why}"),
                         });
                     }
                     self.counters.retries.fetch_add(1, Ordering::Relaxed);
@@ -415,11 +415,11 @@ impl Client {
         let resp = match sent {
             Err(_) => {
                 tracing::warn!(source = %self.source, path, attempt, "request timed out");
-                return Step::Wait(Duration::ZERO);
+                return Step::Wait(Duration::ZERO, "timed out".into());
             }
             Ok(Err(e)) => {
                 tracing::warn!(source = %self.source, path, attempt, error = %e, "request failed");
-                return Step::Wait(Duration::ZERO);
+                return Step::Wait(Duration::ZERO, e.to_string());
             }
             Ok(Ok(r)) => r,
         };
@@ -448,7 +448,7 @@ impl Client {
         .await
         {
             Ok(Ok(b)) => b.into_bytes(),
-            _ => return Step::Wait(Duration::ZERO),
+            _ => return Step::Wait(Duration::ZERO, "reading the body failed".into()),
         };
         let limited = matches!(status, 403 | 429)
             && (h.contains_key("retry-after") || header(&h, "x-ratelimit-remaining") == Some("0"));
@@ -496,19 +496,23 @@ impl Client {
                 if let Some(secs) = header(&h, "retry-after").and_then(|v| v.parse::<u64>().ok()) {
                     self.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(source = %self.source, path, retry_after_s = secs, "secondary rate limit");
-                    return Step::Wait(Duration::from_secs(secs.max(1)));
+                    return Step::Wait(
+                        Duration::from_secs(secs.max(1)),
+                        format!("HTTP {status} retry-after {secs}"),
+                    );
                 }
                 if header(&h, "x-ratelimit-remaining") == Some("0") {
                     self.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
                     // The loop waits for the reset before the next attempt.
+                    let why = format!("HTTP {status}: {message}");
                     return match self.quota_wait() {
-                        Some(_) => Step::Wait(Duration::from_millis(1)),
-                        None => Step::Wait(Duration::ZERO),
+                        Some(_) => Step::Wait(Duration::from_millis(1), why),
+                        None => Step::Wait(Duration::ZERO, why),
                     };
                 }
                 if status == 429 || message.to_lowercase().contains("secondary rate limit") {
                     self.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
-                    return Step::Wait(Duration::MAX);
+                    return Step::Wait(Duration::MAX, format!("HTTP {status}: {message}"));
                 }
                 err(ApiError::Forbidden {
                     path: path.into(),
@@ -517,7 +521,7 @@ impl Client {
             }
             500..=599 => {
                 tracing::warn!(source = %self.source, path, status, attempt, "server error");
-                Step::Wait(Duration::ZERO)
+                Step::Wait(Duration::ZERO, format!("HTTP {status}"))
             }
             _ => err(ApiError::Status {
                 path: path.into(),

@@ -277,7 +277,7 @@ pub async fn read_repo(client: &Client, ctx: &RepoCtx, task: RepoTask) -> RepoOu
     let skip_descriptors = !task.force && task.memo_trusted && pushed_same;
 
     // Descriptors.
-    let mut descriptors: Vec<MemoDescriptor> = Vec::new();
+    let descriptors: Vec<MemoDescriptor>;
     if skip_descriptors {
         let m = memo.expect("skip implies a memo");
         for d in &m.descriptors {
