@@ -141,7 +141,7 @@ fn main() -> anyhow::Result<()> {
             }
             Command::Ingest { dir, common } => {
                 let mut cfg = load(&common)?;
-                telemetry(cfg.telemetry.log_format);
+                let metrics = telemetry(cfg.telemetry.log_format);
                 if let Some(d) = dir {
                     add_dir_source(&mut cfg, d);
                 }

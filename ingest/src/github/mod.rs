@@ -78,7 +78,8 @@ pub struct GithubSource {
     cfg: GithubConfig,
     max_document_bytes: u64,
     state: Arc<StateStore>,
-    rt: tokio::runtime::Runtime,
+    /// `Some` until drop (see the `Drop` impl).
+    rt: Option<tokio::runtime::Runtime>,
     auth: Auth,
     clients: Mutex<HashMap<String, Arc<Client>>>,
     repo_filter: Option<regex::Regex>,
@@ -221,7 +222,7 @@ impl GithubSource {
             cfg,
             max_document_bytes,
             state,
-            rt,
+            rt: Some(rt),
             auth,
             clients: Mutex::new(HashMap::new()),
             repo_filter,
@@ -231,6 +232,10 @@ impl GithubSource {
             webhook_secret,
             stop: Mutex::new(None),
         })
+    }
+
+    fn runtime(&self) -> &tokio::runtime::Runtime {
+        self.rt.as_ref().expect("the runtime lives until drop")
     }
 
     pub fn config(&self) -> &GithubConfig {
@@ -674,6 +679,17 @@ impl GithubSource {
     }
 }
 
+impl Drop for GithubSource {
+    /// The last reference may go away inside another runtime (an HTTP
+    /// handler's state), where dropping a runtime would block; let it wind
+    /// down in the background instead.
+    fn drop(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
 fn politeness(cfg: &GithubConfig) -> Politeness {
     let r = &cfg.rate_limit;
     Politeness {
@@ -693,12 +709,12 @@ impl Source for GithubSource {
     }
 
     fn list(&self, known: &Known) -> Result<Listing, SourceError> {
-        Ok(self.rt.block_on(self.list_full(known)))
+        Ok(self.runtime().block_on(self.list_full(known)))
     }
 
     fn list_pending(&self, known: &Known) -> Result<Listing, SourceError> {
         let pending = std::mem::take(&mut *lock(&self.pending));
-        Ok(self.rt.block_on(self.list_scoped(known, pending)))
+        Ok(self.runtime().block_on(self.list_scoped(known, pending)))
     }
 
     fn has_pending(&self) -> bool {
