@@ -295,7 +295,8 @@ fn walk_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if let Some(repos) = args.github_repos {
         let changed = args.github_changed;
-        return tokio::task::spawn_blocking(move || crate::bench_github::run(repos, changed)).await?;
+        return tokio::task::spawn_blocking(move || crate::bench_github::run(repos, changed))
+            .await?;
     }
     let tmp;
     let root = match &args.dir {

@@ -22,7 +22,13 @@ fn component(name: &str, rev: u32) -> String {
     )
 }
 
-fn line(what: &str, r: &SyncReport, secs: f64, before: &githubsim::Stats, after: &githubsim::Stats) {
+fn line(
+    what: &str,
+    r: &SyncReport,
+    secs: f64,
+    before: &githubsim::Stats,
+    after: &githubsim::Stats,
+) {
     println!(
         "{what}: {:.2} s, {} requests ({} answered 304), {} rate-limit points, {} observations + {} fact messages emitted{}",
         secs,
@@ -48,7 +54,8 @@ pub fn run(repos: usize, changed: usize) -> anyhow::Result<()> {
         r.files.insert("README.md".into(), format!("# {name}\n"));
         // Four in five repositories are in the catalog.
         if i % 5 != 4 {
-            r.files.insert("catalog-info.yaml".into(), component(&name, 0));
+            r.files
+                .insert("catalog-info.yaml".into(), component(&name, 0));
         }
         sim.add_repo("acme", r);
     }
@@ -89,7 +96,11 @@ pub fn run(repos: usize, changed: usize) -> anyhow::Result<()> {
         &proto::topics::ALL,
         4,
     )?);
-    let g = GithubConfig::new(&["acme"], Some(&server.base_url()), &dir.path().join("token"));
+    let g = GithubConfig::new(
+        &["acme"],
+        Some(&server.base_url()),
+        &dir.path().join("token"),
+    );
     let ingest = Ingest::open(
         IngestConfig {
             sources: vec![SourceConfig::github("github", g)],
@@ -110,13 +121,23 @@ pub fn run(repos: usize, changed: usize) -> anyhow::Result<()> {
     for i in 0..changed {
         let idx = (i * repos / changed.max(1)) / 5 * 5; // a repository with a descriptor
         let name = format!("svc-{idx:05}");
-        sim.set_file("acme", &name, "catalog-info.yaml", Some(&component(&name, 1)));
+        sim.set_file(
+            "acme",
+            &name,
+            "catalog-info.yaml",
+            Some(&component(&name, 1)),
+        );
     }
     sync(&format!("re-poll after {changed} pushes"))?;
 
     // One push through the webhook path: a scoped sync of that repository.
     let name = format!("svc-{:05}", 5);
-    sim.set_file("acme", &name, "catalog-info.yaml", Some(&component(&name, 2)));
+    sim.set_file(
+        "acme",
+        &name,
+        "catalog-info.yaml",
+        Some(&component(&name, 2)),
+    );
     let source = ingest.github_sources()[0].1.clone();
     let id = 1000 + 5;
     source.note(&Delivery::Push {
@@ -133,6 +154,12 @@ pub fn run(repos: usize, changed: usize) -> anyhow::Result<()> {
     let before = sim.stats();
     let t = Instant::now();
     let r = ingest.sync_pending(None)?.pop().expect("a pending sync");
-    line("webhook push (scoped sync)", &r, t.elapsed().as_secs_f64(), &before, &sim.stats());
+    line(
+        "webhook push (scoped sync)",
+        &r,
+        t.elapsed().as_secs_f64(),
+        &before,
+        &sim.stats(),
+    );
     Ok(())
 }

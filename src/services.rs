@@ -163,7 +163,11 @@ async fn join_stages(stages: Vec<Stage>) -> anyhow::Result<()> {
 fn open_ingest(cfg: &Config, log: Arc<dyn EventLog>) -> anyhow::Result<Arc<ingest::Ingest>> {
     let dir = ingest_dir(cfg);
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    Ok(Arc::new(ingest::Ingest::open(cfg.ingest.clone(), log, &dir)?))
+    Ok(Arc::new(ingest::Ingest::open(
+        cfg.ingest.clone(),
+        log,
+        &dir,
+    )?))
 }
 
 fn ingest_stage(ingest: Arc<ingest::Ingest>, shutdown: &Shutdown) -> Stage {
@@ -220,12 +224,9 @@ async fn http(
     let addr = listener.local_addr()?;
     let stop = Shutdown::new();
     let sd = stop.clone();
-    let server = tokio::spawn(query::serve_with(
-        listener,
-        state,
-        extra,
-        async move { sd.wait().await },
-    ));
+    let server = tokio::spawn(query::serve_with(listener, state, extra, async move {
+        sd.wait().await
+    }));
     tracing::info!(%addr, "serving the catalog API");
     if let Some(tx) = listening {
         let _ = tx.send(addr);

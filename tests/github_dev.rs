@@ -145,7 +145,10 @@ fn github_org_is_served_and_webhooks_show_within_a_second() {
     let uid = svc["metadata"]["uid"].as_str().unwrap().to_string();
     let (s, team) = entity(&agent, &base, "group", "platform");
     assert_eq!(s, 200, "{team}");
-    assert_eq!(team["metadata"]["annotations"]["github.com/team-slug"], "acme/platform");
+    assert_eq!(
+        team["metadata"]["annotations"]["github.com/team-slug"],
+        "acme/platform"
+    );
     let (s, ann) = entity(&agent, &base, "user", "ann");
     assert_eq!(s, 200, "{ann}");
     assert_eq!(ann["spec"]["memberOf"], json!(["group:default/platform"]));
@@ -157,7 +160,12 @@ fn github_org_is_served_and_webhooks_show_within_a_second() {
     assert_eq!(post(&agent, &hook, "push", &push, "not the secret"), 401);
 
     // A push with a good one: the new title shows quickly.
-    sim.set_file("acme", "svc-3", "catalog-info.yaml", Some(&component("svc-3", "pushed")));
+    sim.set_file(
+        "acme",
+        "svc-3",
+        "catalog-info.yaml",
+        Some(&component("svc-3", "pushed")),
+    );
     let started = Instant::now();
     assert_eq!(post(&agent, &hook, "push", &push, SECRET), 202);
     wait_for("the pushed title", WAIT, || {
@@ -202,7 +210,10 @@ fn github_org_is_served_and_webhooks_show_within_a_second() {
     let held = &status["sources"][0]["last_sync"]["held_back"];
     assert_eq!(held["would_remove"], 6, "{status}");
     assert_eq!(total(&agent, &base, "kind=component"), 8, "nothing removed");
-    assert!(status["sources"][0]["details"]["rate_limit"][0]["remaining"].is_u64(), "{status}");
+    assert!(
+        status["sources"][0]["details"]["rate_limit"][0]["remaining"].is_u64(),
+        "{status}"
+    );
     run.shutdown.trigger();
     run.thread.join().unwrap().unwrap();
 }

@@ -488,11 +488,22 @@ impl Req {
 
 /// A page of `items` per `per_page`/`page`, with GitHub's `Link` header.
 fn paginate(items: Vec<Value>, req: &Req, base: &str) -> Reply {
+    paginate_with(items, req, base, |v| v)
+}
+
+/// Like [`paginate`], rendering only the items of the requested page (a
+/// page of a 5,000-repository org must not render all 5,000).
+fn paginate_with<T>(items: Vec<T>, req: &Req, base: &str, render: impl Fn(T) -> Value) -> Reply {
     let per_page = req.query.number("per_page").unwrap_or(30).min(100);
     let page = req.query.number("page").unwrap_or(1);
     let last = items.len().div_ceil(per_page).max(1);
     let start = (page - 1).saturating_mul(per_page);
-    let slice: Vec<Value> = items.into_iter().skip(start).take(per_page).collect();
+    let slice: Vec<Value> = items
+        .into_iter()
+        .skip(start)
+        .take(per_page)
+        .map(render)
+        .collect();
     let mut rels = Vec::new();
     if page > 1 {
         rels.push(("prev", page - 1));
@@ -1010,8 +1021,7 @@ fn org_repos(st: &State, base: &str, req: &Req, org: &str) -> Reply {
         let ord = ord.then(a.id.cmp(&b.id));
         if ascending { ord } else { ord.reverse() }
     });
-    let items = repos.into_iter().map(|r| repo_json(st, r, false)).collect();
-    paginate(items, req, base)
+    paginate_with(repos, req, base, |r| repo_json(st, r, false))
 }
 
 fn repo_route(st: &State, base: &str, req: &Req, id: u64, rest: &[&str]) -> Reply {

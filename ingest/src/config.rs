@@ -187,7 +187,10 @@ impl TryFrom<RawSourceConfig> for SourceConfig {
                 patterns: raw.patterns.unwrap_or_else(default_patterns),
             }),
             "github" => SourceKind::Github(Box::new(raw.github.ok_or_else(|| {
-                format!("source {:?}: a github source needs a `github:` block", raw.id)
+                format!(
+                    "source {:?}: a github source needs a `github:` block",
+                    raw.id
+                )
             })?)),
             other => {
                 return Err(format!(

@@ -77,13 +77,15 @@ async fn github_webhook(
     let mut last_err = None;
     let verified: Vec<_> = with_secret
         .iter()
-        .filter(|(_, _, k)| match webhook::verify_signature(k, &body, signature) {
-            Ok(()) => true,
-            Err(e) => {
-                last_err = Some(e);
-                false
-            }
-        })
+        .filter(
+            |(_, _, k)| match webhook::verify_signature(k, &body, signature) {
+                Ok(()) => true,
+                Err(e) => {
+                    last_err = Some(e);
+                    false
+                }
+            },
+        )
         .collect();
     if verified.is_empty() {
         let e = last_err.expect("at least one secret was tried");
@@ -94,7 +96,11 @@ async fn github_webhook(
         };
         rejected(reason);
         tracing::warn!(delivery = %delivery_id, event = %event, reason, "webhook rejected");
-        return error(StatusCode::UNAUTHORIZED, "AuthenticationError", e.to_string());
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "AuthenticationError",
+            e.to_string(),
+        );
     }
     if event.is_empty() {
         rejected("no_event");
@@ -118,7 +124,11 @@ async fn github_webhook(
             queued.push(id.to_string());
         }
     }
-    let outcome = if queued.is_empty() { "ignored" } else { "queued" };
+    let outcome = if queued.is_empty() {
+        "ignored"
+    } else {
+        "queued"
+    };
     metrics::counter!("catalog_github_webhooks_total", "outcome" => outcome, "reason" => event.clone())
         .increment(1);
     if !queued.is_empty() {

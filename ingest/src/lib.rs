@@ -287,7 +287,9 @@ impl Ingest {
                     }
                     match self.sync_one(rt, SyncMode::Pending) {
                         Ok(r) => log_report(&r),
-                        Err(e) => tracing::error!(source = %rt.config.id, error = %e, "webhook sync failed"),
+                        Err(e) => {
+                            tracing::error!(source = %rt.config.id, error = %e, "webhook sync failed")
+                        }
                     }
                 }
             }

@@ -111,6 +111,9 @@ pub enum StateChange {
     Delete(LocationKey),
 }
 
+/// A raw key and value.
+type KeyValue = (Vec<u8>, Vec<u8>);
+
 /// A source's records, by location.
 pub type Records = BTreeMap<LocationKey, LocationRecord>;
 
@@ -274,9 +277,11 @@ impl StateStore {
         let mut batch = rocksdb::WriteBatch::default();
         for c in changes {
             match c {
-                FactChange::Put(s, rec) => {
-                    batch.put_cf(&cf, key(source, &LocationKey::new(s.as_str())), rec.encode())
-                }
+                FactChange::Put(s, rec) => batch.put_cf(
+                    &cf,
+                    key(source, &LocationKey::new(s.as_str())),
+                    rec.encode(),
+                ),
                 FactChange::Delete(s) => {
                     batch.delete_cf(&cf, key(source, &LocationKey::new(s.as_str())))
                 }
@@ -341,7 +346,7 @@ impl StateStore {
     }
 
     /// The entries of a column family under `prefix`, prefix stripped.
-    fn scan(&self, cf: &str, prefix: Vec<u8>) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StateError> {
+    fn scan(&self, cf: &str, prefix: Vec<u8>) -> Result<Vec<KeyValue>, StateError> {
         let mut out = Vec::new();
         let handle = self.cf(cf);
         let iter = self.db.iterator_cf(

@@ -13,8 +13,8 @@ use proto::{
     FactEvent, FactState, LocationKey, Observation, ObservedContent, SourceId, SubjectKey,
     Versioned,
 };
-use sha2::{Digest, Sha256};
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
@@ -308,7 +308,12 @@ fn plan_facts(
 }
 
 /// Ships the plan's messages, flushes, and only then writes the state.
-fn ship(log: &dyn EventLog, state: &StateStore, id: &SourceId, plan: &Plan) -> Result<(), SyncError> {
+fn ship(
+    log: &dyn EventLog,
+    state: &StateStore,
+    id: &SourceId,
+    plan: &Plan,
+) -> Result<(), SyncError> {
     for o in &plan.observations {
         log.append(
             proto::topics::OBSERVATIONS,
@@ -375,7 +380,6 @@ pub fn sync_source(
         return Err(e);
     }
     source.commit();
-
 
     if let Some(h) = plan.held_back {
         tracing::warn!(
@@ -747,15 +751,8 @@ pub(crate) mod tests {
         let e = env();
         e.src.set(true, &[("a", "A")]);
         e.log.fail_flush.store(true, Ordering::SeqCst);
-        let err = sync_source(
-            &e.src,
-            &e.state,
-            &e.log,
-            &e.guard,
-            t(1),
-            SyncMode::Full,
-        )
-        .unwrap_err();
+        let err =
+            sync_source(&e.src, &e.state, &e.log, &e.guard, t(1), SyncMode::Full).unwrap_err();
         assert!(matches!(err, SyncError::Log(_)), "{err}");
         assert!(e.state.load(&SourceId::new("s")).unwrap().is_empty());
         e.log.fail_flush.store(false, Ordering::SeqCst);

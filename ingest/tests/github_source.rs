@@ -100,7 +100,11 @@ struct Harness {
     ingest: Arc<Ingest>,
 }
 
-fn config(dir: &std::path::Path, base_url: &str, tweak: impl FnOnce(&mut GithubConfig)) -> GithubConfig {
+fn config(
+    dir: &std::path::Path,
+    base_url: &str,
+    tweak: impl FnOnce(&mut GithubConfig),
+) -> GithubConfig {
     // Secrets come from files, as mounted secrets do in production.
     let token = dir.join("token");
     std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
@@ -122,7 +126,8 @@ impl Harness {
         org(&sim, n, every);
         let server = sim.spawn();
         let dir = tempfile::tempdir().unwrap();
-        let log = Arc::new(EmbeddedLog::open(&dir.path().join("log"), &proto::topics::ALL, 2).unwrap());
+        let log =
+            Arc::new(EmbeddedLog::open(&dir.path().join("log"), &proto::topics::ALL, 2).unwrap());
         let obs = log.subscribe(proto::topics::OBSERVATIONS, "t").unwrap();
         let facts = log.subscribe(proto::topics::FACTS, "t").unwrap();
         let g = config(dir.path(), &server.base_url(), tweak);
@@ -262,8 +267,14 @@ fn discovers_a_paginated_org_then_a_repoll_costs_nothing() {
     assert_eq!(facts.len(), 230);
     let f0 = repo_facts(&facts["github:github.com/acme/svc-0000"]);
     assert_eq!(f0.descriptors, vec![LocationKey::new(loc("svc-0000"))]);
-    assert_eq!(f0.files.get("CODEOWNERS").map(String::as_str), Some(".github/CODEOWNERS"));
-    assert_eq!(f0.files.get("README").map(String::as_str), Some("README.md"));
+    assert_eq!(
+        f0.files.get("CODEOWNERS").map(String::as_str),
+        Some(".github/CODEOWNERS")
+    );
+    assert_eq!(
+        f0.files.get("README").map(String::as_str),
+        Some("README.md")
+    );
     match &f0.branch_protection {
         Access::Granted(p) => assert_eq!((p.protected, p.required_reviews), (true, 2)),
         other => panic!("{other:?}"),
@@ -292,7 +303,12 @@ fn discovers_a_paginated_org_then_a_repoll_costs_nothing() {
     assert!(h.observed().is_empty());
 
     // A push to one repository: only it is read again, one observation.
-    h.sim().set_file("acme", "svc-0020", "catalog-info.yaml", Some(&component("svc-0020", "second")));
+    h.sim().set_file(
+        "acme",
+        "svc-0020",
+        "catalog-info.yaml",
+        Some(&component("svc-0020", "second")),
+    );
     h.sim().reset_stats();
     let r = h.sync();
     assert_eq!((r.emitted_changed, r.emitted()), (1, 1));
@@ -312,16 +328,33 @@ fn rate_limits_are_waited_out_and_the_sync_completes() {
             status: 403,
         },
     );
-    h.sim().fail_next("/repos/acme/svc-0010/contents/catalog-info.yaml", Fault::PrimaryExhausted { reset_in_secs: 1 });
+    h.sim().fail_next(
+        "/repos/acme/svc-0010/contents/catalog-info.yaml",
+        Fault::PrimaryExhausted { reset_in_secs: 1 },
+    );
     let started = Instant::now();
     let r = h.sync();
     assert!(r.complete && r.problems.is_empty(), "{:?}", r.problems);
-    assert!(started.elapsed() >= Duration::from_secs(1), "waited for retry-after");
-    assert_eq!(h.observed().keys().filter(|k| k.starts_with("url:")).count(), 3);
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "waited for retry-after"
+    );
+    assert_eq!(
+        h.observed()
+            .keys()
+            .filter(|k| k.starts_with("url:"))
+            .count(),
+        3
+    );
     let status = serde_json::to_value(h.ingest.status()).unwrap();
     let requests = &status[0]["details"]["requests"];
     assert!(requests["rate_limited"].as_u64().unwrap() >= 2, "{status}");
-    assert!(status[0]["details"]["rate_limit"][0]["remaining"].as_u64().is_some(), "{status}");
+    assert!(
+        status[0]["details"]["rate_limit"][0]["remaining"]
+            .as_u64()
+            .is_some(),
+        "{status}"
+    );
 }
 
 #[test]
@@ -334,7 +367,10 @@ fn a_server_error_mid_listing_removes_nothing() {
     h.sim().delete_repo("acme", "svc-0010");
     // Page 2 fails on every attempt.
     for _ in 0..3 {
-        h.sim().fail_next("/orgs/acme/repos?type=all&sort=created&direction=asc&per_page=100&page=2", Fault::Status(502));
+        h.sim().fail_next(
+            "/orgs/acme/repos?type=all&sort=created&direction=asc&per_page=100&page=2",
+            Fault::Status(502),
+        );
     }
     let r = h.sync();
     assert!(!r.complete);
@@ -349,7 +385,10 @@ fn a_server_error_mid_listing_removes_nothing() {
     let obs = h.observed();
     assert_eq!(obs[&loc("svc-0000")].content, ObservedContent::Removed);
     let facts = h.facts();
-    assert_eq!(facts["github:github.com/acme/svc-0010"].state, FactState::Removed);
+    assert_eq!(
+        facts["github:github.com/acme/svc-0010"].state,
+        FactState::Removed
+    );
 }
 
 #[test]
@@ -357,7 +396,12 @@ fn webhooks_need_a_good_signature_and_act_on_one_repository() {
     let mut h = Harness::new(20, 5, |_| {});
     h.sync();
     h.observed();
-    h.sim().set_file("acme", "svc-0005", "catalog-info.yaml", Some(&component("svc-0005", "pushed")));
+    h.sim().set_file(
+        "acme",
+        "svc-0005",
+        "catalog-info.yaml",
+        Some(&component("svc-0005", "pushed")),
+    );
     let push = serde_json::json!({
         "ref": "refs/heads/main",
         "before": "a", "after": "b", "created": false, "deleted": false, "forced": false,
@@ -384,7 +428,10 @@ fn webhooks_need_a_good_signature_and_act_on_one_repository() {
     assert!(text(&obs[&loc("svc-0005")]).contains("title: pushed"));
     let stats = h.sim().stats();
     assert!(
-        !stats.paths.iter().any(|p| p.starts_with("/orgs/acme/repos")),
+        !stats
+            .paths
+            .iter()
+            .any(|p| p.starts_with("/orgs/acme/repos")),
         "no org listing: {:?}",
         stats.paths
     );
@@ -411,10 +458,19 @@ fn a_renamed_repository_moves_its_descriptor() {
     let obs = h.observed();
     assert_eq!(obs[&loc("svc-0005")].content, ObservedContent::Removed);
     // Same descriptor, same entity, at the new location.
-    assert_eq!(text(&obs[&loc("payments")]), text(&before[&loc("svc-0005")]));
+    assert_eq!(
+        text(&obs[&loc("payments")]),
+        text(&before[&loc("svc-0005")])
+    );
     let facts = h.facts();
-    assert_eq!(facts["github:github.com/acme/svc-0005"].state, FactState::Removed);
-    assert_eq!(repo_facts(&facts["github:github.com/acme/payments"]).id, 1005);
+    assert_eq!(
+        facts["github:github.com/acme/svc-0005"].state,
+        FactState::Removed
+    );
+    assert_eq!(
+        repo_facts(&facts["github:github.com/acme/payments"]).id,
+        1005
+    );
     // A full re-poll agrees: nothing more to do.
     let r = h.sync();
     assert_eq!(r.emitted(), 0, "{r:?}");

@@ -6,8 +6,8 @@
 //! subject's latest message is what its source knows about it now, and a
 //! subject that left a complete listing gets [`FactState::Removed`].
 
-use crate::refs::{LocationKey, SourceId};
 use crate::envelope::Versioned;
+use crate::refs::{LocationKey, SourceId};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -55,10 +55,14 @@ impl Versioned for FactEvent {
 }
 
 /// What is known about a subject now.
+// Messages are handled one at a time; boxing would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum FactState {
-    Present { facts: Facts },
+    Present {
+        facts: Facts,
+    },
     /// The subject is gone from a complete listing of its source.
     Removed,
 }

@@ -335,7 +335,10 @@ impl Client {
                 tracing::warn!(source = %self.source, wait_s = w.as_secs(), "rate limit spent; waiting for the reset");
                 self.sleep(w).await?;
                 // Assume the reset happened; the next answer says otherwise.
-                self.quota.lock().unwrap_or_else(|e| e.into_inner()).remaining = None;
+                self.quota
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remaining = None;
             }
             let step = self
                 .attempt(path, cache_key, &mut cached, &extract, attempt)

@@ -269,7 +269,10 @@ impl GithubConfig {
     pub fn validate(&self) -> Result<(), (String, String)> {
         let e = |f: &str, m: String| Err((format!("github.{f}"), m));
         if self.organizations.is_empty() {
-            return e("organizations", "must name at least one organization".into());
+            return e(
+                "organizations",
+                "must name at least one organization".into(),
+            );
         }
         for (i, o) in self.organizations.iter().enumerate() {
             if o.is_empty() || !o.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
@@ -309,7 +312,10 @@ impl GithubConfig {
                 );
             }
             (false, true) if !key => {
-                return e("auth", "a GitHub App needs private_key_path or private_key_env".into());
+                return e(
+                    "auth",
+                    "a GitHub App needs private_key_path or private_key_env".into(),
+                );
             }
             _ => {}
         }
@@ -324,7 +330,10 @@ impl GithubConfig {
         if let Some(r) = &self.filters.repository
             && let Err(err) = regex::Regex::new(r)
         {
-            return e("filters.repository", format!("invalid regular expression: {err}"));
+            return e(
+                "filters.repository",
+                format!("invalid regular expression: {err}"),
+            );
         }
         for (i, v) in self.filters.visibility.iter().enumerate() {
             if !matches!(v.as_str(), "public" | "private" | "internal") {
@@ -338,7 +347,10 @@ impl GithubConfig {
             return e("concurrency", "must be between 1 and 64".into());
         }
         if self.rate_limit.request_timeout_secs == 0 {
-            return e("rate_limit.request_timeout_secs", "must be greater than 0".into());
+            return e(
+                "rate_limit.request_timeout_secs",
+                "must be greater than 0".into(),
+            );
         }
         Ok(())
     }

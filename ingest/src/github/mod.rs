@@ -20,9 +20,7 @@ pub mod org;
 pub mod repos;
 pub mod webhook;
 
-use crate::files::{
-    Fetched, Known, Listed, ListedFacts, Listing, ScopeEntry, Source, SourceError,
-};
+use crate::files::{Fetched, Known, Listed, ListedFacts, Listing, ScopeEntry, Source, SourceError};
 use crate::state::StateStore;
 use chrono::Utc;
 use client::{ApiError, Client, Politeness, json};
@@ -103,7 +101,10 @@ enum Auth {
     /// One client for every organization.
     Token(Arc<Client>),
     /// A GitHub App: a client per organization's installation.
-    App { app: Octocrab, installation: Option<u64> },
+    App {
+        app: Octocrab,
+        installation: Option<u64>,
+    },
 }
 
 /// Why a `github` source could not be set up; names the setting.
@@ -122,8 +123,7 @@ fn setup(field: &str, message: impl Into<String>) -> SetupError {
 }
 
 fn env(field: &str, var: &str) -> Result<String, SetupError> {
-    std::env::var(var)
-        .map_err(|_| setup(field, format!("environment variable {var} is not set")))
+    std::env::var(var).map_err(|_| setup(field, format!("environment variable {var} is not set")))
 }
 
 fn file(field: &str, path: &std::path::Path) -> Result<String, SetupError> {
@@ -176,7 +176,10 @@ impl GithubSource {
                     politeness.clone(),
                 )))
             } else {
-                let app_id = cfg.auth.app_id.ok_or_else(|| setup("auth.app_id", "missing"))?;
+                let app_id = cfg
+                    .auth
+                    .app_id
+                    .ok_or_else(|| setup("auth.app_id", "missing"))?;
                 let pem = match (&cfg.auth.private_key_path, &cfg.auth.private_key_env) {
                     (Some(p), _) => std::fs::read(p).map_err(|e| {
                         setup("auth.private_key_path", format!("{}: {e}", p.display()))
@@ -184,8 +187,9 @@ impl GithubSource {
                     (None, Some(var)) => env("auth.private_key_env", var)?.into_bytes(),
                     (None, None) => return Err(setup("auth", "a GitHub App needs a private key")),
                 };
-                let key = octocrab::EncodingKey::from_rsa_pem(&pem)
-                    .map_err(|e| setup("auth.private_key_path", format!("not an RSA PEM key: {e}")))?;
+                let key = octocrab::EncodingKey::from_rsa_pem(&pem).map_err(|e| {
+                    setup("auth.private_key_path", format!("not an RSA PEM key: {e}"))
+                })?;
                 let app = builder()?
                     .app(octocrab::models::AppId(app_id), key)
                     .build()
@@ -428,16 +432,24 @@ impl GithubSource {
         out.into_iter().map(|(_, id, o)| (id, o)).collect()
     }
 
-    fn task(&self, s: RepoSummary, memos: &HashMap<u64, RepoMemo>, known: &Known, force: bool) -> RepoTask {
+    fn task(
+        &self,
+        s: RepoSummary,
+        memos: &HashMap<u64, RepoMemo>,
+        known: &Known,
+        force: bool,
+    ) -> RepoTask {
         let memo = memos.get(&s.id).cloned();
         let memo_trusted = memo.as_ref().is_some_and(|m| {
             m.descriptors.iter().all(|d| {
-                known.get(&d.location).is_some_and(|k| match (&k.content, &d.sha256) {
-                    (crate::state::ContentState::Present { sha256 }, Some(s)) => sha256 == s,
-                    (crate::state::ContentState::Present { .. }, None) => false,
-                    (_, None) => true,
-                    (_, Some(_)) => false,
-                })
+                known
+                    .get(&d.location)
+                    .is_some_and(|k| match (&k.content, &d.sha256) {
+                        (crate::state::ContentState::Present { sha256 }, Some(s)) => sha256 == s,
+                        (crate::state::ContentState::Present { .. }, None) => false,
+                        (_, None) => true,
+                        (_, Some(_)) => false,
+                    })
             })
         });
         RepoTask {
@@ -487,7 +499,9 @@ impl GithubSource {
             match data {
                 Ok(d) => orgs.push(d),
                 Err(e) => {
-                    listing.problems.push(format!("organization {o}: teams: {e}"));
+                    listing
+                        .problems
+                        .push(format!("organization {o}: teams: {e}"));
                     self.keep_org_data(listing, known);
                     return;
                 }
@@ -541,12 +555,15 @@ impl GithubSource {
                     continue;
                 }
             };
-            let first = format!("/orgs/{org}/repos?type=all&sort=created&direction=asc&per_page=100");
+            let first =
+                format!("/orgs/{org}/repos?type=all&sort=created&direction=asc&per_page=100");
             let repos = match client.get_all(&first, json::<Vec<RepoSummary>>).await {
                 Ok((r, _)) => r,
                 Err(e) => {
                     listing.complete = false;
-                    listing.problems.push(format!("organization {org}: repository listing: {e}"));
+                    listing
+                        .problems
+                        .push(format!("organization {org}: repository listing: {e}"));
                     // Keep the organization's known repositories as they are.
                     for m in memos.values().filter(|m| m.owner.eq_ignore_ascii_case(org)) {
                         for d in &m.descriptors {
@@ -559,7 +576,11 @@ impl GithubSource {
                             });
                         }
                         listing.facts.push(ListedFacts {
-                            subject: SubjectKey::github_repository(&self.cfg.host, &m.owner, &m.name),
+                            subject: SubjectKey::github_repository(
+                                &self.cfg.host,
+                                &m.owner,
+                                &m.name,
+                            ),
                             facts: None,
                         });
                     }
@@ -590,7 +611,8 @@ impl GithubSource {
                 .ok()
                 .flatten()
                 .and_then(|v| String::from_utf8(v).ok()?.parse::<i64>().ok());
-            let due = last.is_none_or(|t| Utc::now().timestamp() - t >= self.cfg.org_interval_secs as i64);
+            let due = last
+                .is_none_or(|t| Utc::now().timestamp() - t >= self.cfg.org_interval_secs as i64);
             if due || lock(&self.pending).org_data {
                 lock(&self.pending).org_data = false;
                 self.read_org_data(&mut listing, &mut staged, known).await;
@@ -623,15 +645,20 @@ impl GithubSource {
             if let Some(m) = memos.get(id) {
                 names.insert((m.owner.clone(), m.name.clone()));
             }
-            let owner = names
-                .iter()
-                .map(|(o, _)| o)
-                .find(|o| self.cfg.organizations.iter().any(|c| c.eq_ignore_ascii_case(o)));
+            let owner = names.iter().map(|(o, _)| o).find(|o| {
+                self.cfg
+                    .organizations
+                    .iter()
+                    .any(|c| c.eq_ignore_ascii_case(o))
+            });
             let Some(owner) = owner else { continue };
             // By id: a renamed or transferred repository answers under its
             // new name; a deleted one is gone.
             let summary = match self.client(owner).await {
-                Ok(c) => match c.get(&format!("/repositories/{id}"), json::<RepoSummary>).await {
+                Ok(c) => match c
+                    .get(&format!("/repositories/{id}"), json::<RepoSummary>)
+                    .await
+                {
                     Ok(a) => Ok((c, Some(a.value))),
                     Err(ApiError::NotFound { .. }) => Ok((c, None)),
                     Err(e) => Err(e),
@@ -729,7 +756,8 @@ impl Source for GithubSource {
             .map(|(id, m)| {
                 (
                     id.to_string(),
-                    m.as_ref().map(|m| serde_json::to_vec(m).expect("memo serialises")),
+                    m.as_ref()
+                        .map(|m| serde_json::to_vec(m).expect("memo serialises")),
                 )
             })
             .collect();
@@ -766,4 +794,3 @@ impl Source for GithubSource {
         })
     }
 }
-

@@ -68,7 +68,10 @@ pub struct OrgData {
 /// Reads an organization's teams, their members and the org's members.
 pub async fn read_org(client: &Client, org: &str) -> Result<OrgData, ApiError> {
     let (teams, _) = client
-        .get_all(&format!("/orgs/{org}/teams?per_page=100"), json::<Vec<Team>>)
+        .get_all(
+            &format!("/orgs/{org}/teams?per_page=100"),
+            json::<Vec<Team>>,
+        )
         .await?;
     let mut out = OrgData {
         org: org.into(),
@@ -86,7 +89,10 @@ pub async fn read_org(client: &Client, org: &str) -> Result<OrgData, ApiError> {
         out.teams.push((t, logins));
     }
     let (members, _) = client
-        .get_all(&format!("/orgs/{org}/members?per_page=100"), json::<Vec<Member>>)
+        .get_all(
+            &format!("/orgs/{org}/members?per_page=100"),
+            json::<Vec<Member>>,
+        )
         .await?;
     out.members = members;
     out.teams.sort_by(|a, b| a.0.slug.cmp(&b.0.slug));
@@ -221,7 +227,10 @@ pub fn entities(
                 "memberOf": groups.into_iter().collect::<Vec<_>>(),
             },
         });
-        let org = first_org.get(&login).cloned().unwrap_or_else(|| orgs[0].org.clone());
+        let org = first_org
+            .get(&login)
+            .cloned()
+            .unwrap_or_else(|| orgs[0].org.clone());
         out.push((
             user_location(host, &login),
             origin(host, &org),
@@ -259,12 +268,24 @@ mod tests {
             org: "acme".into(),
             teams: vec![
                 (team("platform", None), vec!["ann".into()]),
-                (team("payments", Some("platform")), vec!["ann".into(), "bob".into()]),
+                (
+                    team("payments", Some("platform")),
+                    vec!["ann".into(), "bob".into()],
+                ),
             ],
             members: vec![
-                Member { login: "ann".into(), avatar_url: None },
-                Member { login: "bob".into(), avatar_url: None },
-                Member { login: "cy".into(), avatar_url: None },
+                Member {
+                    login: "ann".into(),
+                    avatar_url: None,
+                },
+                Member {
+                    login: "bob".into(),
+                    avatar_url: None,
+                },
+                Member {
+                    login: "cy".into(),
+                    avatar_url: None,
+                },
             ],
         };
         let users = BTreeMap::from([(
@@ -298,9 +319,15 @@ mod tests {
             json!(["group:default/payments", "group:default/platform"])
         );
         assert_eq!(ann["spec"]["profile"]["email"], "ann@acme.test");
-        assert_eq!(ann["metadata"]["annotations"]["github.com/user-login"], "ann");
+        assert_eq!(
+            ann["metadata"]["annotations"]["github.com/user-login"],
+            "ann"
+        );
         // A member in no team is still a user.
-        assert_eq!(by["github-user:github.com/cy"]["spec"]["memberOf"], json!([]));
+        assert_eq!(
+            by["github-user:github.com/cy"]["spec"]["memberOf"],
+            json!([])
+        );
 
         // Two orgs: groups move to a namespace per org; users stay one.
         let mut other = org.clone();

@@ -8,12 +8,11 @@
 
 use super::client::{ApiError, Client, json};
 use super::config::GithubConfig;
-use crate::files::{Fetched, ListedFacts, Listed};
+use crate::files::{Fetched, Listed, ListedFacts};
 use base64::Engine;
 use chrono::{DateTime, Utc};
 use proto::{
-    Access, AlertCounts, BranchProtection, Content, Facts, LocationKey, RepositoryFacts,
-    SubjectKey,
+    Access, AlertCounts, BranchProtection, Content, Facts, LocationKey, RepositoryFacts, SubjectKey,
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -127,7 +126,13 @@ pub fn repo_url(host: &str, owner: &str, name: &str) -> String {
 }
 
 /// The location key of a descriptor, as Backstage writes it.
-pub fn descriptor_location(host: &str, owner: &str, name: &str, branch: &str, path: &str) -> LocationKey {
+pub fn descriptor_location(
+    host: &str,
+    owner: &str,
+    name: &str,
+    branch: &str,
+    path: &str,
+) -> LocationKey {
     LocationKey::new(format!(
         "url:{}/blob/{branch}/{path}",
         repo_url(host, owner, name)
@@ -270,9 +275,10 @@ pub async fn read_repo(client: &Client, ctx: &RepoCtx, task: RepoTask) -> RepoOu
     let branch = branch_of(&ctx.cfg, s);
     let summary = s.fingerprint();
     let mut out = RepoOutcome::default();
-    let memo = task.memo.as_ref().filter(|m| {
-        m.owner == owner && m.name == name && m.branch == branch
-    });
+    let memo = task
+        .memo
+        .as_ref()
+        .filter(|m| m.owner == owner && m.name == name && m.branch == branch);
     let pushed_same = memo.is_some_and(|m| m.summary == summary);
     let skip_descriptors = !task.force && task.memo_trusted && pushed_same;
 
@@ -281,7 +287,8 @@ pub async fn read_repo(client: &Client, ctx: &RepoCtx, task: RepoTask) -> RepoOu
     if skip_descriptors {
         let m = memo.expect("skip implies a memo");
         for d in &m.descriptors {
-            out.locations.push(unchanged(d.location.clone(), origin(host, owner)));
+            out.locations
+                .push(unchanged(d.location.clone(), origin(host, owner)));
         }
         descriptors = m.descriptors.clone();
     } else {
@@ -293,10 +300,12 @@ pub async fn read_repo(client: &Client, ctx: &RepoCtx, task: RepoTask) -> RepoOu
             }
             Err(e) => {
                 // Keep what was known: nothing of this repository is removed.
-                out.problems.push(format!("{owner}/{name}: descriptors: {e}"));
+                out.problems
+                    .push(format!("{owner}/{name}: descriptors: {e}"));
                 if let Some(m) = task.memo.as_ref() {
                     for d in &m.descriptors {
-                        out.locations.push(unchanged(d.location.clone(), origin(host, owner)));
+                        out.locations
+                            .push(unchanged(d.location.clone(), origin(host, owner)));
                     }
                 }
                 out.facts = Some(ListedFacts {
@@ -312,9 +321,8 @@ pub async fn read_repo(client: &Client, ctx: &RepoCtx, task: RepoTask) -> RepoOu
     let subject = SubjectKey::github_repository(host, owner, name);
     let mut facts_at = memo.and_then(|m| m.facts_at);
     if ctx.cfg.facts {
-        let stale = facts_at.is_none_or(|t| {
-            ctx.now.timestamp() - t >= ctx.cfg.facts_interval_secs as i64
-        });
+        let stale =
+            facts_at.is_none_or(|t| ctx.now.timestamp() - t >= ctx.cfg.facts_interval_secs as i64);
         if task.force || !pushed_same || stale || !task.memo_trusted {
             match read_facts(client, ctx, s, &branch, &descriptors).await {
                 Ok(f) => {
@@ -414,36 +422,40 @@ async fn read_descriptors(
     );
     let matcher = glob.clone();
     let tree = client
-        .get_keyed(&req, &format!("{req}#{}", ctx.cfg.catalog_path()), move |b| {
-            #[derive(Deserialize)]
-            struct Tree {
-                tree: Vec<Entry>,
-                #[serde(default)]
-                truncated: bool,
-            }
-            #[derive(Deserialize)]
-            struct Entry {
-                path: String,
-                #[serde(rename = "type")]
-                kind: String,
-                sha: String,
-                #[serde(default)]
-                size: u64,
-            }
-            let t: Tree = json(b)?;
-            if t.truncated {
-                return Err("the tree is truncated (too many files for one request)".into());
-            }
-            Ok(t.tree
-                .into_iter()
-                .filter(|e| e.kind == "blob" && matcher.is_match(&e.path))
-                .map(|e| TreeBlob {
-                    path: e.path,
-                    sha: e.sha,
-                    size: e.size,
-                })
-                .collect::<Vec<_>>())
-        })
+        .get_keyed(
+            &req,
+            &format!("{req}#{}", ctx.cfg.catalog_path()),
+            move |b| {
+                #[derive(Deserialize)]
+                struct Tree {
+                    tree: Vec<Entry>,
+                    #[serde(default)]
+                    truncated: bool,
+                }
+                #[derive(Deserialize)]
+                struct Entry {
+                    path: String,
+                    #[serde(rename = "type")]
+                    kind: String,
+                    sha: String,
+                    #[serde(default)]
+                    size: u64,
+                }
+                let t: Tree = json(b)?;
+                if t.truncated {
+                    return Err("the tree is truncated (too many files for one request)".into());
+                }
+                Ok(t.tree
+                    .into_iter()
+                    .filter(|e| e.kind == "blob" && matcher.is_match(&e.path))
+                    .map(|e| TreeBlob {
+                        path: e.path,
+                        sha: e.sha,
+                        size: e.size,
+                    })
+                    .collect::<Vec<_>>())
+            },
+        )
         .await;
     let blobs = match tree {
         Ok(a) => {
@@ -455,9 +467,11 @@ async fn read_descriptors(
     };
     for b in blobs {
         let location = descriptor_location(host, owner, name, branch, &b.path);
-        let known = memo
-            .filter(|_| memo_trusted)
-            .and_then(|m| m.descriptors.iter().find(|d| d.location == location && d.blob == b.sha));
+        let known = memo.filter(|_| memo_trusted).and_then(|m| {
+            m.descriptors
+                .iter()
+                .find(|d| d.location == location && d.blob == b.sha)
+        });
         if let Some(d) = known {
             memo_out.push(d.clone());
             listed.push(unchanged(location, origin.clone()));
@@ -470,7 +484,10 @@ async fn read_descriptors(
             }
         } else {
             let a = client
-                .get(&format!("/repos/{owner}/{name}/git/blobs/{}", b.sha), decode_file)
+                .get(
+                    &format!("/repos/{owner}/{name}/git/blobs/{}", b.sha),
+                    decode_file,
+                )
                 .await?;
             fresh |= a.fresh;
             fetched_of(a.value, ctx.max_document_bytes)
@@ -519,7 +536,10 @@ async fn read_facts(
     // also looks for CODEOWNERS, SECURITY.md and READMEs).
     let mut files: BTreeMap<String, String> = BTreeMap::new();
     let root = match client
-        .get(&format!("/repos/{owner}/{name}/contents/?ref={r}"), decode_dir)
+        .get(
+            &format!("/repos/{owner}/{name}/contents/?ref={r}"),
+            decode_dir,
+        )
         .await
     {
         Ok(a) => a.value,
@@ -538,7 +558,10 @@ async fn read_facts(
     dirs.sort_by_key(|d| if d == ".github" { 0 } else { 1 });
     for d in dirs {
         match client
-            .get(&format!("/repos/{owner}/{name}/contents/{d}?ref={r}"), decode_dir)
+            .get(
+                &format!("/repos/{owner}/{name}/contents/{d}?ref={r}"),
+                decode_dir,
+            )
             .await
         {
             Ok(a) => listings.push((d, a.value)),
@@ -561,7 +584,10 @@ async fn read_facts(
     }
 
     let languages: BTreeMap<String, u64> = match client
-        .get(&format!("/repos/{owner}/{name}/languages"), json::<BTreeMap<String, u64>>)
+        .get(
+            &format!("/repos/{owner}/{name}/languages"),
+            json::<BTreeMap<String, u64>>,
+        )
         .await
     {
         Ok(a) => a.value,
@@ -683,8 +709,12 @@ fn decode_protection(body: &[u8]) -> Result<BranchProtection, String> {
     let reviews = r.required_pull_request_reviews;
     Ok(BranchProtection {
         protected: true,
-        required_reviews: reviews.as_ref().map_or(0, |r| r.required_approving_review_count),
-        require_code_owner_reviews: reviews.as_ref().is_some_and(|r| r.require_code_owner_reviews),
+        required_reviews: reviews
+            .as_ref()
+            .map_or(0, |r| r.required_approving_review_count),
+        require_code_owner_reviews: reviews
+            .as_ref()
+            .is_some_and(|r| r.require_code_owner_reviews),
         dismiss_stale_reviews: reviews.as_ref().is_some_and(|r| r.dismiss_stale_reviews),
         enforce_admins: r.enforce_admins.is_some_and(|e| e.enabled),
         required_status_checks: checks,
@@ -722,7 +752,8 @@ mod tests {
     #[test]
     fn file_bodies_decode_like_github_sends_them() {
         // The contents API wraps base64 every 60 characters.
-        let text = "apiVersion: backstage.io/v1alpha1\nkind: Component\nmetadata:\n  name: payments\n";
+        let text =
+            "apiVersion: backstage.io/v1alpha1\nkind: Component\nmetadata:\n  name: payments\n";
         let b64 = base64::engine::general_purpose::STANDARD.encode(text);
         let wrapped: Vec<String> = b64
             .as_bytes()
@@ -748,7 +779,10 @@ mod tests {
         assert!(matches!(fetched_of(f, 1 << 20), Fetched::Present { .. }));
         let dir = serde_json::json!([{"type": "dir", "name": "src", "path": "src"}]);
         let e = decode_file(dir.to_string().as_bytes()).unwrap_err();
-        assert!(e.contains("invalid type") || e.contains("not a file"), "{e}");
+        assert!(
+            e.contains("invalid type") || e.contains("not a file"),
+            "{e}"
+        );
     }
 
     #[test]
