@@ -476,3 +476,48 @@ fn a_renamed_repository_moves_its_descriptor() {
     assert_eq!(r.emitted(), 0, "{r:?}");
     let _ = h.log.end_offsets(proto::topics::OBSERVATIONS).unwrap();
 }
+
+#[test]
+fn a_github_app_mints_installation_tokens_and_renews_them() {
+    let sim = Sim::new();
+    sim.enable_app(4242, 77, "acme");
+    let mut r = RepoSpec::new("svc-0");
+    r.files
+        .insert("catalog-info.yaml".into(), component("svc-0", "app"));
+    sim.add_repo("acme", r);
+    // Tokens live 1 s here; octocrab renews one that is about to expire.
+    sim.set_installation_token_ttl(1);
+    let server = sim.spawn();
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(EmbeddedLog::open(&dir.path().join("log"), &proto::topics::ALL, 1).unwrap());
+    let mut g = config(dir.path(), &server.base_url(), |g| g.org_data = false);
+    g.auth = ingest::github::config::GithubAuth {
+        app_id: Some(4242),
+        private_key_path: Some(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/test-app-key.pem"),
+        ),
+        ..Default::default()
+    };
+    let ingest = Ingest::open(
+        IngestConfig {
+            sources: vec![SourceConfig::github("gh", g)],
+            ..IngestConfig::default()
+        },
+        log.clone(),
+        &dir.path().join("state"),
+    )
+    .unwrap();
+    let r = ingest.sync_now(Some("gh")).unwrap().pop().unwrap();
+    assert!(r.complete && r.problems.is_empty(), "{:?}", r.problems);
+    assert_eq!(r.emitted_new, 1);
+    let minted = server.sim().tokens_minted();
+    assert!(minted >= 1);
+    std::thread::sleep(Duration::from_millis(1500));
+    let r = ingest.sync_now(Some("gh")).unwrap().pop().unwrap();
+    assert!(r.complete && r.problems.is_empty(), "{:?}", r.problems);
+    assert!(
+        server.sim().tokens_minted() > minted,
+        "an expired token was renewed"
+    );
+}

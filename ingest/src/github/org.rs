@@ -297,7 +297,7 @@ mod tests {
                 avatar_url: Some("https://avatars/1".into()),
             },
         )]);
-        let out = entities("github.com", &[org.clone()], &users);
+        let out = entities("github.com", std::slice::from_ref(&org), &users);
         let by: BTreeMap<String, serde_json::Value> = out
             .iter()
             .map(|(l, _, c)| (l.as_str().to_string(), text(c)))
