@@ -131,6 +131,9 @@ impl Config {
             "CATALOG_LISTEN" => {
                 self.serve.listen = value.parse().map_err(|_| bad("not a socket address"))?
             }
+            "CATALOG_INGEST_LISTEN" => {
+                self.ingest.listen = Some(value.parse().map_err(|_| bad("not a socket address"))?)
+            }
             "CATALOG_PARTITIONS" => {
                 self.log.partitions = value.parse().map_err(|_| bad("not a whole number"))?
             }
