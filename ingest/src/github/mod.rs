@@ -28,6 +28,7 @@ use config::GithubConfig;
 use octocrab::Octocrab;
 use proto::{SourceId, SubjectKey};
 use repos::{RepoCtx, RepoMemo, RepoOutcome, RepoSummary, RepoTask};
+use sha2::Digest;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -476,13 +477,9 @@ impl GithubSource {
         let prefixes = org::prefixes(&self.cfg.host);
         for (k, rec) in known {
             if prefixes.iter().any(|p| k.as_str().starts_with(p.as_str())) {
-                listing.locations.push(Listed {
-                    location: k.clone(),
-                    origin: rec.origin.clone(),
-                    fetched: Fetched::Unchanged,
-                    fingerprint: None,
-                    targets: Vec::new(),
-                });
+                listing
+                    .locations
+                    .push(repos::unchanged(k.clone(), rec.origin.clone()));
             }
         }
     }
@@ -567,13 +564,10 @@ impl GithubSource {
                     // Keep the organization's known repositories as they are.
                     for m in memos.values().filter(|m| m.owner.eq_ignore_ascii_case(org)) {
                         for d in &m.descriptors {
-                            listing.locations.push(Listed {
-                                location: d.location.clone(),
-                                origin: repos::origin(&self.cfg.host, &m.owner),
-                                fetched: Fetched::Unchanged,
-                                fingerprint: None,
-                                targets: Vec::new(),
-                            });
+                            listing.locations.push(repos::unchanged(
+                                d.location.clone(),
+                                repos::origin(&self.cfg.host, &m.owner),
+                            ));
                         }
                         listing.facts.push(ListedFacts {
                             subject: SubjectKey::github_repository(
@@ -727,8 +721,6 @@ fn politeness(cfg: &GithubConfig) -> Politeness {
         request_timeout: Duration::from_secs(r.request_timeout_secs),
     }
 }
-
-use sha2::Digest;
 
 impl Source for GithubSource {
     fn id(&self) -> &SourceId {

@@ -358,7 +358,8 @@ pub async fn read_repo(client: &Client, ctx: &RepoCtx, task: RepoTask) -> RepoOu
     out
 }
 
-fn unchanged(location: LocationKey, origin: LocationKey) -> Listed {
+/// A location listed as it stands (not read again).
+pub(crate) fn unchanged(location: LocationKey, origin: LocationKey) -> Listed {
     Listed {
         location,
         origin,
