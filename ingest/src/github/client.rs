@@ -85,8 +85,6 @@ pub struct Answer<T> {
     pub value: T,
     /// Path and query of the next page (`Link: <..>; rel="next"`).
     pub next: Option<String>,
-    /// `false` when GitHub answered 304 and the value is the cached one.
-    pub fresh: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -436,7 +434,6 @@ impl Client {
                 Some(c) => Step::Done(Ok(Answer {
                     value: c.value,
                     next: c.next,
-                    fresh: false,
                 })),
                 None => err(ApiError::Decode {
                     path: path.into(),
@@ -484,11 +481,7 @@ impl Client {
                         );
                     }
                 }
-                Step::Done(Ok(Answer {
-                    value,
-                    next,
-                    fresh: true,
-                }))
+                Step::Done(Ok(Answer { value, next }))
             }
             404 | 410 => err(ApiError::NotFound {
                 path: path.into(),
@@ -535,13 +528,12 @@ impl Client {
     }
 
     /// Every page of a list, following `Link: rel="next"`.
-    pub async fn get_all<T, F>(&self, first: &str, extract: F) -> Result<(Vec<T>, bool), ApiError>
+    pub async fn get_all<T, F>(&self, first: &str, extract: F) -> Result<Vec<T>, ApiError>
     where
         T: Serialize + DeserializeOwned,
         F: Fn(&[u8]) -> Result<Vec<T>, String>,
     {
         let mut out = Vec::new();
-        let mut any_fresh = false;
         let mut next = Some(first.to_string());
         let mut pages = 0;
         while let Some(path) = next {
@@ -553,11 +545,10 @@ impl Client {
                 });
             }
             let a = self.get(&path, &extract).await?;
-            any_fresh |= a.fresh;
             out.extend(a.value);
             next = a.next;
         }
-        Ok((out, any_fresh))
+        Ok(out)
     }
 }
 

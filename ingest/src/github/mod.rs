@@ -519,15 +519,15 @@ impl GithubSource {
             }
         }
         let data: Vec<org::OrgData> = orgs.into_iter().map(|(_, d)| d).collect();
-        for (location, origin, content) in org::entities(&self.cfg.host, &data, &users) {
-            let sha256 = match &content {
-                proto::Content::Utf8 { text } => hex::encode(sha2::Sha256::digest(text.as_bytes())),
-                proto::Content::Hex { data } => hex::encode(sha2::Sha256::digest(data.as_bytes())),
-            };
+        for (location, origin, text) in org::entities(&self.cfg.host, &data, &users) {
+            let sha256 = hex::encode(sha2::Sha256::digest(text.as_bytes()));
             listing.locations.push(Listed {
                 location,
                 origin,
-                fetched: Fetched::Present { content, sha256 },
+                fetched: Fetched::Present {
+                    content: proto::Content::Utf8 { text },
+                    sha256,
+                },
                 fingerprint: None,
                 targets: Vec::new(),
             });
@@ -555,7 +555,7 @@ impl GithubSource {
             let first =
                 format!("/orgs/{org}/repos?type=all&sort=created&direction=asc&per_page=100");
             let repos = match client.get_all(&first, json::<Vec<RepoSummary>>).await {
-                Ok((r, _)) => r,
+                Ok(r) => r,
                 Err(e) => {
                     listing.complete = false;
                     listing

@@ -19,7 +19,7 @@
 //! one team re-ships one location.
 
 use super::client::{ApiError, Client, json};
-use proto::{Content, LocationKey};
+use proto::LocationKey;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
@@ -67,7 +67,7 @@ pub struct OrgData {
 
 /// Reads an organization's teams, their members and the org's members.
 pub async fn read_org(client: &Client, org: &str) -> Result<OrgData, ApiError> {
-    let (teams, _) = client
+    let teams = client
         .get_all(
             &format!("/orgs/{org}/teams?per_page=100"),
             json::<Vec<Team>>,
@@ -78,7 +78,7 @@ pub async fn read_org(client: &Client, org: &str) -> Result<OrgData, ApiError> {
         ..OrgData::default()
     };
     for t in teams {
-        let (members, _) = client
+        let members = client
             .get_all(
                 &format!("/orgs/{org}/teams/{}/members?per_page=100", t.slug),
                 json::<Vec<Member>>,
@@ -88,7 +88,7 @@ pub async fn read_org(client: &Client, org: &str) -> Result<OrgData, ApiError> {
         logins.sort();
         out.teams.push((t, logins));
     }
-    let (members, _) = client
+    let members = client
         .get_all(
             &format!("/orgs/{org}/members?per_page=100"),
             json::<Vec<Member>>,
@@ -133,7 +133,7 @@ pub fn entities(
     host: &str,
     orgs: &[OrgData],
     users: &BTreeMap<String, UserDetail>,
-) -> Vec<(LocationKey, LocationKey, Content)> {
+) -> Vec<(LocationKey, LocationKey, String)> {
     let multi = orgs.len() > 1;
     let ns = |org: &str| {
         if multi {
@@ -191,9 +191,7 @@ pub fn entities(
             out.push((
                 team_location(host, &o.org, &t.slug),
                 origin(host, &o.org),
-                Content::Utf8 {
-                    text: serde_json::to_string_pretty(&entity).expect("json"),
-                },
+                serde_json::to_string_pretty(&entity).expect("json"),
             ));
         }
         for m in &o.members {
@@ -234,9 +232,7 @@ pub fn entities(
         out.push((
             user_location(host, &login),
             origin(host, &org),
-            Content::Utf8 {
-                text: serde_json::to_string_pretty(&entity).expect("json"),
-            },
+            serde_json::to_string_pretty(&entity).expect("json"),
         ));
     }
     out
@@ -255,11 +251,8 @@ mod tests {
         }
     }
 
-    fn text(c: &Content) -> serde_json::Value {
-        match c {
-            Content::Utf8 { text } => serde_json::from_str(text).unwrap(),
-            Content::Hex { .. } => panic!("hex"),
-        }
+    fn text(t: &str) -> serde_json::Value {
+        serde_json::from_str(t).unwrap()
     }
 
     #[test]

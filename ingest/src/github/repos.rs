@@ -95,8 +95,6 @@ pub struct RepoOutcome {
     pub facts: Option<ListedFacts>,
     pub memo: Option<RepoMemo>,
     pub problems: Vec<String>,
-    /// Requests answered fresh (not 304) while reading it.
-    pub read: bool,
 }
 
 /// The settings a repository read needs, shared by the tasks of a sync.
@@ -293,10 +291,9 @@ pub async fn read_repo(client: &Client, ctx: &RepoCtx, task: RepoTask) -> RepoOu
         descriptors = m.descriptors.clone();
     } else {
         match read_descriptors(client, ctx, s, &branch, memo, task.memo_trusted).await {
-            Ok((listed, memo_desc, fresh)) => {
+            Ok((listed, memo_desc)) => {
                 out.locations = listed;
                 descriptors = memo_desc;
-                out.read |= fresh;
             }
             Err(e) => {
                 // Keep what was known: nothing of this repository is removed.
@@ -376,13 +373,12 @@ async fn read_descriptors(
     branch: &str,
     memo: Option<&RepoMemo>,
     memo_trusted: bool,
-) -> Result<(Vec<Listed>, Vec<MemoDescriptor>, bool), ApiError> {
+) -> Result<(Vec<Listed>, Vec<MemoDescriptor>), ApiError> {
     let host = ctx.cfg.host.as_str();
     let (owner, name) = (s.owner.login.as_str(), s.name.as_str());
     let origin = origin(host, owner);
     let mut listed = Vec::new();
     let mut memo_out = Vec::new();
-    let mut fresh = false;
     let Some(glob) = &ctx.glob else {
         let path = ctx.cfg.catalog_path();
         let req = format!(
@@ -392,7 +388,6 @@ async fn read_descriptors(
         );
         match client.get(&req, decode_file).await {
             Ok(a) => {
-                fresh |= a.fresh;
                 let location = descriptor_location(host, owner, name, branch, path);
                 let blob = a.value.sha.clone();
                 let fetched = fetched_of(a.value, ctx.max_document_bytes);
@@ -414,7 +409,7 @@ async fn read_descriptors(
             Err(ApiError::Status { status: 409, .. }) => {}
             Err(e) => return Err(e),
         }
-        return Ok((listed, memo_out, fresh));
+        return Ok((listed, memo_out));
     };
     // A glob: the tree tells which files match and their blob shas.
     let req = format!(
@@ -459,10 +454,7 @@ async fn read_descriptors(
         )
         .await;
     let blobs = match tree {
-        Ok(a) => {
-            fresh |= a.fresh;
-            a.value
-        }
+        Ok(a) => a.value,
         Err(ApiError::NotFound { .. }) | Err(ApiError::Status { status: 409, .. }) => Vec::new(),
         Err(e) => return Err(e),
     };
@@ -490,7 +482,6 @@ async fn read_descriptors(
                     decode_file,
                 )
                 .await?;
-            fresh |= a.fresh;
             fetched_of(a.value, ctx.max_document_bytes)
         };
         memo_out.push(MemoDescriptor {
@@ -506,7 +497,7 @@ async fn read_descriptors(
             targets: Vec::new(),
         });
     }
-    Ok((listed, memo_out, fresh))
+    Ok((listed, memo_out))
 }
 
 /// The well-known files, by kind, and the names that count for each.
@@ -620,7 +611,7 @@ async fn read_facts(
         )
         .await
     {
-        Ok((severities, _)) => {
+        Ok(severities) => {
             let mut c = AlertCounts::default();
             for sev in severities {
                 match sev.as_str() {
