@@ -1,7 +1,9 @@
-//! Helpers shared by the end-to-end tests: an HTTP client, waiting, and
-//! copying the demo org into a scratch directory.
+//! Helpers shared by the end-to-end tests: `catalog dev` in-process, an
+//! HTTP client, waiting, and copying the demo org into a scratch directory.
 #![allow(dead_code)]
 
+use catalog::Config;
+use catalog::services::{self, Shutdown};
 use serde_json::Value;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -132,4 +134,38 @@ pub fn served_names(agent: &ureq::Agent, base: &str) -> Vec<String> {
         .collect();
     v.sort();
     v
+}
+
+/// `catalog dev` running on a thread of the test, serving on `base`.
+pub struct Running {
+    pub shutdown: Shutdown,
+    pub thread: std::thread::JoinHandle<anyhow::Result<()>>,
+    pub base: String,
+}
+
+/// Starts `catalog dev` with `cfg`, listening on a free port.
+pub fn run_dev(mut cfg: Config) -> Running {
+    cfg.serve.listen = "127.0.0.1:0".parse().unwrap();
+    let shutdown = Shutdown::new();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let sd = shutdown.clone();
+    let thread = std::thread::spawn(move || {
+        tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(services::run_dev(cfg, None, sd, Some(tx)))
+    });
+    let addr = rx.blocking_recv().expect("dev started");
+    Running {
+        shutdown,
+        thread,
+        base: format!("http://{addr}"),
+    }
+}
+
+impl Running {
+    /// Shuts down in order and checks that the services ended cleanly.
+    pub fn stop(self) {
+        self.shutdown.trigger();
+        self.thread.join().unwrap().unwrap();
+    }
 }

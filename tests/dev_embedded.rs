@@ -6,18 +6,11 @@
 mod common;
 
 use catalog::Config;
-use catalog::services::{self, Shutdown};
 use common::*;
 use std::path::Path;
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(60);
-
-struct Running {
-    shutdown: Shutdown,
-    thread: std::thread::JoinHandle<anyhow::Result<()>>,
-    base: String,
-}
 
 fn start(org: &Path, data: &Path) -> Running {
     start_with_schedule(org, data, None)
@@ -28,33 +21,12 @@ fn start_with_schedule(org: &Path, data: &Path, schedule: Option<&str>) -> Runni
         data_dir: data.to_path_buf(),
         ..Config::default()
     };
-    cfg.serve.listen = "127.0.0.1:0".parse().unwrap();
     let mut source = ingest::SourceConfig::files("demo", org);
     if let Some(s) = schedule {
         source.schedule = s.to_string();
     }
     cfg.ingest.sources.push(source);
-    let shutdown = Shutdown::new();
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let sd = shutdown.clone();
-    let thread = std::thread::spawn(move || {
-        tokio::runtime::Runtime::new()
-            .unwrap()
-            .block_on(services::run_dev(cfg, None, sd, Some(tx)))
-    });
-    let addr = rx.blocking_recv().expect("dev started");
-    Running {
-        shutdown,
-        thread,
-        base: format!("http://{addr}"),
-    }
-}
-
-impl Running {
-    fn stop(self) {
-        self.shutdown.trigger();
-        self.thread.join().unwrap().unwrap();
-    }
+    run_dev(cfg)
 }
 
 fn entity(agent: &ureq::Agent, base: &str, kind: &str, name: &str) -> (u16, serde_json::Value) {

@@ -7,7 +7,6 @@
 mod common;
 
 use catalog::Config;
-use catalog::services::{self, Shutdown};
 use common::*;
 use githubsim::{RepoSpec, Sim, SimServer, TeamSpec, UserSpec};
 use ingest::github::config::GithubConfig;
@@ -57,12 +56,6 @@ fn world() -> SimServer {
     sim.spawn()
 }
 
-struct Running {
-    shutdown: Shutdown,
-    thread: std::thread::JoinHandle<anyhow::Result<()>>,
-    base: String,
-}
-
 fn start(dir: &Path, api: &str) -> Running {
     let token = dir.join("token");
     std::fs::write(&token, "t0ken").unwrap();
@@ -77,22 +70,8 @@ fn start(dir: &Path, api: &str) -> Running {
         data_dir: dir.join("data"),
         ..Config::default()
     };
-    cfg.serve.listen = "127.0.0.1:0".parse().unwrap();
     cfg.ingest.sources.push(source);
-    let shutdown = Shutdown::new();
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let sd = shutdown.clone();
-    let thread = std::thread::spawn(move || {
-        tokio::runtime::Runtime::new()
-            .unwrap()
-            .block_on(services::run_dev(cfg, None, sd, Some(tx)))
-    });
-    let addr = rx.blocking_recv().expect("dev started");
-    Running {
-        shutdown,
-        thread,
-        base: format!("http://{addr}"),
-    }
+    run_dev(cfg)
 }
 
 fn post(agent: &ureq::Agent, url: &str, event: &str, body: &Value, secret: &str) -> u16 {
@@ -214,6 +193,5 @@ fn github_org_is_served_and_webhooks_show_within_a_second() {
         status["sources"][0]["details"]["rate_limit"][0]["remaining"].is_u64(),
         "{status}"
     );
-    run.shutdown.trigger();
-    run.thread.join().unwrap().unwrap();
+    run.stop();
 }

@@ -119,6 +119,19 @@ fn config(
     g
 }
 
+/// Ingest with the one GitHub source `gh`, its state under `dir`.
+fn open_ingest(dir: &std::path::Path, log: Arc<EmbeddedLog>, g: GithubConfig) -> Ingest {
+    Ingest::open(
+        IngestConfig {
+            sources: vec![SourceConfig::github("gh", g)],
+            ..IngestConfig::default()
+        },
+        log,
+        &dir.join("state"),
+    )
+    .unwrap()
+}
+
 impl Harness {
     fn new(n: usize, every: usize, tweak: impl FnOnce(&mut GithubConfig)) -> Self {
         let sim = Sim::new();
@@ -131,15 +144,7 @@ impl Harness {
         let obs = log.subscribe(proto::topics::OBSERVATIONS, "t").unwrap();
         let facts = log.subscribe(proto::topics::FACTS, "t").unwrap();
         let g = config(dir.path(), &server.base_url(), tweak);
-        let ingest = Ingest::open(
-            IngestConfig {
-                sources: vec![SourceConfig::github("gh", g)],
-                ..IngestConfig::default()
-            },
-            log.clone(),
-            &dir.path().join("state"),
-        )
-        .unwrap();
+        let ingest = open_ingest(dir.path(), log.clone(), g);
         Harness {
             _dir: dir,
             server,
@@ -499,15 +504,7 @@ fn a_github_app_mints_installation_tokens_and_renews_them() {
         ),
         ..Default::default()
     };
-    let ingest = Ingest::open(
-        IngestConfig {
-            sources: vec![SourceConfig::github("gh", g)],
-            ..IngestConfig::default()
-        },
-        log.clone(),
-        &dir.path().join("state"),
-    )
-    .unwrap();
+    let ingest = open_ingest(dir.path(), log.clone(), g);
     let r = ingest.sync_now(Some("gh")).unwrap().pop().unwrap();
     assert!(r.complete && r.problems.is_empty(), "{:?}", r.problems);
     assert_eq!(r.emitted_new, 1);
