@@ -9,6 +9,7 @@ pub mod envelope;
 pub mod facts;
 pub mod messages;
 pub mod refs;
+pub mod scorecards;
 pub mod topics;
 
 pub use entity::{Entity, EntityLink, EntityMeta, EntityRelation, RelationType};
@@ -20,4 +21,5 @@ pub use messages::{
     Content, DeadLetter, EntityEvent, ErrorKind, LocationOutcome, Observation, ObservedContent,
     ProcessedEntity, ProcessingError, Relation,
 };
+pub use scorecards::{Exemption, ScorecardChange, ScorecardEvent};
 pub use refs::{EntityRef, LocationKey, RefError, SourceId};

@@ -231,3 +231,58 @@ fn fact_event_removed_v1() {
         },
     );
 }
+
+#[test]
+fn scorecard_definitions_v1() {
+    check(
+        "scorecard-definitions.v1.json",
+        &ScorecardEvent {
+            event_id: id(7),
+            source: SourceId::new("scorecards"),
+            at: at(50),
+            change: ScorecardChange::DefinitionsPublished {
+                files: [(
+                    "readiness.yaml".to_string(),
+                    "id: readiness\ntitle: Readiness\nlevels: [bronze]\nchecks: []\n".to_string(),
+                )]
+                .into_iter()
+                .collect(),
+            },
+        },
+    );
+}
+
+#[test]
+fn scorecard_exemption_v1() {
+    let granted = ScorecardEvent {
+        event_id: id(8),
+        source: SourceId::new("api"),
+        at: at(60),
+        change: ScorecardChange::ExemptionGranted {
+            exemption: Exemption {
+                id: id(9),
+                scorecard: "readiness".into(),
+                entity: EntityRef::new("component", "default", "payments"),
+                check: "runbook".into(),
+                reason: "runbook moves to the new wiki this quarter".into(),
+                author: "alice".into(),
+                expires_at: Some(at(3600)),
+            },
+        },
+    };
+    assert_eq!(granted.key(), format!("exemption:{}", id(9)));
+    check("scorecard-exemption.v1.json", &granted);
+    check(
+        "scorecard-exemption-revoked.v1.json",
+        &ScorecardEvent {
+            event_id: id(10),
+            source: SourceId::new("api"),
+            at: at(70),
+            change: ScorecardChange::ExemptionRevoked {
+                id: id(9),
+                author: "bob".into(),
+                reason: Some("runbook written".into()),
+            },
+        },
+    );
+}
