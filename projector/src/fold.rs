@@ -18,9 +18,14 @@ use crate::records::{
     self, ChangeKind, Claims, FacetCount, HistoryRecord, LocationRecord, RelationRow, RelationSet,
     SearchRows,
 };
+use crate::scorecard::records::{Cause, CauseKind};
+use crate::scorecard::step::{ScoreState, Served, Trigger};
 use crate::search;
 use crate::store::{Store, StoreError, WriteSet};
-use proto::{EntityEvent, EntityRelation, LocationKey, LocationOutcome, ProcessedEntity};
+use proto::{
+    EntityEvent, EntityRelation, FactEvent, LocationKey, LocationOutcome, ProcessedEntity,
+    ScorecardEvent,
+};
 use serde::{Serialize, de::DeserializeOwned};
 use sha2::{Digest, Sha256};
 use std::collections::hash_map::Entry;
@@ -36,13 +41,13 @@ pub fn derived_id(namespace: &str, name: &str) -> Uuid {
 }
 
 /// A lazily loaded, typed table of the working set.
-struct Table<T> {
+pub(crate) struct Table<T> {
     table: u8,
     rows: HashMap<Vec<u8>, (Option<T>, bool)>,
 }
 
 impl<T: Clone + Serialize + DeserializeOwned> Table<T> {
-    fn new(table: u8) -> Self {
+    pub(crate) fn new(table: u8) -> Self {
         Table {
             table,
             rows: HashMap::new(),
@@ -68,22 +73,35 @@ impl<T: Clone + Serialize + DeserializeOwned> Table<T> {
         })
     }
 
-    fn get(&mut self, store: &dyn Store, key: Vec<u8>) -> Result<Option<&T>, StoreError> {
+    pub(crate) fn get(
+        &mut self,
+        store: &dyn Store,
+        key: Vec<u8>,
+    ) -> Result<Option<&T>, StoreError> {
         Ok(self.slot(store, key)?.0.as_ref())
     }
 
     /// The value of `key`, loaded if needed and marked for writing.
-    fn get_mut(&mut self, store: &dyn Store, key: Vec<u8>) -> Result<&mut Option<T>, StoreError> {
+    pub(crate) fn get_mut(
+        &mut self,
+        store: &dyn Store,
+        key: Vec<u8>,
+    ) -> Result<&mut Option<T>, StoreError> {
         let slot = self.slot(store, key)?;
         slot.1 = true;
         Ok(&mut slot.0)
     }
 
-    fn set(&mut self, key: Vec<u8>, value: Option<T>) {
+    pub(crate) fn set(&mut self, key: Vec<u8>, value: Option<T>) {
         self.rows.insert(key, (value, true));
     }
 
-    fn drain_into(&mut self, out: &mut WriteSet) {
+    /// Keys of the working set (loaded or written).
+    pub(crate) fn keys(&self) -> Vec<Vec<u8>> {
+        self.rows.keys().cloned().collect()
+    }
+
+    pub(crate) fn drain_into(&mut self, out: &mut WriteSet) {
         for (k, (v, dirty)) in self.rows.drain() {
             if dirty {
                 out.push((k, v.as_ref().map(records::encode)));
@@ -102,6 +120,9 @@ pub struct Fold<'s> {
     relations: Table<RelationSet>,
     history: Vec<(Vec<u8>, HistoryRecord)>,
     dirty: BTreeSet<String>,
+    /// Why each dirty ref changed (the last event that touched it).
+    causes: HashMap<String, Trigger>,
+    score: ScoreState,
 }
 
 impl<'s> Fold<'s> {
@@ -115,7 +136,26 @@ impl<'s> Fold<'s> {
             relations: Table::new(keys::RELATIONS),
             history: Vec::new(),
             dirty: BTreeSet::new(),
+            causes: HashMap::new(),
+            score: ScoreState::new(),
         }
+    }
+
+    /// Applies one fact event. Returns whether it changed anything.
+    pub fn apply_facts(&mut self, event: &FactEvent) -> Result<bool, StoreError> {
+        self.score.apply_facts(self.store, event)
+    }
+
+    /// Applies one scorecard event (definitions, exemptions). Returns
+    /// whether it changed anything.
+    pub fn apply_scorecard(&mut self, event: &ScorecardEvent) -> Result<bool, StoreError> {
+        self.score.apply_scorecard(self.store, event)
+    }
+
+    /// Marks scorecard results whose time-bound rules or exemptions come
+    /// due at or before `now` for re-evaluation. Returns how many.
+    pub fn due(&mut self, now: chrono::DateTime<chrono::Utc>) -> Result<usize, StoreError> {
+        self.score.due(self.store, now)
     }
 
     /// Applies one event. Returns whether it changed anything.
@@ -271,13 +311,22 @@ impl<'s> Fold<'s> {
         if before == after {
             return Ok(());
         }
+        let trigger = Trigger {
+            cause: Cause {
+                kind: CauseKind::Entity,
+                event_id: Some(event.event_id),
+                detail: event.location.to_string(),
+            },
+            at: event.observed_at,
+        };
         for rel in before.iter().flat_map(|b| &b.relations) {
-            self.relation(rel, r, false)?;
+            self.relation(rel, r, false, &trigger)?;
         }
         for rel in after.iter().flat_map(|b| &b.relations) {
-            self.relation(rel, r, true)?;
+            self.relation(rel, r, true, &trigger)?;
         }
         self.dirty.insert(r.to_string());
+        self.causes.insert(r.to_string(), trigger);
         let change = match (&before, &after) {
             (None, _) => ChangeKind::Created,
             (_, None) => ChangeKind::Deleted,
@@ -302,6 +351,7 @@ impl<'s> Fold<'s> {
         rel: &proto::Relation,
         emitter: &str,
         add: bool,
+        trigger: &Trigger,
     ) -> Result<(), StoreError> {
         let source = rel.source.key();
         let slot = self
@@ -328,6 +378,7 @@ impl<'s> Fold<'s> {
         if set.rows.is_empty() {
             *slot = None;
         }
+        self.causes.insert(source.clone(), trigger.clone());
         self.dirty.insert(source);
         Ok(())
     }
@@ -338,8 +389,9 @@ impl<'s> Fold<'s> {
         let mut out = WriteSet::new();
         let mut facets: BTreeMap<(String, String), i64> = BTreeMap::new();
         let dirty = std::mem::take(&mut self.dirty);
+        let mut served = Served::new();
         for r in &dirty {
-            self.derive(r, &mut out, &mut facets)?;
+            self.derive(r, &mut out, &mut facets, &mut served)?;
         }
         for ((k, v), delta) in facets {
             if delta == 0 {
@@ -366,6 +418,8 @@ impl<'s> Fold<'s> {
         for (k, h) in self.history.drain(..) {
             out.push((k, Some(records::encode(&h))));
         }
+        self.score
+            .finish(self.store, &served, &self.causes, &mut out)?;
         Ok(out)
     }
 
@@ -374,6 +428,7 @@ impl<'s> Fold<'s> {
         r: &str,
         out: &mut WriteSet,
         facets: &mut BTreeMap<(String, String), i64>,
+        served: &mut Served,
     ) -> Result<(), StoreError> {
         let entity_key = keys::entity(r);
         let served_before = self.store.get(&entity_key)?;
@@ -394,9 +449,12 @@ impl<'s> Fold<'s> {
             Some((bytes, value)) => {
                 out.push((entity_key, Some(bytes)));
                 out.push((keys::uid(&uid), Some(r.as_bytes().to_vec())));
-                search::rows(&value)
+                let rows = search::rows(&value);
+                served.insert(r.to_string(), Some(std::sync::Arc::new(value)));
+                rows
             }
             None => {
+                served.insert(r.to_string(), None);
                 out.push((entity_key, None));
                 out.push((keys::uid(&uid), None));
                 Vec::new()

@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod read;
 pub mod records;
 pub mod run;
+pub mod scorecard;
 pub mod search;
 pub mod store;
 

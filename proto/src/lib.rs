@@ -21,5 +21,5 @@ pub use messages::{
     Content, DeadLetter, EntityEvent, ErrorKind, LocationOutcome, Observation, ObservedContent,
     ProcessedEntity, ProcessingError, Relation,
 };
-pub use scorecards::{Exemption, ScorecardChange, ScorecardEvent};
 pub use refs::{EntityRef, LocationKey, RefError, SourceId};
+pub use scorecards::{Exemption, ScorecardChange, ScorecardEvent};

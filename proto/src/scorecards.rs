@@ -37,7 +37,9 @@ impl ScorecardEvent {
     pub fn key(&self) -> String {
         match &self.change {
             ScorecardChange::DefinitionsPublished { .. } => format!("definitions:{}", self.source),
-            ScorecardChange::ExemptionGranted { exemption } => format!("exemption:{}", exemption.id),
+            ScorecardChange::ExemptionGranted { exemption } => {
+                format!("exemption:{}", exemption.id)
+            }
             ScorecardChange::ExemptionRevoked { id, .. } => format!("exemption:{id}"),
         }
     }

@@ -1,0 +1,704 @@
+//! The read side of scorecards: definitions, results, rollups, trends,
+//! exemptions and dry runs, as the API serves them.
+
+use super::lang::Definition;
+use super::records::{
+    self as rk, CheckStatus, DefinitionRecord, DefinitionSet, ExemptionRecord, ExemptionSet,
+    ResultChange, ResultRecord, Rollup,
+};
+use super::step;
+use crate::keys;
+use crate::read::Catalog;
+use crate::records as rec;
+use crate::store::StoreError;
+use chrono::{DateTime, Datelike, Duration, TimeZone, Utc};
+use serde::Serialize;
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// A scorecard as `GET /api/scorecards` lists it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScorecardView {
+    pub id: String,
+    pub title: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub applies_to: BTreeMap<String, Vec<String>>,
+    pub levels: Vec<String>,
+    pub checks: Vec<CheckView>,
+    pub source: String,
+    pub file: String,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckView {
+    pub id: String,
+    pub title: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub level: String,
+    pub weight: u32,
+    /// The rule, written out.
+    pub rule: String,
+}
+
+/// A definition file that was rejected (its previous text stays in force).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RejectedFile {
+    pub source: String,
+    pub file: String,
+    pub rejected_at: Option<DateTime<Utc>>,
+    /// The scorecard the file's last good text defines, still in force.
+    pub in_force: Option<String>,
+    pub errors: Vec<super::DefinitionError>,
+}
+
+/// One check's result, for the API.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckOutcomeView {
+    pub id: String,
+    pub title: String,
+    pub level: String,
+    pub weight: u32,
+    pub status: CheckStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exemption: Option<ExemptionRecord>,
+}
+
+/// One scorecard's result for one entity.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EntityCard {
+    pub scorecard: String,
+    pub title: String,
+    pub entity_ref: String,
+    pub level: Option<String>,
+    pub score: u32,
+    pub checks: Vec<CheckOutcomeView>,
+    pub owners: Vec<String>,
+    pub system: Option<String>,
+    pub domain: Option<String>,
+    pub changed_at: DateTime<Utc>,
+    pub cause: super::records::Cause,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_change: Option<DateTime<Utc>>,
+    /// Most recent result changes first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<ResultChange>,
+}
+
+/// How rollups are grouped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RollupBy {
+    All,
+    Owner,
+    System,
+    Domain,
+}
+
+impl RollupBy {
+    pub fn parse(s: &str) -> Option<RollupBy> {
+        Some(match s {
+            "all" => RollupBy::All,
+            "owner" => RollupBy::Owner,
+            "system" => RollupBy::System,
+            "domain" => RollupBy::Domain,
+            _ => return None,
+        })
+    }
+    pub fn dim(self) -> &'static str {
+        match self {
+            RollupBy::All => "all",
+            RollupBy::Owner => "owner",
+            RollupBy::System => "system",
+            RollupBy::Domain => "domain",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LevelCount {
+    /// `null`: no level reached.
+    pub level: Option<String>,
+    pub entities: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckRate {
+    pub id: String,
+    pub passing: i64,
+    pub exempt: i64,
+    /// (passing + exempt) / entities.
+    pub pass_rate: f64,
+}
+
+/// Aggregates of one group.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupRollup {
+    pub group: String,
+    pub entities: i64,
+    pub levels: Vec<LevelCount>,
+    pub mean_score: f64,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<CheckRate>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RollupView {
+    pub scorecard: String,
+    pub by: &'static str,
+    pub groups: Vec<GroupRollup>,
+}
+
+/// One page of results.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResultItem {
+    pub entity_ref: String,
+    pub level: Option<String>,
+    pub score: u32,
+    pub failing: Vec<String>,
+    pub exempt: Vec<String>,
+    pub owners: Vec<String>,
+    pub changed_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrendInterval {
+    Day,
+    Week,
+}
+
+/// What a trend asks for.
+#[derive(Debug, Clone)]
+pub struct TrendQuery {
+    pub by: RollupBy,
+    /// Only this group (`None`: every group).
+    pub group: Option<String>,
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub interval: TrendInterval,
+}
+
+/// The state at the end of one interval.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TrendBucket {
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub groups: Vec<GroupRollup>,
+}
+
+/// What a posted definition would give now, without saving it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DryRun {
+    pub scorecard: ScorecardView,
+    pub evaluated: usize,
+    pub total: GroupRollup,
+    /// The first results (by entity ref).
+    pub entities: Vec<EntityCard>,
+}
+
+/// Most trend buckets one request may ask for.
+pub const MAX_BUCKETS: i64 = 400;
+
+impl Catalog {
+    fn definition_records(&self) -> Result<Vec<DefinitionRecord>, StoreError> {
+        let mut out = Vec::new();
+        self.store().scan(&[rk::DEFINITION], None, &mut |k, v| {
+            out.push(rec::decode(k, v));
+            true
+        })?;
+        out.into_iter().collect()
+    }
+
+    /// Every scorecard in force, compiled.
+    pub fn scorecard_definitions(
+        &self,
+    ) -> Result<Vec<(DefinitionRecord, Arc<Definition>)>, StoreError> {
+        Ok(self
+            .definition_records()?
+            .into_iter()
+            .filter_map(|d| step::compiled(&d.file, &d.text).ok().map(|c| (d, c)))
+            .collect())
+    }
+
+    pub fn scorecard(
+        &self,
+        id: &str,
+    ) -> Result<Option<(DefinitionRecord, Arc<Definition>)>, StoreError> {
+        let key = rk::definition(id);
+        let Some(bytes) = self.store().get(&key)? else {
+            return Ok(None);
+        };
+        let d: DefinitionRecord = rec::decode(&key, &bytes)?;
+        Ok(step::compiled(&d.file, &d.text).ok().map(|c| (d, c)))
+    }
+
+    /// Definition files whose last text was rejected.
+    pub fn rejected_definitions(&self) -> Result<Vec<RejectedFile>, StoreError> {
+        let mut sets = Vec::new();
+        self.store()
+            .scan(&[rk::DEFINITION_SET], None, &mut |k, v| {
+                sets.push((
+                    String::from_utf8_lossy(&k[1..]).into_owned(),
+                    rec::decode::<DefinitionSet>(k, v),
+                ));
+                true
+            })?;
+        let mut out = Vec::new();
+        for (source, set) in sets {
+            for (file, f) in set?.files {
+                if !f.errors.is_empty() {
+                    out.push(RejectedFile {
+                        source: source.clone(),
+                        file,
+                        rejected_at: f.rejected_at,
+                        in_force: f.in_force.map(|i| i.id),
+                        errors: f.errors,
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn scorecard_result(&self, id: &str, r: &str) -> Result<Option<ResultRecord>, StoreError> {
+        let key = rk::result(id, r);
+        match self.store().get(&key)? {
+            Some(b) => Ok(Some(rec::decode(&key, &b)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Result changes of one entity under one scorecard, oldest first.
+    pub fn scorecard_history(&self, id: &str, r: &str) -> Result<Vec<ResultChange>, StoreError> {
+        let p = keys::prefix(rk::RESULT_HISTORY, &[id.as_bytes(), r.as_bytes()]);
+        let mut out = Vec::new();
+        self.store().scan(&p, None, &mut |k, v| {
+            out.push(rec::decode(k, v));
+            true
+        })?;
+        out.into_iter().collect()
+    }
+
+    /// The exemptions of one entity under one scorecard, revoked included.
+    pub fn exemptions_of(&self, id: &str, r: &str) -> Result<ExemptionSet, StoreError> {
+        let key = rk::exemptions(id, r);
+        match self.store().get(&key)? {
+            Some(b) => rec::decode(&key, &b),
+            None => Ok(ExemptionSet::default()),
+        }
+    }
+
+    /// Every exemption of a scorecard, revoked included.
+    pub fn exemptions(&self, id: &str) -> Result<Vec<ExemptionRecord>, StoreError> {
+        let p = keys::prefix(rk::EXEMPTIONS, &[id.as_bytes()]);
+        let mut sets = Vec::new();
+        self.store().scan(&p, None, &mut |k, v| {
+            sets.push(rec::decode::<ExemptionSet>(k, v));
+            true
+        })?;
+        let mut out = Vec::new();
+        for s in sets {
+            out.extend(s?.items);
+        }
+        Ok(out)
+    }
+
+    /// An exemption by id: (scorecard, ref key, record).
+    pub fn exemption(&self, id: &Uuid) -> Result<Option<ExemptionRecord>, StoreError> {
+        let key = rk::exemption_id(id);
+        let Some(b) = self.store().get(&key)? else {
+            return Ok(None);
+        };
+        let (sc, r): (String, String) = rec::decode(&key, &b)?;
+        Ok(self
+            .exemptions_of(&sc, &r)?
+            .items
+            .into_iter()
+            .find(|x| x.exemption.id == *id))
+    }
+
+    /// Every scorecard's result for one entity, with failing checks and
+    /// why, and the recent history of each.
+    pub fn entity_cards(&self, r: &str, history: usize) -> Result<Vec<EntityCard>, StoreError> {
+        let mut out = Vec::new();
+        for (_, def) in self.scorecard_definitions()? {
+            if let Some(result) = self.scorecard_result(&def.id, r)? {
+                let exemptions = self.exemptions_of(&def.id, r)?;
+                let mut card = card(&def, r, &result, &exemptions);
+                let mut h = self.scorecard_history(&def.id, r)?;
+                h.reverse();
+                h.truncate(history);
+                card.history = h;
+                out.push(card);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Results of one scorecard, by entity ref, after `cursor`.
+    pub fn scorecard_results(
+        &self,
+        def: &Definition,
+        level: Option<Option<usize>>,
+        owner: Option<&str>,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<ResultItem>, Option<String>), StoreError> {
+        let p = keys::prefix(rk::RESULT, &[def.id.as_bytes()]);
+        let from = cursor.map(|c| {
+            let mut k = p.clone();
+            k.extend_from_slice(c.as_bytes());
+            k.push(0);
+            k
+        });
+        let mut items = Vec::new();
+        let mut more = false;
+        let mut err = None;
+        self.store().scan(&p, from.as_deref(), &mut |k, v| {
+            let r = String::from_utf8_lossy(&k[p.len()..]).into_owned();
+            let result: ResultRecord = match rec::decode(k, v) {
+                Ok(x) => x,
+                Err(e) => {
+                    err = Some(e);
+                    return false;
+                }
+            };
+            if level.is_some_and(|l| l != result.level) {
+                return true;
+            }
+            if owner.is_some_and(|o| !result.groups.iter().any(|g| g == o)) {
+                return true;
+            }
+            if items.len() == limit {
+                more = true;
+                return false;
+            }
+            items.push(item(def, r, &result));
+            true
+        })?;
+        if let Some(e) = err {
+            return Err(e);
+        }
+        let next = more
+            .then(|| items.last().map(|i: &ResultItem| i.entity_ref.clone()))
+            .flatten();
+        Ok((items, next))
+    }
+
+    /// The rollups of one scorecard.
+    pub fn scorecard_rollup(
+        &self,
+        def: &Definition,
+        by: RollupBy,
+    ) -> Result<RollupView, StoreError> {
+        let p = keys::prefix(rk::ROLLUP, &[def.id.as_bytes(), by.dim().as_bytes()]);
+        let mut rows = Vec::new();
+        self.store().scan(&p, None, &mut |k, v| {
+            let group = String::from_utf8_lossy(&k[p.len()..]).into_owned();
+            rows.push((group, rec::decode::<Rollup>(k, v)));
+            true
+        })?;
+        let mut groups = Vec::new();
+        for (group, r) in rows {
+            groups.push(group_rollup(def, group, &r?, true));
+        }
+        Ok(RollupView {
+            scorecard: def.id.clone(),
+            by: by.dim(),
+            groups,
+        })
+    }
+
+    /// The rollups at the end of each interval, from the result history.
+    pub fn scorecard_trend(
+        &self,
+        def: &Definition,
+        q: &TrendQuery,
+    ) -> Result<Vec<TrendBucket>, StoreError> {
+        let bounds = buckets(q.from, q.to, q.interval);
+        let mut sums: Vec<BTreeMap<String, Rollup>> = vec![BTreeMap::new(); bounds.len()];
+        let p = keys::prefix(rk::RESULT_HISTORY, &[def.id.as_bytes()]);
+        // History is ordered by (ref, time): each entity's timeline is read
+        // once and its state at the end of every interval counted.
+        let mut current: Option<String> = None;
+        let mut timeline: Vec<ResultChange> = Vec::new();
+        let mut err = None;
+        let flush = |timeline: &mut Vec<ResultChange>, sums: &mut Vec<BTreeMap<String, Rollup>>| {
+            let mut i = 0;
+            for (b, (_, end)) in bounds.iter().enumerate() {
+                while i < timeline.len() && timeline[i].at < *end {
+                    i += 1;
+                }
+                let Some(state) = i.checked_sub(1).map(|j| &timeline[j]) else {
+                    continue;
+                };
+                if !state.applies {
+                    continue;
+                }
+                for g in trend_groups(state, q.by) {
+                    if q.group.as_ref().is_some_and(|want| want != &g) {
+                        continue;
+                    }
+                    let r = sums[b]
+                        .entry(g)
+                        .or_insert_with(|| Rollup::new(def.levels.len(), 0));
+                    r.entities += 1;
+                    let l = state.level_index.map_or(0, |l| l + 1);
+                    if l < r.levels.len() {
+                        r.levels[l] += 1;
+                    }
+                    r.score_sum += i64::from(state.score_after.unwrap_or(0));
+                }
+            }
+            timeline.clear();
+        };
+        self.store().scan(&p, None, &mut |k, v| {
+            let rest = &k[p.len()..];
+            let Some(end) = rest.len().checked_sub(24) else {
+                return true;
+            };
+            let r = String::from_utf8_lossy(&rest[..end.saturating_sub(1)]).into_owned();
+            if current.as_deref() != Some(r.as_str()) {
+                flush(&mut timeline, &mut sums);
+                current = Some(r);
+            }
+            match rec::decode::<ResultChange>(k, v) {
+                Ok(c) => timeline.push(c),
+                Err(e) => {
+                    err = Some(e);
+                    return false;
+                }
+            }
+            true
+        })?;
+        if let Some(e) = err {
+            return Err(e);
+        }
+        flush(&mut timeline, &mut sums);
+        Ok(bounds
+            .into_iter()
+            .zip(sums)
+            .map(|((start, end), groups)| TrendBucket {
+                start,
+                end,
+                groups: groups
+                    .into_iter()
+                    .map(|(g, r)| group_rollup(def, g, &r, false))
+                    .collect(),
+            })
+            .collect())
+    }
+
+    /// Evaluates `def` against the whole catalog as of `now`, saving nothing.
+    pub fn dry_run(
+        &self,
+        def: &Definition,
+        file: &str,
+        now: DateTime<Utc>,
+        keep: usize,
+    ) -> Result<DryRun, StoreError> {
+        let mut total = Rollup::new(def.levels.len(), def.checks.len());
+        let mut entities = Vec::new();
+        let mut evaluated = 0;
+        step::evaluate_catalog(self.store().as_ref(), def, now, &mut |r, result| {
+            evaluated += 1;
+            total.add(&result, 1);
+            if entities.len() < keep {
+                entities.push(card(def, r, &result, &ExemptionSet::default()));
+            }
+        })?;
+        Ok(DryRun {
+            scorecard: view(def, "dry-run", file, now),
+            evaluated,
+            total: group_rollup(def, "*".into(), &total, true),
+            entities,
+        })
+    }
+}
+
+/// The API view of a definition.
+pub fn view(
+    def: &Definition,
+    source: &str,
+    file: &str,
+    updated_at: DateTime<Utc>,
+) -> ScorecardView {
+    ScorecardView {
+        id: def.id.clone(),
+        title: def.title.clone(),
+        description: def.description.clone(),
+        applies_to: def.applies_to.conditions.iter().cloned().collect(),
+        levels: def.levels.clone(),
+        checks: def
+            .checks
+            .iter()
+            .map(|c| CheckView {
+                id: c.id.clone(),
+                title: c.title.clone(),
+                description: c.description.clone(),
+                level: def.levels.get(c.level).cloned().unwrap_or_default(),
+                weight: c.weight,
+                rule: c.rule.to_string(),
+            })
+            .collect(),
+        source: source.to_string(),
+        file: file.to_string(),
+        updated_at,
+    }
+}
+
+fn trend_groups(c: &ResultChange, by: RollupBy) -> Vec<String> {
+    match by {
+        RollupBy::All => vec!["*".into()],
+        RollupBy::Owner => c.groups.clone(),
+        RollupBy::System => c.system.iter().cloned().collect(),
+        RollupBy::Domain => c.domain.iter().cloned().collect(),
+    }
+}
+
+/// The (start, end) of each interval from the one holding `from` to the
+/// one holding `to`, days from midnight UTC, weeks from Monday.
+fn buckets(
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    interval: TrendInterval,
+) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
+    let day = |t: DateTime<Utc>| {
+        Utc.with_ymd_and_hms(t.year(), t.month(), t.day(), 0, 0, 0)
+            .single()
+            .unwrap_or(t)
+    };
+    let (mut start, step) = match interval {
+        TrendInterval::Day => (day(from), Duration::days(1)),
+        TrendInterval::Week => (
+            day(from) - Duration::days(i64::from(from.weekday().num_days_from_monday())),
+            Duration::weeks(1),
+        ),
+    };
+    let mut out = Vec::new();
+    while start <= to && (out.len() as i64) < MAX_BUCKETS {
+        out.push((start, start + step));
+        start += step;
+    }
+    out
+}
+
+fn group_rollup(def: &Definition, group: String, r: &Rollup, with_checks: bool) -> GroupRollup {
+    let mut levels = vec![LevelCount {
+        level: None,
+        entities: r.levels.first().copied().unwrap_or(0),
+    }];
+    for (i, name) in def.levels.iter().enumerate() {
+        levels.push(LevelCount {
+            level: Some(name.clone()),
+            entities: r.levels.get(i + 1).copied().unwrap_or(0),
+        });
+    }
+    let n = r.entities.max(1) as f64;
+    let checks = if with_checks {
+        def.checks
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let (passing, exempt) = r.checks.get(i).copied().unwrap_or((0, 0));
+                CheckRate {
+                    id: c.id.clone(),
+                    passing,
+                    exempt,
+                    pass_rate: round3((passing + exempt) as f64 / n),
+                }
+            })
+            .collect()
+    } else {
+        vec![]
+    };
+    GroupRollup {
+        group,
+        entities: r.entities,
+        levels,
+        mean_score: round3(r.score_sum as f64 / n),
+        checks,
+    }
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+fn item(def: &Definition, r: String, result: &ResultRecord) -> ResultItem {
+    let ids = |s: CheckStatus| {
+        def.checks
+            .iter()
+            .zip(&result.checks)
+            .filter(|(_, c)| c.status == s)
+            .map(|(d, _)| d.id.clone())
+            .collect()
+    };
+    ResultItem {
+        entity_ref: r,
+        level: result.level.and_then(|l| def.levels.get(l).cloned()),
+        score: result.score,
+        failing: ids(CheckStatus::Fail),
+        exempt: ids(CheckStatus::Exempt),
+        owners: result.groups.clone(),
+        changed_at: result.changed_at,
+    }
+}
+
+fn card(def: &Definition, r: &str, result: &ResultRecord, exemptions: &ExemptionSet) -> EntityCard {
+    let by_id: HashMap<Uuid, &ExemptionRecord> = exemptions
+        .items
+        .iter()
+        .map(|x| (x.exemption.id, x))
+        .collect();
+    EntityCard {
+        scorecard: def.id.clone(),
+        title: def.title.clone(),
+        entity_ref: r.to_string(),
+        level: result.level.and_then(|l| def.levels.get(l).cloned()),
+        score: result.score,
+        checks: def
+            .checks
+            .iter()
+            .zip(&result.checks)
+            .map(|(c, o)| CheckOutcomeView {
+                id: c.id.clone(),
+                title: c.title.clone(),
+                level: def.levels.get(c.level).cloned().unwrap_or_default(),
+                weight: c.weight,
+                status: o.status,
+                value: o.value.clone(),
+                reason: o.reason.clone(),
+                exemption: o
+                    .exemption
+                    .and_then(|id| by_id.get(&id).map(|x| (*x).clone())),
+            })
+            .collect(),
+        owners: result.groups.clone(),
+        system: result.system.clone(),
+        domain: result.domain.clone(),
+        changed_at: result.changed_at,
+        cause: result.cause.clone(),
+        next_change: result.next_change,
+        history: vec![],
+    }
+}

@@ -1,0 +1,379 @@
+//! Stored scorecard records and their keys (tables of [`crate::keys`]).
+//!
+//! | table | key | value |
+//! |---|---|---|
+//! | `q` | definition source | [`DefinitionSet`]: its files, what each holds in force, errors |
+//! | `Q` | scorecard id | [`DefinitionRecord`]: the text in force |
+//! | `A` | scorecard, ref key | [`ResultRecord`] |
+//! | `a` | scorecard, ref key, time (ms, BE), event id | [`ResultChange`] |
+//! | `K` | scorecard, dimension, group | [`Rollup`] |
+//! | `D` | dependency (`e:{ref}` or `f:{subject}`), scorecard, ref key | empty |
+//! | `T` | time (ms, BE), scorecard, ref key | empty: re-evaluate then |
+//! | `X` | subject | [`FactRecord`] |
+//! | `W` | scorecard, ref key | [`ExemptionSet`] |
+//! | `w` | exemption id | (scorecard, ref key) |
+
+use crate::keys::{key, prefix};
+use chrono::{DateTime, Utc};
+use proto::Exemption;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use uuid::Uuid;
+
+pub const DEFINITION_SET: u8 = b'q';
+pub const DEFINITION: u8 = b'Q';
+pub const RESULT: u8 = b'A';
+pub const RESULT_HISTORY: u8 = b'a';
+pub const ROLLUP: u8 = b'K';
+pub const DEPENDENCY: u8 = b'D';
+pub const DUE: u8 = b'T';
+pub const FACTS: u8 = b'X';
+pub const EXEMPTIONS: u8 = b'W';
+pub const EXEMPTION_ID: u8 = b'w';
+
+pub fn definition_set(source: &str) -> Vec<u8> {
+    key(DEFINITION_SET, &[source.as_bytes()])
+}
+pub fn definition(id: &str) -> Vec<u8> {
+    key(DEFINITION, &[id.as_bytes()])
+}
+pub fn result(scorecard: &str, r: &str) -> Vec<u8> {
+    key(RESULT, &[scorecard.as_bytes(), r.as_bytes()])
+}
+pub fn result_history(scorecard: &str, r: &str, at_ms: i64, event: &Uuid) -> Vec<u8> {
+    let mut k = prefix(RESULT_HISTORY, &[scorecard.as_bytes(), r.as_bytes()]);
+    k.extend_from_slice(&at_ms.to_be_bytes());
+    k.extend_from_slice(event.as_bytes());
+    k
+}
+pub fn rollup(scorecard: &str, dim: &str, group: &str) -> Vec<u8> {
+    key(
+        ROLLUP,
+        &[scorecard.as_bytes(), dim.as_bytes(), group.as_bytes()],
+    )
+}
+pub fn dependency(dep: &str, scorecard: &str, r: &str) -> Vec<u8> {
+    key(
+        DEPENDENCY,
+        &[dep.as_bytes(), scorecard.as_bytes(), r.as_bytes()],
+    )
+}
+pub fn due(at_ms: i64, scorecard: &str, r: &str) -> Vec<u8> {
+    let mut k = vec![DUE];
+    k.extend_from_slice(&at_ms.to_be_bytes());
+    k.extend_from_slice(scorecard.as_bytes());
+    k.push(0);
+    k.extend_from_slice(r.as_bytes());
+    k
+}
+/// (time, scorecard, ref) of a `T` key.
+pub fn parse_due(k: &[u8]) -> Option<(i64, String, String)> {
+    let ms = i64::from_be_bytes(k.get(1..9)?.try_into().ok()?);
+    let rest = std::str::from_utf8(k.get(9..)?).ok()?;
+    let (sc, r) = rest.split_once('\0')?;
+    Some((ms, sc.to_string(), r.to_string()))
+}
+pub fn facts(subject: &str) -> Vec<u8> {
+    key(FACTS, &[subject.as_bytes()])
+}
+pub fn exemptions(scorecard: &str, r: &str) -> Vec<u8> {
+    key(EXEMPTIONS, &[scorecard.as_bytes(), r.as_bytes()])
+}
+pub fn exemption_id(id: &Uuid) -> Vec<u8> {
+    key(EXEMPTION_ID, &[id.as_hyphenated().to_string().as_bytes()])
+}
+
+/// The definition files of one source.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DefinitionSet {
+    pub files: BTreeMap<String, DefinitionFile>,
+}
+
+/// One definition file: the text last published, the text in force (the
+/// last one that compiled) and the errors of the last one, if it did not.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DefinitionFile {
+    pub published_sha: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_force: Option<InForce>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<crate::scorecard::DefinitionError>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejected_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InForce {
+    pub id: String,
+    pub text: String,
+}
+
+/// The definition in force for one scorecard id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DefinitionRecord {
+    pub id: String,
+    pub source: String,
+    pub file: String,
+    pub text: String,
+    pub updated_at: DateTime<Utc>,
+    pub event_id: Uuid,
+}
+
+/// How one check came out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckStatus {
+    Pass,
+    Fail,
+    /// Failing, but exempted: counts as passing until the exemption ends.
+    Exempt,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckResult {
+    pub status: CheckStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exemption: Option<Uuid>,
+}
+
+/// What caused an evaluation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Cause {
+    pub kind: CauseKind,
+    /// The event, when one caused it (none for a time-bound change).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<Uuid>,
+    /// The location, subject, file, exemption or deadline.
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CauseKind {
+    /// The entity itself, or its relations, changed.
+    Entity,
+    /// A related entity (owner, system, relation target) changed.
+    Related,
+    Fact,
+    Definition,
+    Exemption,
+    /// A time-bound rule or an exemption's expiry came due.
+    Time,
+}
+
+/// The result of one scorecard for one entity.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResultRecord {
+    /// Index into the definition's levels; `None`: no level reached.
+    pub level: Option<usize>,
+    pub score: u32,
+    pub checks: Vec<CheckResult>,
+    /// Owner and its ancestor groups (through `childOf`), nearest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
+    /// What the evaluation read besides the entity (`e:{ref}`, `f:{subject}`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deps: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_change: Option<DateTime<Utc>>,
+    /// When the outcome last changed, and why.
+    pub changed_at: DateTime<Utc>,
+    pub cause: Cause,
+}
+
+impl ResultRecord {
+    /// Whether two results differ in what they report (not in bookkeeping).
+    pub fn same_outcome(&self, other: &ResultRecord) -> bool {
+        self.level == other.level
+            && self.score == other.score
+            && self.checks == other.checks
+            && self.groups == other.groups
+            && self.system == other.system
+            && self.domain == other.domain
+    }
+}
+
+/// One change of a result, with what caused it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResultChange {
+    pub at: DateTime<Utc>,
+    pub cause: Cause,
+    /// Level name before / after (`None`: no level, or no result).
+    #[serde(default)]
+    pub level_before: Option<String>,
+    #[serde(default)]
+    pub level_after: Option<String>,
+    #[serde(default)]
+    pub score_before: Option<u32>,
+    #[serde(default)]
+    pub score_after: Option<u32>,
+    /// Whether the scorecard applies after the change.
+    pub applies: bool,
+    /// Checks whose status changed: id -> (before, after).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub checks: BTreeMap<String, (Option<CheckStatus>, Option<CheckStatus>)>,
+    /// Owner groups, system and domain after the change (before, if it
+    /// no longer applies): what trends group by.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
+    /// The level index after the change, for trends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub level_index: Option<usize>,
+}
+
+/// Aggregates of the results of one scorecard within one group.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Rollup {
+    pub entities: i64,
+    /// Entities per level: index 0 is "no level", then the levels in order.
+    pub levels: Vec<i64>,
+    pub score_sum: i64,
+    /// Per check: (passing, exempt).
+    pub checks: Vec<(i64, i64)>,
+}
+
+impl Rollup {
+    pub fn new(levels: usize, checks: usize) -> Self {
+        Rollup {
+            entities: 0,
+            levels: vec![0; levels + 1],
+            score_sum: 0,
+            checks: vec![(0, 0); checks],
+        }
+    }
+
+    /// Adds (`sign` 1) or removes (-1) one result.
+    pub fn add(&mut self, r: &ResultRecord, sign: i64) {
+        self.entities += sign;
+        let l = r.level.map_or(0, |l| l + 1);
+        if l >= self.levels.len() {
+            self.levels.resize(l + 1, 0);
+        }
+        self.levels[l] += sign;
+        self.score_sum += sign * i64::from(r.score);
+        if self.checks.len() < r.checks.len() {
+            self.checks.resize(r.checks.len(), (0, 0));
+        }
+        for (slot, c) in self.checks.iter_mut().zip(&r.checks) {
+            match c.status {
+                CheckStatus::Pass => slot.0 += sign,
+                CheckStatus::Exempt => slot.1 += sign,
+                CheckStatus::Fail => {}
+            }
+        }
+    }
+
+    /// Adds another rollup (a delta).
+    pub fn merge(&mut self, d: &Rollup) {
+        self.entities += d.entities;
+        if self.levels.len() < d.levels.len() {
+            self.levels.resize(d.levels.len(), 0);
+        }
+        for (a, b) in self.levels.iter_mut().zip(&d.levels) {
+            *a += b;
+        }
+        self.score_sum += d.score_sum;
+        if self.checks.len() < d.checks.len() {
+            self.checks.resize(d.checks.len(), (0, 0));
+        }
+        for (a, b) in self.checks.iter_mut().zip(&d.checks) {
+            a.0 += b.0;
+            a.1 += b.1;
+        }
+    }
+
+    pub fn is_zero(&self) -> bool {
+        self.entities == 0
+            && self.score_sum == 0
+            && self.levels.iter().all(|x| *x == 0)
+            && self.checks.iter().all(|c| *c == (0, 0))
+    }
+}
+
+/// The facts of one subject as the projector keeps them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FactRecord {
+    pub observed_at: DateTime<Utc>,
+    pub event_id: Uuid,
+    pub source: String,
+    pub facts: Value,
+}
+
+/// The exemptions of one scorecard for one entity, revoked ones included
+/// (who exempted what stays readable).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ExemptionSet {
+    pub items: Vec<ExemptionRecord>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExemptionRecord {
+    pub exemption: Exemption,
+    pub granted_at: DateTime<Utc>,
+    pub event_id: Uuid,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked: Option<Revocation>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Revocation {
+    pub at: DateTime<Utc>,
+    pub author: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub event_id: Uuid,
+}
+
+impl ExemptionRecord {
+    /// Whether it exempts at `now`.
+    pub fn active(&self, now: DateTime<Utc>) -> bool {
+        self.revoked.is_none() && self.exemption.expires_at.is_none_or(|e| e > now)
+    }
+}
+
+/// The dimensions rollups are kept in.
+pub const DIMENSIONS: [&str; 4] = ["all", "owner", "system", "domain"];
+
+/// The groups one result counts in, per dimension.
+pub fn memberships(r: &ResultRecord) -> Vec<(&'static str, String)> {
+    let mut out = vec![("all", "*".to_string())];
+    for g in &r.groups {
+        out.push(("owner", g.clone()));
+    }
+    if let Some(s) = &r.system {
+        out.push(("system", s.clone()));
+    }
+    if let Some(d) = &r.domain {
+        out.push(("domain", d.clone()));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn due_keys_sort_by_time_and_parse_back() {
+        let a = due(5, "card", "component:default/a");
+        let b = due(300, "card", "component:default/a");
+        assert!(a < b);
+        assert_eq!(
+            parse_due(&b),
+            Some((300, "card".into(), "component:default/a".into()))
+        );
+    }
+}

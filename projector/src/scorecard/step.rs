@@ -1,0 +1,1058 @@
+//! The scorecard part of the fold.
+//!
+//! While a batch is applied, [`ScoreState`] records what changed besides
+//! entities: facts, definitions, exemptions, deadlines that came due. In
+//! [`crate::Fold::finish`], after the served entities are derived, it
+//! re-evaluates exactly what those changes affect:
+//!
+//! - a changed or new definition: every entity, and its rollups are rebuilt;
+//! - an entity whose served JSON changed (its fields or its relations):
+//!   that entity under every scorecard;
+//! - entities that read a changed entity (owner group and its parents,
+//!   system, relation targets) or changed facts: found through the
+//!   dependency index (`D`) each evaluation writes;
+//! - an exemption or a deadline: that entity under that scorecard.
+//!
+//! Each evaluation runs as of the time of the event that caused it (a
+//! deadline's own time for time-bound changes), so a replay gives the same
+//! results. A result whose outcome changed is stored with a history record
+//! naming the cause, and its rollup contributions move in the same batch.
+
+use super::lang::{self, Context, Definition, FactProvider};
+use super::records::{
+    self as rk, Cause, CauseKind, CheckResult, CheckStatus, DefinitionFile, DefinitionRecord,
+    DefinitionSet, ExemptionRecord, ExemptionSet, FactRecord, InForce, ResultChange, ResultRecord,
+    Revocation, Rollup,
+};
+use crate::fold::{Table, derived_id};
+use crate::keys;
+use crate::records as rec;
+use crate::store::{Store, StoreError, WriteSet};
+use chrono::{DateTime, Utc};
+use proto::{FactEvent, FactState, ScorecardChange, ScorecardEvent};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// Why and as of when something must be evaluated.
+#[derive(Debug, Clone)]
+pub struct Trigger {
+    pub cause: Cause,
+    pub at: DateTime<Utc>,
+}
+
+/// The served JSON of entities changed in this batch (`None`: deleted).
+pub type Served = HashMap<String, Option<Arc<Value>>>;
+
+/// Scorecard state touched by one batch.
+pub(crate) struct ScoreState {
+    facts: Table<FactRecord>,
+    sets: Table<DefinitionSet>,
+    definitions: Table<DefinitionRecord>,
+    exemptions: Table<ExemptionSet>,
+    exemption_ids: Table<(String, String)>,
+    changed_facts: BTreeMap<String, Trigger>,
+    targeted: BTreeMap<(String, String), Trigger>,
+    redefined: BTreeMap<String, Trigger>,
+}
+
+/// Compiled definitions by text hash: compiling is pure, so it is cached.
+pub(crate) fn compiled(
+    file: &str,
+    text: &str,
+) -> Result<Arc<Definition>, Vec<lang::DefinitionError>> {
+    static CACHE: OnceLock<Mutex<HashMap<String, Arc<Definition>>>> = OnceLock::new();
+    let sha = sha(text);
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(d) = cache.lock().expect("lock").get(&sha) {
+        return Ok(d.clone());
+    }
+    let def = Arc::new(lang::compile(file, text)?);
+    let mut c = cache.lock().expect("lock");
+    if c.len() > 256 {
+        c.clear();
+    }
+    c.insert(sha, def.clone());
+    Ok(def)
+}
+
+fn sha(text: &str) -> String {
+    hex::encode(Sha256::digest(text.as_bytes()))
+}
+
+impl ScoreState {
+    pub fn new() -> Self {
+        ScoreState {
+            facts: Table::new(rk::FACTS),
+            sets: Table::new(rk::DEFINITION_SET),
+            definitions: Table::new(rk::DEFINITION),
+            exemptions: Table::new(rk::EXEMPTIONS),
+            exemption_ids: Table::new(rk::EXEMPTION_ID),
+            changed_facts: BTreeMap::new(),
+            targeted: BTreeMap::new(),
+            redefined: BTreeMap::new(),
+        }
+    }
+
+    /// Stores what a fact event says now. Returns whether it changed.
+    pub fn apply_facts(&mut self, store: &dyn Store, ev: &FactEvent) -> Result<bool, StoreError> {
+        let subject = ev.subject.as_str();
+        let key = rk::facts(subject);
+        let new = match &ev.state {
+            FactState::Present { facts } => {
+                Some(serde_json::to_value(facts).expect("facts serialise"))
+            }
+            FactState::Removed => None,
+        };
+        let old = self.facts.get(store, key.clone())?;
+        if old.map(|o| &o.facts) == new.as_ref() {
+            return Ok(false);
+        }
+        self.facts.set(
+            key,
+            new.map(|facts| FactRecord {
+                observed_at: ev.observed_at,
+                event_id: ev.event_id,
+                source: ev.source.to_string(),
+                facts,
+            }),
+        );
+        self.changed_facts.insert(
+            subject.to_string(),
+            Trigger {
+                cause: Cause {
+                    kind: CauseKind::Fact,
+                    event_id: Some(ev.event_id),
+                    detail: subject.to_string(),
+                },
+                at: ev.observed_at,
+            },
+        );
+        Ok(true)
+    }
+
+    /// Applies a definition set or an exemption. Returns whether it changed
+    /// anything.
+    pub fn apply_scorecard(
+        &mut self,
+        store: &dyn Store,
+        ev: &ScorecardEvent,
+    ) -> Result<bool, StoreError> {
+        match &ev.change {
+            ScorecardChange::DefinitionsPublished { files } => self.publish(store, ev, files),
+            ScorecardChange::ExemptionGranted { exemption } => {
+                let r = exemption.entity.key();
+                let key = rk::exemptions(&exemption.scorecard, &r);
+                let slot = self.exemptions.get_mut(store, key)?;
+                let set = slot.get_or_insert_with(ExemptionSet::default);
+                if set.items.iter().any(|x| x.exemption.id == exemption.id) {
+                    return Ok(false);
+                }
+                set.items.push(ExemptionRecord {
+                    exemption: exemption.clone(),
+                    granted_at: ev.at,
+                    event_id: ev.event_id,
+                    revoked: None,
+                });
+                self.exemption_ids.set(
+                    rk::exemption_id(&exemption.id),
+                    Some((exemption.scorecard.clone(), r.clone())),
+                );
+                self.target(
+                    &exemption.scorecard,
+                    &r,
+                    ev,
+                    format!(
+                        "exemption {} of `{}` granted by {}: {}",
+                        exemption.id, exemption.check, exemption.author, exemption.reason
+                    ),
+                );
+                Ok(true)
+            }
+            ScorecardChange::ExemptionRevoked { id, author, reason } => {
+                let Some((sc, r)) = self
+                    .exemption_ids
+                    .get(store, rk::exemption_id(id))?
+                    .cloned()
+                else {
+                    tracing::warn!(exemption = %id, "revocation of an unknown exemption; ignored");
+                    return Ok(false);
+                };
+                let slot = self.exemptions.get_mut(store, rk::exemptions(&sc, &r))?;
+                let Some(item) = slot
+                    .as_mut()
+                    .and_then(|s| s.items.iter_mut().find(|x| x.exemption.id == *id))
+                else {
+                    return Ok(false);
+                };
+                if item.revoked.is_some() {
+                    return Ok(false);
+                }
+                item.revoked = Some(Revocation {
+                    at: ev.at,
+                    author: author.clone(),
+                    reason: reason.clone(),
+                    event_id: ev.event_id,
+                });
+                self.target(&sc, &r, ev, format!("exemption {id} revoked by {author}"));
+                Ok(true)
+            }
+        }
+    }
+
+    fn target(&mut self, sc: &str, r: &str, ev: &ScorecardEvent, detail: String) {
+        self.targeted.insert(
+            (sc.to_string(), r.to_string()),
+            Trigger {
+                cause: Cause {
+                    kind: CauseKind::Exemption,
+                    event_id: Some(ev.event_id),
+                    detail,
+                },
+                at: ev.at,
+            },
+        );
+    }
+
+    fn publish(
+        &mut self,
+        store: &dyn Store,
+        ev: &ScorecardEvent,
+        files: &BTreeMap<String, String>,
+    ) -> Result<bool, StoreError> {
+        let source = ev.source.as_str().to_string();
+        let set_key = rk::definition_set(&source);
+        let old = self
+            .sets
+            .get(store, set_key.clone())?
+            .cloned()
+            .unwrap_or_default();
+        // Ids defined by other sources keep them (first come, first kept).
+        let taken: BTreeMap<String, String> = self
+            .all_definitions(store)?
+            .into_iter()
+            .filter(|d| d.source != source)
+            .map(|d| (d.id.clone(), format!("{}:{}", d.source, d.file)))
+            .collect();
+        let mut new = DefinitionSet::default();
+        let mut ids: BTreeMap<String, (String, String)> = BTreeMap::new();
+        for (file, text) in files {
+            let published_sha = sha(text);
+            let before = old.files.get(file);
+            let mut entry = DefinitionFile {
+                published_sha,
+                in_force: before.and_then(|b| b.in_force.clone()),
+                errors: vec![],
+                rejected_at: None,
+            };
+            let reject = |entry: &mut DefinitionFile, errors: Vec<lang::DefinitionError>| {
+                for e in &errors {
+                    tracing::warn!(source = %source, error = %e, "scorecard definition rejected; the previous one stays in force");
+                }
+                entry.rejected_at = Some(
+                    before
+                        .filter(|b| b.published_sha == entry.published_sha)
+                        .and_then(|b| b.rejected_at)
+                        .unwrap_or(ev.at),
+                );
+                entry.errors = errors;
+            };
+            match compiled(file, text) {
+                Ok(def) => {
+                    let clash = taken
+                        .get(&def.id)
+                        .cloned()
+                        .or_else(|| ids.get(&def.id).map(|(f, _)| format!("{source}:{f}")));
+                    match clash {
+                        Some(other) => reject(
+                            &mut entry,
+                            vec![lang::DefinitionError {
+                                file: file.clone(),
+                                check: None,
+                                reason: format!(
+                                    "scorecard id `{}` is already defined by {other}",
+                                    def.id
+                                ),
+                            }],
+                        ),
+                        None => {
+                            entry.in_force = Some(InForce {
+                                id: def.id.clone(),
+                                text: text.clone(),
+                            })
+                        }
+                    }
+                }
+                Err(errors) => reject(&mut entry, errors),
+            }
+            if let Some(f) = &entry.in_force
+                && !ids.contains_key(&f.id)
+            {
+                ids.insert(f.id.clone(), (file.clone(), f.text.clone()));
+            }
+            new.files.insert(file.clone(), entry);
+        }
+        let mut changed = new != old;
+        if changed {
+            self.sets
+                .set(set_key, (!new.files.is_empty()).then_some(new));
+        }
+        let cause = |detail: String| Trigger {
+            cause: Cause {
+                kind: CauseKind::Definition,
+                event_id: Some(ev.event_id),
+                detail,
+            },
+            at: ev.at,
+        };
+        for old_def in self.all_definitions(store)? {
+            if old_def.source == source && !ids.contains_key(&old_def.id) {
+                self.definitions.set(rk::definition(&old_def.id), None);
+                self.redefined.insert(
+                    old_def.id.clone(),
+                    cause(format!("{} removed", old_def.file)),
+                );
+                changed = true;
+            }
+        }
+        for (id, (file, text)) in ids {
+            let key = rk::definition(&id);
+            let current = self.definitions.get(store, key.clone())?;
+            if current.is_some_and(|c| c.text == text && c.file == file) {
+                continue;
+            }
+            self.definitions.set(
+                key,
+                Some(DefinitionRecord {
+                    id: id.clone(),
+                    source: source.clone(),
+                    file: file.clone(),
+                    text,
+                    updated_at: ev.at,
+                    event_id: ev.event_id,
+                }),
+            );
+            self.redefined
+                .insert(id, cause(format!("{file} published")));
+            changed = true;
+        }
+        Ok(changed)
+    }
+
+    /// Every definition in force, this batch's changes included.
+    fn all_definitions(&mut self, store: &dyn Store) -> Result<Vec<DefinitionRecord>, StoreError> {
+        let mut ids = BTreeSet::new();
+        store.scan(&[rk::DEFINITION], None, &mut |k, _| {
+            ids.insert(k[1..].to_vec());
+            true
+        })?;
+        for k in self.definitions.keys() {
+            ids.insert(k[1..].to_vec());
+        }
+        let mut out = Vec::new();
+        for id in ids {
+            let mut k = vec![rk::DEFINITION];
+            k.extend_from_slice(&id);
+            if let Some(d) = self.definitions.get(store, k)? {
+                out.push(d.clone());
+            }
+        }
+        Ok(out)
+    }
+
+    /// Marks every result whose deadline is at or before `now` for
+    /// evaluation as of that deadline.
+    pub fn due(&mut self, store: &dyn Store, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        let mut found = Vec::new();
+        let end = now.timestamp_millis();
+        store.scan(&[rk::DUE], None, &mut |k, _| match rk::parse_due(k) {
+            Some((ms, sc, r)) if ms <= end => {
+                found.push((ms, sc, r));
+                true
+            }
+            _ => false,
+        })?;
+        let n = found.len();
+        for (ms, sc, r) in found {
+            let at = DateTime::from_timestamp_millis(ms).unwrap_or(now);
+            self.targeted.insert(
+                (sc.clone(), r.clone()),
+                Trigger {
+                    cause: Cause {
+                        kind: CauseKind::Time,
+                        event_id: None,
+                        detail: format!(
+                            "a time-bound rule or exemption came due at {}",
+                            at.to_rfc3339()
+                        ),
+                    },
+                    at,
+                },
+            );
+        }
+        Ok(n)
+    }
+
+    /// Re-evaluates what this batch affects and adds every write to `out`.
+    pub fn finish(
+        &mut self,
+        store: &dyn Store,
+        served: &Served,
+        causes: &HashMap<String, Trigger>,
+        out: &mut WriteSet,
+    ) -> Result<(), StoreError> {
+        let defs: Vec<(DefinitionRecord, Arc<Definition>)> = self
+            .all_definitions(store)?
+            .into_iter()
+            .filter_map(|d| match compiled(&d.file, &d.text) {
+                Ok(c) => Some((d, c)),
+                Err(errors) => {
+                    // Only compiled text is ever in force; a build whose
+                    // language changed may still refuse it.
+                    tracing::error!(scorecard = %d.id, ?errors, "definition in force does not compile; skipped");
+                    None
+                }
+            })
+            .collect();
+        let redefined = std::mem::take(&mut self.redefined);
+        let mut eval = Evaluator {
+            store,
+            served,
+            facts: &mut self.facts,
+            exemptions: &mut self.exemptions,
+            entities: HashMap::new(),
+            fact_cache: HashMap::new(),
+            rollups: HashMap::new(),
+            out,
+        };
+        // Scorecards that went away: their results, indexes and rollups go.
+        for (id, trigger) in &redefined {
+            if !defs.iter().any(|(d, _)| &d.id == id) {
+                eval.drop_scorecard(id, trigger)?;
+            }
+        }
+        for (record, def) in &defs {
+            if let Some(trigger) = redefined.get(&record.id) {
+                eval.reevaluate_all(def, trigger)?;
+            }
+        }
+        // Everything else: only what this batch touched.
+        let mut work: BTreeMap<(String, String), Trigger> = BTreeMap::new();
+        let mut add = |sc: &str, r: &str, t: &Trigger| {
+            if !redefined.contains_key(sc) {
+                work.entry((sc.to_string(), r.to_string()))
+                    .or_insert_with(|| t.clone());
+            }
+        };
+        for (r, _) in served.iter() {
+            let Some(t) = causes.get(r) else { continue };
+            for (d, _) in &defs {
+                add(&d.id, r, t);
+            }
+            let related = Trigger {
+                cause: Cause {
+                    kind: CauseKind::Related,
+                    event_id: t.cause.event_id,
+                    detail: r.clone(),
+                },
+                at: t.at,
+            };
+            for (sc, dependent) in dependents(store, &format!("e:{r}"))? {
+                add(&sc, &dependent, &related);
+            }
+        }
+        for (subject, t) in &self.changed_facts {
+            for (sc, dependent) in dependents(store, &format!("f:{subject}"))? {
+                add(&sc, &dependent, t);
+            }
+        }
+        for ((sc, r), t) in &self.targeted {
+            add(sc, r, t);
+        }
+        let by_id: HashMap<&str, &Arc<Definition>> =
+            defs.iter().map(|(d, c)| (d.id.as_str(), c)).collect();
+        for ((sc, r), t) in work {
+            let Some(def) = by_id.get(sc.as_str()) else {
+                continue;
+            };
+            let entity = eval.entity(&r);
+            let old = get::<ResultRecord>(store, &rk::result(&sc, &r))?;
+            let new = eval.evaluate(def, &r, entity.as_deref(), &t)?;
+            eval.store_result(def, &r, old, new, &t, true)?;
+        }
+        eval.flush_rollups(&redefined)?;
+        self.facts.drain_into(out);
+        self.sets.drain_into(out);
+        self.definitions.drain_into(out);
+        self.exemptions.drain_into(out);
+        self.exemption_ids.drain_into(out);
+        Ok(())
+    }
+}
+
+/// Evaluates `def` for every entity in the store as of `now` and hands
+/// each result to `visit`; writes nothing (a dry run).
+pub(crate) fn evaluate_catalog(
+    store: &dyn Store,
+    def: &Definition,
+    now: DateTime<Utc>,
+    visit: &mut dyn FnMut(&str, ResultRecord),
+) -> Result<(), StoreError> {
+    let served = Served::new();
+    let mut facts = Table::new(rk::FACTS);
+    let mut exemptions = Table::new(rk::EXEMPTIONS);
+    let mut out = WriteSet::new();
+    let mut eval = Evaluator {
+        store,
+        served: &served,
+        facts: &mut facts,
+        exemptions: &mut exemptions,
+        entities: HashMap::new(),
+        fact_cache: HashMap::new(),
+        rollups: HashMap::new(),
+        out: &mut out,
+    };
+    let trigger = Trigger {
+        cause: Cause {
+            kind: CauseKind::Definition,
+            event_id: None,
+            detail: "dry run".into(),
+        },
+        at: now,
+    };
+    let mut bodies = Vec::new();
+    store.scan(&[keys::ENTITY], None, &mut |k, v| {
+        bodies.push((String::from_utf8_lossy(&k[1..]).into_owned(), v.to_vec()));
+        bodies.len() < 1024
+    })?;
+    let mut last: Option<Vec<u8>> = None;
+    loop {
+        if let Some(l) = &last {
+            bodies.clear();
+            let mut from = l.clone();
+            from.push(0);
+            store.scan(&[keys::ENTITY], Some(&from), &mut |k, v| {
+                bodies.push((String::from_utf8_lossy(&k[1..]).into_owned(), v.to_vec()));
+                bodies.len() < 1024
+            })?;
+        }
+        if bodies.is_empty() {
+            break;
+        }
+        for (r, body) in &bodies {
+            let Ok(entity) = serde_json::from_slice::<Value>(body) else {
+                continue;
+            };
+            if let Some(result) = eval.evaluate(def, r, Some(&entity), &trigger)? {
+                visit(r, result);
+            }
+        }
+        last = bodies.last().map(|(r, _)| keys::entity(r));
+    }
+    Ok(())
+}
+
+fn get<T: serde::de::DeserializeOwned>(
+    store: &dyn Store,
+    key: &[u8],
+) -> Result<Option<T>, StoreError> {
+    match store.get(key)? {
+        Some(b) => Ok(Some(rec::decode(key, &b)?)),
+        None => Ok(None),
+    }
+}
+
+/// (scorecard, ref) of every result that read `dep`.
+fn dependents(store: &dyn Store, dep: &str) -> Result<Vec<(String, String)>, StoreError> {
+    let p = keys::prefix(rk::DEPENDENCY, &[dep.as_bytes()]);
+    let mut out = Vec::new();
+    store.scan(&p, None, &mut |k, _| {
+        if let Ok(rest) = std::str::from_utf8(&k[p.len()..])
+            && let Some((sc, r)) = rest.split_once('\0')
+        {
+            out.push((sc.to_string(), r.to_string()));
+        }
+        true
+    })?;
+    Ok(out)
+}
+
+/// The subject of the GitHub repository an entity lives in: from
+/// `github.com/project-slug`, else from its source or managed-by location.
+pub fn github_subject(entity: &Value) -> Option<String> {
+    let ann = entity.get("metadata")?.get("annotations")?;
+    let text = |k: &str| ann.get(k).and_then(Value::as_str);
+    let from_url = |loc: &str| -> Option<(String, String, String)> {
+        let url = loc.strip_prefix("url:").unwrap_or(loc);
+        let rest = url
+            .strip_prefix("https://")
+            .or_else(|| url.strip_prefix("http://"))?;
+        let mut parts = rest.split('/');
+        let host = parts.next()?;
+        let owner = parts.next()?;
+        let repo = parts.next()?;
+        (!owner.is_empty() && !repo.is_empty()).then(|| {
+            (
+                host.to_string(),
+                owner.to_string(),
+                repo.trim_end_matches(".git").to_string(),
+            )
+        })
+    };
+    let located = text("backstage.io/source-location")
+        .and_then(from_url)
+        .or_else(|| text("backstage.io/managed-by-location").and_then(from_url));
+    if let Some(slug) = text("github.com/project-slug")
+        && let Some((owner, repo)) = slug.trim().split_once('/')
+    {
+        let host = located
+            .map(|(h, _, _)| h)
+            .unwrap_or_else(|| "github.com".into());
+        return Some(proto::SubjectKey::github_repository(&host, owner, repo).to_string());
+    }
+    let (host, owner, repo) = located?;
+    (host.contains("github"))
+        .then(|| proto::SubjectKey::github_repository(&host, &owner, &repo).to_string())
+}
+
+/// Relation targets of one type in served JSON, as ref keys.
+fn targets<'v>(entity: &'v Value, relation: &'v str) -> impl Iterator<Item = String> + 'v {
+    entity
+        .get("relations")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(move |r| r.get("type").and_then(Value::as_str) == Some(relation))
+        .filter_map(|r| r.get("targetRef").and_then(Value::as_str))
+        .map(str::to_ascii_lowercase)
+}
+
+fn kind_of(r: &str) -> &str {
+    r.split(':').next().unwrap_or("")
+}
+
+struct Evaluator<'a> {
+    store: &'a dyn Store,
+    served: &'a Served,
+    facts: &'a mut Table<FactRecord>,
+    exemptions: &'a mut Table<ExemptionSet>,
+    entities: HashMap<String, Option<Arc<Value>>>,
+    fact_cache: HashMap<String, Option<Arc<Value>>>,
+    rollups: HashMap<(String, String, String), Rollup>,
+    out: &'a mut WriteSet,
+}
+
+/// What one evaluation read, for the dependency index.
+struct Reads<'e, 'a> {
+    ev: &'e mut Evaluator<'a>,
+    deps: BTreeSet<String>,
+}
+
+impl Context for Reads<'_, '_> {
+    fn entity(&mut self, refkey: &str) -> Option<Arc<Value>> {
+        self.deps.insert(format!("e:{refkey}"));
+        self.ev.entity(refkey)
+    }
+    fn facts(
+        &mut self,
+        entity: &Value,
+        provider: FactProvider,
+    ) -> (Option<String>, Option<Arc<Value>>) {
+        match provider {
+            FactProvider::Github => {
+                let Some(subject) = github_subject(entity) else {
+                    return (None, None);
+                };
+                self.deps.insert(format!("f:{subject}"));
+                let facts = self.ev.facts(&subject);
+                (Some(subject), facts)
+            }
+        }
+    }
+}
+
+impl Evaluator<'_> {
+    fn entity(&mut self, r: &str) -> Option<Arc<Value>> {
+        if let Some(v) = self.served.get(r) {
+            return v.clone();
+        }
+        if let Some(v) = self.entities.get(r) {
+            return v.clone();
+        }
+        let v = self
+            .store
+            .get(&keys::entity(r))
+            .ok()
+            .flatten()
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+            .map(Arc::new);
+        if self.entities.len() > 100_000 {
+            self.entities.clear();
+        }
+        self.entities.insert(r.to_string(), v.clone());
+        v
+    }
+
+    fn facts(&mut self, subject: &str) -> Option<Arc<Value>> {
+        if let Some(v) = self.fact_cache.get(subject) {
+            return v.clone();
+        }
+        let v = self
+            .facts
+            .get(self.store, rk::facts(subject))
+            .ok()
+            .flatten()
+            .map(|f| Arc::new(f.facts.clone()));
+        self.fact_cache.insert(subject.to_string(), v.clone());
+        v
+    }
+
+    /// The result of `def` for entity `r` as of the trigger's time.
+    fn evaluate(
+        &mut self,
+        def: &Definition,
+        r: &str,
+        entity: Option<&Value>,
+        t: &Trigger,
+    ) -> Result<Option<ResultRecord>, StoreError> {
+        let Some(entity) = entity else {
+            return Ok(None);
+        };
+        if !def.applies(entity) {
+            return Ok(None);
+        }
+        let now = t.at;
+        let mut reads = Reads {
+            ev: self,
+            deps: BTreeSet::new(),
+        };
+        let evaluation = def.evaluate(entity, &mut reads, now);
+        // Owner and its parents, system and domain: what rollups group by.
+        let owner = targets(entity, "ownedBy").min();
+        let mut groups = Vec::new();
+        if let Some(owner) = owner {
+            let mut next = Some(owner);
+            while let Some(g) = next.take() {
+                if groups.contains(&g) || groups.len() >= 32 {
+                    break;
+                }
+                groups.push(g.clone());
+                if kind_of(&g) == "group"
+                    && let Some(ge) = reads.entity(&g)
+                {
+                    next = targets(&ge, "childOf").min();
+                }
+            }
+        }
+        let own_kind = entity
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        let system = if own_kind == "system" {
+            None
+        } else {
+            targets(entity, "partOf")
+                .filter(|t| kind_of(t) == "system")
+                .min()
+        };
+        let domain = if own_kind == "system" {
+            targets(entity, "partOf")
+                .filter(|t| kind_of(t) == "domain")
+                .min()
+        } else {
+            match &system {
+                Some(s) => reads.entity(s).and_then(|se| {
+                    targets(&se, "partOf")
+                        .filter(|t| kind_of(t) == "domain")
+                        .min()
+                }),
+                None => None,
+            }
+        };
+        let deps: Vec<String> = reads.deps.into_iter().collect();
+        // Exemptions turn failing checks into exempt ones until they end.
+        let exemptions = self
+            .exemptions
+            .get(self.store, rk::exemptions(&def.id, r))?
+            .cloned()
+            .unwrap_or_default();
+        let mut next_change = evaluation.next_change;
+        let mut checks = Vec::with_capacity(def.checks.len());
+        for (check, outcome) in def.checks.iter().zip(evaluation.checks) {
+            let mut result = CheckResult {
+                status: if outcome.pass {
+                    CheckStatus::Pass
+                } else {
+                    CheckStatus::Fail
+                },
+                value: outcome.value,
+                reason: outcome.reason,
+                exemption: None,
+            };
+            if !outcome.pass
+                && let Some(x) = exemptions
+                    .items
+                    .iter()
+                    .filter(|x| x.exemption.check == check.id && x.active(now))
+                    .min_by_key(|x| x.exemption.id)
+            {
+                result.status = CheckStatus::Exempt;
+                result.exemption = Some(x.exemption.id);
+                if let Some(e) = x.exemption.expires_at {
+                    next_change = Some(next_change.map_or(e, |n| n.min(e)));
+                }
+            }
+            checks.push(result);
+        }
+        let passing = |c: &CheckResult| c.status != CheckStatus::Fail;
+        let mut level = None;
+        for l in 0..def.levels.len() {
+            let ok = def
+                .checks
+                .iter()
+                .zip(&checks)
+                .filter(|(c, _)| c.level <= l)
+                .all(|(_, r)| passing(r));
+            if !ok {
+                break;
+            }
+            level = Some(l);
+        }
+        let total: u64 = def.checks.iter().map(|c| u64::from(c.weight)).sum();
+        let earned: u64 = def
+            .checks
+            .iter()
+            .zip(&checks)
+            .filter(|(_, r)| passing(r))
+            .map(|(c, _)| u64::from(c.weight))
+            .sum();
+        let score = if total == 0 {
+            100
+        } else {
+            ((earned * 100 + total / 2) / total) as u32
+        };
+        Ok(Some(ResultRecord {
+            level,
+            score,
+            checks,
+            groups,
+            system,
+            domain,
+            deps,
+            next_change,
+            changed_at: now,
+            cause: t.cause.clone(),
+        }))
+    }
+
+    /// Writes a result (and its indexes, history and rollup deltas) if it
+    /// differs from `old`. `counted`: whether `old` is in the rollups.
+    fn store_result(
+        &mut self,
+        def: &Definition,
+        r: &str,
+        old: Option<ResultRecord>,
+        mut new: Option<ResultRecord>,
+        t: &Trigger,
+        counted: bool,
+    ) -> Result<(), StoreError> {
+        let sc = def.id.as_str();
+        if old.is_none() && new.is_none() {
+            return Ok(());
+        }
+        let same = match (&old, &new) {
+            (Some(o), Some(n)) => o.same_outcome(n),
+            _ => false,
+        };
+        if let (true, Some(o), Some(n)) = (same, &old, &mut new) {
+            n.changed_at = o.changed_at;
+            n.cause = o.cause.clone();
+            if o == n {
+                if !counted {
+                    self.rollup_add(sc, n, 1);
+                }
+                return Ok(());
+            }
+        }
+        let old_deps: BTreeSet<&String> = old.iter().flat_map(|o| &o.deps).collect();
+        let new_deps: BTreeSet<&String> = new.iter().flat_map(|n| &n.deps).collect();
+        for d in old_deps.difference(&new_deps) {
+            self.out.push((rk::dependency(d, sc, r), None));
+        }
+        for d in new_deps.difference(&old_deps) {
+            self.out.push((rk::dependency(d, sc, r), Some(Vec::new())));
+        }
+        let old_due = old.as_ref().and_then(|o| o.next_change);
+        let new_due = new.as_ref().and_then(|n| n.next_change);
+        if old_due != new_due {
+            if let Some(d) = old_due {
+                self.out.push((rk::due(d.timestamp_millis(), sc, r), None));
+            }
+            if let Some(d) = new_due {
+                self.out
+                    .push((rk::due(d.timestamp_millis(), sc, r), Some(Vec::new())));
+            }
+        }
+        if let Some(o) = &old
+            && counted
+        {
+            self.rollup_add(sc, o, -1);
+        }
+        if let Some(n) = &new {
+            self.rollup_add(sc, n, 1);
+        }
+        if !same {
+            let level_name = |x: &Option<ResultRecord>| {
+                x.as_ref()
+                    .and_then(|x| x.level)
+                    .and_then(|l| def.levels.get(l).cloned())
+            };
+            let mut checks = BTreeMap::new();
+            for (i, c) in def.checks.iter().enumerate() {
+                let b = old.as_ref().and_then(|o| o.checks.get(i)).map(|x| x.status);
+                let a = new.as_ref().and_then(|n| n.checks.get(i)).map(|x| x.status);
+                if a != b {
+                    checks.insert(c.id.clone(), (b, a));
+                }
+            }
+            let basis = new.as_ref().or(old.as_ref()).expect("one side exists");
+            let change = ResultChange {
+                at: t.at,
+                cause: t.cause.clone(),
+                level_before: level_name(&old),
+                level_after: level_name(&new),
+                score_before: old.as_ref().map(|o| o.score),
+                score_after: new.as_ref().map(|n| n.score),
+                applies: new.is_some(),
+                checks,
+                groups: basis.groups.clone(),
+                system: basis.system.clone(),
+                domain: basis.domain.clone(),
+                level_index: new.as_ref().and_then(|n| n.level),
+            };
+            let event = t.cause.event_id.unwrap_or_else(|| {
+                derived_id("due", &format!("{sc}\0{r}\0{}", t.at.timestamp_millis()))
+            });
+            self.out.push((
+                rk::result_history(sc, r, t.at.timestamp_millis(), &event),
+                Some(rec::encode(&change)),
+            ));
+        }
+        self.out
+            .push((rk::result(sc, r), new.as_ref().map(rec::encode)));
+        Ok(())
+    }
+
+    fn rollup_add(&mut self, sc: &str, r: &ResultRecord, sign: i64) {
+        for (dim, group) in rk::memberships(r) {
+            self.rollups
+                .entry((sc.to_string(), dim.to_string(), group))
+                .or_default()
+                .add(r, sign);
+        }
+    }
+
+    /// Every entity under a new or changed definition. Rollups are rebuilt
+    /// from the new results.
+    fn reevaluate_all(&mut self, def: &Definition, t: &Trigger) -> Result<(), StoreError> {
+        let mut refs: Vec<String> = Vec::new();
+        self.store.scan(&[keys::ENTITY], None, &mut |k, _| {
+            if let Ok(r) = std::str::from_utf8(&k[1..]) {
+                refs.push(r.to_string());
+            }
+            true
+        })?;
+        for r in self.served.keys() {
+            refs.push(r.clone());
+        }
+        refs.sort();
+        refs.dedup();
+        let mut had = BTreeSet::new();
+        let p = keys::prefix(rk::RESULT, &[def.id.as_bytes()]);
+        self.store.scan(&p, None, &mut |k, _| {
+            had.insert(k[p.len()..].to_vec());
+            true
+        })?;
+        for r in &refs {
+            had.remove(r.as_bytes());
+            let entity = self.entity(r);
+            let old = get::<ResultRecord>(self.store, &rk::result(&def.id, r))?;
+            let new = self.evaluate(def, r, entity.as_deref(), t)?;
+            self.store_result(def, r, old, new, t, false)?;
+        }
+        for r in had {
+            let r = String::from_utf8_lossy(&r).into_owned();
+            let old = get::<ResultRecord>(self.store, &rk::result(&def.id, &r))?;
+            self.store_result(def, &r, old, None, t, false)?;
+        }
+        Ok(())
+    }
+
+    /// A scorecard no longer defined: results, indexes and rollups go;
+    /// history stays, ending with a change to "does not apply".
+    fn drop_scorecard(&mut self, id: &str, t: &Trigger) -> Result<(), StoreError> {
+        let p = keys::prefix(rk::RESULT, &[id.as_bytes()]);
+        let mut gone = Vec::new();
+        self.store.scan(&p, None, &mut |k, v| {
+            gone.push((k.to_vec(), v.to_vec()));
+            true
+        })?;
+        let stub = Definition {
+            id: id.to_string(),
+            title: String::new(),
+            description: None,
+            applies_to: Default::default(),
+            levels: vec![],
+            checks: vec![],
+        };
+        for (k, v) in gone {
+            let r = String::from_utf8_lossy(&k[p.len()..]).into_owned();
+            let old: ResultRecord = rec::decode(&k, &v)?;
+            self.store_result(&stub, &r, Some(old), None, t, false)?;
+        }
+        let kp = keys::prefix(rk::ROLLUP, &[id.as_bytes()]);
+        let mut rollups = Vec::new();
+        self.store.scan(&kp, None, &mut |k, _| {
+            rollups.push(k.to_vec());
+            true
+        })?;
+        for k in rollups {
+            self.out.push((k, None));
+        }
+        self.rollups.retain(|(sc, _, _), _| sc != id);
+        Ok(())
+    }
+
+    /// Applies the rollup deltas: onto the stored rollups, or for a
+    /// redefined scorecard, onto nothing (its old rollups are replaced).
+    fn flush_rollups(&mut self, redefined: &BTreeMap<String, Trigger>) -> Result<(), StoreError> {
+        let mut fresh_keys: BTreeSet<Vec<u8>> = BTreeSet::new();
+        for sc in redefined.keys() {
+            let kp = keys::prefix(rk::ROLLUP, &[sc.as_bytes()]);
+            self.store.scan(&kp, None, &mut |k, _| {
+                fresh_keys.insert(k.to_vec());
+                true
+            })?;
+        }
+        let mut deltas: Vec<_> = self.rollups.drain().collect();
+        deltas.sort_by(|a, b| a.0.cmp(&b.0));
+        for ((sc, dim, group), delta) in deltas {
+            let key = rk::rollup(&sc, &dim, &group);
+            let mut current = if redefined.contains_key(&sc) {
+                fresh_keys.remove(&key);
+                Rollup::default()
+            } else {
+                get::<Rollup>(self.store, &key)?.unwrap_or_default()
+            };
+            current.merge(&delta);
+            let value = (current.entities > 0).then(|| rec::encode(&current));
+            self.out.push((key, value));
+        }
+        for k in fresh_keys {
+            self.out.push((k, None));
+        }
+        Ok(())
+    }
+}
