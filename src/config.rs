@@ -71,12 +71,18 @@ impl Default for LogConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct ServeConfig {
     pub listen: SocketAddr,
+    /// A file holding the bearer token of API writes (exemptions).
+    pub write_token_file: Option<PathBuf>,
+    /// Or the environment variable that holds it.
+    pub write_token_env: Option<String>,
 }
 
 impl Default for ServeConfig {
     fn default() -> Self {
         ServeConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 7007)),
+            write_token_file: None,
+            write_token_env: None,
         }
     }
 }

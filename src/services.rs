@@ -90,6 +90,7 @@ pub fn open_log(cfg: &Config) -> anyhow::Result<Arc<dyn EventLog>> {
                     (proto::topics::OBSERVATIONS, p, true),
                     (proto::topics::ENTITIES, p, false),
                     (proto::topics::FACTS, p, true),
+                    (proto::topics::SCORECARDS, p, false),
                     (proto::topics::DLQ, p, false),
                 ],
                 Duration::from_secs(30),
@@ -176,6 +177,51 @@ fn ingest_stage(ingest: Arc<ingest::Ingest>, shutdown: &Shutdown) -> Stage {
         ingest.run(stop)?;
         Ok(())
     })
+}
+
+/// Publishes the scorecard definition files whenever they change.
+fn scorecards_stage(cfg: &Config, log: Arc<dyn EventLog>, shutdown: &Shutdown) -> Stage {
+    let publisher =
+        ingest::scorecards::DefinitionPublisher::new(cfg.ingest.scorecards.clone(), log);
+    let stop = shutdown.flag();
+    spawn_stage("scorecards", shutdown, move || {
+        publisher.run(stop)?;
+        Ok(())
+    })
+}
+
+/// Appends exemptions (and other scorecard events) to the log.
+fn scorecard_writer(log: Arc<dyn EventLog>) -> query::scorecards::ScorecardWriter {
+    use proto::Versioned;
+    Arc::new(move |event: &proto::ScorecardEvent| {
+        log.append(
+            proto::topics::SCORECARDS,
+            event.key().as_bytes(),
+            &event.encode(),
+        )
+        .and_then(|()| log.flush(Duration::from_secs(10)))
+        .map_err(|e| e.to_string())
+    })
+}
+
+/// The bearer token of API writes, from `serve.write_token_file` or the
+/// variable `serve.write_token_env` names.
+fn write_token(cfg: &Config) -> anyhow::Result<Option<String>> {
+    if let Some(path) = &cfg.serve.write_token_file {
+        let token = std::fs::read_to_string(path)
+            .with_context(|| format!("serve.write_token_file: cannot read {}", path.display()))?;
+        let token = token.trim().to_string();
+        if token.is_empty() {
+            bail!("serve.write_token_file: {} is empty", path.display());
+        }
+        return Ok(Some(token));
+    }
+    if let Some(var) = &cfg.serve.write_token_env {
+        let token = std::env::var(var)
+            .with_context(|| format!("serve.write_token_env: ${var} is not set"))?;
+        return Ok(Some(token.trim().to_string()).filter(|t| !t.is_empty()));
+    }
+    Ok(None)
 }
 
 fn processor_stage(cfg: &Config, log: Arc<dyn EventLog>, shutdown: &Shutdown) -> Stage {
@@ -268,11 +314,14 @@ pub async fn run_dev(
         lag: Arc::new(move || lag_status.lag()),
         metrics,
         refresh: Some(Arc::new(move || trigger.sync_now())),
+        scorecard_writer: Some(scorecard_writer(log.clone())),
+        write_token: write_token(&cfg)?,
     };
     let webhooks = ingest::http::router(ingest.clone());
     let http = http(&cfg, state, Some(webhooks), listening).await?;
     let stages = vec![
         ingest_stage(ingest, &shutdown),
+        scorecards_stage(&cfg, log.clone(), &shutdown),
         processor_stage(&cfg, log.clone(), &shutdown),
         projector_stage(&cfg, log, store, status, &shutdown),
     ];
@@ -288,12 +337,15 @@ pub async fn run_ingest(
     cfg.validate()?;
     require_kafka(&cfg, "ingest")?;
     let log = open_log(&cfg)?;
-    let ingest = open_ingest(&cfg, log)?;
+    let ingest = open_ingest(&cfg, log.clone())?;
     let http = match cfg.ingest.listen {
         Some(addr) => Some(ingest_http(addr, ingest.clone(), metrics).await?),
         None => None,
     };
-    let stages = vec![ingest_stage(ingest, &shutdown)];
+    let stages = vec![
+        ingest_stage(ingest, &shutdown),
+        scorecards_stage(&cfg, log.clone(), &shutdown),
+    ];
     until_shutdown(&shutdown, stages, http).await
 }
 
@@ -368,6 +420,8 @@ pub async fn run_serve(
             lag,
             metrics,
             refresh: None,
+            scorecard_writer: Some(scorecard_writer(log.clone())),
+            write_token: write_token(&cfg)?,
         };
         let http = http(&cfg, state, None, listening).await?;
         let stages = vec![projector_stage(&cfg, log, store, status, &shutdown)];
@@ -398,6 +452,8 @@ pub async fn run_serve(
         lag,
         metrics,
         refresh: None,
+        scorecard_writer: Some(scorecard_writer(log.clone())),
+        write_token: write_token(&cfg)?,
     };
     let http = http(&cfg, state, None, listening).await?;
     let result = until_shutdown(&shutdown, vec![follow], Some(http)).await;

@@ -38,6 +38,9 @@ pub struct IngestConfig {
     /// dev` serves them on the API's listener); `None`: no listener.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub listen: Option<std::net::SocketAddr>,
+    /// Scorecard definition files, published to the scorecards topic.
+    #[serde(default)]
+    pub scorecards: crate::scorecards::ScorecardsConfig,
 }
 
 /// One configured source instance.

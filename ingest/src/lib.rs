@@ -30,6 +30,7 @@ pub mod files;
 pub mod github;
 pub mod http;
 pub mod metrics;
+pub mod scorecards;
 pub mod state;
 pub mod sync;
 pub mod targets;

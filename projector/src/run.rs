@@ -9,7 +9,7 @@ use crate::read::Catalog;
 use crate::store::{Store, StoreError};
 use eventlog::{EventLog, LogError, Record};
 use proto::envelope::Versioned;
-use proto::{DeadLetter, EntityEvent, topics};
+use proto::{DeadLetter, EntityEvent, FactEvent, ScorecardEvent, topics};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -82,6 +82,14 @@ impl Status {
     }
 }
 
+/// The topics the projector folds: entities, facts, and scorecard
+/// definitions and exemptions.
+pub const INPUTS: [&str; 3] = [topics::ENTITIES, topics::FACTS, topics::SCORECARDS];
+
+/// How often results whose time-bound rules or exemptions came due are
+/// re-evaluated.
+const DUE_EVERY: Duration = Duration::from_secs(1);
+
 /// Runs until `stop` is set. Partitions start at the offsets in the store.
 pub fn run(
     log: Arc<dyn EventLog>,
@@ -91,24 +99,31 @@ pub fn run(
     stop: Arc<AtomicBool>,
 ) -> Result<(), ProjectorError> {
     m::describe();
-    let partitions = log.partitions(topics::ENTITIES)?;
     let stored = Catalog::new(store.clone()).offsets()?;
-    let starts: Vec<(u32, i64)> = (0..partitions)
-        .map(|p| {
-            let off = stored
-                .get(&(topics::ENTITIES.to_string(), p))
-                .copied()
-                .unwrap_or(0);
-            status.set_applied(p, off);
-            (p, off)
-        })
-        .collect();
-    tracing::info!(?starts, log = %log.describe(), "projector starting");
-    let mut reader = log.assign(topics::ENTITIES, &starts)?;
-    let mut pending_offsets: BTreeMap<u32, i64> = BTreeMap::new();
+    let mut readers = Vec::new();
+    for topic in INPUTS {
+        let partitions = log.partitions(topic)?;
+        let starts: Vec<(u32, i64)> = (0..partitions)
+            .map(|p| {
+                let off = stored.get(&(topic.to_string(), p)).copied().unwrap_or(0);
+                if topic == topics::ENTITIES {
+                    status.set_applied(p, off);
+                }
+                (p, off)
+            })
+            .collect();
+        tracing::info!(topic, ?starts, log = %log.describe(), "projector starting");
+        readers.push(log.assign(topic, &starts)?);
+    }
+    let mut pending_offsets: Offsets = BTreeMap::new();
     let mut last_ends = Instant::now() - Duration::from_secs(60);
     let mut last_offset_flush = Instant::now();
+    let mut last_due = Instant::now() - DUE_EVERY;
     while !stop.load(Ordering::Relaxed) {
+        if last_due.elapsed() >= DUE_EVERY {
+            apply_due(store.as_ref(), chrono::Utc::now())?;
+            last_due = Instant::now();
+        }
         if last_ends.elapsed() > Duration::from_millis(500) {
             match log.end_offsets(topics::ENTITIES) {
                 Ok(ends) => status.set_ends(ends),
@@ -119,13 +134,21 @@ pub fn run(
                 metrics::gauge!(m::LAG).set(lag as f64);
             }
         }
-        let mut batch = reader.poll(Duration::from_millis(100))?;
-        while !batch.is_empty() && batch.len() < cfg.batch_max {
-            let more = reader.poll(Duration::ZERO)?;
-            if more.is_empty() {
-                break;
+        // Entities first (the bulk); facts and scorecard events in the same
+        // batch, so one write holds all three topics' offsets.
+        let mut batch = Vec::new();
+        for (i, reader) in readers.iter_mut().enumerate() {
+            let wait = if i == 0 {
+                Duration::from_millis(50)
+            } else {
+                Duration::ZERO
+            };
+            let mut got = reader.poll(wait)?;
+            while !got.is_empty() && batch.len() + got.len() < cfg.batch_max {
+                batch.extend(got);
+                got = reader.poll(Duration::ZERO)?;
             }
-            batch.extend(more);
+            batch.extend(got);
         }
         if batch.is_empty() {
             // Offsets of events that changed nothing are kept in memory and
@@ -139,8 +162,10 @@ pub fn run(
         }
         let started = Instant::now();
         let changed = apply_batch(log.as_ref(), store.as_ref(), &batch, &mut pending_offsets)?;
-        for (p, off) in &pending_offsets {
-            status.set_applied(*p, *off);
+        for ((topic, p), off) in &pending_offsets {
+            if topic == topics::ENTITIES {
+                status.set_applied(*p, *off);
+            }
         }
         if changed {
             pending_offsets.clear();
@@ -155,16 +180,28 @@ pub fn run(
     Ok(())
 }
 
-fn offset_writes(offsets: &BTreeMap<u32, i64>) -> crate::store::WriteSet {
+/// Next offset to apply per (topic, partition).
+pub type Offsets = BTreeMap<(String, u32), i64>;
+
+fn offset_writes(offsets: &Offsets) -> crate::store::WriteSet {
     offsets
         .iter()
-        .map(|(p, off)| {
-            (
-                keys::offset(topics::ENTITIES, *p),
-                Some(off.to_be_bytes().to_vec()),
-            )
-        })
+        .map(|((topic, p), off)| (keys::offset(topic, *p), Some(off.to_be_bytes().to_vec())))
         .collect()
+}
+
+/// Re-evaluates scorecard results whose time-bound rules or exemptions
+/// came due by `now`. Returns how many were due.
+pub fn apply_due(
+    store: &dyn Store,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<usize, ProjectorError> {
+    let mut fold = Fold::new(store);
+    let n = fold.due(now)?;
+    if n > 0 {
+        store.write(fold.finish()?)?;
+    }
+    Ok(n)
 }
 
 /// Folds one batch and writes its changes together with its offsets.
@@ -173,14 +210,25 @@ pub fn apply_batch(
     log: &dyn EventLog,
     store: &dyn Store,
     batch: &[Record],
-    offsets: &mut BTreeMap<u32, i64>,
+    offsets: &mut Offsets,
 ) -> Result<bool, ProjectorError> {
     let mut fold = Fold::new(store);
     for rec in batch {
         metrics::counter!(m::EVENTS).increment(1);
-        match EntityEvent::decode(&rec.value) {
-            Ok(event) => {
-                if fold.apply(&event)? {
+        let applied = match rec.topic.as_str() {
+            topics::FACTS => FactEvent::decode(&rec.value)
+                .map_err(|e| e.to_string())
+                .map(|ev| fold.apply_facts(&ev)),
+            topics::SCORECARDS => ScorecardEvent::decode(&rec.value)
+                .map_err(|e| e.to_string())
+                .map(|ev| fold.apply_scorecard(&ev)),
+            _ => EntityEvent::decode(&rec.value)
+                .map_err(|e| e.to_string())
+                .map(|ev| fold.apply(&ev)),
+        };
+        match applied {
+            Ok(changed) => {
+                if changed? {
                     metrics::counter!(m::EFFECTIVE).increment(1);
                 }
             }
@@ -188,7 +236,7 @@ pub fn apply_batch(
                 metrics::counter!(m::UNDECODABLE).increment(1);
                 tracing::warn!(
                     topic = %rec.topic, partition = rec.partition, offset = rec.offset,
-                    error = %e, "skipping entity event"
+                    error = %e, "skipping undecodable event"
                 );
                 let dl = DeadLetter {
                     event_id: uuid::Uuid::now_v7(),
@@ -198,7 +246,7 @@ pub fn apply_batch(
                     partition: rec.partition,
                     offset: rec.offset,
                     key: String::from_utf8_lossy(&rec.key).into_owned(),
-                    reason: e.to_string(),
+                    reason: e,
                     errors: vec![],
                 };
                 if let Err(e) = log.append(topics::DLQ, &rec.key, &dl.encode()) {
@@ -206,7 +254,7 @@ pub fn apply_batch(
                 }
             }
         }
-        offsets.insert(rec.partition, rec.offset + 1);
+        offsets.insert((rec.topic.clone(), rec.partition), rec.offset + 1);
     }
     let mut changes = fold.finish()?;
     if changes.is_empty() {

@@ -27,6 +27,12 @@ pub enum ApiError {
     /// 400 `InputError`: a parameter or body the API cannot accept.
     #[error("{0}")]
     Input(String),
+    /// 401 `AuthenticationError`: no or a wrong token.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// 403 `NotAllowedError`: this process does not allow that.
+    #[error("{0}")]
+    Forbidden(String),
     /// 409 `ConflictError`.
     #[error("{0}")]
     Conflict(String),
@@ -44,6 +50,10 @@ impl ApiError {
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, "NotFoundError", m.clone()),
             ApiError::Input(m) => (StatusCode::BAD_REQUEST, "InputError", m.clone()),
             ApiError::Conflict(m) => (StatusCode::CONFLICT, "ConflictError", m.clone()),
+            ApiError::Unauthorized(m) => {
+                (StatusCode::UNAUTHORIZED, "AuthenticationError", m.clone())
+            }
+            ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, "NotAllowedError", m.clone()),
             ApiError::Unavailable(m) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "ServiceUnavailableError",

@@ -19,12 +19,13 @@ pub mod metrics;
 mod params;
 mod project;
 mod respond;
+pub mod scorecards;
 
 pub use error::ApiError;
 
 use axum::Router;
 use axum::http::Method;
-use axum::routing::{MethodRouter, get, post};
+use axum::routing::{MethodRouter, delete, get, post};
 use std::future::Future;
 use std::sync::Arc;
 use tower_http::trace::TraceLayer;
@@ -45,6 +46,11 @@ pub struct AppState {
     /// Asks the sources of this process to sync now (`POST
     /// /api/catalog/refresh`); `None` where no ingest runs here.
     pub refresh: Option<Arc<dyn Fn() + Send + Sync>>,
+    /// Appends scorecard events (exemptions) to the log; `None`: this
+    /// process cannot write, and exemption writes answer 403.
+    pub scorecard_writer: Option<scorecards::ScorecardWriter>,
+    /// The bearer token of writes; `None`: writes answer 403.
+    pub write_token: Option<String>,
 }
 
 /// One served route: the single list the router and the OpenAPI test use.
@@ -105,6 +111,44 @@ fn route_table() -> Vec<Route> {
             M::GET,
             "/api/history/entities/{kind}/{namespace}/{name}",
             get(entities::history),
+        ),
+        route(M::GET, "/api/scorecards", get(scorecards::list)),
+        route(
+            M::POST,
+            "/api/scorecards/dry-run",
+            post(scorecards::dry_run),
+        ),
+        route(
+            M::GET,
+            "/api/scorecards/entity/{kind}/{namespace}/{name}",
+            get(scorecards::entity),
+        ),
+        route(
+            M::DELETE,
+            "/api/scorecards/exemptions/{exemptionId}",
+            delete(scorecards::revoke),
+        ),
+        route(M::GET, "/api/scorecards/{id}", get(scorecards::one)),
+        route(
+            M::GET,
+            "/api/scorecards/{id}/entities",
+            get(scorecards::entities),
+        ),
+        route(
+            M::GET,
+            "/api/scorecards/{id}/rollup",
+            get(scorecards::rollup),
+        ),
+        route(M::GET, "/api/scorecards/{id}/trend", get(scorecards::trend)),
+        route(
+            M::GET,
+            "/api/scorecards/{id}/exemptions",
+            get(scorecards::exemptions),
+        ),
+        route(
+            M::POST,
+            "/api/scorecards/{id}/exemptions",
+            post(scorecards::grant),
         ),
         route(M::GET, "/livez", get(health::livez)),
         route(M::GET, "/readyz", get(health::readyz)),

@@ -219,6 +219,8 @@ fn state_with(
         lag: Arc::new(move || lag),
         metrics,
         refresh: None,
+        scorecard_writer: None,
+        write_token: None,
     }
 }
 

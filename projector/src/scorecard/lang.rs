@@ -1125,7 +1125,9 @@ impl Eval<'_> {
                         .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
                     {
                         let until = t.with_timezone(&Utc) + *d;
-                        if until >= self.now {
+                        // The deadline itself is outside: evaluating at it
+                        // sees the change.
+                        if until > self.now {
                             ok = true;
                             self.next_change =
                                 Some(self.next_change.map_or(until, |n| n.min(until)));

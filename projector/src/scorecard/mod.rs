@@ -8,6 +8,8 @@ pub mod lang;
 pub mod read;
 pub mod records;
 pub mod step;
+#[cfg(test)]
+mod lang_tests;
 
 pub use lang::{Definition, DefinitionError, compile};
 pub use read::{DryRun, EntityCard, RollupBy, RollupView, TrendBucket, TrendInterval, TrendQuery};

@@ -55,6 +55,8 @@ pub(crate) struct ScoreState {
     changed_facts: BTreeMap<String, Trigger>,
     targeted: BTreeMap<(String, String), Trigger>,
     redefined: BTreeMap<String, Trigger>,
+    /// Deadlines taken up by [`ScoreState::due`]: deleted unless rewritten.
+    taken_due: Vec<Vec<u8>>,
 }
 
 /// Compiled definitions by text hash: compiling is pure, so it is cached.
@@ -92,6 +94,7 @@ impl ScoreState {
             changed_facts: BTreeMap::new(),
             targeted: BTreeMap::new(),
             redefined: BTreeMap::new(),
+            taken_due: Vec::new(),
         }
     }
 
@@ -368,6 +371,7 @@ impl ScoreState {
         let end = now.timestamp_millis();
         store.scan(&[rk::DUE], None, &mut |k, _| match rk::parse_due(k) {
             Some((ms, sc, r)) if ms <= end => {
+                self.taken_due.push(k.to_vec());
                 found.push((ms, sc, r));
                 true
             }
@@ -416,6 +420,10 @@ impl ScoreState {
             })
             .collect();
         let redefined = std::mem::take(&mut self.redefined);
+        // Written first: a result that sets the same deadline again wins.
+        for k in self.taken_due.drain(..) {
+            out.push((k, None));
+        }
         let mut eval = Evaluator {
             store,
             served,
@@ -833,6 +841,12 @@ impl Evaluator<'_> {
         } else {
             ((earned * 100 + total / 2) / total) as u32
         };
+        // Deadlines are kept in whole milliseconds, rounded up, so that
+        // evaluating at the deadline sees the change.
+        let next_change = next_change.map(|t| {
+            let ms = t.timestamp_millis() + i64::from(t.timestamp_subsec_nanos() % 1_000_000 != 0);
+            DateTime::from_timestamp_millis(ms).unwrap_or(t)
+        });
         Ok(Some(ResultRecord {
             level,
             score,

@@ -1,0 +1,460 @@
+//! The scorecard routes under `/api/scorecards`: definitions, results,
+//! rollups, trends, exemptions and dry runs.
+//!
+//! Reads come from the projector's store. Exemptions are written as events
+//! to `catalog.scorecards.v1` (the projector applies them, as any other
+//! replica would), behind a bearer token; the answer is `202 Accepted`.
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::params::{Params, PathArgs, decode_cursor, encode_cursor};
+use crate::respond::{blocking, json};
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Duration, Utc};
+use projector::scorecard::{RollupBy, TrendInterval, TrendQuery};
+use proto::{EntityRef, Exemption, ScorecardChange, ScorecardEvent, SourceId};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::sync::Arc;
+
+/// Results per page when `limit` is not given.
+pub const DEFAULT_LIMIT: usize = 100;
+/// Most results per page.
+pub const MAX_LIMIT: usize = 1000;
+
+/// Appends a scorecard event to the log.
+pub type ScorecardWriter = Arc<dyn Fn(&ScorecardEvent) -> Result<(), String> + Send + Sync>;
+
+fn definition(
+    catalog: &projector::Catalog,
+    id: &str,
+) -> Result<
+    (
+        projector::scorecard::records::DefinitionRecord,
+        Arc<projector::scorecard::Definition>,
+    ),
+    ApiError,
+> {
+    catalog
+        .scorecard(id)?
+        .ok_or_else(|| ApiError::NotFound(format!("No scorecard '{id}'")))
+}
+
+/// `GET /api/scorecards`
+pub async fn list(State(st): State<AppState>) -> Result<Response, ApiError> {
+    let catalog = st.catalog.clone();
+    let (items, rejected) = blocking(move || {
+        let items: Vec<_> = catalog
+            .scorecard_definitions()?
+            .into_iter()
+            .map(|(d, c)| projector::scorecard::read::view(&c, &d.source, &d.file, d.updated_at))
+            .collect();
+        Ok((items, catalog.rejected_definitions()?))
+    })
+    .await?;
+    Ok(json(&json!({ "items": items, "rejected": rejected })))
+}
+
+/// `GET /api/scorecards/{id}`
+pub async fn one(
+    State(st): State<AppState>,
+    PathArgs(id): PathArgs<String>,
+) -> Result<Response, ApiError> {
+    let catalog = st.catalog.clone();
+    let view = blocking(move || {
+        let (d, c) = definition(&catalog, &id)?;
+        Ok(projector::scorecard::read::view(
+            &c,
+            &d.source,
+            &d.file,
+            d.updated_at,
+        ))
+    })
+    .await?;
+    Ok(json(&view))
+}
+
+#[derive(Serialize, Deserialize)]
+struct ResultsCursor {
+    after: String,
+}
+
+/// `GET /api/scorecards/{id}/entities?level=&owner=&cursor=&limit=`
+pub async fn entities(
+    State(st): State<AppState>,
+    PathArgs(id): PathArgs<String>,
+    params: Params,
+) -> Result<Response, ApiError> {
+    let limit = params
+        .int("limit", 1)?
+        .unwrap_or(DEFAULT_LIMIT)
+        .min(MAX_LIMIT);
+    let level = params.one("level")?.map(str::to_string);
+    let owner = params.one("owner")?.map(owner_key).transpose()?;
+    let after = match params.one("cursor")? {
+        Some(c) => Some(decode_cursor::<ResultsCursor>(c, "cursor")?.after),
+        None => None,
+    };
+    let catalog = st.catalog.clone();
+    let (items, next) = blocking(move || {
+        let (_, def) = definition(&catalog, &id)?;
+        let level = match level.as_deref() {
+            None => None,
+            Some("none") => Some(None),
+            Some(l) => Some(Some(def.levels.iter().position(|x| x == l).ok_or_else(
+                || {
+                    ApiError::Input(format!(
+                        "level '{l}' is not a level of '{}' ({}, or none)",
+                        def.id,
+                        def.levels.join(", ")
+                    ))
+                },
+            )?)),
+        };
+        Ok(catalog.scorecard_results(&def, level, owner.as_deref(), after.as_deref(), limit)?)
+    })
+    .await?;
+    let next = next.map(|after| encode_cursor(&ResultsCursor { after }));
+    Ok(json(
+        &json!({ "items": items, "pageInfo": { "nextCursor": next } }),
+    ))
+}
+
+/// `owner=team-a`, `owner=group:default/team-a` -> a ref key.
+fn owner_key(s: &str) -> Result<String, ApiError> {
+    EntityRef::parse(s, Some("group"), "default")
+        .map(|r| r.key())
+        .map_err(|e| ApiError::Input(format!("owner: {e}")))
+}
+
+/// `GET /api/scorecards/entity/{kind}/{namespace}/{name}`
+pub async fn entity(
+    State(st): State<AppState>,
+    PathArgs((kind, namespace, name)): PathArgs<(String, String, String)>,
+    params: Params,
+) -> Result<Response, ApiError> {
+    let r = EntityRef::new(&kind, &namespace, &name);
+    let history = params.int("history", 0)?.unwrap_or(10).min(1000);
+    let catalog = st.catalog.clone();
+    let key = r.key();
+    let (exists, cards) = blocking(move || {
+        Ok((
+            catalog.entity(&key)?.is_some(),
+            catalog.entity_cards(&key, history)?,
+        ))
+    })
+    .await?;
+    if !exists && cards.is_empty() {
+        return Err(ApiError::NotFound(format!("No entity named '{r}' found")));
+    }
+    Ok(json(
+        &json!({ "entityRef": r.to_string(), "scorecards": cards }),
+    ))
+}
+
+/// `GET /api/scorecards/{id}/rollup?by=owner|system|domain|all`
+pub async fn rollup(
+    State(st): State<AppState>,
+    PathArgs(id): PathArgs<String>,
+    params: Params,
+) -> Result<Response, ApiError> {
+    let by = by_param(&params, RollupBy::All)?;
+    let group = params.one("group")?.map(str::to_string);
+    let catalog = st.catalog.clone();
+    let mut view = blocking(move || {
+        let (_, def) = definition(&catalog, &id)?;
+        Ok(catalog.scorecard_rollup(&def, by)?)
+    })
+    .await?;
+    if let Some(g) = group {
+        view.groups.retain(|x| x.group == g);
+    }
+    Ok(json(&view))
+}
+
+fn by_param(params: &Params, default: RollupBy) -> Result<RollupBy, ApiError> {
+    match params.one("by")? {
+        None => Ok(default),
+        Some(b) => RollupBy::parse(b).ok_or_else(|| {
+            ApiError::Input(format!(
+                "by: '{b}' is not one of owner, system, domain, all"
+            ))
+        }),
+    }
+}
+
+fn time_param(params: &Params, name: &str) -> Result<Option<DateTime<Utc>>, ApiError> {
+    let Some(v) = params.one(name)? else {
+        return Ok(None);
+    };
+    if let Ok(t) = DateTime::parse_from_rfc3339(v) {
+        return Ok(Some(t.with_timezone(&Utc)));
+    }
+    chrono::NaiveDate::parse_from_str(v, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| Some(t.and_utc()))
+        .ok_or_else(|| {
+            ApiError::Input(format!(
+                "{name}: '{v}' is neither a date (2026-01-31) nor an RFC 3339 time"
+            ))
+        })
+}
+
+/// `GET /api/scorecards/{id}/trend?by=owner&group=&from=&to=&interval=day|week`
+pub async fn trend(
+    State(st): State<AppState>,
+    PathArgs(id): PathArgs<String>,
+    params: Params,
+) -> Result<Response, ApiError> {
+    let by = by_param(&params, RollupBy::All)?;
+    let interval = match params.one("interval")? {
+        None | Some("day") => TrendInterval::Day,
+        Some("week") => TrendInterval::Week,
+        Some(other) => {
+            return Err(ApiError::Input(format!(
+                "interval: '{other}' is not day or week"
+            )));
+        }
+    };
+    let to = time_param(&params, "to")?.unwrap_or_else(Utc::now);
+    let from = time_param(&params, "from")?.unwrap_or_else(|| match interval {
+        TrendInterval::Day => to - Duration::days(29),
+        TrendInterval::Week => to - Duration::weeks(11),
+    });
+    if from > to {
+        return Err(ApiError::Input("from is after to".into()));
+    }
+    let span = match interval {
+        TrendInterval::Day => (to - from).num_days(),
+        TrendInterval::Week => (to - from).num_weeks(),
+    };
+    if span >= projector::scorecard::read::MAX_BUCKETS {
+        return Err(ApiError::Input(format!(
+            "at most {} intervals per request",
+            projector::scorecard::read::MAX_BUCKETS
+        )));
+    }
+    let group = match (by, params.one("group")?) {
+        (_, None) => None,
+        (RollupBy::All, Some(_)) => {
+            return Err(ApiError::Input(
+                "group needs by=owner, system or domain".into(),
+            ));
+        }
+        (RollupBy::Owner, Some(g)) => Some(owner_key(g)?),
+        (_, Some(g)) => Some(g.to_ascii_lowercase()),
+    };
+    let q = TrendQuery {
+        by,
+        group,
+        from,
+        to,
+        interval,
+    };
+    let catalog = st.catalog.clone();
+    let (sc, buckets) = blocking(move || {
+        let (_, def) = definition(&catalog, &id)?;
+        Ok((def.id.clone(), catalog.scorecard_trend(&def, &q)?))
+    })
+    .await?;
+    Ok(json(&json!({
+        "scorecard": sc,
+        "by": by.dim(),
+        "interval": match interval { TrendInterval::Day => "day", TrendInterval::Week => "week" },
+        "buckets": buckets,
+    })))
+}
+
+/// `GET /api/scorecards/{id}/exemptions`
+pub async fn exemptions(
+    State(st): State<AppState>,
+    PathArgs(id): PathArgs<String>,
+) -> Result<Response, ApiError> {
+    let catalog = st.catalog.clone();
+    let items = blocking(move || Ok(catalog.exemptions(&id)?)).await?;
+    Ok(json(&json!({ "items": items })))
+}
+
+/// Checks the bearer token of a write.
+fn authorize(st: &AppState, headers: &HeaderMap) -> Result<ScorecardWriter, ApiError> {
+    let (Some(token), Some(writer)) = (&st.write_token, &st.scorecard_writer) else {
+        return Err(ApiError::Forbidden(
+            "scorecard writes are disabled: no write token is configured (serve.write_token_file or serve.write_token_env)".into(),
+        ));
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| ApiError::Unauthorized("a bearer token is required".into()))?;
+    if !constant_time_eq(given.trim().as_bytes(), token.as_bytes()) {
+        return Err(ApiError::Unauthorized("the token is not valid".into()));
+    }
+    Ok(writer.clone())
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ExemptionRequest {
+    entity_ref: String,
+    check: String,
+    reason: String,
+    author: String,
+    #[serde(default)]
+    expires_at: Option<DateTime<Utc>>,
+}
+
+fn body<T: serde::de::DeserializeOwned>(bytes: &Bytes) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes).map_err(|e| ApiError::Input(format!("invalid body: {e}")))
+}
+
+/// `POST /api/scorecards/{id}/exemptions`
+pub async fn grant(
+    State(st): State<AppState>,
+    PathArgs(id): PathArgs<String>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Result<Response, ApiError> {
+    let writer = authorize(&st, &headers)?;
+    let req: ExemptionRequest = body(&bytes)?;
+    if req.reason.trim().is_empty() || req.author.trim().is_empty() {
+        return Err(ApiError::Input(
+            "reason and author must not be empty".into(),
+        ));
+    }
+    let entity = EntityRef::parse(&req.entity_ref, None, "default")
+        .map_err(|e| ApiError::Input(format!("entityRef: {e}")))?;
+    let catalog = st.catalog.clone();
+    let (sc, check) = (id.clone(), req.check.clone());
+    blocking(move || {
+        let (_, def) = definition(&catalog, &sc)?;
+        if !def.checks.iter().any(|c| c.id == check) {
+            return Err(ApiError::Input(format!(
+                "check '{check}' is not a check of '{sc}' ({})",
+                def.checks
+                    .iter()
+                    .map(|c| c.id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        Ok(())
+    })
+    .await?;
+    let exemption = Exemption {
+        id: uuid::Uuid::now_v7(),
+        scorecard: id,
+        entity: entity.clone(),
+        check: req.check,
+        reason: req.reason,
+        author: req.author,
+        expires_at: req.expires_at,
+    };
+    let event = ScorecardEvent {
+        event_id: uuid::Uuid::now_v7(),
+        source: SourceId::new("api"),
+        at: Utc::now(),
+        change: ScorecardChange::ExemptionGranted {
+            exemption: exemption.clone(),
+        },
+    };
+    write(writer, event).await?;
+    Ok((StatusCode::ACCEPTED, json(&exemption)).into_response())
+}
+
+async fn write(writer: ScorecardWriter, event: ScorecardEvent) -> Result<(), ApiError> {
+    tokio::task::spawn_blocking(move || writer(&event))
+        .await?
+        .map_err(|e| ApiError::Unavailable(format!("cannot write to the event log: {e}")))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RevokeRequest {
+    author: String,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// `DELETE /api/scorecards/exemptions/{exemptionId}` (body: author, reason)
+pub async fn revoke(
+    State(st): State<AppState>,
+    PathArgs(id): PathArgs<String>,
+    headers: HeaderMap,
+    params: Params,
+    bytes: Bytes,
+) -> Result<Response, ApiError> {
+    let writer = authorize(&st, &headers)?;
+    let req: RevokeRequest = if bytes.is_empty() {
+        RevokeRequest {
+            author: params.one("author")?.unwrap_or_default().to_string(),
+            reason: params.one("reason")?.map(str::to_string),
+        }
+    } else {
+        body(&bytes)?
+    };
+    if req.author.trim().is_empty() {
+        return Err(ApiError::Input("author is required".into()));
+    }
+    let uuid = uuid::Uuid::parse_str(&id)
+        .map_err(|_| ApiError::Input(format!("'{id}' is not an exemption id")))?;
+    let catalog = st.catalog.clone();
+    let found = blocking(move || Ok(catalog.exemption(&uuid)?)).await?;
+    match found {
+        None => return Err(ApiError::NotFound(format!("No exemption '{id}'"))),
+        Some(x) if x.revoked.is_some() => {
+            return Err(ApiError::Conflict(format!(
+                "exemption '{id}' is already revoked"
+            )));
+        }
+        Some(_) => {}
+    }
+    let event = ScorecardEvent {
+        event_id: uuid::Uuid::now_v7(),
+        source: SourceId::new("api"),
+        at: Utc::now(),
+        change: ScorecardChange::ExemptionRevoked {
+            id: uuid,
+            author: req.author,
+            reason: req.reason,
+        },
+    };
+    write(writer, event).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        json(&json!({ "id": id, "revoked": true })),
+    )
+        .into_response())
+}
+
+/// `POST /api/scorecards/dry-run`: the body is a definition (YAML or
+/// JSON); the answer is what it would give against the catalog now.
+pub async fn dry_run(
+    State(st): State<AppState>,
+    params: Params,
+    bytes: Bytes,
+) -> Result<Response, ApiError> {
+    let text = String::from_utf8(bytes.to_vec())
+        .map_err(|_| ApiError::Input("the definition must be UTF-8 text".into()))?;
+    let keep = params.int("limit", 0)?.unwrap_or(50).min(MAX_LIMIT);
+    let def = projector::scorecard::compile("request", &text).map_err(|errors| {
+        ApiError::Input(
+            errors
+                .iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("; "),
+        )
+    })?;
+    let catalog = st.catalog.clone();
+    let run = blocking(move || Ok(catalog.dry_run(&def, "request", Utc::now(), keep)?)).await?;
+    Ok(json(&run))
+}
