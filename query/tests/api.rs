@@ -1212,7 +1212,13 @@ async fn serve_answers_and_shuts_down_gracefully() {
 #[test]
 fn routes_use_only_known_methods() {
     for (m, p) in query::routes() {
-        assert!(m == Method::GET || m == Method::POST, "{m} {p}");
+        // DELETE only revokes exemptions; everything else reads or posts.
+        assert!(
+            m == Method::GET
+                || m == Method::POST
+                || (m == Method::DELETE && p.starts_with("/api/scorecards/exemptions/")),
+            "{m} {p}"
+        );
         assert!(p.starts_with('/'));
     }
 }
@@ -1258,4 +1264,123 @@ async fn refresh_asks_the_sources_of_this_process_to_sync() {
         .await
         .unwrap();
     assert_eq!(none.status(), 503);
+}
+
+/// A scorecard over the test catalog: components need a description.
+fn with_scorecard(store: &MemStore) {
+    let event = proto::ScorecardEvent {
+        event_id: uuid::Uuid::from_u128(42),
+        source: proto::SourceId::new("cards"),
+        at: chrono::Utc::now(),
+        change: proto::ScorecardChange::DefinitionsPublished {
+            files: [(
+                "d.yaml".to_string(),
+                "id: described\napplies_to: {kind: component}\nlevels: [ok]\nchecks:\n  - id: description\n    rule: {field: metadata.description, exists: true}\n".to_string(),
+            )]
+            .into_iter()
+            .collect(),
+        },
+    };
+    let mut fold = Fold::new(store);
+    fold.apply_scorecard(&event).unwrap();
+    store.write(fold.finish().unwrap()).unwrap();
+}
+
+#[tokio::test]
+async fn scorecard_routes_read_validate_and_guard_writes() {
+    let store = store();
+    with_scorecard(&store);
+    let written = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = written.clone();
+    let mut state = state_with(Some(0), None);
+    state.catalog = Catalog::new(store.clone());
+    let app = router(state.clone());
+    let list = ok(&app, "/api/scorecards").await;
+    assert_eq!(list["items"][0]["id"], "described");
+    let rollup = ok(&app, "/api/scorecards/described/rollup").await;
+    let total = &rollup["groups"][0];
+    assert_eq!(total["group"], "*");
+    let page = ok(&app, "/api/scorecards/described/entities?limit=2").await;
+    assert_eq!(page["items"].as_array().unwrap().len(), 2);
+    let cursor = page["pageInfo"]["nextCursor"].as_str().unwrap().to_string();
+    let next = ok(
+        &app,
+        &format!("/api/scorecards/described/entities?limit=2&cursor={cursor}"),
+    )
+    .await;
+    assert_ne!(next["items"][0]["entityRef"], page["items"][0]["entityRef"]);
+    let failing = ok(&app, "/api/scorecards/described/entities?level=none").await;
+    for item in failing["items"].as_array().unwrap() {
+        assert_eq!(item["failing"], json!(["description"]));
+    }
+    let r = get(&app, "/api/scorecards/nope/rollup").await;
+    assert_error(
+        &r,
+        StatusCode::NOT_FOUND,
+        "NotFoundError",
+        "GET",
+        "/api/scorecards/nope/rollup",
+    );
+    let r = get(&app, "/api/scorecards/described/rollup?by=team").await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+    let r = get(&app, "/api/scorecards/described/entities?level=gold").await;
+    assert!(r.text.contains("not a level"), "{}", r.text);
+    let r = get(&app, "/api/scorecards/described/trend?interval=month").await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let r = get(&app, "/api/scorecards/entity/component/default/nobody").await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    // Dry run: a bad definition names the check and the reason.
+    let r = send(
+        &app,
+        Request::post("/api/scorecards/dry-run")
+            .body(Body::from(
+                "id: x\nlevels: [a]\nchecks:\n  - id: c\n    rule: {field: a, bogus: 1}\n",
+            ))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(
+        r.text.contains("check `c`") && r.text.contains("bogus"),
+        "{}",
+        r.text
+    );
+    // Writes: refused without a configured token, then without the right one.
+    let grant = json!({"entityRef": "component:default/c1", "check": "description",
+                       "reason": "soon", "author": "ann"});
+    let r = post(&app, "/api/scorecards/described/exemptions", grant.clone()).await;
+    assert_error(
+        &r,
+        StatusCode::FORBIDDEN,
+        "NotAllowedError",
+        "POST",
+        "/api/scorecards/described/exemptions",
+    );
+    state.write_token = Some("tok".into());
+    state.scorecard_writer = Some(Arc::new(move |e: &proto::ScorecardEvent| {
+        sink.lock().unwrap().push(e.clone());
+        Ok(())
+    }));
+    let app = router(state);
+    let r = post(&app, "/api/scorecards/described/exemptions", grant.clone()).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let with_token = |body: &Value| {
+        Request::post("/api/scorecards/described/exemptions")
+            .header(header::AUTHORIZATION, "Bearer tok")
+            .body(Body::from(body.to_string()))
+            .unwrap()
+    };
+    let r = send(&app, with_token(&grant)).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    assert_eq!(r.body["author"], "ann");
+    let mut bad = grant.clone();
+    bad["check"] = json!("nope");
+    let r = send(&app, with_token(&bad)).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let events = written.lock().unwrap();
+    assert_eq!(events.len(), 1);
+    assert!(matches!(
+        &events[0].change,
+        proto::ScorecardChange::ExemptionGranted { exemption } if exemption.check == "description"
+    ));
 }

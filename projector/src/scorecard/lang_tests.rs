@@ -488,10 +488,25 @@ fn within_units() {
     }
     // Seconds (at most 100000 of them): a timestamp one day old.
     let e = json!({"spec": {"at": rfc3339(now() - Duration::days(1))}});
-    for (d, want) in [("86401s", true), ("86399s", false), ("24h", true)] {
+    for (d, want) in [("86401s", true), ("86399s", false), ("25h", true)] {
         let o = eval(json!({"field": "spec.at", "within": d}), &e);
         assert_eq!(o.pass, want, "within {d}: {o:?}");
     }
+}
+
+#[test]
+fn within_excludes_the_deadline_itself() {
+    // Exactly `d` old: the deadline is now, and evaluating at it sees the
+    // change (so a due-time re-evaluation at `next_change` flips the result).
+    let e = json!({"spec": {"at": rfc3339(now() - Duration::days(1))}});
+    let def = def_of(&[json!({"field": "spec.at", "within": "24h"})]);
+    let ev = def.evaluate(&e, &mut TestCtx::default(), now());
+    assert_fail(&ev.checks[0], &["spec.at within 1d"]);
+    assert_eq!(ev.next_change, None);
+    // A second earlier it passed, and named now as the next change.
+    let ev = def.evaluate(&e, &mut TestCtx::default(), now() - Duration::seconds(1));
+    assert_pass(&ev.checks[0]);
+    assert_eq!(ev.next_change, Some(now()));
 }
 
 #[test]

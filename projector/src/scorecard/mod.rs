@@ -5,11 +5,11 @@
 //! back for the API ([`read`]).
 
 pub mod lang;
+#[cfg(test)]
+mod lang_tests;
 pub mod read;
 pub mod records;
 pub mod step;
-#[cfg(test)]
-mod lang_tests;
 
 pub use lang::{Definition, DefinitionError, compile};
 pub use read::{DryRun, EntityCard, RollupBy, RollupView, TrendBucket, TrendInterval, TrendQuery};

@@ -453,11 +453,19 @@ impl ScoreState {
                     .or_insert_with(|| t.clone());
             }
         };
-        for (r, _) in served.iter() {
-            let Some(t) = causes.get(r) else { continue };
+        // Sorted, and direct changes before dependents, so the cause
+        // recorded for an entity touched both ways does not depend on hash
+        // order: replays give the same bytes.
+        let mut changed: Vec<&String> = served.keys().collect();
+        changed.sort();
+        for r in &changed {
+            let Some(t) = causes.get(*r) else { continue };
             for (d, _) in &defs {
                 add(&d.id, r, t);
             }
+        }
+        for r in changed {
+            let Some(t) = causes.get(r) else { continue };
             let related = Trigger {
                 cause: Cause {
                     kind: CauseKind::Related,
@@ -885,7 +893,7 @@ impl Evaluator<'_> {
             n.cause = o.cause.clone();
             if o == n {
                 if !counted {
-                    self.rollup_add(sc, n, 1);
+                    self.rollup_add(def, n, 1);
                 }
                 return Ok(());
             }
@@ -912,10 +920,10 @@ impl Evaluator<'_> {
         if let Some(o) = &old
             && counted
         {
-            self.rollup_add(sc, o, -1);
+            self.rollup_add(def, o, -1);
         }
         if let Some(n) = &new {
-            self.rollup_add(sc, n, 1);
+            self.rollup_add(def, n, 1);
         }
         if !same {
             let level_name = |x: &Option<ResultRecord>| {
@@ -959,11 +967,13 @@ impl Evaluator<'_> {
         Ok(())
     }
 
-    fn rollup_add(&mut self, sc: &str, r: &ResultRecord, sign: i64) {
+    /// Every rollup of a scorecard has one slot per level and per check,
+    /// so that equal counts are equal bytes however they were reached.
+    fn rollup_add(&mut self, def: &Definition, r: &ResultRecord, sign: i64) {
         for (dim, group) in rk::memberships(r) {
             self.rollups
-                .entry((sc.to_string(), dim.to_string(), group))
-                .or_default()
+                .entry((def.id.clone(), dim.to_string(), group))
+                .or_insert_with(|| Rollup::new(def.levels.len(), def.checks.len()))
                 .add(r, sign);
         }
     }
@@ -1056,9 +1066,11 @@ impl Evaluator<'_> {
             let key = rk::rollup(&sc, &dim, &group);
             let mut current = if redefined.contains_key(&sc) {
                 fresh_keys.remove(&key);
-                Rollup::default()
+                Rollup::new(delta.levels.len().saturating_sub(1), delta.checks.len())
             } else {
-                get::<Rollup>(self.store, &key)?.unwrap_or_default()
+                get::<Rollup>(self.store, &key)?.unwrap_or_else(|| {
+                    Rollup::new(delta.levels.len().saturating_sub(1), delta.checks.len())
+                })
             };
             current.merge(&delta);
             let value = (current.entities > 0).then(|| rec::encode(&current));

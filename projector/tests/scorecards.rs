@@ -1,0 +1,626 @@
+//! Scorecards in the fold: what each kind of change re-evaluates, rollups
+//! kept incrementally equal to a rebuild, deterministic replay, deadlines
+//! (age rules, exemption expiry), definitions replaced, rejected and
+//! removed, and trends bucketed on the right day.
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use projector::scorecard::{RollupBy, TrendInterval, TrendQuery};
+use projector::{Catalog, Fold, MemStore, Store};
+use proto::{
+    Entity, EntityEvent, EntityRef, Exemption, FactEvent, FactState, LocationKey, LocationOutcome,
+    ProcessedEntity, Relation, RelationType, ScorecardChange, ScorecardEvent, SourceId, SubjectKey,
+};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use uuid::Uuid;
+
+const CARD: &str = "id: t
+applies_to: {kind: component}
+levels: [bronze, silver, gold]
+checks:
+  - id: owner
+    level: bronze
+    weight: 2
+    rule: {relation: ownedBy, target_kind: group}
+  - id: domain
+    level: silver
+    rule: {relation: partOf, target_kind: system, target: {relation: partOf, target_kind: domain}}
+  - id: reviews
+    level: gold
+    rule: {fact: github.branch_protection.required_reviews, gte: 2}
+  - id: fresh
+    level: gold
+    rule: {fact: github.last_push, within: 30d}
+";
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 3, 2, 10, 0, 0).unwrap()
+}
+
+/// One message of any of the three topics.
+#[derive(Clone)]
+enum Msg {
+    Entity(EntityEvent),
+    Facts(FactEvent),
+    Card(ScorecardEvent),
+}
+
+struct World {
+    store: Arc<MemStore>,
+    next: u128,
+}
+
+impl World {
+    fn new() -> Self {
+        World {
+            store: Arc::new(MemStore::new()),
+            next: 1,
+        }
+    }
+    fn id(&mut self) -> Uuid {
+        self.next += 1;
+        Uuid::from_u128(self.next)
+    }
+    fn catalog(&self) -> Catalog {
+        Catalog::new(self.store.clone())
+    }
+}
+
+fn apply(store: &dyn Store, batch: &[Msg]) {
+    let mut fold = Fold::new(store);
+    for m in batch {
+        match m {
+            Msg::Entity(e) => fold.apply(e).unwrap(),
+            Msg::Facts(f) => fold.apply_facts(f).unwrap(),
+            Msg::Card(c) => fold.apply_scorecard(c).unwrap(),
+        };
+    }
+    let changes = fold.finish().unwrap();
+    store.write(changes).unwrap();
+}
+
+fn rel(source: &EntityRef, t: RelationType, target: EntityRef) -> [Relation; 2] {
+    [
+        Relation {
+            source: source.clone(),
+            relation_type: t,
+            target: target.clone(),
+        },
+        Relation {
+            source: target,
+            relation_type: t.inverse(),
+            target: source.clone(),
+        },
+    ]
+}
+
+fn processed(doc: Value, rels: &[(RelationType, EntityRef)]) -> ProcessedEntity {
+    let entity: Entity = serde_json::from_value(doc).unwrap();
+    let me = entity.entity_ref();
+    ProcessedEntity {
+        relations: rels
+            .iter()
+            .flat_map(|(t, target)| rel(&me, *t, target.clone()))
+            .collect(),
+        entity,
+    }
+}
+
+fn r(kind: &str, name: &str) -> EntityRef {
+    EntityRef::new(kind, "default", name)
+}
+
+fn component(name: &str, owner: &str, system: Option<&str>) -> ProcessedEntity {
+    let mut rels = vec![(RelationType::OwnedBy, r("group", owner))];
+    if let Some(s) = system {
+        rels.push((RelationType::PartOf, r("system", s)));
+    }
+    processed(
+        json!({"apiVersion": "backstage.io/v1alpha1", "kind": "Component",
+               "metadata": {"name": name, "annotations": {"github.com/project-slug": format!("acme/{name}")}},
+               "spec": {"type": "service", "lifecycle": "production", "owner": owner, "system": system}}),
+        &rels,
+    )
+}
+
+fn group(name: &str, parent: Option<&str>) -> ProcessedEntity {
+    let rels: Vec<_> = parent
+        .map(|p| (RelationType::ChildOf, r("group", p)))
+        .into_iter()
+        .collect();
+    processed(
+        json!({"apiVersion": "backstage.io/v1alpha1", "kind": "Group",
+               "metadata": {"name": name}, "spec": {"type": "team", "children": [], "parent": parent}}),
+        &rels,
+    )
+}
+
+fn system(name: &str, domain: Option<&str>) -> ProcessedEntity {
+    let rels: Vec<_> = domain
+        .map(|d| (RelationType::PartOf, r("domain", d)))
+        .into_iter()
+        .collect();
+    processed(
+        json!({"apiVersion": "backstage.io/v1alpha1", "kind": "System",
+               "metadata": {"name": name}, "spec": {"owner": "g", "domain": domain}}),
+        &rels,
+    )
+}
+
+fn located(w: &mut World, loc: &str, at: DateTime<Utc>, entities: Vec<ProcessedEntity>) -> Msg {
+    Msg::Entity(EntityEvent {
+        event_id: w.id(),
+        source: SourceId::new("t"),
+        observed_at: at,
+        location: LocationKey::new(format!("file:/{loc}.yaml")),
+        origin: LocationKey::new("file:/"),
+        first_seen_at: Utc.timestamp_opt(1, 0).unwrap(),
+        observation_id: w.id(),
+        outcome: if entities.is_empty() {
+            LocationOutcome::Removed
+        } else {
+            LocationOutcome::Processed {
+                entities,
+                errors: vec![],
+            }
+        },
+    })
+}
+
+fn facts(w: &mut World, repo: &str, at: DateTime<Utc>, reviews: u32, pushed: DateTime<Utc>) -> Msg {
+    let facts = serde_json::from_value(json!({
+        "kind": "github_repository", "host": "github.com", "owner": "acme", "name": repo,
+        "id": 1, "url": format!("https://github.com/acme/{repo}"), "default_branch": "main",
+        "branch": "main", "visibility": "private", "archived": false, "fork": false,
+        "topics": [], "primary_language": null, "languages": {}, "pushed_at": pushed,
+        "files": {"README": "README.md"}, "descriptors": [],
+        "branch_protection": {"access": "granted", "protected": true, "required_reviews": reviews,
+            "require_code_owner_reviews": false, "dismiss_stale_reviews": false,
+            "enforce_admins": false, "required_status_checks": [], "allow_force_pushes": false,
+            "allow_deletions": false},
+        "dependabot_alerts": {"access": "denied", "reason": "off"}
+    }))
+    .unwrap();
+    Msg::Facts(FactEvent {
+        event_id: w.id(),
+        source: SourceId::new("gh"),
+        observed_at: at,
+        subject: SubjectKey::github_repository("github.com", "acme", repo),
+        state: FactState::Present { facts },
+    })
+}
+
+fn publish(w: &mut World, at: DateTime<Utc>, files: &[(&str, &str)]) -> Msg {
+    Msg::Card(ScorecardEvent {
+        event_id: w.id(),
+        source: SourceId::new("cards"),
+        at,
+        change: ScorecardChange::DefinitionsPublished {
+            files: files
+                .iter()
+                .map(|(f, t)| (f.to_string(), t.to_string()))
+                .collect(),
+        },
+    })
+}
+
+/// (level, score) of a component under `t`.
+fn level(w: &World, name: &str) -> Option<(Option<usize>, u32)> {
+    w.catalog()
+        .scorecard_result("t", &format!("component:default/{name}"))
+        .unwrap()
+        .map(|r| (r.level, r.score))
+}
+
+/// (entities, entities per level) of one rollup group.
+fn rollup(w: &World, by: RollupBy, group: &str) -> Option<(i64, Vec<i64>)> {
+    let (_, def) = w.catalog().scorecard("t").unwrap().unwrap();
+    let view = w.catalog().scorecard_rollup(&def, by).unwrap();
+    view.groups.iter().find(|g| g.group == group).map(|g| {
+        (
+            g.entities,
+            g.levels.iter().map(|l| l.entities).collect::<Vec<_>>(),
+        )
+    })
+}
+
+fn base(w: &mut World) -> Vec<Msg> {
+    let at = t0();
+    vec![
+        publish(w, at, &[("t.yaml", CARD)]),
+        located(
+            w,
+            "groups",
+            at,
+            vec![
+                group("g1", Some("p1")),
+                group("p1", None),
+                group("p2", None),
+            ],
+        ),
+        located(w, "sys", at, vec![system("s", None)]),
+        located(w, "c1", at, vec![component("c1", "g1", Some("s"))]),
+    ]
+}
+
+#[test]
+fn related_entity_and_fact_changes_reevaluate_dependents() {
+    let mut w = World::new();
+    let b = base(&mut w);
+    apply(w.store.as_ref(), &b);
+    assert_eq!(level(&w, "c1"), Some((Some(0), 40)));
+    // The system gains a domain: the component reads it, so it moves.
+    let day = t0() + Duration::days(1);
+    let m = located(&mut w, "sys", day, vec![system("s", Some("d"))]);
+    apply(w.store.as_ref(), &[m]);
+    assert_eq!(level(&w, "c1"), Some((Some(1), 60)));
+    let result = w
+        .catalog()
+        .scorecard_result("t", "component:default/c1")
+        .unwrap()
+        .unwrap();
+    assert_eq!(result.cause.detail, "system:default/s");
+    assert_eq!(result.domain.as_deref(), Some("domain:default/d"));
+    // Facts arrive: gold. Fewer reviews: back to silver.
+    let m = facts(&mut w, "c1", day, 2, day - Duration::days(3));
+    apply(w.store.as_ref(), &[m]);
+    assert_eq!(level(&w, "c1"), Some((Some(2), 100)));
+    let m = facts(&mut w, "c1", day, 1, day - Duration::days(3));
+    apply(w.store.as_ref(), &[m]);
+    assert_eq!(level(&w, "c1"), Some((Some(1), 80)));
+    let card = &w
+        .catalog()
+        .entity_cards("component:default/c1", 10)
+        .unwrap()[0];
+    let reviews = &card.checks[2];
+    assert_eq!(reviews.value, Some(json!(1)));
+    assert!(
+        reviews.reason.as_deref().unwrap().contains(">= 2"),
+        "{reviews:?}"
+    );
+    // Newest first: facts (fewer reviews), facts, related, first evaluation.
+    let kinds: Vec<_> = card
+        .history
+        .iter()
+        .map(|h| serde_json::to_value(h.cause.kind).unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            json!("fact"),
+            json!("fact"),
+            json!("related"),
+            json!("definition")
+        ]
+    );
+}
+
+#[test]
+fn a_group_moving_moves_the_rollups_of_what_it_owns() {
+    let mut w = World::new();
+    let b = base(&mut w);
+    apply(w.store.as_ref(), &b);
+    assert_eq!(
+        rollup(&w, RollupBy::Owner, "group:default/g1").unwrap().0,
+        1
+    );
+    assert_eq!(
+        rollup(&w, RollupBy::Owner, "group:default/p1").unwrap().0,
+        1
+    );
+    assert!(rollup(&w, RollupBy::Owner, "group:default/p2").is_none());
+    let m = located(
+        &mut w,
+        "groups",
+        t0() + Duration::hours(1),
+        vec![
+            group("g1", Some("p2")),
+            group("p1", None),
+            group("p2", None),
+        ],
+    );
+    apply(w.store.as_ref(), &[m]);
+    assert!(rollup(&w, RollupBy::Owner, "group:default/p1").is_none());
+    assert_eq!(
+        rollup(&w, RollupBy::Owner, "group:default/p2").unwrap().0,
+        1
+    );
+    assert_eq!(rollup(&w, RollupBy::All, "*").unwrap().0, 1);
+}
+
+/// A mixed sequence of changes over 12 components, 3 groups, 2 systems.
+fn churn(w: &mut World) -> Vec<Msg> {
+    let mut out = base(w);
+    let mut x: u64 = 7;
+    for i in 0..120 {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let at = t0() + Duration::minutes(i);
+        let n = (x >> 33) % 12;
+        let name = format!("c{n}");
+        let owner = ["g1", "p1", "p2"][((x >> 20) % 3) as usize];
+        let sys = [None, Some("s"), Some("s2")][((x >> 40) % 3) as usize];
+        let m = match (x >> 50) % 6 {
+            0 => located(w, &name, at, vec![]),
+            // Pushes in the future of every evaluation: age rules do not depend
+            // on when a store evaluates, so the stores can be compared.
+            1 => facts(
+                w,
+                &name,
+                at,
+                ((x >> 10) % 3) as u32,
+                t0() + Duration::days(100 + ((x >> 5) % 40) as i64),
+            ),
+            2 => located(
+                w,
+                "sys",
+                at,
+                vec![system("s", [None, Some("d")][((x >> 8) % 2) as usize])],
+            ),
+            3 => located(
+                w,
+                "groups",
+                at,
+                vec![
+                    group(
+                        "g1",
+                        [Some("p1"), Some("p2"), None][((x >> 9) % 3) as usize],
+                    ),
+                    group("p1", None),
+                    group("p2", None),
+                ],
+            ),
+            _ => located(w, &name, at, vec![component(&name, owner, sys)]),
+        };
+        out.push(m);
+    }
+    out.push(located(w, "sys2", t0(), vec![system("s2", Some("d2"))]));
+    out
+}
+
+fn table(store: &MemStore, table: u8) -> BTreeMap<Vec<u8>, Value> {
+    store
+        .dump()
+        .into_iter()
+        .filter(|(k, _)| k[0] == table)
+        .map(|(k, v)| {
+            let value = match v.split_first() {
+                Some((_, rest)) => serde_json::from_slice(rest).unwrap(),
+                None => Value::Null,
+            };
+            (k, value)
+        })
+        .collect()
+}
+
+/// Results without their bookkeeping (when and why they last changed).
+fn outcomes(store: &MemStore) -> BTreeMap<Vec<u8>, Value> {
+    table(store, b'A')
+        .into_iter()
+        .map(|(k, mut v)| {
+            let o = v.as_object_mut().unwrap();
+            o.remove("changed_at");
+            o.remove("cause");
+            (k, v)
+        })
+        .collect()
+}
+
+#[test]
+fn incremental_rollups_equal_a_rebuild_and_replay_is_deterministic() {
+    let mut w = World::new();
+    let msgs = churn(&mut w);
+    // One message per batch.
+    let one = MemStore::new();
+    for m in &msgs {
+        apply(&one, std::slice::from_ref(m));
+    }
+    // Everything in one batch.
+    let all = MemStore::new();
+    apply(&all, &msgs);
+    // The definition last: a full evaluation builds the rollups from scratch.
+    let late = MemStore::new();
+    apply(&late, &msgs[1..]);
+    let mut w2 = World::new();
+    w2.next = 10_000;
+    let p = publish(&mut w2, t0() + Duration::days(1), &[("t.yaml", CARD)]);
+    apply(&late, &[p]);
+    assert!(!table(&one, b'K').is_empty());
+    assert_eq!(table(&one, b'K'), table(&all, b'K'));
+    assert_eq!(table(&one, b'K'), table(&late, b'K'));
+    assert_eq!(outcomes(&one), outcomes(&all));
+    assert_eq!(outcomes(&one), outcomes(&late));
+    assert_eq!(table(&one, b'D'), table(&late, b'D'));
+    // Replaying the same messages in the same batches gives the same bytes.
+    let again = MemStore::new();
+    for m in &msgs {
+        apply(&again, std::slice::from_ref(m));
+    }
+    assert_eq!(one.dump(), again.dump());
+}
+
+#[test]
+fn age_rules_and_exemptions_come_due() {
+    let mut w = World::new();
+    let mut b = base(&mut w);
+    b.push(located(&mut w, "sys", t0(), vec![system("s", Some("d"))]));
+    b.push(facts(&mut w, "c1", t0(), 2, t0() - Duration::days(20)));
+    apply(w.store.as_ref(), &b);
+    assert_eq!(level(&w, "c1"), Some((Some(2), 100)));
+    let result = w
+        .catalog()
+        .scorecard_result("t", "component:default/c1")
+        .unwrap()
+        .unwrap();
+    let deadline = t0() + Duration::days(10);
+    assert_eq!(result.next_change, Some(deadline));
+    // Not yet due.
+    assert_eq!(
+        projector::run::apply_due(w.store.as_ref(), deadline - Duration::seconds(1)).unwrap(),
+        0
+    );
+    assert_eq!(level(&w, "c1"), Some((Some(2), 100)));
+    // Due: evaluated as of the deadline, recorded with that time.
+    assert_eq!(
+        projector::run::apply_due(w.store.as_ref(), deadline + Duration::days(2)).unwrap(),
+        1
+    );
+    assert_eq!(level(&w, "c1"), Some((Some(1), 80)));
+    let h = w
+        .catalog()
+        .scorecard_history("t", "component:default/c1")
+        .unwrap();
+    let last = h.last().unwrap();
+    assert_eq!(last.at, deadline);
+    assert_eq!(serde_json::to_value(last.cause.kind).unwrap(), "time");
+    assert_eq!(
+        projector::run::apply_due(w.store.as_ref(), deadline + Duration::days(3)).unwrap(),
+        0
+    );
+    // An exemption of the failing check, expiring in an hour.
+    let granted_at = deadline + Duration::days(3);
+    let ex = Exemption {
+        id: Uuid::from_u128(777),
+        scorecard: "t".into(),
+        entity: r("component", "c1"),
+        check: "fresh".into(),
+        reason: "archived soon".into(),
+        author: "ann".into(),
+        expires_at: Some(granted_at + Duration::hours(1)),
+    };
+    let m = Msg::Card(ScorecardEvent {
+        event_id: w.id(),
+        source: SourceId::new("api"),
+        at: granted_at,
+        change: ScorecardChange::ExemptionGranted {
+            exemption: ex.clone(),
+        },
+    });
+    apply(w.store.as_ref(), &[m]);
+    assert_eq!(level(&w, "c1"), Some((Some(2), 100)));
+    assert_eq!(
+        projector::run::apply_due(w.store.as_ref(), granted_at + Duration::hours(2)).unwrap(),
+        1
+    );
+    assert_eq!(level(&w, "c1"), Some((Some(1), 80)));
+    // Granted again after it expired: already over, it does not count.
+    let mut again = ex.clone();
+    again.id = Uuid::from_u128(778);
+    let m = Msg::Card(ScorecardEvent {
+        event_id: w.id(),
+        source: SourceId::new("api"),
+        at: granted_at + Duration::hours(3),
+        change: ScorecardChange::ExemptionGranted { exemption: again },
+    });
+    apply(w.store.as_ref(), &[m]);
+    assert_eq!(level(&w, "c1"), Some((Some(1), 80)));
+    assert_eq!(w.catalog().exemptions("t").unwrap().len(), 2);
+}
+
+#[test]
+fn definitions_replaced_rejected_and_removed() {
+    let mut w = World::new();
+    let b = base(&mut w);
+    apply(w.store.as_ref(), &b);
+    assert_eq!(level(&w, "c1"), Some((Some(0), 40)));
+    // A stricter first level: every entity is evaluated again.
+    let stricter = CARD.replace("target_kind: group}", "target_kind: user}");
+    let m = publish(&mut w, t0() + Duration::hours(1), &[("t.yaml", &stricter)]);
+    apply(w.store.as_ref(), &[m]);
+    assert_eq!(level(&w, "c1"), Some((None, 0)));
+    assert_eq!(rollup(&w, RollupBy::All, "*").unwrap().1, vec![1, 0, 0, 0]);
+    // A broken text: rejected with file, check and reason; the last good
+    // text stays in force.
+    let broken = CARD.replace("gte: 2", "gte: two");
+    let m = publish(&mut w, t0() + Duration::hours(2), &[("t.yaml", &broken)]);
+    apply(w.store.as_ref(), &[m]);
+    let rejected = w.catalog().rejected_definitions().unwrap();
+    assert_eq!(rejected.len(), 1);
+    assert_eq!(rejected[0].errors[0].check.as_deref(), Some("reviews"));
+    assert!(
+        rejected[0].errors[0].reason.contains("takes a number"),
+        "{rejected:?}"
+    );
+    assert_eq!(rejected[0].in_force.as_deref(), Some("t"));
+    assert_eq!(level(&w, "c1"), Some((None, 0)));
+    // The file goes: results and rollups go; history keeps the ending.
+    let m = publish(&mut w, t0() + Duration::hours(3), &[]);
+    apply(w.store.as_ref(), &[m]);
+    assert!(w.catalog().scorecard("t").unwrap().is_none());
+    assert!(table(&w.store, b'A').is_empty());
+    assert!(table(&w.store, b'K').is_empty());
+    assert!(table(&w.store, b'D').is_empty());
+    let h = w
+        .catalog()
+        .scorecard_history("t", "component:default/c1")
+        .unwrap();
+    assert!(!h.last().unwrap().applies);
+}
+
+#[test]
+fn trend_counts_each_day_from_history() {
+    let mut w = World::new();
+    let b = base(&mut w);
+    apply(w.store.as_ref(), &b);
+    // Two days later, in the afternoon, the system gets its domain.
+    let later = t0() + Duration::days(2) + Duration::hours(5);
+    let m = located(&mut w, "sys", later, vec![system("s", Some("d"))]);
+    apply(w.store.as_ref(), &[m]);
+    let (_, def) = w.catalog().scorecard("t").unwrap().unwrap();
+    let q = |interval, from, to| TrendQuery {
+        by: RollupBy::Owner,
+        group: Some("group:default/p1".into()),
+        from,
+        to,
+        interval,
+    };
+    let day = w
+        .catalog()
+        .scorecard_trend(
+            &def,
+            &q(
+                TrendInterval::Day,
+                t0() - Duration::days(1),
+                t0() + Duration::days(3),
+            ),
+        )
+        .unwrap();
+    let per_day: Vec<(String, Vec<i64>)> = day
+        .iter()
+        .map(|b| {
+            (
+                b.start.format("%m-%d").to_string(),
+                b.groups
+                    .first()
+                    .map(|g| g.levels.iter().map(|l| l.entities).collect())
+                    .unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        per_day,
+        vec![
+            ("03-01".to_string(), vec![]),
+            ("03-02".to_string(), vec![0, 1, 0, 0]),
+            ("03-03".to_string(), vec![0, 1, 0, 0]),
+            ("03-04".to_string(), vec![0, 0, 1, 0]),
+            ("03-05".to_string(), vec![0, 0, 1, 0]),
+        ]
+    );
+    // Weeks start on Monday (2026-03-02 is one).
+    let week = w
+        .catalog()
+        .scorecard_trend(
+            &def,
+            &q(TrendInterval::Week, t0(), t0() + Duration::days(8)),
+        )
+        .unwrap();
+    assert_eq!(week.len(), 2);
+    assert_eq!(
+        week[0].start,
+        Utc.with_ymd_and_hms(2026, 3, 2, 0, 0, 0).unwrap()
+    );
+    assert_eq!(week[0].groups[0].mean_score, 60.0);
+}
