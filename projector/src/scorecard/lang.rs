@@ -195,11 +195,11 @@ impl Path {
         let mut expect_key = true;
         while !rest.is_empty() {
             if let Some(r) = rest.strip_prefix('[') {
-                let end = if r.starts_with('"') {
-                    let close = r[1..]
+                let end = if let Some(quoted) = r.strip_prefix('"') {
+                    let close = quoted
                         .find('"')
                         .ok_or_else(|| format!("path `{text}`: unterminated quoted key"))?;
-                    segments.push(Segment::Key(r[1..1 + close].to_string()));
+                    segments.push(Segment::Key(quoted[..close].to_string()));
                     1 + close + 1
                 } else {
                     let close = r
@@ -234,7 +234,8 @@ impl Path {
                 }
                 let end = rest.find(['.', '[']).unwrap_or(rest.len());
                 let key = &rest[..end];
-                if key.is_empty() || key.contains(char::is_whitespace) {
+                if key.is_empty() || key.contains(|c: char| c.is_whitespace() || "[]\"".contains(c))
+                {
                     return Err(format!("path `{text}`: bad segment `{key}`"));
                 }
                 segments.push(Segment::Key(key.to_string()));
@@ -258,11 +259,11 @@ impl Path {
             let mut next = Vec::new();
             for v in current {
                 if let Some(reason) = denied(v) {
-                    let at = self.segments[..depth].len();
-                    return Resolved::Denied(format!(
-                        "{} is not readable: {reason}",
-                        prefix_text(&self.segments[..at])
-                    ));
+                    let what = match prefix_text(&self.segments[..depth]) {
+                        p if p.is_empty() => "the facts".to_string(),
+                        p => p,
+                    };
+                    return Resolved::Denied(format!("{what} is not readable: {reason}"));
                 }
                 match (seg, v) {
                     (Segment::Key(k), Value::Object(m)) => {
@@ -281,6 +282,9 @@ impl Path {
                 }
             }
             current = next;
+        }
+        if let Some(reason) = current.iter().find_map(|v| denied(v)) {
+            return Resolved::Denied(format!("{} is not readable: {reason}", self.text));
         }
         Resolved::Values(current.into_iter().filter(|v| !v.is_null()).collect())
     }
@@ -606,6 +610,9 @@ pub fn compile_rule(v: &Value, depth: usize) -> Result<Rule, String> {
             target,
         });
     }
+    if m.contains_key("field") && m.contains_key("fact") {
+        return Err("`field` and `fact` cannot be combined in one rule (use all/any)".into());
+    }
     let source = if let Some(p) = m.get("field") {
         let p = p.as_str().ok_or("`field` takes a path")?;
         ValueSource::Field(Path::parse(p)?)
@@ -712,17 +719,21 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let bad = || format!("duration `{s}`: expected a number and a unit (s, m, h, d, w), e.g. 90d");
     let unit = s.chars().last().ok_or_else(bad)?;
     let n: i64 = s[..s.len() - unit.len_utf8()].parse().map_err(|_| bad())?;
-    if n <= 0 || n > 100_000 {
-        return Err(format!("duration `{s}`: must be from 1 to 100000 units"));
-    }
-    Ok(match unit {
-        's' => Duration::seconds(n),
-        'm' => Duration::minutes(n),
-        'h' => Duration::hours(n),
-        'd' => Duration::days(n),
-        'w' => Duration::weeks(n),
+    let per_unit: i64 = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86_400,
+        'w' => 604_800,
         _ => return Err(bad()),
-    })
+    };
+    // Up to 100 years, whatever the unit.
+    if n <= 0 || n.saturating_mul(per_unit) > 36_500 * 86_400 {
+        return Err(format!(
+            "duration `{s}`: must be positive and at most 100 years"
+        ));
+    }
+    Ok(Duration::seconds(n * per_unit))
 }
 
 // --------------------------------------------------------------- describe
@@ -818,6 +829,9 @@ pub trait Context {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outcome {
     pub pass: bool,
+    /// False when the value could not be read (facts denied, unknown or
+    /// not linked): such a rule fails, and so does its negation.
+    pub known: bool,
     /// The value seen (a failing leaf's, for combinators).
     pub value: Option<Value>,
     /// Why it failed (`None` when it passed).
@@ -909,9 +923,13 @@ fn filter_values(entity: &Value, key: &str, out: &mut Vec<String>) {
             (None, Value::Number(n)) => out.push(n.to_string()),
             (None, Value::Bool(b)) => out.push(b.to_string()),
             (None, _) => {}
-            (Some((first, rest)), Value::Object(m)) => {
-                if let Some(x) = get_key(m, first) {
-                    walk(x, rest, out)
+            // Keys may hold dots (`metadata.annotations.github.com/x`):
+            // try each split of the remaining parts.
+            (Some(_), Value::Object(m)) => {
+                for i in 1..=parts.len() {
+                    if let Some(x) = get_key(m, &parts[..i].join(".")) {
+                        walk(x, &parts[i..], out)
+                    }
                 }
             }
             _ => {}
@@ -924,6 +942,7 @@ fn filter_values(entity: &Value, key: &str, out: &mut Vec<String>) {
 fn pass() -> Outcome {
     Outcome {
         pass: true,
+        known: true,
         value: None,
         reason: None,
     }
@@ -954,14 +973,19 @@ impl Eval<'_> {
                 }
                 Outcome {
                     pass: false,
+                    known: true,
                     value,
                     reason: Some(format!("none of these hold: {}", reasons.join("; "))),
                 }
             }
             Rule::Not(inner) => {
                 let o = self.rule(inner, entity);
+                if !o.known {
+                    return o;
+                }
                 Outcome {
                     pass: !o.pass,
+                    known: true,
                     reason: o
                         .pass
                         .then(|| format!("expected not {inner}, and it holds")),
@@ -1023,6 +1047,7 @@ impl Eval<'_> {
             };
             return Outcome {
                 pass: false,
+                known: true,
                 value: seen(),
                 reason: Some(format!("expected {rule}; {found}")),
             };
@@ -1030,6 +1055,7 @@ impl Eval<'_> {
         let Some(target) = target else {
             return Outcome {
                 pass: true,
+                known: true,
                 value: seen(),
                 reason: None,
             };
@@ -1043,6 +1069,7 @@ impl Eval<'_> {
                     if o.pass {
                         return Outcome {
                             pass: true,
+                            known: true,
                             value: seen(),
                             reason: None,
                         };
@@ -1054,6 +1081,7 @@ impl Eval<'_> {
         }
         Outcome {
             pass: false,
+            known: true,
             value: seen(),
             reason: Some(format!("expected {rule}; {}", reasons.join("; "))),
         }
@@ -1069,9 +1097,6 @@ impl Eval<'_> {
                     (&*facts, path)
                 }
                 (subject, None) => {
-                    if matches!(test, Test::Exists(false)) {
-                        return pass();
-                    }
                     let why = match subject {
                         Some(s) => format!("no facts known for {s} yet"),
                         None => format!(
@@ -1081,6 +1106,7 @@ impl Eval<'_> {
                     };
                     return Outcome {
                         pass: false,
+                        known: false,
                         value: None,
                         reason: Some(format!("expected {rule}; {why}")),
                     };
@@ -1092,6 +1118,7 @@ impl Eval<'_> {
             Resolved::Denied(why) => {
                 return Outcome {
                     pass: false,
+                    known: false,
                     value: None,
                     reason: Some(format!("expected {rule}; {why}")),
                 };
@@ -1140,6 +1167,7 @@ impl Eval<'_> {
         if ok {
             return Outcome {
                 pass: true,
+                known: true,
                 value: seen,
                 reason: None,
             };
@@ -1164,6 +1192,7 @@ impl Eval<'_> {
         };
         Outcome {
             pass: false,
+            known: true,
             value: seen,
             reason: Some(format!("expected {rule}; {found}")),
         }
@@ -1184,21 +1213,28 @@ fn is_empty(v: &Value) -> bool {
 fn number(v: &Value) -> Option<f64> {
     match v {
         Value::Number(n) => n.as_f64(),
-        Value::String(s) => s.trim().parse().ok(),
+        Value::String(s) => s.trim().parse::<f64>().ok().filter(|x| x.is_finite()),
         _ => None,
     }
 }
 
-/// Equality of scalars; text without regard to case, numbers by value.
+/// Equality of scalars, whichever side is text: numbers by value (`3` and
+/// `"3"` are equal), everything else as text without regard to case.
 fn same(v: &Value, want: &Value) -> bool {
-    match (v, want) {
-        (Value::String(a), Value::String(b)) => {
-            a.eq_ignore_ascii_case(b) || a.to_lowercase() == b.to_lowercase()
-        }
-        (Value::Number(a), Value::Number(b)) => a.as_f64() == b.as_f64(),
-        (a, Value::Number(b)) => number(a) == b.as_f64(),
-        (Value::Bool(a), Value::Bool(b)) => a == b,
-        (Value::String(a), Value::Bool(b)) => a.eq_ignore_ascii_case(&b.to_string()),
+    if let (Some(a), Some(b)) = (number(v), number(want)) {
+        return a == b;
+    }
+    match (scalar(v), scalar(want)) {
+        (Some(a), Some(b)) => a.to_lowercase() == b.to_lowercase(),
         _ => false,
+    }
+}
+
+fn scalar(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
     }
 }

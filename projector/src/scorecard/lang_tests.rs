@@ -841,12 +841,21 @@ fn fact_on_an_unlinked_entity_fails_as_not_linked() {
         &["fact github.files.README exists", "not linked", "github"],
     );
     assert_eq!(o.value, None);
-    // Absence holds when there is nothing to read.
-    assert_pass(&eval_in(
+    assert!(!o.known);
+    // Nothing can be read: neither presence nor absence holds, and a
+    // negation does not turn the unknown into a pass.
+    let absent = eval_in(
         json!({"fact": "github.files.README", "exists": false}),
         &e,
         &mut ctx,
-    ));
+    );
+    assert_fail(&absent, &["not linked"]);
+    let negated = eval_in(
+        json!({"not": {"fact": "github.branch_protection.required_reviews", "lt": 2}}),
+        &e,
+        &mut ctx,
+    );
+    assert_fail(&negated, &["not linked"]);
 }
 
 #[test]
@@ -1379,7 +1388,8 @@ fn bad_paths_and_arguments_are_errors() {
         ("{field: kind, in: []}", "`in` takes a non-empty list"),
         ("{field: kind, equals: [a]}", "`equals`"),
         ("{field: kind, within: 90x}", "duration `90x`"),
-        ("{field: kind, within: 0d}", "from 1 to 100000"),
+        ("{field: kind, within: 0d}", "at most 100 years"),
+        ("{field: kind, within: 5300w}", "at most 100 years"),
         ("{all: []}", "`all` takes a non-empty list of rules"),
         (
             "{all: [{field: kind, exists: true}], field: x}",
@@ -1707,4 +1717,68 @@ fn github_subject_none_without_a_github_link() {
     for e in cases {
         assert_eq!(github_subject(&e), None, "{e}");
     }
+}
+
+// ------------------------------------------------ fixes found in review
+
+#[test]
+fn field_and_fact_in_one_rule_is_an_error() {
+    let err = crate::scorecard::lang::compile_rule(
+        &json!({"field": "spec.owner", "fact": "github.files.README", "exists": true}),
+        0,
+    )
+    .unwrap_err();
+    assert!(err.contains("cannot be combined"), "{err}");
+}
+
+#[test]
+fn applies_to_reads_keys_that_hold_dots() {
+    let text = "id: x\nlevels: [a]\napplies_to:\n  metadata.annotations.github.com/project-slug: ACME/payments\nchecks: []\n";
+    let def = crate::scorecard::lang::compile("f.yaml", text).unwrap();
+    assert!(def.applies(&component()));
+    let other = "id: x\nlevels: [a]\napplies_to:\n  metadata.annotations.github.com/project-slug: acme/other\nchecks: []\n";
+    let def = crate::scorecard::lang::compile("f.yaml", other).unwrap();
+    assert!(!def.applies(&component()));
+}
+
+#[test]
+fn a_denied_section_at_the_end_of_the_path_is_not_readable() {
+    let mut facts = facts_json();
+    facts["branch_protection"] = json!({"access": "denied", "reason": "Bad credentials"});
+    let mut ctx = TestCtx::default().with_facts("github:github.com/acme/payments", Some(facts));
+    let o = eval_in(
+        json!({"fact": "github.branch_protection", "exists": true}),
+        &component(),
+        &mut ctx,
+    );
+    assert_fail(&o, &["branch_protection is not readable: Bad credentials"]);
+    assert!(!o.known);
+}
+
+#[test]
+fn equality_is_the_same_whichever_side_is_text() {
+    let e = component();
+    assert_pass(&eval(json!({"field": "spec.replicas", "equals": "3"}), &e));
+    assert_pass(&eval(
+        json!({"field": "spec.replicas", "in": ["2", "3"]}),
+        &e,
+    ));
+    assert_pass(&eval(
+        json!({"field": "spec.enabled", "equals": "TRUE"}),
+        &e,
+    ));
+    assert_pass(&eval(json!({"field": "spec.threshold", "equals": 12}), &e));
+    let o = eval(json!({"field": "spec.replicas", "equals": "three"}), &e);
+    assert_fail(&o, &["found 3"]);
+}
+
+#[test]
+fn infinite_and_nan_text_are_not_numbers() {
+    let mut e = component();
+    e["spec"]["threshold"] = json!("inf");
+    let o = eval(json!({"field": "spec.threshold", "gt": 5}), &e);
+    assert_fail(&o, &["not a number"]);
+    e["spec"]["threshold"] = json!("NaN");
+    let o = eval(json!({"field": "spec.threshold", "lt": 5}), &e);
+    assert_fail(&o, &["not a number"]);
 }
