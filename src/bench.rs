@@ -40,6 +40,21 @@ pub struct BenchArgs {
     /// Repositories pushed to between the GitHub re-polls.
     #[arg(long, default_value_t = 10)]
     pub github_changed: usize,
+    /// Instead of the pipeline measurements: a 20-check scorecard over the
+    /// generated org (evaluation, change-to-visible, rollup latency).
+    #[arg(long)]
+    pub scorecards: bool,
+}
+
+/// GET a JSON document: (status, body).
+pub(crate) fn get_json(agent: &ureq::Agent, url: &str) -> anyhow::Result<(u16, serde_json::Value)> {
+    let mut r = agent.get(url).call()?;
+    let status = r.status().as_u16();
+    let body = r.body_mut().read_to_string()?;
+    Ok((
+        status,
+        serde_json::from_str(&body).unwrap_or(serde_json::Value::Null),
+    ))
 }
 
 /// Writes the org: groups, systems, components, APIs, resources.
@@ -149,7 +164,7 @@ fn walk_size(p: &Path) -> std::io::Result<u64> {
     Ok(total)
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
+pub(crate) fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
     }
@@ -157,7 +172,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[i]
 }
 
-fn fmt_d(d: Duration) -> String {
+pub(crate) fn fmt_d(d: Duration) -> String {
     if d < Duration::from_millis(1) {
         format!("{} µs", d.as_micros())
     } else {
@@ -166,7 +181,11 @@ fn fmt_d(d: Duration) -> String {
 }
 
 /// Times `n` sequential GETs over one keep-alive connection.
-fn measure(agent: &ureq::Agent, urls: &[String], n: usize) -> anyhow::Result<Vec<Duration>> {
+pub(crate) fn measure(
+    agent: &ureq::Agent,
+    urls: &[String],
+    n: usize,
+) -> anyhow::Result<Vec<Duration>> {
     let mut out = Vec::with_capacity(n);
     for i in 0..n {
         let url = &urls[i % urls.len()];
@@ -186,7 +205,7 @@ fn measure(agent: &ureq::Agent, urls: &[String], n: usize) -> anyhow::Result<Vec
     Ok(out)
 }
 
-fn total_items(agent: &ureq::Agent, base: &str) -> anyhow::Result<u64> {
+pub(crate) fn total_items(agent: &ureq::Agent, base: &str) -> anyhow::Result<u64> {
     let v: serde_json::Value = agent
         .get(format!("{base}/api/catalog/entities/by-query?limit=1"))
         .call()?
@@ -306,6 +325,16 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             tmp.path().to_path_buf()
         }
     };
+    if args.scorecards {
+        return crate::bench_scorecards::run(
+            args.entities,
+            args.per_file,
+            args.requests,
+            args.edits,
+            &root,
+        )
+        .await;
+    }
     let org = root.join("org");
     let t = Instant::now();
     let edit_targets = generate_org(&org, args.entities, args.per_file)?;

@@ -4,6 +4,7 @@
 
 pub mod bench;
 pub mod bench_github;
+pub mod bench_scorecards;
 pub mod config;
 pub mod services;
 

@@ -96,6 +96,12 @@ impl<T: Clone + Serialize + DeserializeOwned> Table<T> {
         self.rows.insert(key, (value, true));
     }
 
+    /// The working set's value of `key`, if it was loaded or written
+    /// (`Some(None)`: known to be absent); never reads the store.
+    pub(crate) fn cached(&self, key: &[u8]) -> Option<&Option<T>> {
+        self.rows.get(key).map(|(v, _)| v)
+    }
+
     /// Keys of the working set (loaded or written).
     pub(crate) fn keys(&self) -> Vec<Vec<u8>> {
         self.rows.keys().cloned().collect()

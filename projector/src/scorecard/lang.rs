@@ -823,6 +823,29 @@ pub trait Context {
         entity: &Value,
         provider: FactProvider,
     ) -> (Option<String>, Option<std::sync::Arc<Value>>);
+    /// A remembered outcome of a rule on a related entity (many entities
+    /// share one owner or system); `None`: evaluate it. A context that
+    /// remembers must also replay what that evaluation read.
+    /// The inner `None`: the entity is not in the catalog.
+    fn recall(&mut self, _key: &Recall) -> Option<Remembered> {
+        None
+    }
+    /// Starts recording what is read, for [`Context::remember`].
+    fn begin(&mut self) {}
+    /// Keeps an outcome and what was read since the matching `begin`.
+    fn remember(&mut self, _key: Recall, _value: Remembered) {}
+}
+
+/// A remembered outcome (`None`: no such entity) and its next change.
+pub type Remembered = (Option<Outcome>, Option<DateTime<Utc>>);
+
+/// Which outcome [`Context::recall`] looks for: a rule (by address, valid
+/// while its definition lives), a related entity and the evaluation time.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Recall {
+    pub rule: usize,
+    pub entity: String,
+    pub at_ms: i64,
 }
 
 /// The outcome of a rule for one entity.
@@ -883,6 +906,14 @@ impl Definition {
 }
 
 impl EntityMatch {
+    /// The kinds a `kind` condition allows (lower case), if there is one.
+    pub fn kinds(&self) -> Option<Vec<String>> {
+        self.conditions
+            .iter()
+            .find(|(k, values)| k == "kind" && !values.is_empty())
+            .map(|(_, values)| values.clone())
+    }
+
     pub fn matches(&self, entity: &Value) -> bool {
         self.conditions.iter().all(|(key, values)| {
             let mut found = Vec::new();
@@ -949,6 +980,12 @@ fn pass() -> Outcome {
 }
 
 impl Eval<'_> {
+    fn merge_next(&mut self, next: Option<DateTime<Utc>>) {
+        if let Some(n) = next {
+            self.next_change = Some(self.next_change.map_or(n, |c| c.min(n)));
+        }
+    }
+
     fn rule(&mut self, rule: &Rule, entity: &Value) -> Outcome {
         match rule {
             Rule::All(rules) => {
@@ -1063,9 +1100,28 @@ impl Eval<'_> {
         let mut reasons = Vec::new();
         for t in &of_kind {
             let key = t.to_lowercase();
-            match self.ctx.entity(&key) {
-                Some(te) => {
-                    let o = self.rule(target, &te);
+            let recall = Recall {
+                rule: target as *const Rule as usize,
+                entity: key.clone(),
+                at_ms: self.now.timestamp_millis(),
+            };
+            let outcome = match self.ctx.recall(&recall) {
+                Some((o, next)) => {
+                    self.merge_next(next);
+                    o
+                }
+                None => {
+                    self.ctx.begin();
+                    let outer = self.next_change.take();
+                    let o = self.ctx.entity(&key).map(|te| self.rule(target, &te));
+                    let inner = std::mem::replace(&mut self.next_change, outer);
+                    self.merge_next(inner);
+                    self.ctx.remember(recall, (o.clone(), inner));
+                    o
+                }
+            };
+            match outcome {
+                Some(o) => {
                     if o.pass {
                         return Outcome {
                             pass: true,

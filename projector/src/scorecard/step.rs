@@ -431,6 +431,9 @@ impl ScoreState {
             exemptions: &mut self.exemptions,
             entities: HashMap::new(),
             fact_cache: HashMap::new(),
+            memo: HashMap::new(),
+            parent: HashMap::new(),
+            domain: HashMap::new(),
             rollups: HashMap::new(),
             out,
         };
@@ -492,7 +495,7 @@ impl ScoreState {
             let Some(def) = by_id.get(sc.as_str()) else {
                 continue;
             };
-            let entity = eval.entity(&r);
+            let entity = eval.subject(&r);
             let old = get::<ResultRecord>(store, &rk::result(&sc, &r))?;
             let new = eval.evaluate(def, &r, entity.as_deref(), &t)?;
             eval.store_result(def, &r, old, new, &t, true)?;
@@ -526,6 +529,9 @@ pub(crate) fn evaluate_catalog(
         exemptions: &mut exemptions,
         entities: HashMap::new(),
         fact_cache: HashMap::new(),
+        memo: HashMap::new(),
+        parent: HashMap::new(),
+        domain: HashMap::new(),
         rollups: HashMap::new(),
         out: &mut out,
     };
@@ -655,6 +661,12 @@ struct Evaluator<'a> {
     exemptions: &'a mut Table<ExemptionSet>,
     entities: HashMap<String, Option<Arc<Value>>>,
     fact_cache: HashMap<String, Option<Arc<Value>>>,
+    /// Outcomes of rules on related entities, with what they read.
+    memo: HashMap<lang::Recall, (lang::Remembered, Vec<String>)>,
+    /// The parent group of a group, the domain of a system (their
+    /// relation lists hold every owned entity or part: read them once).
+    parent: HashMap<String, Option<String>>,
+    domain: HashMap<String, Option<String>>,
     rollups: HashMap<(String, String, String), Rollup>,
     out: &'a mut WriteSet,
 }
@@ -663,12 +675,40 @@ struct Evaluator<'a> {
 struct Reads<'e, 'a> {
     ev: &'e mut Evaluator<'a>,
     deps: BTreeSet<String>,
+    /// Reads since each open [`Context::begin`], innermost last.
+    captures: Vec<Vec<String>>,
+}
+
+impl Reads<'_, '_> {
+    fn note(&mut self, dep: String) {
+        for c in &mut self.captures {
+            c.push(dep.clone());
+        }
+        self.deps.insert(dep);
+    }
 }
 
 impl Context for Reads<'_, '_> {
     fn entity(&mut self, refkey: &str) -> Option<Arc<Value>> {
-        self.deps.insert(format!("e:{refkey}"));
+        self.note(format!("e:{refkey}"));
         self.ev.entity(refkey)
+    }
+    fn recall(&mut self, key: &lang::Recall) -> Option<lang::Remembered> {
+        let (value, deps) = self.ev.memo.get(key)?.clone();
+        for d in deps {
+            self.note(d);
+        }
+        Some(value)
+    }
+    fn begin(&mut self) {
+        self.captures.push(Vec::new());
+    }
+    fn remember(&mut self, key: lang::Recall, value: lang::Remembered) {
+        let deps = self.captures.pop().unwrap_or_default();
+        if self.ev.memo.len() > 100_000 {
+            self.ev.memo.clear();
+        }
+        self.ev.memo.insert(key, (value, deps));
     }
     fn facts(
         &mut self,
@@ -680,7 +720,7 @@ impl Context for Reads<'_, '_> {
                 let Some(subject) = github_subject(entity) else {
                     return (None, None);
                 };
-                self.deps.insert(format!("f:{subject}"));
+                self.note(format!("f:{subject}"));
                 let facts = self.ev.facts(&subject);
                 (Some(subject), facts)
             }
@@ -689,6 +729,20 @@ impl Context for Reads<'_, '_> {
 }
 
 impl Evaluator<'_> {
+    /// The entity being evaluated: not cached (each is read once), unlike
+    /// the owners, systems and targets many entities read.
+    fn subject(&self, r: &str) -> Option<Arc<Value>> {
+        if let Some(v) = self.served.get(r) {
+            return v.clone();
+        }
+        self.store
+            .get(&keys::entity(r))
+            .ok()
+            .flatten()
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+            .map(Arc::new)
+    }
+
     fn entity(&mut self, r: &str) -> Option<Arc<Value>> {
         if let Some(v) = self.served.get(r) {
             return v.clone();
@@ -703,7 +757,7 @@ impl Evaluator<'_> {
             .flatten()
             .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
             .map(Arc::new);
-        if self.entities.len() > 100_000 {
+        if self.entities.len() > 10_000 {
             self.entities.clear();
         }
         self.entities.insert(r.to_string(), v.clone());
@@ -714,12 +768,17 @@ impl Evaluator<'_> {
         if let Some(v) = self.fact_cache.get(subject) {
             return v.clone();
         }
-        let v = self
-            .facts
-            .get(self.store, rk::facts(subject))
-            .ok()
-            .flatten()
-            .map(|f| Arc::new(f.facts.clone()));
+        let v = match self.facts.cached(&rk::facts(subject)) {
+            // Changed in this batch.
+            Some(row) => row.as_ref().map(|f| Arc::new(f.facts.clone())),
+            None => get::<FactRecord>(self.store, &rk::facts(subject))
+                .ok()
+                .flatten()
+                .map(|f| Arc::new(f.facts)),
+        };
+        // Kept only for the entity being evaluated (several fact rules read
+        // it); subjects are rarely shared, so nothing accumulates.
+        self.fact_cache.clear();
         self.fact_cache.insert(subject.to_string(), v.clone());
         v
     }
@@ -742,6 +801,7 @@ impl Evaluator<'_> {
         let mut reads = Reads {
             ev: self,
             deps: BTreeSet::new(),
+            captures: Vec::new(),
         };
         let evaluation = def.evaluate(entity, &mut reads, now);
         // Owner and its parents, system and domain: what rollups group by.
@@ -754,10 +814,19 @@ impl Evaluator<'_> {
                     break;
                 }
                 groups.push(g.clone());
-                if kind_of(&g) == "group"
-                    && let Some(ge) = reads.entity(&g)
-                {
-                    next = targets(&ge, "childOf").min();
+                if kind_of(&g) == "group" {
+                    reads.note(format!("e:{g}"));
+                    next = match reads.ev.parent.get(&g) {
+                        Some(p) => p.clone(),
+                        None => {
+                            let p = reads
+                                .ev
+                                .entity(&g)
+                                .and_then(|ge| targets(&ge, "childOf").min());
+                            reads.ev.parent.insert(g.clone(), p.clone());
+                            p
+                        }
+                    };
                 }
             }
         }
@@ -779,11 +848,21 @@ impl Evaluator<'_> {
                 .min()
         } else {
             match &system {
-                Some(s) => reads.entity(s).and_then(|se| {
-                    targets(&se, "partOf")
-                        .filter(|t| kind_of(t) == "domain")
-                        .min()
-                }),
+                Some(s) => {
+                    reads.note(format!("e:{s}"));
+                    match reads.ev.domain.get(s) {
+                        Some(d) => d.clone(),
+                        None => {
+                            let d = reads.ev.entity(s).and_then(|se| {
+                                targets(&se, "partOf")
+                                    .filter(|t| kind_of(t) == "domain")
+                                    .min()
+                            });
+                            reads.ev.domain.insert(s.clone(), d.clone());
+                            d
+                        }
+                    }
+                }
                 None => None,
             }
         };
@@ -980,19 +1059,31 @@ impl Evaluator<'_> {
     /// Every entity under a new or changed definition. Rollups are rebuilt
     /// from the new results.
     fn reevaluate_all(&mut self, def: &Definition, t: &Trigger) -> Result<(), StoreError> {
+        // A `kind` condition is answered by the ref key itself: entities of
+        // other kinds are not even read.
+        let kinds = def.applies_to.kinds();
+        let wanted = |r: &str| {
+            kinds
+                .as_ref()
+                .is_none_or(|ks| ks.iter().any(|k| r.split(':').next() == Some(k.as_str())))
+        };
         let mut refs: Vec<String> = Vec::new();
         self.store.scan(&[keys::ENTITY], None, &mut |k, _| {
-            if let Ok(r) = std::str::from_utf8(&k[1..]) {
+            if let Ok(r) = std::str::from_utf8(&k[1..])
+                && wanted(r)
+            {
                 refs.push(r.to_string());
             }
             true
         })?;
         for r in self.served.keys() {
-            refs.push(r.clone());
+            if wanted(r) {
+                refs.push(r.clone());
+            }
         }
         refs.sort();
         refs.dedup();
-        let mut had = BTreeSet::new();
+        let mut had = std::collections::HashSet::new();
         let p = keys::prefix(rk::RESULT, &[def.id.as_bytes()]);
         self.store.scan(&p, None, &mut |k, _| {
             had.insert(k[p.len()..].to_vec());
@@ -1000,7 +1091,7 @@ impl Evaluator<'_> {
         })?;
         for r in &refs {
             had.remove(r.as_bytes());
-            let entity = self.entity(r);
+            let entity = self.subject(r);
             let old = get::<ResultRecord>(self.store, &rk::result(&def.id, r))?;
             let new = self.evaluate(def, r, entity.as_deref(), t)?;
             self.store_result(def, r, old, new, t, false)?;
