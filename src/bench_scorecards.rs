@@ -236,6 +236,16 @@ pub async fn run(
                 requests / 4,
             ),
             (
+                "rollup by system without per-check rates".into(),
+                format!("{base}/api/scorecards/bench/rollup?by=system&checks=false"),
+                requests / 4,
+            ),
+            (
+                "rollup of one owner group (group=team-1)".into(),
+                format!("{base}/api/scorecards/bench/rollup?by=owner&group=team-1"),
+                requests,
+            ),
+            (
                 "results page (level=gold, 100)".into(),
                 format!("{base}/api/scorecards/bench/entities?level=gold"),
                 requests / 10,

@@ -268,9 +268,19 @@ fn projector_killed_mid_ingest_converges_to_the_uninterrupted_state() {
     let w = dump(&witness_dir.join("projections"));
     let v = dump(&victim_dir.join("projections"));
     assert!(w.len() > n, "witness store has {} keys", w.len());
+    // Everything is equal byte for byte except the scorecard result
+    // history (`a`): it records the path results took, and a replica that
+    // restarted folded different batches (an entity and the system it reads
+    // in one batch or in two). The results themselves are equal.
+    let path_only = |k: &Vec<u8>| k.first() == Some(&b'a');
+    assert!(
+        w.keys().any(|k| k.first() == Some(&b'A')),
+        "no scorecard results"
+    );
     let differing: Vec<String> = w
         .keys()
         .chain(v.keys())
+        .filter(|k| !path_only(k))
         .filter(|k| w.get(*k) != v.get(*k))
         .take(5)
         .map(|k| String::from_utf8_lossy(k).into_owned())

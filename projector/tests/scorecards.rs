@@ -261,7 +261,11 @@ fn related_entity_and_fact_changes_reevaluate_dependents() {
         .scorecard_result("t", "component:default/c1")
         .unwrap()
         .unwrap();
-    assert_eq!(result.cause.detail, "system:default/s");
+    let h = w
+        .catalog()
+        .scorecard_history("t", "component:default/c1")
+        .unwrap();
+    assert_eq!(h.last().unwrap().cause.detail, "system:default/s");
     assert_eq!(result.domain.as_deref(), Some("domain:default/d"));
     // Facts arrive: gold. Fewer reviews: back to silver.
     let m = facts(&mut w, "c1", day, 2, day - Duration::days(3));

@@ -155,23 +155,48 @@ pub async fn entity(
     ))
 }
 
-/// `GET /api/scorecards/{id}/rollup?by=owner|system|domain|all`
+/// `GET /api/scorecards/{id}/rollup?by=owner|system|domain|all&group=&checks=`
 pub async fn rollup(
     State(st): State<AppState>,
     PathArgs(id): PathArgs<String>,
     params: Params,
 ) -> Result<Response, ApiError> {
     let by = by_param(&params, RollupBy::All)?;
-    let group = params.one("group")?.map(str::to_string);
+    let with_checks = match params.one("checks")? {
+        None | Some("true") => true,
+        Some("false") => false,
+        Some(other) => {
+            return Err(ApiError::Input(format!(
+                "checks: '{other}' is not true or false"
+            )));
+        }
+    };
+    let group = match (by, params.one("group")?) {
+        (_, None) => None,
+        (RollupBy::All, Some(g)) => Some(g.to_string()),
+        (RollupBy::Owner, Some(g)) => Some(owner_key(g)?),
+        (_, Some(g)) => Some(g.to_ascii_lowercase()),
+    };
     let catalog = st.catalog.clone();
-    let mut view = blocking(move || {
+    let view = blocking(move || {
         let (_, def) = definition(&catalog, &id)?;
-        Ok(catalog.scorecard_rollup(&def, by)?)
+        match group {
+            // One group: a point lookup.
+            Some(g) => {
+                let groups = catalog
+                    .scorecard_rollup_of(&def, by, &g, with_checks)?
+                    .into_iter()
+                    .collect();
+                Ok(projector::scorecard::RollupView {
+                    scorecard: def.id.clone(),
+                    by: by.dim(),
+                    groups,
+                })
+            }
+            None => Ok(catalog.scorecard_rollups(&def, by, with_checks)?),
+        }
     })
     .await?;
-    if let Some(g) = group {
-        view.groups.retain(|x| x.group == g);
-    }
     Ok(json(&view))
 }
 

@@ -89,8 +89,9 @@ pub struct EntityCard {
     pub owners: Vec<String>,
     pub system: Option<String>,
     pub domain: Option<String>,
-    pub changed_at: DateTime<Utc>,
-    pub cause: super::records::Cause,
+    /// When the outcome last changed, and why (from the history).
+    pub changed_at: Option<DateTime<Utc>>,
+    pub cause: Option<super::records::Cause>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_change: Option<DateTime<Utc>>,
     /// Most recent result changes first.
@@ -175,7 +176,6 @@ pub struct ResultItem {
     pub failing: Vec<String>,
     pub exempt: Vec<String>,
     pub owners: Vec<String>,
-    pub changed_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -345,6 +345,10 @@ impl Catalog {
                 let exemptions = self.exemptions_of(&def.id, r)?;
                 let mut card = card(&def, r, &result, &exemptions);
                 let mut h = self.scorecard_history(&def.id, r)?;
+                if let Some(last) = h.last() {
+                    card.changed_at = Some(last.at);
+                    card.cause = Some(last.cause.clone());
+                }
                 h.reverse();
                 h.truncate(history);
                 card.history = h;
@@ -404,11 +408,38 @@ impl Catalog {
         Ok((items, next))
     }
 
+    /// One group's rollup: a point lookup.
+    pub fn scorecard_rollup_of(
+        &self,
+        def: &Definition,
+        by: RollupBy,
+        group: &str,
+        with_checks: bool,
+    ) -> Result<Option<GroupRollup>, StoreError> {
+        let key = rk::rollup(&def.id, by.dim(), group);
+        let Some(bytes) = self.store().get(&key)? else {
+            return Ok(None);
+        };
+        let r: Rollup = rec::decode(&key, &bytes)?;
+        Ok(Some(group_rollup(def, group.to_string(), &r, with_checks)))
+    }
+
     /// The rollups of one scorecard.
     pub fn scorecard_rollup(
         &self,
         def: &Definition,
         by: RollupBy,
+    ) -> Result<RollupView, StoreError> {
+        self.scorecard_rollups(def, by, true)
+    }
+
+    /// The rollups of one scorecard; `with_checks: false` leaves out the
+    /// pass rate per check (a smaller answer for many groups).
+    pub fn scorecard_rollups(
+        &self,
+        def: &Definition,
+        by: RollupBy,
+        with_checks: bool,
     ) -> Result<RollupView, StoreError> {
         let p = keys::prefix(rk::ROLLUP, &[def.id.as_bytes(), by.dim().as_bytes()]);
         let mut rows = Vec::new();
@@ -419,7 +450,7 @@ impl Catalog {
         })?;
         let mut groups = Vec::new();
         for (group, r) in rows {
-            groups.push(group_rollup(def, group, &r?, true));
+            groups.push(group_rollup(def, group, &r?, with_checks));
         }
         Ok(RollupView {
             scorecard: def.id.clone(),
@@ -660,7 +691,6 @@ fn item(def: &Definition, r: String, result: &ResultRecord) -> ResultItem {
         failing: ids(CheckStatus::Fail),
         exempt: ids(CheckStatus::Exempt),
         owners: result.groups.clone(),
-        changed_at: result.changed_at,
     }
 }
 
@@ -696,8 +726,8 @@ fn card(def: &Definition, r: &str, result: &ResultRecord, exemptions: &Exemption
         owners: result.groups.clone(),
         system: result.system.clone(),
         domain: result.domain.clone(),
-        changed_at: result.changed_at,
-        cause: result.cause.clone(),
+        changed_at: None,
+        cause: None,
         next_change: result.next_change,
         history: vec![],
     }

@@ -166,7 +166,9 @@ pub enum CauseKind {
     Time,
 }
 
-/// The result of one scorecard for one entity.
+/// The result of one scorecard for one entity: a function of what it
+/// read, so replicas hold the same bytes however their batches fell. When
+/// and why it last changed is in its history (`a`), which records the path.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ResultRecord {
     /// Index into the definition's levels; `None`: no level reached.
@@ -185,9 +187,6 @@ pub struct ResultRecord {
     pub deps: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_change: Option<DateTime<Utc>>,
-    /// When the outcome last changed, and why.
-    pub changed_at: DateTime<Utc>,
-    pub cause: Cause,
 }
 
 impl ResultRecord {

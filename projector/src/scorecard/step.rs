@@ -435,6 +435,7 @@ impl ScoreState {
             parent: HashMap::new(),
             domain: HashMap::new(),
             rollups: HashMap::new(),
+            known_exemptions: None,
             out,
         };
         // Scorecards that went away: their results, indexes and rollups go.
@@ -533,6 +534,7 @@ pub(crate) fn evaluate_catalog(
         parent: HashMap::new(),
         domain: HashMap::new(),
         rollups: HashMap::new(),
+        known_exemptions: None,
         out: &mut out,
     };
     let trigger = Trigger {
@@ -668,6 +670,8 @@ struct Evaluator<'a> {
     parent: HashMap<String, Option<String>>,
     domain: HashMap<String, Option<String>>,
     rollups: HashMap<(String, String, String), Rollup>,
+    /// A scorecard's stored exemptions, read at once for a full evaluation.
+    known_exemptions: Option<HashMap<String, ExemptionSet>>,
     out: &'a mut WriteSet,
 }
 
@@ -868,11 +872,16 @@ impl Evaluator<'_> {
         };
         let deps: Vec<String> = reads.deps.into_iter().collect();
         // Exemptions turn failing checks into exempt ones until they end.
-        let exemptions = self
-            .exemptions
-            .get(self.store, rk::exemptions(&def.id, r))?
-            .cloned()
-            .unwrap_or_default();
+        let key = rk::exemptions(&def.id, r);
+        let exemptions = match (self.exemptions.cached(&key), &self.known_exemptions) {
+            (Some(set), _) => set.clone().unwrap_or_default(),
+            (None, Some(known)) => known.get(r).cloned().unwrap_or_default(),
+            (None, None) => self
+                .exemptions
+                .get(self.store, key)?
+                .cloned()
+                .unwrap_or_default(),
+        };
         let mut next_change = evaluation.next_change;
         let mut checks = Vec::with_capacity(def.checks.len());
         for (check, outcome) in def.checks.iter().zip(evaluation.checks) {
@@ -942,8 +951,6 @@ impl Evaluator<'_> {
             domain,
             deps,
             next_change,
-            changed_at: now,
-            cause: t.cause.clone(),
         }))
     }
 
@@ -954,7 +961,7 @@ impl Evaluator<'_> {
         def: &Definition,
         r: &str,
         old: Option<ResultRecord>,
-        mut new: Option<ResultRecord>,
+        new: Option<ResultRecord>,
         t: &Trigger,
         counted: bool,
     ) -> Result<(), StoreError> {
@@ -966,15 +973,13 @@ impl Evaluator<'_> {
             (Some(o), Some(n)) => o.same_outcome(n),
             _ => false,
         };
-        if let (true, Some(o), Some(n)) = (same, &old, &mut new) {
-            n.changed_at = o.changed_at;
-            n.cause = o.cause.clone();
-            if o == n {
-                if !counted {
-                    self.rollup_add(def, n, 1);
-                }
-                return Ok(());
+        if let (true, Some(o), Some(n)) = (same, &old, &new)
+            && o == n
+        {
+            if !counted {
+                self.rollup_add(def, n, 1);
             }
+            return Ok(());
         }
         let old_deps: BTreeSet<&String> = old.iter().flat_map(|o| &o.deps).collect();
         let new_deps: BTreeSet<&String> = new.iter().flat_map(|n| &n.deps).collect();
@@ -1058,6 +1063,25 @@ impl Evaluator<'_> {
 
     /// Every entity under a new or changed definition. Rollups are rebuilt
     /// from the new results.
+    fn reevaluate_one(
+        &mut self,
+        def: &Definition,
+        r: &str,
+        entity: Option<Arc<Value>>,
+        old: &mut HashMap<String, Vec<u8>>,
+        t: &Trigger,
+    ) -> Result<(), StoreError> {
+        let before = match old.remove(r) {
+            Some(bytes) => Some(rec::decode::<ResultRecord>(
+                &rk::result(&def.id, r),
+                &bytes,
+            )?),
+            None => None,
+        };
+        let new = self.evaluate(def, r, entity.as_deref(), t)?;
+        self.store_result(def, r, before, new, t, false)
+    }
+
     fn reevaluate_all(&mut self, def: &Definition, t: &Trigger) -> Result<(), StoreError> {
         // A `kind` condition is answered by the ref key itself: entities of
         // other kinds are not even read.
@@ -1067,40 +1091,75 @@ impl Evaluator<'_> {
                 .as_ref()
                 .is_none_or(|ks| ks.iter().any(|k| r.split(':').next() == Some(k.as_str())))
         };
-        let mut refs: Vec<String> = Vec::new();
-        self.store.scan(&[keys::ENTITY], None, &mut |k, _| {
-            if let Ok(r) = std::str::from_utf8(&k[1..])
-                && wanted(r)
-            {
-                refs.push(r.to_string());
-            }
-            true
-        })?;
-        for r in self.served.keys() {
-            if wanted(r) {
-                refs.push(r.clone());
-            }
-        }
-        refs.sort();
-        refs.dedup();
-        let mut had = std::collections::HashSet::new();
+        // Everything is read by prefix scans (entities, old results, the
+        // scorecard's exemptions), not point lookups: right after a bulk
+        // load, a lookup probes every level-0 file, a scan merges them once.
         let p = keys::prefix(rk::RESULT, &[def.id.as_bytes()]);
-        self.store.scan(&p, None, &mut |k, _| {
-            had.insert(k[p.len()..].to_vec());
+        let mut old: HashMap<String, Vec<u8>> = HashMap::new();
+        self.store.scan(&p, None, &mut |k, v| {
+            old.insert(
+                String::from_utf8_lossy(&k[p.len()..]).into_owned(),
+                v.to_vec(),
+            );
             true
         })?;
-        for r in &refs {
-            had.remove(r.as_bytes());
-            let entity = self.subject(r);
-            let old = get::<ResultRecord>(self.store, &rk::result(&def.id, r))?;
-            let new = self.evaluate(def, r, entity.as_deref(), t)?;
-            self.store_result(def, r, old, new, t, false)?;
+        let ep = keys::prefix(rk::EXEMPTIONS, &[def.id.as_bytes()]);
+        let mut exempt: HashMap<String, ExemptionSet> = HashMap::new();
+        let mut bad = None;
+        self.store.scan(&ep, None, &mut |k, v| {
+            match rec::decode(k, v) {
+                Ok(x) => {
+                    exempt.insert(String::from_utf8_lossy(&k[ep.len()..]).into_owned(), x);
+                }
+                Err(e) => bad = Some(e),
+            }
+            true
+        })?;
+        if let Some(e) = bad {
+            return Err(e);
         }
-        for r in had {
-            let r = String::from_utf8_lossy(&r).into_owned();
-            let old = get::<ResultRecord>(self.store, &rk::result(&def.id, &r))?;
-            self.store_result(def, &r, old, None, t, false)?;
+        self.known_exemptions = Some(exempt);
+        let mut pending: Vec<String> = self.served.keys().filter(|r| wanted(r)).cloned().collect();
+        pending.sort();
+        let mut from: Option<Vec<u8>> = None;
+        loop {
+            let mut chunk: Vec<(String, Vec<u8>)> = Vec::new();
+            self.store
+                .scan(&[keys::ENTITY], from.as_deref(), &mut |k, v| {
+                    if let Ok(r) = std::str::from_utf8(&k[1..])
+                        && wanted(r)
+                    {
+                        chunk.push((r.to_string(), v.to_vec()));
+                    }
+                    chunk.len() < 2048
+                })?;
+            let Some((last, _)) = chunk.last() else { break };
+            let mut next = keys::entity(last);
+            next.push(0);
+            from = Some(next);
+            for (r, body) in chunk {
+                let entity = match self.served.get(&r) {
+                    Some(v) => v.clone(),
+                    None => serde_json::from_slice::<Value>(&body).ok().map(Arc::new),
+                };
+                self.reevaluate_one(def, &r, entity, &mut old, t)?;
+            }
         }
+        // Entities created in this batch are not in the store yet.
+        for r in pending {
+            if self.store.get(&keys::entity(&r))?.is_none() {
+                let entity = self.served.get(&r).cloned().flatten();
+                self.reevaluate_one(def, &r, entity, &mut old, t)?;
+            }
+        }
+        // Results of entities that are gone.
+        let mut gone: Vec<_> = old.into_iter().collect();
+        gone.sort();
+        for (r, bytes) in gone {
+            let before: ResultRecord = rec::decode(&rk::result(&def.id, &r), &bytes)?;
+            self.store_result(def, &r, Some(before), None, t, false)?;
+        }
+        self.known_exemptions = None;
         Ok(())
     }
 
