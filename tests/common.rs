@@ -18,7 +18,13 @@ pub fn agent() -> ureq::Agent {
 
 /// GET a JSON document: (status, body).
 pub fn get(agent: &ureq::Agent, url: &str) -> (u16, Value) {
-    match agent.get(url).call() {
+    answer(agent.get(url).call())
+}
+
+/// (status, body as JSON, or as text when it is not JSON); status 0 when
+/// the request failed.
+pub fn answer(response: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> (u16, Value) {
+    match response {
         Ok(mut r) => {
             let status = r.status().as_u16();
             let text = r.body_mut().read_to_string().unwrap_or_default();

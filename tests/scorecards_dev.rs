@@ -107,17 +107,7 @@ fn send(
         Some(t) => req.header("authorization", &format!("Bearer {t}")),
         None => req,
     };
-    match req.send(body) {
-        Ok(mut r) => {
-            let status = r.status().as_u16();
-            let text = r.body_mut().read_to_string().unwrap_or_default();
-            (
-                status,
-                serde_json::from_str(&text).unwrap_or(Value::String(text)),
-            )
-        }
-        Err(e) => (0, Value::String(e.to_string())),
-    }
+    answer(req.send(body))
 }
 
 /// (level, status of `check`) of svc-a under `basics`, once it has a result.

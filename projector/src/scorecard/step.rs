@@ -424,20 +424,7 @@ impl ScoreState {
         for k in self.taken_due.drain(..) {
             out.push((k, None));
         }
-        let mut eval = Evaluator {
-            store,
-            served,
-            facts: &mut self.facts,
-            exemptions: &mut self.exemptions,
-            entities: HashMap::new(),
-            fact_cache: HashMap::new(),
-            memo: HashMap::new(),
-            parent: HashMap::new(),
-            domain: HashMap::new(),
-            rollups: HashMap::new(),
-            known_exemptions: None,
-            out,
-        };
+        let mut eval = Evaluator::new(store, served, &mut self.facts, &mut self.exemptions, out);
         // Scorecards that went away: their results, indexes and rollups go.
         for (id, trigger) in &redefined {
             if !defs.iter().any(|(d, _)| &d.id == id) {
@@ -523,20 +510,7 @@ pub(crate) fn evaluate_catalog(
     let mut facts = Table::new(rk::FACTS);
     let mut exemptions = Table::new(rk::EXEMPTIONS);
     let mut out = WriteSet::new();
-    let mut eval = Evaluator {
-        store,
-        served: &served,
-        facts: &mut facts,
-        exemptions: &mut exemptions,
-        entities: HashMap::new(),
-        fact_cache: HashMap::new(),
-        memo: HashMap::new(),
-        parent: HashMap::new(),
-        domain: HashMap::new(),
-        rollups: HashMap::new(),
-        known_exemptions: None,
-        out: &mut out,
-    };
+    let mut eval = Evaluator::new(store, &served, &mut facts, &mut exemptions, &mut out);
     let trigger = Trigger {
         cause: Cause {
             kind: CauseKind::Definition,
@@ -545,35 +519,16 @@ pub(crate) fn evaluate_catalog(
         },
         at: now,
     };
-    let mut bodies = Vec::new();
-    store.scan(&[keys::ENTITY], None, &mut |k, v| {
-        bodies.push((String::from_utf8_lossy(&k[1..]).into_owned(), v.to_vec()));
-        bodies.len() < 1024
+    let wanted = kind_filter(def);
+    scan_entities(store, &wanted, &mut |r, body| {
+        let Ok(entity) = serde_json::from_slice::<Value>(&body) else {
+            return Ok(());
+        };
+        if let Some(result) = eval.evaluate(def, &r, Some(&entity), &trigger)? {
+            visit(&r, result);
+        }
+        Ok(())
     })?;
-    let mut last: Option<Vec<u8>> = None;
-    loop {
-        if let Some(l) = &last {
-            bodies.clear();
-            let mut from = l.clone();
-            from.push(0);
-            store.scan(&[keys::ENTITY], Some(&from), &mut |k, v| {
-                bodies.push((String::from_utf8_lossy(&k[1..]).into_owned(), v.to_vec()));
-                bodies.len() < 1024
-            })?;
-        }
-        if bodies.is_empty() {
-            break;
-        }
-        for (r, body) in &bodies {
-            let Ok(entity) = serde_json::from_slice::<Value>(body) else {
-                continue;
-            };
-            if let Some(result) = eval.evaluate(def, r, Some(&entity), &trigger)? {
-                visit(r, result);
-            }
-        }
-        last = bodies.last().map(|(r, _)| keys::entity(r));
-    }
     Ok(())
 }
 
@@ -600,6 +555,51 @@ fn dependents(store: &dyn Store, dep: &str) -> Result<Vec<(String, String)>, Sto
         true
     })?;
     Ok(out)
+}
+
+/// Whether a ref may be of a kind the definition applies to: a `kind`
+/// condition is answered by the ref key itself, so entities of other kinds
+/// are not even read.
+fn kind_filter(def: &Definition) -> impl Fn(&str) -> bool + use<> {
+    let kinds = def.applies_to.kinds();
+    move |r: &str| {
+        let kind = r.split(':').next();
+        kinds
+            .as_ref()
+            .is_none_or(|ks| ks.iter().any(|k| kind == Some(k.as_str())))
+    }
+}
+
+/// Visits every stored entity that `wanted` keeps, in ref order, reading
+/// the store in chunks (a scan merges level-0 files once; point lookups
+/// would probe each of them).
+fn scan_entities(
+    store: &dyn Store,
+    wanted: &dyn Fn(&str) -> bool,
+    visit: &mut dyn FnMut(String, Vec<u8>) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    let mut from: Option<Vec<u8>> = None;
+    loop {
+        let mut chunk: Vec<(String, Vec<u8>)> = Vec::new();
+        let mut last = None;
+        store.scan(&[keys::ENTITY], from.as_deref(), &mut |k, v| {
+            last = Some(k.to_vec());
+            if let Ok(r) = std::str::from_utf8(&k[1..])
+                && wanted(r)
+            {
+                chunk.push((r.to_string(), v.to_vec()));
+            }
+            chunk.len() < 2048
+        })?;
+        let Some(mut next) = last else {
+            return Ok(());
+        };
+        next.push(0);
+        from = Some(next);
+        for (r, body) in chunk {
+            visit(r, body)?;
+        }
+    }
 }
 
 /// The subject of the GitHub repository an entity lives in: from
@@ -728,6 +728,31 @@ impl Context for Reads<'_, '_> {
                 let facts = self.ev.facts(&subject);
                 (Some(subject), facts)
             }
+        }
+    }
+}
+
+impl<'a> Evaluator<'a> {
+    fn new(
+        store: &'a dyn Store,
+        served: &'a Served,
+        facts: &'a mut Table<FactRecord>,
+        exemptions: &'a mut Table<ExemptionSet>,
+        out: &'a mut WriteSet,
+    ) -> Self {
+        Evaluator {
+            store,
+            served,
+            facts,
+            exemptions,
+            entities: HashMap::new(),
+            fact_cache: HashMap::new(),
+            memo: HashMap::new(),
+            parent: HashMap::new(),
+            domain: HashMap::new(),
+            rollups: HashMap::new(),
+            known_exemptions: None,
+            out,
         }
     }
 }
@@ -1083,14 +1108,7 @@ impl Evaluator<'_> {
     }
 
     fn reevaluate_all(&mut self, def: &Definition, t: &Trigger) -> Result<(), StoreError> {
-        // A `kind` condition is answered by the ref key itself: entities of
-        // other kinds are not even read.
-        let kinds = def.applies_to.kinds();
-        let wanted = |r: &str| {
-            kinds
-                .as_ref()
-                .is_none_or(|ks| ks.iter().any(|k| r.split(':').next() == Some(k.as_str())))
-        };
+        let wanted = kind_filter(def);
         // Everything is read by prefix scans (entities, old results, the
         // scorecard's exemptions), not point lookups: right after a bulk
         // load, a lookup probes every level-0 file, a scan merges them once.
@@ -1121,30 +1139,14 @@ impl Evaluator<'_> {
         self.known_exemptions = Some(exempt);
         let mut pending: Vec<String> = self.served.keys().filter(|r| wanted(r)).cloned().collect();
         pending.sort();
-        let mut from: Option<Vec<u8>> = None;
-        loop {
-            let mut chunk: Vec<(String, Vec<u8>)> = Vec::new();
-            self.store
-                .scan(&[keys::ENTITY], from.as_deref(), &mut |k, v| {
-                    if let Ok(r) = std::str::from_utf8(&k[1..])
-                        && wanted(r)
-                    {
-                        chunk.push((r.to_string(), v.to_vec()));
-                    }
-                    chunk.len() < 2048
-                })?;
-            let Some((last, _)) = chunk.last() else { break };
-            let mut next = keys::entity(last);
-            next.push(0);
-            from = Some(next);
-            for (r, body) in chunk {
-                let entity = match self.served.get(&r) {
-                    Some(v) => v.clone(),
-                    None => serde_json::from_slice::<Value>(&body).ok().map(Arc::new),
-                };
-                self.reevaluate_one(def, &r, entity, &mut old, t)?;
-            }
-        }
+        let served = self.served;
+        scan_entities(self.store, &wanted, &mut |r, body| {
+            let entity = match served.get(&r) {
+                Some(v) => v.clone(),
+                None => serde_json::from_slice::<Value>(&body).ok().map(Arc::new),
+            };
+            self.reevaluate_one(def, &r, entity, &mut old, t)
+        })?;
         // Entities created in this batch are not in the store yet.
         for r in pending {
             if self.store.get(&keys::entity(&r))?.is_none() {
