@@ -438,6 +438,22 @@ fn incremental_rollups_equal_a_rebuild_and_replay_is_deterministic() {
     assert_eq!(outcomes(&one), outcomes(&all));
     assert_eq!(outcomes(&one), outcomes(&late));
     assert_eq!(table(&one, b'D'), table(&late, b'D'));
+    // The level index holds exactly the results' levels.
+    for store in [&one, &all, &late] {
+        let expected: Vec<Vec<u8>> = table(store, b'A')
+            .iter()
+            .map(|(k, v)| {
+                let r = std::str::from_utf8(&k[3..]).unwrap();
+                let level = v["level"].as_u64().map(|l| l as usize);
+                projector::scorecard::records::by_level("t", level, r)
+            })
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let index: Vec<Vec<u8>> = table(store, b'V').into_keys().collect();
+        assert!(!index.is_empty());
+        assert_eq!(index, expected);
+    }
     // Replaying the same messages in the same batches gives the same bytes.
     let again = MemStore::new();
     for m in &msgs {

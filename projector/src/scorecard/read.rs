@@ -367,6 +367,9 @@ impl Catalog {
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<(Vec<ResultItem>, Option<String>), StoreError> {
+        if let Some(level) = level {
+            return self.results_at_level(def, level, owner, cursor, limit);
+        }
         let p = keys::prefix(rk::RESULT, &[def.id.as_bytes()]);
         let from = cursor.map(|c| {
             let mut k = p.clone();
@@ -401,6 +404,61 @@ impl Catalog {
         })?;
         if let Some(e) = err {
             return Err(e);
+        }
+        let next = more
+            .then(|| items.last().map(|i: &ResultItem| i.entity_ref.clone()))
+            .flatten();
+        Ok((items, next))
+    }
+
+    /// Results at one level, through the level index.
+    fn results_at_level(
+        &self,
+        def: &Definition,
+        level: Option<usize>,
+        owner: Option<&str>,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<ResultItem>, Option<String>), StoreError> {
+        let p = keys::prefix(
+            rk::BY_LEVEL,
+            &[def.id.as_bytes(), rk::level_part(level).as_bytes()],
+        );
+        let from = cursor.map(|c| {
+            let mut k = p.clone();
+            k.extend_from_slice(c.as_bytes());
+            k.push(0);
+            k
+        });
+        let mut items = Vec::new();
+        let mut more = false;
+        let mut refs = Vec::new();
+        // Read in chunks: the index says which, the results say the rest.
+        let mut from = from;
+        'chunks: loop {
+            refs.clear();
+            let mut last = None;
+            self.store().scan(&p, from.as_deref(), &mut |k, _| {
+                last = Some(k.to_vec());
+                refs.push(String::from_utf8_lossy(&k[p.len()..]).into_owned());
+                refs.len() < 256
+            })?;
+            let Some(mut next) = last else { break };
+            next.push(0);
+            from = Some(next);
+            for r in &refs {
+                let Some(result) = self.scorecard_result(&def.id, r)? else {
+                    continue;
+                };
+                if owner.is_some_and(|o| !result.groups.iter().any(|g| g == o)) {
+                    continue;
+                }
+                if items.len() == limit {
+                    more = true;
+                    break 'chunks;
+                }
+                items.push(item(def, r.clone(), &result));
+            }
         }
         let next = more
             .then(|| items.last().map(|i: &ResultItem| i.entity_ref.clone()))

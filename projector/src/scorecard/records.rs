@@ -12,6 +12,7 @@
 //! | `X` | subject | [`FactRecord`] |
 //! | `W` | scorecard, ref key | [`ExemptionSet`] |
 //! | `w` | exemption id | (scorecard, ref key) |
+//! | `V` | scorecard, level (`none` or its index), ref key | empty: results by level |
 
 use crate::keys::{key, prefix};
 use chrono::{DateTime, Utc};
@@ -31,6 +32,22 @@ pub const DUE: u8 = b'T';
 pub const FACTS: u8 = b'X';
 pub const EXEMPTIONS: u8 = b'W';
 pub const EXEMPTION_ID: u8 = b'w';
+pub const BY_LEVEL: u8 = b'V';
+
+/// The level part of a `V` key.
+pub fn level_part(level: Option<usize>) -> String {
+    level.map_or_else(|| "none".to_string(), |l| format!("{l:03}"))
+}
+pub fn by_level(scorecard: &str, level: Option<usize>, r: &str) -> Vec<u8> {
+    key(
+        BY_LEVEL,
+        &[
+            scorecard.as_bytes(),
+            level_part(level).as_bytes(),
+            r.as_bytes(),
+        ],
+    )
+}
 
 pub fn definition_set(source: &str) -> Vec<u8> {
     key(DEFINITION_SET, &[source.as_bytes()])

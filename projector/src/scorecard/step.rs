@@ -1014,6 +1014,16 @@ impl Evaluator<'_> {
         for d in new_deps.difference(&old_deps) {
             self.out.push((rk::dependency(d, sc, r), Some(Vec::new())));
         }
+        let old_level = old.as_ref().map(|o| o.level);
+        let new_level = new.as_ref().map(|n| n.level);
+        if old_level != new_level {
+            if let Some(l) = old_level {
+                self.out.push((rk::by_level(sc, l, r), None));
+            }
+            if let Some(l) = new_level {
+                self.out.push((rk::by_level(sc, l, r), Some(Vec::new())));
+            }
+        }
         let old_due = old.as_ref().and_then(|o| o.next_change);
         let new_due = new.as_ref().and_then(|n| n.next_change);
         if old_due != new_due {
