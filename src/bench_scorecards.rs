@@ -221,10 +221,36 @@ pub async fn run(
             fmt_d(percentile(&lat, 0.5)),
             fmt_d(lat.last().copied().unwrap_or_default())
         );
+        // Rollups are cached until the store changes; the first request
+        // after a change renders them: measure that after each of 5 edits.
+        let mut cold = Vec::new();
+        for (k, (path, r)) in targets.iter().skip(edits).take(5).enumerate() {
+            let name = r.rsplit('/').next().unwrap_or_default().to_string();
+            let text = std::fs::read_to_string(path)?;
+            let needle = format!("  name: {name}\n");
+            std::fs::write(path, text.replacen(&needle, &format!("{needle}  title: cold-{k}\n"), 1))?;
+            let url = format!("{base}/api/catalog/entities/by-name/component/default/{name}");
+            until(&agent, &url, Duration::from_secs(60), |_, b| b.contains(&format!("cold-{k}")))?;
+            std::thread::sleep(Duration::from_millis(200));
+            let t = Instant::now();
+            agent
+                .get(&format!("{base}/api/scorecards/bench/rollup?by=owner"))
+                .call()?
+                .body_mut()
+                .read_to_string()?;
+            cold.push(t.elapsed());
+        }
+        cold.sort();
+        println!(
+            "rollup by owner, first request after a change (uncached), over {}: p50 {} max {}",
+            cold.len(),
+            fmt_d(percentile(&cold, 0.5)),
+            fmt_d(cold.last().copied().unwrap_or_default())
+        );
         let (_, owners) = crate::bench::get_json(&agent, &format!("{base}/api/scorecards/bench/rollup?by=owner"))?;
         let (_, systems) = crate::bench::get_json(&agent, &format!("{base}/api/scorecards/bench/rollup?by=system"))?;
         let cases: Vec<(String, String, usize)> = vec![
-            ("rollup, whole scorecard".into(), format!("{base}/api/scorecards/bench/rollup"), requests),
+            ("rollup, whole scorecard (repeated: cached until the next change)".into(), format!("{base}/api/scorecards/bench/rollup"), requests),
             (
                 format!("rollup by owner ({} groups)", owners["groups"].as_array().map_or(0, Vec::len)),
                 format!("{base}/api/scorecards/bench/rollup?by=owner"),

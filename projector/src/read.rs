@@ -82,6 +82,15 @@ impl EntityFilter {
 pub struct Catalog {
     store: Arc<dyn Store>,
     cache: Arc<Mutex<FilterCache>>,
+    views: Arc<Mutex<ViewCache>>,
+}
+
+/// Rendered answers (rollups) per request, valid for one store version,
+/// like [`FilterCache`].
+#[derive(Default)]
+struct ViewCache {
+    version: u64,
+    entries: HashMap<String, Arc<Vec<u8>>>,
 }
 
 /// Matching refs per filter, valid for one store version: any write (or a
@@ -100,6 +109,7 @@ impl Catalog {
         Catalog {
             store,
             cache: Arc::default(),
+            views: Arc::default(),
         }
     }
 
@@ -159,6 +169,36 @@ impl Catalog {
             cache.entries.insert(key, refs.clone());
         }
         Ok(refs)
+    }
+
+    /// A rendered answer for `key`, made by `render` unless the store has
+    /// not changed since it was last made. Never stale: any write (or a
+    /// secondary catching up) changes the version.
+    pub fn cached_view<E>(
+        &self,
+        key: &str,
+        render: impl FnOnce() -> Result<Vec<u8>, E>,
+    ) -> Result<Arc<Vec<u8>>, E> {
+        let version = self.store.version();
+        {
+            let mut views = self.views.lock().expect("lock");
+            if views.version != version {
+                views.entries.clear();
+                views.version = version;
+            }
+            if let Some(hit) = views.entries.get(key) {
+                return Ok(hit.clone());
+            }
+        }
+        let bytes = Arc::new(render()?);
+        let mut views = self.views.lock().expect("lock");
+        if views.version == version {
+            if views.entries.len() >= FILTER_CACHE_ENTRIES {
+                views.entries.clear();
+            }
+            views.entries.insert(key.to_string(), bytes.clone());
+        }
+        Ok(bytes)
     }
 
     /// Evaluates a filter against the index, without the cache.

@@ -645,3 +645,30 @@ fn trend_counts_each_day_from_history() {
     );
     assert_eq!(week[0].groups[0].mean_score, 60.0);
 }
+
+#[test]
+fn cached_views_last_until_the_store_changes() {
+    let mut w = World::new();
+    let b = base(&mut w);
+    apply(w.store.as_ref(), &b);
+    let catalog = w.catalog();
+    let renders = std::cell::Cell::new(0);
+    let render = || {
+        renders.set(renders.get() + 1);
+        Ok::<_, ()>(format!("render {}", renders.get()).into_bytes())
+    };
+    let first = catalog.cached_view("k", render).unwrap();
+    let again = catalog.cached_view("k", render).unwrap();
+    assert_eq!(first, again);
+    assert_eq!(renders.get(), 1);
+    let m = located(
+        &mut w,
+        "sys",
+        t0() + Duration::hours(1),
+        vec![system("s", Some("d"))],
+    );
+    apply(w.store.as_ref(), &[m]);
+    let after = catalog.cached_view("k", render).unwrap();
+    assert_eq!(renders.get(), 2, "a write invalidates");
+    assert_ne!(after, first);
+}

@@ -178,26 +178,29 @@ pub async fn rollup(
         (_, Some(g)) => Some(g.to_ascii_lowercase()),
     };
     let catalog = st.catalog.clone();
-    let view = blocking(move || {
-        let (_, def) = definition(&catalog, &id)?;
-        match group {
-            // One group: a point lookup.
-            Some(g) => {
-                let groups = catalog
-                    .scorecard_rollup_of(&def, by, &g, with_checks)?
-                    .into_iter()
-                    .collect();
-                Ok(projector::scorecard::RollupView {
+    // Dashboards ask the same rollups again and again: the rendered answer
+    // is kept until the store changes.
+    let key = format!("rollup\0{id}\0{}\0{with_checks}\0{group:?}", by.dim());
+    let bytes = blocking(move || {
+        catalog.cached_view(&key, || {
+            let (_, def) = definition(&catalog, &id)?;
+            let view = match group {
+                // One group: a point lookup.
+                Some(g) => projector::scorecard::RollupView {
                     scorecard: def.id.clone(),
                     by: by.dim(),
-                    groups,
-                })
-            }
-            None => Ok(catalog.scorecard_rollups(&def, by, with_checks)?),
-        }
+                    groups: catalog
+                        .scorecard_rollup_of(&def, by, &g, with_checks)?
+                        .into_iter()
+                        .collect(),
+                },
+                None => catalog.scorecard_rollups(&def, by, with_checks)?,
+            };
+            Ok::<_, ApiError>(serde_json::to_vec(&view).expect("views serialise"))
+        })
     })
     .await?;
-    Ok(json(&view))
+    Ok(crate::respond::json_bytes(bytes.to_vec()))
 }
 
 fn by_param(params: &Params, default: RollupBy) -> Result<RollupBy, ApiError> {
