@@ -250,6 +250,7 @@ impl ScoreState {
                 rejected_at: None,
             };
             let reject = |entry: &mut DefinitionFile, errors: Vec<lang::DefinitionError>| {
+                metrics::counter!(crate::metrics::SCORECARD_REJECTED).increment(1);
                 for e in &errors {
                     tracing::warn!(source = %source, error = %e, "scorecard definition rejected; the previous one stays in force");
                 }
@@ -433,7 +434,16 @@ impl ScoreState {
         }
         for (record, def) in &defs {
             if let Some(trigger) = redefined.get(&record.id) {
+                let started = std::time::Instant::now();
+                let before = eval.evaluated;
                 eval.reevaluate_all(def, trigger)?;
+                let took = started.elapsed();
+                metrics::histogram!(crate::metrics::SCORECARD_FULL_SECONDS)
+                    .record(took.as_secs_f64());
+                tracing::info!(
+                    scorecard = %def.id, file = %record.file, evaluated = eval.evaluated - before,
+                    seconds = took.as_secs_f64(), "scorecard evaluated for every entity"
+                );
             }
         }
         // Everything else: only what this batch touched.
@@ -489,6 +499,8 @@ impl ScoreState {
             eval.store_result(def, &r, old, new, &t, true)?;
         }
         eval.flush_rollups(&redefined)?;
+        metrics::counter!(crate::metrics::SCORECARD_EVALUATIONS).increment(eval.evaluated);
+        metrics::counter!(crate::metrics::SCORECARD_CHANGES).increment(eval.changed);
         self.facts.drain_into(out);
         self.sets.drain_into(out);
         self.definitions.drain_into(out);
@@ -672,6 +684,9 @@ struct Evaluator<'a> {
     rollups: HashMap<(String, String, String), Rollup>,
     /// A scorecard's stored exemptions, read at once for a full evaluation.
     known_exemptions: Option<HashMap<String, ExemptionSet>>,
+    /// Results evaluated, and results whose outcome changed.
+    evaluated: u64,
+    changed: u64,
     out: &'a mut WriteSet,
 }
 
@@ -752,6 +767,8 @@ impl<'a> Evaluator<'a> {
             domain: HashMap::new(),
             rollups: HashMap::new(),
             known_exemptions: None,
+            evaluated: 0,
+            changed: 0,
             out,
         }
     }
@@ -826,6 +843,7 @@ impl Evaluator<'_> {
         if !def.applies(entity) {
             return Ok(None);
         }
+        self.evaluated += 1;
         let now = t.at;
         let mut reads = Reads {
             ev: self,
@@ -1044,6 +1062,7 @@ impl Evaluator<'_> {
             self.rollup_add(def, n, 1);
         }
         if !same {
+            self.changed += 1;
             let level_name = |x: &Option<ResultRecord>| {
                 x.as_ref()
                     .and_then(|x| x.level)
