@@ -192,15 +192,8 @@ fn scorecards_stage(cfg: &Config, log: Arc<dyn EventLog>, shutdown: &Shutdown) -
 
 /// Appends exemptions (and other scorecard events) to the log.
 fn scorecard_writer(log: Arc<dyn EventLog>) -> query::scorecards::ScorecardWriter {
-    use proto::Versioned;
     Arc::new(move |event: &proto::ScorecardEvent| {
-        log.append(
-            proto::topics::SCORECARDS,
-            event.key().as_bytes(),
-            &event.encode(),
-        )
-        .and_then(|()| log.flush(Duration::from_secs(10)))
-        .map_err(|e| e.to_string())
+        ingest::scorecards::append(log.as_ref(), event).map_err(|e| e.to_string())
     })
 }
 

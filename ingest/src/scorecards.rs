@@ -59,6 +59,12 @@ impl Default for ScorecardsConfig {
     }
 }
 
+/// Appends a scorecard event under its key and waits until it is written.
+pub fn append(log: &dyn EventLog, event: &ScorecardEvent) -> Result<(), eventlog::LogError> {
+    log.append(topics::SCORECARDS, event.key().as_bytes(), &event.encode())?;
+    log.flush(Duration::from_secs(10))
+}
+
 /// Reads the definition files and publishes them when they change.
 pub struct DefinitionPublisher {
     cfg: ScorecardsConfig,
@@ -138,9 +144,7 @@ impl DefinitionPublisher {
                 files: files.clone(),
             },
         };
-        self.log
-            .append(topics::SCORECARDS, event.key().as_bytes(), &event.encode())?;
-        self.log.flush(Duration::from_secs(10))?;
+        append(self.log.as_ref(), &event)?;
         tracing::info!(files = files.len(), "published scorecard definitions");
         self.last = Some(files);
         Ok(true)

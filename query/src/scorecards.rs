@@ -171,12 +171,7 @@ pub async fn rollup(
             )));
         }
     };
-    let group = match (by, params.one("group")?) {
-        (_, None) => None,
-        (RollupBy::All, Some(g)) => Some(g.to_string()),
-        (RollupBy::Owner, Some(g)) => Some(owner_key(g)?),
-        (_, Some(g)) => Some(g.to_ascii_lowercase()),
-    };
+    let group = group_param(&params, by)?;
     let catalog = st.catalog.clone();
     // Dashboards ask the same rollups again and again: the rendered answer
     // is kept until the store changes.
@@ -201,6 +196,17 @@ pub async fn rollup(
     })
     .await?;
     Ok(crate::respond::json_bytes(bytes.to_vec()))
+}
+
+/// `group=` as the rollups of `by` name it: an owner as a group ref key
+/// (`team-a` -> `group:default/team-a`), a system or domain ref lower-cased.
+fn group_param(params: &Params, by: RollupBy) -> Result<Option<String>, ApiError> {
+    Ok(match (by, params.one("group")?) {
+        (_, None) => None,
+        (RollupBy::All, Some(g)) => Some(g.to_string()),
+        (RollupBy::Owner, Some(g)) => Some(owner_key(g)?),
+        (_, Some(g)) => Some(g.to_ascii_lowercase()),
+    })
 }
 
 fn by_param(params: &Params, default: RollupBy) -> Result<RollupBy, ApiError> {
@@ -266,16 +272,12 @@ pub async fn trend(
             projector::scorecard::read::MAX_BUCKETS
         )));
     }
-    let group = match (by, params.one("group")?) {
-        (_, None) => None,
-        (RollupBy::All, Some(_)) => {
-            return Err(ApiError::Input(
-                "group needs by=owner, system or domain".into(),
-            ));
-        }
-        (RollupBy::Owner, Some(g)) => Some(owner_key(g)?),
-        (_, Some(g)) => Some(g.to_ascii_lowercase()),
-    };
+    if by == RollupBy::All && params.one("group")?.is_some() {
+        return Err(ApiError::Input(
+            "group needs by=owner, system or domain".into(),
+        ));
+    }
+    let group = group_param(&params, by)?;
     let q = TrendQuery {
         by,
         group,
