@@ -672,3 +672,40 @@ fn cached_views_last_until_the_store_changes() {
     assert_eq!(renders.get(), 2, "a write invalidates");
     assert_ne!(after, first);
 }
+
+#[test]
+fn changes_at_one_time_keep_the_order_they_were_applied_in() {
+    let mut w = World::new();
+    let b = base(&mut w);
+    apply(w.store.as_ref(), &b);
+    assert_eq!(level(&w, "c1"), Some((Some(0), 40)));
+    // The system gains its domain in a later batch of the same listing:
+    // the same observed time, and an event id that sorts first.
+    let mut m = located(&mut w, "sys", t0(), vec![system("s", Some("d"))]);
+    if let Msg::Entity(e) = &mut m {
+        e.event_id = Uuid::from_u128(0);
+    }
+    apply(w.store.as_ref(), &[m]);
+    assert_eq!(level(&w, "c1"), Some((Some(1), 60)));
+    let h = w
+        .catalog()
+        .scorecard_history("t", "component:default/c1")
+        .unwrap();
+    assert_eq!(h.len(), 2);
+    assert_eq!(h.last().unwrap().level_after.as_deref(), Some("silver"));
+    let (_, def) = w.catalog().scorecard("t").unwrap().unwrap();
+    let day = w
+        .catalog()
+        .scorecard_trend(
+            &def,
+            &TrendQuery {
+                by: RollupBy::All,
+                group: None,
+                from: t0(),
+                to: t0(),
+                interval: TrendInterval::Day,
+            },
+        )
+        .unwrap();
+    assert_eq!(day[0].groups[0].levels[2].entities, 1, "counted at silver");
+}

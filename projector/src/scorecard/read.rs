@@ -371,12 +371,7 @@ impl Catalog {
             return self.results_at_level(def, level, owner, cursor, limit);
         }
         let p = keys::prefix(rk::RESULT, &[def.id.as_bytes()]);
-        let from = cursor.map(|c| {
-            let mut k = p.clone();
-            k.extend_from_slice(c.as_bytes());
-            k.push(0);
-            k
-        });
+        let from = after(&p, cursor);
         let mut items = Vec::new();
         let mut more = false;
         let mut err = None;
@@ -389,9 +384,6 @@ impl Catalog {
                     return false;
                 }
             };
-            if level.is_some_and(|l| l != result.level) {
-                return true;
-            }
             if owner.is_some_and(|o| !result.groups.iter().any(|g| g == o)) {
                 return true;
             }
@@ -424,17 +416,11 @@ impl Catalog {
             rk::BY_LEVEL,
             &[def.id.as_bytes(), rk::level_part(level).as_bytes()],
         );
-        let from = cursor.map(|c| {
-            let mut k = p.clone();
-            k.extend_from_slice(c.as_bytes());
-            k.push(0);
-            k
-        });
+        let mut from = after(&p, cursor);
         let mut items = Vec::new();
         let mut more = false;
         let mut refs = Vec::new();
         // Read in chunks: the index says which, the results say the rest.
-        let mut from = from;
         'chunks: loop {
             refs.clear();
             let mut last = None;
@@ -562,7 +548,7 @@ impl Catalog {
         };
         self.store().scan(&p, None, &mut |k, v| {
             let rest = &k[p.len()..];
-            let Some(end) = rest.len().checked_sub(24) else {
+            let Some(end) = rest.len().checked_sub(rk::HISTORY_SUFFIX) else {
                 return true;
             };
             let r = String::from_utf8_lossy(&rest[..end.saturating_sub(1)]).into_owned();
@@ -622,6 +608,16 @@ impl Catalog {
             entities,
         })
     }
+}
+
+/// Where a page after `cursor` (a ref key) starts under `prefix`.
+fn after(prefix: &[u8], cursor: Option<&str>) -> Option<Vec<u8>> {
+    cursor.map(|c| {
+        let mut k = prefix.to_vec();
+        k.extend_from_slice(c.as_bytes());
+        k.push(0);
+        k
+    })
 }
 
 /// The API view of a definition.

@@ -5,7 +5,7 @@
 //! | `q` | definition source | [`DefinitionSet`]: its files, what each holds in force, errors |
 //! | `Q` | scorecard id | [`DefinitionRecord`]: the text in force |
 //! | `A` | scorecard, ref key | [`ResultRecord`] |
-//! | `a` | scorecard, ref key, time (ms, BE), event id | [`ResultChange`] |
+//! | `a` | scorecard, ref key, time (ms, BE), sequence (BE u16), event id | [`ResultChange`] |
 //! | `K` | scorecard, dimension, group | [`Rollup`] |
 //! | `D` | dependency (`e:{ref}` or `f:{subject}`), scorecard, ref key | empty |
 //! | `T` | time (ms, BE), scorecard, ref key | empty: re-evaluate then |
@@ -58,12 +58,23 @@ pub fn definition(id: &str) -> Vec<u8> {
 pub fn result(scorecard: &str, r: &str) -> Vec<u8> {
     key(RESULT, &[scorecard.as_bytes(), r.as_bytes()])
 }
-pub fn result_history(scorecard: &str, r: &str, at_ms: i64, event: &Uuid) -> Vec<u8> {
+/// Every history key of one result at one millisecond starts so.
+pub fn result_history_at(scorecard: &str, r: &str, at_ms: i64) -> Vec<u8> {
     let mut k = prefix(RESULT_HISTORY, &[scorecard.as_bytes(), r.as_bytes()]);
     k.extend_from_slice(&at_ms.to_be_bytes());
+    k
+}
+/// A history key: time, then the number of earlier changes of the result
+/// at the same millisecond (so changes that share a time, as the locations
+/// of one listing do, keep the order they were applied in), then the event.
+pub fn result_history(scorecard: &str, r: &str, at_ms: i64, seq: u16, event: &Uuid) -> Vec<u8> {
+    let mut k = result_history_at(scorecard, r, at_ms);
+    k.extend_from_slice(&seq.to_be_bytes());
     k.extend_from_slice(event.as_bytes());
     k
 }
+/// Bytes after the ref key's separator in a history key.
+pub const HISTORY_SUFFIX: usize = 8 + 2 + 16;
 pub fn rollup(scorecard: &str, dim: &str, group: &str) -> Vec<u8> {
     key(
         ROLLUP,

@@ -674,7 +674,8 @@ struct Evaluator<'a> {
     facts: &'a mut Table<FactRecord>,
     exemptions: &'a mut Table<ExemptionSet>,
     entities: HashMap<String, Option<Arc<Value>>>,
-    fact_cache: HashMap<String, Option<Arc<Value>>>,
+    /// The facts last read (several fact rules of one entity read them).
+    last_facts: Option<(String, Option<Arc<Value>>)>,
     /// Outcomes of rules on related entities, with what they read.
     memo: HashMap<lang::Recall, (lang::Remembered, Vec<String>)>,
     /// The parent group of a group, the domain of a system (their
@@ -761,7 +762,7 @@ impl<'a> Evaluator<'a> {
             facts,
             exemptions,
             entities: HashMap::new(),
-            fact_cache: HashMap::new(),
+            last_facts: None,
             memo: HashMap::new(),
             parent: HashMap::new(),
             domain: HashMap::new(),
@@ -775,8 +776,9 @@ impl<'a> Evaluator<'a> {
 }
 
 impl Evaluator<'_> {
-    /// The entity being evaluated: not cached (each is read once), unlike
-    /// the owners, systems and targets many entities read.
+    /// An entity as this batch leaves it, not cached: what is evaluated is
+    /// read once; [`Evaluator::entity`] caches the owners, systems and
+    /// targets many entities read.
     fn subject(&self, r: &str) -> Option<Arc<Value>> {
         if let Some(v) = self.served.get(r) {
             return v.clone();
@@ -796,13 +798,7 @@ impl Evaluator<'_> {
         if let Some(v) = self.entities.get(r) {
             return v.clone();
         }
-        let v = self
-            .store
-            .get(&keys::entity(r))
-            .ok()
-            .flatten()
-            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
-            .map(Arc::new);
+        let v = self.subject(r);
         if self.entities.len() > 10_000 {
             self.entities.clear();
         }
@@ -811,7 +807,9 @@ impl Evaluator<'_> {
     }
 
     fn facts(&mut self, subject: &str) -> Option<Arc<Value>> {
-        if let Some(v) = self.fact_cache.get(subject) {
+        if let Some((s, v)) = &self.last_facts
+            && s == subject
+        {
             return v.clone();
         }
         let v = match self.facts.cached(&rk::facts(subject)) {
@@ -822,10 +820,7 @@ impl Evaluator<'_> {
                 .flatten()
                 .map(|f| Arc::new(f.facts)),
         };
-        // Kept only for the entity being evaluated (several fact rules read
-        // it); subjects are rarely shared, so nothing accumulates.
-        self.fact_cache.clear();
-        self.fact_cache.insert(subject.to_string(), v.clone());
+        self.last_facts = Some((subject.to_string(), v.clone()));
         v
     }
 
@@ -1094,8 +1089,17 @@ impl Evaluator<'_> {
             let event = t.cause.event_id.unwrap_or_else(|| {
                 derived_id("due", &format!("{sc}\0{r}\0{}", t.at.timestamp_millis()))
             });
+            // A result changes at most once per batch, so the store holds
+            // every earlier change at this millisecond.
+            let at_ms = t.at.timestamp_millis();
+            let mut seq: u16 = 0;
+            self.store
+                .scan(&rk::result_history_at(sc, r, at_ms), None, &mut |_, _| {
+                    seq = seq.saturating_add(1);
+                    true
+                })?;
             self.out.push((
-                rk::result_history(sc, r, t.at.timestamp_millis(), &event),
+                rk::result_history(sc, r, at_ms, seq, &event),
                 Some(rec::encode(&change)),
             ));
         }
