@@ -1072,8 +1072,36 @@ impl Evaluator<'_> {
                 }
             }
             let basis = new.as_ref().or(old.as_ref()).expect("one side exists");
+            // A result's history never goes back in time: events of other
+            // partitions can be applied after later-stamped ones, and a
+            // change takes effect when it is applied. A result changes at
+            // most once per batch, so the store holds all its history; the
+            // sequence orders changes that share a millisecond.
+            let (mut at_ms, mut seq) = (t.at.timestamp_millis(), 0u16);
+            let hp = keys::prefix(rk::RESULT_HISTORY, &[sc.as_bytes(), r.as_bytes()]);
+            let mut last: Option<(i64, u16)> = None;
+            self.store.scan(&hp, None, &mut |k, _| {
+                if let Some(ms) = k.get(hp.len()..hp.len() + 8) {
+                    let ms = i64::from_be_bytes(ms.try_into().expect("8 bytes"));
+                    last = Some(match last {
+                        Some((l, n)) if l == ms => (ms, n.saturating_add(1)),
+                        _ => (ms, 1),
+                    });
+                }
+                true
+            })?;
+            if let Some((last_ms, count)) = last
+                && last_ms >= at_ms
+            {
+                (at_ms, seq) = (last_ms, count);
+            }
+            let at = if at_ms == t.at.timestamp_millis() {
+                t.at
+            } else {
+                DateTime::from_timestamp_millis(at_ms).unwrap_or(t.at)
+            };
             let change = ResultChange {
-                at: t.at,
+                at,
                 cause: t.cause.clone(),
                 level_before: level_name(&old),
                 level_after: level_name(&new),
@@ -1089,15 +1117,6 @@ impl Evaluator<'_> {
             let event = t.cause.event_id.unwrap_or_else(|| {
                 derived_id("due", &format!("{sc}\0{r}\0{}", t.at.timestamp_millis()))
             });
-            // A result changes at most once per batch, so the store holds
-            // every earlier change at this millisecond.
-            let at_ms = t.at.timestamp_millis();
-            let mut seq: u16 = 0;
-            self.store
-                .scan(&rk::result_history_at(sc, r, at_ms), None, &mut |_, _| {
-                    seq = seq.saturating_add(1);
-                    true
-                })?;
             self.out.push((
                 rk::result_history(sc, r, at_ms, seq, &event),
                 Some(rec::encode(&change)),
