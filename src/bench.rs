@@ -27,6 +27,12 @@ pub struct BenchArgs {
     /// Run on Kafka at these brokers instead of the embedded log.
     #[arg(long)]
     pub brokers: Option<String>,
+    /// With --brokers: run the pipeline as separate processes (ingest, this
+    /// many `process` instances in one group, `serve --with-projector`),
+    /// once per count, e.g. `1,2,3`, then `catalog dev` on the embedded log
+    /// for comparison; prints each stage's lag over time.
+    #[arg(long, value_delimiter = ',', requires = "brokers")]
+    pub processors: Vec<usize>,
     /// Only time the stages alone (processor, projector fold), no pipeline.
     #[arg(long)]
     pub stages_only: bool,
@@ -325,6 +331,14 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             tmp.path().to_path_buf()
         }
     };
+    if let (Some(brokers), false) = (&args.brokers, args.processors.is_empty()) {
+        let (brokers, processors) = (brokers.clone(), args.processors.clone());
+        let (entities, per_file) = (args.entities, args.per_file);
+        return tokio::task::spawn_blocking(move || {
+            crate::bench_kafka::run(&brokers, &processors, entities, per_file, &root)
+        })
+        .await?;
+    }
     if args.scorecards {
         return crate::bench_scorecards::run(
             args.entities,

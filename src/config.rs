@@ -50,10 +50,33 @@ pub struct LogConfig {
     pub backend: Backend,
     /// `host:port[,host:port]`; required for `kafka`.
     pub brokers: Option<String>,
-    /// Partitions of each topic when the catalog creates them.
+    /// Partitions of each topic when the catalog creates them; an existing
+    /// topic with fewer stops the services.
     pub partitions: u32,
+    /// Prepended to every topic and consumer group name on the broker, so
+    /// several catalogs (or test runs) share one cluster. Default empty.
+    pub topic_prefix: String,
+    /// Replicas per partition of created topics (default: the broker's
+    /// `default.replication.factor`); an existing topic with fewer stops
+    /// the services.
+    pub replication_factor: Option<u16>,
+    /// `min.insync.replicas` of created topics (default: the broker's); an
+    /// existing topic with fewer stops the services.
+    pub min_insync_replicas: Option<u16>,
     /// Extra librdkafka properties (e.g. `security.protocol`).
     pub kafka: BTreeMap<String, String>,
+}
+
+impl LogConfig {
+    /// What every topic must look like (`catalog topics`, and each service
+    /// at start).
+    pub fn topic_requirements(&self) -> eventlog::topics::TopicRequirements {
+        eventlog::topics::TopicRequirements {
+            partitions: self.partitions,
+            replication_factor: self.replication_factor,
+            min_insync_replicas: self.min_insync_replicas,
+        }
+    }
 }
 
 impl Default for LogConfig {
@@ -62,6 +85,9 @@ impl Default for LogConfig {
             backend: Backend::Embedded,
             brokers: None,
             partitions: 4,
+            topic_prefix: String::new(),
+            replication_factor: None,
+            min_insync_replicas: None,
             kafka: BTreeMap::new(),
         }
     }
@@ -99,6 +125,9 @@ pub enum LogFormat {
 #[serde(deny_unknown_fields, default)]
 pub struct TelemetryConfig {
     pub log_format: LogFormat,
+    /// Where `catalog process` and `catalog project` serve `/metrics` and
+    /// `/livez` (they have no API listener); none by default.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Config {
@@ -143,6 +172,19 @@ impl Config {
             "CATALOG_PARTITIONS" => {
                 self.log.partitions = value.parse().map_err(|_| bad("not a whole number"))?
             }
+            "CATALOG_TOPIC_PREFIX" => value.clone_into(&mut self.log.topic_prefix),
+            "CATALOG_REPLICATION_FACTOR" => {
+                self.log.replication_factor =
+                    Some(value.parse().map_err(|_| bad("not a whole number"))?)
+            }
+            "CATALOG_MIN_INSYNC_REPLICAS" => {
+                self.log.min_insync_replicas =
+                    Some(value.parse().map_err(|_| bad("not a whole number"))?)
+            }
+            "CATALOG_METRICS_LISTEN" => {
+                self.telemetry.metrics_listen =
+                    Some(value.parse().map_err(|_| bad("not a socket address"))?)
+            }
             "CATALOG_LOG_FORMAT" => {
                 self.telemetry.log_format = match value {
                     "json" => LogFormat::Json,
@@ -177,6 +219,29 @@ impl Config {
         {
             bail!("log.brokers: required when log.backend is kafka");
         }
+        if let Some(bad) = self
+            .log
+            .topic_prefix
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+        {
+            bail!(
+                "log.topic_prefix: {:?} has {bad:?}; Kafka topic names allow ASCII letters, \
+                 digits, '.', '_' and '-'",
+                self.log.topic_prefix
+            );
+        }
+        if self.log.topic_prefix.len() > 200 {
+            bail!("log.topic_prefix: longer than 200 characters");
+        }
+        if self.log.replication_factor == Some(0) {
+            bail!("log.replication_factor: must be at least 1");
+        }
+        if let (Some(isr), Some(rf)) = (self.log.min_insync_replicas, self.log.replication_factor)
+            && (isr == 0 || isr > rf)
+        {
+            bail!("log.min_insync_replicas: must be 1..={rf} (log.replication_factor), got {isr}");
+        }
         if self.projector.batch_max == 0 {
             bail!("projector.batch_max: must be at least 1");
         }
@@ -202,6 +267,31 @@ mod tests {
         assert_eq!(cfg.log.backend, Backend::Kafka);
         assert_eq!(cfg.serve.listen.port(), 8080);
         cfg.validate().unwrap();
+    }
+
+    #[test]
+    fn topic_settings_are_checked_and_named() {
+        let cfg = Config::parse("log:\n  topic_prefix: 'team a.'\n").unwrap();
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(err.contains("log.topic_prefix"), "{err}");
+        let cfg =
+            Config::parse("log:\n  replication_factor: 2\n  min_insync_replicas: 3\n").unwrap();
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(err.contains("log.min_insync_replicas"), "{err}");
+        let cfg = Config::load(
+            None,
+            [
+                ("CATALOG_TOPIC_PREFIX".into(), "t1.".into()),
+                ("CATALOG_REPLICATION_FACTOR".into(), "3".into()),
+                ("CATALOG_MIN_INSYNC_REPLICAS".into(), "2".into()),
+            ],
+        )
+        .unwrap();
+        cfg.validate().unwrap();
+        let req = cfg.log.topic_requirements();
+        assert_eq!(cfg.log.topic_prefix, "t1.");
+        assert_eq!(req.replication_factor, Some(3));
+        assert_eq!(req.min_insync_replicas, Some(2));
     }
 
     #[test]

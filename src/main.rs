@@ -69,6 +69,31 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
+    /// Topics as code: check the Kafka topics against the configuration
+    /// (partitions, replication, retention, min.insync.replicas), or create
+    /// the missing ones. Exits non-zero when a topic is missing (--check) or
+    /// would lose data.
+    Topics {
+        /// Only report; change nothing (the default).
+        #[arg(long, conflicts_with = "apply")]
+        check: bool,
+        /// Create the missing topics, then check every topic.
+        #[arg(long)]
+        apply: bool,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Print a checksum of the projections under --data-dir (JSON: sha256,
+    /// keys): equal on every replica that consumed the same log. Works
+    /// while the projector runs (reads as a RocksDB secondary).
+    Checksum {
+        /// Also hash the tables that record the path state took (the
+        /// scorecard result history), which may differ between replicas.
+        #[arg(long)]
+        include_path: bool,
+        #[command(flatten)]
+        common: Common,
+    },
     /// Generate an org of N entities, run the pipeline, print throughput and latencies.
     Bench(catalog::bench::BenchArgs),
 }
@@ -101,9 +126,7 @@ fn telemetry(format: LogFormat) -> Option<metrics_exporter_prometheus::Prometheu
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
     }
-    metrics_exporter_prometheus::PrometheusBuilder::new()
-        .install_recorder()
-        .ok()
+    catalog::prometheus_builder().install_recorder().ok()
 }
 
 fn main() -> anyhow::Result<()> {
@@ -149,13 +172,13 @@ fn main() -> anyhow::Result<()> {
             }
             Command::Process { common } => {
                 let cfg = load(&common)?;
-                telemetry(cfg.telemetry.log_format);
-                services::run_process(cfg, shutdown).await
+                let metrics = telemetry(cfg.telemetry.log_format);
+                services::run_process(cfg, metrics, shutdown).await
             }
             Command::Project { common } => {
                 let cfg = load(&common)?;
-                telemetry(cfg.telemetry.log_format);
-                services::run_project(cfg, shutdown).await
+                let metrics = telemetry(cfg.telemetry.log_format);
+                services::run_project(cfg, metrics, shutdown).await
             }
             Command::Serve {
                 listen,
@@ -168,6 +191,24 @@ fn main() -> anyhow::Result<()> {
                     cfg.serve.listen = l;
                 }
                 services::run_serve(cfg, with_projector, metrics, shutdown, None).await
+            }
+            Command::Topics {
+                check: _,
+                apply,
+                common,
+            } => {
+                let cfg = load(&common)?;
+                telemetry(cfg.telemetry.log_format);
+                services::run_topics(&cfg, apply)
+            }
+            Command::Checksum {
+                include_path,
+                common,
+            } => {
+                let cfg = load(&common)?;
+                let sum = services::store_checksum(&cfg, include_path)?;
+                println!("{}", serde_json::to_string(&sum)?);
+                Ok(())
             }
             Command::Bench(args) => {
                 telemetry(LogFormat::Text);

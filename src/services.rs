@@ -65,7 +65,24 @@ pub fn ingest_dir(cfg: &Config) -> PathBuf {
     cfg.data_dir.join("ingest")
 }
 
-/// Opens the configured event log; for Kafka, creates missing topics.
+/// How long topic creation and checks may take at start.
+const TOPICS_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Connects to the configured Kafka cluster (with the topic prefix).
+pub fn kafka_log(cfg: &Config) -> anyhow::Result<KafkaLog> {
+    let brokers = cfg.log.brokers.as_deref().unwrap_or_default();
+    let extra: Vec<(String, String)> = cfg
+        .log
+        .kafka
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    Ok(KafkaLog::connect(brokers, &extra)?.with_topic_prefix(&cfg.log.topic_prefix))
+}
+
+/// Opens the configured event log. For Kafka, creates the missing topics
+/// and checks the existing ones: a setting that would lose data stops the
+/// service with an error naming the topic and the setting.
 pub fn open_log(cfg: &Config) -> anyhow::Result<Arc<dyn EventLog>> {
     match cfg.log.backend {
         Backend::Embedded => {
@@ -76,28 +93,89 @@ pub fn open_log(cfg: &Config) -> anyhow::Result<Arc<dyn EventLog>> {
             Ok(Arc::new(log))
         }
         Backend::Kafka => {
-            let brokers = cfg.log.brokers.as_deref().unwrap_or_default();
-            let extra: Vec<(String, String)> = cfg
-                .log
-                .kafka
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
-            let log = KafkaLog::connect(brokers, &extra)?;
-            let p = cfg.log.partitions;
-            log.ensure_topics(
-                &[
-                    (proto::topics::OBSERVATIONS, p, true),
-                    (proto::topics::ENTITIES, p, false),
-                    (proto::topics::FACTS, p, true),
-                    (proto::topics::SCORECARDS, p, false),
-                    (proto::topics::DLQ, p, false),
-                ],
-                Duration::from_secs(30),
+            let log = kafka_log(cfg)?;
+            let report = log.apply_topics(
+                &proto::topics::SPECS,
+                &cfg.log.topic_requirements(),
+                TOPICS_TIMEOUT,
             )?;
+            for note in &report.notes {
+                tracing::info!(note = %note, "kafka topics");
+            }
+            if !report.created.is_empty() {
+                tracing::info!(topics = ?report.created, "kafka: created topics");
+            }
+            if !report.problems.is_empty() {
+                bail!(
+                    "kafka topics would lose data, refusing to start: {} (fix the topics, or \
+                     see `catalog topics --check`)",
+                    report.problems_text()
+                );
+            }
             Ok(Arc::new(log))
         }
     }
+}
+
+/// `catalog topics --check|--apply`: prints what each topic is and fails
+/// when one is missing (check) or would lose data.
+pub fn run_topics(cfg: &Config, apply: bool) -> anyhow::Result<()> {
+    require_kafka(cfg, "topics")?;
+    cfg.validate()?;
+    let log = kafka_log(cfg)?;
+    let req = cfg.log.topic_requirements();
+    let report = if apply {
+        log.apply_topics(&proto::topics::SPECS, &req, TOPICS_TIMEOUT)?
+    } else {
+        log.check_topics(&proto::topics::SPECS, &req, TOPICS_TIMEOUT)?
+    };
+    for name in &report.created {
+        println!("created  {name}");
+    }
+    for name in &report.ok {
+        println!("ok       {name}");
+    }
+    for name in &report.missing {
+        println!("missing  {name}");
+    }
+    for problem in &report.problems {
+        println!("PROBLEM  {problem}");
+    }
+    for note in &report.notes {
+        println!("note     {note}");
+    }
+    if !report.problems.is_empty() {
+        bail!(
+            "{} topic setting(s) would lose data: {}",
+            report.problems.len(),
+            report.problems_text()
+        );
+    }
+    if !report.missing.is_empty() {
+        bail!(
+            "{} topic(s) missing: {} (create them with `catalog topics --apply`)",
+            report.missing.len(),
+            report.missing.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// `catalog checksum`: the projections' checksum, read through a
+/// temporary RocksDB secondary so that a running projector is not disturbed.
+pub fn store_checksum(
+    cfg: &Config,
+    include_path: bool,
+) -> anyhow::Result<projector::checksum::StoreChecksum> {
+    let primary = store_dir(cfg);
+    if !primary.join("CURRENT").exists() {
+        bail!("no projections under {}", primary.display());
+    }
+    let scratch = tempfile::tempdir().context("cannot create a scratch directory")?;
+    let store = RocksStore::open_secondary(&primary, scratch.path(), 64 << 20)
+        .with_context(|| format!("cannot open {}", primary.display()))?;
+    store.catch_up()?;
+    Ok(projector::checksum::checksum(&store, include_path)?)
 }
 
 fn require_kafka(cfg: &Config, service: &str) -> anyhow::Result<()> {
@@ -304,7 +382,7 @@ pub async fn run_dev(
     let trigger = ingest.trigger();
     let state = query::AppState {
         catalog: Catalog::new(store.clone()),
-        lag: Arc::new(move || lag_status.lag()),
+        lag: Arc::new(move || lag_status.lag_or_reason()),
         metrics,
         refresh: Some(Arc::new(move || trigger.sync_now())),
         scorecard_writer: Some(scorecard_writer(log.clone())),
@@ -372,23 +450,74 @@ async fn ingest_http(
 }
 
 /// `catalog process`: observations -> entity events.
-pub async fn run_process(cfg: Config, shutdown: Shutdown) -> anyhow::Result<()> {
+pub async fn run_process(
+    cfg: Config,
+    metrics: Option<PrometheusHandle>,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
     cfg.validate()?;
     require_kafka(&cfg, "process")?;
     let log = open_log(&cfg)?;
+    let http = metrics_http(&cfg, metrics).await?;
     let stages = vec![processor_stage(&cfg, log, &shutdown)];
-    until_shutdown(&shutdown, stages, None).await
+    until_shutdown(&shutdown, stages, http).await
+}
+
+/// `/metrics` and `/livez` on `telemetry.metrics_listen`, for the services
+/// without an API of their own (`process`, `project`): the consumer lag
+/// gauges and stage metrics that autoscalers and alerts read.
+async fn metrics_http(
+    cfg: &Config,
+    metrics: Option<PrometheusHandle>,
+) -> anyhow::Result<Option<Http>> {
+    let Some(addr) = cfg.telemetry.metrics_listen else {
+        return Ok(None);
+    };
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("telemetry.metrics_listen: cannot listen on {addr}"))?;
+    let router = axum::Router::new()
+        .route(
+            "/metrics",
+            axum::routing::get(move || {
+                let text = metrics.as_ref().map(PrometheusHandle::render);
+                async move {
+                    match text {
+                        Some(t) => (axum::http::StatusCode::OK, t),
+                        None => (
+                            axum::http::StatusCode::NOT_FOUND,
+                            "no metrics recorder\n".to_owned(),
+                        ),
+                    }
+                }
+            }),
+        )
+        .route("/livez", axum::routing::get(|| async { "ok\n" }));
+    let stop = Shutdown::new();
+    let sd = stop.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move { sd.wait().await })
+            .await
+    });
+    tracing::info!(%addr, "serving /metrics");
+    Ok(Some(Http { server, stop }))
 }
 
 /// `catalog project`: entity events -> the RocksDB store it owns.
-pub async fn run_project(cfg: Config, shutdown: Shutdown) -> anyhow::Result<()> {
+pub async fn run_project(
+    cfg: Config,
+    metrics: Option<PrometheusHandle>,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
     cfg.validate()?;
     require_kafka(&cfg, "project")?;
     let log = open_log(&cfg)?;
     let store = open_store(&cfg)?;
+    let http = metrics_http(&cfg, metrics).await?;
     let status = Arc::new(Status::default());
     let stages = vec![projector_stage(&cfg, log, store, status, &shutdown)];
-    until_shutdown(&shutdown, stages, None).await
+    until_shutdown(&shutdown, stages, http).await
 }
 
 /// `catalog serve`: the API, over the projector's store opened as a RocksDB
@@ -405,7 +534,7 @@ pub async fn run_serve(
     let log = open_log(&cfg)?;
     let status = Arc::new(Status::default());
     let lag_status = status.clone();
-    let lag = Arc::new(move || lag_status.lag());
+    let lag = Arc::new(move || lag_status.lag_or_reason());
     if with_projector {
         let store = open_store(&cfg)?;
         let state = query::AppState {
@@ -434,7 +563,15 @@ pub async fn run_serve(
                         status.set_applied(p, next);
                     }
                 }
-                status.set_ends(log.end_offsets(proto::topics::ENTITIES)?);
+                // The broker away is no reason to stop answering: the
+                // projections serve as of what was applied, and /readyz
+                // says why the lag is unknown.
+                match log.end_offsets(proto::topics::ENTITIES) {
+                    Ok(ends) => status.set_ends(ends),
+                    Err(e) => {
+                        status.set_unknown(format!("cannot read the entity log's end offsets: {e}"))
+                    }
+                }
                 std::thread::sleep(Duration::from_millis(100));
             }
             Ok(())

@@ -1,8 +1,7 @@
 //! Every service as its own `catalog` process, talking Kafka through
-//! rdkafka to librdkafka's mock cluster started here over TCP, one cluster
-//! per test. Topic names are fixed, so these tests cannot share one real
-//! broker; with `CATALOG_TEST_BROKERS` set they are skipped and the
-//! real-broker coverage is the event-log conformance suite (unique topics).
+//! rdkafka to Apache Kafka (the broker `scripts/test` starts; each test has
+//! a topic prefix of its own), or to librdkafka's mock cluster when no
+//! broker is given outside CI (see `support`).
 //!
 //! Checks the demo org is served by a separate `serve` process following the
 //! projector's store as a RocksDB secondary, and that a projector killed with
@@ -11,95 +10,13 @@
 
 mod common;
 
+mod support;
+
 use common::*;
-use projector::{RocksStore, Store};
-use rdkafka::mocking::MockCluster;
-use std::collections::BTreeMap;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+use support::*;
 
 const WAIT: Duration = Duration::from_secs(120);
-
-struct Broker {
-    _mock: MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
-    servers: String,
-}
-
-/// A mock cluster for this test, or `None` when the suite is pointed at a
-/// real broker (see the module docs).
-fn broker() -> Option<Broker> {
-    if std::env::var_os("CATALOG_TEST_BROKERS").is_some() {
-        eprintln!("skipped: process tests need a cluster of their own (fixed topic names)");
-        return None;
-    }
-    let mock = MockCluster::new(1).expect("mock cluster");
-    for t in proto::topics::ALL {
-        mock.create_topic(t, 4, 1).expect("create topic");
-    }
-    let servers = mock.bootstrap_servers();
-    Some(Broker {
-        _mock: mock,
-        servers,
-    })
-}
-
-struct Proc(Child, &'static str);
-
-impl Proc {
-    fn spawn(name: &'static str, args: &[&str]) -> Proc {
-        let log =
-            std::env::temp_dir().join(format!("catalog-e2e-{}-{name}.log", std::process::id()));
-        let out = std::fs::File::create(&log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_catalog"))
-            .args(args)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::from(out.try_clone().unwrap()))
-            .stderr(Stdio::from(out))
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
-        Proc(child, name)
-    }
-    fn sigkill(mut self) {
-        self.0.kill().unwrap();
-        self.0.wait().unwrap();
-    }
-    fn terminate(mut self) {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.0.id().to_string())
-            .status();
-        let status = self.0.wait().unwrap();
-        assert!(status.success(), "{} exited with {status}", self.1);
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn dump(path: &Path) -> BTreeMap<Vec<u8>, Vec<u8>> {
-    let store = RocksStore::open(path, 8 << 20).unwrap();
-    let mut out = BTreeMap::new();
-    store
-        .scan(&[], None, &mut |k, v| {
-            out.insert(k.to_vec(), v.to_vec());
-            true
-        })
-        .unwrap();
-    out
-}
 
 fn ready_with_lag_zero(a: &ureq::Agent, base: &str) -> bool {
     let (s, v) = get(a, &format!("{base}/readyz"));
@@ -108,7 +25,7 @@ fn ready_with_lag_zero(a: &ureq::Agent, base: &str) -> bool {
 
 #[test]
 fn separate_processes_serve_the_demo_org() {
-    let Some(b) = broker() else { return };
+    let b = Kafka::shared("separate");
     let tmp = tempfile::tempdir().unwrap();
     let org = tmp.path().join("org");
     copy_dir(&demo_org(), &org);
@@ -119,31 +36,15 @@ fn separate_processes_serve_the_demo_org() {
     let listen = format!("127.0.0.1:{port}");
     let _ingest = Proc::spawn(
         "ingest",
-        &[
-            "ingest",
-            org_s,
-            "--brokers",
-            &b.servers,
-            "--data-dir",
-            ingest_dir.to_str().unwrap(),
-        ],
+        &["ingest", org_s, "--data-dir", ingest_dir.to_str().unwrap()],
+        &b.env(),
     );
-    let _process = Proc::spawn("process", &["process", "--brokers", &b.servers]);
-    let project = Proc::spawn(
-        "project",
-        &["project", "--brokers", &b.servers, "--data-dir", data_s],
-    );
+    let _process = Proc::spawn("process", &["process", "--brokers", &b.servers], &b.env());
+    let project = Proc::spawn("project", &["project", "--data-dir", data_s], &b.env());
     let serve = Proc::spawn(
         "serve",
-        &[
-            "serve",
-            "--brokers",
-            &b.servers,
-            "--data-dir",
-            data_s,
-            "--listen",
-            &listen,
-        ],
+        &["serve", "--data-dir", data_s, "--listen", &listen],
+        &b.env(),
     );
     let a = agent();
     let base = format!("http://{listen}");
@@ -169,7 +70,7 @@ fn separate_processes_serve_the_demo_org() {
 
 #[test]
 fn projector_killed_mid_ingest_converges_to_the_uninterrupted_state() {
-    let Some(b) = broker() else { return };
+    let b = Kafka::shared("projector");
     let tmp = tempfile::tempdir().unwrap();
     let org = tmp.path().join("org");
     let n = 4000;
@@ -186,30 +87,25 @@ fn projector_killed_mid_ingest_converges_to_the_uninterrupted_state() {
         &[
             "serve",
             "--with-projector",
-            "--brokers",
-            &b.servers,
             "--data-dir",
             w_s,
             "--listen",
             &wlisten,
         ],
+        &b.env(),
     );
-    let victim = Proc::spawn(
-        "victim",
-        &["project", "--brokers", &b.servers, "--data-dir", v_s],
-    );
+    let victim = Proc::spawn("victim", &["project", "--data-dir", v_s], &b.env());
     let _ingest = Proc::spawn(
         "ingest",
         &[
             "ingest",
             org.to_str().unwrap(),
-            "--brokers",
-            &b.servers,
             "--data-dir",
             ingest_dir.to_str().unwrap(),
         ],
+        &b.env(),
     );
-    let _process = Proc::spawn("process", &["process", "--brokers", &b.servers]);
+    let _process = Proc::spawn("process", &["process", "--brokers", &b.servers], &b.env());
     let a = agent();
     let wbase = format!("http://{wlisten}");
 
@@ -218,15 +114,8 @@ fn projector_killed_mid_ingest_converges_to_the_uninterrupted_state() {
     let vbase = format!("http://{vlisten}");
     let early = Proc::spawn(
         "victim-early-follower",
-        &[
-            "serve",
-            "--brokers",
-            &b.servers,
-            "--data-dir",
-            v_s,
-            "--listen",
-            &vlisten,
-        ],
+        &["serve", "--data-dir", v_s, "--listen", &vlisten],
+        &b.env(),
     );
     let applied = wait_for("victim applied something", WAIT, || {
         let t = total(&a, &vbase, "");
@@ -239,24 +128,14 @@ fn projector_killed_mid_ingest_converges_to_the_uninterrupted_state() {
     );
     early.terminate();
 
-    let victim = Proc::spawn(
-        "victim-again",
-        &["project", "--brokers", &b.servers, "--data-dir", v_s],
-    );
+    let victim = Proc::spawn("victim-again", &["project", "--data-dir", v_s], &b.env());
     wait_for("witness has everything", WAIT, || {
         (total(&a, &wbase, "") == n as u64 && ready_with_lag_zero(&a, &wbase)).then_some(())
     });
     let follower = Proc::spawn(
         "victim-follower",
-        &[
-            "serve",
-            "--brokers",
-            &b.servers,
-            "--data-dir",
-            v_s,
-            "--listen",
-            &vlisten,
-        ],
+        &["serve", "--data-dir", v_s, "--listen", &vlisten],
+        &b.env(),
     );
     wait_for("victim caught up", WAIT, || {
         (total(&a, &vbase, "") == n as u64 && ready_with_lag_zero(&a, &vbase)).then_some(())
@@ -272,25 +151,17 @@ fn projector_killed_mid_ingest_converges_to_the_uninterrupted_state() {
     // history (`a`): it records the path results took, and a replica that
     // restarted folded different batches (an entity and the system it reads
     // in one batch or in two). The results themselves are equal.
-    let path_only = |k: &Vec<u8>| k.first() == Some(&b'a');
     assert!(
         w.keys().any(|k| k.first() == Some(&b'A')),
         "no scorecard results"
     );
-    let differing: Vec<String> = w
-        .keys()
-        .chain(v.keys())
-        .filter(|k| !path_only(k))
-        .filter(|k| w.get(*k) != v.get(*k))
-        .take(5)
-        .map(|k| String::from_utf8_lossy(k).into_owned())
-        .collect();
+    let differing = differing(&w, &v);
     assert!(differing.is_empty(), "stores differ at {differing:?}");
 }
 
 #[test]
 fn dev_runs_the_same_pipeline_on_kafka() {
-    let Some(b) = broker() else { return };
+    let b = Kafka::shared("dev");
     let tmp = tempfile::tempdir().unwrap();
     let org = tmp.path().join("org");
     copy_dir(&demo_org(), &org);
@@ -301,13 +172,12 @@ fn dev_runs_the_same_pipeline_on_kafka() {
         &[
             "dev",
             org.to_str().unwrap(),
-            "--brokers",
-            &b.servers,
             "--data-dir",
             data.to_str().unwrap(),
             "--listen",
             &listen,
         ],
+        &b.env(),
     );
     let a = agent();
     let base = format!("http://{listen}");
@@ -321,4 +191,73 @@ fn dev_runs_the_same_pipeline_on_kafka() {
         "dev --brokers must not open the embedded log"
     );
     dev.terminate();
+}
+
+/// Runs `catalog ARGS` to the end with `env`: (success, stdout, stderr).
+fn run_catalog(args: &[&str], env: &[(&'static str, String)]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_catalog"))
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn topics_as_code_create_check_and_refuse_what_would_lose_data() {
+    let b = Kafka::shared("topics");
+    if !b.is_real() {
+        eprintln!("skipped: the mock cluster cannot describe topic configs");
+        return;
+    }
+    let env = b.env();
+    // Nothing exists under this prefix yet.
+    let (ok, out, err) = run_catalog(&["topics", "--check"], &env);
+    assert!(!ok, "check passed with no topics: {out}");
+    assert_eq!(out.matches("missing").count(), 5, "{out}");
+    assert!(err.contains("missing"), "{err}");
+    // Apply creates them with the described settings; a check then passes.
+    let (ok, out, err) = run_catalog(&["topics", "--apply"], &env);
+    assert!(ok, "apply failed: {out}{err}");
+    assert_eq!(out.matches("created").count(), 5, "{out}");
+    let (ok, out, err) = run_catalog(&["topics", "--check"], &env);
+    assert!(ok, "check after apply failed: {out}{err}");
+    assert_eq!(out.matches("ok ").count(), 5, "{out}");
+    // Asking for more than the topics have is a problem naming the setting.
+    let mut stricter = env.clone();
+    stricter.push(("CATALOG_PARTITIONS", "8".into()));
+    let (ok, out, _) = run_catalog(&["topics", "--check"], &stricter);
+    assert!(!ok);
+    assert!(out.contains("partitions"), "{out}");
+
+    // An entity store someone created compacted: every service refuses to
+    // start, naming the topic and the setting.
+    let bad = Kafka::shared("topics-bad");
+    let log = eventlog::kafka::KafkaLog::connect(&bad.servers, &[])
+        .unwrap()
+        .with_topic_prefix(&bad.prefix);
+    log.ensure_topics(
+        &[(proto::topics::ENTITIES, 4, true)],
+        Duration::from_secs(30),
+    )
+    .unwrap();
+    let (ok, out, _) = run_catalog(&["topics", "--check"], &bad.env());
+    assert!(!ok);
+    let entities = format!("{}{}", bad.prefix, proto::topics::ENTITIES);
+    assert!(
+        out.lines().any(|l| l.starts_with("PROBLEM")
+            && l.contains(&entities)
+            && l.contains("cleanup.policy")),
+        "{out}"
+    );
+    let (ok, _, err) = run_catalog(&["process"], &bad.env());
+    assert!(!ok, "the processor started on a compacted entity store");
+    assert!(
+        err.contains(&entities) && err.contains("cleanup.policy"),
+        "{err}"
+    );
 }

@@ -495,6 +495,10 @@ impl EmbeddedReader {
 }
 
 impl Reader for EmbeddedReader {
+    fn positions(&mut self) -> Result<Vec<(u32, i64)>> {
+        Ok(self.positions.clone())
+    }
+
     fn poll(&mut self, timeout: Duration) -> Result<Vec<Record>> {
         let deadline = Instant::now() + timeout;
         let Some(ends) = self.wait_for_records(deadline) else {

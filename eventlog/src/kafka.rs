@@ -6,8 +6,14 @@
 //! [`BaseConsumer`] of its own: a group member for
 //! [`EventLog::subscribe`], a manually assigned consumer (with a throwaway
 //! group id that never commits) for [`EventLog::assign`].
+//!
+//! Several catalogs (or parallel tests) share one cluster through a topic
+//! prefix ([`KafkaLog::with_topic_prefix`]): stages name topics and groups
+//! as in `proto::topics`, and this backend alone maps them to the broker's
+//! names (`{prefix}{topic}`, `{prefix}{group}`), so records read back carry
+//! the unprefixed name.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -15,7 +21,7 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rdkafka::ClientContext;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, DefaultConsumerContext};
@@ -25,7 +31,9 @@ use rdkafka::metadata::Metadata;
 use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
+use crate::topics::{ExistingTopic, TopicReport, TopicRequirements, check_topic, creation_configs};
 use crate::{EventLog, LogError, Reader, Record, Result};
+use proto::topics::Topic;
 
 /// Most records one [`Reader::poll`] returns.
 const MAX_BATCH: usize = 1000;
@@ -73,6 +81,10 @@ impl ProducerContext for DeliveryTracker {
 pub struct KafkaLog {
     brokers: String,
     extra: Vec<(String, String)>,
+    /// Prepended to every topic and consumer group name on the broker.
+    prefix: String,
+    /// The producer's `message.max.bytes`.
+    max_message_bytes: usize,
     producer: ThreadedProducer<DeliveryTracker>,
 }
 
@@ -80,6 +92,7 @@ impl std::fmt::Debug for KafkaLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KafkaLog")
             .field("brokers", &self.brokers)
+            .field("prefix", &self.prefix)
             .finish_non_exhaustive()
     }
 }
@@ -106,13 +119,169 @@ impl KafkaLog {
             config.set(key, value);
         }
         apply_extra(&mut config, extra);
+        let max_message_bytes = config
+            .get("message.max.bytes")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1_000_000);
         let producer: ThreadedProducer<DeliveryTracker> =
             config.create_with_context(DeliveryTracker::default())?;
         Ok(Self {
             brokers: brokers.to_owned(),
             extra: extra.to_vec(),
+            prefix: String::new(),
+            max_message_bytes,
             producer,
         })
+    }
+
+    /// Names every topic and consumer group `{prefix}{name}` on the broker
+    /// (`log.topic_prefix`), so that several catalogs share a cluster.
+    #[must_use]
+    pub fn with_topic_prefix(mut self, prefix: &str) -> Self {
+        prefix.clone_into(&mut self.prefix);
+        self
+    }
+
+    /// The topic prefix (empty by default).
+    pub fn topic_prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The broker's name of `topic`.
+    pub fn physical(&self, topic: &str) -> String {
+        format!("{}{topic}", self.prefix)
+    }
+
+    /// Describes the pipeline's topics as they exist on the broker and
+    /// checks them against `specs` and `req`; changes nothing.
+    pub fn check_topics(
+        &self,
+        specs: &[Topic],
+        req: &TopicRequirements,
+        timeout: Duration,
+    ) -> Result<TopicReport> {
+        let names: Vec<String> = specs.iter().map(|s| self.physical(s.name)).collect();
+        let existing = self.describe_topics(&names, timeout)?;
+        let mut report = TopicReport::default();
+        for (spec, name) in specs.iter().zip(&names) {
+            match existing.get(name) {
+                None => report.missing.push(name.clone()),
+                Some(have) => {
+                    let (problems, notes) = check_topic(name, spec, req, have);
+                    if problems.is_empty() {
+                        report.ok.push(name.clone());
+                    }
+                    report.problems.extend(problems);
+                    report.notes.extend(notes);
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// Creates the missing topics of `specs` (partitions, replication,
+    /// retention and `min.insync.replicas` as described), waits until they
+    /// have leaders, then checks every topic. Existing topics are never
+    /// altered: a setting that would lose data is reported as a problem.
+    pub fn apply_topics(
+        &self,
+        specs: &[Topic],
+        req: &TopicRequirements,
+        timeout: Duration,
+    ) -> Result<TopicReport> {
+        let deadline = Instant::now() + timeout;
+        let before = self.check_topics(specs, req, timeout)?;
+        if !before.missing.is_empty() {
+            let mut new = Vec::new();
+            for spec in specs {
+                let name = self.physical(spec.name);
+                if before.missing.contains(&name) {
+                    new.push((name, creation_configs(spec, req)));
+                }
+            }
+            let replication = req.replication_factor.map_or(-1, i32::from);
+            self.create_physical(&new, req.partitions, replication, deadline)?;
+        }
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let mut after = self.check_topics(specs, req, remaining.max(Duration::from_secs(1)))?;
+        after.created = before.missing;
+        after.ok.retain(|n| !after.created.contains(n));
+        Ok(after)
+    }
+
+    /// Partition count, fewest replicas and effective configs of each
+    /// existing topic among `names` (broker names).
+    fn describe_topics(
+        &self,
+        names: &[String],
+        timeout: Duration,
+    ) -> Result<BTreeMap<String, ExistingTopic>> {
+        let metadata = self.metadata(None, timeout)?;
+        let mut out = BTreeMap::new();
+        for t in metadata.topics() {
+            if t.error().is_some() || !names.iter().any(|n| n == t.name()) {
+                continue;
+            }
+            let replication = t
+                .partitions()
+                .iter()
+                .map(|p| p.replicas().len())
+                .min()
+                .unwrap_or(0);
+            out.insert(
+                t.name().to_owned(),
+                ExistingTopic {
+                    partitions: t.partitions().len() as u32,
+                    replication_factor: u16::try_from(replication).unwrap_or(u16::MAX),
+                    configs: None,
+                },
+            );
+        }
+        if out.is_empty() {
+            return Ok(out);
+        }
+        let admin: AdminClient<DefaultClientContext> =
+            base_config(&self.brokers, &self.extra, &[]).create()?;
+        let specifiers: Vec<ResourceSpecifier<'_>> =
+            out.keys().map(|n| ResourceSpecifier::Topic(n)).collect();
+        let options = AdminOptions::new().request_timeout(Some(timeout));
+        match block_on(admin.describe_configs(&specifiers, &options)) {
+            Ok(results) => {
+                let mut described = Vec::new();
+                for result in results {
+                    match result {
+                        Ok(resource) => {
+                            let configs: BTreeMap<String, String> = resource
+                                .entries
+                                .iter()
+                                .filter_map(|e| Some((e.name.clone(), e.value.clone()?)))
+                                .collect();
+                            described.push(configs);
+                        }
+                        Err(code) => {
+                            return Err(LogError::Other(format!(
+                                "kafka: cannot describe topic configs: {code}"
+                            )));
+                        }
+                    }
+                }
+                // Results come in request order.
+                for (slot, configs) in out.values_mut().zip(described) {
+                    slot.configs = Some(configs);
+                }
+            }
+            Err(
+                e @ KafkaError::AdminOp(
+                    RDKafkaErrorCode::UnsupportedFeature
+                    | RDKafkaErrorCode::UnsupportedVersion
+                    | RDKafkaErrorCode::OperationTimedOut,
+                ),
+            ) => {
+                tracing::warn!(error = %e, "kafka: the cluster cannot describe topic configs");
+            }
+            Err(e) => return Err(e.into()),
+        }
+        Ok(out)
     }
 
     /// Makes sure every `(name, partitions, compacted)` topic exists,
@@ -129,9 +298,9 @@ impl KafkaLog {
             .filter(|t| t.error().is_none())
             .map(|t| (t.name(), t.partitions().len()))
             .collect();
-        let mut missing = Vec::new();
         for &(name, partitions, compacted) in topics {
-            match existing.get(name) {
+            let name = self.physical(name);
+            match existing.get(name.as_str()) {
                 Some(&have) => {
                     if have != partitions as usize {
                         tracing::warn!(
@@ -143,22 +312,47 @@ impl KafkaLog {
                     }
                 }
                 None => {
-                    let count = i32::try_from(partitions).map_err(|_| {
-                        LogError::Other(format!("topic {name:?}: too many partitions"))
-                    })?;
-                    let mut topic = NewTopic::new(name, count, TopicReplication::Fixed(-1));
-                    if compacted {
-                        topic = topic.set("cleanup.policy", "compact");
-                    }
-                    missing.push(topic);
+                    let configs = if compacted {
+                        vec![("cleanup.policy".to_owned(), "compact".to_owned())]
+                    } else {
+                        Vec::new()
+                    };
+                    self.create_physical(&[(name, configs)], partitions, -1, deadline)?;
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Creates topics (broker names, with their configs), all with
+    /// `partitions` and `replication` (-1: the broker's default), and waits
+    /// until each has a leader for every partition. A topic that already
+    /// exists is fine.
+    fn create_physical(
+        &self,
+        topics: &[(String, Vec<(String, String)>)],
+        partitions: u32,
+        replication: i32,
+        deadline: Instant,
+    ) -> Result<()> {
+        let timeout = deadline.saturating_duration_since(Instant::now());
+        let count = i32::try_from(partitions)
+            .map_err(|_| LogError::Other(format!("{partitions} partitions: too many")))?;
+        let missing: Vec<NewTopic<'_>> = topics
+            .iter()
+            .map(|(name, configs)| {
+                let mut topic = NewTopic::new(name, count, TopicReplication::Fixed(replication));
+                for (k, v) in configs {
+                    topic = topic.set(k, v);
+                }
+                topic
+            })
+            .collect();
         if missing.is_empty() {
             return Ok(());
         }
         let names: Vec<&str> = missing.iter().map(|t| t.name).collect();
-        tracing::info!(topics = ?names, "kafka: creating topics");
+        tracing::info!(topics = ?names, partitions, replication, "kafka: creating topics");
 
         let admin: AdminClient<DefaultClientContext> =
             base_config(&self.brokers, &self.extra, &[]).create()?;
@@ -226,7 +420,8 @@ impl KafkaLog {
         Ok(self.producer.client().fetch_metadata(topic, timeout)?)
     }
 
-    /// Partition count of `topic`, retrying transient metadata errors.
+    /// Partition count of `topic` (a broker name), retrying transient
+    /// metadata errors.
     fn topic_partitions(&self, topic: &str) -> Result<u32> {
         let deadline = Instant::now() + METADATA_TIMEOUT;
         loop {
@@ -347,7 +542,11 @@ fn to_i32_partition(topic: &str, partition: u32) -> Result<i32> {
 
 impl EventLog for KafkaLog {
     fn append(&self, topic: &str, key: &[u8], value: &[u8]) -> Result<()> {
-        let mut record = BaseRecord::to(topic).key(key).payload(value);
+        let physical = self.physical(topic);
+        if key.len() + value.len() > self.max_message_bytes {
+            return Err(too_large(topic, key, value, self.max_message_bytes));
+        }
+        let mut record = BaseRecord::to(&physical).key(key).payload(value);
         let mut deadline = None;
         loop {
             match self.producer.send(record) {
@@ -364,6 +563,9 @@ impl EventLog for KafkaLog {
                     // Serve delivery reports so that the queue drains.
                     self.producer.poll(Duration::from_millis(10));
                     record = back;
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge), _)) => {
+                    return Err(too_large(topic, key, value, self.max_message_bytes));
                 }
                 Err((e, _)) => return Err(e.into()),
             }
@@ -401,10 +603,11 @@ impl EventLog for KafkaLog {
     }
 
     fn partitions(&self, topic: &str) -> Result<u32> {
-        self.topic_partitions(topic)
+        self.topic_partitions(&self.physical(topic))
     }
 
     fn end_offsets(&self, topic: &str) -> Result<Vec<i64>> {
+        let topic = &self.physical(topic);
         let partitions = self.topic_partitions(topic)?;
         let client = self.producer.client();
         (0..partitions)
@@ -420,18 +623,22 @@ impl EventLog for KafkaLog {
     }
 
     fn subscribe(&self, topic: &str, group: &str) -> Result<Box<dyn Reader>> {
-        self.topic_partitions(topic)?;
-        let consumer = self.consumer(group)?;
-        consumer.subscribe(&[topic])?;
+        let physical = self.physical(topic);
+        self.topic_partitions(&physical)?;
+        let consumer = self.consumer(&self.physical(group))?;
+        consumer.subscribe(&[&physical])?;
         Ok(Box::new(KafkaReader {
             consumer,
-            topic: topic.to_owned(),
+            topic: physical,
+            logical: topic.to_owned(),
             group: true,
             pending_error: None,
         }))
     }
 
-    fn assign(&self, topic: &str, starts: &[(u32, i64)]) -> Result<Box<dyn Reader>> {
+    fn assign(&self, logical: &str, starts: &[(u32, i64)]) -> Result<Box<dyn Reader>> {
+        let physical = self.physical(logical);
+        let topic = physical.as_str();
         let partitions = self.topic_partitions(topic)?;
         let mut list = TopicPartitionList::new();
         for &(partition, offset) in starts {
@@ -456,14 +663,19 @@ impl EventLog for KafkaLog {
         consumer.assign(&list)?;
         Ok(Box::new(KafkaReader {
             consumer,
-            topic: topic.to_owned(),
+            topic: physical.clone(),
+            logical: logical.to_owned(),
             group: false,
             pending_error: None,
         }))
     }
 
     fn describe(&self) -> String {
-        format!("kafka:{}", self.brokers)
+        if self.prefix.is_empty() {
+            format!("kafka:{}", self.brokers)
+        } else {
+            format!("kafka:{} (topic prefix {:?})", self.brokers, self.prefix)
+        }
     }
 }
 
@@ -501,9 +713,22 @@ fn is_transient(e: &KafkaError) -> bool {
         )
 }
 
+/// The error of a message the broker would refuse for its size.
+fn too_large(topic: &str, key: &[u8], value: &[u8], limit: usize) -> LogError {
+    LogError::TooLarge {
+        topic: topic.to_owned(),
+        key: String::from_utf8_lossy(&key[..key.len().min(200)]).into_owned(),
+        bytes: key.len() + value.len(),
+        limit,
+    }
+}
+
 struct KafkaReader {
     consumer: BaseConsumer,
+    /// The broker's name of the topic.
     topic: String,
+    /// The name records carry (without the prefix).
+    logical: String,
     /// A group member (commits) rather than an assigned reader.
     group: bool,
     /// An error met after some records were collected, returned by the
@@ -511,9 +736,9 @@ struct KafkaReader {
     pending_error: Option<KafkaError>,
 }
 
-fn to_record(message: &BorrowedMessage<'_>) -> Record {
+fn to_record(message: &BorrowedMessage<'_>, logical: &str) -> Record {
     Record {
-        topic: message.topic().to_owned(),
+        topic: logical.to_owned(),
         partition: u32::try_from(message.partition()).unwrap_or_default(),
         offset: message.offset(),
         key: message.key().map(<[u8]>::to_vec).unwrap_or_default(),
@@ -523,6 +748,45 @@ fn to_record(message: &BorrowedMessage<'_>) -> Record {
 }
 
 impl Reader for KafkaReader {
+    fn positions(&mut self) -> Result<Vec<(u32, i64)>> {
+        let assignment = self.consumer.assignment()?;
+        if assignment.count() == 0 {
+            return Ok(Vec::new());
+        }
+        let positions = self.consumer.position()?;
+        let mut out = BTreeMap::new();
+        let mut unknown = TopicPartitionList::new();
+        for element in positions.elements() {
+            let partition = u32::try_from(element.partition()).unwrap_or_default();
+            match element.offset() {
+                Offset::Offset(o) => {
+                    out.insert(partition, o);
+                }
+                _ => {
+                    unknown.add_partition(&self.topic, element.partition());
+                }
+            }
+        }
+        if unknown.count() > 0 {
+            let committed = if self.group {
+                self.consumer
+                    .committed_offsets(unknown.clone(), METADATA_TIMEOUT)
+                    .ok()
+            } else {
+                None
+            };
+            for element in committed.as_ref().unwrap_or(&unknown).elements() {
+                let partition = u32::try_from(element.partition()).unwrap_or_default();
+                let offset = match element.offset() {
+                    Offset::Offset(o) => o,
+                    _ => 0,
+                };
+                out.insert(partition, offset);
+            }
+        }
+        Ok(out.into_iter().collect())
+    }
+
     fn poll(&mut self, timeout: Duration) -> Result<Vec<Record>> {
         if let Some(e) = self.pending_error.take() {
             return Err(e.into());
@@ -535,7 +799,7 @@ impl Reader for KafkaReader {
             let remaining = deadline.saturating_duration_since(Instant::now());
             match self.consumer.poll(remaining) {
                 Some(Ok(message)) => {
-                    out.push(to_record(&message));
+                    out.push(to_record(&message, &self.logical));
                     break;
                 }
                 Some(Err(e)) if is_transient(&e) => {
@@ -551,7 +815,7 @@ impl Reader for KafkaReader {
         // Then take whatever else is ready.
         while out.len() < MAX_BATCH {
             match self.consumer.poll(Duration::ZERO) {
-                Some(Ok(message)) => out.push(to_record(&message)),
+                Some(Ok(message)) => out.push(to_record(&message, &self.logical)),
                 Some(Err(e)) if is_transient(&e) => {}
                 Some(Err(e)) => {
                     self.pending_error = Some(e);

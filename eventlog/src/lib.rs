@@ -1,19 +1,30 @@
-//! The event log every stage talks to, with two backends:
+//! The event log every stage talks to, with its backends:
 //!
-//! - [`kafka`]: rdkafka, for every multi-process deployment;
-//! - [`embedded`]: a durable log kept in RocksDB (a column family per topic,
-//!   key = partition + offset), for `catalog dev` and single-node installs.
+//! - `kafka` (feature `kafka`): rdkafka, for every multi-process
+//!   deployment, with topics as code ([`topics`]) and a topic prefix;
+//! - `embedded` (feature `embedded`): a durable log kept in RocksDB (a
+//!   column family per topic, key = partition + offset), for `catalog dev`
+//!   and single-node installs;
+//! - [`memory`]: in memory with fault injection, for the tests of every
+//!   crate.
 //!
 //! Stages see only the [`EventLog`] and [`Reader`] traits. This crate knows
-//! nothing of the catalog's messages: keys and values are bytes.
+//! nothing of the catalog's messages: keys and values are bytes (it reads
+//! only the topic descriptions of `proto::topics`, to create and check
+//! topics). Consumer lag gauges live in [`lag`].
 //!
 //! The interface is synchronous on purpose: every stage runs its consume ->
 //! transform -> produce loop on a thread of its own, librdkafka and RocksDB
 //! are blocking libraries, and a blocking loop makes ordering and
 //! back-pressure obvious.
 
+#[cfg(feature = "embedded")]
 pub mod embedded;
+#[cfg(feature = "kafka")]
 pub mod kafka;
+pub mod lag;
+pub mod memory;
+pub mod topics;
 
 use std::time::Duration;
 
@@ -32,8 +43,10 @@ pub struct Record {
 /// Errors of either backend.
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
+    #[cfg(feature = "kafka")]
     #[error("kafka: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
+    #[cfg(feature = "embedded")]
     #[error("embedded log: {0}")]
     Rocks(#[from] rocksdb::Error),
     #[error("unknown topic {0:?}")]
@@ -44,6 +57,16 @@ pub enum LogError {
     Timeout(Duration, String),
     #[error("embedded log: corrupt record at {0}")]
     Corrupt(String),
+    #[error(
+        "message of {bytes} bytes for topic {topic:?} (key {key:?}) exceeds the {limit}-byte \
+         message limit"
+    )]
+    TooLarge {
+        topic: String,
+        key: String,
+        bytes: usize,
+        limit: usize,
+    },
     #[error("{0}")]
     Other(String),
 }
@@ -90,6 +113,12 @@ pub trait Reader: Send {
     /// Commits, for a group reader, that everything before `next_offset`
     /// of each partition is done. A no-op for an assigned reader.
     fn commit(&mut self, offsets: &[(u32, i64)]) -> Result<()>;
+
+    /// The partitions this reader owns now, each with the next offset it
+    /// will return (for a group member that has read nothing of a
+    /// partition yet: the group's committed offset, or 0). With the
+    /// partitions' end offsets this is the reader's lag.
+    fn positions(&mut self) -> Result<Vec<(u32, i64)>>;
 }
 
 /// Stable partitioner shared by the embedded backend (FNV-1a over the key).

@@ -54,6 +54,7 @@ mod backends {
     use super::*;
     use eventlog::embedded::EmbeddedLog;
     use eventlog::kafka::KafkaLog;
+    use eventlog::memory::MemoryLog;
     use rdkafka::mocking::MockCluster;
     use rdkafka::producer::DefaultProducerContext;
 
@@ -94,6 +95,38 @@ mod backends {
         }
         fn describe_prefix(&self) -> &'static str {
             "embedded:"
+        }
+    }
+
+    /// The in-memory log: clones share one log, so a reopen sees it all.
+    pub struct Memory {
+        log: MemoryLog,
+    }
+
+    impl Harness for Memory {
+        fn label(&self) -> &'static str {
+            "memory"
+        }
+        fn topics(&mut self, bases: &[&str]) -> Vec<String> {
+            for b in bases {
+                self.log.create_topic(b, PARTITIONS);
+            }
+            bases.iter().map(|b| (*b).to_owned()).collect()
+        }
+        fn open(&self) -> Box<dyn EventLog> {
+            Box::new(self.log.clone())
+        }
+        fn patience(&self) -> Duration {
+            Duration::from_secs(5)
+        }
+        fn max_latency(&self) -> Duration {
+            Duration::from_millis(250)
+        }
+        fn expected_partition(&self, key: &[u8]) -> Option<u32> {
+            Some(partition_for(key, PARTITIONS))
+        }
+        fn describe_prefix(&self) -> &'static str {
+            "memory:"
         }
     }
 
@@ -179,6 +212,12 @@ mod backends {
         Some(Box::new(Embedded {
             dir: tempfile::tempdir().unwrap(),
             topics: Vec::new(),
+        }))
+    }
+
+    pub fn memory() -> Option<Box<dyn Harness>> {
+        Some(Box::new(Memory {
+            log: MemoryLog::default(),
         }))
     }
 
@@ -702,4 +741,4 @@ macro_rules! suite {
     };
 }
 
-suite!(embedded, kafka_mock, kafka_broker);
+suite!(memory, embedded, kafka_mock, kafka_broker);

@@ -455,7 +455,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut s = SourceConfig::files("a", dir.path());
         s.schedule = "nope".into();
-        let log: Arc<dyn EventLog> = Arc::new(crate::sync::tests::MemLog::default());
+        let log: Arc<dyn EventLog> =
+            Arc::new(eventlog::memory::MemoryLog::new(&proto::topics::ALL, 1));
         let err = Ingest::open(
             IngestConfig {
                 sources: vec![s],

@@ -428,69 +428,49 @@ pub(crate) mod tests {
     use eventlog::Reader;
     use proto::Content;
     use std::sync::Mutex;
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::atomic::Ordering;
 
-    /// An in-memory log: appended messages become visible on flush.
-    #[derive(Default)]
+    /// The public in-memory log (one partition, so observations keep the
+    /// order they were appended in), and a reader of what was flushed.
     pub(crate) struct MemLog {
-        pending: Mutex<Vec<(Vec<u8>, Vec<u8>)>>,
-        pub(crate) flushed: Mutex<Vec<(Vec<u8>, Vec<u8>)>>,
-        pub(crate) fail_flush: AtomicBool,
-        pub(crate) facts: Mutex<Vec<Vec<u8>>>,
+        log: eventlog::memory::MemoryLog,
+        observations: Mutex<Box<dyn Reader>>,
+    }
+
+    impl Default for MemLog {
+        fn default() -> Self {
+            let log = eventlog::memory::MemoryLog::new(&proto::topics::ALL, 1);
+            let observations = Mutex::new(
+                log.assign(proto::topics::OBSERVATIONS, &[(0, 0)])
+                    .expect("reader"),
+            );
+            MemLog { log, observations }
+        }
     }
 
     impl MemLog {
+        /// The observations flushed since the last call.
         pub(crate) fn take(&self) -> Vec<Observation> {
-            std::mem::take(&mut *self.flushed.lock().unwrap())
-                .into_iter()
-                .map(|(k, v)| {
-                    let o = Observation::decode(&v).unwrap();
-                    assert_eq!(k, o.location.as_str().as_bytes());
-                    o
-                })
-                .collect()
+            let mut reader = self.observations.lock().unwrap();
+            let mut out = Vec::new();
+            loop {
+                let got = reader.poll(Duration::ZERO).unwrap();
+                if got.is_empty() {
+                    return out;
+                }
+                for r in got {
+                    let o = Observation::decode(&r.value).unwrap();
+                    assert_eq!(r.key, o.location.as_str().as_bytes());
+                    out.push(o);
+                }
+            }
         }
     }
 
-    impl EventLog for MemLog {
-        fn append(&self, topic: &str, key: &[u8], value: &[u8]) -> eventlog::Result<()> {
-            if topic != proto::topics::OBSERVATIONS {
-                self.facts.lock().unwrap().push(value.to_vec());
-                return Ok(());
-            }
-            self.pending
-                .lock()
-                .unwrap()
-                .push((key.to_vec(), value.to_vec()));
-            Ok(())
-        }
-        fn flush(&self, _timeout: Duration) -> eventlog::Result<()> {
-            let mut pending = self.pending.lock().unwrap();
-            if self.fail_flush.load(Ordering::SeqCst) {
-                pending.clear();
-                return Err(LogError::Other("flush failed".into()));
-            }
-            self.flushed.lock().unwrap().append(&mut pending);
-            Ok(())
-        }
-        fn partitions(&self, _topic: &str) -> eventlog::Result<u32> {
-            Ok(1)
-        }
-        fn end_offsets(&self, _topic: &str) -> eventlog::Result<Vec<i64>> {
-            Ok(vec![self.flushed.lock().unwrap().len() as i64])
-        }
-        fn subscribe(&self, _topic: &str, _group: &str) -> eventlog::Result<Box<dyn Reader>> {
-            Err(LogError::Other("not supported".into()))
-        }
-        fn assign(
-            &self,
-            _topic: &str,
-            _starts: &[(u32, i64)],
-        ) -> eventlog::Result<Box<dyn Reader>> {
-            Err(LogError::Other("not supported".into()))
-        }
-        fn describe(&self) -> String {
-            "memory".into()
+    impl std::ops::Deref for MemLog {
+        type Target = eventlog::memory::MemoryLog;
+        fn deref(&self) -> &Self::Target {
+            &self.log
         }
     }
 
@@ -585,7 +565,7 @@ pub(crate) mod tests {
             sync_source(
                 &self.src,
                 &self.state,
-                &self.log,
+                &*self.log,
                 &self.guard,
                 t(at),
                 SyncMode::Full,
@@ -750,12 +730,11 @@ pub(crate) mod tests {
     fn failed_flush_remembers_nothing() {
         let e = env();
         e.src.set(true, &[("a", "A")]);
-        e.log.fail_flush.store(true, Ordering::SeqCst);
+        e.log.faults().flushes.store(1, Ordering::SeqCst);
         let err =
-            sync_source(&e.src, &e.state, &e.log, &e.guard, t(1), SyncMode::Full).unwrap_err();
+            sync_source(&e.src, &e.state, &*e.log, &e.guard, t(1), SyncMode::Full).unwrap_err();
         assert!(matches!(err, SyncError::Log(_)), "{err}");
         assert!(e.state.load(&SourceId::new("s")).unwrap().is_empty());
-        e.log.fail_flush.store(false, Ordering::SeqCst);
         assert_eq!(e.sync(2).emitted_new, 1, "shipped again");
         assert_eq!(e.log.take().len(), 1);
     }

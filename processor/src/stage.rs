@@ -2,6 +2,7 @@
 //! at least once.
 
 use crate::{ProcessorConfig, metrics, process};
+use eventlog::lag::LagGauge;
 use eventlog::{EventLog, LogError, Reader, Record};
 use proto::{
     DeadLetter, DecodeError, EntityEvent, LocationOutcome, Observation, ProcessingError, Versioned,
@@ -17,6 +18,8 @@ use uuid::Uuid;
 pub const STAGE: &str = "processor";
 const POLL_TIMEOUT: Duration = Duration::from_millis(200);
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
+/// One wait for delivery, between looks at the stop flag.
+const FLUSH_STEP: Duration = Duration::from_secs(1);
 /// Consecutive failed polls after which the stage gives up.
 const MAX_POLL_FAILURES: u32 = 50;
 
@@ -40,8 +43,10 @@ pub fn run(
     metrics::describe();
     let mut reader = log.subscribe(topics::OBSERVATIONS, &cfg.group)?;
     tracing::info!(group = %cfg.group, log = %log.describe(), "processor started");
+    let mut lag = LagGauge::new(STAGE, topics::OBSERVATIONS);
     let mut poll_failures = 0u32;
     while !stop.load(Ordering::Relaxed) {
+        lag.tick(log.as_ref(), reader.as_mut());
         let records = match reader.poll(POLL_TIMEOUT) {
             Ok(records) => {
                 poll_failures = 0;
@@ -60,7 +65,7 @@ pub fn run(
         if records.is_empty() {
             continue;
         }
-        process_batch(log.as_ref(), reader.as_mut(), cfg, &records)?;
+        process_batch(log.as_ref(), reader.as_mut(), cfg, &records, &stop)?;
     }
     tracing::info!("processor stopped");
     Ok(())
@@ -71,6 +76,7 @@ fn process_batch(
     reader: &mut dyn Reader,
     cfg: &ProcessorConfig,
     records: &[Record],
+    stop: &AtomicBool,
 ) -> Result<(), ProcessorError> {
     let mut next: BTreeMap<u32, i64> = BTreeMap::new();
     for record in records {
@@ -78,7 +84,26 @@ fn process_batch(
         let offset = next.entry(record.partition).or_insert(record.offset + 1);
         *offset = (*offset).max(record.offset + 1);
     }
-    log.flush(FLUSH_TIMEOUT)?;
+    // A broker away is waited out (the producer keeps what is queued and
+    // delivers it when the broker is back); at shutdown the batch is
+    // abandoned uncommitted and processed again by whoever owns it next.
+    let mut waited = Duration::ZERO;
+    loop {
+        match log.flush(FLUSH_STEP) {
+            Ok(()) => break,
+            Err(e) if matches!(e, LogError::Timeout(..)) => {
+                waited += FLUSH_STEP;
+                if stop.load(Ordering::Relaxed) {
+                    tracing::warn!(error = %e, "shutting down with a batch undelivered; it will be processed again");
+                    return Ok(());
+                }
+                if waited >= FLUSH_TIMEOUT && waited.as_secs().is_multiple_of(30) {
+                    tracing::warn!(error = %e, waited_secs = waited.as_secs(), "entity events still undelivered; waiting for the broker");
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
     let offsets: Vec<(u32, i64)> = next.into_iter().collect();
     if let Err(e) = reader.commit(&offsets) {
         // Not fatal: the records are processed again later (at least once).
@@ -149,11 +174,38 @@ fn handle(log: &dyn EventLog, cfg: &ProcessorConfig, record: &Record) -> Result<
                 );
             }
         };
-    log.append(
+    let mut event = event;
+    match log.append(
         topics::ENTITIES,
         obs.location.as_str().as_bytes(),
         &event.encode(),
-    )?;
+    ) {
+        Ok(()) => {}
+        // What the location yields cannot travel in one message: the
+        // location reports that as its error instead (never a silent drop,
+        // never a stopped stage).
+        Err(e @ LogError::TooLarge { .. }) => {
+            tracing::warn!(error = %e, "entity event too large for the log");
+            event.outcome = LocationOutcome::Processed {
+                entities: Vec::new(),
+                errors: vec![ProcessingError {
+                    location: obs.location.clone(),
+                    kind: proto::ErrorKind::TooLarge,
+                    message: format!("what this location yields cannot be published: {e}"),
+                    document: None,
+                    line: None,
+                    column: None,
+                    entity: None,
+                }],
+            };
+            log.append(
+                topics::ENTITIES,
+                obs.location.as_str().as_bytes(),
+                &event.encode(),
+            )?;
+        }
+        Err(e) => return Err(e),
+    }
     if let LocationOutcome::Processed { entities, errors } = &event.outcome {
         metrics::entities(entities.len());
         for e in errors {

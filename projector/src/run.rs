@@ -7,8 +7,10 @@ use crate::keys;
 use crate::metrics as m;
 use crate::read::Catalog;
 use crate::store::{Store, StoreError};
+use eventlog::lag::LagGauge;
 use eventlog::{EventLog, LogError, Record};
 use proto::envelope::Versioned;
+use proto::topics::MessageType;
 use proto::{DeadLetter, EntityEvent, FactEvent, ScorecardEvent, topics};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -54,6 +56,8 @@ struct StatusInner {
     applied: BTreeMap<u32, i64>,
     ends: Vec<i64>,
     known: bool,
+    /// Why the end offsets are not known (the broker is away).
+    unknown_because: Option<String>,
 }
 
 impl Status {
@@ -69,11 +73,32 @@ impl Status {
         })
     }
 
+    /// The lag, or why it is not known (for `/readyz`).
+    pub fn lag_or_reason(&self) -> Result<i64, String> {
+        if let Some(lag) = self.lag() {
+            return Ok(lag);
+        }
+        let s = self.inner.lock().expect("lock");
+        Err(s
+            .unknown_because
+            .clone()
+            .unwrap_or_else(|| "the log's end offsets are not known yet".to_owned()))
+    }
+
     /// The log's end offsets, per partition.
     pub fn set_ends(&self, ends: Vec<i64>) {
         let mut s = self.inner.lock().expect("lock");
         s.ends = ends;
         s.known = true;
+        s.unknown_because = None;
+    }
+
+    /// The end offsets could not be read: the lag is unknown until they
+    /// can (the projections still answer, as of what was applied).
+    pub fn set_unknown(&self, why: String) {
+        let mut s = self.inner.lock().expect("lock");
+        s.known = false;
+        s.unknown_because = Some(why);
     }
 
     /// The next offset to apply of partition `p`.
@@ -115,11 +140,18 @@ pub fn run(
         tracing::info!(topic, ?starts, log = %log.describe(), "projector starting");
         readers.push(log.assign(topic, &starts)?);
     }
+    let mut lags: Vec<LagGauge> = INPUTS
+        .iter()
+        .map(|t| LagGauge::new("projector", t))
+        .collect();
     let mut pending_offsets: Offsets = BTreeMap::new();
     let mut last_ends = Instant::now() - Duration::from_secs(60);
     let mut last_offset_flush = Instant::now();
     let mut last_due = Instant::now() - DUE_EVERY;
     while !stop.load(Ordering::Relaxed) {
+        for (gauge, reader) in lags.iter_mut().zip(readers.iter_mut()) {
+            gauge.tick(log.as_ref(), reader.as_mut());
+        }
         if last_due.elapsed() >= DUE_EVERY {
             apply_due(store.as_ref(), chrono::Utc::now())?;
             last_due = Instant::now();
@@ -127,7 +159,10 @@ pub fn run(
         if last_ends.elapsed() > Duration::from_millis(500) {
             match log.end_offsets(topics::ENTITIES) {
                 Ok(ends) => status.set_ends(ends),
-                Err(e) => tracing::warn!(error = %e, "cannot read end offsets"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read end offsets");
+                    status.set_unknown(format!("cannot read the entity log's end offsets: {e}"));
+                }
             }
             last_ends = Instant::now();
             if let Some(lag) = status.lag() {
@@ -215,16 +250,20 @@ pub fn apply_batch(
     let mut fold = Fold::new(store);
     for rec in batch {
         metrics::counter!(m::EVENTS).increment(1);
-        let applied = match rec.topic.as_str() {
-            topics::FACTS => FactEvent::decode(&rec.value)
+        let applied = match topics::Topic::named(&rec.topic).map(|t| t.message) {
+            Some(MessageType::FactEvent) => FactEvent::decode(&rec.value)
                 .map_err(|e| e.to_string())
                 .map(|ev| fold.apply_facts(&ev)),
-            topics::SCORECARDS => ScorecardEvent::decode(&rec.value)
+            Some(MessageType::ScorecardEvent) => ScorecardEvent::decode(&rec.value)
                 .map_err(|e| e.to_string())
                 .map(|ev| fold.apply_scorecard(&ev)),
-            _ => EntityEvent::decode(&rec.value)
+            Some(MessageType::EntityEvent) => EntityEvent::decode(&rec.value)
                 .map_err(|e| e.to_string())
                 .map(|ev| fold.apply(&ev)),
+            other => Err(format!(
+                "the projector folds no messages of topic {:?} ({other:?})",
+                rec.topic
+            )),
         };
         match applied {
             Ok(changed) => {

@@ -16,10 +16,11 @@ pub async fn livez() -> Response {
 /// `GET /readyz`: 200 once the projector knows its lag, else 503.
 pub async fn readyz(State(st): State<AppState>) -> Response {
     match (st.lag)() {
-        Some(lag) => json(&json!({"ready": true, "lag": lag})),
-        None => json_status(
+        Ok(lag) => json(&json!({"ready": true, "lag": lag})),
+        Err(reason) => json_status(
             StatusCode::SERVICE_UNAVAILABLE,
-            serde_json::to_vec(&json!({"ready": false, "lag": null})).expect("json serialises"),
+            serde_json::to_vec(&json!({"ready": false, "lag": null, "reason": reason}))
+                .expect("json serialises"),
         ),
     }
 }

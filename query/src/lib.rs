@@ -38,9 +38,9 @@ pub const OPENAPI_JSON: &str = include_str!("../openapi.json");
 pub struct AppState {
     /// The read model.
     pub catalog: projector::Catalog,
-    /// Messages the projector has not applied yet; `None` until it knows
-    /// (then `/readyz` answers 503).
-    pub lag: Arc<dyn Fn() -> Option<i64> + Send + Sync>,
+    /// Messages the projector has not applied yet, or why that is not
+    /// known (then `/readyz` answers 503 with the reason).
+    pub lag: Arc<dyn Fn() -> Result<i64, String> + Send + Sync>,
     /// Renders `/metrics`; `None` answers 404.
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     /// Asks the sources of this process to sync now (`POST

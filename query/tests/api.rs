@@ -216,7 +216,7 @@ fn state_with(
     let store: Arc<dyn Store> = store();
     AppState {
         catalog: Catalog::new(store),
-        lag: Arc::new(move || lag),
+        lag: Arc::new(move || lag.ok_or_else(|| "lag unknown".to_owned())),
         metrics,
         refresh: None,
         scorecard_writer: None,
