@@ -365,6 +365,7 @@ fn every_service_kind_killed_repeatedly_converges() {
     let mut kills = std::collections::BTreeMap::<&str, u32>::new();
     let mut seen_during = Vec::new();
     for _round in 0..5 {
+        seen_during.push(total(&a, &base, ""));
         for svc in &mut services {
             std::thread::sleep(Duration::from_millis(200 + next() % 1500));
             if let Some(p) = svc.proc.take() {
@@ -373,8 +374,11 @@ fn every_service_kind_killed_repeatedly_converges() {
             *kills.entry(svc.kind).or_default() += 1;
             svc.start(&env);
         }
-        seen_during.push(total(&a, &base, ""));
     }
+    assert!(
+        seen_during[0] < n as u64,
+        "the kills began after ingest finished ({seen_during:?})"
+    );
     stop.store(true, Ordering::Relaxed);
     let last_titles = edits.join().unwrap();
     assert!(kills.values().all(|&c| c >= 5), "{kills:?}");

@@ -202,8 +202,21 @@ impl KafkaLog {
             let replication = req.replication_factor.map_or(-1, i32::from);
             self.create_physical(&new, req.partitions, replication, deadline)?;
         }
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        let mut after = self.check_topics(specs, req, remaining.max(Duration::from_secs(1)))?;
+        // Right after creation (ours, or a peer's that raced us) a broker
+        // may describe a topic before it has applied the topic's configs:
+        // settle for a few seconds before calling anything a problem.
+        let settle = Instant::now() + Duration::from_secs(15);
+        let mut after = loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let report = self.check_topics(specs, req, remaining.max(Duration::from_secs(1)))?;
+            if report.problems.is_empty()
+                || before.missing.is_empty()
+                || Instant::now() >= settle.min(deadline)
+            {
+                break report;
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        };
         after.created = before.missing;
         after.ok.retain(|n| !after.created.contains(n));
         Ok(after)
