@@ -196,7 +196,7 @@ fn stages_scale_and_survive_a_broker_loss_on_three_brokers() {
         let dup = duplicated_history(&d(x).join("projections"));
         assert!(
             dup.is_empty(),
-            "projector {x}: history repeats a change of {dup:?}"
+            "projector {x}: history records an event twice: {dup:?}"
         );
     }
     eprintln!("broker 2 killed with {seen_at_kill} of {n} entities visible");
@@ -287,7 +287,7 @@ fn a_broker_away_for_thirty_seconds_is_waited_out() {
         p.terminate();
     }
     let dup = duplicated_history(&d("h").join("projections"));
-    assert!(dup.is_empty(), "history repeats a change of {dup:?}");
+    assert!(dup.is_empty(), "history records an event twice: {dup:?}");
 }
 
 /// One service of the crash matrix: how to start it again.
@@ -442,7 +442,7 @@ fn every_service_kind_killed_repeatedly_converges() {
         let dup = duplicated_history(&d(x).join("projections"));
         assert!(
             dup.is_empty(),
-            "store {x}: history repeats a change of {dup:?}"
+            "store {x}: history records an event twice: {dup:?}"
         );
     }
     eprintln!(
