@@ -149,7 +149,9 @@ pub fn run(
     let mut last_offset_flush = Instant::now();
     let mut last_due = Instant::now() - DUE_EVERY;
     while !stop.load(Ordering::Relaxed) {
-        for (gauge, reader) in lags.iter_mut().zip(readers.iter_mut()) {
+        // The entity log's gauge is set from the end offsets read for the
+        // status below (INPUTS[0] is the entity log), not read again.
+        for (gauge, reader) in lags.iter_mut().zip(readers.iter_mut()).skip(1) {
             gauge.tick(log.as_ref(), reader.as_mut());
         }
         if last_due.elapsed() >= DUE_EVERY {
@@ -158,7 +160,12 @@ pub fn run(
         }
         if last_ends.elapsed() > Duration::from_millis(500) {
             match log.end_offsets(topics::ENTITIES) {
-                Ok(ends) => status.set_ends(ends),
+                Ok(ends) => {
+                    if let Ok(positions) = readers[0].positions() {
+                        lags[0].set(&positions, &ends);
+                    }
+                    status.set_ends(ends);
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot read end offsets");
                     status.set_unknown(format!("cannot read the entity log's end offsets: {e}"));
