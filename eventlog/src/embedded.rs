@@ -479,6 +479,7 @@ impl EmbeddedReader {
                 key,
                 value,
                 timestamp_ms,
+                next: expected + 1,
             });
             expected += 1;
             it.next();

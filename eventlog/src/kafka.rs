@@ -31,6 +31,7 @@ use rdkafka::metadata::Metadata;
 use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
+use crate::parts::{self, Assembler};
 use crate::topics::{ExistingTopic, TopicReport, TopicRequirements, check_topic, creation_configs};
 use crate::{EventLog, LogError, Reader, Record, Result};
 use proto::topics::Topic;
@@ -86,6 +87,7 @@ pub struct KafkaLog {
     /// The producer's `message.max.bytes`.
     max_message_bytes: usize,
     producer: ThreadedProducer<DeliveryTracker>,
+    partition_counts: Mutex<HashMap<String, u32>>,
 }
 
 impl std::fmt::Debug for KafkaLog {
@@ -131,7 +133,61 @@ impl KafkaLog {
             prefix: String::new(),
             max_message_bytes,
             producer,
+            partition_counts: Mutex::default(),
         })
+    }
+
+    /// Queues one message, waiting (bounded) while the queue is full.
+    fn send(
+        &self,
+        topic: &str,
+        physical: &str,
+        partition: Option<i32>,
+        key: &[u8],
+        value: &[u8],
+    ) -> Result<()> {
+        let mut record = BaseRecord::to(physical).key(key).payload(value);
+        if let Some(p) = partition {
+            record = record.partition(p);
+        }
+        let mut deadline = None;
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    let deadline =
+                        *deadline.get_or_insert_with(|| Instant::now() + QUEUE_FULL_TIMEOUT);
+                    if Instant::now() >= deadline {
+                        return Err(LogError::Timeout(
+                            QUEUE_FULL_TIMEOUT,
+                            format!("the producer queue stayed full (topic {topic:?})"),
+                        ));
+                    }
+                    // Serve delivery reports so that the queue drains.
+                    self.producer.poll(Duration::from_millis(10));
+                    record = back;
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge), _)) => {
+                    return Err(too_large(topic, key, value, self.max_message_bytes));
+                }
+                Err((e, _)) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Partitions of a broker topic, read once per process (adding
+    /// partitions to a topic moves keys; the catalog never does).
+    fn cached_partitions(&self, physical: &str) -> Result<u32> {
+        let mut cache = self
+            .partition_counts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(n) = cache.get(physical) {
+            return Ok(*n);
+        }
+        let n = self.topic_partitions(physical)?;
+        cache.insert(physical.to_owned(), n);
+        Ok(n)
     }
 
     /// Names every topic and consumer group `{prefix}{name}` on the broker
@@ -556,31 +612,20 @@ fn to_i32_partition(topic: &str, partition: u32) -> Result<i32> {
 impl EventLog for KafkaLog {
     fn append(&self, topic: &str, key: &[u8], value: &[u8]) -> Result<()> {
         let physical = self.physical(topic);
-        if key.len() + value.len() > self.max_message_bytes {
+        if key.len() + parts::OVERHEAD > self.max_message_bytes {
             return Err(too_large(topic, key, value, self.max_message_bytes));
         }
-        let mut record = BaseRecord::to(&physical).key(key).payload(value);
-        let mut deadline = None;
-        loop {
-            match self.producer.send(record) {
-                Ok(()) => return Ok(()),
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                    let deadline =
-                        *deadline.get_or_insert_with(|| Instant::now() + QUEUE_FULL_TIMEOUT);
-                    if Instant::now() >= deadline {
-                        return Err(LogError::Timeout(
-                            QUEUE_FULL_TIMEOUT,
-                            format!("the producer queue stayed full (topic {topic:?})"),
-                        ));
-                    }
-                    // Serve delivery reports so that the queue drains.
-                    self.producer.poll(Duration::from_millis(10));
-                    record = back;
+        match parts::split(key, value, self.max_message_bytes) {
+            None => self.send(topic, &physical, None, key, value),
+            Some(pieces) => {
+                // Parts and manifest go to the partition the default
+                // partitioner picks for the key, in order.
+                let partitions = self.cached_partitions(&physical)?;
+                let partition = to_i32_partition(topic, parts::kafka_partition(key, partitions))?;
+                for (k, v) in &pieces {
+                    self.send(topic, &physical, Some(partition), k, v)?;
                 }
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge), _)) => {
-                    return Err(too_large(topic, key, value, self.max_message_bytes));
-                }
-                Err((e, _)) => return Err(e.into()),
+                Ok(())
             }
         }
     }
@@ -646,6 +691,7 @@ impl EventLog for KafkaLog {
             logical: topic.to_owned(),
             group: true,
             pending_error: None,
+            assembler: Assembler::default(),
         }))
     }
 
@@ -680,6 +726,7 @@ impl EventLog for KafkaLog {
             logical: logical.to_owned(),
             group: false,
             pending_error: None,
+            assembler: Assembler::default(),
         }))
     }
 
@@ -747,6 +794,8 @@ struct KafkaReader {
     /// An error met after some records were collected, returned by the
     /// next poll.
     pending_error: Option<KafkaError>,
+    /// Reassembles messages sent in parts.
+    assembler: Assembler,
 }
 
 fn to_record(message: &BorrowedMessage<'_>, logical: &str) -> Record {
@@ -757,12 +806,20 @@ fn to_record(message: &BorrowedMessage<'_>, logical: &str) -> Record {
         key: message.key().map(<[u8]>::to_vec).unwrap_or_default(),
         value: message.payload().map(<[u8]>::to_vec).unwrap_or_default(),
         timestamp_ms: message.timestamp().to_millis().unwrap_or_default(),
+        next: message.offset() + 1,
     }
 }
 
 impl Reader for KafkaReader {
     fn positions(&mut self) -> Result<Vec<(u32, i64)>> {
         let assignment = self.consumer.assignment()?;
+        let owned: Vec<i32> = assignment
+            .elements()
+            .iter()
+            .map(|e| e.partition())
+            .collect();
+        self.assembler
+            .retain_partitions(|p| owned.contains(&i32::try_from(p).unwrap_or(-1)));
         if assignment.count() == 0 {
             return Ok(Vec::new());
         }
@@ -837,7 +894,10 @@ impl Reader for KafkaReader {
                 None => break,
             }
         }
-        Ok(out)
+        Ok(out
+            .into_iter()
+            .filter_map(|r| self.assembler.accept(r))
+            .collect())
     }
 
     fn commit(&mut self, offsets: &[(u32, i64)]) -> Result<()> {

@@ -24,6 +24,7 @@ pub mod embedded;
 pub mod kafka;
 pub mod lag;
 pub mod memory;
+pub mod parts;
 pub mod topics;
 
 use std::time::Duration;
@@ -38,6 +39,11 @@ pub struct Record {
     pub value: Vec<u8>,
     /// Append time in milliseconds since the Unix epoch.
     pub timestamp_ms: i64,
+    /// The offset of this partition to resume from once this record (and
+    /// every record of the partition before it) is processed: `offset + 1`,
+    /// or earlier while a message sent in parts ([`parts`]) is half read.
+    /// Consumers store or commit this, never `offset + 1`.
+    pub next: i64,
 }
 
 /// Errors of either backend.

@@ -7,6 +7,10 @@
 //! offsets. Clones share one log, as processes share a broker, so a test can
 //! "restart" a stage by opening a new reader on a clone.
 //!
+//! With [`MemoryLog::with_max_message_bytes`] it has a message limit like a
+//! broker's, and larger messages travel in parts ([`crate::parts`]), so the
+//! tests of every stage can exercise them with small messages.
+//!
 //! [`Faults`] make the next appends, flushes or polls fail. A failed flush
 //! drops what was queued, the pessimistic reading of a flush error (the
 //! caller must not assume anything was delivered).
@@ -16,6 +20,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::parts::{self, Assembler};
 use crate::{EventLog, LogError, Reader, Record, Result, partition_for};
 
 /// Most records one poll returns.
@@ -60,6 +65,8 @@ struct Shared {
     /// Signalled on every flush that made records readable.
     arrived: Condvar,
     faults: Faults,
+    /// Messages larger than this are split into parts.
+    max_message_bytes: Option<usize>,
 }
 
 /// The in-memory log. Cheap to clone; clones share everything.
@@ -72,6 +79,28 @@ impl MemoryLog {
     /// A log with `topics`, each of `partitions` partitions.
     pub fn new(topics: &[&str], partitions: u32) -> Self {
         let log = MemoryLog::default();
+        {
+            let mut s = log.lock();
+            for t in topics {
+                s.topics.insert(
+                    (*t).to_owned(),
+                    vec![Vec::new(); partitions.max(1) as usize],
+                );
+            }
+        }
+        log
+    }
+
+    /// A log like `new`, whose messages over `limit` bytes (key and value)
+    /// are split into parts, as the Kafka backend splits messages over the
+    /// producer's limit.
+    pub fn with_max_message_bytes(topics: &[&str], partitions: u32, limit: usize) -> Self {
+        let log = MemoryLog {
+            shared: Arc::new(Shared {
+                max_message_bytes: Some(limit),
+                ..Shared::default()
+            }),
+        };
         {
             let mut s = log.lock();
             for t in topics {
@@ -138,6 +167,7 @@ fn to_record(topic: &str, partition: u32, offset: i64, r: &Stored) -> Record {
         key: r.key.clone(),
         value: r.value.clone(),
         timestamp_ms: r.timestamp_ms,
+        next: offset + 1,
     }
 }
 
@@ -161,15 +191,22 @@ impl EventLog for MemoryLog {
             .ok_or_else(|| LogError::UnknownTopic(topic.to_owned()))?
             .len() as u32;
         let p = partition_for(key, partitions);
-        s.pending.push((
-            topic.to_owned(),
-            p,
-            Stored {
-                key: key.to_vec(),
-                value: value.to_vec(),
-                timestamp_ms: now_ms(),
-            },
-        ));
+        let pieces = self
+            .shared
+            .max_message_bytes
+            .and_then(|limit| parts::split(key, value, limit))
+            .unwrap_or_else(|| vec![(key.to_vec(), value.to_vec())]);
+        for (key, value) in pieces {
+            s.pending.push((
+                topic.to_owned(),
+                p,
+                Stored {
+                    key,
+                    value,
+                    timestamp_ms: now_ms(),
+                },
+            ));
+        }
         Ok(())
     }
 
@@ -228,6 +265,7 @@ impl EventLog for MemoryLog {
             group: Some(group.to_owned()),
             positions,
             next_first: 0,
+            assembler: Assembler::default(),
         }))
     }
 
@@ -252,6 +290,7 @@ impl EventLog for MemoryLog {
             group: None,
             positions: starts.to_vec(),
             next_first: 0,
+            assembler: Assembler::default(),
         }))
     }
 
@@ -267,6 +306,7 @@ struct MemoryReader {
     positions: Vec<(u32, i64)>,
     /// Rotated so that a busy partition cannot starve the others.
     next_first: usize,
+    assembler: Assembler,
 }
 
 impl MemoryReader {
@@ -287,7 +327,9 @@ impl MemoryReader {
             }
         }
         self.next_first = (self.next_first + 1) % n.max(1);
-        out
+        out.into_iter()
+            .filter_map(|r| self.assembler.accept(r))
+            .collect()
     }
 }
 
@@ -300,9 +342,14 @@ impl Reader for MemoryReader {
         let log = self.log.clone();
         let mut s = log.lock();
         loop {
+            let before = self.positions.clone();
             let out = self.take(&s);
             if !out.is_empty() {
                 return Ok(out);
+            }
+            if self.positions != before {
+                // Only parts arrived: read on without waiting.
+                continue;
             }
             let remaining = deadline.saturating_duration_since(Instant::now());
             if remaining.is_zero() {

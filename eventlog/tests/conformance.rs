@@ -160,8 +160,10 @@ mod backends {
         fn max_latency(&self) -> Duration {
             Duration::from_secs(5)
         }
-        fn expected_partition(&self, _key: &[u8]) -> Option<u32> {
-            None
+        fn expected_partition(&self, key: &[u8]) -> Option<u32> {
+            // Messages sent in parts are placed by our own murmur2; it must
+            // agree with the producer's partitioner.
+            Some(eventlog::parts::kafka_partition(key, PARTITIONS))
         }
         fn describe_prefix(&self) -> &'static str {
             "kafka:"
@@ -200,8 +202,10 @@ mod backends {
         fn max_latency(&self) -> Duration {
             Duration::from_secs(5)
         }
-        fn expected_partition(&self, _key: &[u8]) -> Option<u32> {
-            None
+        fn expected_partition(&self, key: &[u8]) -> Option<u32> {
+            // Messages sent in parts are placed by our own murmur2; it must
+            // agree with the producer's partitioner.
+            Some(eventlog::parts::kafka_partition(key, PARTITIONS))
         }
         fn describe_prefix(&self) -> &'static str {
             "kafka:"
@@ -216,8 +220,10 @@ mod backends {
     }
 
     pub fn memory() -> Option<Box<dyn Harness>> {
+        // A small message limit, so that the memory log splits messages
+        // into parts like the Kafka backend does at 1 MB.
         Some(Box::new(Memory {
-            log: MemoryLog::default(),
+            log: MemoryLog::with_max_message_bytes(&[], PARTITIONS, 64 * 1024),
         }))
     }
 
@@ -685,6 +691,73 @@ mod checks {
         assert!(records.iter().all(|r| r.partition == records[0].partition));
     }
 
+    /// A message far over a broker's default 1 MB limit travels (in parts
+    /// where the backend has a limit) and is read back whole, in order with
+    /// the small messages of its key, on its key's partition; a reader
+    /// resumed from a record's `next` offset misses nothing.
+    pub fn large_messages(h: &mut dyn Harness) {
+        let [topic] = <[String; 1]>::try_from(h.topics(&["large"])).unwrap();
+        let log = h.open();
+        let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        let keys: Vec<String> = (0..6)
+            .map(|k| format!("file:/org/users-{k}.yaml"))
+            .collect();
+        for key in &keys {
+            log.append(&topic, key.as_bytes(), b"{\"first\":1}")
+                .unwrap();
+        }
+        log.append(&topic, keys[0].as_bytes(), &big).unwrap();
+        for key in &keys {
+            log.append(&topic, key.as_bytes(), b"{\"last\":1}").unwrap();
+        }
+        log.flush(Duration::from_secs(60)).unwrap();
+
+        let mut reader = log.assign(&topic, &all_partitions_from_zero()).unwrap();
+        let records = collect_exactly(reader.as_mut(), 13, h.patience());
+        let of_key: Vec<&Record> = records
+            .iter()
+            .filter(|r| r.key == keys[0].as_bytes())
+            .collect();
+        assert_eq!(of_key.len(), 3);
+        assert_eq!(of_key[0].value, b"{\"first\":1}");
+        assert!(of_key[1].value == big, "the large value came back changed");
+        assert_eq!(of_key[2].value, b"{\"last\":1}");
+        assert!(of_key.iter().all(|r| r.partition == of_key[0].partition));
+        if let Some(p) = h.expected_partition(keys[0].as_bytes()) {
+            assert_eq!(of_key[0].partition, p);
+        }
+        assert!(of_key[0].offset < of_key[1].offset && of_key[1].offset < of_key[2].offset);
+        for r in &records {
+            assert_eq!(r.next, r.offset + 1, "nothing is half read after {r:?}");
+        }
+        drop(reader);
+
+        // Resuming where the first record of the key left off reads the
+        // large message again, whole.
+        let starts: Vec<(u32, i64)> = (0..PARTITIONS)
+            .map(|p| {
+                if p == of_key[0].partition {
+                    (p, of_key[0].next)
+                } else {
+                    (p, log.end_offsets(&topic).unwrap()[p as usize])
+                }
+            })
+            .collect();
+        let after = records
+            .iter()
+            .filter(|r| r.partition == of_key[0].partition && r.offset > of_key[0].offset)
+            .count();
+        let mut reader = log.assign(&topic, &starts).unwrap();
+        let again = collect_exactly(reader.as_mut(), after, h.patience());
+        let again: Vec<&Record> = again
+            .iter()
+            .filter(|r| r.key == keys[0].as_bytes())
+            .collect();
+        assert_eq!(again.len(), 2);
+        assert!(again[0].value == big);
+        assert_eq!(again[1].value, b"{\"last\":1}");
+    }
+
     /// Unknown topics are reported as such.
     pub fn unknown_topic(h: &mut dyn Harness) {
         h.topics(&["known"]);
@@ -735,6 +808,7 @@ macro_rules! suite {
                 idle_then_live,
                 concurrent_readers,
                 large_backlog,
+                large_messages,
                 unknown_topic,
             );
         )*

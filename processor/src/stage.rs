@@ -81,8 +81,8 @@ fn process_batch(
     let mut next: BTreeMap<u32, i64> = BTreeMap::new();
     for record in records {
         handle(log, cfg, record)?;
-        let offset = next.entry(record.partition).or_insert(record.offset + 1);
-        *offset = (*offset).max(record.offset + 1);
+        let offset = next.entry(record.partition).or_insert(record.next);
+        *offset = (*offset).max(record.next);
     }
     // A broker away is waited out (the producer keeps what is queued and
     // delivers it when the broker is back); at shutdown the batch is

@@ -300,7 +300,7 @@ pub fn apply_batch(
                 }
             }
         }
-        offsets.insert((rec.topic.clone(), rec.partition), rec.offset + 1);
+        offsets.insert((rec.topic.clone(), rec.partition), rec.next);
     }
     let mut changes = fold.finish()?;
     if changes.is_empty() {
