@@ -8,7 +8,7 @@
 //!     path: ./catalog            # the directory to walk
 //!     patterns: ["**/*.yaml"]    # default: **/*.yaml, **/*.yml
 //!     schedule: "*/5 * * * * *"  # cron, seconds first; default: every second
-//!     max_document_bytes: 1048576
+//!     max_file_bytes: 268435456  # a file over this is too_large, unread (default 256 MiB)
 //!     removal_guard: { max_share: 0.5, min_count: 3 }
 //! ```
 //!
@@ -23,8 +23,9 @@ use std::str::FromStr;
 
 /// Default cron schedule: every second (`sec min hour dom month dow`).
 pub const DEFAULT_SCHEDULE: &str = "*/1 * * * * *";
-/// Default largest document a source ships: 1 MiB.
-pub const DEFAULT_MAX_DOCUMENT_BYTES: u64 = 1024 * 1024;
+/// Default largest file a source reads and ships (256 MiB); documents have
+/// their own limit in the processor.
+pub const DEFAULT_MAX_FILE_BYTES: u64 = 256 * 1024 * 1024;
 /// Default file patterns of a `files` source.
 pub const DEFAULT_PATTERNS: [&str; 2] = ["**/*.yaml", "**/*.yml"];
 
@@ -55,7 +56,7 @@ pub struct SourceConfig {
     /// Cron expression with seconds (6 or 7 fields).
     pub schedule: String,
     /// Locations larger than this are observed as `too_large`, unread.
-    pub max_document_bytes: u64,
+    pub max_file_bytes: u64,
     /// Protection against a listing that suddenly lacks most locations.
     pub removal_guard: RemovalGuard,
 }
@@ -117,8 +118,8 @@ fn default_min_count() -> u32 {
 fn default_schedule() -> String {
     DEFAULT_SCHEDULE.to_string()
 }
-fn default_max_document_bytes() -> u64 {
-    DEFAULT_MAX_DOCUMENT_BYTES
+fn default_max_file_bytes() -> u64 {
+    DEFAULT_MAX_FILE_BYTES
 }
 fn default_patterns() -> Vec<String> {
     DEFAULT_PATTERNS.iter().map(|p| p.to_string()).collect()
@@ -131,7 +132,7 @@ impl SourceConfig {
             id: id.into(),
             kind: SourceKind::Github(Box::new(cfg)),
             schedule: default_schedule(),
-            max_document_bytes: default_max_document_bytes(),
+            max_file_bytes: default_max_file_bytes(),
             removal_guard: RemovalGuard::default(),
         }
     }
@@ -145,7 +146,7 @@ impl SourceConfig {
                 patterns: default_patterns(),
             }),
             schedule: default_schedule(),
-            max_document_bytes: default_max_document_bytes(),
+            max_file_bytes: default_max_file_bytes(),
             removal_guard: RemovalGuard::default(),
         }
     }
@@ -170,8 +171,8 @@ struct RawSourceConfig {
     patterns: Option<Vec<String>>,
     #[serde(default = "default_schedule")]
     schedule: String,
-    #[serde(default = "default_max_document_bytes")]
-    max_document_bytes: u64,
+    #[serde(default = "default_max_file_bytes")]
+    max_file_bytes: u64,
     #[serde(default)]
     removal_guard: RemovalGuard,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -206,7 +207,7 @@ impl TryFrom<RawSourceConfig> for SourceConfig {
             id: raw.id,
             kind,
             schedule: raw.schedule,
-            max_document_bytes: raw.max_document_bytes,
+            max_file_bytes: raw.max_file_bytes,
             removal_guard: raw.removal_guard,
         })
     }
@@ -224,7 +225,7 @@ impl From<SourceConfig> for RawSourceConfig {
             path,
             patterns,
             schedule: c.schedule,
-            max_document_bytes: c.max_document_bytes,
+            max_file_bytes: c.max_file_bytes,
             removal_guard: c.removal_guard,
             github,
         }
@@ -275,8 +276,8 @@ impl IngestConfig {
                     format!("invalid cron expression {:?}: {e}", s.schedule),
                 ));
             }
-            if s.max_document_bytes == 0 {
-                return Err(err("max_document_bytes", "must be greater than 0".into()));
+            if s.max_file_bytes == 0 {
+                return Err(err("max_file_bytes", "must be greater than 0".into()));
             }
             let g = &s.removal_guard;
             if !(g.max_share.is_finite() && (0.0..=1.0).contains(&g.max_share)) {
@@ -326,7 +327,7 @@ mod tests {
         let cfg = parse("sources:\n  - id: demo\n    type: files\n    path: ./cat\n").unwrap();
         let s = &cfg.sources[0];
         assert_eq!(s.schedule, "*/1 * * * * *");
-        assert_eq!(s.max_document_bytes, 1024 * 1024);
+        assert_eq!(s.max_file_bytes, 256 * 1024 * 1024);
         assert_eq!(s.removal_guard.max_share, 0.5);
         assert_eq!(s.removal_guard.min_count, 3);
         let SourceKind::Files(f) = &s.kind else {
@@ -342,13 +343,13 @@ mod tests {
     fn explicit_values_are_kept() {
         let cfg = parse(
             "sources:\n  - id: a\n    type: files\n    path: /x\n    patterns: ['*.json']\n    \
-             schedule: '0 */5 * * * *'\n    max_document_bytes: 10\n    \
+             schedule: '0 */5 * * * *'\n    max_file_bytes: 10\n    \
              removal_guard: { max_share: 0.25, min_count: 7 }\n",
         )
         .unwrap();
         let s = &cfg.sources[0];
         assert_eq!(s.schedule, "0 */5 * * * *");
-        assert_eq!(s.max_document_bytes, 10);
+        assert_eq!(s.max_file_bytes, 10);
         assert_eq!(
             s.removal_guard,
             RemovalGuard {
@@ -431,8 +432,8 @@ mod tests {
         let e = with(|s| s.id = "first".into());
         assert!(e.message.contains("another source"), "{e}");
         assert_eq!(
-            with(|s| s.max_document_bytes = 0).field,
-            "ingest.sources[1].max_document_bytes"
+            with(|s| s.max_file_bytes = 0).field,
+            "ingest.sources[1].max_file_bytes"
         );
         assert_eq!(
             with(|s| s.removal_guard.max_share = 1.5).field,

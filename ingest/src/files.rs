@@ -173,7 +173,7 @@ pub struct FilesSource {
     id: SourceId,
     root: PathBuf,
     patterns: GlobSet,
-    max_document_bytes: u64,
+    max_file_bytes: u64,
     racy_window: Duration,
 }
 
@@ -184,7 +184,7 @@ impl FilesSource {
         id: SourceId,
         root: PathBuf,
         patterns: &[String],
-        max_document_bytes: u64,
+        max_file_bytes: u64,
     ) -> Result<Self, globset::Error> {
         let mut b = GlobSetBuilder::new();
         for p in patterns {
@@ -194,7 +194,7 @@ impl FilesSource {
             id,
             root,
             patterns: b.build()?,
-            max_document_bytes,
+            max_file_bytes,
             racy_window: RACY_WINDOW,
         })
     }
@@ -216,7 +216,7 @@ impl Source for FilesSource {
     fn list(&self, known: &Known) -> Result<Listing, SourceError> {
         let mut run = ListRun {
             known,
-            limit: self.max_document_bytes,
+            limit: self.max_file_bytes,
             racy_before: racy_cutoff(self.racy_window),
             seen: HashSet::new(),
             listing: Listing {

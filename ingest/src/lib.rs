@@ -130,7 +130,7 @@ impl Ingest {
                         SourceId::new(&sc.id),
                         root,
                         &f.patterns,
-                        sc.max_document_bytes,
+                        sc.max_file_bytes,
                     )
                     .map_err(|e| setup(e.to_string()))?;
                     (Arc::new(files), None)
@@ -140,7 +140,7 @@ impl Ingest {
                         github::GithubSource::new(
                             SourceId::new(&sc.id),
                             (**g).clone(),
-                            sc.max_document_bytes,
+                            sc.max_file_bytes,
                             state.clone(),
                         )
                         .map_err(|e| setup(e.to_string()))?,

@@ -266,7 +266,7 @@ fn a_missing_root_removes_nothing() {
 
 #[test]
 fn too_large_and_non_utf8_content() {
-    let mut h = Harness::new(|s| s.max_document_bytes = 100);
+    let mut h = Harness::new(|s| s.max_file_bytes = 100);
     write(&h.root.join("big.yaml"), "x".repeat(101));
     write(&h.root.join("exact.yaml"), "y".repeat(100));
     write(&h.root.join("latin1.yaml"), b"name: caf\xe9\n");

@@ -28,7 +28,11 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ProcessorConfig {
-    /// Content over this many bytes is not parsed (error kind `too_large`).
+    /// A location holding more than this many bytes is not parsed (error
+    /// kind `too_large`).
+    pub max_file_bytes: u64,
+    /// One YAML document over this many bytes is not parsed (error kind
+    /// `budget`, on that document); the others of its file are.
     pub max_document_bytes: u64,
     /// The consumer group the stage reads observations as.
     pub group: String,
@@ -37,7 +41,9 @@ pub struct ProcessorConfig {
 impl Default for ProcessorConfig {
     fn default() -> Self {
         ProcessorConfig {
-            max_document_bytes: 1024 * 1024,
+            max_file_bytes: 256 * 1024 * 1024,
+            // A Location listing 350k targets is ~20 MB.
+            max_document_bytes: 64 * 1024 * 1024,
             group: "catalog-processor".to_string(),
         }
     }

@@ -63,8 +63,12 @@ fn outcome(obs: &Observation, cfg: &ProcessorConfig) -> LocationOutcome {
             format!("the location could not be read: {reason}"),
         )),
         ObservedContent::Present { content } => {
-            match decode(location, content, cfg.max_document_bytes) {
-                Ok(text) => process_text(obs, &text),
+            match decode(location, content, cfg.max_file_bytes) {
+                Ok(text) => process_text(
+                    obs,
+                    &text,
+                    usize::try_from(cfg.max_document_bytes).unwrap_or(usize::MAX),
+                ),
                 Err(error) => fail(*error),
             }
         }
@@ -87,7 +91,9 @@ fn too_large(location: &LocationKey, size: u64, limit: u64) -> Box<ProcessingErr
     Box::new(location_error(
         location,
         ErrorKind::TooLarge,
-        format!("the document is {size} bytes, over the processor's limit of {limit} bytes"),
+        format!(
+            "the location holds {size} bytes, over the processor's per-file limit of {limit} bytes"
+        ),
     ))
 }
 
@@ -177,54 +183,54 @@ fn utf8_error(location: &LocationKey, bytes: &[u8], e: &std::str::Utf8Error) -> 
     }
 }
 
-fn process_text(obs: &Observation, text: &str) -> LocationOutcome {
+fn process_text(obs: &Observation, text: &str, max_document_bytes: usize) -> LocationOutcome {
     let mut entities: Vec<ProcessedEntity> = Vec::new();
     let mut errors: Vec<ProcessingError> = Vec::new();
     // Identity key -> document that defined it first.
     let mut seen: HashMap<String, u32> = HashMap::new();
-    for parsed in yaml::parse_stream(text) {
-        match parsed {
-            Err(f) => errors.push(ProcessingError {
-                location: obs.location.clone(),
-                kind: if f.budget {
-                    ErrorKind::Budget
-                } else {
-                    ErrorKind::Yaml
-                },
-                message: f.message,
-                document: Some(f.index),
-                line: Some(f.line),
-                column: Some(f.column),
-                entity: None,
-            }),
-            Ok(doc) => match entity_of(obs, &doc) {
-                Ok(pe) => {
-                    let me = pe.entity.entity_ref();
-                    match seen.get(&me.key()) {
-                        Some(first) => {
-                            let (line, column) = doc.spans.root();
-                            errors.push(ProcessingError {
-                                location: obs.location.clone(),
-                                kind: ErrorKind::Validation,
-                                message: format!(
-                                    "duplicate entity \"{me}\": document {first} of this location already defines it; only the first is kept"
-                                ),
-                                document: Some(doc.index),
-                                line: Some(line),
-                                column: Some(column),
-                                entity: Some(me.to_string()),
-                            });
-                        }
-                        None => {
-                            seen.insert(me.key(), doc.index);
-                            entities.push(pe);
-                        }
+    // Documents are parsed and validated on all cores; duplicates are
+    // resolved here, in document order.
+    let validated = |doc: Doc| (doc.index, doc.spans.root(), entity_of(obs, &doc));
+    yaml::parse_each(text, max_document_bytes, validated, |parsed| match parsed {
+        Err(f) => errors.push(ProcessingError {
+            location: obs.location.clone(),
+            kind: if f.budget {
+                ErrorKind::Budget
+            } else {
+                ErrorKind::Yaml
+            },
+            message: f.message,
+            document: Some(f.index),
+            line: Some(f.line),
+            column: Some(f.column),
+            entity: None,
+        }),
+        Ok((index, (line, column), result)) => match result {
+            Ok(pe) => {
+                let me = pe.entity.entity_ref();
+                match seen.get(&me.key()) {
+                    Some(first) => {
+                        errors.push(ProcessingError {
+                            location: obs.location.clone(),
+                            kind: ErrorKind::Validation,
+                            message: format!(
+                                "duplicate entity \"{me}\": document {first} of this location already defines it; only the first is kept"
+                            ),
+                            document: Some(index),
+                            line: Some(line),
+                            column: Some(column),
+                            entity: Some(me.to_string()),
+                        });
+                    }
+                    None => {
+                        seen.insert(me.key(), index);
+                        entities.push(pe);
                     }
                 }
-                Err(errs) => errors.extend(errs),
-            },
-        }
-    }
+            }
+            Err(errs) => errors.extend(errs),
+        },
+    });
     if errors.len() > MAX_ERRORS_PER_LOCATION {
         let left_out = errors.len() - (MAX_ERRORS_PER_LOCATION - 1);
         let first_left_out = errors[MAX_ERRORS_PER_LOCATION - 1].clone();

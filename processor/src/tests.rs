@@ -6,7 +6,6 @@ use proto::{
     Content, EntityEvent, ErrorKind, LocationKey, LocationOutcome, Observation, ObservedContent,
     ProcessedEntity, ProcessingError, SourceId,
 };
-use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 const LOCATION: &str = "file:/repo/catalog-info.yaml";
@@ -315,7 +314,7 @@ fn too_large_and_unreadable_observations_become_errors() {
 #[test]
 fn content_over_the_configured_limit_is_too_large() {
     let cfg = ProcessorConfig {
-        max_document_bytes: 64,
+        max_file_bytes: 64,
         ..ProcessorConfig::default()
     };
     let big = named(&"a".repeat(30));
@@ -332,11 +331,89 @@ fn content_over_the_configured_limit_is_too_large() {
     assert_eq!(errors[0].kind, ErrorKind::TooLarge);
     // Exactly at the limit is fine.
     let cfg = ProcessorConfig {
-        max_document_bytes: big.len() as u64,
+        max_file_bytes: big.len() as u64,
         ..cfg
     };
     let (entities, errors) = run_cfg(&text(&big), &cfg);
     assert!(errors.is_empty() && entities.len() == 1);
+}
+
+#[test]
+fn the_document_limit_applies_to_each_document() {
+    let small = named("small");
+    let big = component(&format!(
+        "  name: big\n  description: {:?}\n",
+        "d".repeat(500)
+    ));
+    let file = [small.as_str(), big.as_str(), named("after").as_str()].join("---\n");
+    let cfg = ProcessorConfig {
+        max_document_bytes: (big.len() - 10) as u64,
+        ..ProcessorConfig::default()
+    };
+    assert!(
+        file.len() > big.len(),
+        "the file as a whole is over the limit"
+    );
+    let (entities, errors) = run_cfg(&text(&file), &cfg);
+    let names: Vec<&str> = entities
+        .iter()
+        .map(|e| e.entity.metadata.name.as_str())
+        .collect();
+    assert_eq!(names, ["small", "after"]);
+    assert_eq!(errors.len(), 1);
+    assert_eq!(errors[0].kind, ErrorKind::Budget);
+    assert_eq!(errors[0].document, Some(1));
+    assert_eq!(errors[0].line, Some(9));
+    assert!(
+        errors[0].message.contains("per-document limit"),
+        "{}",
+        errors[0].message
+    );
+}
+
+#[test]
+fn an_org_file_of_many_documents_is_read_whole_in_order() {
+    // Tens of thousands of users in one file: far more YAML nodes than any
+    // one document has, and no aliases.
+    let users: Vec<String> = (0..30_000)
+        .map(|i| {
+            format!(
+                "apiVersion: backstage.io/v1alpha1\nkind: User\nmetadata:\n  name: user-{i}\n  \
+                 annotations:\n    hr/id: '{i}'\nspec:\n  profile:\n    displayName: User {i}\n    \
+                 email: user-{i}@example.com\n  memberOf: [team-{}]\n",
+                i % 700
+            )
+        })
+        .collect();
+    let mut file = users.join("---\n");
+    // A duplicate late in the file is reported against the later document.
+    file.push_str("---\n");
+    file.push_str(&users[7]);
+    let (entities, errors) = run(&file);
+    assert_eq!(entities.len(), 30_000);
+    for (i, pe) in entities.iter().enumerate().step_by(997) {
+        assert_eq!(pe.entity.metadata.name, format!("user-{i}"));
+    }
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert_eq!(errors[0].document, Some(30_000));
+    assert!(errors[0].message.contains("document 7"));
+}
+
+#[test]
+fn a_location_document_with_a_hundred_thousand_targets_is_accepted() {
+    let mut doc = String::from(
+        "apiVersion: backstage.io/v1alpha1\nkind: Location\nmetadata:\n  name: all\nspec:\n  targets:\n",
+    );
+    for i in 0..100_000 {
+        doc.push_str(&format!("    - ./repos/repository-{i}/catalog-info.yaml\n"));
+    }
+    let (entities, errors) = run(&doc);
+    assert!(errors.is_empty(), "{errors:#?}");
+    let targets = entities[0].entity.spec.as_ref().unwrap()["targets"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(targets, 100_000);
 }
 
 #[test]
@@ -403,10 +480,8 @@ fn billion_laughs() -> String {
 }
 
 fn assert_budget_fast(file: &str) -> Vec<ProcessingError> {
-    let start = Instant::now();
+    // The budgets bound the work; no wall-clock bound is asserted.
     let (entities, errors) = run(file);
-    let took = start.elapsed();
-    assert!(took < Duration::from_millis(900), "took {took:?}");
     assert!(entities.is_empty());
     assert!(!errors.is_empty());
     assert!(
@@ -1090,7 +1165,8 @@ fn errors_are_capped_per_location() {
 #[test]
 fn config_defaults_and_unknown_fields() {
     let cfg: ProcessorConfig = serde_json::from_str("{}").unwrap();
-    assert_eq!(cfg.max_document_bytes, 1024 * 1024);
+    assert_eq!(cfg.max_document_bytes, 64 * 1024 * 1024);
+    assert_eq!(cfg.max_file_bytes, 256 * 1024 * 1024);
     assert_eq!(cfg.group, "catalog-processor");
     let cfg: ProcessorConfig = serde_json::from_str(r#"{"group":"g"}"#).unwrap();
     assert_eq!(cfg.group, "g");

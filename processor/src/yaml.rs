@@ -6,9 +6,12 @@
 //! each document is parsed on its own. YAML forbids a document marker line
 //! inside any scalar, so the split is faithful to the spec.
 //!
-//! Budgets: every document gets serde-saphyr budgets (depth, nodes, aliases,
-//! alias replay, anchor recording), and the whole location shares one pool of
-//! work so that many small alias bombs cannot add up.
+//! Budgets apply per document: its size, serde-saphyr budgets (depth, nodes
+//! in proportion to its size, aliases, alias replay, anchor recording); the
+//! documents of a location that use aliases share one pool of work so that
+//! many small alias bombs cannot add up. A file of tens of thousands of
+//! ordinary documents is parsed on all cores, in rounds, and handed on in
+//! document order one at a time.
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
@@ -28,8 +31,8 @@ const DOC_MAX_REPLAYED: usize = 10_000;
 const DOC_MAX_RECORDED: usize = 10_000;
 /// Maximum alias uses in one document.
 const DOC_MAX_ALIASES: usize = 1_000;
-/// Work (tree nodes, or the alias caps of a document over budget) that one
-/// location may spend in total.
+/// Work (tree nodes of documents with aliases, or the alias caps of a
+/// document over budget) that one location may spend in total.
 const LOCATION_WORK: usize = 400_000;
 /// Hard cap on the nesting our own visitor accepts, whatever the parser let
 /// through (alias replay can nest below the parser's depth budget).
@@ -412,14 +415,14 @@ fn render_error(e: &serde_saphyr::Error, line_offset: u32) -> String {
     e.render_with_options(options)
 }
 
-fn options(nodes_left: usize) -> serde_saphyr::Options {
-    let cap = |limit: usize| limit.min(nodes_left).max(1);
+fn options(max_nodes: usize) -> serde_saphyr::Options {
+    let cap = |limit: usize| limit.max(1);
     serde_saphyr::options! {
         budget: serde_saphyr::budget! {
             max_depth: MAX_DEPTH,
             flow_nesting_limit: MAX_DEPTH,
-            max_nodes: cap(DOC_MAX_NODES),
-            max_events: cap(DOC_MAX_NODES).saturating_mul(3),
+            max_nodes: cap(max_nodes),
+            max_events: cap(max_nodes).saturating_mul(3),
             max_aliases: DOC_MAX_ALIASES,
             max_anchors: DOC_MAX_ALIASES,
             max_recorded_anchor_events: cap(DOC_MAX_RECORDED),
@@ -464,84 +467,184 @@ fn normalise_line_breaks(text: &str) -> Cow<'_, str> {
 
 /// Parses every document of `text`. Null and empty documents yield nothing;
 /// a document that fails yields a [`DocFailure`] and parsing goes on with the
-/// next one, until the location's work budget is spent.
+/// next one, until the location's alias work budget is spent.
+#[cfg(test)]
 pub(crate) fn parse_stream(text: &str) -> Vec<Result<Doc, DocFailure>> {
+    let mut out = Vec::new();
+    parse_each(text, usize::MAX, |d| d, |r| out.push(r));
+    out
+}
+
+/// Documents parsed (and mapped) per round of the worker threads.
+const BATCH: usize = 512;
+
+/// Parses every document of `text`, `map`s each parsed document on the
+/// worker threads (all cores), and hands the results to `each` in document
+/// order, so a file of many documents is never held parsed all at once.
+///
+/// Budgets apply per document: its size (`max_document_bytes`), nodes in
+/// proportion to its size, and alias expansion. Documents with aliases
+/// also draw on one pool per location ([`LOCATION_WORK`]) so that many
+/// small alias bombs cannot add up; once it is spent, the remaining
+/// documents fail (rounds are sized so that little work is wasted past
+/// that point). Documents without aliases cost the pool nothing: their
+/// size bounds their work.
+pub(crate) fn parse_each<T: Send>(
+    text: &str,
+    max_document_bytes: usize,
+    map: impl Fn(Doc) -> T + Sync,
+    mut each: impl FnMut(Result<T, DocFailure>),
+) {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let text = normalise_line_breaks(text);
-    let mut out = Vec::new();
+    let chunks = split_documents(&text);
+    let workers = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .clamp(1, 8);
     let mut work_left = LOCATION_WORK;
-    for chunk in split_documents(&text) {
-        let line_offset = chunk.first_line.saturating_sub(1);
-        if work_left == 0 {
-            out.push(Err(DocFailure {
+    for batch in chunks.chunks(BATCH) {
+        let parsed: Vec<Parsed<T>> = if workers == 1 || batch.len() < 4 {
+            batch
+                .iter()
+                .map(|c| parse_chunk(c, max_document_bytes, &map))
+                .collect()
+        } else {
+            let per = batch.len().div_ceil(workers);
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = batch
+                    .chunks(per)
+                    .map(|part| {
+                        let map = &map;
+                        scope.spawn(move || {
+                            part.iter()
+                                .map(|c| parse_chunk(c, max_document_bytes, map))
+                                .collect::<Vec<_>>()
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                    .collect()
+            })
+        };
+        for (chunk, result) in batch.iter().zip(parsed) {
+            if work_left == 0 {
+                each(Err(DocFailure {
+                    index: chunk.index,
+                    budget: true,
+                    message: format!(
+                        "the location exceeded its total alias expansion budget \
+                         ({LOCATION_WORK} YAML nodes); this document and the ones after it \
+                         were not read"
+                    ),
+                    line: chunk.first_line,
+                    column: 1,
+                }));
+                return;
+            }
+            work_left = work_left.saturating_sub(result.alias_work);
+            for r in result.docs {
+                each(r);
+            }
+        }
+    }
+}
+
+/// One document's parse: its results and the alias work it cost.
+struct Parsed<T> {
+    docs: Vec<Result<T, DocFailure>>,
+    alias_work: usize,
+}
+
+fn parse_chunk<T>(
+    chunk: &Chunk<'_>,
+    max_document_bytes: usize,
+    map: &(impl Fn(Doc) -> T + Sync),
+) -> Parsed<T> {
+    let line_offset = chunk.first_line.saturating_sub(1);
+    let has_alias = chunk.text.contains('*');
+    if chunk.text.len() > max_document_bytes {
+        return Parsed {
+            docs: vec![Err(DocFailure {
                 index: chunk.index,
                 budget: true,
                 message: format!(
-                    "the location exceeded its total parsing budget ({LOCATION_WORK} YAML nodes, \
-                     alias expansion included); this document and the ones after it were not read"
+                    "document {} is {} bytes, over the processor's per-document limit of \
+                     {max_document_bytes} bytes",
+                    chunk.index,
+                    chunk.text.len()
                 ),
                 line: chunk.first_line,
                 column: 1,
-            }));
-            break;
-        }
-        DEPTH.with(|d| d.set(0));
-        let parsed: Result<Vec<Spanned<Node>>, serde_saphyr::Error> =
-            serde_saphyr::from_multiple_with_options(chunk.text, options(work_left));
-        match parsed {
-            Ok(nodes) => {
-                for node in nodes {
-                    let mut conv = Converter {
-                        line_offset,
-                        spans: HashMap::new(),
-                        nodes: 0,
-                    };
-                    let root = conv.pos(&node.referenced);
-                    let mut path = String::new();
-                    let value = conv.value(node.value, &mut path, 0);
-                    work_left = work_left.saturating_sub(conv.nodes);
-                    if value.is_null() {
-                        continue;
-                    }
-                    let root = if root.0 == 0 {
-                        (chunk.first_line, 1)
-                    } else {
-                        root
-                    };
-                    out.push(Ok(Doc {
-                        index: chunk.index,
-                        value,
-                        spans: Spans {
-                            root,
-                            by_path: conv.spans,
-                        },
-                    }));
-                }
-            }
-            Err(e) => {
-                let budget = is_budget_error(&e);
-                if budget || chunk.text.contains('*') {
-                    // Whatever alias work the parser did before it gave up.
-                    let spent = DOC_MAX_REPLAYED + DOC_MAX_RECORDED;
-                    work_left = work_left.saturating_sub(spent);
-                }
-                let (line, column) = match e.location() {
-                    Some(loc) if loc.line() > 0 => (
-                        u32::try_from(loc.line())
-                            .unwrap_or(u32::MAX)
-                            .saturating_add(line_offset),
-                        u32::try_from(loc.column()).unwrap_or(u32::MAX).max(1),
-                    ),
-                    _ => (chunk.first_line, 1),
+            })],
+            alias_work: 0,
+        };
+    }
+    DEPTH.with(|d| d.set(0));
+    // A node costs at least a byte of text unless an alias replays it, and
+    // replay has budgets of its own: nodes scale with the document.
+    let nodes = DOC_MAX_NODES.max(chunk.text.len());
+    let parsed: Result<Vec<Spanned<Node>>, serde_saphyr::Error> =
+        serde_saphyr::from_multiple_with_options(chunk.text, options(nodes));
+    let mut out = Parsed {
+        docs: Vec::new(),
+        alias_work: 0,
+    };
+    match parsed {
+        Ok(nodes) => {
+            for node in nodes {
+                let mut conv = Converter {
+                    line_offset,
+                    spans: HashMap::new(),
+                    nodes: 0,
                 };
-                out.push(Err(DocFailure {
+                let root = conv.pos(&node.referenced);
+                let mut path = String::new();
+                let value = conv.value(node.value, &mut path, 0);
+                if has_alias {
+                    out.alias_work += conv.nodes;
+                }
+                if value.is_null() {
+                    continue;
+                }
+                let root = if root.0 == 0 {
+                    (chunk.first_line, 1)
+                } else {
+                    root
+                };
+                out.docs.push(Ok(map(Doc {
                     index: chunk.index,
-                    budget,
-                    message: render_error(&e, line_offset),
-                    line,
-                    column,
-                }));
+                    value,
+                    spans: Spans {
+                        root,
+                        by_path: conv.spans,
+                    },
+                })));
             }
+        }
+        Err(e) => {
+            let budget = is_budget_error(&e);
+            if budget || has_alias {
+                // Whatever alias work the parser did before it gave up.
+                out.alias_work += DOC_MAX_REPLAYED + DOC_MAX_RECORDED;
+            }
+            let (line, column) = match e.location() {
+                Some(loc) if loc.line() > 0 => (
+                    u32::try_from(loc.line())
+                        .unwrap_or(u32::MAX)
+                        .saturating_add(line_offset),
+                    u32::try_from(loc.column()).unwrap_or(u32::MAX).max(1),
+                ),
+                _ => (chunk.first_line, 1),
+            };
+            out.docs.push(Err(DocFailure {
+                index: chunk.index,
+                budget,
+                message: render_error(&e, line_offset),
+                line,
+                column,
+            }));
         }
     }
     out

@@ -2,6 +2,7 @@
 
 use chrono::Utc;
 use eventlog::embedded::EmbeddedLog;
+use eventlog::memory::MemoryLog;
 use eventlog::{EventLog, Record};
 use processor::ProcessorConfig;
 use proto::{
@@ -204,4 +205,147 @@ fn the_stage_emits_entity_events_and_dead_letters() {
     // The batch was committed: the group has nothing left to read.
     let mut again = log.subscribe(topics::OBSERVATIONS, &cfg.group).unwrap();
     assert!(again.poll(Duration::from_millis(200)).unwrap().is_empty());
+}
+
+fn users(n: usize) -> String {
+    (0..n)
+        .map(|i| {
+            format!(
+                "apiVersion: backstage.io/v1alpha1\nkind: User\nmetadata:\n  name: user-{i}\nspec:\n  \
+                 profile:\n    email: user-{i}@example.com\n  memberOf: [team-{}]\n",
+                i % 50
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("---\n")
+}
+
+fn run_until(log: &MemoryLog, cfg: &ProcessorConfig, entity_events: usize) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let handle = {
+        let log: Arc<dyn EventLog> = Arc::new(log.clone());
+        let stop = stop.clone();
+        let cfg = cfg.clone();
+        std::thread::spawn(move || processor::run(log, &cfg, stop))
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while read_whole(log, topics::ENTITIES).len() < entity_events {
+        assert!(Instant::now() < deadline, "no entity events in time");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stop.store(true, Ordering::Relaxed);
+    handle.join().unwrap().unwrap();
+}
+
+/// Whole records of a topic, as a reader hands them out.
+fn read_whole(log: &MemoryLog, topic: &str) -> Vec<Record> {
+    let starts: Vec<(u32, i64)> = (0..log.partitions(topic).unwrap())
+        .map(|p| (p, 0))
+        .collect();
+    let mut reader = log.assign(topic, &starts).unwrap();
+    let mut out = Vec::new();
+    loop {
+        let got = reader.poll(Duration::from_millis(50)).unwrap();
+        if got.is_empty() {
+            return out;
+        }
+        out.extend(got);
+    }
+}
+
+#[test]
+fn a_location_larger_than_a_message_travels_in_parts_both_ways() {
+    let log = MemoryLog::with_max_message_bytes(&topics::ALL, 1, 64 * 1024);
+    let big = observation("file:/org/users.yaml", &users(3000));
+    assert!(big.encode().len() > 4 * 64 * 1024);
+    log.append(
+        topics::OBSERVATIONS,
+        big.location.as_str().as_bytes(),
+        &big.encode(),
+    )
+    .unwrap();
+    let small = observation("file:/repo/good.yaml", GOOD);
+    log.append(
+        topics::OBSERVATIONS,
+        small.location.as_str().as_bytes(),
+        &small.encode(),
+    )
+    .unwrap();
+    log.flush(Duration::from_secs(1)).unwrap();
+    assert!(
+        log.records(topics::OBSERVATIONS).len() > 5,
+        "the observation went in parts"
+    );
+
+    let cfg = ProcessorConfig {
+        group: "parts-test".into(),
+        ..ProcessorConfig::default()
+    };
+    run_until(&log, &cfg, 2);
+    let events: Vec<EntityEvent> = read_whole(&log, topics::ENTITIES)
+        .iter()
+        .map(|r| EntityEvent::decode(&r.value).unwrap())
+        .collect();
+    assert_eq!(events.len(), 2);
+    match &events[0].outcome {
+        LocationOutcome::Processed { entities, errors } => {
+            assert_eq!(events[0].location, big.location);
+            assert_eq!(entities.len(), 3000);
+            assert!(errors.is_empty());
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        log.records(topics::ENTITIES).len() > 5,
+        "the entity event went in parts"
+    );
+}
+
+#[test]
+fn a_half_read_message_is_not_committed_past() {
+    let log = MemoryLog::with_max_message_bytes(&topics::ALL, 1, 64 * 1024);
+    let big = observation("file:/org/users.yaml", &users(2000));
+    let pieces =
+        eventlog::parts::split(big.location.as_str().as_bytes(), &big.encode(), 64 * 1024).unwrap();
+    let (manifest, parts) = pieces.split_last().unwrap();
+    // The writer stopped after its parts (the manifest comes later); a
+    // small observation follows.
+    for (k, v) in parts {
+        log.append(topics::OBSERVATIONS, k, v).unwrap();
+    }
+    let small = observation("file:/repo/good.yaml", GOOD);
+    log.append(
+        topics::OBSERVATIONS,
+        small.location.as_str().as_bytes(),
+        &small.encode(),
+    )
+    .unwrap();
+    log.flush(Duration::from_secs(1)).unwrap();
+    let cfg = ProcessorConfig {
+        group: "half-read".into(),
+        ..ProcessorConfig::default()
+    };
+    run_until(&log, &cfg, 1);
+    // The group resumes at the first part, not after the small message.
+    let mut again = log.subscribe(topics::OBSERVATIONS, &cfg.group).unwrap();
+    assert_eq!(again.positions().unwrap(), vec![(0, 0)]);
+    drop(again);
+
+    log.append(topics::OBSERVATIONS, &manifest.0, &manifest.1)
+        .unwrap();
+    log.flush(Duration::from_secs(1)).unwrap();
+    run_until(&log, &cfg, 3);
+    let events: Vec<EntityEvent> = read_whole(&log, topics::ENTITIES)
+        .iter()
+        .map(|r| EntityEvent::decode(&r.value).unwrap())
+        .collect();
+    let big_events: Vec<&EntityEvent> = events
+        .iter()
+        .filter(|e| e.location == big.location)
+        .collect();
+    assert_eq!(big_events.len(), 1);
+    match &big_events[0].outcome {
+        LocationOutcome::Processed { entities, .. } => assert_eq!(entities.len(), 2000),
+        other => panic!("{other:?}"),
+    }
 }

@@ -75,7 +75,7 @@ struct Staged {
 pub struct GithubSource {
     id: SourceId,
     cfg: GithubConfig,
-    max_document_bytes: u64,
+    max_file_bytes: u64,
     state: Arc<StateStore>,
     /// `Some` until drop (see the `Drop` impl).
     rt: Option<tokio::runtime::Runtime>,
@@ -137,7 +137,7 @@ impl GithubSource {
     pub fn new(
         id: SourceId,
         cfg: GithubConfig,
-        max_document_bytes: u64,
+        max_file_bytes: u64,
         state: Arc<StateStore>,
     ) -> Result<Self, SetupError> {
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -225,7 +225,7 @@ impl GithubSource {
         Ok(GithubSource {
             id,
             cfg,
-            max_document_bytes,
+            max_file_bytes,
             state,
             rt: Some(rt),
             auth,
@@ -404,7 +404,7 @@ impl GithubSource {
     fn ctx(&self) -> RepoCtx {
         RepoCtx {
             cfg: self.cfg.clone(),
-            max_document_bytes: self.max_document_bytes,
+            max_file_bytes: self.max_file_bytes,
             glob: self.glob.clone(),
             now: Utc::now(),
         }

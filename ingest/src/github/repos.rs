@@ -101,7 +101,7 @@ pub struct RepoOutcome {
 #[derive(Debug, Clone)]
 pub struct RepoCtx {
     pub cfg: GithubConfig,
-    pub max_document_bytes: u64,
+    pub max_file_bytes: u64,
     pub glob: Option<globset::GlobMatcher>,
     pub now: DateTime<Utc>,
 }
@@ -390,7 +390,7 @@ async fn read_descriptors(
             Ok(a) => {
                 let location = descriptor_location(host, owner, name, branch, path);
                 let blob = a.value.sha.clone();
-                let fetched = fetched_of(a.value, ctx.max_document_bytes);
+                let fetched = fetched_of(a.value, ctx.max_file_bytes);
                 memo_out.push(MemoDescriptor {
                     location: location.clone(),
                     sha256: memo_sha(&fetched),
@@ -470,10 +470,10 @@ async fn read_descriptors(
             listed.push(unchanged(location, origin.clone()));
             continue;
         }
-        let fetched = if b.size > ctx.max_document_bytes {
+        let fetched = if b.size > ctx.max_file_bytes {
             Fetched::TooLarge {
                 size: b.size,
-                limit: ctx.max_document_bytes,
+                limit: ctx.max_file_bytes,
             }
         } else {
             let a = client
@@ -482,7 +482,7 @@ async fn read_descriptors(
                     decode_file,
                 )
                 .await?;
-            fetched_of(a.value, ctx.max_document_bytes)
+            fetched_of(a.value, ctx.max_file_bytes)
         };
         memo_out.push(MemoDescriptor {
             location: location.clone(),
