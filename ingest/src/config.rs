@@ -78,7 +78,16 @@ pub struct FilesConfig {
     pub path: PathBuf,
     /// Globs, relative to `path`, of the files that are locations.
     pub patterns: Vec<String>,
+    /// Watch the tree (inotify) and ship each change at once; full
+    /// listings then run only every `rescan_interval_secs` (the schedule
+    /// applies while the watch cannot be set up).
+    pub watch: bool,
+    /// Seconds between full listings while the tree is watched.
+    pub rescan_interval_secs: u64,
 }
+
+/// Default seconds between full listings of a watched tree.
+pub const DEFAULT_RESCAN_INTERVAL_SECS: u64 = 300;
 
 /// Removals are held back when they are more than `max_share` of the known
 /// locations AND at least `min_count`.
@@ -144,6 +153,8 @@ impl SourceConfig {
             kind: SourceKind::Files(FilesConfig {
                 path: path.into(),
                 patterns: default_patterns(),
+                watch: true,
+                rescan_interval_secs: DEFAULT_RESCAN_INTERVAL_SECS,
             }),
             schedule: default_schedule(),
             max_file_bytes: default_max_file_bytes(),
@@ -169,6 +180,10 @@ struct RawSourceConfig {
     path: Option<PathBuf>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     patterns: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    watch: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    rescan_interval_secs: Option<u64>,
     #[serde(default = "default_schedule")]
     schedule: String,
     #[serde(default = "default_max_file_bytes")]
@@ -189,7 +204,24 @@ impl TryFrom<RawSourceConfig> for SourceConfig {
                     .path
                     .ok_or_else(|| format!("source {:?}: a files source needs `path`", raw.id))?,
                 patterns: raw.patterns.unwrap_or_else(default_patterns),
+                watch: raw.watch.unwrap_or(true),
+                rescan_interval_secs: match raw.rescan_interval_secs {
+                    Some(0) => {
+                        return Err(format!(
+                            "source {:?}: rescan_interval_secs must be greater than 0",
+                            raw.id
+                        ));
+                    }
+                    Some(n) => n,
+                    None => DEFAULT_RESCAN_INTERVAL_SECS,
+                },
             }),
+            "github" if raw.watch.is_some() || raw.rescan_interval_secs.is_some() => {
+                return Err(format!(
+                    "source {:?}: watch and rescan_interval_secs apply to files sources only",
+                    raw.id
+                ));
+            }
             "github" => SourceKind::Github(Box::new(raw.github.ok_or_else(|| {
                 format!(
                     "source {:?}: a github source needs a `github:` block",
@@ -215,15 +247,23 @@ impl TryFrom<RawSourceConfig> for SourceConfig {
 
 impl From<SourceConfig> for RawSourceConfig {
     fn from(c: SourceConfig) -> Self {
-        let (kind, path, patterns, github) = match c.kind {
-            SourceKind::Files(f) => ("files".to_string(), Some(f.path), Some(f.patterns), None),
-            SourceKind::Github(g) => ("github".to_string(), None, None, Some(*g)),
+        let (kind, path, patterns, watch, github) = match c.kind {
+            SourceKind::Files(f) => (
+                "files".to_string(),
+                Some(f.path),
+                Some(f.patterns),
+                Some((f.watch, f.rescan_interval_secs)),
+                None,
+            ),
+            SourceKind::Github(g) => ("github".to_string(), None, None, None, Some(*g)),
         };
         RawSourceConfig {
             id: c.id,
             kind,
             path,
             patterns,
+            watch: watch.map(|w| w.0),
+            rescan_interval_secs: watch.map(|w| w.1),
             schedule: c.schedule,
             max_file_bytes: c.max_file_bytes,
             removal_guard: c.removal_guard,

@@ -13,6 +13,7 @@
 
 use crate::state::{ContentState, Fingerprint, LocationRecord};
 use crate::targets;
+use crate::watch::TreeWatch;
 use globset::{GlobBuilder, GlobMatcher, GlobSet, GlobSetBuilder};
 use proto::{Content, Facts, LocationKey, SourceId, SubjectKey};
 use sha2::{Digest, Sha256};
@@ -159,6 +160,17 @@ pub trait Source: Send + Sync {
     fn status(&self) -> serde_json::Value {
         serde_json::Value::Null
     }
+
+    /// Hands the source a way to wake the scheduler when it learns of a
+    /// change by itself (a watched tree); [`Source::has_pending`] then
+    /// says there is something to sync.
+    fn bind_waker(&self, _waker: crate::watch::Waker) {}
+
+    /// While the source hears of changes by itself, how often a full
+    /// listing should still run (instead of the cron schedule).
+    fn full_listing_every(&self) -> Option<Duration> {
+        None
+    }
 }
 
 /// Compiles a pattern the way the files source matches it: `*` and `?` do
@@ -175,6 +187,8 @@ pub struct FilesSource {
     patterns: GlobSet,
     max_file_bytes: u64,
     racy_window: Duration,
+    /// The watch of the tree, with the interval of full listings.
+    watch: Option<(TreeWatch, Duration)>,
 }
 
 impl FilesSource {
@@ -196,7 +210,15 @@ impl FilesSource {
             patterns: b.build()?,
             max_file_bytes,
             racy_window: RACY_WINDOW,
+            watch: None,
         })
+    }
+
+    /// Watches the tree: changes are listed as they happen, and full
+    /// listings run every `rescan_interval`.
+    pub fn with_watch(mut self, rescan_interval: Duration) -> Self {
+        self.watch = Some((TreeWatch::default(), rescan_interval));
+        self
     }
 
     /// Replaces [`RACY_WINDOW`]: fingerprints of files modified less than
@@ -214,17 +236,7 @@ impl Source for FilesSource {
     }
 
     fn list(&self, known: &Known) -> Result<Listing, SourceError> {
-        let mut run = ListRun {
-            known,
-            limit: self.max_file_bytes,
-            racy_before: racy_cutoff(self.racy_window),
-            seen: HashSet::new(),
-            listing: Listing {
-                complete: true,
-                ..Listing::default()
-            },
-            queue: VecDeque::new(),
-        };
+        let mut run = self.run(known);
         let root = match fs::canonicalize(&self.root) {
             Ok(r) if r.is_dir() => r,
             Ok(r) => {
@@ -236,11 +248,173 @@ impl Source for FilesSource {
                 return Ok(run.listing);
             }
         };
+        if let Some((watch, _)) = &self.watch {
+            // Set up (or keep) the watch before walking, and forget the
+            // changes this listing covers: a change made during the walk
+            // is recorded again and checked by a scoped sync.
+            watch.ensure(&root, &outside_dirs(&root, known));
+            watch.take();
+        }
         let origin = LocationKey::file(&root);
         run.walk_root(&root, &self.patterns, &origin);
         run.follow_targets();
+        if let Some((watch, _)) = &self.watch {
+            let dirs = run
+                .listing
+                .locations
+                .iter()
+                .filter_map(|l| l.location.as_str().strip_prefix("file:"))
+                .filter_map(|p| Path::new(p).parent().map(Path::to_path_buf))
+                .filter(|d| !d.starts_with(&root))
+                .collect();
+            watch.ensure(&root, &dirs);
+        }
         Ok(run.listing)
     }
+
+    fn list_pending(&self, known: &Known) -> Result<Listing, SourceError> {
+        let Some((watch, _)) = &self.watch else {
+            return Ok(Listing {
+                complete: true,
+                scope: Some(Vec::new()),
+                ..Listing::default()
+            });
+        };
+        let changes = watch.take();
+        let full = |why: &str| {
+            tracing::debug!(why, "file watch: a full listing");
+            self.list(known)
+        };
+        if changes.rescan {
+            return full("a directory changed or events were lost");
+        }
+        let Ok(root) = fs::canonicalize(&self.root) else {
+            return full("the root is gone");
+        };
+        let origin = LocationKey::file(&root);
+        let globs = glob_targets(known);
+        let mut run = self.run(known);
+        let mut scope = Vec::new();
+        for path in &changes.paths {
+            let key = LocationKey::file(path);
+            let prior = known.get(&key);
+            match fs::metadata(path) {
+                Ok(m) if m.is_file() => {
+                    let matches = path
+                        .strip_prefix(&root)
+                        .is_ok_and(|rel| self.patterns.is_match(rel));
+                    if prior.is_none() && !matches {
+                        if globs.iter().any(|g| g.is_match(path)) {
+                            return full("a file a Location glob may name appeared");
+                        }
+                        continue;
+                    }
+                    let from = prior.map_or_else(|| origin.clone(), |p| p.origin.clone());
+                    scope.push(ScopeEntry::Exact(key.as_str().to_owned()));
+                    run.visit_file(path, &from);
+                }
+                Ok(_) => return full("a path turned into a directory"),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => match prior {
+                    Some(p) if !p.targets.is_empty() => {
+                        return full("a Location with targets was removed");
+                    }
+                    Some(_) => scope.push(ScopeEntry::Exact(key.as_str().to_owned())),
+                    None => {
+                        let below = format!("{}/", key.as_str());
+                        if known
+                            .range(key.clone()..)
+                            .next()
+                            .is_some_and(|(k, _)| k.as_str().starts_with(&below))
+                        {
+                            return full("a directory of locations moved away");
+                        }
+                    }
+                },
+                Err(e) => {
+                    if let Some(p) = prior {
+                        scope.push(ScopeEntry::Exact(key.as_str().to_owned()));
+                        let from = p.origin.clone();
+                        run.unreadable(path, &from, e.to_string());
+                    }
+                }
+            }
+        }
+        // A Location whose targets changed adds or drops locations that
+        // only a full listing follows.
+        let targets_changed = run.listing.locations.iter().any(|l| {
+            l.fetched != Fetched::Unchanged
+                && known
+                    .get(&l.location)
+                    .map_or(!l.targets.is_empty(), |p| p.targets != l.targets)
+        });
+        if targets_changed {
+            return full("a Location's targets changed");
+        }
+        run.listing.scope = Some(scope);
+        Ok(run.listing)
+    }
+
+    fn has_pending(&self) -> bool {
+        self.watch.as_ref().is_some_and(|(w, _)| w.has_changes())
+    }
+
+    fn bind_waker(&self, waker: crate::watch::Waker) {
+        if let Some((watch, _)) = &self.watch {
+            watch.bind(waker);
+        }
+    }
+
+    fn full_listing_every(&self) -> Option<Duration> {
+        self.watch
+            .as_ref()
+            .and_then(|(w, every)| w.is_healthy().then_some(*every))
+    }
+
+    fn discard(&self) {
+        // A failed sync may have taken changes it did not ship: the next
+        // listing must be a full one.
+        if let Some((watch, _)) = &self.watch {
+            watch.fail();
+        }
+    }
+}
+
+impl FilesSource {
+    fn run<'a>(&self, known: &'a Known) -> ListRun<'a> {
+        ListRun {
+            known,
+            limit: self.max_file_bytes,
+            racy_before: racy_cutoff(self.racy_window),
+            seen: HashSet::new(),
+            listing: Listing {
+                complete: true,
+                ..Listing::default()
+            },
+            queue: VecDeque::new(),
+        }
+    }
+}
+
+/// Directories of known locations outside the root (Location targets), to
+/// watch too.
+fn outside_dirs(root: &Path, known: &Known) -> std::collections::BTreeSet<PathBuf> {
+    known
+        .keys()
+        .filter_map(|k| k.as_str().strip_prefix("file:"))
+        .map(Path::new)
+        .filter(|p| !p.starts_with(root))
+        .filter_map(|p| p.parent().map(Path::to_path_buf))
+        .collect()
+}
+
+/// The glob targets of known Locations, compiled.
+fn glob_targets(known: &Known) -> Vec<GlobMatcher> {
+    known
+        .values()
+        .flat_map(|r| r.targets.iter())
+        .filter(|t| targets::is_glob(t))
+        .filter_map(|t| compile_glob(t).ok().map(|g| g.compile_matcher()))
+        .collect()
 }
 
 /// Nanoseconds since the epoch before which a modification is old enough

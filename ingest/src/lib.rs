@@ -34,6 +34,7 @@ pub mod scorecards;
 pub mod state;
 pub mod sync;
 pub mod targets;
+pub mod watch;
 
 pub use config::{ConfigError, FilesConfig, IngestConfig, RemovalGuard, SourceConfig, SourceKind};
 pub use files::{FilesSource, Listing, Source, SourceError, SyncMode};
@@ -50,6 +51,9 @@ use std::time::Duration;
 
 /// The longest the scheduler sleeps before looking at `stop` again.
 pub const SLEEP_SLICE: Duration = Duration::from_millis(100);
+/// How long the scheduler lets a burst of changes settle before a change
+/// sync.
+pub const CHANGE_DEBOUNCE: Duration = Duration::from_millis(50);
 
 /// Why ingest could not start or a sync failed.
 #[derive(Debug, thiserror::Error)]
@@ -126,13 +130,16 @@ impl Ingest {
                 SourceKind::Files(f) => {
                     let root = std::path::absolute(&f.path)
                         .map_err(|e| setup(format!("path {}: {e}", f.path.display())))?;
-                    let files = FilesSource::new(
+                    let mut files = FilesSource::new(
                         SourceId::new(&sc.id),
                         root,
                         &f.patterns,
                         sc.max_file_bytes,
                     )
                     .map_err(|e| setup(e.to_string()))?;
+                    if f.watch {
+                        files = files.with_watch(Duration::from_secs(f.rescan_interval_secs));
+                    }
                     (Arc::new(files), None)
                 }
                 SourceKind::Github(g) => {
@@ -274,14 +281,22 @@ impl Ingest {
     /// goes on. Fire times missed while a sync ran are skipped, not queued.
     pub fn run(&self, stop: Arc<AtomicBool>) -> Result<(), IngestError> {
         let start = Utc::now();
+        // Per source: when the last full listing ran (None: never), and the
+        // next cron fire time after it.
+        let mut last_full: Vec<Option<chrono::DateTime<Utc>>> = vec![None; self.sources.len()];
         let mut next: Vec<Option<chrono::DateTime<Utc>>> = vec![Some(start); self.sources.len()];
         for rt in &self.sources {
             rt.source.bind_stop(stop.clone());
+            let trigger = self.trigger.clone();
+            rt.source.bind_waker(Arc::new(move || trigger.poke()));
         }
         tracing::info!(sources = ?self.source_ids(), log = %self.log.describe(), "ingest running");
         while !stop.load(Ordering::SeqCst) {
             let (triggered, poked) = self.trigger.take();
             if poked {
+                // A burst of changes (an editor's save, a checkout) is
+                // shipped as one sync, and a file is not read half written.
+                std::thread::sleep(CHANGE_DEBOUNCE);
                 for rt in &self.sources {
                     if stop.load(Ordering::SeqCst) || !rt.source.has_pending() {
                         continue;
@@ -289,16 +304,29 @@ impl Ingest {
                     match self.sync_one(rt, SyncMode::Pending) {
                         Ok(r) => log_report(&r),
                         Err(e) => {
-                            tracing::error!(source = %rt.config.id, error = %e, "webhook sync failed")
+                            tracing::error!(source = %rt.config.id, error = %e, "change sync failed")
                         }
                     }
                 }
             }
+            let now = Utc::now();
+            // A source that hears of changes by itself (a watched tree)
+            // lists fully only now and then; otherwise on its schedule.
+            let due_at = |rt: &SourceRuntime,
+                          last: Option<chrono::DateTime<Utc>>,
+                          cron: Option<chrono::DateTime<Utc>>| {
+                match (rt.source.full_listing_every(), last) {
+                    (Some(every), Some(last)) => chrono::Duration::from_std(every)
+                        .ok()
+                        .and_then(|d| last.checked_add_signed(d)),
+                    _ => cron,
+                }
+            };
             for (i, rt) in self.sources.iter().enumerate() {
                 if stop.load(Ordering::SeqCst) {
                     break;
                 }
-                let due = next[i].is_some_and(|t| t <= Utc::now());
+                let due = due_at(rt, last_full[i], next[i]).is_some_and(|t| t <= now);
                 if !(triggered || due) {
                     continue;
                 }
@@ -306,14 +334,14 @@ impl Ingest {
                     Ok(r) => log_report(&r),
                     Err(e) => tracing::error!(source = %rt.config.id, error = %e, "sync failed"),
                 }
+                last_full[i] = Some(Utc::now());
                 next[i] = rt.schedule.after(&Utc::now()).next();
             }
             let now = Utc::now();
-            let wait = next
-                .iter()
-                .flatten()
+            let wait = (0..self.sources.len())
+                .filter_map(|i| due_at(&self.sources[i], last_full[i], next[i]))
                 .min()
-                .map(|t| (*t - now).to_std().unwrap_or(Duration::ZERO))
+                .map(|t| (t - now).to_std().unwrap_or(Duration::ZERO))
                 .unwrap_or(SLEEP_SLICE)
                 .min(SLEEP_SLICE);
             if !wait.is_zero() {

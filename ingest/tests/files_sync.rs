@@ -458,7 +458,10 @@ fn unchanged_repoll_only_stats() {
 
 #[test]
 fn run_syncs_on_start_and_on_trigger_until_stopped() {
-    let mut h = Harness::new(|s| s.schedule = "0 0 0 1 1 * 2099".into());
+    let mut h = Harness::new(|s| {
+        s.schedule = "0 0 0 1 1 * 2099".into();
+        unwatched(s);
+    });
     write(&h.root.join("a.yaml"), component("a"));
     let ingest = Arc::new(std::mem::replace(
         &mut h.ingest,
@@ -505,9 +508,137 @@ fn run_syncs_on_start_and_on_trigger_until_stopped() {
     assert!(stopped.elapsed() < Duration::from_secs(2));
 }
 
+fn unwatched(s: &mut SourceConfig) {
+    if let ingest::config::SourceKind::Files(f) = &mut s.kind {
+        f.watch = false;
+    }
+}
+
+/// Runs the scheduler of `h` (its ingest moved out) until dropped.
+struct Running {
+    ingest: Arc<Ingest>,
+    stop: Arc<AtomicBool>,
+    runner: Option<std::thread::JoinHandle<Result<(), ingest::IngestError>>>,
+}
+
+impl Running {
+    fn start(h: &mut Harness) -> Self {
+        let ingest = Arc::new(std::mem::replace(
+            &mut h.ingest,
+            Ingest::open(
+                IngestConfig::default(),
+                h.log.clone(),
+                &h.base.join(format!("state-{}", uuid_like())),
+            )
+            .unwrap(),
+        ));
+        let stop = Arc::new(AtomicBool::new(false));
+        let runner = {
+            let (ingest, stop) = (ingest.clone(), stop.clone());
+            std::thread::spawn(move || ingest.run(stop))
+        };
+        Running {
+            ingest,
+            stop,
+            runner: Some(runner),
+        }
+    }
+
+    fn last(&self) -> SyncReport {
+        self.ingest.status()[0].last_sync.clone().unwrap()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(r) = self.runner.take() {
+            r.join().unwrap().unwrap();
+        }
+    }
+}
+
+fn uuid_like() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}
+
+/// Observations until `n` arrived (or 10 s passed).
+fn wait_for(h: &mut Harness, n: usize) -> Vec<Observation> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut got = Vec::new();
+    while got.len() < n && Instant::now() < deadline {
+        got.extend(h.observed());
+    }
+    got.sort_by(|a, b| a.location.cmp(&b.location));
+    got
+}
+
+#[test]
+fn a_watched_tree_ships_changes_as_they_happen_without_full_listings() {
+    // The schedule (every second, the default) is not what drives a
+    // watched tree: full listings run every rescan interval.
+    let mut h = Harness::new(|_| {});
+    write(&h.root.join("a.yaml"), component("a"));
+    let running = Running::start(&mut h);
+    let got = wait_for(&mut h, 1);
+    assert_eq!(got.len(), 1, "the first full listing");
+    assert!(!running.last().scoped);
+
+    // A new file, an edit, a removal: each one scoped sync of that path.
+    write(&h.root.join("sub/b.yaml"), component("b"));
+    let got = wait_for(&mut h, 1);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].location, h.key("root/sub/b.yaml"));
+    write(&h.root.join("a.yaml"), component("a2"));
+    let got = wait_for(&mut h, 1);
+    assert_eq!(got[0].location, h.key("root/a.yaml"));
+    assert!(
+        matches!(&got[0].content, ObservedContent::Present { content: Content::Utf8 { text } } if text.contains("a2"))
+    );
+    fs::remove_file(h.root.join("a.yaml")).unwrap();
+    let got = wait_for(&mut h, 1);
+    assert_eq!(got[0].location, h.key("root/a.yaml"));
+    assert_eq!(got[0].content, ObservedContent::Removed);
+    let last = running.last();
+    assert!(last.scoped, "{last:?}");
+
+    // Files that do not match the patterns are ignored.
+    write(&h.root.join("notes.txt"), "hello");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(h.observed().is_empty());
+
+    // A directory moved in or removed as a whole: a full listing judges it.
+    let outside = h.base.join("staging");
+    write(&outside.join("c.yaml"), component("c"));
+    write(&outside.join("d.yaml"), component("d"));
+    fs::rename(&outside, h.root.join("moved")).unwrap();
+    let got = wait_for(&mut h, 2);
+    let keys: Vec<&LocationKey> = got.iter().map(|o| &o.location).collect();
+    assert_eq!(
+        keys,
+        [&h.key("root/moved/c.yaml"), &h.key("root/moved/d.yaml")]
+    );
+    fs::remove_dir_all(h.root.join("sub")).unwrap();
+    let got = wait_for(&mut h, 1);
+    assert_eq!(got[0].location, h.key("root/sub/b.yaml"));
+    assert_eq!(got[0].content, ObservedContent::Removed);
+
+    // Idle: nothing is listed again while nothing changes (a full listing
+    // would replace the last report within the one-second schedule).
+    write(&h.root.join("moved/c.yaml"), component("c2"));
+    wait_for(&mut h, 1);
+    std::thread::sleep(Duration::from_millis(1500));
+    let last = running.last();
+    assert!(last.scoped && last.fetched == 1, "{last:?}");
+    assert!(h.observed().is_empty());
+}
+
 #[test]
 fn every_second_schedule_picks_up_changes() {
-    let mut h = Harness::new(|_| {});
+    let mut h = Harness::new(unwatched);
     let ingest = Arc::new(std::mem::replace(
         &mut h.ingest,
         Ingest::open(
