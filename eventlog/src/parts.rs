@@ -108,16 +108,16 @@ fn frame<'a>(key: &'a [u8], value: &'a [u8]) -> Frame<'a> {
         let index = u32::from_be_bytes(value[20..24].try_into().unwrap_or_default());
         let count = u32::from_be_bytes(value[24..28].try_into().unwrap_or_default());
         let suffix = part_key(b"", index);
-        if let Some(base) = key.strip_suffix(suffix.as_slice()) {
-            if index < count {
-                return Frame::Part {
-                    base,
-                    set,
-                    index,
-                    count,
-                    data: &value[PART_HEADER..],
-                };
-            }
+        if let Some(base) = key.strip_suffix(suffix.as_slice())
+            && index < count
+        {
+            return Frame::Part {
+                base,
+                set,
+                index,
+                count,
+                data: &value[PART_HEADER..],
+            };
         }
     } else if value.starts_with(MANIFEST_MAGIC) && value.len() == MANIFEST_LEN {
         let set: [u8; 16] = value[4..20].try_into().unwrap_or_default();
@@ -189,13 +189,13 @@ impl Assembler {
                 let p = &mut sets[i];
                 p.last_offset = p.last_offset.max(record.offset);
                 p.first_offset = p.first_offset.min(record.offset);
-                if let Some(slot) = p.parts.get_mut(index as usize) {
-                    if slot.is_none() {
-                        p.received += 1;
-                        p.bytes += data.len();
-                        self.bytes += data.len();
-                        *slot = Some(data.to_vec());
-                    }
+                if let Some(slot) = p.parts.get_mut(index as usize)
+                    && slot.is_none()
+                {
+                    p.received += 1;
+                    p.bytes += data.len();
+                    self.bytes += data.len();
+                    *slot = Some(data.to_vec());
                 }
                 None
             }

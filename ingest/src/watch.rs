@@ -173,10 +173,10 @@ impl TreeWatch {
             return;
         }
         for dir in extra {
-            if !dir.starts_with(root) {
-                if let Err(e) = watcher.watch(dir, RecursiveMode::NonRecursive) {
-                    tracing::debug!(dir = %dir.display(), error = %e, "cannot watch a target directory");
-                }
+            if !dir.starts_with(root)
+                && let Err(e) = watcher.watch(dir, RecursiveMode::NonRecursive)
+            {
+                tracing::debug!(dir = %dir.display(), error = %e, "cannot watch a target directory");
             }
         }
         tracing::info!(root = %root.display(), "watching the tree");
