@@ -33,6 +33,13 @@ pub struct BenchArgs {
     /// for comparison; prints each stage's lag over time.
     #[arg(long, value_delimiter = ',', requires = "brokers")]
     pub processors: Vec<usize>,
+    /// The org's shape: `demo` (many small files of a few entities) or
+    /// `realistic` (one users file of 30% of the org, a deep group tree,
+    /// one Location listing a file per repository; reports ingest,
+    /// edit-to-visible, idle CPU, peak RSS, disk, queries under 16
+    /// connections idle and while the store changes, rebuild by replay).
+    #[arg(long, default_value = "demo", value_parser = ["demo", "realistic"])]
+    pub shape: String,
     /// Only time the stages alone (processor, projector fold), no pipeline.
     #[arg(long)]
     pub stages_only: bool,
@@ -338,6 +345,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             crate::bench_kafka::run(&brokers, &processors, entities, per_file, &root)
         })
         .await?;
+    }
+    if args.shape == "realistic" {
+        return crate::bench_realistic::run(args.entities, args.requests, args.edits, &root).await;
     }
     if args.scorecards {
         return crate::bench_scorecards::run(

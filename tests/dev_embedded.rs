@@ -23,7 +23,11 @@ fn start_with_schedule(org: &Path, data: &Path, schedule: Option<&str>) -> Runni
     };
     let mut source = ingest::SourceConfig::files("demo", org);
     if let Some(s) = schedule {
+        // Polled on this schedule only: the tree is not watched.
         source.schedule = s.to_string();
+        if let ingest::config::SourceKind::Files(f) = &mut source.kind {
+            f.watch = false;
+        }
     }
     cfg.ingest.sources.push(source);
     run_dev(cfg)

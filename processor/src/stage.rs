@@ -80,6 +80,12 @@ fn process_batch(
 ) -> Result<(), ProcessorError> {
     let mut next: BTreeMap<u32, i64> = BTreeMap::new();
     for record in records {
+        if stop.load(Ordering::Relaxed) {
+            // Uncommitted: processed again by whoever owns it next (what
+            // was appended already is harmless twice).
+            tracing::info!("stopping: the rest of the batch is left uncommitted");
+            return Ok(());
+        }
         handle(log, cfg, record)?;
         let offset = next.entry(record.partition).or_insert(record.next);
         *offset = (*offset).max(record.next);

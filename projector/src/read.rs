@@ -145,6 +145,27 @@ impl Catalog {
         Ok(out)
     }
 
+    /// Up to `limit` served entities (ref key, JSON) in ref order, after
+    /// `after`: one scan of the entity table, for answers that stream.
+    pub fn entities_after(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let prefix = [keys::ENTITY];
+        let from = after.map(|a| {
+            let mut k = keys::entity(a);
+            k.push(0);
+            k
+        });
+        let mut out = Vec::new();
+        self.store.scan(&prefix, from.as_deref(), &mut |k, v| {
+            out.push((String::from_utf8_lossy(&k[1..]).into_owned(), v.to_vec()));
+            out.len() < limit
+        })?;
+        Ok(out)
+    }
+
     /// Ref keys matching the filter (all entities when `None`), sorted.
     /// Answers are cached until the store changes.
     pub fn refs(&self, filter: Option<&EntityFilter>) -> Result<Arc<Vec<String>>, StoreError> {

@@ -203,7 +203,27 @@ pub fn run(
             continue;
         }
         let started = Instant::now();
-        let changed = apply_batch(log.as_ref(), store.as_ref(), &batch, &mut pending_offsets)?;
+        let before = pending_offsets.clone();
+        let changed = match apply_batch(
+            log.as_ref(),
+            store.as_ref(),
+            &batch,
+            &mut pending_offsets,
+            &stop,
+        )? {
+            Applied::Changed => true,
+            Applied::Unchanged => false,
+            Applied::Abandoned => {
+                // Stopping mid-batch: nothing of it is written, and its
+                // offsets are not kept; it is folded again after a restart.
+                pending_offsets = before;
+                tracing::info!(
+                    events = batch.len(),
+                    "stopping: the batch in flight is abandoned"
+                );
+                break;
+            }
+        };
         for ((topic, p), off) in &pending_offsets {
             if topic == topics::ENTITIES {
                 status.set_applied(*p, *off);
@@ -246,16 +266,34 @@ pub fn apply_due(
     Ok(n)
 }
 
-/// Folds one batch and writes its changes together with its offsets.
-/// Returns whether anything was written (offsets stay in `offsets` if not).
+/// What [`apply_batch`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// The batch's changes and offsets were written.
+    Changed,
+    /// Nothing changed; the offsets stay in the caller's map, to be written
+    /// with a later batch.
+    Unchanged,
+    /// `stop` was set before the batch was written: nothing was written,
+    /// and the caller must forget the offsets the batch added.
+    Abandoned,
+}
+
+/// Folds one batch and writes its changes together with its offsets,
+/// unless `stop` is set on the way (a large batch may take seconds, and a
+/// service must stop within a few).
 pub fn apply_batch(
     log: &dyn EventLog,
     store: &dyn Store,
     batch: &[Record],
     offsets: &mut Offsets,
-) -> Result<bool, ProjectorError> {
+    stop: &AtomicBool,
+) -> Result<Applied, ProjectorError> {
     let mut fold = Fold::new(store);
     for rec in batch {
+        if stop.load(Ordering::Relaxed) {
+            return Ok(Applied::Abandoned);
+        }
         metrics::counter!(m::EVENTS).increment(1);
         let applied = match topics::Topic::named(&rec.topic).map(|t| t.message) {
             Some(MessageType::FactEvent) => FactEvent::decode(&rec.value)
@@ -302,11 +340,17 @@ pub fn apply_batch(
         }
         offsets.insert((rec.topic.clone(), rec.partition), rec.next);
     }
+    if stop.load(Ordering::Relaxed) {
+        return Ok(Applied::Abandoned);
+    }
     let mut changes = fold.finish()?;
     if changes.is_empty() {
-        return Ok(false);
+        return Ok(Applied::Unchanged);
+    }
+    if stop.load(Ordering::Relaxed) {
+        return Ok(Applied::Abandoned);
     }
     changes.extend(offset_writes(offsets));
     store.write(changes)?;
-    Ok(true)
+    Ok(Applied::Changed)
 }

@@ -149,3 +149,39 @@ fn entity_events_in_parts_are_applied_whole_and_offsets_wait_for_the_manifest() 
         Some(&end)
     );
 }
+
+#[test]
+fn a_batch_stopped_midway_writes_nothing() {
+    let log = MemoryLog::new(&topics::ALL, 1);
+    let store = Arc::new(MemStore::new());
+    let ev = event("file:/repo/a.yaml", users(3));
+    let rec = eventlog::Record {
+        topic: topics::ENTITIES.to_owned(),
+        partition: 0,
+        offset: 0,
+        key: ev.location.as_str().as_bytes().to_vec(),
+        value: ev.encode(),
+        timestamp_ms: 0,
+        next: 1,
+    };
+    let mut offsets = projector::run::Offsets::new();
+    let stopped = AtomicBool::new(true);
+    let applied = projector::run::apply_batch(
+        &log,
+        store.as_ref(),
+        std::slice::from_ref(&rec),
+        &mut offsets,
+        &stopped,
+    )
+    .unwrap();
+    assert_eq!(applied, projector::run::Applied::Abandoned);
+    let catalog = Catalog::new(store.clone());
+    assert!(!has(&catalog, "user-0"));
+    assert!(catalog.offsets().unwrap().is_empty());
+
+    let running = AtomicBool::new(false);
+    let applied =
+        projector::run::apply_batch(&log, store.as_ref(), &[rec], &mut offsets, &running).unwrap();
+    assert_eq!(applied, projector::run::Applied::Changed);
+    assert!(has(&Catalog::new(store.clone()), "user-2"));
+}

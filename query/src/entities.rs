@@ -11,7 +11,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderValue, header};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use proto::EntityRef;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -58,6 +58,9 @@ pub async fn list(State(st): State<AppState>, params: Params) -> Result<Response
         after_ref = c.after_ref;
     }
     let catalog = st.catalog.clone();
+    if limit.is_none() && offset == 0 && after_ref.is_none() {
+        return Ok(stream_list(catalog, filter, order, fields));
+    }
     let (items, next) = blocking(move || {
         let want = limit.map_or(usize::MAX, |l| offset.saturating_add(l).saturating_add(1));
         let refs = if order.is_empty() && filter.is_none() {
@@ -117,6 +120,116 @@ pub async fn list(State(st): State<AppState>, params: Params) -> Result<Response
         resp.headers_mut().insert(header::LINK, value);
     }
     Ok(resp)
+}
+
+/// Bytes of JSON sent per chunk of a streamed list.
+const STREAM_CHUNK: usize = 256 * 1024;
+/// Entities read per scan of a streamed unfiltered list.
+const STREAM_SCAN: usize = 512;
+
+/// The whole list, streamed: entities are read and sent a chunk at a time
+/// (from the entity table directly when there is no filter and no order),
+/// so a list of a million entities neither waits to be built nor is held
+/// in memory. An error after the first byte cuts the answer short (the
+/// status is sent by then); it is logged.
+fn stream_list(
+    catalog: projector::Catalog,
+    filter: Option<projector::EntityFilter>,
+    order: Vec<OrderField>,
+    fields: Option<Vec<String>>,
+) -> Response {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
+    tokio::task::spawn_blocking(move || {
+        let mut out = Chunker {
+            buf: Vec::with_capacity(STREAM_CHUNK + 4096),
+            first: true,
+            tx: &tx,
+        };
+        let result = (|| -> Result<bool, ApiError> {
+            out.buf.push(b'[');
+            if order.is_empty() && filter.is_none() {
+                let mut after: Option<String> = None;
+                loop {
+                    let batch = catalog.entities_after(after.as_deref(), STREAM_SCAN)?;
+                    let Some((last, _)) = batch.last() else { break };
+                    after = Some(last.clone());
+                    let n = batch.len();
+                    for (_, stored) in batch {
+                        if !out.push(respond::entity(stored, fields.as_deref())?) {
+                            return Ok(false);
+                        }
+                    }
+                    if n < STREAM_SCAN {
+                        break;
+                    }
+                }
+            } else {
+                let refs = catalog.refs(filter.as_ref())?;
+                let sorted;
+                let refs: &[String] = if order.is_empty() {
+                    refs.as_slice()
+                } else {
+                    let mut keys = refs
+                        .iter()
+                        .map(|r| Ok(sort_key(&order, r, &catalog.search_rows(r)?)))
+                        .collect::<Result<Vec<SortKey>, ApiError>>()?;
+                    keys.sort_by(|a, b| compare(&order, a, b));
+                    sorted = keys.into_iter().map(|k| k.refkey).collect::<Vec<_>>();
+                    &sorted
+                };
+                for r in refs {
+                    // Gone since the scan: skipped.
+                    if let Some(stored) = catalog.entity(r)?
+                        && !out.push(respond::entity(stored, fields.as_deref())?)
+                    {
+                        return Ok(false);
+                    }
+                }
+            }
+            out.buf.push(b']');
+            Ok(out.flush())
+        })();
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "a streamed list was cut short");
+            let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+        }
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    let mut resp = axum::body::Body::from_stream(stream).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    resp
+}
+
+/// Gathers a streamed JSON array into chunks.
+struct Chunker<'a> {
+    buf: Vec<u8>,
+    first: bool,
+    tx: &'a tokio::sync::mpsc::Sender<Result<Vec<u8>, std::io::Error>>,
+}
+
+impl Chunker<'_> {
+    /// Adds one item; false when the client went away.
+    fn push(&mut self, item: Vec<u8>) -> bool {
+        if !self.first {
+            self.buf.push(b',');
+        }
+        self.first = false;
+        self.buf.extend_from_slice(&item);
+        if self.buf.len() >= STREAM_CHUNK {
+            return self.flush();
+        }
+        true
+    }
+
+    fn flush(&mut self) -> bool {
+        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(STREAM_CHUNK + 4096));
+        chunk.is_empty() || self.tx.blocking_send(Ok(chunk)).is_ok()
+    }
 }
 
 /// What a by-query cursor carries so that following pages need only it.
