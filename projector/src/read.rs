@@ -83,6 +83,15 @@ pub struct Catalog {
     store: Arc<dyn Store>,
     cache: Arc<Mutex<FilterCache>>,
     views: Arc<Mutex<ViewCache>>,
+    derived: Arc<Mutex<DerivedCache>>,
+}
+
+/// Derived answers of any type (orderings, say) per key, valid for one
+/// store version, like [`FilterCache`].
+#[derive(Default)]
+struct DerivedCache {
+    version: u64,
+    entries: HashMap<String, Arc<dyn std::any::Any + Send + Sync>>,
 }
 
 /// Rendered answers (rollups) per request, valid for one store version,
@@ -110,7 +119,63 @@ impl Catalog {
             store,
             cache: Arc::default(),
             views: Arc::default(),
+            derived: Arc::default(),
         }
+    }
+
+    /// A derived value for `key`, made by `make` unless the store has not
+    /// changed since it was last made (never stale, like filter answers).
+    pub fn cached<T: Send + Sync + 'static, E>(
+        &self,
+        key: &str,
+        make: impl FnOnce() -> Result<T, E>,
+    ) -> Result<Arc<T>, E> {
+        let version = self.store.version();
+        {
+            let mut c = self.derived.lock().expect("lock");
+            if c.version != version {
+                c.entries.clear();
+                c.version = version;
+            }
+            if let Some(hit) = c
+                .entries
+                .get(key)
+                .and_then(|v| v.clone().downcast::<T>().ok())
+            {
+                return Ok(hit);
+            }
+        }
+        let made = Arc::new(make()?);
+        let mut c = self.derived.lock().expect("lock");
+        if c.version == version {
+            if c.entries.len() >= FILTER_CACHE_ENTRIES {
+                c.entries.clear();
+            }
+            c.entries.insert(key.to_string(), made.clone());
+        }
+        Ok(made)
+    }
+
+    /// Every indexed (lower-cased, non-empty) value of search key `field`
+    /// with its entity's ref key, in one scan of the index: what sorting
+    /// many entities by a field needs, without reading each entity.
+    pub fn field_values(&self, field: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let prefix = keys::prefix(keys::SEARCH, &[field.as_bytes()]);
+        let mut out = Vec::new();
+        self.store.scan(&prefix, None, &mut |k, _| {
+            let rest = &k[prefix.len()..];
+            if let Some(i) = rest.iter().position(|b| *b == 0) {
+                let (value, refkey) = (&rest[..i], &rest[i + 1..]);
+                if !value.is_empty() {
+                    out.push((
+                        String::from_utf8_lossy(value).into_owned(),
+                        String::from_utf8_lossy(refkey).into_owned(),
+                    ));
+                }
+            }
+            true
+        })?;
+        Ok(out)
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -410,15 +475,19 @@ impl Catalog {
         if let Some(e) = err {
             return Err(e);
         }
+        // The casing of the first entity (in ref order) with each value:
+        // one seek per value on one iterator.
+        let prefixes: Vec<Vec<u8>> = counts
+            .iter()
+            .map(|(value, _)| keys::prefix(keys::SEARCH, &[key.as_bytes(), value]))
+            .collect();
+        let firsts = self.store.first_under(&prefixes)?;
         let mut out = Vec::with_capacity(counts.len());
-        for (value, count) in counts {
-            // The casing of the first entity (in ref order) with the value.
-            let mut original = String::from_utf8_lossy(&value).into_owned();
-            let rows = keys::prefix(keys::SEARCH, &[key.as_bytes(), &value]);
-            self.store.scan(&rows, None, &mut |_, v| {
-                original = String::from_utf8_lossy(v).into_owned();
-                false
-            })?;
+        for ((value, count), first) in counts.into_iter().zip(firsts) {
+            let original = match first {
+                Some((_, v)) => String::from_utf8_lossy(&v).into_owned(),
+                None => String::from_utf8_lossy(&value).into_owned(),
+            };
             out.push((original, count));
         }
         Ok(out)

@@ -4,7 +4,7 @@ use crate::AppState;
 use crate::error::ApiError;
 use crate::params::{
     OrderField, Params, PathArgs, SortKey, compare, decode_cursor, encode_cursor, fields,
-    order_field_params, order_params, parse_filter, sort_key,
+    order_field_params, order_params, parse_filter, sort_key, sorted_keys,
 };
 use crate::respond::{self, blocking, json, json_bytes};
 use axum::body::Bytes;
@@ -74,12 +74,8 @@ pub async fn list(State(st): State<AppState>, params: Params) -> Result<Response
                     refs.drain(..n);
                 }
             } else {
-                let mut keys = refs
-                    .iter()
-                    .map(|r| Ok(sort_key(&order, r, &catalog.search_rows(r)?)))
-                    .collect::<Result<Vec<SortKey>, ApiError>>()?;
-                keys.sort_by(|a, b| compare(&order, a, b));
-                refs = keys.into_iter().map(|k| k.refkey).collect();
+                let keys = ordered(&catalog, filter.as_ref(), &refs, &order)?;
+                refs = keys.iter().map(|k| k.refkey.clone()).collect();
             }
             refs
         };
@@ -120,6 +116,45 @@ pub async fn list(State(st): State<AppState>, params: Params) -> Result<Response
         resp.headers_mut().insert(header::LINK, value);
     }
     Ok(resp)
+}
+
+/// Sort keys of the matching refs under `order`, made once per store
+/// version, filter and order.
+fn ordered(
+    catalog: &projector::Catalog,
+    filter: Option<&projector::EntityFilter>,
+    matching: &[String],
+    order: &[OrderField],
+) -> Result<std::sync::Arc<Vec<SortKey>>, ApiError> {
+    let key = format!("order {filter:?} {order:?}");
+    Ok(catalog.cached(&key, || sorted_keys(catalog, matching, order))?)
+}
+
+/// Sort keys of the refs that match a full-text filter (term, fields).
+fn full_text_keys(
+    catalog: &projector::Catalog,
+    matching: &[String],
+    order: &[OrderField],
+    full_text: Option<&(String, Vec<String>)>,
+) -> Result<Vec<SortKey>, ApiError> {
+    let mut keys = Vec::new();
+    for r in matching {
+        let rows = catalog.search_rows(r)?;
+        if let Some((term, fields)) = full_text {
+            let hit = rows
+                .rows
+                .iter()
+                .any(|row| fields.contains(&row.key) && row.value.contains(term.as_str()));
+            if !hit {
+                continue;
+            }
+        }
+        keys.push(sort_key(order, r, &rows));
+    }
+    if !order.is_empty() {
+        keys.sort_by(|a, b| compare(order, a, b));
+    }
+    Ok(keys)
 }
 
 /// Bytes of JSON sent per chunk of a streamed list.
@@ -166,16 +201,13 @@ fn stream_list(
             } else {
                 let refs = catalog.refs(filter.as_ref())?;
                 let sorted;
+                let sorted_refs;
                 let refs: &[String] = if order.is_empty() {
                     refs.as_slice()
                 } else {
-                    let mut keys = refs
-                        .iter()
-                        .map(|r| Ok(sort_key(&order, r, &catalog.search_rows(r)?)))
-                        .collect::<Result<Vec<SortKey>, ApiError>>()?;
-                    keys.sort_by(|a, b| compare(&order, a, b));
-                    sorted = keys.into_iter().map(|k| k.refkey).collect::<Vec<_>>();
-                    &sorted
+                    sorted = ordered(&catalog, filter.as_ref(), &refs, &order)?;
+                    sorted_refs = sorted.iter().map(|k| k.refkey.clone()).collect::<Vec<_>>();
+                    &sorted_refs
                 };
                 for r in refs {
                     // Gone since the scan: skipped.
@@ -338,7 +370,6 @@ pub async fn by_query(State(st): State<AppState>, params: Params) -> Result<Resp
             (ft.term.to_lowercase(), fields)
         });
         let matching = catalog.refs(filter.as_ref())?;
-        let mut keys = Vec::new();
         if order.is_empty() && full_text.is_none() {
             // Default order is ref order, which is how matches come: page
             // straight from them (no sort key per match).
@@ -375,23 +406,17 @@ pub async fn by_query(State(st): State<AppState>, params: Params) -> Result<Resp
                 fields.as_deref(),
             );
         }
-        for r in matching.iter() {
-            let r = r.clone();
-            let rows = catalog.search_rows(&r)?;
-            if let Some((term, fields)) = &full_text {
-                let hit = rows
-                    .rows
-                    .iter()
-                    .any(|row| fields.contains(&row.key) && row.value.contains(term.as_str()));
-                if !hit {
-                    continue;
-                }
-            }
-            keys.push(sort_key(order, &r, &rows));
-        }
-        if !order.is_empty() {
-            keys.sort_by(|a, b| compare(order, a, b));
-        }
+        let keys: std::sync::Arc<Vec<SortKey>> = if full_text.is_none() {
+            // Ordered once per store version and order, then paged.
+            ordered(&catalog, filter.as_ref(), &matching, order)?
+        } else {
+            std::sync::Arc::new(full_text_keys(
+                &catalog,
+                &matching,
+                order,
+                full_text.as_ref(),
+            )?)
+        };
         let total = keys.len();
         let (from, to) = match start {
             Start::Offset(o) => {
@@ -599,15 +624,26 @@ pub async fn facets(State(st): State<AppState>, params: Params) -> Result<Respon
     }
     let filter = params.filter()?;
     let catalog = st.catalog.clone();
-    let facets = blocking(move || Ok(catalog.facets(&facet_keys, filter.as_ref())?)).await?;
+    // Counted once per store version, facet keys and filter.
+    let facets = blocking(move || {
+        let key = format!("facets {facet_keys:?} {filter:?}");
+        Ok(catalog.cached(&key, || catalog.facets(&facet_keys, filter.as_ref()))?)
+    })
+    .await?;
     let facets: serde_json::Map<String, Value> = facets
-        .into_iter()
+        .iter()
         .map(|(k, values)| {
             let values: Vec<FacetValue> = values
-                .into_iter()
-                .map(|(value, count)| FacetValue { value, count })
+                .iter()
+                .map(|(value, count)| FacetValue {
+                    value: value.clone(),
+                    count: *count,
+                })
                 .collect();
-            (k, serde_json::to_value(values).expect("facets serialise"))
+            (
+                k.clone(),
+                serde_json::to_value(values).expect("facets serialise"),
+            )
         })
         .collect();
     Ok(json(&json!({ "facets": facets })))

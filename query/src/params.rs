@@ -277,6 +277,74 @@ pub fn sort_key(
     }
 }
 
+/// Sort keys of `refs` under `order`, sorted. Fields a ref key holds
+/// (`kind`, `metadata.namespace`, `metadata.name`) come from the key
+/// itself; any other field from one scan of its index rows; so ordering
+/// many entities reads none of them.
+pub fn sorted_keys(
+    catalog: &projector::Catalog,
+    refs: &[String],
+    order: &[OrderField],
+) -> Result<Vec<SortKey>, projector::StoreError> {
+    use std::collections::HashMap;
+    // Per order field: ref -> (min, max) value, unless the ref holds it.
+    let mut columns: Vec<Option<HashMap<String, (String, String)>>> = Vec::new();
+    for o in order {
+        if ref_part(&o.field, "x:y/z").is_some() {
+            columns.push(None);
+            continue;
+        }
+        let mut m: HashMap<String, (String, String)> = HashMap::new();
+        for (value, refkey) in catalog.field_values(&o.field)? {
+            match m.get_mut(&refkey) {
+                Some((lo, hi)) => {
+                    if value < *lo {
+                        *lo = value;
+                    } else if value > *hi {
+                        *hi = value;
+                    }
+                }
+                None => {
+                    m.insert(refkey, (value.clone(), value));
+                }
+            }
+        }
+        columns.push(Some(m));
+    }
+    let mut keys: Vec<SortKey> = refs
+        .iter()
+        .map(|r| SortKey {
+            values: order
+                .iter()
+                .zip(&columns)
+                .map(|(o, col)| match col {
+                    None => ref_part(&o.field, r).map(str::to_owned),
+                    Some(m) => m.get(r).map(|(lo, hi)| match o.order {
+                        Direction::Asc => lo.clone(),
+                        Direction::Desc => hi.clone(),
+                    }),
+                })
+                .collect(),
+            refkey: r.clone(),
+        })
+        .collect();
+    keys.sort_by(|a, b| compare(order, a, b));
+    Ok(keys)
+}
+
+/// The part of a ref key (`kind:namespace/name`, lower-cased like index
+/// values) that is the value of `field`, for the fields a ref holds.
+fn ref_part<'a>(field: &str, refkey: &'a str) -> Option<&'a str> {
+    let (kind, rest) = refkey.split_once(':')?;
+    let (namespace, name) = rest.split_once('/')?;
+    match field {
+        "kind" => Some(kind),
+        "metadata.namespace" => Some(namespace),
+        "metadata.name" => Some(name),
+        _ => None,
+    }
+}
+
 /// Cursors are JSON, hex-encoded: opaque, and safe in a URL as they are.
 pub fn encode_cursor<T: Serialize>(cursor: &T) -> String {
     let json = serde_json::to_vec(cursor).expect("cursors serialise");
