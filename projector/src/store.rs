@@ -40,10 +40,7 @@ pub trait Store: Send + Sync {
     /// The first entry under each prefix (in the order given), if any. A
     /// backend may answer with one iterator (prefixes sorted ascending
     /// seek fastest).
-    fn first_under(
-        &self,
-        prefixes: &[Vec<u8>],
-    ) -> Result<Vec<Option<(Vec<u8>, Vec<u8>)>>, StoreError> {
+    fn first_under(&self, prefixes: &[Vec<u8>]) -> Result<Vec<Option<Entry>>, StoreError> {
         let mut out = Vec::with_capacity(prefixes.len());
         for p in prefixes {
             let mut first = None;
@@ -65,6 +62,9 @@ pub trait Store: Send + Sync {
         Ok(())
     }
 }
+
+/// One key and its value.
+pub type Entry = (Vec<u8>, Vec<u8>);
 
 /// The in-memory store: a sorted map.
 #[derive(Default)]
@@ -220,10 +220,7 @@ impl Store for RocksStore {
         self.db.latest_sequence_number()
     }
 
-    fn first_under(
-        &self,
-        prefixes: &[Vec<u8>],
-    ) -> Result<Vec<Option<(Vec<u8>, Vec<u8>)>>, StoreError> {
+    fn first_under(&self, prefixes: &[Vec<u8>]) -> Result<Vec<Option<Entry>>, StoreError> {
         let mut it = self.db.raw_iterator();
         let mut out = Vec::with_capacity(prefixes.len());
         for p in prefixes {
