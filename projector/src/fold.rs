@@ -396,8 +396,31 @@ impl<'s> Fold<'s> {
         let mut facets: BTreeMap<(String, String), i64> = BTreeMap::new();
         let dirty = std::mem::take(&mut self.dirty);
         let mut served = Served::new();
+        // What each dirty ref needs is gathered from the working set in
+        // order; deriving it (serving JSON, etag, search rows) runs on all
+        // cores; the results are merged back in ref order, so the write set
+        // is the same however many threads there were.
+        let mut jobs = Vec::with_capacity(dirty.len());
         for r in &dirty {
-            self.derive(r, &mut out, &mut facets, &mut served)?;
+            let body = self.winning_body(r)?;
+            let relations = match &body {
+                Some(_) => self.relations_of(r)?,
+                None => Vec::new(),
+            };
+            jobs.push(DeriveJob {
+                r: r.clone(),
+                body,
+                relations,
+            });
+        }
+        for d in derive_all(self.store, jobs)? {
+            out.extend(d.writes);
+            for (k, delta) in d.facets {
+                *facets.entry(k).or_insert(0) += delta;
+            }
+            if let Some((r, v)) = d.served {
+                served.insert(r, v);
+            }
         }
         for ((k, v), delta) in facets {
             if delta == 0 {
@@ -429,78 +452,8 @@ impl<'s> Fold<'s> {
         Ok(out)
     }
 
-    fn derive(
-        &mut self,
-        r: &str,
-        out: &mut WriteSet,
-        facets: &mut BTreeMap<(String, String), i64>,
-        served: &mut Served,
-    ) -> Result<(), StoreError> {
-        let entity_key = keys::entity(r);
-        let served_before = self.store.get(&entity_key)?;
-        let served_after = match self.winning_body(r)? {
-            Some(body) => Some(self.serve(r, body)?),
-            None => None,
-        };
-        if served_before.as_deref() == served_after.as_ref().map(|(b, _)| b.as_slice()) {
-            return Ok(());
-        }
-        let rows_key = keys::search_rows(r);
-        let old_rows: SearchRows = match self.store.get(&rows_key)? {
-            Some(bytes) => records::decode(&rows_key, &bytes)?,
-            None => SearchRows::default(),
-        };
-        let uid = derived_id("entity", r).to_string();
-        let new_rows = match served_after {
-            Some((bytes, value)) => {
-                out.push((entity_key, Some(bytes)));
-                out.push((keys::uid(&uid), Some(r.as_bytes().to_vec())));
-                let rows = search::rows(&value);
-                served.insert(r.to_string(), Some(std::sync::Arc::new(value)));
-                rows
-            }
-            None => {
-                served.insert(r.to_string(), None);
-                out.push((entity_key, None));
-                out.push((keys::uid(&uid), None));
-                Vec::new()
-            }
-        };
-        let old_set: BTreeSet<_> = old_rows.rows.iter().collect();
-        let new_set: BTreeSet<_> = new_rows.iter().collect();
-        for row in old_set.difference(&new_set) {
-            out.push((keys::search(&row.key, &row.value, r), None));
-            if search::counted(&row.key) {
-                *facets
-                    .entry((row.key.clone(), row.value.clone()))
-                    .or_insert(0) -= 1;
-            }
-        }
-        for row in new_set.difference(&old_set) {
-            out.push((
-                keys::search(&row.key, &row.value, r),
-                Some(row.original.as_bytes().to_vec()),
-            ));
-            if search::counted(&row.key) {
-                *facets
-                    .entry((row.key.clone(), row.value.clone()))
-                    .or_insert(0) += 1;
-            }
-        }
-        let rows_value =
-            (!new_rows.is_empty()).then(|| records::encode(&SearchRows { rows: new_rows }));
-        out.push((rows_key, rows_value));
-        Ok(())
-    }
-
-    /// The served JSON of `r`: the winner's entity with its stitched
-    /// relations, a uid derived from the ref and an etag of the content.
-    fn serve(
-        &mut self,
-        r: &str,
-        body: ProcessedEntity,
-    ) -> Result<(Vec<u8>, serde_json::Value), StoreError> {
-        let mut entity = body.entity;
+    /// The stitched relations of `r` (sources `r`), sorted.
+    fn relations_of(&mut self, r: &str) -> Result<Vec<EntityRelation>, StoreError> {
         let mut relations: Vec<EntityRelation> = self
             .relations
             .get(self.store, keys::relations(r))?
@@ -515,18 +468,142 @@ impl<'s> Fold<'s> {
             })
             .unwrap_or_default();
         relations.sort();
-        entity.relations = relations;
-        entity.metadata.uid = Some(derived_id("entity", r).to_string());
-        entity.metadata.etag = None;
-        let mut value = serde_json::to_value(&entity).expect("entities serialise");
-        let unsigned = serde_json::to_vec(&value).expect("values serialise");
-        let etag = hex::encode(&Sha256::digest(&unsigned)[..10]);
-        if let Some(meta) = value.get_mut("metadata").and_then(|m| m.as_object_mut()) {
-            meta.insert("etag".into(), serde_json::Value::String(etag));
-        }
-        let bytes = serde_json::to_vec(&value).expect("values serialise");
-        Ok((bytes, value))
+        Ok(relations)
     }
+}
+
+/// What deriving one dirty ref needs from the working set.
+struct DeriveJob {
+    r: String,
+    body: Option<ProcessedEntity>,
+    relations: Vec<EntityRelation>,
+}
+
+/// What deriving one ref produced.
+struct Derived {
+    writes: WriteSet,
+    facets: Vec<((String, String), i64)>,
+    served: Option<(String, Option<std::sync::Arc<serde_json::Value>>)>,
+}
+
+/// Derives every job, on up to 4 threads for a large batch, in job order.
+fn derive_all(store: &dyn Store, jobs: Vec<DeriveJob>) -> Result<Vec<Derived>, StoreError> {
+    let workers = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .clamp(1, 4);
+    if workers == 1 || jobs.len() < 256 {
+        return jobs.into_iter().map(|j| derive(store, j)).collect();
+    }
+    let per = jobs.len().div_ceil(workers);
+    let mut chunks: Vec<Vec<DeriveJob>> = Vec::with_capacity(workers);
+    let mut jobs = jobs.into_iter();
+    loop {
+        let chunk: Vec<DeriveJob> = jobs.by_ref().take(per).collect();
+        if chunk.is_empty() {
+            break;
+        }
+        chunks.push(chunk);
+    }
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = chunks
+            .into_iter()
+            .map(|chunk| {
+                scope.spawn(move || {
+                    chunk
+                        .into_iter()
+                        .map(|j| derive(store, j))
+                        .collect::<Result<Vec<Derived>, StoreError>>()
+                })
+            })
+            .collect();
+        let mut out = Vec::new();
+        for h in handles {
+            out.extend(h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))?);
+        }
+        Ok(out)
+    })
+}
+
+/// The served JSON, uid and search rows of one ref, as changes against
+/// the store (nothing when the served JSON is unchanged).
+fn derive(store: &dyn Store, job: DeriveJob) -> Result<Derived, StoreError> {
+    let DeriveJob { r, body, relations } = job;
+    let mut d = Derived {
+        writes: WriteSet::new(),
+        facets: Vec::new(),
+        served: None,
+    };
+    let entity_key = keys::entity(&r);
+    let served_before = store.get(&entity_key)?;
+    let served_after = body.map(|body| serve(&r, body, relations));
+    if served_before.as_deref() == served_after.as_ref().map(|(b, _)| b.as_slice()) {
+        return Ok(d);
+    }
+    let rows_key = keys::search_rows(&r);
+    let old_rows: SearchRows = match store.get(&rows_key)? {
+        Some(bytes) => records::decode(&rows_key, &bytes)?,
+        None => SearchRows::default(),
+    };
+    let uid = derived_id("entity", &r).to_string();
+    let new_rows = match served_after {
+        Some((bytes, value)) => {
+            d.writes.push((entity_key, Some(bytes)));
+            d.writes
+                .push((keys::uid(&uid), Some(r.as_bytes().to_vec())));
+            let rows = search::rows(&value);
+            d.served = Some((r.clone(), Some(std::sync::Arc::new(value))));
+            rows
+        }
+        None => {
+            d.served = Some((r.clone(), None));
+            d.writes.push((entity_key, None));
+            d.writes.push((keys::uid(&uid), None));
+            Vec::new()
+        }
+    };
+    let old_set: BTreeSet<_> = old_rows.rows.iter().collect();
+    let new_set: BTreeSet<_> = new_rows.iter().collect();
+    for row in old_set.difference(&new_set) {
+        d.writes
+            .push((keys::search(&row.key, &row.value, &r), None));
+        if search::counted(&row.key) {
+            d.facets.push(((row.key.clone(), row.value.clone()), -1));
+        }
+    }
+    for row in new_set.difference(&old_set) {
+        d.writes.push((
+            keys::search(&row.key, &row.value, &r),
+            Some(row.original.as_bytes().to_vec()),
+        ));
+        if search::counted(&row.key) {
+            d.facets.push(((row.key.clone(), row.value.clone()), 1));
+        }
+    }
+    let rows_value =
+        (!new_rows.is_empty()).then(|| records::encode(&SearchRows { rows: new_rows }));
+    d.writes.push((rows_key, rows_value));
+    Ok(d)
+}
+
+/// The served JSON of `r`: the winner's entity with its stitched
+/// relations, a uid derived from the ref and an etag of the content.
+fn serve(
+    r: &str,
+    body: ProcessedEntity,
+    relations: Vec<EntityRelation>,
+) -> (Vec<u8>, serde_json::Value) {
+    let mut entity = body.entity;
+    entity.relations = relations;
+    entity.metadata.uid = Some(derived_id("entity", r).to_string());
+    entity.metadata.etag = None;
+    let mut value = serde_json::to_value(&entity).expect("entities serialise");
+    let unsigned = serde_json::to_vec(&value).expect("values serialise");
+    let etag = hex::encode(&Sha256::digest(&unsigned)[..10]);
+    if let Some(meta) = value.get_mut("metadata").and_then(|m| m.as_object_mut()) {
+        meta.insert("etag".into(), serde_json::Value::String(etag));
+    }
+    let bytes = serde_json::to_vec(&value).expect("values serialise");
+    (bytes, value)
 }
 
 #[cfg(test)]
@@ -595,6 +672,33 @@ mod tests {
             .get(&keys::entity(r))
             .unwrap()
             .map(|b| serde_json::from_slice(&b).unwrap())
+    }
+
+    #[test]
+    fn a_large_batch_derived_on_several_threads_writes_what_small_batches_write() {
+        // 900 refs dirty in one batch take the parallel path; one event per
+        // batch takes the sequential one. The stores must be identical.
+        let events: Vec<EntityEvent> = (0..300)
+            .map(|i| {
+                let loc = format!("file:/repo/{i}.yaml");
+                event(
+                    &loc,
+                    1_000 + i,
+                    vec![
+                        component(&format!("svc-{i}"), &format!("team-{}", i % 7), &loc),
+                        component(&format!("lib-{i}"), &format!("team-{}", i % 5), &loc),
+                    ],
+                )
+            })
+            .collect();
+        let one = MemStore::new();
+        apply_all(&one, &events);
+        let many = MemStore::new();
+        for e in &events {
+            apply_all(&many, std::slice::from_ref(e));
+        }
+        assert!(served(&one, "component:default/svc-299").is_some());
+        assert_eq!(one.dump(), many.dump());
     }
 
     #[test]
