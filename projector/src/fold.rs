@@ -16,7 +16,7 @@
 use crate::keys;
 use crate::records::{
     self, ChangeKind, Claims, FacetCount, HistoryRecord, LocationRecord, RelationRow, RelationSet,
-    SearchRows,
+    SearchRow, SearchRows,
 };
 use crate::scorecard::records::{Cause, CauseKind};
 use crate::scorecard::step::{ScoreState, Served, Trigger};
@@ -413,8 +413,12 @@ impl<'s> Fold<'s> {
                 relations,
             });
         }
+        let mut links_changed = BTreeSet::new();
         for d in derive_all(self.store, jobs)? {
             out.extend(d.writes);
+            if let Some(r) = d.link_changed {
+                links_changed.insert(r);
+            }
             for (k, delta) in d.facets {
                 *facets.entry(k).or_insert(0) += delta;
             }
@@ -448,7 +452,7 @@ impl<'s> Fold<'s> {
             out.push((k, Some(records::encode(&h))));
         }
         self.score
-            .finish(self.store, &served, &self.causes, &mut out)?;
+            .finish(self.store, &served, &self.causes, &links_changed, &mut out)?;
         Ok(out)
     }
 
@@ -484,6 +488,25 @@ struct Derived {
     writes: WriteSet,
     facets: Vec<((String, String), i64)>,
     served: Option<(String, Option<std::sync::Arc<serde_json::Value>>)>,
+    /// The ref, when its rollup link changed (see [`rollup_link`]).
+    link_changed: Option<String>,
+}
+
+/// What scorecard rollups group by, as the search rows show it: a group's
+/// parent, a system's domain (lower-cased refs). `None` for other kinds.
+fn rollup_link<'a>(r: &str, rows: impl Iterator<Item = &'a SearchRow>) -> Option<Option<String>> {
+    let (key, prefix) = if r.starts_with("group:") {
+        ("relations.childof", "")
+    } else if r.starts_with("system:") {
+        ("relations.partof", "domain:")
+    } else {
+        return None;
+    };
+    Some(
+        rows.filter(|row| row.key == key && row.value.starts_with(prefix))
+            .map(|row| row.value.clone())
+            .min(),
+    )
 }
 
 /// Derives every job, on up to 4 threads for a large batch, in job order.
@@ -532,6 +555,7 @@ fn derive(store: &dyn Store, job: DeriveJob) -> Result<Derived, StoreError> {
         writes: WriteSet::new(),
         facets: Vec::new(),
         served: None,
+        link_changed: None,
     };
     let entity_key = keys::entity(&r);
     let served_before = store.get(&entity_key)?;
@@ -578,6 +602,9 @@ fn derive(store: &dyn Store, job: DeriveJob) -> Result<Derived, StoreError> {
         if search::counted(&row.key) {
             d.facets.push(((row.key.clone(), row.value.clone()), 1));
         }
+    }
+    if rollup_link(&r, old_rows.rows.iter()) != rollup_link(&r, new_rows.iter()) {
+        d.link_changed = Some(r.clone());
     }
     let rows_value =
         (!new_rows.is_empty()).then(|| records::encode(&SearchRows { rows: new_rows }));

@@ -405,6 +405,7 @@ impl ScoreState {
         store: &dyn Store,
         served: &Served,
         causes: &HashMap<String, Trigger>,
+        links_changed: &BTreeSet<String>,
         out: &mut WriteSet,
     ) -> Result<(), StoreError> {
         let defs: Vec<(DefinitionRecord, Arc<Definition>)> = self
@@ -477,6 +478,14 @@ impl ScoreState {
             };
             for (sc, dependent) in dependents(store, &format!("e:{r}"))? {
                 add(&sc, &dependent, &related);
+            }
+            // What results group by (a group's parent, a system's domain)
+            // is read as a link of its own: a group that gains an owned
+            // entity does not re-evaluate everything below it.
+            if links_changed.contains(r) {
+                for (sc, dependent) in dependents(store, &format!("p:{r}"))? {
+                    add(&sc, &dependent, &related);
+                }
             }
         }
         for (subject, t) in &self.changed_facts {
@@ -857,7 +866,7 @@ impl Evaluator<'_> {
                 }
                 groups.push(g.clone());
                 if kind_of(&g) == "group" {
-                    reads.note(format!("e:{g}"));
+                    reads.note(format!("p:{g}"));
                     next = match reads.ev.parent.get(&g) {
                         Some(p) => p.clone(),
                         None => {
@@ -891,7 +900,7 @@ impl Evaluator<'_> {
         } else {
             match &system {
                 Some(s) => {
-                    reads.note(format!("e:{s}"));
+                    reads.note(format!("p:{s}"));
                     match reads.ev.domain.get(s) {
                         Some(d) => d.clone(),
                         None => {
