@@ -20,7 +20,7 @@
 //! and while the store changes (every answer computed), and the time to
 //! rebuild the projections by replaying the entity log.
 
-use crate::bench::{fmt_d, percentile, total_items};
+use crate::bench::{fmt_d, percentile};
 use crate::config::Config;
 use crate::services::{self, Shutdown};
 use anyhow::{Context, bail};
@@ -376,6 +376,12 @@ fn config(root: &Path) -> anyhow::Result<Config> {
     }
     cfg.ingest.sources.push(source);
     Ok(cfg)
+}
+
+/// Entities visible now (a count alone: no item, however large, is sent).
+fn total_items(agent: &ureq::Agent, base: &str) -> anyhow::Result<u64> {
+    let v = get(agent, &format!("{base}/api/catalog/entities/by-query?limit=0"))?;
+    Ok(v["totalItems"].as_u64().unwrap_or(0))
 }
 
 /// Waits until `n` entities are visible; returns when.
