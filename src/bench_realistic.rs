@@ -380,7 +380,10 @@ fn config(root: &Path) -> anyhow::Result<Config> {
 
 /// Entities visible now (a count alone: no item, however large, is sent).
 fn total_items(agent: &ureq::Agent, base: &str) -> anyhow::Result<u64> {
-    let v = get(agent, &format!("{base}/api/catalog/entities/by-query?limit=0"))?;
+    let v = get(
+        agent,
+        &format!("{base}/api/catalog/entities/by-query?limit=0"),
+    )?;
     Ok(v["totalItems"].as_u64().unwrap_or(0))
 }
 
