@@ -21,8 +21,32 @@ pub fn location_targets(text: &str) -> Vec<String> {
     {
         return Vec::new();
     }
-    let Ok(docs) = serde_saphyr::from_multiple::<Value>(text) else {
-        return Vec::new();
+    // Budgets in proportion to the text: a Location listing every
+    // repository of a large org (hundreds of thousands of targets, tens of
+    // megabytes) is ordinary, while alias expansion stays bounded.
+    let nodes = 200_000usize.max(text.len());
+    let options = serde_saphyr::options! {
+        budget: serde_saphyr::budget! {
+            max_depth: 64,
+            flow_nesting_limit: 64,
+            max_nodes: nodes,
+            max_events: nodes.saturating_mul(3),
+            max_aliases: 1_000,
+            max_anchors: 1_000,
+            max_documents: text.len() / 4 + 16,
+            max_merge_keys: 1_000,
+        },
+        alias_limits: serde_saphyr::alias_limits! {
+            max_total_replayed_events: 10_000,
+            max_replay_stack_depth: 8,
+        },
+    };
+    let docs = match serde_saphyr::from_multiple_with_options::<Value>(text, options) {
+        Ok(docs) => docs,
+        Err(e) => {
+            tracing::warn!(error = %e, "a file naming a Location could not be read for its targets");
+            return Vec::new();
+        }
     };
     let mut out = Vec::new();
     for doc in &docs {
@@ -111,6 +135,19 @@ pub fn glob_base(pattern: &Path) -> (PathBuf, Option<usize>) {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_location_listing_hundreds_of_thousands_of_targets_is_read_whole() {
+        let mut text = String::from(
+            "apiVersion: backstage.io/v1alpha1\nkind: Location\nmetadata:\n  name: all\nspec:\n  targets:\n",
+        );
+        for i in 0..300_000 {
+            text.push_str(&format!("    - ../repos/r{:03}/repo-{i}.yaml\n", i / 1000));
+        }
+        let targets = location_targets(&text);
+        assert_eq!(targets.len(), 300_000);
+        assert_eq!(targets[299_999], "../repos/r299/repo-299999.yaml");
+    }
     use super::*;
 
     #[test]
