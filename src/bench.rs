@@ -148,7 +148,8 @@ pub fn generate_org(
     Ok(edit_targets)
 }
 
-fn rss_kib(field: &str) -> u64 {
+/// A field of this process's `/proc/self/status` in KiB (`VmRSS:`, `VmHWM:`).
+pub(crate) fn rss_kib(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
@@ -159,7 +160,8 @@ fn rss_kib(field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-fn dir_size(p: &Path) -> u64 {
+/// Bytes of the files under `p`, recursively.
+pub(crate) fn dir_size(p: &Path) -> u64 {
     walk_size(p).unwrap_or(0)
 }
 
@@ -218,9 +220,10 @@ pub(crate) fn measure(
     Ok(out)
 }
 
+/// Entities visible now (a count alone: no item, however large, is sent).
 pub(crate) fn total_items(agent: &ureq::Agent, base: &str) -> anyhow::Result<u64> {
     let v: serde_json::Value = agent
-        .get(format!("{base}/api/catalog/entities/by-query?limit=1"))
+        .get(format!("{base}/api/catalog/entities/by-query?limit=0"))
         .call()?
         .body_mut()
         .read_json()?;

@@ -20,7 +20,7 @@
 //! and while the store changes (every answer computed), and the time to
 //! rebuild the projections by replaying the entity log.
 
-use crate::bench::{fmt_d, percentile};
+use crate::bench::{dir_size, fmt_d, percentile, rss_kib, total_items};
 use crate::config::Config;
 use crate::services::{self, Shutdown};
 use anyhow::{Context, bail};
@@ -337,32 +337,6 @@ fn churn(root: PathBuf, org_repos: usize, groups: usize, systems: usize, stop: A
     }
 }
 
-fn rss_kib(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-fn dir_mib(p: &Path) -> u64 {
-    fn walk(p: &Path) -> u64 {
-        std::fs::read_dir(p).map_or(0, |rd| {
-            rd.flatten()
-                .map(|e| match e.metadata() {
-                    Ok(m) if m.is_dir() => walk(&e.path()),
-                    Ok(m) => m.len(),
-                    Err(_) => 0,
-                })
-                .sum()
-        })
-    }
-    walk(p) >> 20
-}
-
 fn config(root: &Path) -> anyhow::Result<Config> {
     let mut cfg = Config {
         data_dir: root.join("data"),
@@ -378,13 +352,22 @@ fn config(root: &Path) -> anyhow::Result<Config> {
     Ok(cfg)
 }
 
-/// Entities visible now (a count alone: no item, however large, is sent).
-fn total_items(agent: &ureq::Agent, base: &str) -> anyhow::Result<u64> {
-    let v = get(
-        agent,
-        &format!("{base}/api/catalog/entities/by-query?limit=0"),
-    )?;
-    Ok(v["totalItems"].as_u64().unwrap_or(0))
+/// The task running the pipeline.
+type Pipeline = tokio::task::JoinHandle<anyhow::Result<()>>;
+
+/// The whole pipeline (`catalog dev`) on the org under `root`: its
+/// shutdown, its task and the API's base URL once it listens.
+async fn start(root: &Path) -> anyhow::Result<(Shutdown, Pipeline, String)> {
+    let shutdown = Shutdown::new();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let pipeline = tokio::spawn(services::run_dev(
+        config(root)?,
+        None,
+        shutdown.clone(),
+        Some(tx),
+    ));
+    let addr = rx.await.context("the pipeline did not start")?;
+    Ok((shutdown, pipeline, format!("http://{addr}")))
 }
 
 /// Waits until `n` entities are visible; returns when.
@@ -421,17 +404,8 @@ pub async fn run(
     let n = org.entities as u64;
     let (groups, systems) = (org.groups, (entities / 100).max(2));
 
-    let shutdown = Shutdown::new();
-    let (tx, rx) = tokio::sync::oneshot::channel();
     let started = Instant::now();
-    let pipeline = tokio::spawn(services::run_dev(
-        config(root)?,
-        None,
-        shutdown.clone(),
-        Some(tx),
-    ));
-    let addr = rx.await.context("the pipeline did not start")?;
-    let base = format!("http://{addr}");
+    let (shutdown, pipeline, base) = start(root).await?;
     let tree2 = tree.clone();
     let measured = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
         let agent = agent();
@@ -587,24 +561,15 @@ pub async fn run(
     let data = root.join("data");
     println!(
         "disk: log {} MiB, projections {} MiB, ingest state {} MiB",
-        dir_mib(&data.join("log")),
-        dir_mib(&data.join("projections")),
-        dir_mib(&data.join("ingest"))
+        dir_size(&data.join("log")) >> 20,
+        dir_size(&data.join("projections")) >> 20,
+        dir_size(&data.join("ingest")) >> 20
     );
 
     // Rebuild: the projections from the entity log alone.
     std::fs::remove_dir_all(data.join("projections"))?;
-    let shutdown = Shutdown::new();
-    let (tx, rx) = tokio::sync::oneshot::channel();
     let started = Instant::now();
-    let pipeline = tokio::spawn(services::run_dev(
-        config(root)?,
-        None,
-        shutdown.clone(),
-        Some(tx),
-    ));
-    let addr = rx.await.context("the pipeline did not restart")?;
-    let base = format!("http://{addr}");
+    let (shutdown, pipeline, base) = start(root).await?;
     let rebuilt = tokio::task::spawn_blocking(move || {
         wait_visible(&agent(), &base, n, Duration::from_secs(3600))
     })

@@ -46,6 +46,22 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
+/// A projector host (`serve --with-projector`) on `dir`, answering on `listen`.
+fn host(name: &str, dir: &Path, listen: &str, env: &[(&'static str, String)]) -> Proc {
+    Proc::spawn(
+        name,
+        &[
+            "serve",
+            "--with-projector",
+            "--data-dir",
+            s(dir),
+            "--listen",
+            listen,
+        ],
+        env,
+    )
+}
+
 /// Keeps rewriting the titles of `targets` (a new title each time) until
 /// stopped; returns the last title of each edited component.
 fn editor(
@@ -89,30 +105,8 @@ fn stages_scale_and_survive_a_broker_loss_on_three_brokers() {
     let d = |name: &str| tmp.path().join(name);
 
     let (la, lb, l1, l2) = (listen(), listen(), listen(), listen());
-    let host_a = Proc::spawn(
-        "host-a",
-        &[
-            "serve",
-            "--with-projector",
-            "--data-dir",
-            s(&d("a")),
-            "--listen",
-            &la,
-        ],
-        &env,
-    );
-    let host_b = Proc::spawn(
-        "host-b",
-        &[
-            "serve",
-            "--with-projector",
-            "--data-dir",
-            s(&d("b")),
-            "--listen",
-            &lb,
-        ],
-        &env,
-    );
+    let host_a = host("host-a", &d("a"), &la, &env);
+    let host_b = host("host-b", &d("b"), &lb, &env);
     let project = Proc::spawn("project", &["project", "--data-dir", s(&d("p"))], &env);
     let serve1 = Proc::spawn(
         "serve-1",
@@ -160,18 +154,7 @@ fn stages_scale_and_survive_a_broker_loss_on_three_brokers() {
     assert!(p2.running() && p3.running(), "a processor died");
     // The witness folds the finished log in one go.
     let lw = listen();
-    let witness = Proc::spawn(
-        "witness",
-        &[
-            "serve",
-            "--with-projector",
-            "--data-dir",
-            s(&d("w")),
-            "--listen",
-            &lw,
-        ],
-        &env,
-    );
+    let witness = host("witness", &d("w"), &lw, &env);
     wait_for("witness has the whole org", WAIT, || {
         caught_up(&a, &base(&lw), n as u64).then_some(())
     });
@@ -215,18 +198,7 @@ fn a_broker_away_for_thirty_seconds_is_waited_out() {
     let targets = catalog::bench::generate_org(&org, n, 10).unwrap();
     let d = |name: &str| tmp.path().join(name);
     let lh = listen();
-    let host = Proc::spawn(
-        "host",
-        &[
-            "serve",
-            "--with-projector",
-            "--data-dir",
-            s(&d("h")),
-            "--listen",
-            &lh,
-        ],
-        &env,
-    );
+    let host = host("host", &d("h"), &lh, &env);
     let mut process = Proc::spawn("process", &["process"], &env);
     let mut ingest = Proc::spawn(
         "ingest",
@@ -392,18 +364,7 @@ fn every_service_kind_killed_repeatedly_converges() {
 
     // An uninterrupted witness folds the whole log.
     let lw = listen();
-    let witness = Proc::spawn(
-        "witness",
-        &[
-            "serve",
-            "--with-projector",
-            "--data-dir",
-            s(&d("w")),
-            "--listen",
-            &lw,
-        ],
-        &env,
-    );
+    let witness = host("witness", &d("w"), &lw, &env);
     let lp = listen();
     let follower = Proc::spawn(
         "project-follower",

@@ -79,14 +79,8 @@ impl MemoryLog {
     /// A log with `topics`, each of `partitions` partitions.
     pub fn new(topics: &[&str], partitions: u32) -> Self {
         let log = MemoryLog::default();
-        {
-            let mut s = log.lock();
-            for t in topics {
-                s.topics.insert(
-                    (*t).to_owned(),
-                    vec![Vec::new(); partitions.max(1) as usize],
-                );
-            }
+        for t in topics {
+            log.create_topic(t, partitions);
         }
         log
     }
@@ -101,14 +95,8 @@ impl MemoryLog {
                 ..Shared::default()
             }),
         };
-        {
-            let mut s = log.lock();
-            for t in topics {
-                s.topics.insert(
-                    (*t).to_owned(),
-                    vec![Vec::new(); partitions.max(1) as usize],
-                );
-            }
+        for t in topics {
+            log.create_topic(t, partitions);
         }
         log
     }

@@ -251,7 +251,9 @@ impl Source for FilesSource {
         if let Some((watch, _)) = &self.watch {
             // Set up (or keep) the watch before walking, and forget the
             // changes this listing covers: a change made during the walk
-            // is recorded again and checked by a scoped sync.
+            // is recorded again and checked by a scoped sync. Known targets
+            // outside the root are watched now too (not only after the walk,
+            // below), so a change to one while the walk reads it is not lost.
             watch.ensure(&root, &outside_dirs(&root, known));
             watch.take();
         }
