@@ -245,6 +245,12 @@ impl Config {
         if self.projector.batch_max == 0 {
             bail!("projector.batch_max: must be at least 1");
         }
+        if self.projector.batch_max_bytes == 0 {
+            bail!("projector.batch_max_bytes: must be at least 1");
+        }
+        if self.projector.part_entities == 0 {
+            bail!("projector.part_entities: must be at least 1");
+        }
         self.ingest.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
         Ok(())
     }
@@ -292,6 +298,18 @@ mod tests {
         assert_eq!(cfg.log.topic_prefix, "t1.");
         assert_eq!(req.replication_factor, Some(3));
         assert_eq!(req.min_insync_replicas, Some(2));
+    }
+
+    #[test]
+    fn projector_batch_and_part_sizes_are_read_and_checked() {
+        let cfg = Config::parse("projector:\n  part_entities: 500\n  batch_max_bytes: 1048576\n")
+            .unwrap();
+        assert_eq!(cfg.projector.part_entities, 500);
+        assert_eq!(cfg.projector.batch_max_bytes, 1 << 20);
+        cfg.validate().unwrap();
+        let cfg = Config::parse("projector:\n  part_entities: 0\n").unwrap();
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(err.contains("projector.part_entities"), "{err}");
     }
 
     #[test]

@@ -40,6 +40,69 @@ pub fn derived_id(namespace: &str, name: &str) -> Uuid {
     uuid::Builder::from_custom_bytes(bytes).into_uuid()
 }
 
+/// An entity event applied in parts, each part its own fold and write,
+/// so that one location yielding hundreds of thousands of entities costs
+/// bounded memory and shows progress: what the event yields and what its
+/// location yielded before, by ref key.
+///
+/// Applying the parts in order and then [`Fold::apply_location`] has the
+/// effect of [`Fold::apply`]. A part applied again changes nothing, so an
+/// event whose parts were interrupted is applied again from its start.
+pub struct Parts<'e> {
+    event: &'e EntityEvent,
+    new: BTreeMap<String, &'e ProcessedEntity>,
+    touched: Vec<String>,
+}
+
+impl<'e> Parts<'e> {
+    /// The parts of `event` against `store`, which must hold everything
+    /// folded before it (no fold may hold unwritten changes).
+    pub fn new(store: &dyn Store, event: &'e EntityEvent) -> Result<Self, StoreError> {
+        let key = keys::location(event.location.as_str());
+        let before: Option<LocationRecord> = match store.get(&key)? {
+            Some(bytes) => Some(records::decode(&key, &bytes)?),
+            None => None,
+        };
+        let new = yielded(event);
+        let mut touched: BTreeSet<&str> = new.keys().map(String::as_str).collect();
+        touched.extend(
+            before
+                .iter()
+                .flat_map(|b| b.refs.iter().map(String::as_str)),
+        );
+        let touched = touched.into_iter().map(str::to_owned).collect();
+        Ok(Parts {
+            event,
+            new,
+            touched,
+        })
+    }
+
+    /// The refs the event touches (yielded now or before), sorted.
+    pub fn touched(&self) -> &[String] {
+        &self.touched
+    }
+}
+
+/// What an event yields, by ref key (the first of a ref wins).
+fn yielded(event: &EntityEvent) -> BTreeMap<String, &ProcessedEntity> {
+    let mut new = BTreeMap::new();
+    if let LocationOutcome::Processed { entities, .. } = &event.outcome {
+        for pe in entities {
+            new.entry(pe.entity.entity_ref().key()).or_insert(pe);
+        }
+    }
+    new
+}
+
+/// The errors of an event's location.
+fn errors(event: &EntityEvent) -> &[proto::ProcessingError] {
+    match &event.outcome {
+        LocationOutcome::Processed { errors, .. } => errors,
+        LocationOutcome::Removed => &[],
+    }
+}
+
 /// A lazily loaded, typed table of the working set.
 pub(crate) struct Table<T> {
     table: u8,
@@ -167,15 +230,7 @@ impl<'s> Fold<'s> {
     /// Applies one event. Returns whether it changed anything.
     pub fn apply(&mut self, event: &EntityEvent) -> Result<bool, StoreError> {
         let loc = &event.location;
-        let empty = Vec::new();
-        let (yielded, errors) = match &event.outcome {
-            LocationOutcome::Processed { entities, errors } => (entities, errors),
-            LocationOutcome::Removed => (&empty, &Vec::new()),
-        };
-        let mut new: BTreeMap<String, &ProcessedEntity> = BTreeMap::new();
-        for pe in yielded {
-            new.entry(pe.entity.entity_ref().key()).or_insert(pe);
-        }
+        let new = yielded(event);
         let old = self
             .locations
             .get(self.store, keys::location(loc.as_str()))?
@@ -191,8 +246,53 @@ impl<'s> Fold<'s> {
         for (r, pe) in &new {
             changed |= self.claim(loc, r, pe, event)?;
         }
-        changed |= self.update_location(old, new.into_keys().collect(), errors, event);
+        changed |= self.update_location(old, new.into_keys().collect(), errors(event), event);
         Ok(changed)
+    }
+
+    /// How many refs applying `event` touches: those it yields, or those
+    /// its location yielded before, whichever is more (as the working set
+    /// holds the location now).
+    pub fn touches(&mut self, event: &EntityEvent) -> Result<usize, StoreError> {
+        let yields = match &event.outcome {
+            LocationOutcome::Processed { entities, .. } => entities.len(),
+            LocationOutcome::Removed => 0,
+        };
+        let before = self
+            .locations
+            .get(self.store, keys::location(event.location.as_str()))?
+            .map_or(0, |l| l.refs.len());
+        Ok(yields.max(before))
+    }
+
+    /// Applies the part of an event that concerns `refs` (a slice of
+    /// [`Parts::touched`]): claims what it yields among them, releases what
+    /// its location no longer yields. The location's own record changes
+    /// only with [`Fold::apply_location`], after every part. Returns
+    /// whether anything changed.
+    pub fn apply_part(&mut self, parts: &Parts<'_>, refs: &[String]) -> Result<bool, StoreError> {
+        let event = parts.event;
+        let mut changed = false;
+        for r in refs {
+            changed |= match parts.new.get(r) {
+                Some(pe) => self.claim(&event.location, r, pe, event)?,
+                None => self.unclaim(&event.location, r, event)?,
+            };
+        }
+        Ok(changed)
+    }
+
+    /// Completes an event applied in parts: the location's record (what it
+    /// yields, its errors). Returns whether it changed.
+    pub fn apply_location(&mut self, parts: Parts<'_>) -> Result<bool, StoreError> {
+        let Parts { event, new, .. } = parts;
+        // Read through the working set, so the record written replaces the
+        // one the parts were computed against.
+        let old = self
+            .locations
+            .get(self.store, keys::location(event.location.as_str()))?
+            .cloned();
+        Ok(self.update_location(old, new.into_keys().collect(), errors(event), event))
     }
 
     fn update_location(

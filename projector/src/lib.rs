@@ -18,7 +18,7 @@ pub mod scorecard;
 pub mod search;
 pub mod store;
 
-pub use fold::Fold;
+pub use fold::{Fold, Parts};
 pub use read::{Catalog, EntityFilter, FilterError};
 pub use run::{ProjectorConfig, ProjectorError, Status, run};
 pub use store::{MemStore, RocksStore, Store, StoreError, WriteSet};

@@ -2,7 +2,7 @@
 //! the state, fold batches, and write each batch's state and offsets in one
 //! write (exactly-once effect without transactions).
 
-use crate::fold::Fold;
+use crate::fold::{Fold, Parts};
 use crate::keys;
 use crate::metrics as m;
 use crate::read::Catalog;
@@ -24,6 +24,14 @@ use std::time::{Duration, Instant};
 pub struct ProjectorConfig {
     /// Most events folded into one write batch.
     pub batch_max: usize,
+    /// Most bytes of events read into one batch (a batch takes at least
+    /// one event, whatever its size).
+    pub batch_max_bytes: usize,
+    /// An event touching more refs than this (a location yielding, or
+    /// having yielded, that many entities) is applied in parts of this many
+    /// refs, each written on its own: memory stays bounded and the
+    /// location's entities show up as they are applied.
+    pub part_entities: usize,
     /// RocksDB block cache, MiB.
     pub cache_mb: usize,
 }
@@ -32,6 +40,8 @@ impl Default for ProjectorConfig {
     fn default() -> Self {
         ProjectorConfig {
             batch_max: 20_000,
+            batch_max_bytes: 64 << 20,
+            part_entities: 10_000,
             cache_mb: 256,
         }
     }
@@ -179,6 +189,7 @@ pub fn run(
         // Entities first (the bulk); facts and scorecard events in the same
         // batch, so one write holds all three topics' offsets.
         let mut batch = Vec::new();
+        let mut bytes = 0usize;
         for (i, reader) in readers.iter_mut().enumerate() {
             let wait = if i == 0 {
                 Duration::from_millis(50)
@@ -186,7 +197,11 @@ pub fn run(
                 Duration::ZERO
             };
             let mut got = reader.poll(wait)?;
-            while !got.is_empty() && batch.len() + got.len() < cfg.batch_max {
+            while !got.is_empty()
+                && batch.len() + got.len() < cfg.batch_max
+                && bytes < cfg.batch_max_bytes
+            {
+                bytes += got.iter().map(|r| r.value.len()).sum::<usize>();
                 batch.extend(got);
                 got = reader.poll(Duration::ZERO)?;
             }
@@ -203,20 +218,19 @@ pub fn run(
             continue;
         }
         let started = Instant::now();
-        let before = pending_offsets.clone();
         let changed = match apply_batch(
             log.as_ref(),
             store.as_ref(),
             &batch,
             &mut pending_offsets,
+            cfg.part_entities,
             &stop,
         )? {
             Applied::Changed => true,
             Applied::Unchanged => false,
             Applied::Abandoned => {
-                // Stopping mid-batch: nothing of it is written, and its
-                // offsets are not kept; it is folded again after a restart.
-                pending_offsets = before;
+                // Stopping mid-batch: what was not written is folded again
+                // after a restart.
                 tracing::info!(
                     events = batch.len(),
                     "stopping: the batch in flight is abandoned"
@@ -274,37 +288,86 @@ pub enum Applied {
     /// Nothing changed; the offsets stay in the caller's map, to be written
     /// with a later batch.
     Unchanged,
-    /// `stop` was set before the batch was written: nothing was written,
-    /// and the caller must forget the offsets the batch added.
+    /// `stop` was set before the batch was written whole: the offsets map
+    /// holds only what was written (events before a large one, see
+    /// [`Parts`]), the rest is folded again after a restart.
     Abandoned,
 }
 
 /// Folds one batch and writes its changes together with its offsets,
 /// unless `stop` is set on the way (a large batch may take seconds, and a
 /// service must stop within a few).
+///
+/// An entity event touching more than `part_entities` refs is applied in
+/// parts: what the batch folded before it is written first (with the
+/// offsets up to it), then each part on its own, then the location's
+/// record with the rest of the batch and the offsets past it. A stop or a
+/// crash between parts leaves a store that holds some of the event's
+/// effect and offsets before it; the event is then applied again whole,
+/// which changes nothing for the parts already written.
 pub fn apply_batch(
     log: &dyn EventLog,
     store: &dyn Store,
     batch: &[Record],
     offsets: &mut Offsets,
+    part_entities: usize,
     stop: &AtomicBool,
 ) -> Result<Applied, ProjectorError> {
     let mut fold = Fold::new(store);
+    // The offsets as the store holds them, or as the caller keeps them.
+    let mut durable = offsets.clone();
+    let mut wrote = false;
     for rec in batch {
         if stop.load(Ordering::Relaxed) {
+            *offsets = durable;
             return Ok(Applied::Abandoned);
         }
         metrics::counter!(m::EVENTS).increment(1);
         let applied = match topics::Topic::named(&rec.topic).map(|t| t.message) {
             Some(MessageType::FactEvent) => FactEvent::decode(&rec.value)
                 .map_err(|e| e.to_string())
-                .map(|ev| fold.apply_facts(&ev)),
+                .map(|ev| fold.apply_facts(&ev).map_err(ProjectorError::from)),
             Some(MessageType::ScorecardEvent) => ScorecardEvent::decode(&rec.value)
                 .map_err(|e| e.to_string())
-                .map(|ev| fold.apply_scorecard(&ev)),
-            Some(MessageType::EntityEvent) => EntityEvent::decode(&rec.value)
-                .map_err(|e| e.to_string())
-                .map(|ev| fold.apply(&ev)),
+                .map(|ev| fold.apply_scorecard(&ev).map_err(ProjectorError::from)),
+            Some(MessageType::EntityEvent) => match EntityEvent::decode(&rec.value) {
+                Err(e) => Err(e.to_string()),
+                Ok(ev) if fold.touches(&ev)? > part_entities.max(1) => {
+                    // Everything before this event is written first, so its
+                    // parts are computed against a store that holds it.
+                    let mut before = std::mem::replace(&mut fold, Fold::new(store)).finish()?;
+                    if !before.is_empty() || *offsets != durable {
+                        before.extend(offset_writes(offsets));
+                        store.write(before)?;
+                        durable = offsets.clone();
+                        wrote = true;
+                    }
+                    let parts = Parts::new(store, &ev)?;
+                    let mut changed = false;
+                    for refs in parts.touched().chunks(part_entities.max(1)) {
+                        if stop.load(Ordering::Relaxed) {
+                            *offsets = durable;
+                            return Ok(Applied::Abandoned);
+                        }
+                        let mut part = Fold::new(store);
+                        changed |= part.apply_part(&parts, refs)?;
+                        let writes = part.finish()?;
+                        if !writes.is_empty() {
+                            store.write(writes)?;
+                            wrote = true;
+                        }
+                    }
+                    tracing::debug!(
+                        location = %ev.location, refs = parts.touched().len(),
+                        "applied an event in parts"
+                    );
+                    Ok(fold
+                        .apply_location(parts)
+                        .map(|c| c || changed)
+                        .map_err(ProjectorError::from))
+                }
+                Ok(ev) => Ok(fold.apply(&ev).map_err(ProjectorError::from)),
+            },
             other => Err(format!(
                 "the projector folds no messages of topic {:?} ({other:?})",
                 rec.topic
@@ -341,13 +404,15 @@ pub fn apply_batch(
         offsets.insert((rec.topic.clone(), rec.partition), rec.next);
     }
     if stop.load(Ordering::Relaxed) {
+        *offsets = durable;
         return Ok(Applied::Abandoned);
     }
     let mut changes = fold.finish()?;
-    if changes.is_empty() {
+    if changes.is_empty() && !wrote {
         return Ok(Applied::Unchanged);
     }
     if stop.load(Ordering::Relaxed) {
+        *offsets = durable;
         return Ok(Applied::Abandoned);
     }
     changes.extend(offset_writes(offsets));

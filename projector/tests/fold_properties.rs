@@ -3,7 +3,7 @@
 //! store end byte-identical after the same events).
 
 use chrono::{TimeZone, Utc};
-use projector::{Fold, MemStore, RocksStore, Store, keys};
+use projector::{Fold, MemStore, Parts, RocksStore, Store, keys};
 use proptest::prelude::*;
 use proto::{
     Entity, EntityEvent, EntityRef, LocationKey, LocationOutcome, ProcessedEntity, Relation,
@@ -125,6 +125,37 @@ fn apply(store: &dyn Store, events: &[EntityEvent], batch: usize) {
     }
 }
 
+/// Applies each event in parts of `size` refs, each part its own write,
+/// then the location's record; when `interrupt` is set, the parts of each
+/// event are first applied up to that many and dropped there (as a crash
+/// would), then the event again from its start.
+fn apply_in_parts(
+    store: &dyn Store,
+    events: &[EntityEvent],
+    size: usize,
+    interrupt: Option<usize>,
+) {
+    for e in events {
+        if let Some(k) = interrupt {
+            let parts = Parts::new(store, e).unwrap();
+            for refs in parts.touched().chunks(size).take(k) {
+                let mut fold = Fold::new(store);
+                fold.apply_part(&parts, refs).unwrap();
+                store.write(fold.finish().unwrap()).unwrap();
+            }
+        }
+        let parts = Parts::new(store, e).unwrap();
+        for refs in parts.touched().chunks(size) {
+            let mut fold = Fold::new(store);
+            fold.apply_part(&parts, refs).unwrap();
+            store.write(fold.finish().unwrap()).unwrap();
+        }
+        let mut fold = Fold::new(store);
+        fold.apply_location(parts).unwrap();
+        store.write(fold.finish().unwrap()).unwrap();
+    }
+}
+
 /// State without history (history records the path, which may differ when
 /// a conflict is resolved at a different moment).
 fn state(store: &MemStore) -> BTreeMap<Vec<u8>, Vec<u8>> {
@@ -191,6 +222,20 @@ proptest! {
             prop_assert!(fold.finish().unwrap().is_empty(), "a repeated event wrote something");
             prop_assert_eq!(before, store.dump());
         }
+    }
+
+    #[test]
+    fn applying_in_parts_is_applying_whole(
+        steps in prop::collection::vec(step(), 1..25),
+        size in 1usize..4,
+        interrupt in prop::option::of(1usize..3),
+    ) {
+        let events = to_events(&steps);
+        let whole = MemStore::new();
+        apply(&whole, &events, 1);
+        let parted = MemStore::new();
+        apply_in_parts(&parted, &events, size, interrupt);
+        prop_assert_eq!(whole.dump(), parted.dump());
     }
 
     #[test]

@@ -171,6 +171,7 @@ fn a_batch_stopped_midway_writes_nothing() {
         store.as_ref(),
         std::slice::from_ref(&rec),
         &mut offsets,
+        10_000,
         &stopped,
     )
     .unwrap();
@@ -181,7 +182,124 @@ fn a_batch_stopped_midway_writes_nothing() {
 
     let running = AtomicBool::new(false);
     let applied =
-        projector::run::apply_batch(&log, store.as_ref(), &[rec], &mut offsets, &running).unwrap();
+        projector::run::apply_batch(&log, store.as_ref(), &[rec], &mut offsets, 10_000, &running)
+            .unwrap();
     assert_eq!(applied, projector::run::Applied::Changed);
     assert!(has(&Catalog::new(store.clone()), "user-2"));
+}
+
+/// A store that sets `stop` once it has taken `after` writes, as a SIGTERM
+/// arriving between two of them would.
+struct StopAfter {
+    inner: MemStore,
+    after: usize,
+    writes: std::sync::atomic::AtomicUsize,
+    stop: Arc<AtomicBool>,
+}
+
+impl Store for StopAfter {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, projector::StoreError> {
+        self.inner.get(key)
+    }
+    fn scan(
+        &self,
+        prefix: &[u8],
+        from: Option<&[u8]>,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), projector::StoreError> {
+        self.inner.scan(prefix, from, visit)
+    }
+    fn write(&self, changes: projector::WriteSet) -> Result<(), projector::StoreError> {
+        self.inner.write(changes)?;
+        if self.writes.fetch_add(1, Ordering::SeqCst) + 1 >= self.after {
+            self.stop.store(true, Ordering::SeqCst);
+        }
+        Ok(())
+    }
+    fn version(&self) -> u64 {
+        self.inner.version()
+    }
+}
+
+fn record(offset: i64, ev: &EntityEvent) -> eventlog::Record {
+    eventlog::Record {
+        topic: topics::ENTITIES.to_owned(),
+        partition: 0,
+        offset,
+        key: ev.location.as_str().as_bytes().to_vec(),
+        value: ev.encode(),
+        timestamp_ms: 0,
+        next: offset + 1,
+    }
+}
+
+#[test]
+fn a_location_larger_than_a_part_is_applied_in_parts_and_resumed_after_a_stop() {
+    let log = MemoryLog::new(&topics::ALL, 1);
+    let small = event("file:/org/a.yaml", users(3));
+    let mut many = users(53);
+    for pe in &mut many {
+        pe.entity.metadata.name = pe.entity.metadata.name.replace("user", "member");
+    }
+    let big = event("file:/org/users.yaml", many);
+    let after = event("file:/org/b.yaml", users(5)[3..].to_vec());
+    let batch = [record(0, &small), record(1, &big), record(2, &after)];
+
+    // A witness folds the batch whole.
+    let witness = MemStore::new();
+    let mut offsets = projector::run::Offsets::new();
+    let running = AtomicBool::new(false);
+    let applied =
+        projector::run::apply_batch(&log, &witness, &batch, &mut offsets, 1_000, &running).unwrap();
+    assert_eq!(applied, projector::run::Applied::Changed);
+
+    // In parts of 10 refs, stopped after the write of what came before the
+    // large event and two of its parts.
+    let stop = Arc::new(AtomicBool::new(false));
+    let store = Arc::new(StopAfter {
+        inner: MemStore::new(),
+        after: 3,
+        writes: Default::default(),
+        stop: stop.clone(),
+    });
+    let mut offsets = projector::run::Offsets::new();
+    let applied =
+        projector::run::apply_batch(&log, store.as_ref(), &batch, &mut offsets, 10, &stop).unwrap();
+    assert_eq!(applied, projector::run::Applied::Abandoned);
+    let catalog = Catalog::new(store.clone());
+    assert!(
+        has(&catalog, "user-2"),
+        "the event before the large one is written"
+    );
+    let shown = (0..53)
+        .filter(|i| has(&catalog, &format!("member-{i}")))
+        .count();
+    assert!(
+        (1..53).contains(&shown),
+        "two parts of the large event are written, not all of it: {shown} of 53"
+    );
+    assert!(!has(&catalog, "user-3"), "the event after it is not");
+    let stored = catalog.offsets().unwrap();
+    assert_eq!(
+        stored.get(&(topics::ENTITIES.to_string(), 0)),
+        Some(&1),
+        "the stored offset is the large event's own"
+    );
+    assert_eq!(offsets, stored, "the caller keeps only what was written");
+
+    // Restarted from the stored offset: the large event again, whole.
+    drop(catalog);
+    stop.store(false, Ordering::SeqCst);
+    let store = StopAfter {
+        after: usize::MAX,
+        ..Arc::into_inner(store).unwrap()
+    };
+    let applied =
+        projector::run::apply_batch(&log, &store, &batch[1..], &mut offsets, 10, &stop).unwrap();
+    assert_eq!(applied, projector::run::Applied::Changed);
+    assert_eq!(
+        store.inner.dump(),
+        witness.dump(),
+        "applied in parts, interrupted and resumed, the store is what one whole batch writes"
+    );
 }
