@@ -308,6 +308,7 @@ pub async fn run(
         event_id: uuid::Uuid::now_v7(),
         source: SourceId::new("scorecards"),
         at: chrono::Utc::now(),
+        by: None,
         change: ScorecardChange::DefinitionsPublished {
             files: [(
                 "bench.yaml".to_string(),

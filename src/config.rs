@@ -18,6 +18,10 @@ pub struct Config {
     pub processor: processor::ProcessorConfig,
     pub projector: projector::ProjectorConfig,
     pub serve: ServeConfig,
+    /// Who may call the API. Absent: reads open, and no token unless the
+    /// legacy `serve.write_token_*` names one (`catalog dev` then makes a
+    /// token of its own, see [`AuthConfig`]).
+    pub auth: Option<AuthConfig>,
     pub telemetry: TelemetryConfig,
 }
 
@@ -30,6 +34,7 @@ impl Default for Config {
             processor: processor::ProcessorConfig::default(),
             projector: projector::ProjectorConfig::default(),
             serve: ServeConfig::default(),
+            auth: None,
             telemetry: TelemetryConfig::default(),
         }
     }
@@ -97,10 +102,16 @@ impl Default for LogConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct ServeConfig {
     pub listen: SocketAddr,
-    /// A file holding the bearer token of API writes (exemptions).
+    /// Legacy: a file holding a token with the scopes `catalog.write` and
+    /// `scorecards.write` (prefer `auth.tokens`).
     pub write_token_file: Option<PathBuf>,
-    /// Or the environment variable that holds it.
+    /// Legacy: or the environment variable that holds it.
     pub write_token_env: Option<String>,
+    /// Largest request body, bytes (413 beyond).
+    pub max_body_bytes: usize,
+    /// Longest a request may take until its response starts, seconds (503
+    /// beyond; a streamed list, once started, is not cut).
+    pub request_timeout_secs: u64,
 }
 
 impl Default for ServeConfig {
@@ -109,8 +120,110 @@ impl Default for ServeConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 7007)),
             write_token_file: None,
             write_token_env: None,
+            max_body_bytes: 4 << 20,
+            request_timeout_secs: 60,
         }
     }
+}
+
+/// `auth`: who may call the API.
+///
+/// ```yaml
+/// auth:
+///   read: open            # or: token (catalog.read needed)
+///   tokens:
+///     - {name: ci, token_file: /run/secrets/ci, scopes: [catalog.read, catalog.write]}
+///   oidc: {issuer: https://sso.example.com, audience: catalog, scopes_claim: scp}
+///   rate_limit: {per_second: 50, burst: 100}
+/// ```
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    pub read: ReadAccess,
+    pub tokens: Vec<TokenConfig>,
+    pub oidc: Option<OidcConfig>,
+    pub rate_limit: Option<RateLimitConfig>,
+}
+
+/// Whether reads need a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadAccess {
+    #[default]
+    Open,
+    Token,
+}
+
+/// A static bearer token: its secret in a file or an environment variable.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// Who holds it: the subject its writes are attributed to.
+    pub name: String,
+    pub token_file: Option<PathBuf>,
+    pub token_env: Option<String>,
+    /// `catalog.read`, `catalog.write`, `scorecards.write`, `admin`.
+    pub scopes: Vec<String>,
+}
+
+/// JWTs of an OpenID Connect issuer, verified against its JWKS.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcConfig {
+    /// The `iss` claim; the keys come from its discovery document unless
+    /// `jwks_uri` is given (e.g. Backstage's
+    /// `/api/auth/.well-known/jwks.json`).
+    pub issuer: String,
+    pub jwks_uri: Option<String>,
+    /// Accepted `aud` values (one or a list); none: any audience.
+    #[serde(default)]
+    pub audience: OneOrMany,
+    /// The claim holding scopes: a space-separated string or an array.
+    #[serde(default = "default_scopes_claim")]
+    pub scopes_claim: String,
+    /// Claim values (e.g. group names) -> scopes, besides values that name
+    /// a scope themselves.
+    #[serde(default)]
+    pub scope_map: BTreeMap<String, Vec<String>>,
+    /// Keys older than this are fetched again, seconds.
+    #[serde(default = "default_jwks_refresh")]
+    pub jwks_refresh_secs: u64,
+}
+
+fn default_scopes_claim() -> String {
+    "scope".into()
+}
+
+fn default_jwks_refresh() -> u64 {
+    600
+}
+
+/// A value or a list of them.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    #[default]
+    None,
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub fn to_vec(&self) -> Vec<String> {
+        match self {
+            OneOrMany::None => Vec::new(),
+            OneOrMany::One(s) => vec![s.clone()],
+            OneOrMany::Many(v) => v.clone(),
+        }
+    }
+}
+
+/// Requests per principal (per client address without a token).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    pub per_second: u32,
+    pub burst: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -242,6 +355,12 @@ impl Config {
         {
             bail!("log.min_insync_replicas: must be 1..={rf} (log.replication_factor), got {isr}");
         }
+        if let Some(auth) = &self.auth {
+            auth.validate()?;
+        }
+        if self.serve.max_body_bytes == 0 || self.serve.request_timeout_secs == 0 {
+            bail!("serve.max_body_bytes and serve.request_timeout_secs: must be at least 1");
+        }
         if self.projector.batch_max == 0 {
             bail!("projector.batch_max: must be at least 1");
         }
@@ -252,6 +371,52 @@ impl Config {
             bail!("projector.part_entities: must be at least 1");
         }
         self.ingest.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(())
+    }
+}
+
+impl AuthConfig {
+    /// Checks names, scopes and where each secret comes from (not the
+    /// secrets themselves: they are read at start).
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let mut names = std::collections::BTreeSet::new();
+        for (i, t) in self.tokens.iter().enumerate() {
+            let at = format!("auth.tokens[{i}]");
+            if t.name.trim().is_empty() {
+                bail!("{at}.name: must not be empty");
+            }
+            if !names.insert(t.name.as_str()) {
+                bail!("{at}.name: {:?} is used twice", t.name);
+            }
+            if t.token_file.is_some() == t.token_env.is_some() {
+                bail!("{at}: give exactly one of token_file and token_env");
+            }
+            if t.scopes.is_empty() {
+                bail!("{at}.scopes: must name at least one scope");
+            }
+            for (j, s) in t.scopes.iter().enumerate() {
+                query::Scope::parse(s).map_err(|e| anyhow::anyhow!("{at}.scopes[{j}]: {e}"))?;
+            }
+        }
+        if let Some(o) = &self.oidc {
+            if !(o.issuer.starts_with("https://") || o.issuer.starts_with("http://")) {
+                bail!("auth.oidc.issuer: {:?} is not an http(s) URL", o.issuer);
+            }
+            if o.scopes_claim.is_empty() {
+                bail!("auth.oidc.scopes_claim: must not be empty");
+            }
+            for (value, scopes) in &o.scope_map {
+                for s in scopes {
+                    query::Scope::parse(s)
+                        .map_err(|e| anyhow::anyhow!("auth.oidc.scope_map[{value:?}]: {e}"))?;
+                }
+            }
+        }
+        if let Some(r) = &self.rate_limit
+            && (r.per_second == 0 || r.burst == 0)
+        {
+            bail!("auth.rate_limit: per_second and burst must be at least 1");
+        }
         Ok(())
     }
 }
@@ -310,6 +475,54 @@ mod tests {
         let cfg = Config::parse("projector:\n  part_entities: 0\n").unwrap();
         let err = cfg.validate().unwrap_err().to_string();
         assert!(err.contains("projector.part_entities"), "{err}");
+    }
+
+    #[test]
+    fn auth_is_read_and_checked_naming_the_field() {
+        let cfg = Config::parse(
+            "auth:\n  read: token\n  tokens:\n    - {name: ci, token_file: /run/secrets/ci, scopes: [catalog.read, catalog.write]}\n  oidc: {issuer: https://sso.example.com, audience: catalog, scopes_claim: scp, scope_map: {platform: [admin]}}\n  rate_limit: {per_second: 50, burst: 100}\n",
+        )
+        .unwrap();
+        cfg.validate().unwrap();
+        let auth = cfg.auth.as_ref().unwrap();
+        assert_eq!(auth.read, ReadAccess::Token);
+        assert_eq!(auth.tokens[0].scopes, ["catalog.read", "catalog.write"]);
+        let oidc = auth.oidc.as_ref().unwrap();
+        assert_eq!(oidc.audience.to_vec(), ["catalog"]);
+        assert_eq!(oidc.jwks_refresh_secs, 600);
+        for (yaml, named) in [
+            (
+                "auth:\n  tokens:\n    - {name: ci, token_env: T, scopes: [catalog.raed]}\n",
+                "auth.tokens[0].scopes[0]",
+            ),
+            (
+                "auth:\n  tokens:\n    - {name: ci, token_env: T, token_file: /x, scopes: [admin]}\n",
+                "exactly one of token_file and token_env",
+            ),
+            (
+                "auth:\n  tokens:\n    - {name: a, token_env: T, scopes: [admin]}\n    - {name: a, token_env: U, scopes: [admin]}\n",
+                "auth.tokens[1].name",
+            ),
+            (
+                "auth:\n  oidc: {issuer: sso.example.com}\n",
+                "auth.oidc.issuer",
+            ),
+            (
+                "auth:\n  rate_limit: {per_second: 0, burst: 1}\n",
+                "auth.rate_limit",
+            ),
+        ] {
+            let err = Config::parse(yaml)
+                .unwrap()
+                .validate()
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(named), "{yaml}: {err}");
+        }
+        let err = Config::parse("auth:\n  read: everyone\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("everyone"), "{err}");
     }
 
     #[test]

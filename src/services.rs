@@ -275,24 +275,113 @@ fn scorecard_writer(log: Arc<dyn EventLog>) -> query::scorecards::ScorecardWrite
     })
 }
 
-/// The bearer token of API writes, from `serve.write_token_file` or the
-/// variable `serve.write_token_env` names.
-fn write_token(cfg: &Config) -> anyhow::Result<Option<String>> {
-    if let Some(path) = &cfg.serve.write_token_file {
-        let token = std::fs::read_to_string(path)
-            .with_context(|| format!("serve.write_token_file: cannot read {}", path.display()))?;
-        let token = token.trim().to_string();
-        if token.is_empty() {
-            bail!("serve.write_token_file: {} is empty", path.display());
+/// Reads a token's secret from `file` or the variable `env` names; `at`
+/// names the setting in errors.
+fn read_secret(at: &str, file: Option<&Path>, env: Option<&str>) -> anyhow::Result<String> {
+    let secret = match (file, env) {
+        (Some(path), _) => std::fs::read_to_string(path)
+            .with_context(|| format!("{at}: cannot read {}", path.display()))?,
+        (None, Some(var)) => {
+            std::env::var(var).with_context(|| format!("{at}: ${var} is not set"))?
         }
-        return Ok(Some(token));
+        (None, None) => bail!("{at}: no token_file or token_env"),
+    };
+    let secret = secret.trim().to_string();
+    if secret.is_empty() {
+        bail!("{at}: the token is empty");
     }
-    if let Some(var) = &cfg.serve.write_token_env {
-        let token = std::env::var(var)
-            .with_context(|| format!("serve.write_token_env: ${var} is not set"))?;
-        return Ok(Some(token.trim().to_string()).filter(|t| !t.is_empty()));
+    Ok(secret)
+}
+
+/// Who may call the API, from `auth` (and the legacy
+/// `serve.write_token_*`). With `dev` and neither configured, a token with
+/// every scope is made, printed, and written to `DATA_DIR/dev-token`, so a
+/// newcomer can try every route.
+fn api_auth(cfg: &Config, dev: bool) -> anyhow::Result<Arc<query::Auth>> {
+    use query::{Auth, Scope};
+    let section = cfg.auth.clone().unwrap_or_default();
+    let mut auth = Auth::new(section.read == crate::config::ReadAccess::Open);
+    for (i, t) in section.tokens.iter().enumerate() {
+        let at = format!("auth.tokens[{i}]");
+        let secret = read_secret(&at, t.token_file.as_deref(), t.token_env.as_deref())?;
+        let scopes = t
+            .scopes
+            .iter()
+            .map(|s| Scope::parse(s).map_err(|e| anyhow::anyhow!("{at}.scopes: {e}")))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        auth = auth.with_token(&t.name, &secret, &scopes);
     }
-    Ok(None)
+    let legacy = cfg.serve.write_token_file.is_some() || cfg.serve.write_token_env.is_some();
+    if legacy {
+        let secret = read_secret(
+            "serve.write_token_file/serve.write_token_env",
+            cfg.serve.write_token_file.as_deref(),
+            cfg.serve.write_token_env.as_deref(),
+        )?;
+        auth = auth.with_token(
+            "write-token",
+            &secret,
+            &[Scope::CatalogWrite, Scope::ScorecardsWrite],
+        );
+    }
+    if let Some(o) = &section.oidc {
+        let mut oidc = query::auth::Oidc::new(&o.issuer, o.audience.to_vec(), &o.scopes_claim)
+            .with_refresh(Duration::from_secs(o.jwks_refresh_secs.max(1)));
+        if let Some(uri) = &o.jwks_uri {
+            oidc = oidc.with_jwks_uri(uri);
+        }
+        for (value, scopes) in &o.scope_map {
+            let scopes = scopes
+                .iter()
+                .map(|s| Scope::parse(s).map_err(|e| anyhow::anyhow!("auth.oidc.scope_map: {e}")))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            oidc = oidc.with_mapping(value, scopes);
+        }
+        auth = auth.with_oidc(oidc);
+    }
+    if let Some(r) = &section.rate_limit {
+        let nz =
+            |v: u32| std::num::NonZeroU32::new(v).context("auth.rate_limit: must be at least 1");
+        auth = auth.with_rate_limit(nz(r.per_second)?, nz(r.burst)?);
+    }
+    if dev && cfg.auth.is_none() && !legacy {
+        let token = query::auth::random_token().map_err(|e| anyhow::anyhow!(e))?;
+        let path = cfg.data_dir.join("dev-token");
+        std::fs::create_dir_all(&cfg.data_dir)
+            .with_context(|| format!("cannot create {}", cfg.data_dir.display()))?;
+        write_private(&path, &token)?;
+        println!(
+            "catalog dev: API token with every scope (also in {}):\n  {token}",
+            path.display()
+        );
+        auth = auth.with_token("dev", &token, &[Scope::Admin]);
+    }
+    Ok(Arc::new(auth))
+}
+
+/// Writes `text` to `path`, readable by its owner only.
+fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    opts.mode(0o600);
+    let mut f = opts
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    f.write_all(text.as_bytes())
+        .and_then(|()| f.write_all(b"\n"))
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Request limits from `serve`.
+fn limits(cfg: &Config) -> query::Limits {
+    query::Limits {
+        max_body_bytes: cfg.serve.max_body_bytes,
+        request_timeout: Duration::from_secs(cfg.serve.request_timeout_secs),
+    }
 }
 
 fn processor_stage(cfg: &Config, log: Arc<dyn EventLog>, shutdown: &Shutdown) -> Stage {
@@ -386,7 +475,8 @@ pub async fn run_dev(
         metrics,
         refresh: Some(Arc::new(move || trigger.sync_now())),
         scorecard_writer: Some(scorecard_writer(log.clone())),
-        write_token: write_token(&cfg)?,
+        auth: api_auth(&cfg, true)?,
+        limits: limits(&cfg),
     };
     let webhooks = ingest::http::router(ingest.clone());
     let http = http(&cfg, state, Some(webhooks), listening).await?;
@@ -543,7 +633,8 @@ pub async fn run_serve(
             metrics,
             refresh: None,
             scorecard_writer: Some(scorecard_writer(log.clone())),
-            write_token: write_token(&cfg)?,
+            auth: api_auth(&cfg, false)?,
+            limits: limits(&cfg),
         };
         let http = http(&cfg, state, None, listening).await?;
         let stages = vec![projector_stage(&cfg, log, store, status, &shutdown)];
@@ -583,7 +674,8 @@ pub async fn run_serve(
         metrics,
         refresh: None,
         scorecard_writer: Some(scorecard_writer(log.clone())),
-        write_token: write_token(&cfg)?,
+        auth: api_auth(&cfg, false)?,
+        limits: limits(&cfg),
     };
     let http = http(&cfg, state, None, listening).await?;
     let result = until_shutdown(&shutdown, vec![follow], Some(http)).await;

@@ -193,12 +193,24 @@ fn refresh_syncs_now_instead_of_at_the_next_poll() {
         before["metadata"]["title"].is_null(),
         "no poll should have run: {before}"
     );
-    let resp = a
-        .post(format!("{base}/api/catalog/refresh"))
-        .header("content-type", "application/json")
-        .send(r#"{"entityRef":"component:default/cart-service"}"#)
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 200);
+    // Without an auth section, dev made a token with every scope; a refresh
+    // needs it.
+    let token = std::fs::read_to_string(tmp.path().join("data/dev-token")).unwrap();
+    let refresh = |token: Option<&str>| {
+        let mut req = a
+            .post(format!("{base}/api/catalog/refresh"))
+            .header("content-type", "application/json");
+        if let Some(t) = token {
+            req = req.header("authorization", &format!("Bearer {t}"));
+        }
+        req.send(r#"{"entityRef":"component:default/cart-service"}"#)
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(refresh(None), 401);
+    assert_eq!(refresh(Some("not-the-token")), 401);
+    assert_eq!(refresh(Some(token.trim())), 200);
     wait_for("refreshed entity", Duration::from_secs(10), || {
         let (_, e) = entity(&a, &base, "component", "cart-service");
         (e["metadata"]["title"] == "Refreshed").then_some(())

@@ -174,9 +174,11 @@ fn github_org_is_served_and_webhooks_show_within_a_second() {
     for i in [0, 1, 2, 4, 5, 6] {
         sim.delete_repo("acme", &format!("svc-{i}"));
     }
+    let token = std::fs::read_to_string(tmp.path().join("data/dev-token")).unwrap();
     let s = agent
         .post(&format!("{base}/api/catalog/refresh"))
         .header("content-type", "application/json")
+        .header("authorization", &format!("Bearer {}", token.trim()))
         .send(r#"{"entityRef":"component:default/svc-7"}"#)
         .map(|r| r.status().as_u16())
         .unwrap_or(0);

@@ -140,6 +140,7 @@ impl DefinitionPublisher {
             event_id: uuid::Uuid::now_v7(),
             source: SourceId::new(self.cfg.source.clone()),
             at: chrono::Utc::now(),
+            by: None,
             change: ScorecardChange::DefinitionsPublished {
                 files: files.clone(),
             },

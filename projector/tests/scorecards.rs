@@ -197,6 +197,7 @@ fn publish(w: &mut World, at: DateTime<Utc>, files: &[(&str, &str)]) -> Msg {
         event_id: w.id(),
         source: SourceId::new("cards"),
         at,
+        by: None,
         change: ScorecardChange::DefinitionsPublished {
             files: files
                 .iter()
@@ -515,6 +516,7 @@ fn age_rules_and_exemptions_come_due() {
         event_id: w.id(),
         source: SourceId::new("api"),
         at: granted_at,
+        by: None,
         change: ScorecardChange::ExemptionGranted {
             exemption: ex.clone(),
         },
@@ -533,6 +535,7 @@ fn age_rules_and_exemptions_come_due() {
         event_id: w.id(),
         source: SourceId::new("api"),
         at: granted_at + Duration::hours(3),
+        by: None,
         change: ScorecardChange::ExemptionGranted { exemption: again },
     });
     apply(w.store.as_ref(), &[m]);

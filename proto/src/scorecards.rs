@@ -24,6 +24,11 @@ pub struct ScorecardEvent {
     pub event_id: Uuid,
     pub source: SourceId,
     pub at: DateTime<Utc>,
+    /// Who caused it through the API: the subject of the caller's token
+    /// (absent in events of sources, and in events written before this
+    /// field existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
     pub change: ScorecardChange,
 }
 

@@ -240,6 +240,7 @@ fn scorecard_definitions_v1() {
             event_id: id(7),
             source: SourceId::new("scorecards"),
             at: at(50),
+            by: None,
             change: ScorecardChange::DefinitionsPublished {
                 files: [(
                     "readiness.yaml".to_string(),
@@ -258,6 +259,7 @@ fn scorecard_exemption_v1() {
         event_id: id(8),
         source: SourceId::new("api"),
         at: at(60),
+        by: None,
         change: ScorecardChange::ExemptionGranted {
             exemption: Exemption {
                 id: id(9),
@@ -278,6 +280,7 @@ fn scorecard_exemption_v1() {
             event_id: id(10),
             source: SourceId::new("api"),
             at: at(70),
+            by: None,
             change: ScorecardChange::ExemptionRevoked {
                 id: id(9),
                 author: "bob".into(),

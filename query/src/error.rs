@@ -33,6 +33,15 @@ pub enum ApiError {
     /// 403 `NotAllowedError`: this process does not allow that.
     #[error("{0}")]
     Forbidden(String),
+    /// 429 `TooManyRequestsError`, with `Retry-After`.
+    #[error("{message}")]
+    TooManyRequests {
+        message: String,
+        retry_after_secs: u64,
+    },
+    /// 413 `PayloadTooLargeError`.
+    #[error("{0}")]
+    TooLarge(String),
     /// 409 `ConflictError`.
     #[error("{0}")]
     Conflict(String),
@@ -54,6 +63,16 @@ impl ApiError {
                 (StatusCode::UNAUTHORIZED, "AuthenticationError", m.clone())
             }
             ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, "NotAllowedError", m.clone()),
+            ApiError::TooLarge(m) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "PayloadTooLargeError",
+                m.clone(),
+            ),
+            ApiError::TooManyRequests { message, .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "TooManyRequestsError",
+                message.clone(),
+            ),
             ApiError::Unavailable(m) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "ServiceUnavailableError",
@@ -117,6 +136,19 @@ impl IntoResponse for ApiError {
         // Complete without the request part, in case the middleware is not
         // in place; `with_request` rewrites it.
         let mut resp = json_response(status, body(&info, status, None));
+        if let ApiError::TooManyRequests {
+            retry_after_secs, ..
+        } = &self
+        {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+        }
+        if let ApiError::Unauthorized(_) = &self {
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"catalog\""),
+            );
+        }
         resp.extensions_mut().insert(info);
         resp
     }
@@ -130,13 +162,38 @@ pub(crate) async fn with_request(req: Request, next: Next) -> Response {
         |pq| pq.as_str().to_string(),
     );
     let resp = next.run(req).await;
-    let Some(info) = resp.extensions().get::<ErrorInfo>().cloned() else {
-        return resp;
+    let info = match resp.extensions().get::<ErrorInfo>().cloned() {
+        Some(info) => info,
+        // A body over the limit, refused by an extractor before a handler
+        // could say so.
+        None if resp.status() == StatusCode::PAYLOAD_TOO_LARGE => ErrorInfo {
+            name: "PayloadTooLargeError",
+            message: "the request body is larger than this API accepts (serve.max_body_bytes)"
+                .into(),
+        },
+        None => return resp,
     };
     let (mut parts, _) = resp.into_parts();
     let bytes = body(&info, parts.status, Some((&method, &url)));
     parts.headers.remove(header::CONTENT_LENGTH);
     Response::from_parts(parts, axum::body::Body::from(bytes))
+}
+
+/// Middleware: a request whose response has not started after `limit`
+/// answers 503 (a streamed body, once started, is not cut).
+pub(crate) async fn with_timeout(
+    axum::extract::State(limit): axum::extract::State<std::time::Duration>,
+    req: Request,
+    next: Next,
+) -> Response {
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) => ApiError::Unavailable(format!(
+            "the request took longer than {} s (serve.request_timeout_secs)",
+            limit.as_secs()
+        ))
+        .into_response(),
+    }
 }
 
 /// The fallback of unknown paths.

@@ -11,6 +11,7 @@
 //! must never write to the store. Errors leave through one type,
 //! [`ApiError`], in Backstage's error body shape.
 
+pub mod auth;
 mod entities;
 mod error;
 mod health;
@@ -21,6 +22,7 @@ mod project;
 mod respond;
 pub mod scorecards;
 
+pub use auth::{Access, Auth, Principal, Scope};
 pub use error::ApiError;
 
 use axum::Router;
@@ -49,22 +51,67 @@ pub struct AppState {
     /// Appends scorecard events (exemptions) to the log; `None`: this
     /// process cannot write, and exemption writes answer 403.
     pub scorecard_writer: Option<scorecards::ScorecardWriter>,
-    /// The bearer token of writes; `None`: writes answer 403.
-    pub write_token: Option<String>,
+    /// Who may call what (tokens, scopes, rates).
+    pub auth: Arc<Auth>,
+    /// Request body and time limits.
+    pub limits: Limits,
+}
+
+/// Limits of every request.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest request body accepted (413 beyond).
+    pub max_body_bytes: usize,
+    /// Longest a request may take until its response starts (a streamed
+    /// body may take longer); 503 beyond.
+    pub request_timeout: std::time::Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_bytes: 4 << 20,
+            request_timeout: std::time::Duration::from_secs(60),
+        }
+    }
 }
 
 /// One served route: the single list the router and the OpenAPI test use.
 struct Route {
     method: Method,
     path: &'static str,
+    access: Access,
     handler: MethodRouter<AppState>,
 }
 
+/// A route readers may call (open when reads are, `catalog.read` else).
 fn route(method: Method, path: &'static str, handler: MethodRouter<AppState>) -> Route {
     Route {
         method,
         path,
+        access: Access::Read,
         handler,
+    }
+}
+
+/// A route that needs `scope`.
+fn write(
+    method: Method,
+    path: &'static str,
+    scope: Scope,
+    handler: MethodRouter<AppState>,
+) -> Route {
+    Route {
+        access: Access::Need(scope),
+        ..route(method, path, handler)
+    }
+}
+
+/// A route anyone may call.
+fn public(method: Method, path: &'static str, handler: MethodRouter<AppState>) -> Route {
+    Route {
+        access: Access::Public,
+        ..route(method, path, handler)
     }
 }
 
@@ -106,7 +153,12 @@ fn route_table() -> Vec<Route> {
             get(locations::errors),
         ),
         route(M::GET, "/api/catalog/errors", get(locations::all_errors)),
-        route(M::POST, "/api/catalog/refresh", post(entities::refresh)),
+        write(
+            M::POST,
+            "/api/catalog/refresh",
+            Scope::CatalogWrite,
+            post(entities::refresh),
+        ),
         route(
             M::GET,
             "/api/history/entities/{kind}/{namespace}/{name}",
@@ -123,9 +175,10 @@ fn route_table() -> Vec<Route> {
             "/api/scorecards/entity/{kind}/{namespace}/{name}",
             get(scorecards::entity),
         ),
-        route(
+        write(
             M::DELETE,
             "/api/scorecards/exemptions/{exemptionId}",
+            Scope::ScorecardsWrite,
             delete(scorecards::revoke),
         ),
         route(M::GET, "/api/scorecards/{id}", get(scorecards::one)),
@@ -145,15 +198,16 @@ fn route_table() -> Vec<Route> {
             "/api/scorecards/{id}/exemptions",
             get(scorecards::exemptions),
         ),
-        route(
+        write(
             M::POST,
             "/api/scorecards/{id}/exemptions",
+            Scope::ScorecardsWrite,
             post(scorecards::grant),
         ),
-        route(M::GET, "/livez", get(health::livez)),
-        route(M::GET, "/readyz", get(health::readyz)),
-        route(M::GET, "/metrics", get(health::metrics)),
-        route(M::GET, "/api/openapi.json", get(health::openapi)),
+        public(M::GET, "/livez", get(health::livez)),
+        public(M::GET, "/readyz", get(health::readyz)),
+        public(M::GET, "/metrics", get(health::metrics)),
+        public(M::GET, "/api/openapi.json", get(health::openapi)),
     ]
 }
 
@@ -166,15 +220,37 @@ pub fn routes() -> Vec<(Method, &'static str)> {
         .collect()
 }
 
+/// What each route asks of its caller.
+pub fn route_access() -> Vec<(Method, &'static str, Access)> {
+    route_table()
+        .into_iter()
+        .map(|r| (r.method, r.path, r.access))
+        .collect()
+}
+
 /// The whole HTTP API over `state`.
 pub fn router(state: AppState) -> Router {
     metrics::describe();
     let mut router = Router::new();
     for r in route_table() {
-        router = router.route(r.path, r.handler);
+        let guard = auth::Guard {
+            auth: state.auth.clone(),
+            access: r.access,
+        };
+        router = router.route(
+            r.path,
+            r.handler
+                .route_layer(axum::middleware::from_fn_with_state(guard, auth::guard)),
+        );
     }
+    let limits = state.limits;
     router
         .fallback(error::not_found)
+        .layer(axum::extract::DefaultBodyLimit::max(limits.max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(
+            limits.request_timeout,
+            error::with_timeout,
+        ))
         .layer(axum::middleware::from_fn(metrics::track))
         .layer(axum::middleware::from_fn(error::with_request))
         .layer(TraceLayer::new_for_http())
@@ -203,7 +279,11 @@ pub async fn serve_with(
     if let Some(extra) = extra {
         app = extra.merge(app);
     }
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    // The client's address keys the rate of callers without a token.
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }

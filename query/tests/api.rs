@@ -220,7 +220,8 @@ fn state_with(
         metrics,
         refresh: None,
         scorecard_writer: None,
-        write_token: None,
+        auth: Arc::new(query::Auth::new(true)),
+        limits: query::Limits::default(),
     }
 }
 
@@ -1231,10 +1232,26 @@ async fn refresh_asks_the_sources_of_this_process_to_sync() {
     state.refresh = Some(Arc::new(move || {
         seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }));
+    state.auth =
+        Arc::new(query::Auth::new(true).with_token("ops", "w", &[query::Scope::CatalogWrite]));
     let app = router(state);
+    let anonymous = app
+        .clone()
+        .oneshot(
+            axum::http::Request::post("/api/catalog/refresh")
+                .header("content-type", "application/json")
+                .body(axum::body::Body::from(
+                    r#"{"entityRef":"component:default/c1"}"#,
+                ))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401, "a refresh needs catalog.write");
     let post = |body: &str| {
         axum::http::Request::post("/api/catalog/refresh")
             .header("content-type", "application/json")
+            .header("authorization", "Bearer w")
             .body(axum::body::Body::from(body.to_string()))
             .unwrap()
     };
@@ -1259,7 +1276,10 @@ async fn refresh_asks_the_sources_of_this_process_to_sync() {
         "only the valid request synced"
     );
     // A process without ingest says so.
-    let none = router(state_with(Some(0), None))
+    let mut without_ingest = state_with(Some(0), None);
+    without_ingest.auth =
+        Arc::new(query::Auth::new(true).with_token("ops", "w", &[query::Scope::CatalogWrite]));
+    let none = router(without_ingest)
         .oneshot(post(r#"{"entityRef":"component:default/c1"}"#))
         .await
         .unwrap();
@@ -1272,6 +1292,7 @@ fn with_scorecard(store: &MemStore) {
         event_id: uuid::Uuid::from_u128(42),
         source: proto::SourceId::new("cards"),
         at: chrono::Utc::now(),
+        by: None,
         change: proto::ScorecardChange::DefinitionsPublished {
             files: [(
                 "d.yaml".to_string(),
@@ -1356,7 +1377,11 @@ async fn scorecard_routes_read_validate_and_guard_writes() {
         "POST",
         "/api/scorecards/described/exemptions",
     );
-    state.write_token = Some("tok".into());
+    state.auth = Arc::new(query::Auth::new(true).with_token(
+        "tester",
+        "tok",
+        &[query::Scope::ScorecardsWrite],
+    ));
     state.scorecard_writer = Some(Arc::new(move |e: &proto::ScorecardEvent| {
         sink.lock().unwrap().push(e.clone());
         Ok(())
@@ -1383,4 +1408,9 @@ async fn scorecard_routes_read_validate_and_guard_writes() {
         &events[0].change,
         proto::ScorecardChange::ExemptionGranted { exemption } if exemption.check == "description"
     ));
+    assert_eq!(
+        events[0].by.as_deref(),
+        Some("tester"),
+        "the event names the token that wrote it"
+    );
 }
