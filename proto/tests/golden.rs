@@ -274,6 +274,15 @@ fn scorecard_exemption_v1() {
     };
     assert_eq!(granted.key(), format!("exemption:{}", id(9)));
     check("scorecard-exemption.v1.json", &granted);
+    // Written through the API: the token's subject. Optional, so the files
+    // above (written before the field existed) still decode.
+    check(
+        "scorecard-exemption-attributed.v1.json",
+        &ScorecardEvent {
+            by: Some("release-bot".into()),
+            ..granted.clone()
+        },
+    );
     check(
         "scorecard-exemption-revoked.v1.json",
         &ScorecardEvent {
