@@ -11,6 +11,7 @@ pub mod checksum;
 pub mod fold;
 pub mod keys;
 pub mod metrics;
+pub mod predicate;
 pub mod read;
 pub mod records;
 pub mod run;
@@ -19,6 +20,7 @@ pub mod search;
 pub mod store;
 
 pub use fold::{Fold, Parts};
+pub use predicate::{Predicate, PredicateError};
 pub use read::{Catalog, EntityFilter, FilterError};
 pub use run::{ProjectorConfig, ProjectorError, Status, run};
 pub use store::{MemStore, RocksStore, Store, StoreError, WriteSet};

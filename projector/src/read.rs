@@ -4,6 +4,7 @@
 //! case-insensitive; a key alone asks only that the key exists.
 
 use crate::keys;
+use crate::predicate::Predicate;
 use crate::records::{self, FacetCount, HistoryRecord, LocationRecord, SearchRows};
 use crate::store::{Store, StoreError};
 use proto::{ErrorKind, ProcessingError};
@@ -257,6 +258,93 @@ impl Catalog {
         Ok(refs)
     }
 
+    /// Ref keys matching a predicate, sorted; cached like [`Catalog::refs`].
+    pub fn select(&self, predicate: &Predicate) -> Result<Arc<Vec<String>>, StoreError> {
+        if let Some(filter) = predicate.as_filter() {
+            return self.refs(Some(&filter));
+        }
+        let version = self.store.version();
+        let key = format!("p:{predicate:?}");
+        {
+            let mut cache = self.cache.lock().expect("lock");
+            if cache.version != version {
+                cache.entries.clear();
+                cache.version = version;
+            }
+            if let Some(hit) = cache.entries.get(&key) {
+                return Ok(hit.clone());
+            }
+        }
+        let refs = Arc::new(self.evaluate_predicate(predicate)?);
+        let mut cache = self.cache.lock().expect("lock");
+        if cache.version == version {
+            if cache.entries.len() >= FILTER_CACHE_ENTRIES {
+                cache.entries.clear();
+            }
+            cache.entries.insert(key, refs.clone());
+        }
+        Ok(refs)
+    }
+
+    /// Evaluates a predicate against the index, without the cache: set
+    /// algebra over the refs of each condition (a part that is a GET
+    /// filter narrows from its most selective condition).
+    pub fn evaluate_predicate(&self, predicate: &Predicate) -> Result<Vec<String>, StoreError> {
+        if let Some(filter) = predicate.as_filter() {
+            return self.evaluate(Some(&filter));
+        }
+        Ok(match predicate {
+            Predicate::Has(c) => self.condition(c)?,
+            Predicate::Prefix { key, prefix } => {
+                let mut scan = keys::prefix(keys::SEARCH, &[key.as_bytes()]);
+                scan.extend_from_slice(prefix.as_bytes());
+                let mut out = Vec::new();
+                self.store.scan(&scan, None, &mut |k, _| {
+                    out.push(String::from_utf8_lossy(keys::last_part(k)).into_owned());
+                    true
+                })?;
+                out.sort_unstable();
+                out.dedup();
+                out
+            }
+            Predicate::All(items) => {
+                let mut acc: Option<Vec<String>> = None;
+                for item in items {
+                    let refs = self.evaluate_predicate(item)?;
+                    acc = Some(match acc {
+                        None => refs,
+                        Some(mut a) => {
+                            a.retain(|r| refs.binary_search(r).is_ok());
+                            a
+                        }
+                    });
+                    if acc.as_ref().is_some_and(Vec::is_empty) {
+                        break;
+                    }
+                }
+                match acc {
+                    Some(a) => a,
+                    None => self.all_refs(None, usize::MAX)?,
+                }
+            }
+            Predicate::Any(items) => {
+                let mut out = Vec::new();
+                for item in items {
+                    out.extend(self.evaluate_predicate(item)?);
+                }
+                out.sort_unstable();
+                out.dedup();
+                out
+            }
+            Predicate::Not(inner) => {
+                let excluded = self.evaluate_predicate(inner)?;
+                let mut all = self.all_refs(None, usize::MAX)?;
+                all.retain(|r| excluded.binary_search(r).is_err());
+                all
+            }
+        })
+    }
+
     /// A rendered answer for `key`, made by `render` unless the store has
     /// not changed since it was last made. Never stale: any write (or a
     /// secondary catching up) changes the version.
@@ -423,8 +511,34 @@ impl Catalog {
         facet_keys: &[String],
         filter: Option<&EntityFilter>,
     ) -> Result<BTreeMap<String, Vec<(String, u64)>>, StoreError> {
+        let refs = match filter {
+            Some(f) => Some(self.refs(Some(f))?),
+            None => None,
+        };
+        self.facets_of(facet_keys, refs.as_deref().map(Vec::as_slice))
+    }
+
+    /// Value counts per facet key, over all entities or those matching a
+    /// predicate.
+    pub fn facets_matching(
+        &self,
+        facet_keys: &[String],
+        predicate: Option<&Predicate>,
+    ) -> Result<BTreeMap<String, Vec<(String, u64)>>, StoreError> {
+        let refs = match predicate {
+            Some(p) => Some(self.select(p)?),
+            None => None,
+        };
+        self.facets_of(facet_keys, refs.as_deref().map(Vec::as_slice))
+    }
+
+    fn facets_of(
+        &self,
+        facet_keys: &[String],
+        matching: Option<&[String]>,
+    ) -> Result<BTreeMap<String, Vec<(String, u64)>>, StoreError> {
         let mut out = BTreeMap::new();
-        match filter {
+        match matching {
             None => {
                 for f in facet_keys {
                     let key = f.to_lowercase();
@@ -436,12 +550,12 @@ impl Catalog {
                     out.insert(f.clone(), sort_facet(values));
                 }
             }
-            Some(filter) => {
+            Some(refs) => {
                 let wanted: BTreeMap<String, &String> =
                     facet_keys.iter().map(|f| (f.to_lowercase(), f)).collect();
                 let mut counts: BTreeMap<&String, BTreeMap<String, (String, u64)>> =
                     facet_keys.iter().map(|f| (f, BTreeMap::new())).collect();
-                for r in self.refs(Some(filter))?.iter() {
+                for r in refs {
                     for row in self.search_rows(r)?.rows {
                         if let Some(f) = wanted.get(&row.key) {
                             let slot = counts

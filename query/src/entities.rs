@@ -16,11 +16,14 @@ use proto::EntityRef;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::cmp::Ordering;
+use std::collections::BTreeMap;
 
 /// `/entities/by-query` page size when `limit` is not given. Backstage's
 /// `DefaultEntitiesCatalog.queryEntities` uses 200 (its OpenAPI text says
 /// 20, the code wins).
 pub const DEFAULT_QUERY_LIMIT: usize = 200;
+/// Items of a `POST /entities/by-query` page without `limit` (Backstage's).
+pub const DEFAULT_PREDICATE_LIMIT: usize = 200;
 
 /// The `after` cursor of `GET /entities`: the page size, and where the next
 /// page starts: after a ref key (default order) or at an offset (custom
@@ -74,7 +77,8 @@ pub async fn list(State(st): State<AppState>, params: Params) -> Result<Response
                     refs.drain(..n);
                 }
             } else {
-                let keys = ordered(&catalog, filter.as_ref(), &refs, &order)?;
+                let selection = filter.as_ref().map(projector::Predicate::from_filter);
+                let keys = ordered(&catalog, selection.as_ref(), &refs, &order)?;
                 refs = keys.iter().map(|k| k.refkey.clone()).collect();
             }
             refs
@@ -122,11 +126,11 @@ pub async fn list(State(st): State<AppState>, params: Params) -> Result<Response
 /// version, filter and order.
 fn ordered(
     catalog: &projector::Catalog,
-    filter: Option<&projector::EntityFilter>,
+    selection: Option<&projector::Predicate>,
     matching: &[String],
     order: &[OrderField],
 ) -> Result<std::sync::Arc<Vec<SortKey>>, ApiError> {
-    let key = format!("order {filter:?} {order:?}");
+    let key = format!("order {selection:?} {order:?}");
     Ok(catalog.cached(&key, || sorted_keys(catalog, matching, order))?)
 }
 
@@ -205,7 +209,8 @@ fn stream_list(
                 let refs: &[String] = if order.is_empty() {
                     refs.as_slice()
                 } else {
-                    sorted = ordered(&catalog, filter.as_ref(), &refs, &order)?;
+                    let selection = filter.as_ref().map(projector::Predicate::from_filter);
+                    sorted = ordered(&catalog, selection.as_ref(), &refs, &order)?;
                     sorted_refs = sorted.iter().map(|k| k.refkey.clone()).collect::<Vec<_>>();
                     &sorted_refs
                 };
@@ -270,6 +275,12 @@ impl Chunker<'_> {
 struct QuerySpec {
     #[serde(default)]
     filter: Vec<String>,
+    /// A predicate query (`POST /entities/by-query`), instead of `filter`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    query: Option<Value>,
+    /// `totalItems=exclude`: report 0.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    exclude_total: bool,
     #[serde(default)]
     order_fields: Vec<OrderField>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -316,17 +327,7 @@ pub async fn by_query(State(st): State<AppState>, params: Params) -> Result<Resp
     // As in Backstage, a cursor carries the query; filter, orderField and
     // the full-text filter of the request are then ignored.
     let (spec, start) = match params.one("cursor")? {
-        Some(c) => {
-            let c: QueryCursor = decode_cursor(c, "cursor")?;
-            // Fail on a forged cursor here rather than in the scan.
-            parse_filter(&c.query.filter)?;
-            let start = if c.is_previous {
-                Start::Before(c.position)
-            } else {
-                Start::After(c.position)
-            };
-            (c.query, start)
-        }
+        Some(c) => from_cursor(c)?,
         None => {
             let filter = params.all("filter");
             parse_filter(&filter)?;
@@ -345,6 +346,8 @@ pub async fn by_query(State(st): State<AppState>, params: Params) -> Result<Resp
             });
             let spec = QuerySpec {
                 filter,
+                query: None,
+                exclude_total: total_items(params.one("totalItems")?)?,
                 order_fields,
                 full_text_filter,
             };
@@ -352,99 +355,327 @@ pub async fn by_query(State(st): State<AppState>, params: Params) -> Result<Resp
         }
     };
     let catalog = st.catalog.clone();
-    let (items, total, next, prev) = blocking(move || {
-        let filter = parse_filter(&spec.filter)?;
-        let order = &spec.order_fields;
-        let full_text = spec.full_text_filter.as_ref().map(|ft| {
-            // Backstage's default: the sort field, else metadata.uid.
-            let fields = if ft.fields.is_empty() {
-                vec![
-                    order
-                        .first()
-                        .map_or("metadata.uid", |o| o.field.as_str())
-                        .to_string(),
-                ]
-            } else {
-                ft.fields.clone()
-            };
-            (ft.term.to_lowercase(), fields)
-        });
-        let matching = catalog.refs(filter.as_ref())?;
-        if order.is_empty() && full_text.is_none() {
-            // Default order is ref order, which is how matches come: page
-            // straight from them (no sort key per match).
-            let total = matching.len();
-            let (from, to) = match &start {
-                Start::Offset(o) => {
-                    let from = (*o).min(total);
-                    (from, from.saturating_add(limit).min(total))
-                }
-                Start::After(p) => {
-                    let from = matching.partition_point(|r| *r <= p.refkey);
-                    (from, from.saturating_add(limit).min(total))
-                }
-                Start::Before(p) => {
-                    let to = matching.partition_point(|r| *r < p.refkey);
-                    (to.saturating_sub(limit), to)
-                }
-            };
-            let page: Vec<SortKey> = matching[from..to]
-                .iter()
-                .map(|r| SortKey {
-                    values: vec![],
-                    refkey: r.clone(),
-                })
-                .collect();
-            return page_response(
-                &catalog,
-                &spec,
-                &page,
-                from,
-                to,
-                total,
-                limit,
-                fields.as_deref(),
-            );
-        }
-        let keys: std::sync::Arc<Vec<SortKey>> = if full_text.is_none() {
-            // Ordered once per store version and order, then paged.
-            ordered(&catalog, filter.as_ref(), &matching, order)?
+    let exclude = spec.exclude_total;
+    let (items, total, next, prev) =
+        blocking(move || run_query(&catalog, &spec, start, limit, fields.as_deref())).await?;
+    respond_page(items, if exclude { 0 } else { total }, next, prev)
+}
+
+/// The query a cursor carries, and where its page starts.
+fn from_cursor(c: &str) -> Result<(QuerySpec, Start), ApiError> {
+    if c.is_empty() {
+        return Err(ApiError::Input("Cursor cannot be empty".into()));
+    }
+    let c: QueryCursor = decode_cursor(c, "cursor")?;
+    // Fail on a forged cursor here rather than in the scan.
+    selection(&c.query)?;
+    let start = if c.is_previous {
+        Start::Before(c.position)
+    } else {
+        Start::After(c.position)
+    };
+    Ok((c.query, start))
+}
+
+/// `totalItems`: `include` (default) or `exclude`; whether to exclude.
+fn total_items(v: Option<&str>) -> Result<bool, ApiError> {
+    match v {
+        None | Some("include") => Ok(false),
+        Some("exclude") => Ok(true),
+        Some(other) => Err(ApiError::Input(format!(
+            "Invalid totalItems value {other:?}, must be include or exclude"
+        ))),
+    }
+}
+
+/// What a query selects: its predicate, or its GET filters as one;
+/// `None`: everything.
+fn selection(spec: &QuerySpec) -> Result<Option<projector::Predicate>, ApiError> {
+    if let Some(q) = &spec.query {
+        return projector::Predicate::parse(q)
+            .map(Some)
+            .map_err(|e| ApiError::Input(e.to_string()));
+    }
+    Ok(parse_filter(&spec.filter)?.map(|f| projector::Predicate::from_filter(&f)))
+}
+
+/// The body of `POST /entities/by-query`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PredicateQuery {
+    #[serde(default)]
+    query: Option<Value>,
+    #[serde(default)]
+    cursor: Option<String>,
+    #[serde(default)]
+    limit: Option<u64>,
+    #[serde(default)]
+    offset: Option<u64>,
+    #[serde(default)]
+    order_by: Option<Vec<OrderBy>>,
+    #[serde(default)]
+    full_text_filter: Option<BodyFullText>,
+    #[serde(default)]
+    fields: Option<Vec<String>>,
+    #[serde(default)]
+    total_items: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OrderBy {
+    field: String,
+    order: crate::params::Direction,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BodyFullText {
+    #[serde(default)]
+    term: Option<String>,
+    #[serde(default)]
+    fields: Option<Vec<String>>,
+}
+
+/// Parses a JSON request body, naming what is wrong with it.
+fn json_body<T: serde::de::DeserializeOwned>(
+    body: Result<Bytes, BytesRejection>,
+    required: bool,
+) -> Result<Option<T>, ApiError> {
+    let bytes = body.map_err(|e| match e.status() {
+        axum::http::StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge(
+            "the request body is larger than this API accepts (serve.max_body_bytes)".into(),
+        ),
+        _ => ApiError::Input(format!("Malformed request body: {}", e.body_text())),
+    })?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return if required {
+            Err(ApiError::Input("A request body is required".into()))
         } else {
-            std::sync::Arc::new(full_text_keys(
-                &catalog,
-                &matching,
-                order,
-                full_text.as_ref(),
-            )?)
+            Ok(None)
         };
-        let total = keys.len();
-        let (from, to) = match start {
+    }
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| ApiError::Input(format!("Malformed request body: {e}")))
+}
+
+/// `POST /api/catalog/entities/by-query`: a predicate query
+/// (`@backstage/filter-predicates`) with Backstage's body: `query`,
+/// `cursor`, `limit`, `offset`, `orderBy`, `fullTextFilter`, `fields`,
+/// `totalItems`. A cursor carries the query; with one, only `limit` and
+/// `fields` of the body count.
+pub async fn by_predicate(
+    State(st): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let req: PredicateQuery = json_body(body, false)?.unwrap_or(PredicateQuery {
+        query: None,
+        cursor: None,
+        limit: None,
+        offset: None,
+        order_by: None,
+        full_text_filter: None,
+        fields: None,
+        total_items: None,
+    });
+    let fields = crate::params::fields(
+        req.fields
+            .unwrap_or_default()
+            .iter()
+            .flat_map(|f| f.split(','))
+            .map(str::trim)
+            .filter(|f| !f.is_empty())
+            .map(str::to_string)
+            .collect(),
+    )?;
+    let limit = req.limit.map_or(DEFAULT_PREDICATE_LIMIT, |l| {
+        usize::try_from(l).unwrap_or(usize::MAX)
+    });
+    let (spec, start) = match req.cursor.as_deref() {
+        Some(c) => from_cursor(c)?,
+        None => {
+            let query = match req.query {
+                Some(q @ Value::Object(_)) => Some(q),
+                Some(other) => {
+                    return Err(ApiError::Input(format!(
+                        "Invalid query: at $: expected an object, found {other}"
+                    )));
+                }
+                None => None,
+            };
+            let spec = QuerySpec {
+                filter: Vec::new(),
+                query,
+                exclude_total: total_items(req.total_items.as_deref())?,
+                order_fields: req
+                    .order_by
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|o| OrderField {
+                        field: o.field.to_lowercase(),
+                        order: o.order,
+                    })
+                    .collect(),
+                full_text_filter: req.full_text_filter.and_then(|ft| {
+                    let term = ft.term.unwrap_or_default().trim().to_string();
+                    (!term.is_empty()).then(|| FullTextFilter {
+                        term,
+                        fields: ft
+                            .fields
+                            .unwrap_or_default()
+                            .iter()
+                            .map(|f| f.to_lowercase())
+                            .collect(),
+                    })
+                }),
+            };
+            selection(&spec)?;
+            let offset = req
+                .offset
+                .map_or(0, |o| usize::try_from(o).unwrap_or(usize::MAX));
+            (spec, Start::Offset(offset))
+        }
+    };
+    let catalog = st.catalog.clone();
+    let exclude = spec.exclude_total;
+    let (items, total, next, prev) =
+        blocking(move || run_query(&catalog, &spec, start, limit, fields.as_deref())).await?;
+    respond_page(items, if exclude { 0 } else { total }, next, prev)
+}
+
+/// The body of `POST /entity-facets`.
+#[derive(Debug, Deserialize)]
+struct PredicateFacets {
+    facets: Option<Vec<String>>,
+    #[serde(default)]
+    query: Option<Value>,
+}
+
+/// `POST /api/catalog/entity-facets`: facets (`facets`) over the entities
+/// a predicate (`query`) selects, or all.
+pub async fn facets_by_predicate(
+    State(st): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let req: PredicateFacets = json_body(body, true)?.expect("a body is required");
+    let facet_keys: Vec<String> = req
+        .facets
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|f| !f.is_empty())
+        .collect();
+    if facet_keys.is_empty() {
+        return Err(ApiError::Input("Missing or empty facets parameter".into()));
+    }
+    let predicate = match &req.query {
+        Some(q) => {
+            Some(projector::Predicate::parse(q).map_err(|e| ApiError::Input(e.to_string()))?)
+        }
+        None => None,
+    };
+    let catalog = st.catalog.clone();
+    let facets = blocking(move || {
+        let key = format!("facets {facet_keys:?} {predicate:?}");
+        Ok(catalog.cached(&key, || {
+            catalog.facets_matching(&facet_keys, predicate.as_ref())
+        })?)
+    })
+    .await?;
+    Ok(facets_response(&facets))
+}
+
+/// The entities of a query (GET filters or a POST predicate) from `start`.
+fn run_query(
+    catalog: &projector::Catalog,
+    spec: &QuerySpec,
+    start: Start,
+    limit: usize,
+    fields: Option<&[String]>,
+) -> Result<QueryPage, ApiError> {
+    let selection = selection(spec)?;
+    let order = &spec.order_fields;
+    let full_text = spec.full_text_filter.as_ref().map(|ft| {
+        // Backstage's default: the sort field, else metadata.uid.
+        let fields = if ft.fields.is_empty() {
+            vec![
+                order
+                    .first()
+                    .map_or("metadata.uid", |o| o.field.as_str())
+                    .to_string(),
+            ]
+        } else {
+            ft.fields.clone()
+        };
+        (ft.term.to_lowercase(), fields)
+    });
+    let matching = match &selection {
+        Some(p) => catalog.select(p)?,
+        None => catalog.refs(None)?,
+    };
+    if order.is_empty() && full_text.is_none() {
+        // Default order is ref order, which is how matches come: page
+        // straight from them (no sort key per match).
+        let total = matching.len();
+        let (from, to) = match &start {
             Start::Offset(o) => {
-                let from = o.min(total);
+                let from = (*o).min(total);
                 (from, from.saturating_add(limit).min(total))
             }
             Start::After(p) => {
-                let from = keys.partition_point(|k| compare(order, k, &p) != Ordering::Greater);
+                let from = matching.partition_point(|r| *r <= p.refkey);
                 (from, from.saturating_add(limit).min(total))
             }
             Start::Before(p) => {
-                let to = keys.partition_point(|k| compare(order, k, &p) == Ordering::Less);
+                let to = matching.partition_point(|r| *r < p.refkey);
                 (to.saturating_sub(limit), to)
             }
         };
-        let page = &keys[from..to];
-        page_response(
-            &catalog,
-            &spec,
-            page,
-            from,
-            to,
-            total,
-            limit,
-            fields.as_deref(),
-        )
-    })
-    .await?;
+        let page: Vec<SortKey> = matching[from..to]
+            .iter()
+            .map(|r| SortKey {
+                values: vec![],
+                refkey: r.clone(),
+            })
+            .collect();
+        return page_response(catalog, spec, &page, from, to, total, limit, fields);
+    }
+    let keys: std::sync::Arc<Vec<SortKey>> = if full_text.is_none() {
+        // Ordered once per store version and order, then paged.
+        ordered(catalog, selection.as_ref(), &matching, order)?
+    } else {
+        std::sync::Arc::new(full_text_keys(
+            catalog,
+            &matching,
+            order,
+            full_text.as_ref(),
+        )?)
+    };
+    let total = keys.len();
+    let (from, to) = match start {
+        Start::Offset(o) => {
+            let from = o.min(total);
+            (from, from.saturating_add(limit).min(total))
+        }
+        Start::After(p) => {
+            let from = keys.partition_point(|k| compare(order, k, &p) != Ordering::Greater);
+            (from, from.saturating_add(limit).min(total))
+        }
+        Start::Before(p) => {
+            let to = keys.partition_point(|k| compare(order, k, &p) == Ordering::Less);
+            (to.saturating_sub(limit), to)
+        }
+    };
+    let page = &keys[from..to];
+    page_response(catalog, spec, page, from, to, total, limit, fields)
+}
+
+fn respond_page(
+    items: Vec<Vec<u8>>,
+    total: usize,
+    next: Option<String>,
+    prev: Option<String>,
+) -> Result<Response, ApiError> {
     let page_info = PageInfo {
         next_cursor: next,
         prev_cursor: prev,
@@ -635,6 +866,11 @@ pub async fn facets(State(st): State<AppState>, params: Params) -> Result<Respon
         Ok(catalog.cached(&key, || catalog.facets(&facet_keys, filter.as_ref()))?)
     })
     .await?;
+    Ok(facets_response(&facets))
+}
+
+/// `{"facets": {key: [{value, count}]}}`.
+fn facets_response(facets: &BTreeMap<String, Vec<(String, u64)>>) -> Response {
     let facets: serde_json::Map<String, Value> = facets
         .iter()
         .map(|(k, values)| {
@@ -651,7 +887,7 @@ pub async fn facets(State(st): State<AppState>, params: Params) -> Result<Respon
             )
         })
         .collect();
-    Ok(json(&json!({ "facets": facets })))
+    json(&json!({ "facets": facets }))
 }
 
 /// `GET /api/history/entities/{kind}/{namespace}/{name}`: every effective

@@ -144,7 +144,17 @@ fn route_table() -> Vec<Route> {
             "/api/catalog/entities/by-refs",
             post(entities::by_refs),
         ),
+        route(
+            M::POST,
+            "/api/catalog/entities/by-query",
+            post(entities::by_predicate),
+        ),
         route(M::GET, "/api/catalog/entity-facets", get(entities::facets)),
+        route(
+            M::POST,
+            "/api/catalog/entity-facets",
+            post(entities::facets_by_predicate),
+        ),
         route(M::GET, "/api/catalog/locations", get(locations::list)),
         route(M::GET, "/api/catalog/locations/{id}", get(locations::by_id)),
         route(

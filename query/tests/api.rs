@@ -1414,3 +1414,261 @@ async fn scorecard_routes_read_validate_and_guard_writes() {
         "the event names the token that wrote it"
     );
 }
+
+// ---------------------------------------------------------------- predicates
+
+/// The refs a predicate selects, through `POST /entities/by-query`.
+async fn by_predicate(app: &Router, query: Value) -> Vec<String> {
+    let r = post(
+        app,
+        "/api/catalog/entities/by-query",
+        json!({ "query": query, "limit": 1000 }),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{query}: {}", r.text);
+    assert_eq!(
+        r.body["totalItems"].as_u64().unwrap() as usize,
+        r.body["items"].as_array().unwrap().len(),
+        "{query}"
+    );
+    refs(&r.body["items"])
+}
+
+#[tokio::test]
+async fn predicates_agree_with_get_filters_on_the_same_data() {
+    let app = app();
+    for (filters, predicate) in [
+        ("filter=kind=component", json!({"kind": "component"})),
+        (
+            "filter=kind=component,spec.type=service",
+            json!({"kind": "Component", "spec.type": "SERVICE"}),
+        ),
+        (
+            "filter=kind=component,spec.type=service",
+            json!({"$all": [{"kind": "component"}, {"spec.type": "service"}]}),
+        ),
+        (
+            "filter=kind=api&filter=spec.type=website",
+            json!({"$any": [{"kind": "api"}, {"spec.type": "website"}]}),
+        ),
+        (
+            "filter=spec.type=service,spec.type=library",
+            json!({"spec.type": {"$in": ["service", "library"]}}),
+        ),
+        (
+            "filter=metadata.tags=java",
+            json!({"metadata.tags": "java"}),
+        ),
+        (
+            "filter=metadata.tags=java",
+            json!({"metadata.tags": {"$contains": "java"}}),
+        ),
+        (
+            "filter=spec.owner",
+            json!({"spec.owner": {"$exists": true}}),
+        ),
+        (
+            "filter=relations.ownedby=group:default/team-a",
+            json!({"relations": {"$contains": {"type": "ownedBy", "targetRef": "group:default/team-a"}}}),
+        ),
+        (
+            "filter=relations.ownedby",
+            json!({"relations": {"$contains": {"type": "ownedBy"}}}),
+        ),
+        ("filter=kind=nothing", json!({"kind": "nothing"})),
+    ] {
+        let got = by_predicate(&app, predicate.clone()).await;
+        let want = refs(&ok(&app, &format!("/api/catalog/entities?{filters}")).await);
+        assert_eq!(got, want, "{filters} vs {predicate}");
+        assert!(
+            !got.is_empty() || filters.contains("nothing"),
+            "{filters}: an agreement on nothing proves little"
+        );
+    }
+    // What filters cannot say, against what the catalog holds.
+    let all: Vec<String> = ALL_REFS.iter().map(|r| r.to_string()).collect();
+    let components = by_predicate(&app, json!({"kind": "component"})).await;
+    let not_components = by_predicate(&app, json!({"$not": {"kind": "component"}})).await;
+    let expected: Vec<String> = all
+        .iter()
+        .filter(|r| !components.contains(r))
+        .cloned()
+        .collect();
+    assert_eq!(not_components, expected);
+    assert_eq!(
+        by_predicate(&app, json!({"metadata.name": {"$hasPrefix": "C"}})).await,
+        (1..=7)
+            .map(|i| format!("component:default/c{i}"))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(by_predicate(&app, json!({})).await, all);
+    assert_eq!(by_predicate(&app, json!({"$all": []})).await, all);
+    assert!(by_predicate(&app, json!({"$any": []})).await.is_empty());
+    assert!(
+        by_predicate(&app, json!({"spec.type": {"$in": []}}))
+            .await
+            .is_empty()
+    );
+    let owned = by_predicate(&app, json!({"spec.owner": {"$exists": true}})).await;
+    let unowned = by_predicate(&app, json!({"spec.owner": {"$exists": false}})).await;
+    assert!(!owned.is_empty() && !unowned.is_empty());
+    assert_eq!(owned.len() + unowned.len(), all.len());
+    assert!(unowned.iter().all(|r| !owned.contains(r)));
+}
+
+#[tokio::test]
+async fn predicate_queries_page_sort_count_and_refuse_bad_input() {
+    let app = app();
+    // Sorted by name, two at a time, following the cursors.
+    let first = post(
+        &app,
+        "/api/catalog/entities/by-query",
+        json!({
+            "query": {"kind": "component"},
+            "orderBy": [{"field": "metadata.name", "order": "desc"}],
+            "limit": 2,
+            "fields": ["kind", "metadata.name"],
+        }),
+    )
+    .await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.text);
+    let total = first.body["totalItems"].as_u64().unwrap();
+    let mut names: Vec<String> = Vec::new();
+    let mut page = first.body;
+    loop {
+        for item in page["items"].as_array().unwrap() {
+            assert!(item.get("spec").is_none(), "fields apply: {item}");
+            names.push(item["metadata"]["name"].as_str().unwrap().to_lowercase());
+        }
+        let Some(next) = page["pageInfo"]["nextCursor"].as_str() else {
+            break;
+        };
+        // A cursor carries the query; the body's other fields are ignored.
+        let r = post(
+            &app,
+            "/api/catalog/entities/by-query",
+            json!({"cursor": next, "limit": 2, "fields": ["kind", "metadata.name"], "query": {"kind": "api"}}),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        assert_eq!(r.body["totalItems"].as_u64().unwrap(), total);
+        page = r.body;
+    }
+    let mut sorted = names.clone();
+    sorted.sort();
+    sorted.reverse();
+    assert_eq!(names, sorted);
+    assert_eq!(names.len() as u64, total);
+    let get = ok(&app, "/api/catalog/entities?filter=kind=component").await;
+    assert_eq!(names.len(), get.as_array().unwrap().len());
+
+    // totalItems, offset and full text.
+    let r = post(
+        &app,
+        "/api/catalog/entities/by-query",
+        json!({"query": {"kind": "component"}, "totalItems": "exclude", "offset": 3, "limit": 1,
+               "fullTextFilter": {"term": "C", "fields": ["metadata.name"]}}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["totalItems"], 0);
+    assert_eq!(refs(&r.body["items"]), ["component:default/c4"]);
+
+    // No body: everything (Backstage's default page).
+    let r = send(
+        &app,
+        Request::post("/api/catalog/entities/by-query")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(
+        r.body["totalItems"].as_u64().unwrap() as usize,
+        ALL_REFS.len()
+    );
+
+    for (body, says) in [
+        (
+            json!({"query": {"spec.type": {"$startsWith": "s"}}}),
+            "unknown operator $startsWith",
+        ),
+        (
+            json!({"query": {"kind": "a", "$not": {"kind": "b"}}}),
+            "only key",
+        ),
+        (json!({"query": "kind=component"}), "expected an object"),
+        (
+            json!({"query": {"kind": "a"}, "totalItems": "some"}),
+            "totalItems",
+        ),
+        (json!({"cursor": ""}), "Cursor cannot be empty"),
+        (json!({"cursor": "bm90IGEgY3Vyc29y"}), "cursor"),
+        (
+            json!({"orderBy": [{"field": "metadata.name", "order": "up"}]}),
+            "Malformed request body",
+        ),
+        (json!({"limit": "10"}), "Malformed request body"),
+    ] {
+        let r = post(&app, "/api/catalog/entities/by-query", body.clone()).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{body}: {}", r.text);
+        assert_eq!(r.body["error"]["name"], "InputError", "{body}");
+        let message = r.body["error"]["message"].as_str().unwrap();
+        assert!(message.contains(says), "{body}: {message}");
+    }
+}
+
+#[tokio::test]
+async fn facets_by_predicate_equal_facets_by_filter() {
+    let app = app();
+    let r = post(
+        &app,
+        "/api/catalog/entity-facets",
+        json!({"facets": ["spec.type", "metadata.tags"], "query": {"kind": "component"}}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let by_filter = ok(
+        &app,
+        "/api/catalog/entity-facets?facet=spec.type&facet=metadata.tags&filter=kind=component",
+    )
+    .await;
+    assert_eq!(r.body, by_filter);
+    assert!(!r.body["facets"]["spec.type"].as_array().unwrap().is_empty());
+    // Beyond filters: components that are not websites.
+    let r = post(
+        &app,
+        "/api/catalog/entity-facets",
+        json!({"facets": ["spec.type"], "query": {"$all": [{"kind": "component"}, {"$not": {"spec.type": "website"}}]}}),
+    )
+    .await;
+    let types: Vec<&str> = r.body["facets"]["spec.type"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["value"].as_str().unwrap())
+        .collect();
+    assert!(
+        !types.is_empty() && !types.contains(&"website"),
+        "{types:?}"
+    );
+    // Without a query: over everything, as GET without a filter.
+    let all = post(
+        &app,
+        "/api/catalog/entity-facets",
+        json!({"facets": ["kind"]}),
+    )
+    .await;
+    assert_eq!(
+        all.body,
+        ok(&app, "/api/catalog/entity-facets?facet=kind").await
+    );
+    for body in [
+        json!({}),
+        json!({"facets": []}),
+        json!({"facets": ["kind"], "query": {"$nope": 1}}),
+    ] {
+        let r = post(&app, "/api/catalog/entity-facets", body.clone()).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{body}: {}", r.text);
+    }
+}
