@@ -21,6 +21,7 @@ mod params;
 mod project;
 mod respond;
 pub mod scorecards;
+mod validate;
 
 pub use auth::{Access, Auth, Principal, Scope};
 pub use error::ApiError;
@@ -154,6 +155,11 @@ fn route_table() -> Vec<Route> {
             M::POST,
             "/api/catalog/entity-facets",
             post(entities::facets_by_predicate),
+        ),
+        route(
+            M::POST,
+            "/api/catalog/validate-entity",
+            post(validate::validate_entity),
         ),
         route(M::GET, "/api/catalog/locations", get(locations::list)),
         route(M::GET, "/api/catalog/locations/{id}", get(locations::by_id)),

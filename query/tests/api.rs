@@ -1672,3 +1672,62 @@ async fn facets_by_predicate_equal_facets_by_filter() {
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{body}: {}", r.text);
     }
 }
+
+#[tokio::test]
+async fn validate_entity_checks_as_ingestion_does_and_writes_nothing() {
+    let app = app();
+    let valid = json!({
+        "apiVersion": "backstage.io/v1alpha1", "kind": "Component",
+        "metadata": {"name": "new-service"},
+        "spec": {"type": "service", "lifecycle": "production", "owner": "team-a"}
+    });
+    let r = post(
+        &app,
+        "/api/catalog/validate-entity",
+        json!({"entity": valid, "location": "url:https://github.com/acme/new/blob/main/catalog-info.yaml"}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(
+        get(
+            &app,
+            "/api/catalog/entities/by-name/component/default/new-service"
+        )
+        .await
+        .status,
+        StatusCode::NOT_FOUND,
+        "nothing is written"
+    );
+    let mut bad_name = valid.clone();
+    bad_name["metadata"]["name"] = json!("not a valid name!");
+    let mut no_version = valid.clone();
+    no_version.as_object_mut().unwrap().remove("apiVersion");
+    for entity in [bad_name, no_version] {
+        let r = post(
+            &app,
+            "/api/catalog/validate-entity",
+            json!({"entity": entity, "location": "url:https://example.com/x.yaml"}),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{entity}: {}", r.text);
+        let errors = r.body["errors"].as_array().unwrap();
+        assert!(!errors.is_empty(), "{}", r.text);
+        assert!(
+            errors
+                .iter()
+                .all(|e| !e["message"].as_str().unwrap().is_empty()),
+            "{}",
+            r.text
+        );
+    }
+    for body in [
+        json!({"entity": valid}),
+        json!({"location": "url:https://example.com/x.yaml"}),
+        json!({"entity": valid, "location": "nothing"}),
+        json!({"entity": [1], "location": "url:https://example.com/x.yaml"}),
+    ] {
+        let r = post(&app, "/api/catalog/validate-entity", body.clone()).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{body}: {}", r.text);
+        assert_eq!(r.body["error"]["name"], "InputError", "{body}");
+    }
+}

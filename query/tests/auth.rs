@@ -150,6 +150,7 @@ async fn every_route_declares_its_access_and_writes_need_a_scope() {
             "/api/catalog/entities/by-refs",
             "/api/catalog/entities/by-query",
             "/api/catalog/entity-facets",
+            "/api/catalog/validate-entity",
             "/api/scorecards/dry-run",
         ];
         let write = method != axum::http::Method::GET && !post_reads.contains(&path);
