@@ -255,6 +255,8 @@ struct Case {
     label: &'static str,
     urls: Vec<String>,
     requests: usize,
+    /// A JSON body to POST instead of a GET.
+    body: Option<String>,
 }
 
 /// Runs a case; returns (sorted latencies, requests per second).
@@ -270,14 +272,18 @@ fn concurrent(case: &Case) -> anyhow::Result<(Vec<Duration>, f64)> {
                     for k in 0..per {
                         let url = &case.urls[(c * per + k) % case.urls.len()];
                         let t = Instant::now();
-                        let mut r = agent
-                            .get(url)
-                            .call()
-                            .with_context(|| format!("GET {url}"))?;
+                        let mut r = match &case.body {
+                            Some(b) => agent
+                                .post(url)
+                                .header("content-type", "application/json")
+                                .send(b.as_str()),
+                            None => agent.get(url).call(),
+                        }
+                        .with_context(|| url.clone())?;
                         let status = r.status().as_u16();
                         let body = r.body_mut().with_config().limit(u64::MAX).read_to_vec()?;
                         if status != 200 {
-                            bail!("GET {url}: {status} {}", String::from_utf8_lossy(&body));
+                            bail!("{url}: {status} {}", String::from_utf8_lossy(&body));
                         }
                         out.push(t.elapsed());
                     }
@@ -478,31 +484,48 @@ pub async fn run(
         let q = |s: &str| vec![format!("{base}{s}")];
         let page = requests.div_ceil(10).max(CONNECTIONS);
         let cases = [
-            Case { label: "by-name", urls: names, requests },
+            Case { label: "by-name", urls: names, requests, body: None },
             Case {
                 label: "filtered page of 100 (kind=component,spec.type=service)",
                 urls: q("/api/catalog/entities/by-query?filter=kind=component,spec.type=service&limit=100"),
                 requests: page,
+                body: None,
             },
             Case {
                 label: "facets (metadata.tags, spec.type)",
                 urls: q("/api/catalog/entity-facets?facet=metadata.tags&facet=spec.type"),
                 requests: page,
+                body: None,
             },
             Case {
                 label: "count of a kind (kind=user, limit 0)",
                 urls: q("/api/catalog/entities/by-query?filter=kind=user&limit=0"),
                 requests: page,
+                body: None,
             },
             Case {
                 label: "OR filter sorted by name (kind=api | spec.type=website, 100)",
                 urls: q("/api/catalog/entities/by-query?filter=kind=api&filter=kind=component,spec.type=website&orderField=metadata.name,asc&limit=100"),
                 requests: page,
+                body: None,
             },
             Case {
                 label: "orphan scan (metadata.annotations.backstage.io/orphan=true)",
                 urls: q("/api/catalog/entities/by-query?filter=metadata.annotations.backstage.io/orphan=true&limit=100"),
                 requests: page,
+                body: None,
+            },
+            Case {
+                label: "predicate, the same OR sorted by name (POST by-query, 100)",
+                urls: q("/api/catalog/entities/by-query"),
+                requests: page,
+                body: Some(r#"{"query":{"$any":[{"kind":"api"},{"kind":"component","spec.type":"website"}]},"orderBy":[{"field":"metadata.name","order":"asc"}],"limit":100}"#.into()),
+            },
+            Case {
+                label: "predicate beyond filters (components that are not websites, $not, 100)",
+                urls: q("/api/catalog/entities/by-query"),
+                requests: page,
+                body: Some(r#"{"query":{"$all":[{"kind":"component"},{"$not":{"spec.type":"website"}}]},"limit":100}"#.into()),
             },
         ];
         for changing in [false, true] {
