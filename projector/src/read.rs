@@ -308,8 +308,13 @@ impl Catalog {
                 out
             }
             Predicate::All(items) => {
+                // What the positive parts select, less what the negated
+                // parts select (no complement is taken unless nothing
+                // positive narrows first).
+                let (negated, positive): (Vec<&Predicate>, Vec<&Predicate>) =
+                    items.iter().partition(|p| matches!(p, Predicate::Not(_)));
                 let mut acc: Option<Vec<String>> = None;
-                for item in items {
+                for item in positive {
                     let refs = self.evaluate_predicate(item)?;
                     acc = Some(match acc {
                         None => refs,
@@ -319,13 +324,21 @@ impl Catalog {
                         }
                     });
                     if acc.as_ref().is_some_and(Vec::is_empty) {
-                        break;
+                        return Ok(Vec::new());
                     }
                 }
-                match acc {
+                let mut acc = match acc {
                     Some(a) => a,
-                    None => self.all_refs(None, usize::MAX)?,
+                    None => self.every_ref()?,
+                };
+                for item in negated {
+                    let Predicate::Not(inner) = item else {
+                        unreachable!("partitioned by Not");
+                    };
+                    let excluded = self.evaluate_predicate(inner)?;
+                    acc.retain(|r| excluded.binary_search(r).is_err());
                 }
+                acc
             }
             Predicate::Any(items) => {
                 let mut out = Vec::new();
@@ -338,10 +351,19 @@ impl Catalog {
             }
             Predicate::Not(inner) => {
                 let excluded = self.evaluate_predicate(inner)?;
-                let mut all = self.all_refs(None, usize::MAX)?;
+                let mut all = self.every_ref()?;
                 all.retain(|r| excluded.binary_search(r).is_err());
                 all
             }
+        })
+    }
+
+    /// Every served ref, sorted, from the index rows of `kind` (which every
+    /// entity has): keys only, not the entities' JSON.
+    fn every_ref(&self) -> Result<Vec<String>, StoreError> {
+        self.condition(&Condition {
+            key: "kind".into(),
+            values: Vec::new(),
         })
     }
 

@@ -1495,6 +1495,31 @@ async fn predicates_agree_with_get_filters_on_the_same_data() {
         .cloned()
         .collect();
     assert_eq!(not_components, expected);
+    let neither: Vec<String> = expected
+        .iter()
+        .filter(|r| !r.starts_with("api:"))
+        .cloned()
+        .collect();
+    assert_eq!(
+        by_predicate(
+            &app,
+            json!({"$all": [{"$not": {"kind": "component"}}, {"$not": {"kind": "API"}}]})
+        )
+        .await,
+        neither
+    );
+    assert_eq!(
+        by_predicate(
+            &app,
+            json!({"$all": [{"kind": "component"}, {"$not": {"spec.type": "website"}}]})
+        )
+        .await,
+        by_predicate(
+            &app,
+            json!({"kind": "component", "spec.type": {"$in": ["service", "library"]}})
+        )
+        .await,
+    );
     assert_eq!(
         by_predicate(&app, json!({"metadata.name": {"$hasPrefix": "C"}})).await,
         (1..=7)
