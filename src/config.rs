@@ -243,6 +243,32 @@ pub struct TelemetryConfig {
     pub metrics_listen: Option<SocketAddr>,
 }
 
+/// The `CATALOG_*` variables the services read.
+const KNOWN_ENV: [&str; 10] = [
+    "CATALOG_DATA_DIR",
+    "CATALOG_BROKERS",
+    "CATALOG_LISTEN",
+    "CATALOG_INGEST_LISTEN",
+    "CATALOG_PARTITIONS",
+    "CATALOG_TOPIC_PREFIX",
+    "CATALOG_REPLICATION_FACTOR",
+    "CATALOG_MIN_INSYNC_REPLICAS",
+    "CATALOG_METRICS_LISTEN",
+    "CATALOG_LOG_FORMAT",
+];
+
+/// `CATALOG_*` variables of the scripts and tests around the services
+/// (`scripts/kafka`, `scripts/check-manifests`, the test suites), which a
+/// service may inherit and ignores.
+fn reserved_env(name: &str) -> bool {
+    name.starts_with("CATALOG_TEST_")
+        || name.starts_with("CATALOG_KAFKA_")
+        || matches!(
+            name,
+            "CATALOG_TOOLS_CACHE" | "CATALOG_KUBERNETES_VERSION" | "CATALOG_CRASH_ROUNDS"
+        )
+}
+
 impl Config {
     /// Reads the file (if any), then applies `CATALOG_*` environment
     /// overrides from `env`.
@@ -304,6 +330,12 @@ impl Config {
                     "text" => LogFormat::Text,
                     _ => return Err(bad("expected json or text")),
                 }
+            }
+            other if other.starts_with("CATALOG_") && !reserved_env(other) => {
+                return Err(anyhow::anyhow!(
+                    "environment variable {other}: not a setting of the catalog (known: {})",
+                    KNOWN_ENV.join(", ")
+                ));
             }
             _ => {}
         }
@@ -531,6 +563,27 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("partitons"), "{err}");
+    }
+
+    #[test]
+    fn unknown_catalog_variables_are_named_and_the_scripts_own_are_not() {
+        let err = Config::load(None, [("CATALOG_LISTN".into(), "0.0.0.0:1".into())])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("CATALOG_LISTN") && err.contains("CATALOG_LISTEN"),
+            "{err}"
+        );
+        Config::load(
+            None,
+            [
+                ("CATALOG_TEST_BROKERS".into(), "127.0.0.1:1".into()),
+                ("CATALOG_KAFKA_HEAP".into(), "512m".into()),
+                ("CATALOG_CRASH_ROUNDS".into(), "9".into()),
+                ("PATH".into(), "/bin".into()),
+            ],
+        )
+        .unwrap();
     }
 
     #[test]

@@ -4,6 +4,7 @@
 use crate::error::ApiError;
 use axum::extract::{FromRequestParts, Query};
 use axum::http::request::Parts;
+use base64::Engine;
 use projector::EntityFilter;
 use serde::{Serialize, de::DeserializeOwned};
 use std::cmp::Ordering;
@@ -345,41 +346,28 @@ fn ref_part<'a>(field: &str, refkey: &'a str) -> Option<&'a str> {
     }
 }
 
-/// Cursors are JSON, hex-encoded: opaque, and safe in a URL as they are.
+/// Cursors are base64 of JSON, as Backstage's (opaque to clients; a
+/// client URL-encodes them in a query string).
 pub fn encode_cursor<T: Serialize>(cursor: &T) -> String {
     let json = serde_json::to_vec(cursor).expect("cursors serialise");
-    let mut out = String::with_capacity(json.len() * 2);
-    for b in json {
-        out.push(char::from(HEX[usize::from(b >> 4)]));
-        out.push(char::from(HEX[usize::from(b & 0xf)]));
-    }
-    out
+    base64::engine::general_purpose::STANDARD.encode(json)
 }
 
-const HEX: &[u8; 16] = b"0123456789abcdef";
-
-/// Decodes a cursor of [`encode_cursor`]; `what` names the parameter.
+/// Decodes a cursor of [`encode_cursor`]: base64 of JSON, as Backstage's
+/// (standard or URL-safe alphabet, padded or not; a `+` that arrived as a
+/// space in an unencoded query string is taken back). `what` names the
+/// parameter.
 pub fn decode_cursor<T: DeserializeOwned>(s: &str, what: &str) -> Result<T, ApiError> {
+    use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
     let malformed = |why: String| ApiError::Input(format!("Malformed {what}: {why}"));
     if s.is_empty() {
         return Err(malformed("empty".into()));
     }
-    if !s.len().is_multiple_of(2) {
-        return Err(malformed("odd length".into()));
-    }
-    let nibble = |c: u8| -> Result<u8, ApiError> {
-        match c {
-            b'0'..=b'9' => Ok(c - b'0'),
-            b'a'..=b'f' => Ok(c - b'a' + 10),
-            b'A'..=b'F' => Ok(c - b'A' + 10),
-            _ => Err(malformed("not hex".into())),
-        }
-    };
-    let bytes = s
-        .as_bytes()
-        .chunks(2)
-        .map(|p| Ok((nibble(p[0])? << 4) | nibble(p[1])?))
-        .collect::<Result<Vec<u8>, ApiError>>()?;
+    let text = s.trim_end_matches('=').replace(' ', "+");
+    let bytes = STANDARD_NO_PAD
+        .decode(&text)
+        .or_else(|_| URL_SAFE_NO_PAD.decode(&text))
+        .map_err(|_| malformed("not base64".into()))?;
     serde_json::from_slice(&bytes).map_err(|e| malformed(e.to_string()))
 }
 
@@ -398,9 +386,19 @@ mod tests {
     fn cursors_round_trip_and_reject_garbage() {
         let k = key(&[Some("a b"), None], "component:default/x");
         let s = encode_cursor(&k);
-        assert!(s.bytes().all(|b| b.is_ascii_hexdigit()));
+        // Base64 of the JSON, as Backstage's cursors.
+        let json = base64::engine::general_purpose::STANDARD
+            .decode(&s)
+            .unwrap();
+        assert_eq!(serde_json::from_slice::<SortKey>(&json).unwrap(), k);
         assert_eq!(decode_cursor::<SortKey>(&s, "cursor").unwrap(), k);
-        for bad in ["", "abc", "zz", "7b7d7b"] {
+        // As it arrives from a query string nobody encoded: `+` as a space,
+        // padding dropped; or in the URL-safe alphabet.
+        let sloppy = s.replace('+', " ").trim_end_matches('=').to_string();
+        assert_eq!(decode_cursor::<SortKey>(&sloppy, "cursor").unwrap(), k);
+        let url_safe = s.replace('+', "-").replace('/', "_");
+        assert_eq!(decode_cursor::<SortKey>(&url_safe, "cursor").unwrap(), k);
+        for bad in ["", "abc", "!!", "e30", "W10="] {
             let err = decode_cursor::<SortKey>(bad, "cursor").unwrap_err();
             assert!(
                 err.to_string().starts_with("Malformed cursor"),
