@@ -6,11 +6,11 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::scorecard::records::RESULT_HISTORY;
+use crate::scorecard::records::{DEPENDED, RESULT_HISTORY};
 use crate::store::{Store, StoreError};
 
 /// Tables left out of [`checksum`] unless `include_path` is set.
-pub const PATH_TABLES: [u8; 1] = [RESULT_HISTORY];
+pub const PATH_TABLES: [u8; 2] = [RESULT_HISTORY, DEPENDED];
 
 /// What [`checksum`] read.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

@@ -134,6 +134,13 @@ pub fn run(
     stop: Arc<AtomicBool>,
 ) -> Result<(), ProjectorError> {
     m::describe();
+    let marked = crate::scorecard::step::complete_depended_markers(store.as_ref())?;
+    if marked > 0 {
+        tracing::info!(
+            dependencies = marked,
+            "marked the scorecard dependencies of an older store"
+        );
+    }
     let stored = Catalog::new(store.clone()).offsets()?;
     let mut readers = Vec::new();
     for topic in INPUTS {

@@ -28,6 +28,10 @@ pub const RESULT: u8 = b'A';
 pub const RESULT_HISTORY: u8 = b'a';
 pub const ROLLUP: u8 = b'K';
 pub const DEPENDENCY: u8 = b'D';
+/// `d{dep}`: some result read `dep` (written with its first `D` row, never
+/// removed), so that a dependency nobody read is known absent by a point
+/// lookup, which bloom filters answer, instead of a seek into `D`.
+pub const DEPENDED: u8 = b'd';
 pub const DUE: u8 = b'T';
 pub const FACTS: u8 = b'X';
 pub const EXEMPTIONS: u8 = b'W';
@@ -87,6 +91,12 @@ pub fn dependency(dep: &str, scorecard: &str, r: &str) -> Vec<u8> {
         &[dep.as_bytes(), scorecard.as_bytes(), r.as_bytes()],
     )
 }
+pub fn depended(dep: &str) -> Vec<u8> {
+    key(DEPENDED, &[dep.as_bytes()])
+}
+/// Says every `D` row of the store has its `d` marker (in the `d` table,
+/// before every marker: a dependency is never empty).
+pub const DEPENDED_COMPLETE: &[u8] = b"d\0complete";
 pub fn due(at_ms: i64, scorecard: &str, r: &str) -> Vec<u8> {
     let mut k = vec![DUE];
     k.extend_from_slice(&at_ms.to_be_bytes());

@@ -565,6 +565,11 @@ fn get<T: serde::de::DeserializeOwned>(
 
 /// (scorecard, ref) of every result that read `dep`.
 fn dependents(store: &dyn Store, dep: &str) -> Result<Vec<(String, String)>, StoreError> {
+    // Most refs are read by no result (a user, where no card reads users):
+    // the marker's absence says so without a seek through every level.
+    if store.get(&rk::depended(dep))?.is_none() {
+        return Ok(Vec::new());
+    }
     let p = keys::prefix(rk::DEPENDENCY, &[dep.as_bytes()]);
     let mut out = Vec::new();
     store.scan(&p, None, &mut |k, _| {
@@ -1035,6 +1040,7 @@ impl Evaluator<'_> {
         }
         for d in new_deps.difference(&old_deps) {
             self.out.push((rk::dependency(d, sc, r), Some(Vec::new())));
+            self.out.push((rk::depended(d), Some(Vec::new())));
         }
         let old_level = old.as_ref().map(|o| o.level);
         let new_level = new.as_ref().map(|n| n.level);
@@ -1292,5 +1298,78 @@ impl Evaluator<'_> {
             self.out.push((k, None));
         }
         Ok(())
+    }
+}
+
+/// Writes the `d` marker of every dependency the store holds, once: a
+/// store written before the markers existed gets them before anything is
+/// folded (a missing marker would hide dependents). Returns how many.
+pub fn complete_depended_markers(store: &dyn Store) -> Result<usize, StoreError> {
+    if store.get(rk::DEPENDED_COMPLETE)?.is_some() {
+        return Ok(0);
+    }
+    let mut deps = std::collections::BTreeSet::new();
+    store.scan(&[rk::DEPENDENCY], None, &mut |k, _| {
+        let parts: Vec<&[u8]> = k[1..].splitn(2, |b| *b == 0).collect();
+        if let Some(dep) = parts.first() {
+            deps.insert(dep.to_vec());
+        }
+        true
+    })?;
+    let n = deps.len();
+    let mut out: WriteSet = deps
+        .into_iter()
+        .map(|d| {
+            let mut k = vec![rk::DEPENDED];
+            k.extend_from_slice(&d);
+            (k, Some(Vec::new()))
+        })
+        .collect();
+    out.push((rk::DEPENDED_COMPLETE.to_vec(), Some(Vec::new())));
+    store.write(out)?;
+    Ok(n)
+}
+
+#[cfg(test)]
+mod depended_markers {
+    use super::*;
+    use crate::store::MemStore;
+
+    #[test]
+    fn an_older_store_gets_its_markers_once_and_dependents_are_found() {
+        let store = MemStore::new();
+        store
+            .write(vec![
+                (
+                    rk::dependency("e:group:default/a", "card", "component:default/x"),
+                    Some(vec![]),
+                ),
+                (
+                    rk::dependency("e:group:default/a", "card", "component:default/y"),
+                    Some(vec![]),
+                ),
+                (
+                    rk::dependency("f:github/acme/x", "card", "component:default/x"),
+                    Some(vec![]),
+                ),
+            ])
+            .unwrap();
+        // Without markers, a lookup would miss what the store holds.
+        assert!(dependents(&store, "e:group:default/a").unwrap().is_empty());
+        assert_eq!(complete_depended_markers(&store).unwrap(), 2);
+        assert_eq!(complete_depended_markers(&store).unwrap(), 0, "once");
+        assert_eq!(
+            dependents(&store, "e:group:default/a").unwrap(),
+            [
+                ("card".to_string(), "component:default/x".to_string()),
+                ("card".to_string(), "component:default/y".to_string())
+            ]
+        );
+        assert_eq!(dependents(&store, "f:github/acme/x").unwrap().len(), 1);
+        assert!(
+            dependents(&store, "e:user:default/nobody")
+                .unwrap()
+                .is_empty()
+        );
     }
 }
