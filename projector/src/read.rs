@@ -235,8 +235,18 @@ impl Catalog {
     /// Ref keys matching the filter (all entities when `None`), sorted.
     /// Answers are cached until the store changes.
     pub fn refs(&self, filter: Option<&EntityFilter>) -> Result<Arc<Vec<String>>, StoreError> {
-        let version = self.store.version();
         let key = format!("{:?}", filter.map(|f| &f.any_of));
+        self.cached_refs(key, || self.evaluate(filter))
+    }
+
+    /// The refs cached under `key` for this store version, or `compute`d
+    /// and cached.
+    fn cached_refs(
+        &self,
+        key: String,
+        compute: impl FnOnce() -> Result<Vec<String>, StoreError>,
+    ) -> Result<Arc<Vec<String>>, StoreError> {
+        let version = self.store.version();
         {
             let mut cache = self.cache.lock().expect("lock");
             if cache.version != version {
@@ -247,7 +257,7 @@ impl Catalog {
                 return Ok(hit.clone());
             }
         }
-        let refs = Arc::new(self.evaluate(filter)?);
+        let refs = Arc::new(compute()?);
         let mut cache = self.cache.lock().expect("lock");
         if cache.version == version {
             if cache.entries.len() >= FILTER_CACHE_ENTRIES {
@@ -263,27 +273,9 @@ impl Catalog {
         if let Some(filter) = predicate.as_filter() {
             return self.refs(Some(&filter));
         }
-        let version = self.store.version();
-        let key = format!("p:{predicate:?}");
-        {
-            let mut cache = self.cache.lock().expect("lock");
-            if cache.version != version {
-                cache.entries.clear();
-                cache.version = version;
-            }
-            if let Some(hit) = cache.entries.get(&key) {
-                return Ok(hit.clone());
-            }
-        }
-        let refs = Arc::new(self.evaluate_predicate(predicate)?);
-        let mut cache = self.cache.lock().expect("lock");
-        if cache.version == version {
-            if cache.entries.len() >= FILTER_CACHE_ENTRIES {
-                cache.entries.clear();
-            }
-            cache.entries.insert(key, refs.clone());
-        }
-        Ok(refs)
+        self.cached_refs(format!("p:{predicate:?}"), || {
+            self.evaluate_predicate(predicate)
+        })
     }
 
     /// Evaluates a predicate against the index, without the cache: set
