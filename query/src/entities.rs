@@ -10,7 +10,7 @@ use crate::respond::{self, blocking, json, json_bytes};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use proto::EntityRef;
 use serde::{Deserialize, Serialize};
@@ -442,11 +442,10 @@ fn json_body<T: serde::de::DeserializeOwned>(
     body: Result<Bytes, BytesRejection>,
     required: bool,
 ) -> Result<Option<T>, ApiError> {
-    let bytes = body.map_err(|e| match e.status() {
-        axum::http::StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge(
-            "the request body is larger than this API accepts (serve.max_body_bytes)".into(),
-        ),
-        _ => ApiError::Input(format!("Malformed request body: {}", e.body_text())),
+    let bytes = body.map_err(|e| {
+        crate::error::unreadable_body(&e, |why| {
+            ApiError::Input(format!("Malformed request body: {why}"))
+        })
     })?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return if required {
@@ -775,12 +774,7 @@ pub async fn by_refs(
             "Malformed request body (did you remember to specify an application/json content type?), {why}"
         ))
     };
-    let body = body.map_err(|e| match e.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge(
-            "the request body is larger than this API accepts (serve.max_body_bytes)".into(),
-        ),
-        _ => malformed(e.body_text()),
-    })?;
+    let body = body.map_err(|e| crate::error::unreadable_body(&e, malformed))?;
     let request: ByRefsBody =
         serde_json::from_slice(&body).map_err(|e| malformed(e.to_string()))?;
     let filter = params.filter()?;

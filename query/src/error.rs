@@ -168,8 +168,7 @@ pub(crate) async fn with_request(req: Request, next: Next) -> Response {
         // could say so.
         None if resp.status() == StatusCode::PAYLOAD_TOO_LARGE => ErrorInfo {
             name: "PayloadTooLargeError",
-            message: "the request body is larger than this API accepts (serve.max_body_bytes)"
-                .into(),
+            message: TOO_LARGE.into(),
         },
         None => return resp,
     };
@@ -177,6 +176,21 @@ pub(crate) async fn with_request(req: Request, next: Next) -> Response {
     let bytes = body(&info, parts.status, Some((&method, &url)));
     parts.headers.remove(header::CONTENT_LENGTH);
     Response::from_parts(parts, axum::body::Body::from(bytes))
+}
+
+/// Why a body over `serve.max_body_bytes` is refused.
+const TOO_LARGE: &str = "the request body is larger than this API accepts (serve.max_body_bytes)";
+
+/// A request body an extractor could not read: too large (413), or else
+/// what `malformed` makes of the reason.
+pub(crate) fn unreadable_body(
+    e: &axum::extract::rejection::BytesRejection,
+    malformed: impl FnOnce(String) -> ApiError,
+) -> ApiError {
+    match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge(TOO_LARGE.into()),
+        _ => malformed(e.body_text()),
+    }
 }
 
 /// Middleware: a request whose response has not started after `limit`

@@ -23,11 +23,10 @@ struct ValidateRequest {
 /// `{"errors": [{"name", "message", ...}]}` when not. A request that is
 /// not a validation request at all is an ordinary 400 `InputError`.
 pub async fn validate_entity(body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
-    let bytes = body.map_err(|e| match e.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge(
-            "the request body is larger than this API accepts (serve.max_body_bytes)".into(),
-        ),
-        _ => ApiError::Input(format!("Malformed request body: {}", e.body_text())),
+    let bytes = body.map_err(|e| {
+        crate::error::unreadable_body(&e, |why| {
+            ApiError::Input(format!("Malformed request body: {why}"))
+        })
     })?;
     let req: ValidateRequest = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::Input(format!("Malformed request body: {e}")))?;
