@@ -264,7 +264,7 @@ fn stage_timings(org: &Path, scratch: &Path) -> anyhow::Result<String> {
         .iter()
         .map(|e| match &e.outcome {
             proto::LocationOutcome::Processed { entities, .. } => entities.len(),
-            proto::LocationOutcome::Removed => 0,
+            _ => 0,
         })
         .sum();
     let store = projector::RocksStore::open(&scratch.join("fold"), 256 << 20)?;

@@ -307,6 +307,15 @@ impl IngestConfig {
                     ),
                 ));
             }
+            if s.id == crate::registered::SOURCE_ID {
+                return Err(err(
+                    "id",
+                    format!(
+                        "{:?} is the source of locations registered through the API",
+                        s.id
+                    ),
+                ));
+            }
             if !ids.insert(s.id.as_str()) {
                 return Err(err("id", format!("{:?} is used by another source", s.id)));
             }

@@ -88,6 +88,10 @@ pub struct Listing {
     /// the prefixes (a webhook's targeted re-read); nothing outside them is
     /// removed.
     pub scope: Option<Vec<ScopeEntry>>,
+    /// Origins whose removal a user asked for (a location unregistered
+    /// through the API): what the listing lacks from them is removed
+    /// whatever the removal guard says.
+    pub released: Vec<LocationKey>,
 }
 
 /// Part of a scoped listing.
@@ -383,17 +387,7 @@ impl Source for FilesSource {
 
 impl FilesSource {
     fn run<'a>(&self, known: &'a Known) -> ListRun<'a> {
-        ListRun {
-            known,
-            limit: self.max_file_bytes,
-            racy_before: racy_cutoff(self.racy_window),
-            seen: HashSet::new(),
-            listing: Listing {
-                complete: true,
-                ..Listing::default()
-            },
-            queue: VecDeque::new(),
-        }
+        ListRun::new(known, self.max_file_bytes, self.racy_window, None)
     }
 }
 
@@ -507,15 +501,40 @@ pub fn fetch(path: &Path, size_hint: u64, limit: u64) -> Fetched {
     Fetched::Present { content, sha256 }
 }
 
-/// The state of one listing in progress.
-struct ListRun<'a> {
+/// The state of one listing of files in progress.
+pub(crate) struct ListRun<'a> {
     known: &'a Known,
     limit: u64,
     racy_before: i64,
     seen: HashSet<LocationKey>,
-    listing: Listing,
+    pub(crate) listing: Listing,
     /// Listed locations whose targets are still to be followed.
     queue: VecDeque<usize>,
+    /// `Some`: only files under these (canonical) directories may be read;
+    /// any other is listed as unreadable, saying why.
+    allowed: Option<Vec<PathBuf>>,
+}
+
+impl<'a> ListRun<'a> {
+    pub(crate) fn new(
+        known: &'a Known,
+        limit: u64,
+        racy_window: Duration,
+        allowed: Option<Vec<PathBuf>>,
+    ) -> Self {
+        ListRun {
+            known,
+            limit,
+            racy_before: racy_cutoff(racy_window),
+            seen: HashSet::new(),
+            listing: Listing {
+                complete: true,
+                ..Listing::default()
+            },
+            queue: VecDeque::new(),
+            allowed,
+        }
+    }
 }
 
 impl ListRun<'_> {
@@ -596,7 +615,7 @@ impl ListRun<'_> {
         }
     }
 
-    fn unreadable(&mut self, path: &Path, origin: &LocationKey, reason: String) {
+    pub(crate) fn unreadable(&mut self, path: &Path, origin: &LocationKey, reason: String) {
         let location = LocationKey::file(path);
         if self.seen.insert(location.clone()) {
             self.listing.locations.push(Listed {
@@ -610,10 +629,19 @@ impl ListRun<'_> {
     }
 
     /// Lists one file (canonical path), once.
-    fn visit_file(&mut self, path: &Path, origin: &LocationKey) {
+    pub(crate) fn visit_file(&mut self, path: &Path, origin: &LocationKey) {
         let location = LocationKey::file(path);
         if self.seen.contains(&location) {
             return;
+        }
+        if let Some(allowed) = &self.allowed
+            && !allowed.iter().any(|root| path.starts_with(root))
+        {
+            return self.unreadable(
+                path,
+                origin,
+                "not under a directory of locations.allow_file_roots".into(),
+            );
         }
         let meta = match fs::metadata(path) {
             Ok(m) => m,
@@ -679,7 +707,7 @@ impl ListRun<'_> {
     }
 
     /// Follows Location targets breadth-first; `seen` makes cycles finite.
-    fn follow_targets(&mut self) {
+    pub(crate) fn follow_targets(&mut self) {
         while let Some(i) = self.queue.pop_front() {
             let origin = self.listing.locations[i].origin.clone();
             let targets = self.listing.locations[i].targets.clone();

@@ -30,6 +30,7 @@ pub mod files;
 pub mod github;
 pub mod http;
 pub mod metrics;
+pub mod registered;
 pub mod scorecards;
 pub mod state;
 pub mod sync;
@@ -38,6 +39,7 @@ pub mod watch;
 
 pub use config::{ConfigError, FilesConfig, IngestConfig, RemovalGuard, SourceConfig, SourceKind};
 pub use files::{FilesSource, Listing, Source, SourceError, SyncMode};
+pub use registered::{LocationReader, LocationsConfig, Registry, TargetError};
 pub use state::{StateError, StateStore};
 pub use sync::{HeldBack, SyncError, SyncReport, sync_source};
 
@@ -75,7 +77,12 @@ pub enum IngestError {
 }
 
 struct SourceRuntime {
-    config: SourceConfig,
+    id: String,
+    kind: &'static str,
+    /// `None` for the source of registered locations, which is not
+    /// configured but made by [`Ingest::with_registered`].
+    config: Option<SourceConfig>,
+    removal_guard: RemovalGuard,
     schedule: cron::Schedule,
     source: Arc<dyn Source>,
     /// The same source when it is a GitHub one (webhooks go there).
@@ -92,6 +99,10 @@ pub struct Ingest {
     trigger: Trigger,
     /// The last sync of each source, for the status API.
     last: Mutex<std::collections::HashMap<String, SyncReport>>,
+    /// The locations registered through the API, when this ingest reads
+    /// them ([`Ingest::with_registered`]).
+    registry: Option<Arc<Registry>>,
+    reader: Option<Arc<LocationReader>>,
 }
 
 impl std::fmt::Debug for Ingest {
@@ -156,7 +167,13 @@ impl Ingest {
                 }
             };
             sources.push(SourceRuntime {
-                config: sc,
+                id: sc.id.clone(),
+                kind: match sc.kind {
+                    SourceKind::Files(_) => "files",
+                    SourceKind::Github(_) => "github",
+                },
+                removal_guard: sc.removal_guard.clone(),
+                config: Some(sc),
                 schedule,
                 source,
                 github,
@@ -169,17 +186,63 @@ impl Ingest {
             log,
             trigger: Trigger::default(),
             last: Mutex::new(std::collections::HashMap::new()),
+            registry: None,
+            reader: None,
         })
+    }
+
+    /// Adds the source of locations registered through the API: [`Ingest::run`]
+    /// then follows `catalog.locations.v1` and observes what is registered
+    /// (files under `config.allow_file_roots`, GitHub URLs through the
+    /// GitHub sources configured here).
+    pub fn with_registered(mut self, config: LocationsConfig) -> Self {
+        let github = self
+            .sources
+            .iter()
+            .filter_map(|rt| rt.github.clone())
+            .collect();
+        let max_file_bytes = self
+            .sources
+            .iter()
+            .filter_map(|rt| rt.config.as_ref().map(|c| c.max_file_bytes))
+            .max()
+            .unwrap_or(config::DEFAULT_MAX_FILE_BYTES);
+        let reader = Arc::new(LocationReader::new(config, github, max_file_bytes));
+        let registry = Arc::new(Registry::default());
+        let source = Arc::new(registered::RegisteredSource::new(
+            registry.clone(),
+            reader.clone(),
+        ));
+        self.sources.push(SourceRuntime {
+            id: registered::SOURCE_ID.into(),
+            kind: "registered",
+            config: None,
+            removal_guard: RemovalGuard::default(),
+            schedule: registered::SCHEDULE
+                .parse()
+                .expect("a valid cron expression"),
+            source,
+            github: None,
+            lock: Mutex::new(()),
+        });
+        self.registry = Some(registry);
+        self.reader = Some(reader);
+        self
+    }
+
+    /// What reads registered locations (for a dry run through the API).
+    pub fn location_reader(&self) -> Option<Arc<LocationReader>> {
+        self.reader.clone()
     }
 
     /// The ids of the configured sources, in configuration order.
     pub fn source_ids(&self) -> Vec<&str> {
-        self.sources.iter().map(|s| s.config.id.as_str()).collect()
+        self.sources.iter().map(|s| s.id.as_str()).collect()
     }
 
     /// The configuration of each source.
     pub fn sources(&self) -> impl Iterator<Item = &SourceConfig> {
-        self.sources.iter().map(|s| &s.config)
+        self.sources.iter().filter_map(|s| s.config.as_ref())
     }
 
     /// Syncs one source (`Some(id)`) or all of them now, on this thread.
@@ -189,7 +252,7 @@ impl Ingest {
             Some(id) => vec![
                 self.sources
                     .iter()
-                    .find(|s| s.config.id == id)
+                    .find(|s| s.id == id)
                     .ok_or_else(|| IngestError::UnknownSource(id.to_string()))?,
             ],
             None => self.sources.iter().collect(),
@@ -200,7 +263,7 @@ impl Ingest {
             match self.sync_one(rt, SyncMode::Full) {
                 Ok(r) => reports.push(r),
                 Err(e) => {
-                    tracing::error!(source = %rt.config.id, error = %e, "sync failed");
+                    tracing::error!(source = %rt.id, error = %e, "sync failed");
                     first_error.get_or_insert(e);
                 }
             }
@@ -212,14 +275,24 @@ impl Ingest {
     }
 
     fn sync_one(&self, rt: &SourceRuntime, mode: SyncMode) -> Result<SyncReport, IngestError> {
+        self.sync_forced(rt, mode, &std::collections::BTreeSet::new())
+    }
+
+    fn sync_forced(
+        &self,
+        rt: &SourceRuntime,
+        mode: SyncMode,
+        force: &std::collections::BTreeSet<proto::LocationKey>,
+    ) -> Result<SyncReport, IngestError> {
         let _one_at_a_time = lock(&rt.lock);
-        let r = sync_source(
+        let r = sync::sync_source_forced(
             rt.source.as_ref(),
             &self.state,
             self.log.as_ref(),
-            &rt.config.removal_guard,
+            &rt.removal_guard,
             Utc::now(),
             mode,
+            force,
         )
         .map_err(|error| {
             metrics::record_error(rt.source.id());
@@ -228,7 +301,7 @@ impl Ingest {
                 error,
             }
         })?;
-        lock(&self.last).insert(rt.config.id.clone(), r.clone());
+        lock(&self.last).insert(rt.id.clone(), r.clone());
         Ok(r)
     }
 
@@ -237,7 +310,7 @@ impl Ingest {
     pub fn sync_pending(&self, source_id: Option<&str>) -> Result<Vec<SyncReport>, IngestError> {
         let mut out = Vec::new();
         for rt in &self.sources {
-            if source_id.is_some_and(|id| id != rt.config.id) || !rt.source.has_pending() {
+            if source_id.is_some_and(|id| id != rt.id) || !rt.source.has_pending() {
                 continue;
             }
             out.push(self.sync_one(rt, SyncMode::Pending)?);
@@ -249,7 +322,7 @@ impl Ingest {
     pub fn github_sources(&self) -> Vec<(&str, &Arc<github::GithubSource>)> {
         self.sources
             .iter()
-            .filter_map(|rt| rt.github.as_ref().map(|g| (rt.config.id.as_str(), g)))
+            .filter_map(|rt| rt.github.as_ref().map(|g| (rt.id.as_str(), g)))
             .collect()
     }
 
@@ -259,12 +332,9 @@ impl Ingest {
         self.sources
             .iter()
             .map(|rt| SourceStatus {
-                id: rt.config.id.clone(),
-                kind: match rt.config.kind {
-                    SourceKind::Files(_) => "files",
-                    SourceKind::Github(_) => "github",
-                },
-                last_sync: last.get(&rt.config.id).cloned(),
+                id: rt.id.clone(),
+                kind: rt.kind,
+                last_sync: last.get(&rt.id).cloned(),
                 details: rt.source.status(),
             })
             .collect()
@@ -291,8 +361,48 @@ impl Ingest {
             rt.source.bind_waker(Arc::new(move || trigger.poke()));
         }
         tracing::info!(sources = ?self.source_ids(), log = %self.log.describe(), "ingest running");
+        let follower = self.registry.clone().map(|registry| {
+            let log = self.log.clone();
+            let stop = stop.clone();
+            let trigger = self.trigger.clone();
+            std::thread::Builder::new()
+                .name("registrations".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::SeqCst) {
+                        match registry.follow(log.as_ref(), &stop, &|| trigger.poke()) {
+                            Ok(()) => break,
+                            Err(e) => {
+                                // The registry keeps what it folded; reading
+                                // again from the start folds it again to the
+                                // same set.
+                                tracing::error!(error = %e, "reading catalog.locations.v1 failed; retrying");
+                                std::thread::sleep(Duration::from_secs(1));
+                            }
+                        }
+                    }
+                })
+                .expect("a thread can be spawned")
+        });
         while !stop.load(Ordering::SeqCst) {
             let (triggered, poked) = self.trigger.take();
+            // Refreshes asked through the API: every source that knows the
+            // location reads it again and ships it even if unchanged.
+            let force = self
+                .registry
+                .as_ref()
+                .map(|r| r.take_refresh())
+                .unwrap_or_default();
+            if !force.is_empty() {
+                for rt in &self.sources {
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    match self.sync_forced(rt, SyncMode::Full, &force) {
+                        Ok(r) => log_report(&r),
+                        Err(e) => tracing::error!(source = %rt.id, error = %e, "refresh failed"),
+                    }
+                }
+            }
             if poked {
                 // A burst of changes (an editor's save, a checkout) is
                 // shipped as one sync, and a file is not read half written.
@@ -304,7 +414,7 @@ impl Ingest {
                     match self.sync_one(rt, SyncMode::Pending) {
                         Ok(r) => log_report(&r),
                         Err(e) => {
-                            tracing::error!(source = %rt.config.id, error = %e, "change sync failed")
+                            tracing::error!(source = %rt.id, error = %e, "change sync failed")
                         }
                     }
                 }
@@ -332,7 +442,7 @@ impl Ingest {
                 }
                 match self.sync_one(rt, SyncMode::Full) {
                     Ok(r) => log_report(&r),
-                    Err(e) => tracing::error!(source = %rt.config.id, error = %e, "sync failed"),
+                    Err(e) => tracing::error!(source = %rt.id, error = %e, "sync failed"),
                 }
                 last_full[i] = Some(Utc::now());
                 next[i] = rt.schedule.after(&Utc::now()).next();
@@ -347,6 +457,9 @@ impl Ingest {
             if !wait.is_zero() {
                 self.trigger.wait(wait);
             }
+        }
+        if let Some(f) = follower {
+            let _ = f.join();
         }
         tracing::info!("ingest stopped");
         Ok(())

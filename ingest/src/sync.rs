@@ -15,7 +15,7 @@ use proto::{
 };
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
@@ -94,7 +94,8 @@ pub struct Plan {
     pub facts_held_back: Option<HeldBack>,
 }
 
-/// Compares a listing with the prior state.
+/// Compares a listing with the prior state. A location in `force` that
+/// was read is shipped even if it holds what it held (a refresh).
 pub fn plan(
     source: &SourceId,
     prior: &BTreeMap<LocationKey, LocationRecord>,
@@ -102,6 +103,7 @@ pub fn plan(
     listing: Listing,
     guard: &RemovalGuard,
     now: DateTime<Utc>,
+    force: &BTreeSet<LocationKey>,
 ) -> Plan {
     let mut p = Plan {
         observations: Vec::new(),
@@ -152,6 +154,11 @@ pub fn plan(
         };
         (first, gone)
     };
+    // What a user asked to remove goes whatever the guard says, and does
+    // not count against it.
+    let (released, gone): (Vec<_>, Vec<_>) = gone
+        .into_iter()
+        .partition(|(_, rec)| listing.released.contains(&rec.origin));
     let in_scope = match listing.scope {
         None => prior.len(),
         Some(_) => prior.keys().filter(|k| listing.covers(k.as_str())).count(),
@@ -194,7 +201,11 @@ pub fn plan(
                 p.new += 1;
                 now
             }
-            Some(old) if old.content != state || old.origin != l.origin => {
+            Some(old)
+                if old.content != state
+                    || old.origin != l.origin
+                    || force.contains(&l.location) =>
+            {
                 p.changed += 1;
                 old.first_seen_at
             }
@@ -223,6 +234,20 @@ pub fn plan(
         ));
     }
 
+    let remove = |p: &mut Plan, k: &LocationKey, rec: &LocationRecord| {
+        p.removed += 1;
+        p.observations.push(observation(
+            k,
+            &rec.origin,
+            rec.first_seen_at,
+            ObservedContent::Removed,
+        ));
+        p.changes.push(StateChange::Delete(k.clone()));
+    };
+    for (k, rec) in released {
+        remove(&mut p, k, rec);
+    }
+    let in_scope = in_scope.saturating_sub(p.removed);
     if guard.holds_back(gone.len(), in_scope) {
         p.held_back = Some(HeldBack {
             would_remove: gone.len(),
@@ -230,14 +255,7 @@ pub fn plan(
         });
     } else {
         for (k, rec) in gone {
-            p.removed += 1;
-            p.observations.push(observation(
-                k,
-                &rec.origin,
-                rec.first_seen_at,
-                ObservedContent::Removed,
-            ));
-            p.changes.push(StateChange::Delete(k.clone()));
+            remove(&mut p, k, rec);
         }
     }
     p
@@ -347,14 +365,41 @@ pub fn sync_source(
     now: DateTime<Utc>,
     mode: SyncMode,
 ) -> Result<SyncReport, SyncError> {
+    sync_source_forced(source, state, log, guard, now, mode, &BTreeSet::new())
+}
+
+/// [`sync_source`], reading the locations in `force` again (the source is
+/// shown them without their fingerprints) and shipping them even if they
+/// hold what they held: a refresh asked for through the API.
+pub fn sync_source_forced(
+    source: &dyn Source,
+    state: &StateStore,
+    log: &dyn EventLog,
+    guard: &RemovalGuard,
+    now: DateTime<Utc>,
+    mode: SyncMode,
+    force: &BTreeSet<LocationKey>,
+) -> Result<SyncReport, SyncError> {
     let started = Instant::now();
     let id = source.id().clone();
     let prior = state.load(&id)?;
     let prior_facts = state.facts(&id)?;
+    let forced: Option<crate::files::Known> =
+        force.iter().any(|k| prior.contains_key(k)).then(|| {
+            let mut known = (*prior).clone();
+            for k in force {
+                if let Some(rec) = known.get_mut(k) {
+                    rec.fingerprint = None;
+                }
+            }
+            known
+        });
+    let known = forced.as_ref().unwrap_or(&prior);
     let listing = match mode {
-        SyncMode::Full => source.list(&prior)?,
-        SyncMode::Pending => source.list_pending(&prior)?,
+        SyncMode::Full => source.list(known)?,
+        SyncMode::Pending => source.list_pending(known)?,
     };
+    drop(forced);
     let scoped = listing.scope.is_some();
     if !listing.complete {
         tracing::warn!(
@@ -372,7 +417,7 @@ pub fn sync_source(
         .iter()
         .filter(|l| l.fetched != Fetched::Unchanged)
         .count();
-    let plan = plan(&id, &prior, &prior_facts, listing, guard, now);
+    let plan = plan(&id, &prior, &prior_facts, listing, guard, now, force);
     drop(prior); // lets `apply` update the cached records in place
     let shipped = ship(log, state, &id, &plan);
     if let Err(e) = shipped {
@@ -766,11 +811,27 @@ pub(crate) mod tests {
         let s = SourceId::new("s");
         let g = RemovalGuard::default();
         // 2 of 4 gone: not more than half: removed.
-        let p = plan(&s, &prior, &BTreeMap::new(), listing(&["a", "b"]), &g, t(1));
+        let p = plan(
+            &s,
+            &prior,
+            &BTreeMap::new(),
+            listing(&["a", "b"]),
+            &g,
+            t(1),
+            &BTreeSet::new(),
+        );
         assert_eq!((p.removed, p.unchanged, p.held_back), (2, 2, None));
         assert_eq!(p.changes.len(), 2);
         // 3 of 4 gone: held back.
-        let p = plan(&s, &prior, &BTreeMap::new(), listing(&["a", "x"]), &g, t(1));
+        let p = plan(
+            &s,
+            &prior,
+            &BTreeMap::new(),
+            listing(&["a", "x"]),
+            &g,
+            t(1),
+            &BTreeSet::new(),
+        );
         assert_eq!((p.removed, p.new, p.unchanged), (0, 1, 1));
         assert_eq!(
             p.held_back,
@@ -784,7 +845,7 @@ pub(crate) mod tests {
         for x in &mut l.locations {
             x.fetched = Fetched::Unchanged;
         }
-        let p = plan(&s, &prior, &BTreeMap::new(), l, &g, t(1));
+        let p = plan(&s, &prior, &BTreeMap::new(), l, &g, t(1), &BTreeSet::new());
         assert_eq!(
             (p.unchanged, p.observations.len(), p.changes.len()),
             (4, 0, 0)

@@ -37,7 +37,7 @@ fn run_cfg(
 ) -> (Vec<ProcessedEntity>, Vec<ProcessingError>) {
     match process(obs, cfg).outcome {
         LocationOutcome::Processed { entities, errors } => (entities, errors),
-        LocationOutcome::Removed => panic!("unexpected Removed"),
+        other => panic!("unexpected {other:?}"),
     }
 }
 

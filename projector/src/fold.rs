@@ -99,7 +99,7 @@ fn yielded(event: &EntityEvent) -> BTreeMap<String, &ProcessedEntity> {
 fn errors(event: &EntityEvent) -> &[proto::ProcessingError] {
     match &event.outcome {
         LocationOutcome::Processed { errors, .. } => errors,
-        LocationOutcome::Removed => &[],
+        LocationOutcome::Removed | LocationOutcome::EntityDeleted { .. } => &[],
     }
 }
 
@@ -229,6 +229,9 @@ impl<'s> Fold<'s> {
 
     /// Applies one event. Returns whether it changed anything.
     pub fn apply(&mut self, event: &EntityEvent) -> Result<bool, StoreError> {
+        if let LocationOutcome::EntityDeleted { entity, .. } = &event.outcome {
+            return self.delete(event, &entity.key());
+        }
         let loc = &event.location;
         let new = yielded(event);
         let old = self
@@ -250,6 +253,26 @@ impl<'s> Fold<'s> {
         Ok(changed)
     }
 
+    /// One entity deleted through the API: its location stops yielding it
+    /// (as if its last event had not), keeping its other entities and its
+    /// errors, until an event of the location yields it again. Deleting
+    /// what the location does not yield changes nothing.
+    fn delete(&mut self, event: &EntityEvent, r: &str) -> Result<bool, StoreError> {
+        let loc = &event.location;
+        let key = keys::location(loc.as_str());
+        let Some(mut rec) = self.locations.get(self.store, key.clone())?.cloned() else {
+            return Ok(false);
+        };
+        let Ok(at) = rec.refs.binary_search_by(|x| x.as_str().cmp(r)) else {
+            return Ok(false);
+        };
+        self.unclaim(loc, r, event)?;
+        rec.refs.remove(at);
+        rec.updated_at = event.observed_at;
+        self.locations.set(key, Some(rec));
+        Ok(true)
+    }
+
     /// How many refs applying `event` touches: those it yields, or those
     /// its location yielded before, whichever is more (as the working set
     /// holds the location now).
@@ -257,6 +280,7 @@ impl<'s> Fold<'s> {
         let yields = match &event.outcome {
             LocationOutcome::Processed { entities, .. } => entities.len(),
             LocationOutcome::Removed => 0,
+            LocationOutcome::EntityDeleted { .. } => return Ok(1),
         };
         let before = self
             .locations
@@ -847,6 +871,49 @@ mod tests {
         let mut again = ev.clone();
         again.event_id = Uuid::now_v7();
         assert_eq!(apply_all(&store, &[again]), 0);
+    }
+
+    #[test]
+    fn a_deleted_entity_stays_away_until_its_location_yields_it_again() {
+        let store = MemStore::new();
+        let loc = "file:/a.yaml";
+        let ev = event(
+            loc,
+            1,
+            vec![
+                component("pay", "team-a", loc),
+                component("web", "team-a", loc),
+            ],
+        );
+        apply_all(&store, std::slice::from_ref(&ev));
+        let mut del = ev.clone();
+        del.event_id = Uuid::now_v7();
+        del.outcome = LocationOutcome::EntityDeleted {
+            entity: EntityRef::new("component", "default", "pay"),
+            by: Some("ci".into()),
+        };
+        assert!(apply_all(&store, std::slice::from_ref(&del)) > 0);
+        assert!(served(&store, "component:default/pay").is_none());
+        assert!(served(&store, "component:default/web").is_some());
+        let rec: LocationRecord =
+            records::decode(b"l", &store.get(&keys::location(loc)).unwrap().unwrap()).unwrap();
+        assert_eq!(rec.refs, vec!["component:default/web".to_string()]);
+        // Deleting it again, or what the location never yielded, is nothing.
+        assert_eq!(apply_all(&store, std::slice::from_ref(&del)), 0);
+        let mut other = del.clone();
+        other.outcome = LocationOutcome::EntityDeleted {
+            entity: EntityRef::new("component", "default", "nope"),
+            by: None,
+        };
+        assert_eq!(apply_all(&store, &[other]), 0);
+        // The location's next event that yields it brings it back, equal to
+        // what it was.
+        let before = served(&store, "component:default/web");
+        let mut again = ev.clone();
+        again.event_id = Uuid::now_v7();
+        assert!(apply_all(&store, &[again]) > 0);
+        assert!(served(&store, "component:default/pay").is_some());
+        assert_eq!(served(&store, "component:default/web"), before);
     }
 
     #[test]

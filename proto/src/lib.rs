@@ -7,6 +7,7 @@
 pub mod entity;
 pub mod envelope;
 pub mod facts;
+pub mod locations;
 pub mod messages;
 pub mod refs;
 pub mod scorecards;
@@ -17,6 +18,7 @@ pub use envelope::{DecodeError, Versioned};
 pub use facts::{
     Access, AlertCounts, BranchProtection, FactEvent, FactState, Facts, RepositoryFacts, SubjectKey,
 };
+pub use locations::{LocationChange, LocationCommand};
 pub use messages::{
     Content, DeadLetter, EntityEvent, ErrorKind, LocationOutcome, Observation, ObservedContent,
     ProcessedEntity, ProcessingError, Relation,

@@ -80,6 +80,16 @@ pub enum LocationOutcome {
     },
     /// The location is gone: everything it yielded goes with it.
     Removed,
+    /// One entity was deleted through the API (Backstage's `DELETE
+    /// /entities/by-uid`): the location stops yielding it until its next
+    /// processed event that yields it again (an edit, or a refresh). Keyed
+    /// by the location like every event of it, so it is applied in order
+    /// with them. `by` is the subject of the caller's token.
+    EntityDeleted {
+        entity: EntityRef,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
+    },
 }
 
 /// A validated, normalised entity with the relations it emits (both halves

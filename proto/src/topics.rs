@@ -4,6 +4,9 @@
 //! log and the projector's consumer all read these descriptions, so a
 //! topic's settings are stated once.
 
+/// query -> ingest: locations registered, unregistered or refreshed through
+/// the API (the event store of registrations).
+pub const LOCATIONS: &str = "catalog.locations.v1";
 /// ingest -> processor: what every source location holds now (compacted).
 pub const OBSERVATIONS: &str = "catalog.observations.v1";
 /// processor -> projector: the entities each location yields (the event store).
@@ -16,11 +19,13 @@ pub const SCORECARDS: &str = "catalog.scorecards.v1";
 pub const DLQ: &str = "catalog.dlq.v1";
 
 /// Every topic the pipeline uses, in flow order.
-pub const ALL: [&str; 5] = [OBSERVATIONS, ENTITIES, FACTS, SCORECARDS, DLQ];
+pub const ALL: [&str; 6] = [LOCATIONS, OBSERVATIONS, ENTITIES, FACTS, SCORECARDS, DLQ];
 
 /// The message type a topic carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum MessageType {
+    /// [`crate::LocationCommand`]
+    LocationCommand,
     /// [`crate::Observation`]
     Observation,
     /// [`crate::EntityEvent`]
@@ -79,7 +84,12 @@ impl Topic {
 }
 
 /// The descriptions of every topic, in flow order (as [`ALL`]).
-pub const SPECS: [Topic; 5] = [
+pub const SPECS: [Topic; 6] = [
+    Topic {
+        name: LOCATIONS,
+        message: MessageType::LocationCommand,
+        retention: Retention::Forever,
+    },
     Topic {
         name: OBSERVATIONS,
         message: MessageType::Observation,
@@ -123,7 +133,7 @@ mod tests {
 
     #[test]
     fn event_stores_are_never_compacted_nor_expired() {
-        for name in [ENTITIES, SCORECARDS] {
+        for name in [LOCATIONS, ENTITIES, SCORECARDS] {
             let t = Topic::named(name).unwrap();
             let configs = t.configs();
             assert!(configs.contains(&("cleanup.policy", "delete")), "{name}");

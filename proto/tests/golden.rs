@@ -298,3 +298,53 @@ fn scorecard_exemption_v1() {
         },
     );
 }
+
+#[test]
+fn entity_deleted_v1() {
+    check(
+        "entity-event-deleted.v1.json",
+        &EntityEvent {
+            event_id: id(30),
+            source: SourceId::new("api"),
+            observed_at: at(40),
+            location: LocationKey::new("file:/org/payments.yaml"),
+            origin: LocationKey::new("file:/org/catalog-info.yaml"),
+            first_seen_at: at(0),
+            observation_id: id(30),
+            outcome: LocationOutcome::EntityDeleted {
+                entity: EntityRef::parse("component:default/payments", None, "default").unwrap(),
+                by: Some("ci".into()),
+            },
+        },
+    );
+}
+
+#[test]
+fn location_commands_v1() {
+    for (file, n, change) in [
+        (
+            "location-registered.v1.json",
+            31,
+            LocationChange::Registered,
+        ),
+        (
+            "location-unregistered.v1.json",
+            32,
+            LocationChange::Unregistered,
+        ),
+        ("location-refresh.v1.json", 33, LocationChange::Refresh),
+    ] {
+        check(
+            file,
+            &LocationCommand {
+                event_id: id(n),
+                at: at(50),
+                by: Some("ci".into()),
+                location: LocationKey::new(
+                    "url:https://github.com/acme/payments/blob/main/catalog-info.yaml",
+                ),
+                change,
+            },
+        );
+    }
+}

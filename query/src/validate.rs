@@ -71,7 +71,7 @@ pub async fn validate_entity(body: Result<Bytes, BytesRejection>) -> Result<Resp
             return Ok(StatusCode::OK.into_response());
         }
         LocationOutcome::Processed { errors, .. } => errors,
-        LocationOutcome::Removed => Vec::new(),
+        _ => Vec::new(),
     };
     let errors: Vec<Value> = errors
         .iter()

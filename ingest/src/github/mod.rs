@@ -243,6 +243,56 @@ impl GithubSource {
         self.rt.as_ref().expect("the runtime lives until drop")
     }
 
+    /// Reads the file a GitHub URL of this source's host names
+    /// (`https://{host}/{owner}/{repo}/blob/{ref}/{path}`) through this
+    /// source's client and credentials. `None`: the URL is not one of this
+    /// host's file URLs. Blocks; call it off any async runtime's workers.
+    pub fn read_url(&self, url: &url::Url) -> Option<Fetched> {
+        if url.host_str() != Some(self.cfg.host.as_str()) {
+            return None;
+        }
+        let segments: Vec<&str> = url.path_segments()?.collect();
+        let [owner, repo, "blob", git_ref, path @ ..] = segments.as_slice() else {
+            return None;
+        };
+        if path.is_empty() || owner.is_empty() || repo.is_empty() {
+            return None;
+        }
+        let decode = |s: &str| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
+        };
+        let path: Vec<String> = path.iter().map(|p| decode(p)).collect();
+        let path = path.join("/");
+        let (owner, repo, git_ref) = (decode(owner), decode(repo), decode(git_ref));
+        let req = format!(
+            "/repos/{owner}/{repo}/contents/{}?ref={}",
+            repos::encode_path(&path),
+            repos::encode_path(&git_ref)
+        );
+        let limit = self.max_file_bytes;
+        Some(self.runtime().block_on(async {
+            let client = match self.client(&owner).await {
+                Ok(c) => c,
+                Err(e) => {
+                    return Fetched::Unreadable {
+                        reason: e.to_string(),
+                    };
+                }
+            };
+            match client.get(&req, repos::decode_file).await {
+                Ok(a) => repos::fetched_of(a.value, limit),
+                Err(ApiError::NotFound { .. }) => Fetched::Unreadable {
+                    reason: format!("{url}: not found"),
+                },
+                Err(e) => Fetched::Unreadable {
+                    reason: e.to_string(),
+                },
+            }
+        }))
+    }
+
     pub fn config(&self) -> &GithubConfig {
         &self.cfg
     }

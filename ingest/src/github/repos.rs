@@ -180,7 +180,7 @@ pub struct FileBody {
     pub sha256: Option<String>,
 }
 
-fn decode_file(body: &[u8]) -> Result<FileBody, String> {
+pub(crate) fn decode_file(body: &[u8]) -> Result<FileBody, String> {
     #[derive(Deserialize)]
     struct Raw {
         sha: String,
@@ -222,7 +222,7 @@ fn decode_file(body: &[u8]) -> Result<FileBody, String> {
     })
 }
 
-fn fetched_of(f: FileBody, limit: u64) -> Fetched {
+pub(crate) fn fetched_of(f: FileBody, limit: u64) -> Fetched {
     if f.size > limit {
         return Fetched::TooLarge {
             size: f.size,
