@@ -18,6 +18,9 @@ pub struct Config {
     pub processor: processor::ProcessorConfig,
     pub projector: projector::ProjectorConfig,
     pub serve: ServeConfig,
+    /// Locations registered through the API: which `file` roots are
+    /// allowed, and whether this ingest observes them.
+    pub locations: ingest::LocationsConfig,
     /// Who may call the API. Absent: reads open, and no token unless the
     /// legacy `serve.write_token_*` names one (`catalog dev` then makes a
     /// token of its own, see [`AuthConfig`]).
@@ -34,6 +37,7 @@ impl Default for Config {
             processor: processor::ProcessorConfig::default(),
             projector: projector::ProjectorConfig::default(),
             serve: ServeConfig::default(),
+            locations: ingest::LocationsConfig::default(),
             auth: None,
             telemetry: TelemetryConfig::default(),
         }

@@ -242,11 +242,84 @@ async fn join_stages(stages: Vec<Stage>) -> anyhow::Result<()> {
 fn open_ingest(cfg: &Config, log: Arc<dyn EventLog>) -> anyhow::Result<Arc<ingest::Ingest>> {
     let dir = ingest_dir(cfg);
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    Ok(Arc::new(ingest::Ingest::open(
-        cfg.ingest.clone(),
-        log,
-        &dir,
-    )?))
+    let ingest = ingest::Ingest::open(cfg.ingest.clone(), log, &dir)?;
+    Ok(Arc::new(if cfg.locations.observe {
+        ingest.with_registered(cfg.locations.clone())
+    } else {
+        ingest
+    }))
+}
+
+/// Registration checks and reads for the API, through ingest's reader (the
+/// one ingest uses, with its GitHub clients, where ingest runs here).
+struct LocationAccess(Arc<ingest::LocationReader>);
+
+impl query::LocationAccess for LocationAccess {
+    fn key_of(&self, kind: &str, target: &str) -> Result<proto::LocationKey, String> {
+        self.0
+            .config()
+            .key_of(kind, target)
+            .map_err(|e| e.to_string())
+    }
+
+    fn read(
+        &self,
+        key: &proto::LocationKey,
+    ) -> Vec<(
+        proto::LocationKey,
+        proto::LocationKey,
+        proto::ObservedContent,
+    )> {
+        use ingest::files::Fetched;
+        use proto::ObservedContent;
+        let listing = self
+            .0
+            .list(std::slice::from_ref(key), &ingest::files::Known::new());
+        listing
+            .locations
+            .into_iter()
+            .map(|l| {
+                let content = match l.fetched {
+                    Fetched::Present { content, .. } => ObservedContent::Present { content },
+                    Fetched::TooLarge { size, limit } => ObservedContent::TooLarge { size, limit },
+                    Fetched::Unreadable { reason } => ObservedContent::Unreadable { reason },
+                    Fetched::Unchanged => ObservedContent::Unreadable {
+                        reason: "not read".into(),
+                    },
+                };
+                (l.location, l.origin, content)
+            })
+            .collect()
+    }
+}
+
+/// The API's location access: ingest's reader where ingest runs in this
+/// process, else one of its own (files only; GitHub URLs are read by the
+/// ingest service).
+fn location_access(
+    cfg: &Config,
+    ingest: Option<&ingest::Ingest>,
+) -> Arc<dyn query::LocationAccess> {
+    let reader = ingest
+        .and_then(ingest::Ingest::location_reader)
+        .unwrap_or_else(|| {
+            Arc::new(ingest::LocationReader::new(
+                cfg.locations.clone(),
+                Vec::new(),
+                ingest::config::DEFAULT_MAX_FILE_BYTES,
+            ))
+        });
+    Arc::new(LocationAccess(reader))
+}
+
+/// Appends the API's events (registrations, refreshes, deletions) to the
+/// log, flushed before the request is answered.
+fn log_writer(log: Arc<dyn EventLog>) -> query::LogWriter {
+    Arc::new(move |topic: &str, key: &[u8], value: &[u8]| {
+        log.append(topic, key, value)
+            .and_then(|()| log.flush(Duration::from_secs(10)))
+            .map_err(|e| e.to_string())
+    })
 }
 
 fn ingest_stage(ingest: Arc<ingest::Ingest>, shutdown: &Shutdown) -> Stage {
@@ -468,12 +541,12 @@ pub async fn run_dev(
     let status = Arc::new(Status::default());
     let lag_status = status.clone();
     let ingest = open_ingest(&cfg, log.clone())?;
-    let trigger = ingest.trigger();
     let state = query::AppState {
         catalog: Catalog::new(store.clone()),
         lag: Arc::new(move || lag_status.lag_or_reason()),
         metrics,
-        refresh: Some(Arc::new(move || trigger.sync_now())),
+        log_writer: Some(log_writer(log.clone())),
+        location_access: Some(location_access(&cfg, Some(&ingest))),
         scorecard_writer: Some(scorecard_writer(log.clone())),
         auth: api_auth(&cfg, true)?,
         limits: limits(&cfg),
@@ -631,7 +704,8 @@ pub async fn run_serve(
             catalog: Catalog::new(store.clone()),
             lag,
             metrics,
-            refresh: None,
+            log_writer: Some(log_writer(log.clone())),
+            location_access: Some(location_access(&cfg, None)),
             scorecard_writer: Some(scorecard_writer(log.clone())),
             auth: api_auth(&cfg, false)?,
             limits: limits(&cfg),
@@ -672,7 +746,8 @@ pub async fn run_serve(
         catalog,
         lag,
         metrics,
-        refresh: None,
+        log_writer: Some(log_writer(log.clone())),
+        location_access: Some(location_access(&cfg, None)),
         scorecard_writer: Some(scorecard_writer(log.clone())),
         auth: api_auth(&cfg, false)?,
         limits: limits(&cfg),

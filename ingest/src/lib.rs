@@ -172,7 +172,7 @@ impl Ingest {
                     SourceKind::Files(_) => "files",
                     SourceKind::Github(_) => "github",
                 },
-                removal_guard: sc.removal_guard.clone(),
+                removal_guard: sc.removal_guard,
                 config: Some(sc),
                 schedule,
                 source,

@@ -161,13 +161,25 @@ impl Registry {
 }
 
 /// Where registered `file` locations may be.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LocationsConfig {
     /// Directories under which `file` locations may be registered (and
     /// their `Location` targets read). Empty: only `url` locations, as
     /// Backstage allows by default.
     pub allow_file_roots: Vec<PathBuf>,
+    /// Whether this ingest observes the registered locations (default
+    /// true). With several ingest deployments, exactly one should.
+    pub observe: bool,
+}
+
+impl Default for LocationsConfig {
+    fn default() -> Self {
+        LocationsConfig {
+            allow_file_roots: Vec::new(),
+            observe: true,
+        }
+    }
 }
 
 /// Why a location may not be registered.
@@ -219,7 +231,7 @@ impl LocationsConfig {
                         "Invalid url target {target:?}: only http and https URLs with a host"
                     )));
                 }
-                Ok(LocationKey::new(&format!("url:{target}")))
+                Ok(LocationKey::new(format!("url:{target}")))
             }
             _ => {
                 let path = Path::new(target);
@@ -494,6 +506,7 @@ mod tests {
         ));
         let cfg = LocationsConfig {
             allow_file_roots: vec![root.clone()],
+            ..LocationsConfig::default()
         };
         let inside = root.join("team/catalog-info.yaml");
         let canonical_root = std::fs::canonicalize(&root).unwrap();
@@ -538,6 +551,7 @@ mod tests {
         let reader = LocationReader::new(
             LocationsConfig {
                 allow_file_roots: vec![root.clone()],
+                ..LocationsConfig::default()
             },
             Vec::new(),
             1 << 20,

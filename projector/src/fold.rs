@@ -471,6 +471,10 @@ impl<'s> Fold<'s> {
                 location: event.location.clone(),
                 change,
                 entity: after.map(|a| a.entity),
+                by: match &event.outcome {
+                    LocationOutcome::EntityDeleted { by, .. } => by.clone(),
+                    _ => None,
+                },
             },
         ));
         Ok(())

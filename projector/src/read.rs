@@ -188,6 +188,25 @@ impl Catalog {
         self.store.get(&keys::entity(&refkey.to_ascii_lowercase()))
     }
 
+    /// The ref key of the entity with this uid, if one is served.
+    pub fn ref_of_uid(&self, uid: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .store
+            .get(&keys::uid(uid))?
+            .map(|r| String::from_utf8_lossy(&r).into_owned()))
+    }
+
+    /// The locations that yield a ref, the one served first (the conflict
+    /// rule's order).
+    pub fn claimants(&self, refkey: &str) -> Result<Vec<proto::LocationKey>, StoreError> {
+        let k = keys::claims(&refkey.to_ascii_lowercase());
+        let Some(bytes) = self.store.get(&k)? else {
+            return Ok(Vec::new());
+        };
+        let claims: records::Claims = records::decode(&k, &bytes)?;
+        Ok(claims.claims.into_iter().map(|c| c.location).collect())
+    }
+
     pub fn entity_by_uid(&self, uid: &str) -> Result<Option<Vec<u8>>, StoreError> {
         match self.store.get(&keys::uid(uid))? {
             Some(r) => self.entity(&String::from_utf8_lossy(&r)),

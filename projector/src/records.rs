@@ -132,6 +132,10 @@ pub struct HistoryRecord {
     /// uid or etag), absent for a deletion.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub entity: Option<proto::Entity>,
+    /// Who caused it through the API (the subject of the caller's token),
+    /// for a deletion through the API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -759,11 +759,15 @@ struct ByRefsBody {
     entity_refs: Vec<String>,
     #[serde(default)]
     fields: Vec<String>,
+    /// A predicate query (as `POST /entities/by-query`'s) the entities
+    /// must also match.
+    #[serde(default)]
+    query: Option<serde_json::Value>,
 }
 
 /// `POST /api/catalog/entities/by-refs`: `{"items": [entity or null]}` in
 /// request order. A ref that does not parse, is not served or does not
-/// match the `filter` parameters gives `null`.
+/// match the `filter` parameters or the body's `query` gives `null`.
 pub async fn by_refs(
     State(st): State<AppState>,
     params: Params,
@@ -787,8 +791,15 @@ pub async fn by_refs(
             .filter(|f| !f.is_empty()),
     );
     let fields = fields(wanted)?;
+    let predicate = request
+        .query
+        .as_ref()
+        .map(projector::Predicate::parse)
+        .transpose()
+        .map_err(|e| ApiError::Input(e.to_string()))?;
     let catalog = st.catalog.clone();
     let items = blocking(move || {
+        let selected = predicate.as_ref().map(|p| catalog.select(p)).transpose()?;
         let mut items = Vec::with_capacity(request.entity_refs.len());
         for r in &request.entity_refs {
             let key = match EntityRef::parse(r, None, "default") {
@@ -798,8 +809,11 @@ pub async fn by_refs(
                     continue;
                 }
             };
+            let chosen = selected
+                .as_ref()
+                .is_none_or(|refs| refs.binary_search(&key).is_ok());
             let stored = match catalog.entity(&key)? {
-                Some(s) if matches(&catalog, filter.as_ref(), &key)? => s,
+                Some(s) if chosen && matches(&catalog, filter.as_ref(), &key)? => s,
                 _ => {
                     items.push(b"null".to_vec());
                     continue;
@@ -942,38 +956,4 @@ fn page_response(
         }
     }
     Ok((items, total, next, prev))
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RefreshBody {
-    entity_ref: String,
-}
-
-/// Backstage's `POST /refresh`: the entity must exist; its sources are
-/// synced now instead of at their next scheduled poll. Sources re-read only
-/// what changed, so syncing a whole source is cheap.
-pub async fn refresh(
-    State(st): State<AppState>,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    let body = body.map_err(|e| ApiError::Input(e.body_text()))?;
-    let request: RefreshBody = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::Input(format!("Malformed refresh request, {e}")))?;
-    let entity_ref = proto::EntityRef::parse(&request.entity_ref, None, "default")
-        .map_err(|e| ApiError::Input(e.to_string()))?;
-    if st.catalog.entity(&entity_ref.key())?.is_none() {
-        return Err(ApiError::NotFound(format!(
-            "No entity named '{entity_ref}' found"
-        )));
-    }
-    let Some(refresh) = &st.refresh else {
-        return Err(ApiError::Unavailable(
-            "this process runs no ingest; refresh on the ingest service".into(),
-        ));
-    };
-    refresh();
-    Ok(axum::response::IntoResponse::into_response(
-        axum::http::StatusCode::OK,
-    ))
 }

@@ -25,10 +25,11 @@ mod validate;
 
 pub use auth::{Access, Auth, Principal, Scope};
 pub use error::ApiError;
+pub use locations::{LocationAccess, LogWriter};
 
 use axum::Router;
 use axum::http::Method;
-use axum::routing::{MethodRouter, delete, get, post};
+use axum::routing::{MethodRouter, delete, get, post, put};
 use std::future::Future;
 use std::sync::Arc;
 use tower_http::trace::TraceLayer;
@@ -46,9 +47,12 @@ pub struct AppState {
     pub lag: Arc<dyn Fn() -> Result<i64, String> + Send + Sync>,
     /// Renders `/metrics`; `None` answers 404.
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
-    /// Asks the sources of this process to sync now (`POST
-    /// /api/catalog/refresh`); `None` where no ingest runs here.
-    pub refresh: Option<Arc<dyn Fn() + Send + Sync>>,
+    /// Appends to the event log (registrations, refreshes, deletions);
+    /// `None`: those writes answer 503.
+    pub log_writer: Option<locations::LogWriter>,
+    /// Checks and reads registrable locations; `None`: registration and
+    /// analysis answer 503.
+    pub location_access: Option<Arc<dyn locations::LocationAccess>>,
     /// Appends scorecard events (exemptions) to the log; `None`: this
     /// process cannot write, and exemption writes answer 403.
     pub scorecard_writer: Option<scorecards::ScorecardWriter>,
@@ -162,7 +166,47 @@ fn route_table() -> Vec<Route> {
             post(validate::validate_entity),
         ),
         route(M::GET, "/api/catalog/locations", get(locations::list)),
+        write(
+            M::POST,
+            "/api/catalog/locations",
+            Scope::CatalogWrite,
+            post(locations::create),
+        ),
+        route(
+            M::POST,
+            "/api/catalog/locations/by-query",
+            post(locations::by_query),
+        ),
+        route(
+            M::GET,
+            "/api/catalog/locations/by-entity/{kind}/{namespace}/{name}",
+            get(locations::by_entity),
+        ),
         route(M::GET, "/api/catalog/locations/{id}", get(locations::by_id)),
+        write(
+            M::PUT,
+            "/api/catalog/locations/{id}",
+            Scope::CatalogWrite,
+            put(locations::update),
+        ),
+        write(
+            M::DELETE,
+            "/api/catalog/locations/{id}",
+            Scope::CatalogWrite,
+            delete(locations::remove),
+        ),
+        write(
+            M::DELETE,
+            "/api/catalog/entities/by-uid/{uid}",
+            Scope::CatalogWrite,
+            delete(locations::delete_entity),
+        ),
+        write(
+            M::POST,
+            "/api/catalog/analyze-location",
+            Scope::CatalogWrite,
+            post(locations::analyze),
+        ),
         route(
             M::GET,
             "/api/catalog/locations/{id}/errors",
@@ -173,7 +217,7 @@ fn route_table() -> Vec<Route> {
             M::POST,
             "/api/catalog/refresh",
             Scope::CatalogWrite,
-            post(entities::refresh),
+            post(locations::refresh),
         ),
         route(
             M::GET,

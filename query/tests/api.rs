@@ -218,7 +218,8 @@ fn state_with(
         catalog: Catalog::new(store),
         lag: Arc::new(move || lag.ok_or_else(|| "lag unknown".to_owned())),
         metrics,
-        refresh: None,
+        log_writer: None,
+        location_access: None,
         scorecard_writer: None,
         auth: Arc::new(query::Auth::new(true)),
         limits: query::Limits::default(),
@@ -893,7 +894,13 @@ async fn locations_and_their_errors() {
     };
     let a = by_target("/org/a.yaml");
     assert_eq!(a["type"], "file");
-    assert_eq!(a.as_object().unwrap().len(), 3);
+    assert_eq!(a.as_object().unwrap().len(), 4);
+    assert!(
+        a["entityRef"]
+            .as_str()
+            .unwrap()
+            .starts_with("location:default/generated-")
+    );
     let id = a["id"].as_str().unwrap();
     assert!(Uuid::parse_str(id).is_ok());
     assert_eq!(ok(&app, &format!("/api/catalog/locations/{id}")).await, a);
@@ -1213,11 +1220,17 @@ async fn serve_answers_and_shuts_down_gracefully() {
 #[test]
 fn routes_use_only_known_methods() {
     for (m, p) in query::routes() {
-        // DELETE only revokes exemptions; everything else reads or posts.
+        // DELETE revokes exemptions, unregisters locations and deletes
+        // entities; PUT only changes a registered location; everything
+        // else reads or posts.
         assert!(
             m == Method::GET
                 || m == Method::POST
-                || (m == Method::DELETE && p.starts_with("/api/scorecards/exemptions/")),
+                || (m == Method::DELETE
+                    && (p.starts_with("/api/scorecards/exemptions/")
+                        || p == "/api/catalog/locations/{id}"
+                        || p == "/api/catalog/entities/by-uid/{uid}"))
+                || (m == Method::PUT && p == "/api/catalog/locations/{id}"),
             "{m} {p}"
         );
         assert!(p.starts_with('/'));
@@ -1225,12 +1238,21 @@ fn routes_use_only_known_methods() {
 }
 
 #[tokio::test]
-async fn refresh_asks_the_sources_of_this_process_to_sync() {
+async fn refresh_writes_a_refresh_of_the_entitys_location() {
+    type Written = Vec<(String, String, Vec<u8>)>;
+    let written: Arc<std::sync::Mutex<Written>> = Arc::default();
+    let seen = written.clone();
     let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let seen = calls.clone();
+    let counted = calls.clone();
     let mut state = state_with(Some(0), None);
-    state.refresh = Some(Arc::new(move || {
-        seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    state.log_writer = Some(Arc::new(move |topic: &str, key: &[u8], value: &[u8]| {
+        counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        seen.lock().unwrap().push((
+            topic.to_owned(),
+            String::from_utf8_lossy(key).into_owned(),
+            value.to_vec(),
+        ));
+        Ok(())
     }));
     state.auth =
         Arc::new(query::Auth::new(true).with_token("ops", "w", &[query::Scope::CatalogWrite]));
@@ -1262,6 +1284,20 @@ async fn refresh_asks_the_sources_of_this_process_to_sync() {
         .unwrap();
     assert_eq!(ok.status(), 200);
     assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+    {
+        let written = written.lock().unwrap();
+        let (topic, key, value) = &written[0];
+        assert_eq!(topic, proto::topics::LOCATIONS);
+        let cmd = <proto::LocationCommand as proto::Versioned>::decode(value).unwrap();
+        assert_eq!(key, cmd.location.as_str());
+        assert_eq!(cmd.change, proto::LocationChange::Refresh);
+        assert_eq!(cmd.by.as_deref(), Some("ops"));
+        let served = Catalog::new(store());
+        assert_eq!(
+            served.claimants("component:default/c1").unwrap(),
+            vec![cmd.location.clone()]
+        );
+    }
     let missing = app
         .clone()
         .oneshot(post(r#"{"entityRef":"component:default/nope"}"#))
@@ -1273,9 +1309,9 @@ async fn refresh_asks_the_sources_of_this_process_to_sync() {
     assert_eq!(
         calls.load(std::sync::atomic::Ordering::SeqCst),
         1,
-        "only the valid request synced"
+        "only the valid request wrote"
     );
-    // A process without ingest says so.
+    // A process that cannot write says so.
     let mut without_ingest = state_with(Some(0), None);
     without_ingest.auth =
         Arc::new(query::Auth::new(true).with_token("ops", "w", &[query::Scope::CatalogWrite]));
