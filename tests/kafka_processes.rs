@@ -218,15 +218,27 @@ fn topics_as_code_create_check_and_refuse_what_would_lose_data() {
     // Nothing exists under this prefix yet.
     let (ok, out, err) = run_catalog(&["topics", "--check"], &env);
     assert!(!ok, "check passed with no topics: {out}");
-    assert_eq!(out.matches("missing").count(), 5, "{out}");
+    assert_eq!(
+        out.matches("missing").count(),
+        proto::topics::ALL.len(),
+        "{out}"
+    );
     assert!(err.contains("missing"), "{err}");
     // Apply creates them with the described settings; a check then passes.
     let (ok, out, err) = run_catalog(&["topics", "--apply"], &env);
     assert!(ok, "apply failed: {out}{err}");
-    assert_eq!(out.matches("created").count(), 5, "{out}");
+    assert_eq!(
+        out.matches("created").count(),
+        proto::topics::ALL.len(),
+        "{out}"
+    );
     let (ok, out, err) = run_catalog(&["topics", "--check"], &env);
     assert!(ok, "check after apply failed: {out}{err}");
-    assert_eq!(out.matches("ok ").count(), 5, "{out}");
+    assert_eq!(
+        out.matches("ok ").count(),
+        proto::topics::ALL.len(),
+        "{out}"
+    );
     // Asking for more than the topics have is a problem naming the setting.
     let mut stricter = env.clone();
     stricter.push(("CATALOG_PARTITIONS", "8".into()));

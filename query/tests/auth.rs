@@ -152,6 +152,7 @@ async fn every_route_declares_its_access_and_writes_need_a_scope() {
             "/api/catalog/entities/by-query",
             "/api/catalog/entity-facets",
             "/api/catalog/validate-entity",
+            "/api/catalog/locations/by-query",
             "/api/scorecards/dry-run",
         ];
         let write = method != axum::http::Method::GET && !post_reads.contains(&path);
@@ -431,4 +432,71 @@ async fn jwts_of_the_issuer_are_verified_against_its_rotating_keys() {
             .contains("lacks the scope"),
         "{body}"
     );
+}
+
+/// What verifying a bearer token costs per request, with the issuer's keys
+/// cached: `cargo test --workspace --test auth -- --ignored --nocapture
+/// verification_cost`. A measurement, not a check of time: it asserts only
+/// that every token verified.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+#[ignore = "a measurement: run it by name"]
+async fn verification_cost() {
+    let iss = issuer().await;
+    let (k1, jwk1) = key(9, "k1");
+    *iss.jwks.lock().unwrap() = json!({ "keys": [jwk1] });
+    let oidc = Oidc::new(&iss.url, vec!["catalog".into()], "scp");
+    let auth =
+        Auth::new(false)
+            .with_oidc(oidc)
+            .with_token("ci", "static-secret", &[Scope::CatalogWrite]);
+    // Distinct tokens, so nothing but the keys can be cached.
+    let tokens: Vec<String> = (0..2_000)
+        .map(|i| {
+            jwt(
+                &k1,
+                "k1",
+                json!({"iss": iss.url, "aud": "catalog", "sub": format!("user:default/u{i}"),
+                       "exp": now() + 600, "iat": now(), "scp": "catalog.read", "jti": i}),
+            )
+        })
+        .collect();
+    let headers = |t: &str| {
+        let mut h = axum::http::HeaderMap::new();
+        h.insert(
+            header::AUTHORIZATION,
+            format!("Bearer {t}").parse().unwrap(),
+        );
+        h
+    };
+    let jwt_headers: Vec<_> = tokens.iter().map(|t| headers(t)).collect();
+    // Warm: the first verification fetches the keys.
+    assert!(auth.principal(&jwt_headers[0]).await.unwrap().is_some());
+    let start = std::time::Instant::now();
+    for h in &jwt_headers[1..] {
+        assert!(auth.principal(h).await.unwrap().is_some());
+    }
+    let first = start.elapsed() / (jwt_headers.len() - 1) as u32;
+    let rounds = 20;
+    let start = std::time::Instant::now();
+    for _ in 0..rounds {
+        for h in &jwt_headers {
+            assert!(auth.principal(h).await.unwrap().is_some());
+        }
+    }
+    let per_jwt = start.elapsed() / (rounds * jwt_headers.len()) as u32;
+    let fixed = headers("static-secret");
+    let n = 100_000u32;
+    let start = std::time::Instant::now();
+    for _ in 0..n {
+        assert!(auth.principal(&fixed).await.unwrap().is_some());
+    }
+    let per_static = start.elapsed() / n;
+    println!(
+        "ES256 JWT, keys cached: first use {:.1} µs (signature checked), then {:.2} µs per \
+         request (verified token remembered); static token: {:.2} µs",
+        first.as_secs_f64() * 1e6,
+        per_jwt.as_secs_f64() * 1e6,
+        per_static.as_secs_f64() * 1e6
+    );
+    assert_eq!(*iss.fetches.lock().unwrap(), 1);
 }
