@@ -850,5 +850,26 @@ pub(crate) mod tests {
             (p.unchanged, p.observations.len(), p.changes.len()),
             (4, 0, 0)
         );
+        // What a user asked to remove (a released origin) goes whatever the
+        // guard says, and does not count against it.
+        let mut l = listing(&["a"]);
+        l.released = vec![LocationKey::new("file:/r")];
+        let p = plan(&s, &prior, &BTreeMap::new(), l, &g, t(1), &BTreeSet::new());
+        assert_eq!((p.removed, p.held_back), (3, None));
+        // A refresh ships a location that holds what it held, keeping its
+        // first-seen time; without it, nothing is shipped.
+        let force: BTreeSet<LocationKey> = [key("a")].into();
+        let p = plan(
+            &s,
+            &prior,
+            &BTreeMap::new(),
+            listing(&["a", "b", "c", "d"]),
+            &g,
+            t(1),
+            &force,
+        );
+        assert_eq!((p.changed, p.unchanged, p.observations.len()), (1, 3, 1));
+        assert_eq!(p.observations[0].location, key("a"));
+        assert_eq!(p.observations[0].first_seen_at, t(0));
     }
 }
