@@ -135,6 +135,10 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async move {
         let shutdown = Shutdown::new();
         let on_signal = shutdown.clone();
+        // The services stop in order on a signal; a benchmark has nothing
+        // to keep and may be blocked in a measurement, so it ends at once
+        // (with the status a shell gives a process ended by SIGTERM).
+        let exit_on_signal = matches!(cli.command, Command::Bench(_));
         tokio::spawn(async move {
             let mut term =
                 tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -142,6 +146,10 @@ fn main() -> anyhow::Result<()> {
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => {}
                 _ = term.recv() => {}
+            }
+            if exit_on_signal {
+                eprintln!("benchmark interrupted");
+                std::process::exit(143);
             }
             tracing::info!("shutting down");
             on_signal.trigger();

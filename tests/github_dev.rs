@@ -197,3 +197,97 @@ fn github_org_is_served_and_webhooks_show_within_a_second() {
     );
     run.stop();
 }
+
+/// A location registered by URL is read through the GitHub source's client
+/// and credentials (the simulator requires the token); analysis of a
+/// repository URL finds its descriptor.
+#[test]
+fn a_github_url_registered_through_the_api_is_read_by_the_github_source() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = world();
+    let sim = server.sim().clone();
+    sim.set_file(
+        "acme",
+        "svc-0",
+        "extra/catalog-info.yaml",
+        Some(&component("registered-by-url", "by url")),
+    );
+    let run = start(tmp.path(), &server.base_url());
+    let a = agent();
+    let base = run.base.clone();
+    let token = std::fs::read_to_string(tmp.path().join("data/dev-token")).unwrap();
+    let send = |method: &str, path: &str, body: Value| {
+        let req = ureq::http::Request::builder()
+            .method(method)
+            .uri(format!("{base}/api/catalog{path}"))
+            .header("content-type", "application/json")
+            .header("authorization", format!("Bearer {}", token.trim()))
+            .body(body.to_string())
+            .unwrap();
+        answer(a.run(req))
+    };
+    let target = "https://github.com/acme/svc-0/blob/main/extra/catalog-info.yaml";
+    let (s, dry) = send(
+        "POST",
+        "/locations?dryRun=true",
+        json!({"type": "url", "target": target}),
+    );
+    assert_eq!(s, 201, "{dry}");
+    assert_eq!(dry["entities"][1]["metadata"]["name"], "registered-by-url");
+    let (s, created) = send(
+        "POST",
+        "/locations",
+        json!({"type": "url", "target": target}),
+    );
+    assert_eq!(s, 201, "{created}");
+    let e = wait_for("the registered URL's entity", WAIT, || {
+        let (s, e) = entity(&a, &base, "component", "registered-by-url");
+        (s == 200).then_some(e)
+    });
+    assert_eq!(
+        e["metadata"]["annotations"]["backstage.io/managed-by-location"],
+        format!("url:{target}")
+    );
+    // A file that is not there is an error on the location, not a failure.
+    let missing = "https://github.com/acme/svc-0/blob/main/nope.yaml";
+    let (s, _) = send(
+        "POST",
+        "/locations",
+        json!({"type": "url", "target": missing}),
+    );
+    assert_eq!(s, 201);
+    let id = projector::fold::derived_id("location", &format!("url:{missing}"));
+    let (_, errors) = get(&a, &format!("{base}/api/catalog/locations/{id}/errors"));
+    assert!(
+        errors["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("not found")),
+        "{errors}"
+    );
+    // Analysis of a repository URL reads its descriptor on the default
+    // branch; a repository without one gets a Component to generate.
+    let (s, found) = send(
+        "POST",
+        "/analyze-location",
+        json!({"location": {"type": "url", "target": "https://github.com/acme/svc-1"}}),
+    );
+    assert_eq!(s, 200, "{found}");
+    assert_eq!(
+        found["existingEntityFiles"][0]["entity"]["metadata"]["name"],
+        "svc-1"
+    );
+    assert_eq!(found["existingEntityFiles"][0]["isRegistered"], true);
+    sim.add_repo("acme", RepoSpec::new("bare"));
+    let (s, generated) = send(
+        "POST",
+        "/analyze-location",
+        json!({"location": {"type": "url", "target": "https://github.com/acme/bare"}}),
+    );
+    assert_eq!(s, 200, "{generated}");
+    assert_eq!(generated["existingEntityFiles"], json!([]));
+    assert_eq!(
+        generated["generateEntities"][0]["entity"]["metadata"]["name"],
+        "bare"
+    );
+    run.stop();
+}

@@ -670,12 +670,23 @@ impl EventLog for KafkaLog {
         let client = self.producer.client();
         (0..partitions)
             .map(|p| {
-                let (_low, high) = client.fetch_watermarks(
-                    topic,
-                    to_i32_partition(topic, p)?,
-                    METADATA_TIMEOUT,
-                )?;
-                Ok(high)
+                let partition = to_i32_partition(topic, p)?;
+                // A topic just created may not have its leaders known to
+                // every broker yet: that settles within moments.
+                let deadline = Instant::now() + METADATA_TIMEOUT;
+                loop {
+                    match client.fetch_watermarks(topic, partition, METADATA_TIMEOUT) {
+                        Ok((_low, high)) => return Ok(high),
+                        Err(KafkaError::MetadataFetch(
+                            RDKafkaErrorCode::NotLeaderForPartition
+                            | RDKafkaErrorCode::LeaderNotAvailable
+                            | RDKafkaErrorCode::UnknownTopicOrPartition,
+                        )) if Instant::now() < deadline => {
+                            std::thread::sleep(Duration::from_millis(100));
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                }
             })
             .collect()
     }

@@ -903,6 +903,9 @@ pub async fn analyze(
     // A repository URL names the descriptor at its root on its default
     // branch; any other target is read as it is.
     let mut generated = None;
+    // For a repository URL, what marks its descriptor as registered: a
+    // location of the same repository (on whichever branch).
+    let mut repo_prefix: Option<String> = None;
     let target = if kind == "url" {
         let url = url::Url::parse(target)
             .map_err(|_| ApiError::Input("The given location.target is not a URL".into()))?;
@@ -930,6 +933,10 @@ pub async fn analyze(
                     "fields": [],
                 }));
                 let host = url.host_str().unwrap_or_default();
+                repo_prefix = Some(format!(
+                    "url:{}://{host}/{owner}/{repo}/blob/",
+                    url.scheme()
+                ));
                 format!(
                     "{}://{host}/{owner}/{repo}/blob/{branch}/{filename}",
                     url.scheme()
@@ -956,17 +963,33 @@ pub async fn analyze(
             let readable = mine
                 .iter()
                 .any(|(_, _, c)| matches!(c, ObservedContent::Present { .. }));
-            let registered = catalog.location(key.as_str())?.is_some();
-            Ok((readable.then(|| process_all(mine)), registered))
+            if !readable {
+                return Ok(Vec::new());
+            }
+            let here = catalog.location(key.as_str())?.is_some();
+            let mut out = Vec::new();
+            for entity in process_all(mine).0 {
+                let r = serde_json::from_value::<proto::Entity>(entity.clone())
+                    .map(|e| e.entity_ref().key())
+                    .unwrap_or_default();
+                let registered = here
+                    || repo_prefix.as_deref().is_some_and(|prefix| {
+                        catalog
+                            .claimants(&r)
+                            .is_ok_and(|c| c.iter().any(|l| l.as_str().starts_with(prefix)))
+                    });
+                out.push((entity, registered));
+            }
+            Ok(out)
         }
     })
     .await?;
     let (t, g) = key.type_and_target();
     match found {
-        (Some((entities, _)), registered) if !entities.is_empty() => Ok(json(&json!({
+        entities if !entities.is_empty() => Ok(json(&json!({
             "existingEntityFiles": entities
                 .into_iter()
-                .map(|entity| json!({
+                .map(|(entity, registered)| json!({
                     "location": {"type": t, "target": g},
                     "isRegistered": registered,
                     "entity": entity,

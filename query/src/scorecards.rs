@@ -224,18 +224,26 @@ fn time_param(params: &Params, name: &str) -> Result<Option<DateTime<Utc>>, ApiE
     let Some(v) = params.one(name)? else {
         return Ok(None);
     };
-    if let Ok(t) = DateTime::parse_from_rfc3339(v) {
-        return Ok(Some(t.with_timezone(&Utc)));
+    let t = match DateTime::parse_from_rfc3339(v) {
+        Ok(t) => t.with_timezone(&Utc),
+        Err(_) => chrono::NaiveDate::parse_from_str(v, "%Y-%m-%d")
+            .ok()
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+            .map(|t| t.and_utc())
+            .ok_or_else(|| {
+                ApiError::Input(format!(
+                    "{name}: '{v}' is neither a date (2026-01-31) nor an RFC 3339 time"
+                ))
+            })?,
+    };
+    // Buckets around the time must stay RFC 3339 times (years 0000-9999).
+    use chrono::Datelike;
+    if !(1970..=9000).contains(&t.year()) {
+        return Err(ApiError::Input(format!(
+            "{name}: '{v}' is outside the years 1970 to 9000"
+        )));
     }
-    chrono::NaiveDate::parse_from_str(v, "%Y-%m-%d")
-        .ok()
-        .and_then(|d| d.and_hms_opt(0, 0, 0))
-        .map(|t| Some(t.and_utc()))
-        .ok_or_else(|| {
-            ApiError::Input(format!(
-                "{name}: '{v}' is neither a date (2026-01-31) nor an RFC 3339 time"
-            ))
-        })
+    Ok(Some(t))
 }
 
 /// `GET /api/scorecards/{id}/trend?by=owner&group=&from=&to=&interval=day|week`
