@@ -175,3 +175,41 @@ impl Running {
         self.thread.join().unwrap().unwrap();
     }
 }
+
+/// `catalog dev` over a copy of the demo org that allows `file` locations
+/// to be registered under `files`, with the token dev made.
+pub struct DevWithFiles {
+    pub running: Running,
+    pub token: String,
+    pub files: std::path::PathBuf,
+    pub tmp: tempfile::TempDir,
+}
+
+pub fn dev_allowing_files() -> DevWithFiles {
+    let tmp = tempfile::tempdir().unwrap();
+    let org = tmp.path().join("org");
+    copy_dir(&demo_org(), &org);
+    let files = tmp.path().join("registered");
+    std::fs::create_dir_all(&files).unwrap();
+    let files = std::fs::canonicalize(&files).unwrap();
+    let data = tmp.path().join("data");
+    let mut cfg = Config {
+        data_dir: data.clone(),
+        ..Config::default()
+    };
+    cfg.ingest
+        .sources
+        .push(ingest::SourceConfig::files("demo", org));
+    cfg.locations.allow_file_roots = vec![files.clone()];
+    let running = run_dev(cfg);
+    let token = std::fs::read_to_string(data.join("dev-token"))
+        .unwrap()
+        .trim()
+        .to_string();
+    DevWithFiles {
+        running,
+        token,
+        files,
+        tmp,
+    }
+}

@@ -6,48 +6,16 @@
 
 mod common;
 
-use catalog::Config;
 use common::*;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
+
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(60);
 
-struct Dev {
-    running: Running,
-    token: String,
-    files: PathBuf,
-    _tmp: tempfile::TempDir,
-}
-
-/// `catalog dev` over the demo org, allowing `file` registrations under a
-/// scratch directory.
-fn start() -> Dev {
-    let tmp = tempfile::tempdir().unwrap();
-    let files = tmp.path().join("registered");
-    std::fs::create_dir_all(&files).unwrap();
-    let files = std::fs::canonicalize(&files).unwrap();
-    let data = tmp.path().join("data");
-    let mut cfg = Config {
-        data_dir: data.clone(),
-        ..Config::default()
-    };
-    cfg.ingest
-        .sources
-        .push(ingest::SourceConfig::files("demo", demo_org()));
-    cfg.locations.allow_file_roots = vec![files.clone()];
-    let running = run_dev(cfg);
-    let token = std::fs::read_to_string(data.join("dev-token"))
-        .unwrap()
-        .trim()
-        .to_string();
-    Dev {
-        running,
-        token,
-        files,
-        _tmp: tmp,
-    }
+fn start() -> DevWithFiles {
+    dev_allowing_files()
 }
 
 fn send(

@@ -241,15 +241,24 @@ async fn settle(
 fn body_of<T: serde::de::DeserializeOwned>(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<T, ApiError> {
+    optional_body(body)?.ok_or_else(|| ApiError::Input("Missing request body".into()))
+}
+
+/// [`body_of`] for a body that may be absent (`None` when empty).
+fn optional_body<T: serde::de::DeserializeOwned>(
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Option<T>, ApiError> {
     let bytes = body.map_err(|e| {
         crate::error::unreadable_body(&e, |why| {
             ApiError::Input(format!("Malformed request: {why}"))
         })
     })?;
     if bytes.is_empty() {
-        return Err(ApiError::Input("Missing request body".into()));
+        return Ok(None);
     }
-    serde_json::from_slice(&bytes).map_err(|e| ApiError::Input(format!("Malformed request: {e}")))
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| ApiError::Input(format!("Malformed request: {e}")))
 }
 
 /// Backstage's `LocationInput`.
@@ -682,21 +691,11 @@ pub async fn by_query(
     State(st): State<AppState>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let bytes = body.map_err(|e| {
-        crate::error::unreadable_body(&e, |why| {
-            ApiError::Input(format!("Malformed request: {why}"))
-        })
-    })?;
-    let req: LocationsQuery = if bytes.is_empty() {
-        LocationsQuery {
-            cursor: None,
-            limit: None,
-            query: None,
-        }
-    } else {
-        serde_json::from_slice(&bytes)
-            .map_err(|e| ApiError::Input(format!("Malformed request: {e}")))?
-    };
+    let req: LocationsQuery = optional_body(body)?.unwrap_or(LocationsQuery {
+        cursor: None,
+        limit: None,
+        query: None,
+    });
     let cursor = match req.cursor {
         Some(c) if c.is_empty() => return Err(ApiError::Input("Cursor cannot be empty".into())),
         Some(c) => crate::params::decode_cursor::<LocationsCursor>(&c, "cursor")?,
