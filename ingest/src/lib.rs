@@ -386,7 +386,8 @@ impl Ingest {
         while !stop.load(Ordering::SeqCst) {
             let (triggered, poked) = self.trigger.take();
             // Refreshes asked through the API: every source that knows the
-            // location reads it again and ships it even if unchanged.
+            // location (and only those: a GitHub listing costs requests)
+            // reads it again and ships it even if unchanged.
             let force = self
                 .registry
                 .as_ref()
@@ -396,6 +397,13 @@ impl Ingest {
                 for rt in &self.sources {
                     if stop.load(Ordering::SeqCst) {
                         break;
+                    }
+                    let knows = self
+                        .state
+                        .load(rt.source.id())
+                        .is_ok_and(|known| force.iter().any(|k| known.contains_key(k)));
+                    if !knows {
+                        continue;
                     }
                     match self.sync_forced(rt, SyncMode::Full, &force) {
                         Ok(r) => log_report(&r),
