@@ -60,15 +60,7 @@ struct Location<'a> {
 /// `location:default/generated-` + SHA-1 of `type:target`.
 fn location_entity_ref(location_type: &str, target: &str) -> String {
     let digest = sha1::Sha1::digest(format!("{location_type}:{target}").as_bytes());
-    format!("location:default/generated-{}", hex_of(&digest))
-}
-
-fn hex_of(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes.iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    format!("location:default/generated-{}", hex::encode(digest))
 }
 
 impl<'a> Location<'a> {
@@ -167,7 +159,7 @@ pub async fn all_errors(State(st): State<AppState>) -> Result<Response, ApiError
 
 /// Who made a request, for the event it produces.
 fn by(principal: Option<&Extension<Principal>>) -> Option<String> {
-    principal.map(|p| p.0.subject.clone())
+    crate::scorecards::by(principal.map(|p| &p.0))
 }
 
 fn log_writer(st: &AppState) -> Result<LogWriter, ApiError> {

@@ -326,7 +326,7 @@ fn writer(st: &AppState) -> Result<ScorecardWriter, ApiError> {
 }
 
 /// Who made a request, for the event it produces.
-fn by(principal: Option<&Principal>) -> Option<String> {
+pub(crate) fn by(principal: Option<&Principal>) -> Option<String> {
     principal.map(|p| p.subject.clone())
 }
 
