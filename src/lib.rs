@@ -7,9 +7,9 @@ pub mod bench_github;
 pub mod bench_kafka;
 pub mod bench_realistic;
 pub mod bench_scorecards;
-pub mod config;
 pub mod services;
 
+pub use catalog_config as config;
 pub use config::Config;
 pub use services::Shutdown;
 

@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 /// Why the state store failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
+    #[cfg(feature = "rocksdb")]
     #[error("sync state: {0}")]
     Rocks(#[from] rocksdb::Error),
     #[error("sync state: record {key:?}: {source}")]
@@ -119,7 +120,7 @@ pub type Records = BTreeMap<LocationKey, LocationRecord>;
 
 /// The sync state of every source.
 pub struct StateStore {
-    db: rocksdb::DB,
+    kv: backend::Kv,
     /// Records of the sources loaded so far; always equal to the disk.
     cache: Mutex<HashMap<SourceId, Arc<Records>>>,
 }
@@ -127,8 +128,161 @@ pub struct StateStore {
 impl std::fmt::Debug for StateStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StateStore")
-            .field("path", &self.db.path())
+            .field("path", &self.kv.path())
             .finish()
+    }
+}
+
+/// The column families: locations (`None`, the default family), facts, aux.
+type Family = Option<&'static str>;
+
+/// One atomic write: puts (`Some`) and deletes (`None`) by family and key.
+type Batch = Vec<(Family, Vec<u8>, Option<Vec<u8>>)>;
+
+/// The key-value store under the state: RocksDB.
+#[cfg(feature = "rocksdb")]
+mod backend {
+    use super::{AUX_CF, Batch, FACTS_CF, Family, KeyValue, StateError};
+    use std::path::{Path, PathBuf};
+
+    pub(super) struct Kv {
+        db: rocksdb::DB,
+    }
+
+    impl Kv {
+        pub(super) fn open(path: &Path) -> Result<Kv, StateError> {
+            let mut opts = rocksdb::Options::default();
+            opts.create_if_missing(true);
+            // A small store: keep its footprint small too.
+            opts.set_max_open_files(64);
+            opts.set_keep_log_file_num(2);
+            opts.set_write_buffer_size(8 << 20);
+            opts.create_missing_column_families(true);
+            let db = rocksdb::DB::open_cf(&opts, path, [FACTS_CF, AUX_CF])?;
+            Ok(Kv { db })
+        }
+
+        pub(super) fn path(&self) -> PathBuf {
+            self.db.path().to_path_buf()
+        }
+
+        fn cf(&self, name: &str) -> std::sync::Arc<rocksdb::BoundColumnFamily<'_>> {
+            self.db
+                .cf_handle(name)
+                .expect("column families are created at open")
+        }
+
+        pub(super) fn get(
+            &self,
+            family: Family,
+            key: &[u8],
+        ) -> Result<Option<Vec<u8>>, StateError> {
+            Ok(match family {
+                None => self.db.get(key)?,
+                Some(cf) => self.db.get_cf(&self.cf(cf), key)?,
+            })
+        }
+
+        pub(super) fn write(&self, batch: Batch) -> Result<(), StateError> {
+            let mut b = rocksdb::WriteBatch::default();
+            for (family, k, v) in batch {
+                match (family, v) {
+                    (None, Some(v)) => b.put(k, v),
+                    (None, None) => b.delete(k),
+                    (Some(cf), Some(v)) => b.put_cf(&self.cf(cf), k, v),
+                    (Some(cf), None) => b.delete_cf(&self.cf(cf), k),
+                }
+            }
+            Ok(self.db.write(b)?)
+        }
+
+        /// The entries under `prefix`, prefix stripped.
+        pub(super) fn scan(
+            &self,
+            family: Family,
+            prefix: &[u8],
+        ) -> Result<Vec<KeyValue>, StateError> {
+            let mode = rocksdb::IteratorMode::From(prefix, rocksdb::Direction::Forward);
+            let iter = match family {
+                None => self.db.iterator(mode),
+                Some(cf) => self.db.iterator_cf(&self.cf(cf), mode),
+            };
+            let mut out = Vec::new();
+            for item in iter {
+                let (k, v) = item?;
+                let Some(rest) = k.strip_prefix(prefix) else {
+                    break;
+                };
+                out.push((rest.to_vec(), v.to_vec()));
+            }
+            Ok(out)
+        }
+    }
+}
+
+/// The key-value store under the state, in memory: builds without RocksDB
+/// (the fuzz targets of the parsers) keep nothing across restarts.
+#[cfg(not(feature = "rocksdb"))]
+mod backend {
+    use super::{Batch, Family, KeyValue, StateError};
+    use std::collections::BTreeMap;
+    use std::path::{Path, PathBuf};
+    use std::sync::Mutex;
+
+    type Table = BTreeMap<(Family, Vec<u8>), Vec<u8>>;
+
+    pub(super) struct Kv {
+        path: PathBuf,
+        table: Mutex<Table>,
+    }
+
+    impl Kv {
+        pub(super) fn open(path: &Path) -> Result<Kv, StateError> {
+            Ok(Kv {
+                path: path.to_path_buf(),
+                table: Mutex::new(BTreeMap::new()),
+            })
+        }
+
+        pub(super) fn path(&self) -> PathBuf {
+            self.path.clone()
+        }
+
+        fn table(&self) -> std::sync::MutexGuard<'_, Table> {
+            self.table.lock().unwrap_or_else(|e| e.into_inner())
+        }
+
+        pub(super) fn get(
+            &self,
+            family: Family,
+            key: &[u8],
+        ) -> Result<Option<Vec<u8>>, StateError> {
+            Ok(self.table().get(&(family, key.to_vec())).cloned())
+        }
+
+        pub(super) fn write(&self, batch: Batch) -> Result<(), StateError> {
+            let mut table = self.table();
+            for (family, k, v) in batch {
+                match v {
+                    Some(v) => table.insert((family, k), v),
+                    None => table.remove(&(family, k)),
+                };
+            }
+            Ok(())
+        }
+
+        pub(super) fn scan(
+            &self,
+            family: Family,
+            prefix: &[u8],
+        ) -> Result<Vec<KeyValue>, StateError> {
+            Ok(self
+                .table()
+                .range((family, prefix.to_vec())..)
+                .take_while(|((f, k), _)| *f == family && k.starts_with(prefix))
+                .map(|((_, k), v)| (k[prefix.len()..].to_vec(), v.clone()))
+                .collect())
+        }
     }
 }
 
@@ -147,19 +301,16 @@ fn key(source: &SourceId, location: &LocationKey) -> Vec<u8> {
     k
 }
 
+fn utf8_key(k: Vec<u8>) -> Result<String, StateError> {
+    String::from_utf8(k)
+        .map_err(|e| StateError::BadKey(String::from_utf8_lossy(e.as_bytes()).into_owned()))
+}
+
 impl StateStore {
     /// Opens (creating if needed) the store at `path`.
     pub fn open(path: &Path) -> Result<Self, StateError> {
-        let mut opts = rocksdb::Options::default();
-        opts.create_if_missing(true);
-        // A small store: keep its footprint small too.
-        opts.set_max_open_files(64);
-        opts.set_keep_log_file_num(2);
-        opts.set_write_buffer_size(8 << 20);
-        opts.create_missing_column_families(true);
-        let db = rocksdb::DB::open_cf(&opts, path, [FACTS_CF, AUX_CF])?;
         Ok(StateStore {
-            db,
+            kv: backend::Kv::open(path)?,
             cache: Mutex::new(HashMap::new()),
         })
     }
@@ -182,20 +333,11 @@ impl StateStore {
     }
 
     fn read(&self, source: &SourceId) -> Result<Records, StateError> {
-        let prefix = prefix(source);
         let mut out = BTreeMap::new();
-        let iter = self.db.iterator(rocksdb::IteratorMode::From(
-            &prefix,
-            rocksdb::Direction::Forward,
-        ));
-        for item in iter {
-            let (k, v) = item?;
-            let Some(loc) = k.strip_prefix(prefix.as_slice()) else {
-                break;
-            };
-            let loc = std::str::from_utf8(loc)
-                .map_err(|_| StateError::BadKey(String::from_utf8_lossy(&k).into_owned()))?;
-            out.insert(LocationKey::new(loc), decode(source, loc, &v)?);
+        for (k, v) in self.kv.scan(None, &prefix(source))? {
+            let loc = utf8_key(k)?;
+            let record = decode(source, &loc, &v)?;
+            out.insert(LocationKey::new(loc), record);
         }
         Ok(out)
     }
@@ -209,7 +351,7 @@ impl StateStore {
         if let Some(r) = self.cache().get(source) {
             return Ok(r.get(location).cloned());
         }
-        match self.db.get(key(source, location))? {
+        match self.kv.get(None, &key(source, location))? {
             Some(v) => Ok(Some(decode(source, location.as_str(), &v)?)),
             None => Ok(None),
         }
@@ -220,17 +362,17 @@ impl StateStore {
         if changes.is_empty() {
             return Ok(());
         }
-        let mut batch = rocksdb::WriteBatch::default();
-        for c in changes {
-            match c {
-                StateChange::Put(loc, rec) => batch.put(key(source, loc), rec.encode()),
-                StateChange::Delete(loc) => batch.delete(key(source, loc)),
-            }
-        }
+        let batch = changes
+            .iter()
+            .map(|c| match c {
+                StateChange::Put(loc, rec) => (None, key(source, loc), Some(rec.encode())),
+                StateChange::Delete(loc) => (None, key(source, loc), None),
+            })
+            .collect();
         // Write and update the cache under its lock, so that a concurrent
         // load never caches what is already stale.
         let mut cache = self.cache();
-        self.db.write(batch)?;
+        self.kv.write(batch)?;
         if let Some(records) = cache.get_mut(source) {
             let records = Arc::make_mut(records);
             for c in changes {
@@ -247,19 +389,11 @@ impl StateStore {
         Ok(())
     }
 
-    /// Writes raw bytes under a location's key (tests of version handling).
-    fn cf(&self, name: &str) -> Arc<rocksdb::BoundColumnFamily<'_>> {
-        self.db
-            .cf_handle(name)
-            .expect("column families are created at open")
-    }
-
     /// What was last shipped about every subject of `source`.
     pub fn facts(&self, source: &SourceId) -> Result<BTreeMap<SubjectKey, FactRecord>, StateError> {
         let mut out = BTreeMap::new();
-        for (k, v) in self.scan(FACTS_CF, prefix(source))? {
-            let subject = String::from_utf8(k)
-                .map_err(|e| StateError::BadKey(String::from_utf8_lossy(e.as_bytes()).into()))?;
+        for (k, v) in self.kv.scan(Some(FACTS_CF), &prefix(source))? {
+            let subject = utf8_key(k)?;
             let rec = FactRecord::decode(&v).map_err(|e| StateError::Decode {
                 key: format!("{source}/{subject}"),
                 source: e,
@@ -273,21 +407,22 @@ impl StateStore {
         if changes.is_empty() {
             return Ok(());
         }
-        let cf = self.cf(FACTS_CF);
-        let mut batch = rocksdb::WriteBatch::default();
-        for c in changes {
-            match c {
-                FactChange::Put(s, rec) => batch.put_cf(
-                    &cf,
+        let batch = changes
+            .iter()
+            .map(|c| match c {
+                FactChange::Put(s, rec) => (
+                    Some(FACTS_CF),
                     key(source, &LocationKey::new(s.as_str())),
-                    rec.encode(),
+                    Some(rec.encode()),
                 ),
-                FactChange::Delete(s) => {
-                    batch.delete_cf(&cf, key(source, &LocationKey::new(s.as_str())))
-                }
-            }
-        }
-        Ok(self.db.write(batch)?)
+                FactChange::Delete(s) => (
+                    Some(FACTS_CF),
+                    key(source, &LocationKey::new(s.as_str())),
+                    None,
+                ),
+            })
+            .collect();
+        self.kv.write(batch)
     }
 
     fn aux_key(source: &SourceId, namespace: &str, key: &str) -> Vec<u8> {
@@ -305,9 +440,8 @@ impl StateStore {
         namespace: &str,
         key: &str,
     ) -> Result<Option<Vec<u8>>, StateError> {
-        Ok(self
-            .db
-            .get_cf(&self.cf(AUX_CF), Self::aux_key(source, namespace, key))?)
+        self.kv
+            .get(Some(AUX_CF), &Self::aux_key(source, namespace, key))
     }
 
     /// Writes (`Some`) or deletes (`None`) values of a source, atomically.
@@ -317,16 +451,17 @@ impl StateStore {
         namespace: &str,
         entries: impl IntoIterator<Item = (&'a str, Option<&'a [u8]>)>,
     ) -> Result<(), StateError> {
-        let cf = self.cf(AUX_CF);
-        let mut batch = rocksdb::WriteBatch::default();
-        for (k, v) in entries {
-            let key = Self::aux_key(source, namespace, k);
-            match v {
-                Some(v) => batch.put_cf(&cf, key, v),
-                None => batch.delete_cf(&cf, key),
-            }
-        }
-        Ok(self.db.write(batch)?)
+        let batch = entries
+            .into_iter()
+            .map(|(k, v)| {
+                (
+                    Some(AUX_CF),
+                    Self::aux_key(source, namespace, k),
+                    v.map(<[u8]>::to_vec),
+                )
+            })
+            .collect();
+        self.kv.write(batch)
     }
 
     /// Every value of a source under `namespace`, by key.
@@ -335,34 +470,14 @@ impl StateStore {
         source: &SourceId,
         namespace: &str,
     ) -> Result<Vec<(String, Vec<u8>)>, StateError> {
-        self.scan(AUX_CF, Self::aux_key(source, namespace, ""))?
+        self.kv
+            .scan(Some(AUX_CF), &Self::aux_key(source, namespace, ""))?
             .into_iter()
-            .map(|(k, v)| {
-                String::from_utf8(k)
-                    .map(|k| (k, v))
-                    .map_err(|e| StateError::BadKey(String::from_utf8_lossy(e.as_bytes()).into()))
-            })
+            .map(|(k, v)| Ok((utf8_key(k)?, v)))
             .collect()
     }
 
-    /// The entries of a column family under `prefix`, prefix stripped.
-    fn scan(&self, cf: &str, prefix: Vec<u8>) -> Result<Vec<KeyValue>, StateError> {
-        let mut out = Vec::new();
-        let handle = self.cf(cf);
-        let iter = self.db.iterator_cf(
-            &handle,
-            rocksdb::IteratorMode::From(&prefix, rocksdb::Direction::Forward),
-        );
-        for item in iter {
-            let (k, v) = item?;
-            let Some(rest) = k.strip_prefix(prefix.as_slice()) else {
-                break;
-            };
-            out.push((rest.to_vec(), v.to_vec()));
-        }
-        Ok(out)
-    }
-
+    /// Writes raw bytes under a location's key (tests of version handling).
     #[doc(hidden)]
     pub fn put_raw(
         &self,
@@ -370,7 +485,8 @@ impl StateStore {
         location: &LocationKey,
         value: &[u8],
     ) -> Result<(), StateError> {
-        self.db.put(key(source, location), value)?;
+        self.kv
+            .write(vec![(None, key(source, location), Some(value.to_vec()))])?;
         self.cache().remove(source);
         Ok(())
     }

@@ -13,6 +13,7 @@
 //! order the events arrived in. Losers keep their claim and see a conflict
 //! error on their location.
 
+use crate::feed::{self, FeedKind, FeedRecord};
 use crate::keys;
 use crate::records::{
     self, ChangeKind, Claims, FacetCount, HistoryRecord, LocationRecord, RelationRow, RelationSet,
@@ -188,6 +189,8 @@ pub struct Fold<'s> {
     location_ids: Table<LocationKey>,
     relations: Table<RelationSet>,
     history: Vec<(Vec<u8>, HistoryRecord)>,
+    /// The changes of this working set, in the order they were made.
+    feed: Vec<FeedRecord>,
     dirty: BTreeSet<String>,
     /// Why each dirty ref changed (the last event that touched it).
     causes: HashMap<String, Trigger>,
@@ -204,6 +207,7 @@ impl<'s> Fold<'s> {
             location_ids: Table::new(keys::LOCATION_ID),
             relations: Table::new(keys::RELATIONS),
             history: Vec::new(),
+            feed: Vec::new(),
             dirty: BTreeSet::new(),
             causes: HashMap::new(),
             score: ScoreState::new(),
@@ -239,15 +243,20 @@ impl<'s> Fold<'s> {
             .get(self.store, keys::location(loc.as_str()))?
             .cloned();
         let mut changed = false;
-        if let Some(old) = &old {
-            for r in &old.refs {
-                if !new.contains_key(r) {
-                    changed |= self.unclaim(loc, r, event)?;
-                }
-            }
-        }
-        for (r, pe) in &new {
-            changed |= self.claim(loc, r, pe, event)?;
+        // Every ref the location yields or yielded, in ref order, as
+        // [`Parts`] takes them: the feed then records the same changes in
+        // the same order whether the event was applied whole or in parts.
+        let before = old.as_ref().map_or(&[][..], |o| o.refs.as_slice());
+        let touched: BTreeSet<&str> = before
+            .iter()
+            .map(String::as_str)
+            .chain(new.keys().map(String::as_str))
+            .collect();
+        for r in touched {
+            changed |= match new.get(r) {
+                Some(pe) => self.claim(loc, r, pe, event)?,
+                None => self.unclaim(loc, r, event)?,
+            };
         }
         changed |= self.update_location(old, new.into_keys().collect(), errors(event), event);
         Ok(changed)
@@ -332,6 +341,7 @@ impl<'s> Fold<'s> {
                 Some(old) => {
                     self.locations.set(key, None);
                     self.location_ids.set(keys::location_id(&old.id), None);
+                    self.location_changed(FeedKind::LocationDeleted, event, 0);
                     true
                 }
                 None => false,
@@ -354,12 +364,27 @@ impl<'s> Fold<'s> {
                 return false;
             }
             rec.updated_at = event.observed_at;
+            self.location_changed(FeedKind::LocationUpdated, event, rec.errors.len());
         } else {
             self.location_ids
                 .set(keys::location_id(&id), Some(event.location.clone()));
+            self.location_changed(FeedKind::LocationCreated, event, rec.errors.len());
         }
         self.locations.set(key, Some(rec));
         true
+    }
+
+    fn location_changed(&mut self, kind: FeedKind, event: &EntityEvent, errors: usize) {
+        self.feed.push(FeedRecord {
+            at: event.observed_at,
+            kind,
+            entity: None,
+            location: event.location.clone(),
+            source: event.source.clone(),
+            event_id: event.event_id,
+            by: None,
+            errors: Some(errors),
+        });
     }
 
     /// The body the winner of `r` yields, as the working set holds it now.
@@ -463,6 +488,20 @@ impl<'s> Fold<'s> {
             _ => ChangeKind::Updated,
         };
         let at_ms = event.observed_at.timestamp_millis();
+        let by = match &event.outcome {
+            LocationOutcome::EntityDeleted { by, .. } => by.clone(),
+            _ => None,
+        };
+        self.feed.push(FeedRecord {
+            at: event.observed_at,
+            kind: FeedKind::of_entity(change),
+            entity: Some(r.to_string()),
+            location: event.location.clone(),
+            source: event.source.clone(),
+            event_id: event.event_id,
+            by: by.clone(),
+            errors: None,
+        });
         self.history.push((
             keys::history(r, at_ms, &event.event_id),
             HistoryRecord {
@@ -471,10 +510,7 @@ impl<'s> Fold<'s> {
                 location: event.location.clone(),
                 change,
                 entity: after.map(|a| a.entity),
-                by: match &event.outcome {
-                    LocationOutcome::EntityDeleted { by, .. } => by.clone(),
-                    _ => None,
-                },
+                by,
             },
         ));
         Ok(())
@@ -579,6 +615,7 @@ impl<'s> Fold<'s> {
         for (k, h) in self.history.drain(..) {
             out.push((k, Some(records::encode(&h))));
         }
+        feed::write(self.store, std::mem::take(&mut self.feed), &mut out)?;
         self.score
             .finish(self.store, &served, &self.causes, &links_changed, &mut out)?;
         Ok(out)
@@ -827,6 +864,93 @@ mod tests {
             .get(&keys::entity(r))
             .unwrap()
             .map(|b| serde_json::from_slice(&b).unwrap())
+    }
+
+    fn feed_after(store: &MemStore, after: u64) -> Vec<(u64, &'static str, Option<String>)> {
+        let (entries, _) = feed::read(store, after, usize::MAX, usize::MAX, &mut |_| true).unwrap();
+        entries
+            .into_iter()
+            .map(|e| (e.seq, e.record.kind.as_str(), e.record.entity))
+            .collect()
+    }
+
+    #[test]
+    fn the_feed_numbers_every_effective_change_in_commit_order() {
+        let store = MemStore::new();
+        let a = "file:/org/a.yaml";
+        let c1 = "component:default/c1".to_string();
+        let c2 = "component:default/c2".to_string();
+        let first = event(
+            a,
+            1,
+            vec![component("c1", "team-a", a), component("c2", "team-a", a)],
+        );
+        apply_all(&store, &[first]);
+        assert_eq!(
+            feed_after(&store, 0),
+            vec![
+                (1, "entity_created", Some(c1.clone())),
+                (2, "entity_created", Some(c2.clone())),
+                (3, "location_created", None),
+            ]
+        );
+        assert_eq!(feed::last_seq(&store).unwrap(), 3);
+
+        // c1 changes owner, c2 goes: one update, one deletion, the location.
+        let second = event(a, 1, vec![component("c1", "team-b", a)]);
+        let mut second_at = second.clone();
+        second_at.observed_at = Utc.timestamp_opt(1_700_000_100, 0).unwrap();
+        apply_all(&store, std::slice::from_ref(&second_at));
+        assert_eq!(
+            feed_after(&store, 3),
+            vec![
+                (4, "entity_updated", Some(c1.clone())),
+                (5, "entity_deleted", Some(c2.clone())),
+                (6, "location_updated", None),
+            ]
+        );
+        // The same content again changes nothing, so the feed stays.
+        let mut again = second_at.clone();
+        again.event_id = Uuid::now_v7();
+        assert_eq!(apply_all(&store, &[again]), 0);
+        assert_eq!(feed::last_seq(&store).unwrap(), 6);
+
+        // The bodies around the update and the deletion.
+        let (entries, _) = feed::read(&store, 3, 10, 100, &mut |_| true).unwrap();
+        let (before, after) = feed::bodies(&store, &entries[0].record).unwrap();
+        let owner = |h: Option<HistoryRecord>| {
+            h.and_then(|h| h.entity)
+                .and_then(|e| e.spec)
+                .and_then(|s| s.get("owner").cloned())
+        };
+        assert_eq!(owner(before), Some(serde_json::json!("team-a")));
+        assert_eq!(owner(after), Some(serde_json::json!("team-b")));
+        let (before, after) = feed::bodies(&store, &entries[1].record).unwrap();
+        assert!(before.unwrap().entity.is_some());
+        assert!(
+            after.unwrap().entity.is_none(),
+            "a deletion's record has no body"
+        );
+
+        // Selection and budgets: only entity changes; stop after 2 read.
+        let (only_entities, last) =
+            feed::read(&store, 0, 10, 100, &mut |r| r.entity.is_some()).unwrap();
+        assert_eq!(only_entities.len(), 4);
+        assert_eq!(last, 6);
+        let (budgeted, last) = feed::read(&store, 0, 10, 2, &mut |_| true).unwrap();
+        assert_eq!((budgeted.len(), last), (2, 2));
+
+        // The location goes: its entity, then itself.
+        let mut gone = event(a, 1, vec![]);
+        gone.outcome = LocationOutcome::Removed;
+        apply_all(&store, &[gone]);
+        assert_eq!(
+            feed_after(&store, 6),
+            vec![
+                (7, "entity_deleted", Some(c1)),
+                (8, "location_deleted", None)
+            ]
+        );
     }
 
     #[test]

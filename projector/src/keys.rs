@@ -15,6 +15,7 @@
 //! | `S` | search key, value, ref key | original value |
 //! | `F` | search key, value | [`crate::records::FacetCount`] |
 //! | `H` | ref key, time (ms, BE), event id | [`crate::records::HistoryRecord`] |
+//! | `N` | sequence (u64 BE) | [`crate::feed::FeedRecord`]: the change feed, in commit order |
 //! | `O` | topic, partition (BE) | next offset to apply (i64 BE) |
 //! | `M` | name | store metadata (layout version) |
 
@@ -30,6 +31,7 @@ pub const SEARCH: u8 = b'S';
 pub const FACET: u8 = b'F';
 pub const HISTORY: u8 = b'H';
 pub const OFFSET: u8 = b'O';
+pub const FEED: u8 = b'N';
 pub const META: u8 = b'M';
 
 /// `table` + parts joined by 0x00.
@@ -90,6 +92,23 @@ pub fn history(refkey: &str, at_ms: i64, event_id: &uuid::Uuid) -> Vec<u8> {
     k.extend_from_slice(&at_ms.to_be_bytes());
     k.extend_from_slice(event_id.as_bytes());
     k
+}
+pub fn feed(seq: u64) -> Vec<u8> {
+    let mut k = vec![FEED];
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+/// The sequence number of a [`feed`] key.
+pub fn feed_seq(k: &[u8]) -> Option<u64> {
+    match k {
+        [FEED, rest @ ..] => Some(u64::from_be_bytes(rest.try_into().ok()?)),
+        _ => None,
+    }
+}
+/// The name of the feed's last sequence number under `M`.
+pub const FEED_SEQ: &str = "feed-seq";
+pub fn meta(name: &str) -> Vec<u8> {
+    key(META, &[name.as_bytes()])
 }
 pub fn offset(topic: &str, partition: u32) -> Vec<u8> {
     let mut k = prefix(OFFSET, &[topic.as_bytes()]);

@@ -8,6 +8,7 @@
 //! from beyond the [`eventlog::EventLog`] trait.
 
 pub mod checksum;
+pub mod feed;
 pub mod fold;
 pub mod keys;
 pub mod metrics;
@@ -23,4 +24,6 @@ pub use fold::{Fold, Parts};
 pub use predicate::{Predicate, PredicateError};
 pub use read::{Catalog, EntityFilter, FilterError};
 pub use run::{ProjectorConfig, ProjectorError, Status, run};
-pub use store::{MemStore, RocksStore, Store, StoreError, WriteSet};
+#[cfg(feature = "rocksdb")]
+pub use store::RocksStore;
+pub use store::{MemStore, Store, StoreError, WriteSet};

@@ -39,6 +39,19 @@ pub struct FilterError {
 }
 
 impl EntityFilter {
+    /// Whether the filter selects `entity` (a JSON body), by the same search
+    /// rows the index holds for a served entity.
+    pub fn matches(&self, entity: &serde_json::Value) -> bool {
+        let rows = crate::search::rows(entity);
+        self.any_of.iter().any(|clause| {
+            clause.all_of.iter().all(|c| {
+                rows.iter().any(|row| {
+                    row.key == c.key && (c.values.is_empty() || c.values.contains(&row.value))
+                })
+            })
+        })
+    }
+
     /// Parses Backstage `filter` query parameters; `None` when there are none.
     pub fn parse(filters: &[String]) -> Result<Option<EntityFilter>, FilterError> {
         let mut any_of = Vec::new();
@@ -727,6 +740,32 @@ impl Catalog {
             }
         }
         Ok(errors)
+    }
+
+    /// Up to `limit` changes of the feed after sequence `after` that `keep`
+    /// accepts, oldest first, reading at most `budget`; and the last
+    /// sequence read. See [`crate::feed`].
+    pub fn feed(
+        &self,
+        after: u64,
+        limit: usize,
+        budget: usize,
+        keep: &mut dyn FnMut(&crate::feed::FeedRecord) -> bool,
+    ) -> Result<(Vec<crate::feed::FeedEntry>, u64), StoreError> {
+        crate::feed::read(self.store.as_ref(), after, limit, budget, keep)
+    }
+
+    /// The last sequence number of the feed (0: empty).
+    pub fn feed_last(&self) -> Result<u64, StoreError> {
+        crate::feed::last_seq(self.store.as_ref())
+    }
+
+    /// The history records before and after an entity change of the feed.
+    pub fn feed_bodies(
+        &self,
+        record: &crate::feed::FeedRecord,
+    ) -> Result<(Option<HistoryRecord>, Option<HistoryRecord>), StoreError> {
+        crate::feed::bodies(self.store.as_ref(), record)
     }
 
     /// Every effective change of an entity, oldest first.

@@ -3,16 +3,19 @@
 //! same conformance tests run against both.
 
 use std::collections::BTreeMap;
+#[cfg(feature = "rocksdb")]
 use std::path::Path;
 use std::sync::RwLock;
 
 /// Store errors.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    #[cfg(feature = "rocksdb")]
     #[error("rocksdb: {0}")]
     Rocks(#[from] rocksdb::Error),
     #[error("stored record {key} is unreadable: {reason}")]
     Corrupt { key: String, reason: String },
+    #[cfg(feature = "rocksdb")]
     #[error(
         "store at {path} is in use by another process (only one projector may own it): {source}"
     )]
@@ -122,6 +125,7 @@ impl Store for MemStore {
     }
 }
 
+#[cfg(feature = "rocksdb")]
 /// The RocksDB store. The projector opens it as primary; `catalog serve`
 /// processes open it as secondaries and call [`Store::catch_up`].
 pub struct RocksStore {
@@ -129,6 +133,7 @@ pub struct RocksStore {
     secondary: bool,
 }
 
+#[cfg(feature = "rocksdb")]
 fn options(cache_bytes: usize) -> rocksdb::Options {
     let mut opts = rocksdb::Options::default();
     opts.create_if_missing(true);
@@ -156,6 +161,7 @@ fn options(cache_bytes: usize) -> rocksdb::Options {
     opts
 }
 
+#[cfg(feature = "rocksdb")]
 impl RocksStore {
     /// Opens (creating) the store as its one writer.
     pub fn open(path: &Path, cache_bytes: usize) -> Result<Self, StoreError> {
@@ -191,6 +197,7 @@ impl RocksStore {
     }
 }
 
+#[cfg(feature = "rocksdb")]
 impl Store for RocksStore {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.db.get(key)?)
@@ -263,6 +270,7 @@ impl Store for RocksStore {
     }
 }
 
+#[cfg(feature = "rocksdb")]
 /// The smallest key greater than every key with this prefix.
 fn prefix_upper_bound(prefix: &[u8]) -> Option<Vec<u8>> {
     let mut upper = prefix.to_vec();
@@ -279,6 +287,7 @@ fn prefix_upper_bound(prefix: &[u8]) -> Option<Vec<u8>> {
 mod tests {
     use super::*;
 
+    #[cfg(feature = "rocksdb")]
     #[test]
     fn upper_bound_of_prefix() {
         assert_eq!(prefix_upper_bound(b"ab"), Some(b"ac".to_vec()));

@@ -14,6 +14,7 @@
 pub mod auth;
 mod entities;
 mod error;
+mod feed;
 mod health;
 mod locations;
 pub mod metrics;
@@ -224,6 +225,8 @@ fn route_table() -> Vec<Route> {
             "/api/history/entities/{kind}/{namespace}/{name}",
             get(entities::history),
         ),
+        route(M::GET, "/api/history/events", get(feed::events)),
+        route(M::GET, "/api/history/events/stream", get(feed::stream)),
         route(M::GET, "/api/scorecards", get(scorecards::list)),
         route(
             M::POST,

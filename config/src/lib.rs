@@ -462,6 +462,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_fuzz_seed_is_a_valid_config() {
+        let text = include_str!("../../fuzz/seeds/config/full.yaml");
+        let cfg = Config::parse(text).unwrap();
+        cfg.validate().unwrap();
+        assert_eq!(cfg.ingest.sources.len(), 1);
+        assert!(cfg.auth.is_some());
+    }
+
+    #[test]
     fn defaults_and_overrides() {
         let cfg = Config::load(
             None,

@@ -1,0 +1,356 @@
+//! The change feed: `GET /api/history/events` (pages, long polls) and
+//! `GET /api/history/events/stream` (Server-Sent Events), every effective
+//! change in the order the projector committed it. Shaped after Backstage's
+//! catalog history module (`eventId`, `eventAt`, `eventType` named
+//! `entity_created` ... `location_deleted`, `entityRef`, `entityId`,
+//! `locationRef`, `locationId`; a cursor to continue from; a blocking
+//! read), with the body before and after each entity change, or their JSON
+//! Patch with `diff=patch`.
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::params::Params;
+use crate::respond::{blocking, json};
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures_util::stream::{self, Stream};
+use projector::feed::{FeedEntry, FeedKind, FeedRecord};
+use projector::{Catalog, EntityFilter};
+use proto::EntityRef;
+use serde_json::{Map, Value, json};
+use std::collections::BTreeSet;
+use std::convert::Infallible;
+use std::time::{Duration, Instant};
+
+/// Items per page unless `limit` says otherwise, and at most.
+const DEFAULT_LIMIT: usize = 100;
+const MAX_LIMIT: usize = 1000;
+/// Feed records one request reads at most, so that a selective filter over
+/// a long feed answers in bounded time (its cursor moves on regardless).
+const SCAN_BUDGET: usize = 50_000;
+/// The longest `wait`.
+const MAX_WAIT: Duration = Duration::from_secs(60);
+/// How often a waiting reader looks for new changes.
+const POLL: Duration = Duration::from_millis(100);
+
+/// What a reader asked for.
+#[derive(Debug, Clone)]
+struct Selection {
+    /// Change types; empty: all.
+    types: BTreeSet<FeedKind>,
+    /// Entity kinds (lower case); empty: all.
+    entity_kinds: BTreeSet<String>,
+    /// Entity ref keys; empty: all.
+    refs: BTreeSet<String>,
+    /// Location keys; empty: all.
+    locations: BTreeSet<String>,
+    /// The GET filter language, on the entity's body (after the change, or
+    /// before it for a deletion); only entity changes pass it.
+    filter: Option<EntityFilter>,
+    patch: bool,
+}
+
+impl Selection {
+    fn parse(p: &Params) -> Result<Selection, ApiError> {
+        let mut sel = Selection {
+            types: BTreeSet::new(),
+            entity_kinds: BTreeSet::new(),
+            refs: BTreeSet::new(),
+            locations: p.list("location").into_iter().collect(),
+            filter: crate::params::parse_filter(&p.all("filter"))?,
+            patch: false,
+        };
+        for t in p.list("kind") {
+            let t = t.to_ascii_lowercase();
+            match t.as_str() {
+                "entity" => sel
+                    .types
+                    .extend(FeedKind::ALL.iter().filter(|k| k.is_entity())),
+                "location" => sel
+                    .types
+                    .extend(FeedKind::ALL.iter().filter(|k| !k.is_entity())),
+                _ => match FeedKind::ALL.iter().find(|k| k.as_str() == t) {
+                    Some(k) => {
+                        sel.types.insert(*k);
+                    }
+                    // Anything else names an entity kind (`component`).
+                    None => {
+                        sel.entity_kinds.insert(t);
+                    }
+                },
+            }
+        }
+        for r in p.all("entityRef") {
+            let parsed = EntityRef::parse(&r, None, "default")
+                .map_err(|e| ApiError::Input(format!("Invalid entityRef {r:?}: {e}")))?;
+            sel.refs.insert(parsed.key());
+        }
+        sel.patch = match p.one("diff")? {
+            None | Some("full") => false,
+            Some("patch") => true,
+            Some(other) => {
+                return Err(ApiError::Input(format!(
+                    "Invalid diff {other:?}: expected full or patch"
+                )));
+            }
+        };
+        Ok(sel)
+    }
+
+    /// What can be decided from the record alone.
+    fn keeps(&self, r: &FeedRecord) -> bool {
+        if !self.types.is_empty() && !self.types.contains(&r.kind) {
+            return false;
+        }
+        if !self.locations.is_empty() && !self.locations.contains(r.location.as_str()) {
+            return false;
+        }
+        let entity_only =
+            !self.refs.is_empty() || !self.entity_kinds.is_empty() || self.filter.is_some();
+        match &r.entity {
+            None => !entity_only,
+            Some(e) => {
+                (self.refs.is_empty() || self.refs.contains(e))
+                    && (self.entity_kinds.is_empty()
+                        || e.split_once(':')
+                            .is_some_and(|(kind, _)| self.entity_kinds.contains(kind)))
+            }
+        }
+    }
+}
+
+/// The cursor: the last sequence number a reader has seen.
+fn cursor(p: &Params, headers: Option<&HeaderMap>) -> Result<u64, ApiError> {
+    let from_header = headers
+        .and_then(|h| h.get("last-event-id"))
+        .map(|v| v.to_str().unwrap_or("").to_owned());
+    let given = match (p.one("after")?, p.one("cursor")?) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::Input("Give after or cursor, not both".into()));
+        }
+        (Some(c), None) | (None, Some(c)) => Some(c.to_owned()),
+        (None, None) => from_header,
+    };
+    match given.as_deref() {
+        None | Some("") | Some("0") => Ok(0),
+        Some(c) => c.parse::<u64>().map_err(|_| {
+            ApiError::Input(format!(
+                "Malformed cursor {c:?}: expected the eventId of a change"
+            ))
+        }),
+    }
+}
+
+/// One change as the API shows it.
+fn item(catalog: &Catalog, e: &FeedEntry, sel: &Selection) -> Result<Option<Value>, ApiError> {
+    let r = &e.record;
+    let mut out = Map::new();
+    out.insert("eventId".into(), json!(e.seq.to_string()));
+    out.insert(
+        "eventAt".into(),
+        json!(r.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+    );
+    out.insert("eventType".into(), json!(r.kind.as_str()));
+    let (mut before, mut after) = (None, None);
+    if let Some(key) = &r.entity {
+        let (b, a) = catalog.feed_bodies(r)?;
+        let body = |h: Option<projector::records::HistoryRecord>| {
+            h.and_then(|h| h.entity)
+                .map(|e| serde_json::to_value(e).expect("entities serialise"))
+        };
+        before = body(b);
+        after = body(a);
+        if r.kind == FeedKind::EntityDeleted {
+            after = None;
+        }
+        if r.kind == FeedKind::EntityCreated {
+            before = None;
+        }
+        if let Some(filter) = &sel.filter {
+            let seen = after.as_ref().or(before.as_ref());
+            if !seen.is_some_and(|b| filter.matches(b)) {
+                return Ok(None);
+            }
+        }
+        let shown = after
+            .as_ref()
+            .or(before.as_ref())
+            .and_then(|b| {
+                let kind = b.get("kind")?.as_str()?;
+                let meta = b.get("metadata")?;
+                let name = meta.get("name")?.as_str()?;
+                let ns = meta
+                    .get("namespace")
+                    .and_then(Value::as_str)
+                    .unwrap_or("default");
+                Some(format!("{}:{ns}/{name}", kind.to_ascii_lowercase()))
+            })
+            .unwrap_or_else(|| key.clone());
+        out.insert("entityRef".into(), json!(shown));
+        out.insert(
+            "entityId".into(),
+            json!(projector::fold::derived_id("entity", key).to_string()),
+        );
+    }
+    out.insert("locationRef".into(), json!(r.location.as_str()));
+    out.insert(
+        "locationId".into(),
+        json!(projector::fold::derived_id("location", r.location.as_str()).to_string()),
+    );
+    out.insert("source".into(), json!(r.source.as_str()));
+    out.insert("logEventId".into(), json!(r.event_id.to_string()));
+    if let Some(by) = &r.by {
+        out.insert("by".into(), json!(by));
+    }
+    if let Some(n) = r.errors {
+        out.insert("errors".into(), json!(n));
+    }
+    if r.entity.is_some() {
+        if sel.patch {
+            let empty = Value::Object(Map::new());
+            let patch = json_patch::diff(
+                before.as_ref().unwrap_or(&empty),
+                after.as_ref().unwrap_or(&empty),
+            );
+            out.insert(
+                "patch".into(),
+                serde_json::to_value(patch).expect("patches serialise"),
+            );
+        } else {
+            out.insert("before".into(), before.unwrap_or(Value::Null));
+            out.insert("after".into(), after.unwrap_or(Value::Null));
+        }
+    }
+    Ok(Some(Value::Object(out)))
+}
+
+/// One page after `after`: the items and the cursor to continue from.
+fn page(
+    catalog: &Catalog,
+    after: u64,
+    limit: usize,
+    sel: &Selection,
+) -> Result<(Vec<Value>, u64), ApiError> {
+    let (entries, last) = catalog.feed(after, limit, SCAN_BUDGET, &mut |r| sel.keeps(r))?;
+    let mut items = Vec::with_capacity(entries.len());
+    for e in &entries {
+        if let Some(v) = item(catalog, e, sel)? {
+            items.push(v);
+        }
+    }
+    Ok((items, last))
+}
+
+/// `GET /api/history/events?after=&limit=&kind=&entityRef=&location=&filter=&diff=&wait=`:
+/// changes after the cursor, oldest first. With `wait=<seconds>` an empty
+/// page waits that long for a change (a long poll).
+pub async fn events(State(st): State<AppState>, p: Params) -> Result<Response, ApiError> {
+    let sel = Selection::parse(&p)?;
+    let after = cursor(&p, None)?;
+    let limit = p.int("limit", 1)?.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT);
+    let wait = match p.one("wait")? {
+        None => Duration::ZERO,
+        Some(w) => {
+            let secs: f64 = w
+                .parse()
+                .ok()
+                .filter(|s: &f64| s.is_finite() && *s >= 0.0)
+                .ok_or_else(|| ApiError::Input(format!("Invalid wait {w:?}: expected seconds")))?;
+            // Answer before the request's own time limit.
+            let cap = MAX_WAIT.min(
+                st.limits
+                    .request_timeout
+                    .saturating_sub(Duration::from_secs(1)),
+            );
+            Duration::from_secs_f64(secs.min(cap.as_secs_f64()))
+        }
+    };
+    let deadline = Instant::now() + wait;
+    let mut from = after;
+    loop {
+        let catalog = st.catalog.clone();
+        let s = sel.clone();
+        let (items, last) = blocking(move || page(&catalog, from, limit, &s)).await?;
+        if !items.is_empty() || Instant::now() >= deadline {
+            return Ok(json(&json!({
+                "items": items,
+                "pageInfo": { "cursor": last.to_string() },
+            })));
+        }
+        from = last;
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// `GET /api/history/events/stream`: the same changes as Server-Sent
+/// Events (`id` the eventId, `event` the eventType, `data` the item),
+/// from `after` or the `Last-Event-ID` a reconnecting client sends, then
+/// live as they are committed.
+pub async fn stream(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    p: Params,
+) -> Result<Response, ApiError> {
+    let sel = Selection::parse(&p)?;
+    let after = cursor(&p, Some(&headers))?;
+    let catalog = st.catalog.clone();
+    let events = feed_stream(catalog, sel, after);
+    Ok(Sse::new(events)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response())
+}
+
+fn feed_stream(
+    catalog: Catalog,
+    sel: Selection,
+    after: u64,
+) -> impl Stream<Item = Result<Event, Infallible>> {
+    struct At {
+        catalog: Catalog,
+        sel: Selection,
+        after: u64,
+        ready: std::collections::VecDeque<Event>,
+        done: bool,
+    }
+    let start = At {
+        catalog,
+        sel,
+        after,
+        ready: Default::default(),
+        done: false,
+    };
+    stream::unfold(start, |mut at| async move {
+        loop {
+            if let Some(e) = at.ready.pop_front() {
+                return Some((Ok(e), at));
+            }
+            if at.done {
+                return None;
+            }
+            let (catalog, s, from) = (at.catalog.clone(), at.sel.clone(), at.after);
+            let read = blocking(move || page(&catalog, from, DEFAULT_LIMIT, &s)).await;
+            match read {
+                Ok((items, last)) => {
+                    at.after = last;
+                    for v in items {
+                        let id = v["eventId"].as_str().unwrap_or_default().to_owned();
+                        let ty = v["eventType"].as_str().unwrap_or_default().to_owned();
+                        at.ready
+                            .push_back(Event::default().id(id).event(ty).data(v.to_string()));
+                    }
+                    if at.ready.is_empty() {
+                        tokio::time::sleep(POLL).await;
+                    }
+                }
+                Err(e) => {
+                    // Tell the client and end; it reconnects from its last id.
+                    at.ready
+                        .push_back(Event::default().event("error").data(e.to_string()));
+                    at.done = true;
+                }
+            }
+        }
+    })
+}
