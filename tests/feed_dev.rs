@@ -60,10 +60,19 @@ fn the_feed_pages_long_polls_diffs_and_streams_changes() {
             .any(|i| i["eventType"] == "entity_created")
             .then_some(())
     });
-    let served = wait_for("every file processed", WAIT, || {
-        let n = total(&a, &base, "");
-        (n > 0 && n == total(&a, &base, "")).then_some(n)
+    // The whole org served (+1: the valid component of the broken file).
+    let expected = (
+        count_kind_in(&org, "Component") + 1,
+        count_kind_in(&org, "Group"),
+    );
+    wait_for("the whole demo org", WAIT, || {
+        let got = (
+            total(&a, &base, "kind=component"),
+            total(&a, &base, "kind=group"),
+        );
+        (got == expected).then_some(())
     });
+    let served = total(&a, &base, "");
 
     // Pages of 7 follow their cursors without a gap or a repeat.
     let mut all = Vec::new();
@@ -136,6 +145,11 @@ fn the_feed_pages_long_polls_diffs_and_streams_changes() {
         assert_eq!(status, 400, "{bad}: {body}");
     }
 
+    // The catalog as of now, before the edit below.
+    let t0 = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let components_t0 = total(&a, &base, "kind=component");
+    std::thread::sleep(Duration::from_millis(50));
+
     // A long poll from the end is woken by an edit.
     let end = cursor.clone();
     let poll = {
@@ -164,6 +178,89 @@ fn the_feed_pages_long_polls_diffs_and_streams_changes() {
     assert_eq!(change["after"]["metadata"]["title"], "Edited Cart");
     assert!(seq(change) > end.parse().unwrap());
     assert_eq!(next, change["eventId"].as_str().unwrap());
+
+    // Time travel: the routes answer as the catalog stood at t0.
+    let at = |path: &str, t: &str| {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        get(
+            &a,
+            &format!(
+                "{base}/api/catalog{path}{sep}asOf={}",
+                t.replace('+', "%2B")
+            ),
+        )
+    };
+    let (status, now) = get(
+        &a,
+        &format!("{base}/api/catalog/entities/by-name/component/default/cart-service"),
+    );
+    assert_eq!(
+        (status, &now["metadata"]["title"]),
+        (200, &Value::from("Edited Cart"))
+    );
+    let (status, then) = at("/entities/by-name/component/default/cart-service", &t0);
+    assert_eq!(status, 200, "{then}");
+    assert_eq!(then["metadata"].get("title"), None, "{then}");
+    assert_eq!(then["metadata"]["uid"], now["metadata"]["uid"]);
+    assert!(
+        !then["relations"].as_array().unwrap().is_empty(),
+        "relations as they stood"
+    );
+    let (status, _) = at(
+        &format!(
+            "/entities/by-uid/{}",
+            now["metadata"]["uid"].as_str().unwrap()
+        ),
+        &t0,
+    );
+    assert_eq!(status, 200);
+    let (_, page) = at("/entities/by-query?filter=kind=component&limit=1", &t0);
+    assert_eq!(page["totalItems"].as_u64().unwrap(), components_t0);
+    let (_, titled) = at(
+        "/entities/by-query?filter=metadata.title=Edited%20Cart",
+        &t0,
+    );
+    assert_eq!(titled["totalItems"], 0, "{titled}");
+    let (_, titled) = get(
+        &a,
+        &format!("{base}/api/catalog/entities/by-query?filter=metadata.title=Edited%20Cart"),
+    );
+    assert_eq!(titled["totalItems"], 1, "{titled}");
+    // A cursor keeps the instant it was made for.
+    let (_, first) = at("/entities/by-query?filter=kind=component&limit=2", &t0);
+    let next = first["pageInfo"]["nextCursor"].as_str().unwrap();
+    let (_, second) = get(
+        &a,
+        &format!("{base}/api/catalog/entities/by-query?cursor={next}&limit=1000"),
+    );
+    assert_eq!(second["totalItems"].as_u64().unwrap(), components_t0);
+    assert!(
+        second["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["metadata"].get("title") != Some(&Value::from("Edited Cart")))
+    );
+    let (_, facets) = at("/entity-facets?facet=kind", &t0);
+    let count: u64 = facets["facets"]["kind"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["value"] == "Component")
+        .map(|f| f["count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(count, components_t0);
+    let (status, _) = at(
+        "/entities/by-name/component/default/cart-service",
+        "1970-01-01T00:00:00Z",
+    );
+    assert_eq!(status, 404, "nothing existed before the first change");
+    let (_, empty) = at("/entities", "1970-01-01T00:00:00Z");
+    assert_eq!(empty, Value::Array(vec![]));
+    for bad in ["2999-01-01T00:00:00Z", "yesterday"] {
+        let (status, body) = at("/entities", bad);
+        assert_eq!(status, 400, "{bad}: {body}");
+    }
 
     // The same change as a JSON Patch.
     let (patched, _) = events(

@@ -2,8 +2,9 @@
 //! a replica and a rebuild) hold the same state: SHA-256 over every key and
 //! value in key order, except the tables that record the *path* state took
 //! rather than the state (the scorecard result history, whose records
-//! depend on how batches fell, and the change feed, numbered in the order
-//! this store applied partitions; see ARCHITECTURE.md, Convergence).
+//! depend on how batches fell, the served versions, one per batch that
+//! changed a ref, and the change feed, numbered in the order this store
+//! applied partitions; see ARCHITECTURE.md, Convergence).
 
 use sha2::{Digest, Sha256};
 
@@ -11,7 +12,12 @@ use crate::scorecard::records::{DEPENDED, RESULT_HISTORY};
 use crate::store::{Store, StoreError};
 
 /// Tables left out of [`checksum`] unless `include_path` is set.
-pub const PATH_TABLES: [u8; 3] = [RESULT_HISTORY, DEPENDED, crate::keys::FEED];
+pub const PATH_TABLES: [u8; 4] = [
+    RESULT_HISTORY,
+    DEPENDED,
+    crate::keys::FEED,
+    crate::keys::VERSION,
+];
 
 /// What [`checksum`] read.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

@@ -579,6 +579,14 @@ impl<'s> Fold<'s> {
         }
         let mut links_changed = BTreeSet::new();
         for d in derive_all(self.store, jobs)? {
+            if let Some((r, _)) = &d.served {
+                // The served JSON as of the change's time, for reads `asOf`.
+                let at = self.causes.get(r).map_or(0, |c| c.at.timestamp_millis());
+                out.push((
+                    keys::version(r, at),
+                    Some(records::encode_version(d.served_bytes.as_deref())),
+                ));
+            }
             out.extend(d.writes);
             if let Some(r) = d.link_changed {
                 links_changed.insert(r);
@@ -653,6 +661,8 @@ struct Derived {
     writes: WriteSet,
     facets: Vec<((String, String), i64)>,
     served: Option<(String, Option<std::sync::Arc<serde_json::Value>>)>,
+    /// The served JSON written (absent when the ref stopped being served).
+    served_bytes: Option<Vec<u8>>,
     /// The ref, when its rollup link changed (see [`rollup_link`]).
     link_changed: Option<String>,
 }
@@ -720,6 +730,7 @@ fn derive(store: &dyn Store, job: DeriveJob) -> Result<Derived, StoreError> {
         writes: WriteSet::new(),
         facets: Vec::new(),
         served: None,
+        served_bytes: None,
         link_changed: None,
     };
     let entity_key = keys::entity(&r);
@@ -736,6 +747,7 @@ fn derive(store: &dyn Store, job: DeriveJob) -> Result<Derived, StoreError> {
     let uid = derived_id("entity", &r).to_string();
     let new_rows = match served_after {
         Some((bytes, value)) => {
+            d.served_bytes = Some(bytes.clone());
             d.writes.push((entity_key, Some(bytes)));
             d.writes
                 .push((keys::uid(&uid), Some(r.as_bytes().to_vec())));

@@ -15,6 +15,7 @@
 //! | `S` | search key, value, ref key | original value |
 //! | `F` | search key, value | [`crate::records::FacetCount`] |
 //! | `H` | ref key, time (ms, BE), event id | [`crate::records::HistoryRecord`] |
+//! | `P` | ref key, time (ms, sign-flipped BE) | the served JSON from that time on ([`crate::records::encode_version`]) |
 //! | `N` | sequence (u64 BE) | [`crate::feed::FeedRecord`]: the change feed, in commit order |
 //! | `O` | topic, partition (BE) | next offset to apply (i64 BE) |
 //! | `M` | name | store metadata (layout version) |
@@ -32,6 +33,7 @@ pub const FACET: u8 = b'F';
 pub const HISTORY: u8 = b'H';
 pub const OFFSET: u8 = b'O';
 pub const FEED: u8 = b'N';
+pub const VERSION: u8 = b'P';
 pub const META: u8 = b'M';
 
 /// `table` + parts joined by 0x00.
@@ -92,6 +94,20 @@ pub fn history(refkey: &str, at_ms: i64, event_id: &uuid::Uuid) -> Vec<u8> {
     k.extend_from_slice(&at_ms.to_be_bytes());
     k.extend_from_slice(event_id.as_bytes());
     k
+}
+/// Times in `V` keys sort as numbers, before 1970 too (sign bit flipped).
+pub fn version(refkey: &str, at_ms: i64) -> Vec<u8> {
+    let mut k = prefix(VERSION, &[refkey.as_bytes()]);
+    k.extend_from_slice(&time_part(at_ms));
+    k
+}
+pub fn time_part(at_ms: i64) -> [u8; 8] {
+    ((at_ms as u64) ^ (1 << 63)).to_be_bytes()
+}
+/// The time of a [`version`] key.
+pub fn version_time(k: &[u8]) -> Option<i64> {
+    let t: [u8; 8] = k.get(k.len().checked_sub(8)?..)?.try_into().ok()?;
+    Some((u64::from_be_bytes(t) ^ (1 << 63)) as i64)
 }
 pub fn feed(seq: u64) -> Vec<u8> {
     let mut k = vec![FEED];

@@ -98,7 +98,29 @@ pub struct Catalog {
     cache: Arc<Mutex<FilterCache>>,
     views: Arc<Mutex<ViewCache>>,
     derived: Arc<Mutex<DerivedCache>>,
+    past: Arc<Mutex<PastCache>>,
 }
+
+/// Catalogs as of past instants ([`Catalog::as_of`]), most recent use last.
+#[derive(Default)]
+struct PastCache {
+    entries: Vec<PastEntry>,
+}
+
+struct PastEntry {
+    at_ms: i64,
+    /// The store version it was read at, and when.
+    version: u64,
+    built_ms: i64,
+    catalog: Catalog,
+}
+
+/// Past catalogs kept: each holds a whole catalog in memory.
+const PAST_ENTRIES: usize = 2;
+/// A past catalog for an instant this much older than its reading is kept
+/// across store writes (new changes carry later times); a newer one is read
+/// again after any write.
+const SETTLED_MS: i64 = 5 * 60 * 1000;
 
 /// Derived answers of any type (orderings, say) per key, valid for one
 /// store version, like [`FilterCache`].
@@ -134,6 +156,7 @@ impl Catalog {
             cache: Arc::default(),
             views: Arc::default(),
             derived: Arc::default(),
+            past: Arc::default(),
         }
     }
 
@@ -766,6 +789,38 @@ impl Catalog {
         record: &crate::feed::FeedRecord,
     ) -> Result<(Option<HistoryRecord>, Option<HistoryRecord>), StoreError> {
         crate::feed::bodies(self.store.as_ref(), record)
+    }
+
+    /// The catalog as it stood at `at_ms` (see [`crate::asof`]): an empty
+    /// catalog before the first change.
+    pub fn as_of(&self, at_ms: i64) -> Result<Catalog, StoreError> {
+        let version = self.store.version();
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        {
+            let mut past = self.past.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(i) = past.entries.iter().position(|e| {
+                e.at_ms == at_ms && (e.version == version || e.at_ms < e.built_ms - SETTLED_MS)
+            }) {
+                let entry = past.entries.remove(i);
+                let catalog = entry.catalog.clone();
+                past.entries.push(entry);
+                return Ok(catalog);
+            }
+        }
+        let store: Arc<dyn Store> = Arc::new(crate::asof::materialize(self.store.as_ref(), at_ms)?);
+        let catalog = Catalog::new(store);
+        let mut past = self.past.lock().unwrap_or_else(|e| e.into_inner());
+        past.entries.retain(|e| e.at_ms != at_ms);
+        if past.entries.len() >= PAST_ENTRIES {
+            past.entries.remove(0);
+        }
+        past.entries.push(PastEntry {
+            at_ms,
+            version,
+            built_ms: now_ms,
+            catalog: catalog.clone(),
+        });
+        Ok(catalog)
     }
 
     /// Every effective change of an entity, oldest first.

@@ -11,6 +11,33 @@ use uuid::Uuid;
 /// Version byte of every record this build writes.
 pub const RECORD_VERSION: u8 = 1;
 
+/// A `V` value: the served JSON of a ref from a moment on (`Some`), or
+/// that it is not served from then on (`None`). Raw, not a JSON record:
+/// one tag byte, then the served JSON as the `E` table holds it.
+pub fn encode_version(served: Option<&[u8]>) -> Vec<u8> {
+    match served {
+        Some(b) => {
+            let mut out = Vec::with_capacity(b.len() + 1);
+            out.push(1);
+            out.extend_from_slice(b);
+            out
+        }
+        None => vec![0],
+    }
+}
+
+/// The served JSON of an [`encode_version`] value.
+pub fn decode_version<'a>(key: &[u8], bytes: &'a [u8]) -> Result<Option<&'a [u8]>, StoreError> {
+    match bytes.split_first() {
+        Some((1, rest)) => Ok(Some(rest)),
+        Some((0, [])) => Ok(None),
+        _ => Err(StoreError::Corrupt {
+            key: String::from_utf8_lossy(key).into_owned(),
+            reason: "not a served version".into(),
+        }),
+    }
+}
+
 pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     let mut out = vec![RECORD_VERSION];
     serde_json::to_writer(&mut out, value).expect("records serialise infallibly");

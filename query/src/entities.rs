@@ -60,7 +60,7 @@ pub async fn list(State(st): State<AppState>, params: Params) -> Result<Response
         offset = c.offset;
         after_ref = c.after_ref;
     }
-    let catalog = st.catalog.clone();
+    let catalog = crate::asof::catalog_at(&st, crate::asof::param(&params)?).await?;
     if limit.is_none() && offset == 0 && after_ref.is_none() {
         return Ok(stream_list(catalog, filter, order, fields));
     }
@@ -285,6 +285,9 @@ struct QuerySpec {
     order_fields: Vec<OrderField>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     full_text_filter: Option<FullTextFilter>,
+    /// `asOf`: the instant read (milliseconds since the epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    as_of: Option<i64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -350,11 +353,12 @@ pub async fn by_query(State(st): State<AppState>, params: Params) -> Result<Resp
                 exclude_total: total_items(params.one("totalItems")?)?,
                 order_fields,
                 full_text_filter,
+                as_of: crate::asof::param(&params)?,
             };
             (spec, Start::Offset(params.int("offset", 0)?.unwrap_or(0)))
         }
     };
-    let catalog = st.catalog.clone();
+    let catalog = crate::asof::catalog_at(&st, spec.as_of).await?;
     let exclude = spec.exclude_total;
     let (items, total, next, prev) =
         blocking(move || run_query(&catalog, &spec, start, limit, fields.as_deref())).await?;
@@ -466,6 +470,7 @@ fn json_body<T: serde::de::DeserializeOwned>(
 /// `fields` of the body count.
 pub async fn by_predicate(
     State(st): State<AppState>,
+    params: Params,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let req: PredicateQuery = json_body(body, false)?.unwrap_or(PredicateQuery {
@@ -528,6 +533,7 @@ pub async fn by_predicate(
                             .collect(),
                     })
                 }),
+                as_of: crate::asof::param(&params)?,
             };
             selection(&spec)?;
             let offset = req
@@ -536,7 +542,7 @@ pub async fn by_predicate(
             (spec, Start::Offset(offset))
         }
     };
-    let catalog = st.catalog.clone();
+    let catalog = crate::asof::catalog_at(&st, spec.as_of).await?;
     let exclude = spec.exclude_total;
     let (items, total, next, prev) =
         blocking(move || run_query(&catalog, &spec, start, limit, fields.as_deref())).await?;
@@ -555,6 +561,7 @@ struct PredicateFacets {
 /// a predicate (`query`) selects, or all.
 pub async fn facets_by_predicate(
     State(st): State<AppState>,
+    params: Params,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let req: PredicateFacets = json_body(body, true)?.expect("a body is required");
@@ -573,7 +580,7 @@ pub async fn facets_by_predicate(
         }
         None => None,
     };
-    let catalog = st.catalog.clone();
+    let catalog = crate::asof::catalog_at(&st, crate::asof::param(&params)?).await?;
     let facets = blocking(move || {
         let key = format!("facets {facet_keys:?} {predicate:?}");
         Ok(catalog.cached(&key, || {
@@ -699,9 +706,11 @@ fn not_named(kind: &str, namespace: &str, name: &str) -> ApiError {
 pub async fn by_name(
     State(st): State<AppState>,
     PathArgs((kind, namespace, name)): PathArgs<(String, String, String)>,
+    params: Params,
 ) -> Result<Response, ApiError> {
     let key = EntityRef::new(&kind, &namespace, &name).key();
-    match st.catalog.entity(&key)? {
+    let catalog = crate::asof::catalog_at(&st, crate::asof::param(&params)?).await?;
+    match catalog.entity(&key)? {
         Some(stored) => Ok(json_bytes(stored)),
         None => Err(not_named(&kind, &namespace, &name)),
     }
@@ -711,8 +720,10 @@ pub async fn by_name(
 pub async fn by_uid(
     State(st): State<AppState>,
     PathArgs(uid): PathArgs<String>,
+    params: Params,
 ) -> Result<Response, ApiError> {
-    match st.catalog.entity_by_uid(&uid)? {
+    let catalog = crate::asof::catalog_at(&st, crate::asof::param(&params)?).await?;
+    match catalog.entity_by_uid(&uid)? {
         Some(stored) => Ok(json_bytes(stored)),
         None => Err(ApiError::NotFound(format!("No entity with uid {uid}"))),
     }
@@ -727,9 +738,11 @@ pub async fn by_uid(
 pub async fn ancestry(
     State(st): State<AppState>,
     PathArgs((kind, namespace, name)): PathArgs<(String, String, String)>,
+    params: Params,
 ) -> Result<Response, ApiError> {
     let r = EntityRef::new(&kind, &namespace, &name);
-    let Some(stored) = st.catalog.entity(&r.key())? else {
+    let catalog = crate::asof::catalog_at(&st, crate::asof::param(&params)?).await?;
+    let Some(stored) = catalog.entity(&r.key())? else {
         return Err(ApiError::NotFound(format!("No such entity {r}")));
     };
     let entity: Value = serde_json::from_slice(&stored)
@@ -797,7 +810,7 @@ pub async fn by_refs(
         .map(projector::Predicate::parse)
         .transpose()
         .map_err(|e| ApiError::Input(e.to_string()))?;
-    let catalog = st.catalog.clone();
+    let catalog = crate::asof::catalog_at(&st, crate::asof::param(&params)?).await?;
     let items = blocking(move || {
         let selected = predicate.as_ref().map(|p| catalog.select(p)).transpose()?;
         let mut items = Vec::with_capacity(request.entity_refs.len());
@@ -867,7 +880,7 @@ pub async fn facets(State(st): State<AppState>, params: Params) -> Result<Respon
         return Err(ApiError::Input("Missing facet parameter".into()));
     }
     let filter = params.filter()?;
-    let catalog = st.catalog.clone();
+    let catalog = crate::asof::catalog_at(&st, crate::asof::param(&params)?).await?;
     // Counted once per store version, facet keys and filter.
     let facets = blocking(move || {
         let key = format!("facets {facet_keys:?} {filter:?}");

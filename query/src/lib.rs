@@ -11,6 +11,7 @@
 //! must never write to the store. Errors leave through one type,
 //! [`ApiError`], in Backstage's error body shape.
 
+mod asof;
 pub mod auth;
 mod entities;
 mod error;
