@@ -314,5 +314,76 @@ fn the_feed_pages_long_polls_diffs_and_streams_changes() {
     assert_eq!(live["before"]["metadata"]["title"], "Edited Cart");
     drop(lines);
 
+    // Adoption over time: today's count of components is the catalog's.
+    let from = (chrono::Utc::now() - chrono::Duration::days(2)).format("%Y-%m-%d");
+    let metric = |q: &str| get(&a, &format!("{base}/api/metrics/{q}"));
+    let (status, m) = metric(&format!("entities?interval=day&by=kind&from={from}"));
+    assert_eq!(status, 200, "{m}");
+    assert_eq!(m["buckets"].as_array().unwrap().len(), 3);
+    let series = m["series"].as_array().unwrap();
+    let components = series.iter().find(|s| s["key"] == "component").unwrap();
+    let last = components["values"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .as_f64()
+        .unwrap();
+    assert_eq!(last as u64, total(&a, &base, "kind=component"));
+    let (_, own) = metric(&format!("ownership-coverage?interval=day&from={from}"));
+    let coverage = own["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["measure"] == "coverage")
+        .unwrap();
+    let c = coverage["values"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .as_f64()
+        .unwrap();
+    assert!(
+        c > 0.5 && c <= 1.0,
+        "the demo's components mostly have owners: {own}"
+    );
+    let (_, ch) = metric(&format!("changes?interval=day&by=change&from={from}"));
+    let updated: f64 = ch["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["key"] == "entity_updated")
+        .flat_map(|s| {
+            s["values"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap())
+        })
+        .sum();
+    assert!(updated >= 2.0, "both edits: {ch}");
+    let csv = a
+        .get(&format!(
+            "{base}/api/metrics/entities?interval=day&by=kind&from={from}"
+        ))
+        .header("Accept", "text/csv")
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    let mut rows = csv.lines();
+    assert_eq!(rows.next(), Some("start,end,key,measure,value"));
+    assert!(rows.any(|r| r.contains(",component,entities,")), "{csv}");
+    for (bad, status) in [
+        ("nope", 404),
+        ("entities?interval=hour", 400),
+        ("entities?by=colour", 400),
+        ("changes?by=owner", 400),
+    ] {
+        assert_eq!(metric(bad).0, status, "{bad}");
+    }
+
     dev.running.stop();
 }

@@ -811,7 +811,7 @@ fn serve(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::store::MemStore;
     use chrono::{TimeZone, Utc};

@@ -7,6 +7,7 @@
 //! the read model ([`read`]). It must not know HTTP or where events came
 //! from beyond the [`eventlog::EventLog`] trait.
 
+pub mod adoption;
 pub mod asof;
 pub mod checksum;
 pub mod feed;

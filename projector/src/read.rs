@@ -823,6 +823,17 @@ impl Catalog {
         Ok(catalog)
     }
 
+    /// An adoption metric over time (see [`crate::adoption`]).
+    pub fn metric(
+        &self,
+        metric: crate::adoption::Metric,
+        buckets: &[crate::adoption::Bucket],
+        dim: crate::adoption::Dimension,
+        filter: Option<&EntityFilter>,
+    ) -> Result<Vec<crate::adoption::Series>, StoreError> {
+        crate::adoption::compute(self.store.as_ref(), metric, buckets, dim, filter)
+    }
+
     /// Every effective change of an entity, oldest first.
     pub fn history(&self, refkey: &str) -> Result<Vec<HistoryRecord>, StoreError> {
         let prefix = keys::prefix(keys::HISTORY, &[refkey.to_ascii_lowercase().as_bytes()]);

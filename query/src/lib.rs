@@ -11,6 +11,7 @@
 //! must never write to the store. Errors leave through one type,
 //! [`ApiError`], in Backstage's error body shape.
 
+mod adoption;
 mod asof;
 pub mod auth;
 mod entities;
@@ -227,6 +228,7 @@ fn route_table() -> Vec<Route> {
             get(entities::history),
         ),
         route(M::GET, "/api/history/events", get(feed::events)),
+        route(M::GET, "/api/metrics/{metric}", get(adoption::metric)),
         route(M::GET, "/api/history/events/stream", get(feed::stream)),
         route(M::GET, "/api/scorecards", get(scorecards::list)),
         route(

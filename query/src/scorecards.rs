@@ -220,7 +220,7 @@ fn by_param(params: &Params, default: RollupBy) -> Result<RollupBy, ApiError> {
     }
 }
 
-fn time_param(params: &Params, name: &str) -> Result<Option<DateTime<Utc>>, ApiError> {
+pub(crate) fn time_param(params: &Params, name: &str) -> Result<Option<DateTime<Utc>>, ApiError> {
     let Some(v) = params.one(name)? else {
         return Ok(None);
     };
