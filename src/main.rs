@@ -94,6 +94,25 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
+    /// Write the catalog (entities, relations) or its history to a file for
+    /// a warehouse. Works while the catalog runs (reads as a RocksDB
+    /// secondary). Prints the rows written.
+    Export {
+        /// entities, relations or history.
+        #[arg(long)]
+        what: String,
+        /// jsonl or csv.
+        #[arg(long, default_value = "jsonl")]
+        format: String,
+        /// The catalog as it stood at this RFC 3339 time.
+        #[arg(long)]
+        as_of: Option<String>,
+        /// The file to write.
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        common: Common,
+    },
     /// Generate an org of N entities, run the pipeline, print throughput and latencies.
     Bench(catalog::bench::BenchArgs),
 }
@@ -216,6 +235,36 @@ fn main() -> anyhow::Result<()> {
                 let cfg = load(&common)?;
                 let sum = services::store_checksum(&cfg, include_path)?;
                 println!("{}", serde_json::to_string(&sum)?);
+                Ok(())
+            }
+            Command::Export {
+                what,
+                format,
+                as_of,
+                out,
+                common,
+            } => {
+                use projector::export::{Format, What};
+                let what = What::parse(&what).ok_or_else(|| {
+                    anyhow::anyhow!("--what: '{what}' is not entities, relations or history")
+                })?;
+                let format = Format::parse(&format).ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "--format: '{format}' is not jsonl or csv (parquet is not available yet)"
+                    )
+                })?;
+                let as_of = as_of
+                    .map(|t| {
+                        chrono::DateTime::parse_from_rfc3339(&t)
+                            .map(|t| t.timestamp_millis())
+                            .map_err(|e| {
+                                anyhow::anyhow!("--as-of: '{t}' is not an RFC 3339 time: {e}")
+                            })
+                    })
+                    .transpose()?;
+                let cfg = load(&common)?;
+                let rows = services::export_store(&cfg, what, format, as_of, &out)?;
+                println!("{}", serde_json::json!({"rows": rows, "out": out}));
                 Ok(())
             }
             Command::Bench(args) => {

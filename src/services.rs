@@ -178,6 +178,37 @@ pub fn store_checksum(
     Ok(projector::checksum::checksum(&store, include_path)?)
 }
 
+/// `catalog export`: writes `what` of the projections (as of `as_of`, in
+/// milliseconds since the epoch, when given) to `out`, read through a
+/// temporary RocksDB secondary so that it works while the catalog runs.
+/// Returns the rows written.
+pub fn export_store(
+    cfg: &Config,
+    what: projector::export::What,
+    format: projector::export::Format,
+    as_of: Option<i64>,
+    out: &std::path::Path,
+) -> anyhow::Result<u64> {
+    let primary = store_dir(cfg);
+    if !primary.join("CURRENT").exists() {
+        bail!("no projections under {}", primary.display());
+    }
+    let scratch = tempfile::tempdir().context("cannot create a scratch directory")?;
+    let store = RocksStore::open_secondary(&primary, scratch.path(), 64 << 20)
+        .with_context(|| format!("cannot open {}", primary.display()))?;
+    store.catch_up()?;
+    let mut catalog = projector::Catalog::new(Arc::new(store));
+    if let Some(t) = as_of {
+        catalog = catalog.as_of(t)?;
+    }
+    let file =
+        std::fs::File::create(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
+    let rows = projector::export::export(&catalog, what, format, &mut w)?;
+    std::io::Write::flush(&mut w).with_context(|| format!("cannot write {}", out.display()))?;
+    Ok(rows)
+}
+
 fn require_kafka(cfg: &Config, service: &str) -> anyhow::Result<()> {
     if cfg.log.backend != Backend::Kafka {
         bail!(

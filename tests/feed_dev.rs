@@ -385,5 +385,107 @@ fn the_feed_pages_long_polls_diffs_and_streams_changes() {
         assert_eq!(metric(bad).0, status, "{bad}");
     }
 
+    // Exports: the served catalog, line for line; the feed; the past.
+    let text = |path: &str| {
+        let mut resp = a.get(&format!("{base}/api/export/{path}")).call().unwrap();
+        assert_eq!(resp.status(), 200, "{path}");
+        resp.body_mut()
+            .with_config()
+            .limit(u64::MAX)
+            .read_to_string()
+            .unwrap()
+    };
+    let served = total(&a, &base, "");
+    let lines = text("entities?format=jsonl");
+    assert_eq!(lines.lines().count() as u64, served);
+    for l in lines.lines() {
+        let e: Value = serde_json::from_str(l).unwrap();
+        assert!(e["metadata"]["uid"].is_string());
+    }
+    let csv = text("entities?format=csv");
+    let mut rows = csv.lines();
+    assert_eq!(
+        rows.next(),
+        Some(
+            "entity_ref,kind,namespace,name,uid,title,type,lifecycle,owner,system,domain,tags,location"
+        )
+    );
+    assert_eq!(rows.count() as u64, served);
+    let cart_row = csv
+        .lines()
+        .find(|l| l.starts_with("component:default/cart-service,"))
+        .unwrap();
+    assert!(cart_row.contains(",Live Cart,"), "{cart_row}");
+    let relations = text("relations?format=csv");
+    assert!(
+        relations
+            .lines()
+            .any(|l| l.starts_with("component:default/cart-service,ownedBy,group:")),
+        "{relations}"
+    );
+    let past = text(&format!(
+        "entities?format=csv&asOf={}",
+        t0.replace('+', "%2B")
+    ));
+    assert!(!past.contains("Live Cart") && !past.contains("Edited Cart"));
+    let (_, last) = events(&a, &base, "after=0&limit=1000");
+    let history = text("history?format=jsonl");
+    assert_eq!(
+        history.lines().count(),
+        last.len()
+            .max(history.lines().count())
+            .min(history.lines().count())
+    );
+    let first_line: Value = serde_json::from_str(history.lines().next().unwrap()).unwrap();
+    assert_eq!(first_line["event_id"], "1");
+    let feed_len: u64 = history
+        .lines()
+        .last()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["event_id"]
+                .as_str()
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
+        .unwrap();
+    assert_eq!(
+        feed_len,
+        history.lines().count() as u64,
+        "the whole feed, in order"
+    );
+    assert_eq!(get(&a, &format!("{base}/api/export/nope")).0, 404);
+    assert_eq!(
+        get(&a, &format!("{base}/api/export/entities?format=xml")).0,
+        400
+    );
+
+    // The same export from the command line, beside the running catalog.
+    let out = dev.tmp.path().join("entities.csv");
+    let cli = std::process::Command::new(env!("CARGO_BIN_EXE_catalog"))
+        .args([
+            "export",
+            "--what",
+            "entities",
+            "--format",
+            "csv",
+            "--data-dir",
+        ])
+        .arg(dev.tmp.path().join("data"))
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        cli.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cli.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        csv,
+        "the file is the route's answer"
+    );
+
     dev.running.stop();
 }

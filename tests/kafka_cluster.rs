@@ -182,6 +182,11 @@ fn stages_scale_and_survive_a_broker_loss_on_three_brokers() {
             dup.is_empty(),
             "projector {x}: history records an event twice: {dup:?}"
         );
+        let dup = duplicated_feed(&d(x).join("projections"));
+        assert!(
+            dup.is_empty(),
+            "projector {x}: the change feed records a change twice: {dup:?}"
+        );
     }
     eprintln!("broker 2 killed with {seen_at_kill} of {n} entities visible");
 }

@@ -10,6 +10,7 @@
 pub mod adoption;
 pub mod asof;
 pub mod checksum;
+pub mod export;
 pub mod feed;
 pub mod fold;
 pub mod keys;

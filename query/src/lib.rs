@@ -16,6 +16,7 @@ mod asof;
 pub mod auth;
 mod entities;
 mod error;
+mod export;
 mod feed;
 mod health;
 mod locations;
@@ -229,6 +230,7 @@ fn route_table() -> Vec<Route> {
         ),
         route(M::GET, "/api/history/events", get(feed::events)),
         route(M::GET, "/api/metrics/{metric}", get(adoption::metric)),
+        route(M::GET, "/api/export/{what}", get(export::export_route)),
         route(M::GET, "/api/history/events/stream", get(feed::stream)),
         route(M::GET, "/api/scorecards", get(scorecards::list)),
         route(

@@ -287,16 +287,48 @@ pub fn checksum(data_dir: &Path) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-/// The keys on which two dumps differ (at most 5), leaving out the
-/// scorecard result history (`a`), which records the path results took.
+/// The keys on which two dumps differ (at most 5), leaving out the tables
+/// that record the path state took (`projector::checksum::PATH_TABLES`:
+/// the scorecard result history, served versions, the change feed and its
+/// sequence).
 pub fn differing(a: &BTreeMap<Vec<u8>, Vec<u8>>, b: &BTreeMap<Vec<u8>, Vec<u8>>) -> Vec<String> {
-    let path_only = |k: &Vec<u8>| k.first() == Some(&b'a');
+    let feed_seq = projector::keys::meta(projector::keys::FEED_SEQ);
+    let path_only = |k: &Vec<u8>| {
+        k.first()
+            .is_some_and(|t| projector::checksum::PATH_TABLES.contains(t))
+            || *k == feed_seq
+    };
     a.keys()
         .chain(b.keys())
         .filter(|k| !path_only(k))
         .filter(|k| a.get(*k) != b.get(*k))
         .take(5)
         .map(|k| String::from_utf8_lossy(k).into_owned())
+        .collect()
+}
+
+/// Changes the feed of a stopped store records twice (the same log event,
+/// change and entity or location), at most 5: the feed is written with the
+/// state, so a replay after a kill must not repeat it.
+pub fn duplicated_feed(path: &Path) -> Vec<String> {
+    let store = RocksStore::open(path, 8 << 20).unwrap();
+    let (entries, _) =
+        projector::feed::read(&store, 0, usize::MAX, usize::MAX, &mut |_| true).unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    entries
+        .into_iter()
+        .map(|e| {
+            let r = e.record;
+            format!(
+                "{} {} {:?} {}",
+                r.event_id,
+                r.kind.as_str(),
+                r.entity,
+                r.location
+            )
+        })
+        .filter(|k| !seen.insert(k.clone()))
+        .take(5)
         .collect()
 }
 
