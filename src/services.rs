@@ -167,6 +167,14 @@ pub fn store_checksum(
     cfg: &Config,
     include_path: bool,
 ) -> anyhow::Result<projector::checksum::StoreChecksum> {
+    let (store, _scratch) = read_beside(cfg)?;
+    Ok(projector::checksum::checksum(&store, include_path)?)
+}
+
+/// The projections opened as a temporary RocksDB secondary, caught up, so
+/// that a running projector is undisturbed; the scratch directory lives as
+/// long as the store is used.
+fn read_beside(cfg: &Config) -> anyhow::Result<(RocksStore, tempfile::TempDir)> {
     let primary = store_dir(cfg);
     if !primary.join("CURRENT").exists() {
         bail!("no projections under {}", primary.display());
@@ -175,7 +183,7 @@ pub fn store_checksum(
     let store = RocksStore::open_secondary(&primary, scratch.path(), 64 << 20)
         .with_context(|| format!("cannot open {}", primary.display()))?;
     store.catch_up()?;
-    Ok(projector::checksum::checksum(&store, include_path)?)
+    Ok((store, scratch))
 }
 
 /// `catalog export`: writes `what` of the projections (as of `as_of`, in
@@ -189,14 +197,7 @@ pub fn export_store(
     as_of: Option<i64>,
     out: &std::path::Path,
 ) -> anyhow::Result<u64> {
-    let primary = store_dir(cfg);
-    if !primary.join("CURRENT").exists() {
-        bail!("no projections under {}", primary.display());
-    }
-    let scratch = tempfile::tempdir().context("cannot create a scratch directory")?;
-    let store = RocksStore::open_secondary(&primary, scratch.path(), 64 << 20)
-        .with_context(|| format!("cannot open {}", primary.display()))?;
-    store.catch_up()?;
+    let (store, _scratch) = read_beside(cfg)?;
     let mut catalog = projector::Catalog::new(Arc::new(store));
     if let Some(t) = as_of {
         catalog = catalog.as_of(t)?;

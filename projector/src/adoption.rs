@@ -178,7 +178,7 @@ impl Dimension {
 pub const NONE: &str = "(none)";
 
 /// The targets of a relation type in a served body, as ref keys.
-fn related(body: &Value, relation: &str) -> Vec<String> {
+pub fn related(body: &Value, relation: &str) -> Vec<String> {
     body.get("relations")
         .and_then(Value::as_array)
         .map(|rels| {

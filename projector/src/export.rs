@@ -119,19 +119,6 @@ fn str_at<'v>(v: &'v Value, pointer: &str) -> &'v str {
     v.pointer(pointer).and_then(Value::as_str).unwrap_or("")
 }
 
-fn relation_targets(v: &Value, ty: &str) -> Vec<String> {
-    v.get("relations")
-        .and_then(Value::as_array)
-        .map(|rels| {
-            rels.iter()
-                .filter(|r| r.get("type").and_then(Value::as_str) == Some(ty))
-                .filter_map(|r| r.get("targetRef").and_then(Value::as_str))
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// Writes `what` of `catalog` to `out`. Returns the rows written.
 pub fn export(
     catalog: &Catalog,
@@ -193,8 +180,8 @@ pub fn export(
                                 .and_then(Value::as_array)
                                 .map(|t| t.iter().filter_map(Value::as_str).collect())
                                 .unwrap_or_default();
-                            let owner = relation_targets(&v, "ownedBy").join(";");
-                            let part_of = relation_targets(&v, "partOf");
+                            let owner = crate::adoption::related(&v, "ownedBy").join(";");
+                            let part_of = crate::adoption::related(&v, "partOf");
                             let of_kind = |k: &str| {
                                 part_of
                                     .iter()
