@@ -256,8 +256,9 @@ pub struct Series {
 /// A ref's versions: (time, served body or `None` when not served).
 type Versions = Vec<(i64, Option<Vec<u8>>)>;
 
-/// Calls `visit` with each ref's versions, in ref order.
-fn each_ref(
+/// Calls `visit` with each ref's versions (oldest first; bodies only
+/// `with_bodies`), in ref order.
+pub(crate) fn each_ref(
     store: &dyn Store,
     prefix: &[u8],
     with_bodies: bool,

@@ -17,44 +17,16 @@ use crate::search;
 use crate::store::{MemStore, Store, StoreError, WriteSet};
 use std::collections::BTreeMap;
 
-/// The served JSON of every ref at `at_ms` (milliseconds since the epoch).
+/// The served JSON of every ref at `at_ms`: its last version at or before
+/// then, unless that version says it was not served.
 pub fn served_at(store: &dyn Store, at_ms: i64) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
     let mut out = Vec::new();
-    let mut current: Option<(Vec<u8>, Option<Vec<u8>>)> = None;
-    let mut err = None;
-    let flush = |current: Option<(Vec<u8>, Option<Vec<u8>>)>, out: &mut Vec<(String, Vec<u8>)>| {
-        if let Some((r, Some(body))) = current {
-            out.push((String::from_utf8_lossy(&r).into_owned(), body));
+    crate::adoption::each_ref(store, &[keys::VERSION], true, &mut |r, versions| {
+        if let Some((_, Some(body))) = versions.iter().rev().find(|(t, _)| *t <= at_ms) {
+            out.push((r.to_owned(), body.clone()));
         }
-    };
-    store.scan(&[keys::VERSION], None, &mut |k, v| {
-        let (Some(t), Some(r)) = (keys::version_time(k), k.get(1..k.len().saturating_sub(9)))
-        else {
-            return true;
-        };
-        if current.as_ref().is_none_or(|(cur, _)| cur.as_slice() != r) {
-            flush(current.take(), &mut out);
-            current = Some((r.to_vec(), None));
-        }
-        if t <= at_ms {
-            match records::decode_version(k, v) {
-                Ok(body) => {
-                    if let Some((_, served)) = current.as_mut() {
-                        *served = body.map(<[u8]>::to_vec);
-                    }
-                }
-                Err(e) => {
-                    err = Some(e);
-                    return false;
-                }
-            }
-        }
-        true
+        Ok(())
     })?;
-    if let Some(e) = err {
-        return Err(e);
-    }
-    flush(current, &mut out);
     Ok(out)
 }
 

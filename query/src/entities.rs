@@ -755,7 +755,7 @@ pub async fn ancestry(
 }
 
 /// The ref of a served entity, as Backstage's `stringifyEntityRef` writes it.
-fn served_ref(entity: &Value) -> Option<EntityRef> {
+pub(crate) fn served_ref(entity: &Value) -> Option<EntityRef> {
     let kind = entity.get("kind")?.as_str()?;
     let meta = entity.get("metadata")?;
     let name = meta.get("name")?.as_str()?;

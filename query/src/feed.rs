@@ -177,16 +177,8 @@ fn item(catalog: &Catalog, e: &FeedEntry, sel: &Selection) -> Result<Option<Valu
         let shown = after
             .as_ref()
             .or(before.as_ref())
-            .and_then(|b| {
-                let kind = b.get("kind")?.as_str()?;
-                let meta = b.get("metadata")?;
-                let name = meta.get("name")?.as_str()?;
-                let ns = meta
-                    .get("namespace")
-                    .and_then(Value::as_str)
-                    .unwrap_or("default");
-                Some(format!("{}:{ns}/{name}", kind.to_ascii_lowercase()))
-            })
+            .and_then(crate::entities::served_ref)
+            .map(|r| r.to_string())
             .unwrap_or_else(|| key.clone());
         out.insert("entityRef".into(), json!(shown));
         out.insert(
