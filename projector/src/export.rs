@@ -1,19 +1,29 @@
 //! Exports for warehouses: the catalog (as it stands or as of an instant),
-//! its relations, and the change feed, as JSON Lines or CSV, written row by
-//! row to any `Write` (an HTTP body, a file), so memory stays flat.
+//! its relations, the change feed and the scorecard results, as JSON
+//! Lines, CSV or Parquet, written row by row to any `Write` (an HTTP body,
+//! a file), so memory stays flat (Parquet holds one row group, at most
+//! [`ROW_GROUP`] rows, before writing it).
 //!
-//! The schemas are stable; a column is only ever added at the end.
+//! The schemas are stable; a column is only ever added at the end. Types
+//! are Parquet's; CSV writes lists `;`-joined and times as RFC 3339, JSON
+//! Lines writes lists as arrays, missing values as `null` and times as
+//! RFC 3339 strings.
+//!
+//! Entities are named by their ref key, `kind:namespace/name` in lower case,
+//! in every export, so that they join.
 //!
 //! | what | columns |
 //! |---|---|
-//! | `entities` | entity_ref, kind, namespace, name, uid, title, type, lifecycle, owner, system, domain, tags (`;`-joined), location; JSON Lines: the served entity |
+//! | `entities` | entity_ref, kind, namespace, name, uid, title, type, lifecycle, owner, system, domain (`;`-joined refs), tags (list), location; JSON Lines: the served entity itself |
 //! | `relations` | source_ref, type, target_ref |
-//! | `history` | event_id, event_at, event_type, entity_ref, location_ref, source, log_event_id, by |
+//! | `history` | event_id, event_at (timestamp, ms, UTC), event_type, entity_ref, location_ref, source, log_event_id, by |
+//! | `scorecard-results` | scorecard, entity_ref, level, score (int64), failing (list), exempt (list), owners (list: the owner and its ancestor groups) |
 
 use crate::feed::FeedRecord;
 use crate::read::Catalog;
 use crate::store::StoreError;
-use serde_json::{Value, json};
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{Map, Value};
 use std::io::Write;
 
 /// What is exported.
@@ -22,21 +32,38 @@ pub enum What {
     Entities,
     Relations,
     History,
+    ScorecardResults,
 }
 
 impl What {
-    pub const ALL: [What; 3] = [What::Entities, What::Relations, What::History];
+    pub const ALL: [What; 4] = [
+        What::Entities,
+        What::Relations,
+        What::History,
+        What::ScorecardResults,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             What::Entities => "entities",
             What::Relations => "relations",
             What::History => "history",
+            What::ScorecardResults => "scorecard-results",
         }
     }
 
     pub fn parse(s: &str) -> Option<What> {
         What::ALL.into_iter().find(|w| w.name() == s)
+    }
+
+    /// The columns of this export, in order.
+    pub fn columns(self) -> &'static [Column] {
+        match self {
+            What::Entities => &ENTITY_COLUMNS,
+            What::Relations => &RELATION_COLUMNS,
+            What::History => &HISTORY_COLUMNS,
+            What::ScorecardResults => &RESULT_COLUMNS,
+        }
     }
 }
 
@@ -45,14 +72,22 @@ impl What {
 pub enum Format {
     Jsonl,
     Csv,
+    Parquet,
 }
 
 impl Format {
+    pub const ALL: [Format; 3] = [Format::Jsonl, Format::Csv, Format::Parquet];
+
     pub fn parse(s: &str) -> Option<Format> {
-        match s {
-            "jsonl" => Some(Format::Jsonl),
-            "csv" => Some(Format::Csv),
-            _ => None,
+        Format::ALL.into_iter().find(|f| f.extension() == s)
+    }
+
+    /// The format's name, which is also the file extension.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Format::Jsonl => "jsonl",
+            Format::Csv => "csv",
+            Format::Parquet => "parquet",
         }
     }
 
@@ -60,6 +95,7 @@ impl Format {
         match self {
             Format::Jsonl => "application/x-ndjson",
             Format::Csv => "text/csv; charset=utf-8",
+            Format::Parquet => "application/vnd.apache.parquet",
         }
     }
 }
@@ -71,38 +107,103 @@ pub enum ExportError {
     Store(#[from] StoreError),
     #[error("cannot write the export: {0}")]
     Write(#[from] std::io::Error),
+    #[error("cannot encode the export as Parquet: {0}")]
+    Parquet(String),
 }
 
-const ENTITY_COLUMNS: [&str; 13] = [
-    "entity_ref",
-    "kind",
-    "namespace",
-    "name",
-    "uid",
-    "title",
-    "type",
-    "lifecycle",
-    "owner",
-    "system",
-    "domain",
-    "tags",
-    "location",
+/// The type of a column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Type {
+    /// A string, missing when empty.
+    Text,
+    Int,
+    /// Milliseconds since the epoch, UTC.
+    Time,
+    /// A list of strings.
+    List,
+}
+
+/// One column of an export's schema.
+#[derive(Debug, Clone, Copy)]
+pub struct Column {
+    pub name: &'static str,
+    pub ty: Type,
+}
+
+const fn text(name: &'static str) -> Column {
+    Column {
+        name,
+        ty: Type::Text,
+    }
+}
+
+const fn typed(name: &'static str, ty: Type) -> Column {
+    Column { name, ty }
+}
+
+const ENTITY_COLUMNS: [Column; 13] = [
+    text("entity_ref"),
+    text("kind"),
+    text("namespace"),
+    text("name"),
+    text("uid"),
+    text("title"),
+    text("type"),
+    text("lifecycle"),
+    text("owner"),
+    text("system"),
+    text("domain"),
+    typed("tags", Type::List),
+    text("location"),
 ];
-const RELATION_COLUMNS: [&str; 3] = ["source_ref", "type", "target_ref"];
-const HISTORY_COLUMNS: [&str; 8] = [
-    "event_id",
-    "event_at",
-    "event_type",
-    "entity_ref",
-    "location_ref",
-    "source",
-    "log_event_id",
-    "by",
+const RELATION_COLUMNS: [Column; 3] = [text("source_ref"), text("type"), text("target_ref")];
+const HISTORY_COLUMNS: [Column; 8] = [
+    text("event_id"),
+    typed("event_at", Type::Time),
+    text("event_type"),
+    text("entity_ref"),
+    text("location_ref"),
+    text("source"),
+    text("log_event_id"),
+    text("by"),
+];
+const RESULT_COLUMNS: [Column; 7] = [
+    text("scorecard"),
+    text("entity_ref"),
+    text("level"),
+    typed("score", Type::Int),
+    typed("failing", Type::List),
+    typed("exempt", Type::List),
+    typed("owners", Type::List),
 ];
 
+/// One value of a row.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cell {
+    Text(Option<String>),
+    Int(i64),
+    Time(i64),
+    List(Vec<String>),
+}
+
+impl Cell {
+    fn text(s: &str) -> Cell {
+        Cell::Text((!s.is_empty()).then(|| s.to_owned()))
+    }
+}
+
+fn rfc3339(ms: i64) -> String {
+    DateTime::<Utc>::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
 /// Writes one CSV row (RFC 4180 quoting).
-fn csv_row(out: &mut dyn Write, cells: &[&str]) -> std::io::Result<()> {
-    for (i, c) in cells.iter().enumerate() {
+fn csv_row<'c>(
+    out: &mut dyn Write,
+    cells: impl Iterator<Item = std::borrow::Cow<'c, str>>,
+) -> std::io::Result<()> {
+    for (i, c) in cells.enumerate() {
         if i > 0 {
             out.write_all(b",")?;
         }
@@ -115,6 +216,250 @@ fn csv_row(out: &mut dyn Write, cells: &[&str]) -> std::io::Result<()> {
     out.write_all(b"\n")
 }
 
+/// Rows to the output in the chosen format.
+struct Rows<'w> {
+    columns: &'static [Column],
+    format: Format,
+    out: Output<'w>,
+    written: u64,
+}
+
+enum Output<'w> {
+    Plain(&'w mut (dyn Write + Send)),
+    #[cfg(feature = "parquet")]
+    Parquet(Box<parquet_rows::Writer<'w>>),
+}
+
+impl<'w> Rows<'w> {
+    fn new(
+        what: What,
+        format: Format,
+        out: &'w mut (dyn Write + Send),
+    ) -> Result<Rows<'w>, ExportError> {
+        let columns = what.columns();
+        match format {
+            Format::Csv => csv_row(&mut *out, columns.iter().map(|c| c.name.into()))?,
+            Format::Jsonl => {}
+            #[cfg(feature = "parquet")]
+            Format::Parquet => {
+                return Ok(Rows {
+                    columns,
+                    format,
+                    out: Output::Parquet(Box::new(parquet_rows::Writer::new(columns, out)?)),
+                    written: 0,
+                });
+            }
+            #[cfg(not(feature = "parquet"))]
+            Format::Parquet => {
+                return Err(ExportError::Parquet(
+                    "this build has no Parquet writer".into(),
+                ));
+            }
+        }
+        Ok(Rows {
+            columns,
+            format,
+            out: Output::Plain(out),
+            written: 0,
+        })
+    }
+
+    fn row(&mut self, cells: Vec<Cell>) -> Result<(), ExportError> {
+        debug_assert_eq!(cells.len(), self.columns.len());
+        self.written += 1;
+        let out = match &mut self.out {
+            Output::Plain(out) => out,
+            #[cfg(feature = "parquet")]
+            Output::Parquet(p) => return p.push(cells),
+        };
+        if self.format == Format::Csv {
+            csv_row(
+                *out,
+                cells.iter().map(|c| match c {
+                    Cell::Text(t) => t.as_deref().unwrap_or("").into(),
+                    Cell::Int(i) => i.to_string().into(),
+                    Cell::Time(t) => rfc3339(*t).into(),
+                    Cell::List(l) => l.join(";").into(),
+                }),
+            )?;
+            return Ok(());
+        }
+        let mut obj = Map::new();
+        for (col, cell) in self.columns.iter().zip(cells) {
+            let v = match cell {
+                Cell::Text(t) => t.map_or(Value::Null, Value::String),
+                Cell::Int(i) => Value::from(i),
+                Cell::Time(t) => Value::String(rfc3339(t)),
+                Cell::List(l) => Value::from(l),
+            };
+            obj.insert(col.name.to_owned(), v);
+        }
+        serde_json::to_writer(&mut **out, &obj).map_err(std::io::Error::other)?;
+        out.write_all(b"\n")?;
+        Ok(())
+    }
+
+    /// A line written as it is (JSON Lines of served entities).
+    fn raw_line(&mut self, line: &[u8]) -> Result<(), ExportError> {
+        self.written += 1;
+        if let Output::Plain(out) = &mut self.out {
+            out.write_all(line)?;
+            out.write_all(b"\n")?;
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Result<u64, ExportError> {
+        #[cfg(feature = "parquet")]
+        if let Output::Parquet(p) = self.out {
+            p.finish()?;
+        }
+        Ok(self.written)
+    }
+}
+
+/// Rows per Parquet row group: what the writer holds in memory at most.
+pub const ROW_GROUP: usize = 64 * 1024;
+
+#[cfg(feature = "parquet")]
+mod parquet_rows {
+    use super::{Cell, Column, ExportError, ROW_GROUP, Type};
+    use arrow_array::builder::{ListBuilder, StringBuilder};
+    use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray};
+    use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+    use parquet::arrow::ArrowWriter;
+    use parquet::basic::Compression;
+    use parquet::file::properties::WriterProperties;
+    use std::io::Write;
+    use std::sync::Arc;
+
+    /// Rows gathered into record batches of [`BATCH`] rows.
+    const BATCH: usize = 8192;
+
+    pub(super) struct Writer<'w> {
+        schema: SchemaRef,
+        rows: Vec<Vec<Cell>>,
+        writer: ArrowWriter<&'w mut (dyn Write + Send)>,
+    }
+
+    fn perr(e: impl std::fmt::Display) -> ExportError {
+        ExportError::Parquet(e.to_string())
+    }
+
+    pub(super) fn schema(columns: &[Column]) -> SchemaRef {
+        Arc::new(Schema::new(
+            columns
+                .iter()
+                .map(|c| match c.ty {
+                    Type::Text => Field::new(c.name, DataType::Utf8, true),
+                    Type::Int => Field::new(c.name, DataType::Int64, false),
+                    Type::Time => Field::new(
+                        c.name,
+                        DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+                        false,
+                    ),
+                    Type::List => Field::new(
+                        c.name,
+                        DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
+                        false,
+                    ),
+                })
+                .collect::<Vec<_>>(),
+        ))
+    }
+
+    impl<'w> Writer<'w> {
+        pub(super) fn new(
+            columns: &[Column],
+            out: &'w mut (dyn Write + Send),
+        ) -> Result<Writer<'w>, ExportError> {
+            let schema = schema(columns);
+            let props = WriterProperties::builder()
+                .set_compression(Compression::SNAPPY)
+                .set_max_row_group_row_count(Some(ROW_GROUP))
+                .build();
+            let writer = ArrowWriter::try_new(out, schema.clone(), Some(props)).map_err(perr)?;
+            Ok(Writer {
+                schema,
+                rows: Vec::with_capacity(BATCH),
+                writer,
+            })
+        }
+
+        pub(super) fn push(&mut self, cells: Vec<Cell>) -> Result<(), ExportError> {
+            self.rows.push(cells);
+            if self.rows.len() >= BATCH {
+                self.flush()?;
+            }
+            Ok(())
+        }
+
+        fn flush(&mut self) -> Result<(), ExportError> {
+            if self.rows.is_empty() {
+                return Ok(());
+            }
+            let rows = std::mem::take(&mut self.rows);
+            let mut arrays: Vec<ArrayRef> = Vec::with_capacity(self.schema.fields().len());
+            for (i, field) in self.schema.fields().iter().enumerate() {
+                let array: ArrayRef = match field.data_type() {
+                    DataType::Utf8 => Arc::new(
+                        rows.iter()
+                            .map(|r| match &r[i] {
+                                Cell::Text(t) => t.as_deref(),
+                                _ => None,
+                            })
+                            .collect::<StringArray>(),
+                    ),
+                    DataType::Int64 => Arc::new(
+                        rows.iter()
+                            .map(|r| match &r[i] {
+                                Cell::Int(v) => *v,
+                                _ => 0,
+                            })
+                            .collect::<Int64Array>(),
+                    ),
+                    DataType::Timestamp(..) => Arc::new(
+                        TimestampMillisecondArray::from(
+                            rows.iter()
+                                .map(|r| match &r[i] {
+                                    Cell::Time(v) => *v,
+                                    _ => 0,
+                                })
+                                .collect::<Vec<i64>>(),
+                        )
+                        .with_timezone("UTC"),
+                    ),
+                    _ => {
+                        let mut b = ListBuilder::new(StringBuilder::new());
+                        for r in &rows {
+                            if let Cell::List(items) = &r[i] {
+                                for item in items {
+                                    b.values().append_value(item);
+                                }
+                            }
+                            b.append(true);
+                        }
+                        Arc::new(b.finish())
+                    }
+                };
+                arrays.push(array);
+            }
+            let batch = RecordBatch::try_new(self.schema.clone(), arrays).map_err(perr)?;
+            self.writer.write(&batch).map_err(perr)?;
+            self.rows = rows;
+            self.rows.clear();
+            Ok(())
+        }
+
+        pub(super) fn finish(mut self) -> Result<(), ExportError> {
+            self.flush()?;
+            let out = self.writer.into_inner().map_err(perr)?;
+            out.flush()?;
+            Ok(())
+        }
+    }
+}
+
 fn str_at<'v>(v: &'v Value, pointer: &str) -> &'v str {
     v.pointer(pointer).and_then(Value::as_str).unwrap_or("")
 }
@@ -124,167 +469,223 @@ pub fn export(
     catalog: &Catalog,
     what: What,
     format: Format,
-    out: &mut dyn Write,
+    out: &mut (dyn Write + Send),
 ) -> Result<u64, ExportError> {
-    let mut rows = 0u64;
-    if format == Format::Csv {
-        let header: &[&str] = match what {
-            What::Entities => &ENTITY_COLUMNS,
-            What::Relations => &RELATION_COLUMNS,
-            What::History => &HISTORY_COLUMNS,
-        };
-        csv_row(out, header)?;
+    let mut rows = Rows::new(what, format, out)?;
+    match what {
+        What::History => history(catalog, &mut rows)?,
+        What::ScorecardResults => scorecard_results(catalog, &mut rows)?,
+        What::Entities | What::Relations => entities(catalog, what, &mut rows)?,
     }
-    if what == What::History {
-        let mut after = 0;
-        loop {
-            let (entries, last) = catalog.feed(after, 10_000, usize::MAX, &mut |_| true)?;
-            if entries.is_empty() {
-                break;
-            }
-            for e in entries {
-                history_row(e.seq, &e.record, format, out)?;
-                rows += 1;
-            }
-            after = last;
+    rows.finish()
+}
+
+fn history(catalog: &Catalog, rows: &mut Rows) -> Result<(), ExportError> {
+    let mut after = 0;
+    loop {
+        let (entries, last) = catalog.feed(after, 10_000, usize::MAX, &mut |_| true)?;
+        if entries.is_empty() {
+            return Ok(());
         }
-        return Ok(rows);
+        for e in entries {
+            rows.row(history_row(e.seq, &e.record))?;
+        }
+        after = last;
     }
+}
+
+fn history_row(seq: u64, r: &FeedRecord) -> Vec<Cell> {
+    vec![
+        Cell::Text(Some(seq.to_string())),
+        Cell::Time(r.at.timestamp_millis()),
+        Cell::text(r.kind.as_str()),
+        Cell::Text(r.entity.clone()),
+        Cell::text(r.location.as_str()),
+        Cell::text(r.source.as_str()),
+        Cell::Text(Some(r.event_id.to_string())),
+        Cell::Text(r.by.clone()),
+    ]
+}
+
+fn scorecard_results(catalog: &Catalog, rows: &mut Rows) -> Result<(), ExportError> {
+    for (_, def) in catalog.scorecard_definitions()? {
+        let mut cursor: Option<String> = None;
+        loop {
+            let (items, next) =
+                catalog.scorecard_results(&def, None, None, cursor.as_deref(), 1000)?;
+            for i in items {
+                rows.row(vec![
+                    Cell::text(&def.id),
+                    Cell::Text(Some(i.entity_ref)),
+                    Cell::Text(i.level),
+                    Cell::Int(i64::from(i.score)),
+                    Cell::List(i.failing),
+                    Cell::List(i.exempt),
+                    Cell::List(i.owners),
+                ])?;
+            }
+            match next {
+                Some(n) => cursor = Some(n),
+                None => break,
+            }
+        }
+    }
+    Ok(())
+}
+
+fn entities(catalog: &Catalog, what: What, rows: &mut Rows) -> Result<(), ExportError> {
     let mut after: Option<String> = None;
     loop {
         let batch = catalog.entities_after(after.as_deref(), 1000)?;
-        let Some((last, _)) = batch.last() else { break };
+        let Some((last, _)) = batch.last() else {
+            return Ok(());
+        };
         after = Some(last.clone());
         let n = batch.len();
         for (r, stored) in batch {
+            if what == What::Entities && rows.format == Format::Jsonl {
+                rows.raw_line(&stored)?;
+                continue;
+            }
             let v: Value = serde_json::from_slice(&stored).map_err(|e| StoreError::Corrupt {
                 key: r.clone(),
                 reason: e.to_string(),
             })?;
-            let me = format!(
-                "{}:{}/{}",
-                str_at(&v, "/kind").to_ascii_lowercase(),
-                str_at(&v, "/metadata/namespace"),
-                str_at(&v, "/metadata/name")
-            );
-            match what {
-                What::Entities => {
-                    match format {
-                        Format::Jsonl => {
-                            out.write_all(&stored)?;
-                            out.write_all(b"\n")?;
-                        }
-                        Format::Csv => {
-                            let tags: Vec<&str> = v
-                                .pointer("/metadata/tags")
-                                .and_then(Value::as_array)
-                                .map(|t| t.iter().filter_map(Value::as_str).collect())
-                                .unwrap_or_default();
-                            let owner = crate::adoption::related(&v, "ownedBy").join(";");
-                            let part_of = crate::adoption::related(&v, "partOf");
-                            let of_kind = |k: &str| {
-                                part_of
-                                    .iter()
-                                    .filter(|t| t.starts_with(k))
-                                    .cloned()
-                                    .collect::<Vec<_>>()
-                                    .join(";")
-                            };
-                            csv_row(
-                                out,
-                                &[
-                                    &me,
-                                    str_at(&v, "/kind"),
-                                    str_at(&v, "/metadata/namespace"),
-                                    str_at(&v, "/metadata/name"),
-                                    str_at(&v, "/metadata/uid"),
-                                    str_at(&v, "/metadata/title"),
-                                    str_at(&v, "/spec/type"),
-                                    str_at(&v, "/spec/lifecycle"),
-                                    &owner,
-                                    &of_kind("system:"),
-                                    &of_kind("domain:"),
-                                    &tags.join(";"),
-                                    str_at(
-                                        &v,
-                                        "/metadata/annotations/backstage.io~1managed-by-location",
-                                    ),
-                                ],
-                            )?;
-                        }
-                    }
-                    rows += 1;
+            // The ref key (lower case), as every other export and the
+            // relations' targets name entities, so that they join.
+            let me = r;
+            if what == What::Relations {
+                for rel in v
+                    .get("relations")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    rows.row(vec![
+                        Cell::text(&me),
+                        Cell::text(str_at(rel, "/type")),
+                        Cell::text(str_at(rel, "/targetRef")),
+                    ])?;
                 }
-                What::Relations => {
-                    for rel in v
-                        .get("relations")
-                        .and_then(Value::as_array)
-                        .into_iter()
-                        .flatten()
-                    {
-                        let ty = str_at(rel, "/type");
-                        let target = str_at(rel, "/targetRef");
-                        match format {
-                            Format::Jsonl => {
-                                serde_json::to_writer(
-                                    &mut *out,
-                                    &json!({"source_ref": me, "type": ty, "target_ref": target}),
-                                )
-                                .map_err(std::io::Error::other)?;
-                                out.write_all(b"\n")?;
-                            }
-                            Format::Csv => csv_row(out, &[&me, ty, target])?,
-                        }
-                        rows += 1;
-                    }
-                }
-                What::History => unreachable!("history is written above"),
+                continue;
             }
+            let tags: Vec<String> = v
+                .pointer("/metadata/tags")
+                .and_then(Value::as_array)
+                .map(|t| {
+                    t.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default();
+            let owner = crate::adoption::related(&v, "ownedBy").join(";");
+            let part_of = crate::adoption::related(&v, "partOf");
+            let of_kind = |k: &str| {
+                part_of
+                    .iter()
+                    .filter(|t| t.starts_with(k))
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(";")
+            };
+            rows.row(vec![
+                Cell::Text(Some(me)),
+                Cell::text(str_at(&v, "/kind")),
+                Cell::text(str_at(&v, "/metadata/namespace")),
+                Cell::text(str_at(&v, "/metadata/name")),
+                Cell::text(str_at(&v, "/metadata/uid")),
+                Cell::text(str_at(&v, "/metadata/title")),
+                Cell::text(str_at(&v, "/spec/type")),
+                Cell::text(str_at(&v, "/spec/lifecycle")),
+                Cell::text(&owner),
+                Cell::text(&of_kind("system:")),
+                Cell::text(&of_kind("domain:")),
+                Cell::List(tags),
+                Cell::text(str_at(
+                    &v,
+                    "/metadata/annotations/backstage.io~1managed-by-location",
+                )),
+            ])?;
         }
         if n < 1000 {
-            break;
+            return Ok(());
         }
     }
-    Ok(rows)
 }
 
-fn history_row(
-    seq: u64,
-    r: &FeedRecord,
-    format: Format,
-    out: &mut dyn Write,
-) -> Result<(), ExportError> {
-    let at = r.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    let seq = seq.to_string();
-    let log_event = r.event_id.to_string();
-    let entity = r.entity.as_deref().unwrap_or("");
-    let by = r.by.as_deref().unwrap_or("");
-    match format {
-        Format::Jsonl => {
-            serde_json::to_writer(
-                &mut *out,
-                &json!({
-                    "event_id": seq, "event_at": at, "event_type": r.kind.as_str(),
-                    "entity_ref": r.entity, "location_ref": r.location.as_str(),
-                    "source": r.source.as_str(), "log_event_id": log_event, "by": r.by,
-                }),
-            )
-            .map_err(std::io::Error::other)?;
-            out.write_all(b"\n")?;
+#[cfg(all(test, feature = "parquet"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_column_has_a_parquet_type_and_csv_and_json_agree() {
+        for what in What::ALL {
+            let schema = parquet_rows::schema(what.columns());
+            assert_eq!(schema.fields().len(), what.columns().len());
         }
-        Format::Csv => csv_row(
-            out,
-            &[
-                &seq,
-                &at,
-                r.kind.as_str(),
-                entity,
-                r.location.as_str(),
-                r.source.as_str(),
-                &log_event,
-                by,
-            ],
-        )?,
+        let cells = vec![
+            Cell::Text(Some("a,b".into())),
+            Cell::Time(0),
+            Cell::text(""),
+            Cell::Text(None),
+            Cell::text("file:/x"),
+            Cell::text("files"),
+            Cell::text("id"),
+            Cell::Text(None),
+        ];
+        let mut csv = Vec::new();
+        let mut rows = Rows::new(What::History, Format::Csv, &mut csv).unwrap();
+        rows.row(cells.clone()).unwrap();
+        assert_eq!(rows.finish().unwrap(), 1);
+        let csv = String::from_utf8(csv).unwrap();
+        assert_eq!(
+            csv.lines().nth(1),
+            Some("\"a,b\",1970-01-01T00:00:00.000Z,,,file:/x,files,id,")
+        );
+        let mut json = Vec::new();
+        let mut rows = Rows::new(What::History, Format::Jsonl, &mut json).unwrap();
+        rows.row(cells).unwrap();
+        rows.finish().unwrap();
+        let v: Value = serde_json::from_slice(&json).unwrap();
+        assert_eq!(v["event_id"], "a,b");
+        assert_eq!(v["event_type"], Value::Null);
+        assert_eq!(v["event_at"], "1970-01-01T00:00:00.000Z");
     }
-    Ok(())
+
+    #[test]
+    fn a_parquet_file_reads_back_with_its_rows() {
+        use parquet::file::reader::{FileReader, SerializedFileReader};
+        let mut out = Vec::new();
+        let mut rows = Rows::new(What::ScorecardResults, Format::Parquet, &mut out).unwrap();
+        for i in 0..20_000 {
+            rows.row(vec![
+                Cell::text("readiness"),
+                Cell::Text(Some(format!("component:default/c{i}"))),
+                Cell::Text((i % 2 == 0).then(|| "gold".to_owned())),
+                Cell::Int(i),
+                Cell::List(vec!["a".into(), "b".into()]),
+                Cell::List(vec![]),
+                Cell::List(vec!["group:default/t".into()]),
+            ])
+            .unwrap();
+        }
+        assert_eq!(rows.finish().unwrap(), 20_000);
+        assert_eq!(&out[..4], b"PAR1");
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(&out).unwrap();
+        let reader = SerializedFileReader::new(file).unwrap();
+        assert_eq!(reader.metadata().file_metadata().num_rows(), 20_000);
+        let names: Vec<String> = reader
+            .metadata()
+            .file_metadata()
+            .schema_descr()
+            .root_schema()
+            .get_fields()
+            .iter()
+            .map(|f| f.name().to_owned())
+            .collect();
+        assert_eq!(names[0], "scorecard");
+        assert_eq!(names[3], "score");
+    }
 }

@@ -1,5 +1,5 @@
-//! `GET /api/export/{what}?format=jsonl|csv&asOf=`: the catalog, its
-//! relations or the change feed as one streamed file for a warehouse
+//! `GET /api/export/{what}?format=jsonl|csv|parquet&asOf=`: the catalog, its
+//! relations, the change feed or the scorecard results as one streamed file for a warehouse
 //! (`projector::export` writes the rows; memory stays flat).
 
 use crate::AppState;
@@ -51,20 +51,23 @@ pub async fn export_route(
     let names = What::ALL.map(What::name).join(", ");
     let what = What::parse(&what)
         .ok_or_else(|| ApiError::NotFound(format!("No export '{what}'; there are: {names}")))?;
-    let format = match p.one("format")?.unwrap_or("jsonl") {
-        "parquet" => {
+    let f = p.one("format")?.unwrap_or("jsonl");
+    let format = Format::parse(f)
+        .ok_or_else(|| ApiError::Input(format!("format: '{f}' is not jsonl, csv or parquet")))?;
+    let as_of = crate::asof::param(&p)?;
+    match what {
+        What::History if as_of.is_some() => {
             return Err(ApiError::Input(
-                "format: parquet is not available yet; use jsonl or csv".into(),
+                "asOf: the history export is the whole feed; select by time in the warehouse"
+                    .into(),
             ));
         }
-        f => Format::parse(f)
-            .ok_or_else(|| ApiError::Input(format!("format: '{f}' is not jsonl or csv")))?,
-    };
-    let as_of = crate::asof::param(&p)?;
-    if as_of.is_some() && what == What::History {
-        return Err(ApiError::Input(
-            "asOf: the history export is the whole feed; select by time in the warehouse".into(),
-        ));
+        What::ScorecardResults if as_of.is_some() => {
+            return Err(ApiError::Input(
+                "asOf: scorecard results are exported as they stand; their history is in /api/scorecards/{id}/trend".into(),
+            ));
+        }
+        _ => {}
     }
     let catalog = crate::asof::catalog_at(&st, as_of).await?;
     let (tx, rx) = tokio::sync::mpsc::channel(4);
@@ -89,11 +92,7 @@ pub async fn export_route(
         header::CONTENT_TYPE,
         HeaderValue::from_static(format.content_type()),
     );
-    let ext = if format == Format::Csv {
-        "csv"
-    } else {
-        "jsonl"
-    };
+    let ext = format.extension();
     if let Ok(v) = HeaderValue::from_str(&format!(
         "attachment; filename=\"catalog-{}.{ext}\"",
         what.name()

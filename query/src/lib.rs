@@ -20,6 +20,7 @@ mod export;
 mod feed;
 mod health;
 mod locations;
+mod mcp;
 pub mod metrics;
 mod params;
 mod project;
@@ -312,6 +313,17 @@ pub fn router(state: AppState) -> Router {
         );
     }
     let limits = state.limits;
+    // Agents' tools ask the API itself, as their caller.
+    let api = router.clone().with_state(state.clone());
+    let guard = auth::Guard {
+        auth: state.auth.clone(),
+        access: Access::Read,
+    };
+    router = router.route(
+        "/mcp",
+        axum::routing::any_service(mcp::service(api))
+            .layer(axum::middleware::from_fn_with_state(guard, auth::guard)),
+    );
     router
         .fallback(error::not_found)
         .layer(axum::extract::DefaultBodyLimit::max(limits.max_body_bytes))
