@@ -180,6 +180,96 @@ fn parquet_exports_read_in_duckdb_agree_with_the_api() {
     }
     assert!(compared > 0, "some group's levels were compared");
 
+    // The scorecard-levels metric ends where the rollups stand now.
+    let metric = |q: &str| get(&a, &format!("{base}/api/metrics/{q}"));
+    let last = |series: &Value, key: &str, measure: &str| -> f64 {
+        series["series"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["key"] == key && s["measure"] == measure)
+            .unwrap_or_else(|| panic!("{key}/{measure} in {series}"))["values"]
+            .as_array()
+            .unwrap()
+            .last()
+            .unwrap()
+            .as_f64()
+            .unwrap()
+    };
+    let (s, levels) = metric(&format!(
+        "scorecard-levels?scorecard={card}&interval=day&from=2026-01-01T00:00:00Z"
+    ));
+    assert_eq!(s, 200, "{levels}");
+    assert_eq!(last(&levels, "all", "entities"), scored as f64);
+    for l in rollup["groups"][0]["levels"].as_array().unwrap() {
+        let name = l["level"].as_str().unwrap_or("(none)");
+        assert_eq!(
+            last(&levels, "all", &format!("level:{name}")),
+            l["entities"].as_f64().unwrap(),
+            "{name}"
+        );
+    }
+    assert!(levels["movers"]["improved"].is_array());
+    let (_, levels_by_owner) = metric(&format!(
+        "scorecard-levels?scorecard={card}&by=owner&interval=week"
+    ));
+    for g in by_owner["groups"].as_array().unwrap() {
+        let group = g["group"].as_str().unwrap();
+        assert_eq!(
+            last(&levels_by_owner, group, "entities"),
+            g["entities"].as_f64().unwrap(),
+            "{group}, with its child groups"
+        );
+    }
+    assert_eq!(metric("scorecard-levels").0, 400);
+    assert_eq!(metric("scorecard-levels?scorecard=nope").0, 404);
+
+    // Rollups as of an instant come from the result history: now, the
+    // stored rollups; before anything was ingested, nothing.
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    for by in ["all", "owner"] {
+        let (s, then) = get(
+            &a,
+            &format!("{base}/api/scorecards/{card}/rollup?by={by}&asOf={now}"),
+        );
+        assert_eq!(s, 200, "{then}");
+        let (_, stored) = get(&a, &format!("{base}/api/scorecards/{card}/rollup?by={by}"));
+        assert_eq!(then, stored, "{by}");
+    }
+    let (_, before) = get(
+        &a,
+        &format!("{base}/api/scorecards/{card}/rollup?asOf=2000-01-01T00:00:00Z"),
+    );
+    assert_eq!(before["groups"], json!([]));
+
+    // Technology: tags and API types, as the filters count them now.
+    let (_, tags) = metric("technology?by=tag&interval=day");
+    assert_eq!(
+        last(&tags, &tag, "entities"),
+        total(&a, &base, &format!("metadata.tags={tag}")) as f64
+    );
+    let (_, api_types) = metric("technology?by=api-type&interval=day");
+    let apis: f64 = api_types["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["measure"] == "entities")
+        .map(|s| {
+            s["values"]
+                .as_array()
+                .unwrap()
+                .last()
+                .unwrap()
+                .as_f64()
+                .unwrap()
+        })
+        .sum();
+    assert_eq!(apis, total(&a, &base, "kind=api") as f64);
+    let (s, coverage) = metric("catalog-coverage?by=org");
+    assert_eq!(s, 200, "{coverage}");
+    assert_eq!(metric("catalog-coverage?filter=kind=component").0, 400);
+    assert_eq!(metric("technology?by=owner").0, 400);
+
     // The command line writes the same file format, beside the running
     // catalog, also as of an instant before anything was ingested.
     let out = dir.join("cli.parquet");

@@ -35,6 +35,8 @@ fn world() -> SimServer {
             .insert("catalog-info.yaml".into(), component(&name, "first"));
         sim.add_repo("acme", r);
     }
+    // A repository nobody described: what catalog coverage counts.
+    sim.add_repo("acme", RepoSpec::new("scratch"));
     sim.put_member(
         "acme",
         UserSpec {
@@ -114,6 +116,23 @@ fn github_org_is_served_and_webhooks_show_within_a_second() {
     // Discovery: components, the team and its member.
     wait_for("8 components", WAIT, || {
         (total(&agent, &base, "kind=component") == 8).then_some(())
+    });
+    // Catalog coverage, from the repositories' facts: 8 of 9 described.
+    wait_for("catalog coverage", WAIT, || {
+        let (_, m) = get(
+            &agent,
+            &format!("{base}/api/metrics/catalog-coverage?interval=day&by=org"),
+        );
+        let last = |measure: &str| {
+            m["series"]
+                .as_array()?
+                .iter()
+                .find(|s| s["key"] == "github.com/acme" && s["measure"] == measure)?["values"]
+                .as_array()?
+                .last()?
+                .as_f64()
+        };
+        (last("repositories") == Some(9.0) && last("with_descriptor") == Some(8.0)).then_some(())
     });
     let (s, svc) = entity(&agent, &base, "component", "svc-3");
     assert_eq!(s, 200);

@@ -14,28 +14,69 @@ use crate::feed::FeedRecord;
 use crate::keys;
 use crate::read::EntityFilter;
 use crate::records;
+use crate::scorecard::Definition;
+use crate::scorecard::records::{CheckStatus, FACT_HISTORY};
+use crate::scorecard::{RollupBy, read::each_timeline, read::trend_groups};
 use crate::store::{Store, StoreError};
 use chrono::{DateTime, Datelike, Duration, TimeZone, Utc};
 use serde::Serialize;
 use serde_json::Value;
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 /// The metrics computed here (the route's `{metric}`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Metric {
     Entities,
     OwnershipCoverage,
+    CatalogCoverage,
+    ScorecardLevels,
+    Technology,
     Changes,
 }
 
 impl Metric {
-    pub const ALL: [Metric; 3] = [Metric::Entities, Metric::OwnershipCoverage, Metric::Changes];
+    pub const ALL: [Metric; 6] = [
+        Metric::Entities,
+        Metric::OwnershipCoverage,
+        Metric::CatalogCoverage,
+        Metric::ScorecardLevels,
+        Metric::Technology,
+        Metric::Changes,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Metric::Entities => "entities",
             Metric::OwnershipCoverage => "ownership-coverage",
+            Metric::CatalogCoverage => "catalog-coverage",
+            Metric::ScorecardLevels => "scorecard-levels",
+            Metric::Technology => "technology",
             Metric::Changes => "changes",
+        }
+    }
+
+    /// The splits this metric answers (the first is its default).
+    pub fn dimensions(self) -> &'static [Dimension] {
+        use Dimension as D;
+        const ENTITY: [D; 9] = [
+            D::All,
+            D::Kind,
+            D::Type,
+            D::Lifecycle,
+            D::Tag,
+            D::Owner,
+            D::System,
+            D::Domain,
+            D::Namespace,
+        ];
+        match self {
+            Metric::Entities | Metric::OwnershipCoverage => &ENTITY,
+            Metric::CatalogCoverage => &[D::All, D::Org],
+            Metric::ScorecardLevels => &[D::All, D::Owner, D::System, D::Domain],
+            Metric::Technology => &[D::Language, D::Topic, D::Tag, D::ApiType, D::Dependency],
+            Metric::Changes => &[D::All, D::Kind, D::Source, D::Change],
         }
     }
 
@@ -44,17 +85,34 @@ impl Metric {
     }
 }
 
+/// What a metric is asked beyond its intervals and split.
+#[derive(Default)]
+pub struct Options<'a> {
+    pub filter: Option<&'a EntityFilter>,
+    /// `scorecard-levels`: the scorecard.
+    pub scorecard: Option<Arc<Definition>>,
+    /// `technology` by dependency: only entities depending on this ref.
+    pub target: Option<String>,
+}
+
 /// Computes `metric` over `buckets`.
 pub fn compute(
     store: &dyn Store,
     metric: Metric,
     buckets: &[Bucket],
     dim: Dimension,
-    filter: Option<&EntityFilter>,
+    opts: &Options,
 ) -> Result<Vec<Series>, StoreError> {
+    let filter = opts.filter;
     match metric {
         Metric::Entities => entities(store, buckets, dim, filter),
         Metric::OwnershipCoverage => ownership(store, buckets, dim, filter),
+        Metric::CatalogCoverage => catalog_coverage(store, buckets, dim),
+        Metric::ScorecardLevels => match &opts.scorecard {
+            Some(def) => scorecard_levels(store, buckets, dim, def),
+            None => Ok(Vec::new()),
+        },
+        Metric::Technology => technology(store, buckets, dim, opts),
         Metric::Changes => changes(store, buckets, dim),
     }
 }
@@ -153,6 +211,16 @@ pub enum Dimension {
     Source,
     /// Changes only: the event type (`entity_updated`, ...).
     Change,
+    /// Repositories: the GitHub organisation (`github.com/acme`).
+    Org,
+    /// Repositories: each language GitHub counts in them.
+    Language,
+    /// Repositories: each topic.
+    Topic,
+    /// APIs: `spec.type`.
+    ApiType,
+    /// Entities: each entity they depend on (`dependsOn`, `consumesApi`).
+    Dependency,
 }
 
 impl Dimension {
@@ -169,8 +237,34 @@ impl Dimension {
             "namespace" => Dimension::Namespace,
             "source" => Dimension::Source,
             "change" => Dimension::Change,
+            "org" => Dimension::Org,
+            "language" => Dimension::Language,
+            "topic" => Dimension::Topic,
+            "api-type" => Dimension::ApiType,
+            "dependency" => Dimension::Dependency,
             _ => return None,
         })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dimension::All => "all",
+            Dimension::Kind => "kind",
+            Dimension::Type => "type",
+            Dimension::Lifecycle => "lifecycle",
+            Dimension::Tag => "tag",
+            Dimension::Owner => "owner",
+            Dimension::System => "system",
+            Dimension::Domain => "domain",
+            Dimension::Namespace => "namespace",
+            Dimension::Source => "source",
+            Dimension::Change => "change",
+            Dimension::Org => "org",
+            Dimension::Language => "language",
+            Dimension::Topic => "topic",
+            Dimension::ApiType => "api-type",
+            Dimension::Dependency => "dependency",
+        }
     }
 }
 
@@ -235,7 +329,19 @@ pub fn values_of(dim: Dimension, body: &Value) -> Vec<String> {
             }
             d
         }
-        Dimension::Source | Dimension::Change => Vec::new(),
+        Dimension::ApiType => text(body, &["spec", "type"]).into_iter().collect(),
+        Dimension::Dependency => {
+            let mut d = related(body, "dependsOn");
+            d.extend(related(body, "consumesApi"));
+            d.sort();
+            d.dedup();
+            d
+        }
+        Dimension::Source
+        | Dimension::Change
+        | Dimension::Org
+        | Dimension::Language
+        | Dimension::Topic => Vec::new(),
     };
     if vals.is_empty() {
         vec![NONE.into()]
@@ -249,7 +355,7 @@ pub fn values_of(dim: Dimension, body: &Value) -> Vec<String> {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Series {
     pub key: String,
-    pub measure: &'static str,
+    pub measure: Cow<'static, str>,
     pub values: Vec<f64>,
 }
 
@@ -360,7 +466,7 @@ fn finish(diffs: BTreeMap<String, Vec<i64>>, measure: &'static str, n: usize) ->
                 .collect();
             Series {
                 key,
-                measure,
+                measure: measure.into(),
                 values,
             }
         })
@@ -461,26 +567,371 @@ pub fn ownership(
             .collect();
         out.push(Series {
             key: key.clone(),
-            measure: "owned",
+            measure: "owned".into(),
             values: column(0),
         });
         out.push(Series {
             key: key.clone(),
-            measure: "orphaned",
+            measure: "orphaned".into(),
             values: column(1),
         });
         out.push(Series {
             key: key.clone(),
-            measure: "total",
+            measure: "total".into(),
             values: column(2),
         });
         out.push(Series {
             key,
-            measure: "coverage",
+            measure: "coverage".into(),
             values: coverage,
         });
     }
     Ok(out)
+}
+
+/// Calls `visit(subject, facts, a, b)` for every present version of every
+/// GitHub repository's facts that the buckets `[a, b)` see, archived
+/// repositories left out.
+fn each_repository(
+    store: &dyn Store,
+    buckets: &[Bucket],
+    visit: &mut dyn FnMut(&Value, usize, usize),
+) -> Result<(), StoreError> {
+    let ends = ends_ms(buckets);
+    each_ref(store, &[FACT_HISTORY], true, &mut |subject, versions| {
+        for (i, (t, body)) in versions.iter().enumerate() {
+            let Some(body) = body else { continue };
+            let (a, b) = covered(&ends, *t, versions.get(i + 1).map(|v| v.0));
+            if a >= b {
+                continue;
+            }
+            let facts = parse(subject, body)?;
+            if facts.get("kind").and_then(Value::as_str) == Some("github_repository")
+                && facts.get("archived").and_then(Value::as_bool) != Some(true)
+            {
+                visit(&facts, a, b);
+            }
+        }
+        Ok(())
+    })
+}
+
+/// `catalog-coverage`: of the (unarchived) repositories the GitHub sources
+/// listed, how many had a catalog descriptor at the end of each interval
+/// (`with_descriptor`), all of them (`repositories`) and the share
+/// (`coverage`), overall or by organisation.
+pub fn catalog_coverage(
+    store: &dyn Store,
+    buckets: &[Bucket],
+    dim: Dimension,
+) -> Result<Vec<Series>, StoreError> {
+    let n = buckets.len();
+    let mut all = BTreeMap::new();
+    let mut covered_ = BTreeMap::new();
+    each_repository(store, buckets, &mut |facts, a, b| {
+        let key = match dim {
+            Dimension::Org => format!(
+                "{}/{}",
+                facts.get("host").and_then(Value::as_str).unwrap_or(""),
+                facts
+                    .get("owner")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_ascii_lowercase()
+            ),
+            _ => "all".to_owned(),
+        };
+        add(&mut all, key.clone(), a, b, n);
+        let described = facts
+            .get("descriptors")
+            .and_then(Value::as_array)
+            .is_some_and(|d| !d.is_empty());
+        if described {
+            add(&mut covered_, key, a, b, n);
+        }
+    })?;
+    let totals = finish(all, "repositories", n);
+    let mut described: BTreeMap<String, Series> = finish(covered_, "with_descriptor", n)
+        .into_iter()
+        .map(|s| (s.key.clone(), s))
+        .collect();
+    let mut out = Vec::new();
+    for total in totals {
+        let with = described.remove(&total.key).unwrap_or_else(|| Series {
+            key: total.key.clone(),
+            measure: "with_descriptor".into(),
+            values: vec![0.0; n],
+        });
+        out.push(ratio(&with, &total, "coverage"));
+        out.push(with);
+        out.push(total);
+    }
+    Ok(out)
+}
+
+/// `part / whole` per interval (0 where the whole is 0), as `measure`.
+fn ratio(part: &Series, whole: &Series, measure: &'static str) -> Series {
+    Series {
+        key: part.key.clone(),
+        measure: measure.into(),
+        values: part
+            .values
+            .iter()
+            .zip(&whole.values)
+            .map(|(p, w)| if *w == 0.0 { 0.0 } else { p / w })
+            .collect(),
+    }
+}
+
+/// Counts per key, each with its share of `total`, as `measure` and
+/// `share`.
+fn with_shares(
+    counts: BTreeMap<String, Vec<i64>>,
+    total: Vec<i64>,
+    measure: &'static str,
+    n: usize,
+) -> Vec<Series> {
+    let total = finish(BTreeMap::from([(String::new(), total)]), measure, n)
+        .pop()
+        .unwrap_or(Series {
+            key: String::new(),
+            measure: measure.into(),
+            values: vec![0.0; n],
+        });
+    let mut out = Vec::new();
+    for s in finish(counts, measure, n) {
+        out.push(ratio(&s, &total, "share"));
+        out.push(s);
+    }
+    out
+}
+
+/// `technology`: adoption of languages and topics (repositories, from the
+/// GitHub facts), tags and API types (entities), and of what entities
+/// depend on (`dependsOn` and `consumesApi` targets; `target` narrows to
+/// one), each as a count and a share at the end of each interval. The
+/// share is of all unarchived repositories, or of all entities matching
+/// the filter (APIs for `api-type`).
+pub fn technology(
+    store: &dyn Store,
+    buckets: &[Bucket],
+    dim: Dimension,
+    opts: &Options,
+) -> Result<Vec<Series>, StoreError> {
+    let n = buckets.len();
+    let mut counts = BTreeMap::new();
+    let mut total = vec![0i64; n + 1];
+    match dim {
+        Dimension::Language | Dimension::Topic => {
+            each_repository(store, buckets, &mut |facts, a, b| {
+                total[a] += 1;
+                total[b] -= 1;
+                let keys: Vec<String> = if dim == Dimension::Language {
+                    facts
+                        .get("languages")
+                        .and_then(Value::as_object)
+                        .map(|l| l.keys().cloned().collect())
+                        .unwrap_or_default()
+                } else {
+                    facts
+                        .get("topics")
+                        .and_then(Value::as_array)
+                        .map(|t| {
+                            t.iter()
+                                .filter_map(Value::as_str)
+                                .map(str::to_owned)
+                                .collect()
+                        })
+                        .unwrap_or_default()
+                };
+                for k in keys {
+                    add(&mut counts, k, a, b, n);
+                }
+            })?;
+            Ok(with_shares(counts, total, "repositories", n))
+        }
+        _ => {
+            let apis = EntityFilter::parse(&["kind=api".to_owned()]).ok().flatten();
+            let filter = match (dim, opts.filter) {
+                (_, Some(f)) => Some(f),
+                (Dimension::ApiType, None) => apis.as_ref(),
+                _ => None,
+            };
+            each_seen(store, buckets, &mut |_, body, a, b| {
+                if !filter.is_none_or(|f| f.matches(body)) {
+                    return;
+                }
+                total[a] += 1;
+                total[b] -= 1;
+                for key in values_of(dim, body) {
+                    if key == NONE || opts.target.as_ref().is_some_and(|t| *t != key) {
+                        continue;
+                    }
+                    add(&mut counts, key, a, b, n);
+                }
+            })?;
+            Ok(with_shares(counts, total, "entities", n))
+        }
+    }
+}
+
+/// Per group and interval: entities, entities per level, score sum, and
+/// entities passing (or exempt from) each check.
+#[derive(Clone)]
+struct LevelCell {
+    entities: i64,
+    levels: Vec<i64>,
+    score: i64,
+    passing: Vec<i64>,
+}
+
+/// `scorecard-levels`: one scorecard's results at the end of each
+/// interval, by owner (a group counts its child groups' entities too),
+/// system, domain or all: `entities`, `level:<name>` (and `level:(none)`),
+/// `mean_score`, and `pass_rate:<check>` (passing or exempt / entities).
+pub fn scorecard_levels(
+    store: &dyn Store,
+    buckets: &[Bucket],
+    dim: Dimension,
+    def: &Definition,
+) -> Result<Vec<Series>, StoreError> {
+    let n = buckets.len();
+    let ends = ends_ms(buckets);
+    let by = match dim {
+        Dimension::Owner => RollupBy::Owner,
+        Dimension::System => RollupBy::System,
+        Dimension::Domain => RollupBy::Domain,
+        _ => RollupBy::All,
+    };
+    let checks: Vec<&str> = def.checks.iter().map(|c| c.id.as_str()).collect();
+    let empty = LevelCell {
+        entities: 0,
+        levels: vec![0; def.levels.len() + 1],
+        score: 0,
+        passing: vec![0; checks.len()],
+    };
+    let mut groups: BTreeMap<String, Vec<LevelCell>> = BTreeMap::new();
+    each_timeline(store, &def.id, &mut |timeline| {
+        let mut status: HashMap<&str, Option<CheckStatus>> = HashMap::new();
+        let mut i = 0;
+        for (b, end) in ends.iter().enumerate() {
+            while i < timeline.len() && timeline[i].at.timestamp_millis() < *end {
+                for (id, (_, after)) in &timeline[i].checks {
+                    status.insert(id.as_str(), *after);
+                }
+                i += 1;
+            }
+            let Some(state) = i.checked_sub(1).map(|j| &timeline[j]) else {
+                continue;
+            };
+            if !state.applies {
+                continue;
+            }
+            for g in trend_groups(state, by) {
+                let key = if g == "*" { "all".to_owned() } else { g };
+                let cell = &mut groups.entry(key).or_insert_with(|| vec![empty.clone(); n])[b];
+                cell.entities += 1;
+                let l = state.level_index.map_or(0, |l| l + 1);
+                if let Some(c) = cell.levels.get_mut(l) {
+                    *c += 1;
+                }
+                cell.score += i64::from(state.score_after.unwrap_or(0));
+                for (c, id) in checks.iter().enumerate() {
+                    if matches!(
+                        status.get(id),
+                        Some(Some(CheckStatus::Pass | CheckStatus::Exempt))
+                    ) {
+                        cell.passing[c] += 1;
+                    }
+                }
+            }
+        }
+    })?;
+    let mut out = Vec::new();
+    let level_names: Vec<String> = std::iter::once(format!("level:{NONE}"))
+        .chain(def.levels.iter().map(|l| format!("level:{l}")))
+        .collect();
+    for (key, cells) in groups {
+        let per = |f: &dyn Fn(&LevelCell) -> f64| cells.iter().map(f).collect::<Vec<f64>>();
+        let share = |num: &dyn Fn(&LevelCell) -> i64| {
+            per(&|c| {
+                if c.entities == 0 {
+                    0.0
+                } else {
+                    num(c) as f64 / c.entities as f64
+                }
+            })
+        };
+        out.push(Series {
+            key: key.clone(),
+            measure: "entities".into(),
+            values: per(&|c| c.entities as f64),
+        });
+        for (l, name) in level_names.iter().enumerate() {
+            out.push(Series {
+                key: key.clone(),
+                measure: name.clone().into(),
+                values: per(&|c| c.levels[l] as f64),
+            });
+        }
+        out.push(Series {
+            key: key.clone(),
+            measure: "mean_score".into(),
+            values: share(&|c| c.score),
+        });
+        for (c, id) in checks.iter().enumerate() {
+            out.push(Series {
+                key: key.clone(),
+                measure: format!("pass_rate:{id}").into(),
+                values: share(&|cell| cell.passing[c]),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// A group's move over the window: its mean score in the first interval
+/// where it had entities, and in the last.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Mover {
+    pub key: String,
+    pub from: f64,
+    pub to: f64,
+    pub change: f64,
+}
+
+/// The groups whose mean score rose most and fell most over the window
+/// (at most `top` each), from `scorecard-levels` series.
+pub fn movers(series: &[Series], top: usize) -> (Vec<Mover>, Vec<Mover>) {
+    let mut moves = Vec::new();
+    for s in series.iter().filter(|s| s.measure == "mean_score") {
+        let Some(entities) = series
+            .iter()
+            .find(|e| e.key == s.key && e.measure == "entities")
+        else {
+            continue;
+        };
+        let seen: Vec<usize> = (0..s.values.len())
+            .filter(|i| entities.values[*i] > 0.0)
+            .collect();
+        let (Some(first), Some(last)) = (seen.first(), seen.last()) else {
+            continue;
+        };
+        let (from, to) = (s.values[*first], s.values[*last]);
+        moves.push(Mover {
+            key: s.key.clone(),
+            from,
+            to,
+            change: to - from,
+        });
+    }
+    let mut up: Vec<Mover> = moves.iter().filter(|m| m.change > 0.0).cloned().collect();
+    up.sort_by(|a, b| b.change.total_cmp(&a.change).then(a.key.cmp(&b.key)));
+    up.truncate(top);
+    let mut down: Vec<Mover> = moves.into_iter().filter(|m| m.change < 0.0).collect();
+    down.sort_by(|a, b| a.change.total_cmp(&b.change).then(a.key.cmp(&b.key)));
+    down.truncate(top);
+    (up, down)
 }
 
 /// `changes`: how many changes the feed recorded within each interval, by
@@ -531,7 +982,7 @@ pub fn changes(
         .into_iter()
         .map(|(key, values)| Series {
             key,
-            measure: "changes",
+            measure: "changes".into(),
             values,
         })
         .collect())
@@ -543,7 +994,7 @@ mod tests {
     use crate::fold::Fold;
     use crate::fold::tests::{component, event};
     use crate::store::MemStore;
-    use proto::{EntityEvent, LocationOutcome, ProcessedEntity};
+    use proto::{EntityEvent, FactEvent, LocationOutcome, ProcessedEntity};
 
     fn day(d: i64, h: u32) -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 3, 2, h, 0, 0).unwrap() + Duration::days(d)
@@ -651,6 +1102,121 @@ mod tests {
         let by_kind = entities(&store, &days, Dimension::Kind, None).unwrap();
         assert_eq!(values(&by_kind, "group", "entities")[6], 0.0);
         assert_eq!(values(&by_kind, "group", "entities")[5], 1.0);
+    }
+
+    fn repo(name: &str, descriptor: bool, languages: &[&str], at: DateTime<Utc>) -> FactEvent {
+        FactEvent {
+            event_id: uuid::Uuid::now_v7(),
+            source: proto::SourceId::new("gh"),
+            observed_at: at,
+            subject: proto::SubjectKey::github_repository("github.com", "acme", name),
+            state: proto::FactState::Present {
+                facts: proto::Facts::GithubRepository(proto::RepositoryFacts {
+                    host: "github.com".into(),
+                    owner: "acme".into(),
+                    name: name.into(),
+                    id: 1,
+                    url: format!("https://github.com/acme/{name}"),
+                    default_branch: "main".into(),
+                    branch: "main".into(),
+                    visibility: "private".into(),
+                    archived: false,
+                    fork: false,
+                    topics: vec!["payments".into()],
+                    primary_language: languages.first().map(|l| l.to_string()),
+                    languages: languages.iter().map(|l| (l.to_string(), 10)).collect(),
+                    pushed_at: None,
+                    files: Default::default(),
+                    descriptors: if descriptor {
+                        vec![proto::LocationKey::new(format!("url:{name}"))]
+                    } else {
+                        vec![]
+                    },
+                    branch_protection: proto::Access::Denied {
+                        reason: "off".into(),
+                    },
+                    dependabot_alerts: proto::Access::Denied {
+                        reason: "off".into(),
+                    },
+                }),
+            },
+        }
+    }
+
+    fn apply_facts(store: &MemStore, e: &FactEvent) {
+        let mut fold = Fold::new(store);
+        fold.apply_facts(e).unwrap();
+        store.write(fold.finish().unwrap()).unwrap();
+    }
+
+    #[test]
+    fn catalog_coverage_and_languages_follow_the_facts_history() {
+        let store = MemStore::new();
+        // Day 1: two repositories, one described, Go and Rust. Day 3: the
+        // second gets a descriptor and drops Go. Day 4: the first goes.
+        apply_facts(&store, &repo("a", true, &["Go"], day(1, 9)));
+        apply_facts(&store, &repo("b", false, &["Go", "Rust"], day(1, 10)));
+        apply_facts(&store, &repo("b", true, &["Rust"], day(3, 10)));
+        // The same facts again change nothing and add no version.
+        apply_facts(&store, &repo("b", true, &["Rust"], day(3, 11)));
+        let mut gone = repo("a", true, &["Go"], day(4, 9));
+        gone.state = proto::FactState::Removed;
+        apply_facts(&store, &gone);
+        let days = buckets(day(0, 5), day(5, 5), Interval::Day);
+        let cov = catalog_coverage(&store, &days, Dimension::All).unwrap();
+        assert_eq!(
+            values(&cov, "all", "repositories"),
+            [0.0, 2.0, 2.0, 2.0, 1.0, 1.0]
+        );
+        assert_eq!(
+            values(&cov, "all", "with_descriptor"),
+            [0.0, 1.0, 1.0, 2.0, 1.0, 1.0]
+        );
+        assert_eq!(values(&cov, "all", "coverage")[1], 0.5);
+        let by_org = catalog_coverage(&store, &days, Dimension::Org).unwrap();
+        assert_eq!(values(&by_org, "github.com/acme", "coverage")[3], 1.0);
+        let opts = Options::default();
+        let langs = technology(&store, &days, Dimension::Language, &opts).unwrap();
+        assert_eq!(
+            values(&langs, "Go", "repositories"),
+            [0.0, 2.0, 2.0, 1.0, 0.0, 0.0]
+        );
+        assert_eq!(values(&langs, "Go", "share")[3], 0.5);
+        assert_eq!(values(&langs, "Rust", "share")[4], 1.0);
+        let topics = technology(&store, &days, Dimension::Topic, &opts).unwrap();
+        assert_eq!(values(&topics, "payments", "share")[2], 1.0);
+    }
+
+    #[test]
+    fn dependencies_count_their_dependents_over_time() {
+        let store = MemStore::new();
+        let a = "file:/org/a.yaml";
+        let mut c1 = component("c1", "team-a", a);
+        let me = proto::EntityRef::new("component", "default", "c1");
+        c1.relations.push(proto::Relation {
+            source: me,
+            relation_type: proto::RelationType::DependsOn,
+            target: proto::EntityRef::new("component", "default", "db"),
+        });
+        apply(
+            &store,
+            &at(
+                event(a, 1, vec![c1, component("c2", "team-a", a)]),
+                day(1, 9),
+            ),
+        );
+        let days = buckets(day(0, 5), day(2, 5), Interval::Day);
+        let opts = Options {
+            target: Some("component:default/db".into()),
+            ..Options::default()
+        };
+        let deps = technology(&store, &days, Dimension::Dependency, &opts).unwrap();
+        assert_eq!(
+            values(&deps, "component:default/db", "entities"),
+            [0.0, 1.0, 1.0]
+        );
+        assert_eq!(values(&deps, "component:default/db", "share")[2], 0.5);
+        assert_eq!(deps.len(), 2, "only the target: {deps:?}");
     }
 
     #[test]

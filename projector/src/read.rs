@@ -829,9 +829,9 @@ impl Catalog {
         metric: crate::adoption::Metric,
         buckets: &[crate::adoption::Bucket],
         dim: crate::adoption::Dimension,
-        filter: Option<&EntityFilter>,
+        opts: &crate::adoption::Options,
     ) -> Result<Vec<crate::adoption::Series>, StoreError> {
-        crate::adoption::compute(self.store.as_ref(), metric, buckets, dim, filter)
+        crate::adoption::compute(self.store.as_ref(), metric, buckets, dim, opts)
     }
 
     /// Every effective change of an entity, oldest first.

@@ -9,11 +9,11 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{Duration, Utc};
-use projector::adoption::{Dimension, Interval, Metric, Series, buckets};
+use projector::adoption::{Dimension, Interval, Metric, Options, Series, buckets, movers};
 use serde_json::json;
 use std::fmt::Write;
 
-/// `GET /api/metrics/{metric}?from=&to=&interval=day|week|month&by=&filter=&format=json|csv`
+/// `GET /api/metrics/{metric}?from=&to=&interval=day|week|month&by=&filter=&scorecard=&target=&format=json|csv`
 pub async fn metric(
     State(st): State<AppState>,
     PathArgs(name): PathArgs<String>,
@@ -38,32 +38,61 @@ pub async fn metric(
         Some(v) => Interval::parse(v)
             .ok_or_else(|| ApiError::Input(format!("interval: '{v}' is not day, week or month")))?,
     };
+    let splits = metric.dimensions();
     let dim = match p.one("by")? {
-        None => Dimension::All,
-        Some(v) => Dimension::parse(v).ok_or_else(|| {
-            ApiError::Input(format!(
-                "by: '{v}' is not one of all, kind, type, lifecycle, tag, owner, system, domain, namespace, source, change"
-            ))
-        })?,
+        None => splits[0],
+        Some(v) => Dimension::parse(v)
+            .filter(|d| splits.contains(d))
+            .ok_or_else(|| {
+                ApiError::Input(format!(
+                    "by: {name} is split by one of {}, not '{v}'",
+                    splits
+                        .iter()
+                        .map(|d| d.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            })?,
     };
-    let fits = match metric {
-        Metric::Changes => matches!(
-            dim,
-            Dimension::All | Dimension::Kind | Dimension::Source | Dimension::Change
-        ),
-        _ => !matches!(dim, Dimension::Source | Dimension::Change),
-    };
-    if !fits {
-        return Err(ApiError::Input(format!(
-            "by: {name} cannot be split that way (changes: all, kind, source, change; entities: all, kind, type, lifecycle, tag, owner, system, domain, namespace)"
-        )));
-    }
     let mut filter = crate::params::parse_filter(&p.all("filter"))?;
-    if filter.is_some() && metric == Metric::Changes {
-        return Err(ApiError::Input("filter: changes are not filtered".into()));
+    let filtered = matches!(
+        metric,
+        Metric::Entities | Metric::OwnershipCoverage | Metric::Technology
+    ) && !(metric == Metric::Technology
+        && matches!(dim, Dimension::Language | Dimension::Topic));
+    if filter.is_some() && !filtered {
+        return Err(ApiError::Input(format!(
+            "filter: {name} by {} counts no entities to filter",
+            dim.as_str()
+        )));
     }
     if filter.is_none() && metric == Metric::OwnershipCoverage {
         filter = crate::params::parse_filter(&["kind=component".to_owned()])?;
+    }
+    let scorecard = match (metric, p.one("scorecard")?) {
+        (Metric::ScorecardLevels, None) => {
+            return Err(ApiError::Input(
+                "scorecard: scorecard-levels needs the scorecard's id".into(),
+            ));
+        }
+        (Metric::ScorecardLevels, Some(id)) => Some(
+            st.catalog
+                .scorecard(id)?
+                .map(|(_, def)| def)
+                .ok_or_else(|| ApiError::NotFound(format!("No scorecard '{id}'")))?,
+        ),
+        (_, Some(_)) => {
+            return Err(ApiError::Input(format!(
+                "scorecard: {name} is not about one scorecard"
+            )));
+        }
+        (_, None) => None,
+    };
+    let target = p.one("target")?.map(str::to_ascii_lowercase);
+    if target.is_some() && dim != Dimension::Dependency {
+        return Err(ApiError::Input(
+            "target: only technology by dependency takes a target".into(),
+        ));
     }
     let to = crate::scorecards::time_param(&p, "to")?.unwrap_or_else(Utc::now);
     let from = crate::scorecards::time_param(&p, "from")?.unwrap_or(to - Duration::weeks(12));
@@ -86,17 +115,30 @@ pub async fn metric(
     };
     let catalog = st.catalog.clone();
     let b = buckets.clone();
-    let series = blocking(move || Ok(catalog.metric(metric, &b, dim, filter.as_ref())?)).await?;
+    let series = blocking(move || {
+        let opts = Options {
+            filter: filter.as_ref(),
+            scorecard,
+            target,
+        };
+        Ok(catalog.metric(metric, &b, dim, &opts)?)
+    })
+    .await?;
     if csv {
         return Ok(as_csv(&buckets, &series));
     }
-    Ok(json(&json!({
+    let mut answer = json!({
         "metric": metric.name(),
         "interval": interval.as_str(),
-        "by": p.one("by")?.unwrap_or("all"),
+        "by": dim.as_str(),
         "buckets": buckets,
         "series": series,
-    })))
+    });
+    if metric == Metric::ScorecardLevels {
+        let (improved, regressed) = movers(&series, 10);
+        answer["movers"] = json!({"improved": improved, "regressed": regressed});
+    }
+    Ok(json(&answer))
 }
 
 /// One row per interval, series and measure.

@@ -155,7 +155,8 @@ pub async fn entity(
     ))
 }
 
-/// `GET /api/scorecards/{id}/rollup?by=owner|system|domain|all&group=&checks=`
+/// `GET /api/scorecards/{id}/rollup?by=owner|system|domain|all&group=&checks=&asOf=`
+/// (`asOf`: as the results stood then, from their history)
 pub async fn rollup(
     State(st): State<AppState>,
     PathArgs(id): PathArgs<String>,
@@ -173,6 +174,14 @@ pub async fn rollup(
     };
     let group = group_param(&params, by)?;
     let catalog = st.catalog.clone();
+    if let Some(at) = crate::asof::param(&params)? {
+        let view = blocking(move || {
+            let (_, def) = definition(&catalog, &id)?;
+            Ok(catalog.scorecard_rollups_at(&def, by, group.as_deref(), at, with_checks)?)
+        })
+        .await?;
+        return Ok(json(&view));
+    }
     // Dashboards ask the same rollups again and again: the rendered answer
     // is kept until the store changes.
     let key = format!("rollup\0{id}\0{}\0{with_checks}\0{group:?}", by.dim());

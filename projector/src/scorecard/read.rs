@@ -503,6 +503,64 @@ impl Catalog {
         })
     }
 
+    /// The rollups as they stood at `at_ms` (only `group`'s, when given),
+    /// from the result history, with the scorecard's current definition.
+    pub fn scorecard_rollups_at(
+        &self,
+        def: &Definition,
+        by: RollupBy,
+        group: Option<&str>,
+        at_ms: i64,
+        with_checks: bool,
+    ) -> Result<RollupView, StoreError> {
+        let ids: Vec<&str> = def.checks.iter().map(|c| c.id.as_str()).collect();
+        let mut sums: BTreeMap<String, Rollup> = BTreeMap::new();
+        each_timeline(self.store().as_ref(), &def.id, &mut |timeline| {
+            let seen = timeline.partition_point(|c| c.at.timestamp_millis() <= at_ms);
+            let Some(state) = seen.checked_sub(1).map(|j| &timeline[j]) else {
+                return;
+            };
+            if !state.applies {
+                return;
+            }
+            let mut status: HashMap<&str, Option<CheckStatus>> = HashMap::new();
+            for c in &timeline[..seen] {
+                for (id, (_, after)) in &c.checks {
+                    status.insert(id.as_str(), *after);
+                }
+            }
+            for g in trend_groups(state, by) {
+                if group.is_some_and(|want| want != g) {
+                    continue;
+                }
+                let r = sums
+                    .entry(g)
+                    .or_insert_with(|| Rollup::new(def.levels.len(), ids.len()));
+                r.entities += 1;
+                let l = state.level_index.map_or(0, |l| l + 1);
+                if let Some(n) = r.levels.get_mut(l) {
+                    *n += 1;
+                }
+                r.score_sum += i64::from(state.score_after.unwrap_or(0));
+                for (i, id) in ids.iter().enumerate() {
+                    match status.get(id) {
+                        Some(Some(CheckStatus::Pass)) => r.checks[i].0 += 1,
+                        Some(Some(CheckStatus::Exempt)) => r.checks[i].1 += 1,
+                        _ => {}
+                    }
+                }
+            }
+        })?;
+        Ok(RollupView {
+            scorecard: def.id.clone(),
+            by: by.dim(),
+            groups: sums
+                .into_iter()
+                .map(|(g, r)| group_rollup(def, g, &r, with_checks))
+                .collect(),
+        })
+    }
+
     /// The rollups at the end of each interval, from the result history.
     pub fn scorecard_trend(
         &self,
@@ -511,13 +569,9 @@ impl Catalog {
     ) -> Result<Vec<TrendBucket>, StoreError> {
         let bounds = buckets(q.from, q.to, q.interval);
         let mut sums: Vec<BTreeMap<String, Rollup>> = vec![BTreeMap::new(); bounds.len()];
-        let p = keys::prefix(rk::RESULT_HISTORY, &[def.id.as_bytes()]);
-        // History is ordered by (ref, time): each entity's timeline is read
-        // once and its state at the end of every interval counted.
-        let mut current: Option<String> = None;
-        let mut timeline: Vec<ResultChange> = Vec::new();
-        let mut err = None;
-        let flush = |timeline: &mut Vec<ResultChange>, sums: &mut Vec<BTreeMap<String, Rollup>>| {
+        // Each entity's timeline is read once and its state at the end of
+        // every interval counted.
+        each_timeline(self.store().as_ref(), &def.id, &mut |timeline| {
             let mut i = 0;
             for (b, (_, end)) in bounds.iter().enumerate() {
                 while i < timeline.len() && timeline[i].at < *end {
@@ -544,31 +598,7 @@ impl Catalog {
                     r.score_sum += i64::from(state.score_after.unwrap_or(0));
                 }
             }
-            timeline.clear();
-        };
-        self.store().scan(&p, None, &mut |k, v| {
-            let rest = &k[p.len()..];
-            let Some(end) = rest.len().checked_sub(rk::HISTORY_SUFFIX) else {
-                return true;
-            };
-            let r = String::from_utf8_lossy(&rest[..end.saturating_sub(1)]).into_owned();
-            if current.as_deref() != Some(r.as_str()) {
-                flush(&mut timeline, &mut sums);
-                current = Some(r);
-            }
-            match rec::decode::<ResultChange>(k, v) {
-                Ok(c) => timeline.push(c),
-                Err(e) => {
-                    err = Some(e);
-                    return false;
-                }
-            }
-            true
         })?;
-        if let Some(e) = err {
-            return Err(e);
-        }
-        flush(&mut timeline, &mut sums);
         Ok(bounds
             .into_iter()
             .zip(sums)
@@ -651,7 +681,49 @@ pub fn view(
     }
 }
 
-fn trend_groups(c: &ResultChange, by: RollupBy) -> Vec<String> {
+/// Calls `visit` with each entity's result history under scorecard `id`
+/// (oldest first), one entity at a time, in ref order.
+pub(crate) fn each_timeline(
+    store: &dyn crate::store::Store,
+    id: &str,
+    visit: &mut dyn FnMut(&[ResultChange]),
+) -> Result<(), StoreError> {
+    let p = keys::prefix(rk::RESULT_HISTORY, &[id.as_bytes()]);
+    let mut current: Option<Vec<u8>> = None;
+    let mut timeline: Vec<ResultChange> = Vec::new();
+    let mut err = None;
+    store.scan(&p, None, &mut |k, v| {
+        let rest = &k[p.len()..];
+        let Some(end) = rest.len().checked_sub(rk::HISTORY_SUFFIX) else {
+            return true;
+        };
+        let r = &rest[..end.saturating_sub(1)];
+        if current.as_deref() != Some(r) {
+            if !timeline.is_empty() {
+                visit(&timeline);
+                timeline.clear();
+            }
+            current = Some(r.to_vec());
+        }
+        match rec::decode::<ResultChange>(k, v) {
+            Ok(c) => timeline.push(c),
+            Err(e) => {
+                err = Some(e);
+                return false;
+            }
+        }
+        true
+    })?;
+    if let Some(e) = err {
+        return Err(e);
+    }
+    if !timeline.is_empty() {
+        visit(&timeline);
+    }
+    Ok(())
+}
+
+pub(crate) fn trend_groups(c: &ResultChange, by: RollupBy) -> Vec<String> {
     match by {
         RollupBy::All => vec!["*".into()],
         RollupBy::Owner => c.groups.clone(),

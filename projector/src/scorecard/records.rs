@@ -34,6 +34,11 @@ pub const DEPENDENCY: u8 = b'D';
 pub const DEPENDED: u8 = b'd';
 pub const DUE: u8 = b'T';
 pub const FACTS: u8 = b'X';
+/// Every version of every subject's facts: subject, 0, time (as
+/// [`crate::keys::time_part`]) -> [`crate::records::encode_version`] of the
+/// facts' JSON (or removed). Written once per change, whatever the
+/// batching, so replicas and replays agree byte for byte.
+pub const FACT_HISTORY: u8 = b'Y';
 pub const EXEMPTIONS: u8 = b'W';
 pub const EXEMPTION_ID: u8 = b'w';
 pub const BY_LEVEL: u8 = b'V';
@@ -114,6 +119,11 @@ pub fn parse_due(k: &[u8]) -> Option<(i64, String, String)> {
 }
 pub fn facts(subject: &str) -> Vec<u8> {
     key(FACTS, &[subject.as_bytes()])
+}
+pub fn fact_version(subject: &str, at_ms: i64) -> Vec<u8> {
+    let mut k = prefix(FACT_HISTORY, &[subject.as_bytes()]);
+    k.extend_from_slice(&crate::keys::time_part(at_ms));
+    k
 }
 pub fn exemptions(scorecard: &str, r: &str) -> Vec<u8> {
     key(EXEMPTIONS, &[scorecard.as_bytes(), r.as_bytes()])

@@ -53,6 +53,8 @@ pub(crate) struct ScoreState {
     exemptions: Table<ExemptionSet>,
     exemption_ids: Table<(String, String)>,
     changed_facts: BTreeMap<String, Trigger>,
+    /// Versions of facts that changed in this batch, for history.
+    fact_versions: WriteSet,
     targeted: BTreeMap<(String, String), Trigger>,
     redefined: BTreeMap<String, Trigger>,
     /// Deadlines taken up by [`ScoreState::due`]: deleted unless rewritten.
@@ -92,6 +94,7 @@ impl ScoreState {
             exemptions: Table::new(rk::EXEMPTIONS),
             exemption_ids: Table::new(rk::EXEMPTION_ID),
             changed_facts: BTreeMap::new(),
+            fact_versions: Vec::new(),
             targeted: BTreeMap::new(),
             redefined: BTreeMap::new(),
             taken_due: Vec::new(),
@@ -112,6 +115,13 @@ impl ScoreState {
         if old.map(|o| &o.facts) == new.as_ref() {
             return Ok(false);
         }
+        let version = new
+            .as_ref()
+            .map(|f| serde_json::to_vec(f).expect("facts serialise"));
+        self.fact_versions.push((
+            rk::fact_version(subject, ev.observed_at.timestamp_millis()),
+            Some(crate::records::encode_version(version.as_deref())),
+        ));
         self.facts.set(
             key,
             new.map(|facts| FactRecord {
@@ -422,6 +432,7 @@ impl ScoreState {
             })
             .collect();
         let redefined = std::mem::take(&mut self.redefined);
+        out.append(&mut self.fact_versions);
         // Written first: a result that sets the same deadline again wins.
         for k in self.taken_due.drain(..) {
             out.push((k, None));
