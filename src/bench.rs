@@ -57,6 +57,11 @@ pub struct BenchArgs {
     /// generated org (evaluation, change-to-visible, rollup latency).
     #[arg(long)]
     pub scorecards: bool,
+    /// Instead of the pipeline measurements: the generated org with a year
+    /// of daily changes (about ten per entity), then the analysts' reads on
+    /// the store (asOf, a 52-week metric, the feed, a Parquet export).
+    #[arg(long)]
+    pub history: bool,
 }
 
 /// GET a JSON document: (status, body).
@@ -313,7 +318,7 @@ fn stage_timings(org: &Path, scratch: &Path) -> anyhow::Result<String> {
     ))
 }
 
-fn walk_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+pub(crate) fn walk_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir)? {
         let p = e?.path();
@@ -351,6 +356,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     if args.shape == "realistic" {
         return crate::bench_realistic::run(args.entities, args.requests, args.edits, &root).await;
+    }
+    if args.history {
+        let (entities, per_file) = (args.entities, args.per_file);
+        return tokio::task::spawn_blocking(move || {
+            crate::bench_history::run(entities, per_file, &root)
+        })
+        .await?;
     }
     if args.scorecards {
         return crate::bench_scorecards::run(

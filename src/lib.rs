@@ -4,6 +4,7 @@
 
 pub mod bench;
 pub mod bench_github;
+pub mod bench_history;
 pub mod bench_kafka;
 pub mod bench_realistic;
 pub mod bench_scorecards;

@@ -180,6 +180,38 @@ fn parquet_exports_read_in_duckdb_agree_with_the_api() {
     }
     assert!(compared > 0, "some group's levels were compared");
 
+    // The feed records each result's outcome changes: every scored
+    // entity got its first level from nothing.
+    let (_, changes) = get(
+        &a,
+        &format!("{base}/api/history/events?kind=scorecard&limit=1000"),
+    );
+    let firsts: std::collections::BTreeSet<&str> = changes["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["scorecard"]["id"] == card && i["scorecard"]["scoreBefore"].is_null())
+        .map(|i| {
+            assert_eq!(i["eventType"], "scorecard_changed");
+            assert!(i["scorecard"]["scoreAfter"].is_u64(), "{i}");
+            i["entityRef"].as_str().unwrap()
+        })
+        .collect();
+    assert_eq!(firsts.len() as u64, scored);
+    let (_, cart) = get(
+        &a,
+        &format!(
+            "{base}/api/history/events?kind=scorecard&entityRef=component:default/cart-service"
+        ),
+    );
+    assert!(
+        cart["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i["entityRef"] == "component:default/cart-service")
+    );
+
     // The scorecard-levels metric ends where the rollups stand now.
     let metric = |q: &str| get(&a, &format!("{base}/api/metrics/{q}"));
     let last = |series: &Value, key: &str, measure: &str| -> f64 {

@@ -403,6 +403,11 @@ impl Config {
         if self.projector.batch_max_bytes == 0 {
             bail!("projector.batch_max_bytes: must be at least 1");
         }
+        if self.projector.feed_retention_days == Some(0) {
+            bail!(
+                "projector.feed_retention_days: must be at least 1 (leave it out to keep the feed forever)"
+            );
+        }
         if self.projector.part_entities == 0 {
             bail!("projector.part_entities: must be at least 1");
         }

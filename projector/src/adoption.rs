@@ -958,7 +958,10 @@ pub fn changes(
             }
         };
         let t = r.at.timestamp_millis();
-        if t >= last_end || starts.first().is_none_or(|s| t < *s) {
+        if r.kind == crate::feed::FeedKind::ScorecardChanged
+            || t >= last_end
+            || starts.first().is_none_or(|s| t < *s)
+        {
             return true;
         }
         let i = starts.partition_point(|s| *s <= t) - 1;

@@ -4,7 +4,8 @@
 //! rather than the state (the scorecard result history, whose records
 //! depend on how batches fell, the served versions, one per batch that
 //! changed a ref, and the change feed, numbered in the order this store
-//! applied partitions; see ARCHITECTURE.md, Convergence).
+//! applied partitions, with its last number; see ARCHITECTURE.md,
+//! Convergence).
 
 use sha2::{Digest, Sha256};
 
@@ -34,8 +35,13 @@ pub struct StoreChecksum {
 pub fn checksum(store: &dyn Store, include_path: bool) -> Result<StoreChecksum, StoreError> {
     let mut hash = Sha256::new();
     let (mut keys, mut skipped) = (0u64, 0u64);
+    // The feed's last number counts the feed's records, which include
+    // scorecard outcome changes, as many as batches happened to make.
+    let feed_seq = crate::keys::meta(crate::keys::FEED_SEQ);
     store.scan(&[], None, &mut |k, v| {
-        if !include_path && k.first().is_some_and(|t| PATH_TABLES.contains(t)) {
+        if !include_path
+            && (k.first().is_some_and(|t| PATH_TABLES.contains(t)) || k == feed_seq.as_slice())
+        {
             skipped += 1;
             return true;
         }

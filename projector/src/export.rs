@@ -302,9 +302,13 @@ impl<'w> Rows<'w> {
     /// A line written as it is (JSON Lines of served entities).
     fn raw_line(&mut self, line: &[u8]) -> Result<(), ExportError> {
         self.written += 1;
-        if let Output::Plain(out) = &mut self.out {
-            out.write_all(line)?;
-            out.write_all(b"\n")?;
+        match &mut self.out {
+            Output::Plain(out) => {
+                out.write_all(line)?;
+                out.write_all(b"\n")?;
+            }
+            #[cfg(feature = "parquet")]
+            Output::Parquet(_) => {}
         }
         Ok(())
     }

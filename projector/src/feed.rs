@@ -17,6 +17,7 @@ use crate::store::{Store, StoreError};
 use chrono::{DateTime, Utc};
 use proto::{LocationKey, SourceId};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use uuid::Uuid;
 
 /// What changed.
@@ -29,16 +30,20 @@ pub enum FeedKind {
     LocationCreated,
     LocationUpdated,
     LocationDeleted,
+    /// A scorecard's outcome for an entity changed (level, score or a
+    /// check's status).
+    ScorecardChanged,
 }
 
 impl FeedKind {
-    pub const ALL: [FeedKind; 6] = [
+    pub const ALL: [FeedKind; 7] = [
         FeedKind::EntityCreated,
         FeedKind::EntityUpdated,
         FeedKind::EntityDeleted,
         FeedKind::LocationCreated,
         FeedKind::LocationUpdated,
         FeedKind::LocationDeleted,
+        FeedKind::ScorecardChanged,
     ];
 
     /// The event type's name, as Backstage's history module spells it.
@@ -50,7 +55,15 @@ impl FeedKind {
             FeedKind::LocationCreated => "location_created",
             FeedKind::LocationUpdated => "location_updated",
             FeedKind::LocationDeleted => "location_deleted",
+            FeedKind::ScorecardChanged => "scorecard_changed",
         }
+    }
+
+    pub fn is_location(self) -> bool {
+        matches!(
+            self,
+            FeedKind::LocationCreated | FeedKind::LocationUpdated | FeedKind::LocationDeleted
+        )
     }
 
     pub fn is_entity(self) -> bool {
@@ -89,11 +102,46 @@ pub struct FeedRecord {
     /// after the change.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub errors: Option<usize>,
+    /// For scorecard changes: what changed (the location is then the one
+    /// whose event caused it, or empty when it was not a location's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scorecard: Option<ScorecardOutcome>,
+}
+
+/// A change of one scorecard's outcome for one entity.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScorecardOutcome {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub level_before: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub level_after: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub score_before: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub score_after: Option<u32>,
+    /// Checks whose status changed: id -> (before, after).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub checks: BTreeMap<
+        String,
+        (
+            Option<crate::scorecard::CheckStatus>,
+            Option<crate::scorecard::CheckStatus>,
+        ),
+    >,
+    /// Why: `entity`, `related`, `fact`, `definition`, `exemption` or
+    /// `time`, and the location, subject, file, exemption or deadline.
+    pub cause: crate::scorecard::records::CauseKind,
+    pub detail: String,
 }
 
 impl FeedRecord {
     /// The key of the entity's history record this change wrote.
     pub fn history_key(&self) -> Option<Vec<u8>> {
+        if !self.kind.is_entity() {
+            return None;
+        }
         let r = self.entity.as_deref()?;
         Some(keys::history(r, self.at.timestamp_millis(), &self.event_id))
     }
@@ -136,6 +184,37 @@ pub fn write(
     }
     out.push((keys::meta(keys::FEED_SEQ), Some(seq.to_be_bytes().to_vec())));
     Ok(())
+}
+
+/// Deletes feed records observed before `before`, oldest first, at most
+/// `max` of them (the feed's retention; a reader whose cursor is older
+/// continues from the oldest record kept). Returns how many went.
+pub fn prune(store: &dyn Store, before: DateTime<Utc>, max: usize) -> Result<usize, StoreError> {
+    let mut gone = Vec::new();
+    let mut err = None;
+    store.scan(
+        &[keys::FEED],
+        None,
+        &mut |k, v| match records::decode::<FeedRecord>(k, v) {
+            Ok(r) if r.at < before => {
+                gone.push((k.to_vec(), None));
+                gone.len() < max
+            }
+            Ok(_) => false,
+            Err(e) => {
+                err = Some(e);
+                false
+            }
+        },
+    )?;
+    if let Some(e) = err {
+        return Err(e);
+    }
+    let n = gone.len();
+    if n > 0 {
+        store.write(gone)?;
+    }
+    Ok(n)
 }
 
 /// Up to `limit` entries after `after`, oldest first, that `keep` accepts;
@@ -213,4 +292,46 @@ pub fn bodies(
         None => None,
     };
     Ok((before, after))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemStore;
+    use chrono::TimeZone;
+
+    fn record(day: u32) -> FeedRecord {
+        FeedRecord {
+            at: Utc.with_ymd_and_hms(2026, 3, day, 12, 0, 0).unwrap(),
+            kind: FeedKind::LocationUpdated,
+            entity: None,
+            location: LocationKey::new("file:/a.yaml"),
+            source: SourceId::new("files"),
+            event_id: Uuid::nil(),
+            by: None,
+            errors: None,
+            scorecard: None,
+        }
+    }
+
+    #[test]
+    fn retention_drops_the_oldest_records_and_keeps_the_numbering() {
+        let store = MemStore::new();
+        let mut out = Vec::new();
+        write(&store, (1..=5).map(record).collect(), &mut out).unwrap();
+        store.write(out).unwrap();
+        let cutoff = Utc.with_ymd_and_hms(2026, 3, 3, 0, 0, 0).unwrap();
+        assert_eq!(prune(&store, cutoff, 1).unwrap(), 1, "at most max");
+        assert_eq!(prune(&store, cutoff, 100).unwrap(), 1);
+        assert_eq!(prune(&store, cutoff, 100).unwrap(), 0);
+        let (left, last) = read(&store, 0, 100, 100, &mut |_| true).unwrap();
+        let seqs: Vec<u64> = left.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, [3, 4, 5]);
+        assert_eq!(last, 5);
+        // New records continue the numbering.
+        let mut out = Vec::new();
+        write(&store, vec![record(6)], &mut out).unwrap();
+        store.write(out).unwrap();
+        assert_eq!(last_seq(&store).unwrap(), 6);
+    }
 }

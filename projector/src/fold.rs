@@ -384,6 +384,7 @@ impl<'s> Fold<'s> {
             event_id: event.event_id,
             by: None,
             errors: Some(errors),
+            scorecard: None,
         });
     }
 
@@ -501,6 +502,7 @@ impl<'s> Fold<'s> {
             event_id: event.event_id,
             by: by.clone(),
             errors: None,
+            scorecard: None,
         });
         self.history.push((
             keys::history(r, at_ms, &event.event_id),
@@ -623,9 +625,17 @@ impl<'s> Fold<'s> {
         for (k, h) in self.history.drain(..) {
             out.push((k, Some(records::encode(&h))));
         }
+        // Scorecard outcomes first: their changes join the feed after the
+        // catalog changes that caused them.
+        self.score.finish(
+            self.store,
+            &served,
+            &self.causes,
+            &links_changed,
+            &mut out,
+            &mut self.feed,
+        )?;
         feed::write(self.store, std::mem::take(&mut self.feed), &mut out)?;
-        self.score
-            .finish(self.store, &served, &self.causes, &links_changed, &mut out)?;
         Ok(out)
     }
 

@@ -34,6 +34,9 @@ pub struct ProjectorConfig {
     pub part_entities: usize,
     /// RocksDB block cache, MiB.
     pub cache_mb: usize,
+    /// Days the change feed keeps its records (`None`: forever). History
+    /// used by `asOf` and the metrics is kept regardless.
+    pub feed_retention_days: Option<u32>,
 }
 
 impl Default for ProjectorConfig {
@@ -43,6 +46,7 @@ impl Default for ProjectorConfig {
             batch_max_bytes: 64 << 20,
             part_entities: 10_000,
             cache_mb: 256,
+            feed_retention_days: None,
         }
     }
 }
@@ -173,6 +177,10 @@ pub fn run(
         }
         if last_due.elapsed() >= DUE_EVERY {
             apply_due(store.as_ref(), chrono::Utc::now())?;
+            if let Some(days) = cfg.feed_retention_days {
+                let before = chrono::Utc::now() - chrono::Duration::days(i64::from(days));
+                crate::feed::prune(store.as_ref(), before, 10_000)?;
+            }
             last_due = Instant::now();
         }
         if last_ends.elapsed() > Duration::from_millis(500) {

@@ -70,7 +70,10 @@ impl Selection {
                     .extend(FeedKind::ALL.iter().filter(|k| k.is_entity())),
                 "location" => sel
                     .types
-                    .extend(FeedKind::ALL.iter().filter(|k| !k.is_entity())),
+                    .extend(FeedKind::ALL.iter().filter(|k| k.is_location())),
+                "scorecard" => {
+                    sel.types.insert(FeedKind::ScorecardChanged);
+                }
                 _ => match FeedKind::ALL.iter().find(|k| k.as_str() == t) {
                     Some(k) => {
                         sel.types.insert(*k);
@@ -154,7 +157,25 @@ fn item(catalog: &Catalog, e: &FeedEntry, sel: &Selection) -> Result<Option<Valu
     );
     out.insert("eventType".into(), json!(r.kind.as_str()));
     let (mut before, mut after) = (None, None);
-    if let Some(key) = &r.entity {
+    if let (Some(key), Some(sc)) = (&r.entity, &r.scorecard) {
+        if let Some(filter) = &sel.filter {
+            let now = catalog
+                .entity(key)?
+                .and_then(|b| serde_json::from_slice(&b).ok());
+            if !now.is_some_and(|b: Value| filter.matches(&b)) {
+                return Ok(None);
+            }
+        }
+        out.insert("entityRef".into(), json!(key));
+        out.insert(
+            "entityId".into(),
+            json!(projector::fold::derived_id("entity", key).to_string()),
+        );
+        out.insert(
+            "scorecard".into(),
+            serde_json::to_value(sc).expect("outcomes serialise"),
+        );
+    } else if let Some(key) = &r.entity {
         let (b, a) = catalog.feed_bodies(r)?;
         let body = |h: Option<projector::records::HistoryRecord>| {
             h.and_then(|h| h.entity)
@@ -186,11 +207,13 @@ fn item(catalog: &Catalog, e: &FeedEntry, sel: &Selection) -> Result<Option<Valu
             json!(projector::fold::derived_id("entity", key).to_string()),
         );
     }
-    out.insert("locationRef".into(), json!(r.location.as_str()));
-    out.insert(
-        "locationId".into(),
-        json!(projector::fold::derived_id("location", r.location.as_str()).to_string()),
-    );
+    if !r.location.as_str().is_empty() {
+        out.insert("locationRef".into(), json!(r.location.as_str()));
+        out.insert(
+            "locationId".into(),
+            json!(projector::fold::derived_id("location", r.location.as_str()).to_string()),
+        );
+    }
     out.insert("source".into(), json!(r.source.as_str()));
     out.insert("logEventId".into(), json!(r.event_id.to_string()));
     if let Some(by) = &r.by {

@@ -320,11 +320,12 @@ pub fn duplicated_feed(path: &Path) -> Vec<String> {
         .map(|e| {
             let r = e.record;
             format!(
-                "{} {} {:?} {}",
+                "{} {} {:?} {} {:?}",
                 r.event_id,
                 r.kind.as_str(),
                 r.entity,
-                r.location
+                r.location,
+                r.scorecard.map(|s| s.id)
             )
         })
         .filter(|k| !seen.insert(k.clone()))

@@ -24,6 +24,7 @@ use super::records::{
     DefinitionSet, ExemptionRecord, ExemptionSet, FactRecord, InForce, ResultChange, ResultRecord,
     Revocation, Rollup,
 };
+use crate::feed::{FeedKind, FeedRecord, ScorecardOutcome};
 use crate::fold::{Table, derived_id};
 use crate::keys;
 use crate::records as rec;
@@ -417,6 +418,7 @@ impl ScoreState {
         causes: &HashMap<String, Trigger>,
         links_changed: &BTreeSet<String>,
         out: &mut WriteSet,
+        feed: &mut Vec<FeedRecord>,
     ) -> Result<(), StoreError> {
         let defs: Vec<(DefinitionRecord, Arc<Definition>)> = self
             .all_definitions(store)?
@@ -437,7 +439,14 @@ impl ScoreState {
         for k in self.taken_due.drain(..) {
             out.push((k, None));
         }
-        let mut eval = Evaluator::new(store, served, &mut self.facts, &mut self.exemptions, out);
+        let mut eval = Evaluator::new(
+            store,
+            served,
+            &mut self.facts,
+            &mut self.exemptions,
+            out,
+            feed,
+        );
         // Scorecards that went away: their results, indexes and rollups go.
         for (id, trigger) in &redefined {
             if !defs.iter().any(|(d, _)| &d.id == id) {
@@ -542,7 +551,15 @@ pub(crate) fn evaluate_catalog(
     let mut facts = Table::new(rk::FACTS);
     let mut exemptions = Table::new(rk::EXEMPTIONS);
     let mut out = WriteSet::new();
-    let mut eval = Evaluator::new(store, &served, &mut facts, &mut exemptions, &mut out);
+    let mut feed = Vec::new();
+    let mut eval = Evaluator::new(
+        store,
+        &served,
+        &mut facts,
+        &mut exemptions,
+        &mut out,
+        &mut feed,
+    );
     let trigger = Trigger {
         cause: Cause {
             kind: CauseKind::Definition,
@@ -714,6 +731,8 @@ struct Evaluator<'a> {
     evaluated: u64,
     changed: u64,
     out: &'a mut WriteSet,
+    /// Outcome changes, for the change feed.
+    feed: &'a mut Vec<FeedRecord>,
 }
 
 /// What one evaluation read, for the dependency index.
@@ -780,6 +799,7 @@ impl<'a> Evaluator<'a> {
         facts: &'a mut Table<FactRecord>,
         exemptions: &'a mut Table<ExemptionSet>,
         out: &'a mut WriteSet,
+        feed: &'a mut Vec<FeedRecord>,
     ) -> Self {
         Evaluator {
             store,
@@ -796,6 +816,7 @@ impl<'a> Evaluator<'a> {
             evaluated: 0,
             changed: 0,
             out,
+            feed,
         }
     }
 }
@@ -1142,6 +1163,30 @@ impl Evaluator<'_> {
             };
             let event = t.cause.event_id.unwrap_or_else(|| {
                 derived_id("due", &format!("{sc}\0{r}\0{}", t.at.timestamp_millis()))
+            });
+            self.feed.push(FeedRecord {
+                at,
+                kind: FeedKind::ScorecardChanged,
+                entity: Some(r.to_string()),
+                location: proto::LocationKey::new(if t.cause.kind == CauseKind::Entity {
+                    t.cause.detail.as_str()
+                } else {
+                    ""
+                }),
+                source: proto::SourceId::new("scorecards"),
+                event_id: event,
+                by: None,
+                errors: None,
+                scorecard: Some(ScorecardOutcome {
+                    id: sc.to_string(),
+                    level_before: change.level_before.clone(),
+                    level_after: change.level_after.clone(),
+                    score_before: change.score_before,
+                    score_after: change.score_after,
+                    checks: change.checks.clone(),
+                    cause: t.cause.kind,
+                    detail: t.cause.detail.clone(),
+                }),
             });
             self.out.push((
                 rk::result_history(sc, r, at_ms, seq, &event),

@@ -1,0 +1,237 @@
+//! `catalog bench --history`: a generated org with a year of history, for
+//! the analysts' reads. The demo-shaped org of `--entities` is created a
+//! year ago; then every day a share of its files is edited (descriptions,
+//! every fifth an owner move) and a few entities are added and removed,
+//! each day applied as one projector batch at that day's time, until the
+//! history holds about ten changes per entity. Then, on the store itself
+//! (no HTTP): a past catalog's by-query page and facets, a 52-week metric
+//! by owner, the change feed from a cursor a month back, and a Parquet
+//! export of every entity.
+
+use crate::bench::{fmt_d, generate_org, percentile, walk_files};
+use anyhow::Context;
+use chrono::{DateTime, Duration as Days, Utc};
+use projector::adoption::{Dimension, Interval, Metric, Options, buckets};
+use projector::{Catalog, EntityFilter, Fold, RocksStore, Store};
+use proto::{Content, LocationKey, Observation, ObservedContent, SourceId};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Days of history.
+const DAYS: i64 = 365;
+
+fn observe(path: &Path, org: &Path, text: &str, at: DateTime<Utc>) -> Observation {
+    Observation {
+        event_id: uuid::Uuid::now_v7(),
+        source: SourceId::new("bench"),
+        observed_at: at,
+        location: LocationKey::file(path),
+        origin: LocationKey::file(org),
+        first_seen_at: at,
+        content: ObservedContent::Present {
+            content: Content::Utf8 {
+                text: text.to_owned(),
+            },
+        },
+    }
+}
+
+/// One day's edit of a file: descriptions carry the day, every fifth
+/// edited file moves its owners, and some files gain or lose an entity.
+fn edit(text: &str, day: i64, k: usize, groups: usize) -> String {
+    let mut docs: Vec<String> = text.split("---\n").map(str::to_owned).collect();
+    for doc in &mut docs {
+        let lines: Vec<String> = doc
+            .lines()
+            .map(|l| {
+                if let Some(d) = l.strip_prefix("  description: ") {
+                    let base = d.split(" (rev").next().unwrap_or(d);
+                    format!("  description: {base} (rev {day})")
+                } else if k.is_multiple_of(5) && l.starts_with("  owner: ") {
+                    format!(
+                        "  owner: group:default/team-{}",
+                        (day as usize * 31 + k) % groups
+                    )
+                } else {
+                    l.to_owned()
+                }
+            })
+            .collect();
+        *doc = lines.join("\n") + "\n";
+    }
+    if k % 50 == 1 {
+        docs.push(format!(
+            "apiVersion: backstage.io/v1alpha1\nkind: Component\nmetadata:\n  name: new-{day}-{k}\n  description: added on day {day}\nspec:\n  type: service\n  lifecycle: experimental\n  owner: group:default/team-{}\n",
+            k % groups
+        ));
+    } else if k % 50 == 2 && docs.len() > 1 {
+        docs.pop();
+    }
+    docs.join("---\n")
+}
+
+pub fn run(entities: usize, per_file: usize, root: &Path) -> anyhow::Result<()> {
+    let org = root.join("org");
+    generate_org(&org, entities, per_file)?;
+    let mut files: Vec<(PathBuf, String)> = Vec::new();
+    for path in walk_files(&org)? {
+        let text = std::fs::read_to_string(&path)?;
+        files.push((path, text));
+    }
+    files.sort();
+    let groups = (entities / 200).max(2);
+    let per_day = (files.len() * 33 / 1000).max(1);
+    let store = Arc::new(RocksStore::open(&root.join("store"), 256 << 20)?);
+    let cfg = processor::ProcessorConfig::default();
+    let start = Utc::now() - Days::days(DAYS);
+    let t = Instant::now();
+    let mut applied = 0usize;
+    for day in 0..=DAYS {
+        let at = start + Days::days(day);
+        let touched: Vec<usize> = if day == 0 {
+            (0..files.len()).collect()
+        } else {
+            (0..per_day)
+                .map(|k| (day as usize * 7919 + k * 104_729) % files.len())
+                .collect()
+        };
+        let mut fold = Fold::new(store.as_ref());
+        for (k, &f) in touched.iter().enumerate() {
+            if day > 0 {
+                files[f].1 = edit(&files[f].1, day, k, groups);
+            }
+            let event = processor::process(&observe(&files[f].0, &org, &files[f].1, at), &cfg);
+            fold.apply(&event)?;
+            applied += 1;
+        }
+        store.write(fold.finish()?)?;
+        if day % 30 == 0 {
+            eprintln!(
+                "history: day {day}, {applied} events applied, {:.0} s",
+                t.elapsed().as_secs_f64()
+            );
+        }
+    }
+    let catalog = Catalog::new(store.clone() as Arc<dyn Store>);
+    let changes = catalog.feed_last()?;
+    println!(
+        "history: {entities} entities in {} files, {DAYS} days ({per_day} files edited a day), {changes} changes, built in {:.0} s",
+        files.len(),
+        t.elapsed().as_secs_f64()
+    );
+
+    // A past catalog: the first read builds it, later reads reuse it.
+    let past = (start + Days::days(DAYS / 2)).timestamp_millis();
+    let filter = EntityFilter::parse(&["kind=component,spec.type=service".to_owned()])?;
+    let t = Instant::now();
+    let then = catalog.as_of(past)?;
+    let built = t.elapsed();
+    let mut page = Vec::new();
+    for _ in 0..20 {
+        let t = Instant::now();
+        let refs = catalog.as_of(past)?.refs(filter.as_ref())?;
+        for r in refs.iter().take(100) {
+            then.entity(r)?;
+        }
+        page.push(t.elapsed());
+    }
+    page.sort();
+    let t = Instant::now();
+    let facets = then.facets(&["metadata.tags".to_owned()], None)?;
+    let facet = t.elapsed();
+    println!(
+        "asOf (half a year back): first read {} (materialises the catalog then), by-query page of 100 after it p50 {}, facets over metadata.tags {} ({} values)",
+        fmt_d(built),
+        fmt_d(percentile(&page, 0.5)),
+        fmt_d(facet),
+        facets.values().map(Vec::len).sum::<usize>()
+    );
+
+    // A 52-week metric by owner.
+    let weeks = buckets(Utc::now() - Days::weeks(52), Utc::now(), Interval::Week);
+    let mut took = Vec::new();
+    let mut series = 0;
+    for _ in 0..3 {
+        let t = Instant::now();
+        series = catalog
+            .metric(
+                Metric::Entities,
+                &weeks,
+                Dimension::Owner,
+                &Options::default(),
+            )?
+            .len();
+        took.push(t.elapsed());
+    }
+    took.sort();
+    println!(
+        "metric entities by owner, {} weeks: p50 {} ({series} series)",
+        weeks.len(),
+        fmt_d(percentile(&took, 0.5))
+    );
+
+    // The feed from a cursor a month back, records and bodies.
+    let month_ago = Utc::now() - Days::days(30);
+    let mut cursor = 0;
+    loop {
+        let (entries, last) = catalog.feed(cursor, 10_000, usize::MAX, &mut |_| true)?;
+        match entries.iter().find(|e| e.record.at >= month_ago) {
+            Some(e) => {
+                cursor = e.seq - 1;
+                break;
+            }
+            None if entries.is_empty() => break,
+            None => cursor = last,
+        }
+    }
+    let (mut n, mut after, t) = (0u64, cursor, Instant::now());
+    loop {
+        let (entries, last) = catalog.feed(after, 1000, usize::MAX, &mut |_| true)?;
+        if entries.is_empty() {
+            break;
+        }
+        n += entries.len() as u64;
+        after = last;
+    }
+    let records = t.elapsed();
+    let (mut bodies, mut after, t) = (0u64, cursor, Instant::now());
+    loop {
+        let (entries, last) = catalog.feed(after, 1000, usize::MAX, &mut |_| true)?;
+        if entries.is_empty() {
+            break;
+        }
+        for e in &entries {
+            let (before, after) = catalog.feed_bodies(&e.record)?;
+            bodies += u64::from(before.is_some()) + u64::from(after.is_some());
+        }
+        after = last;
+    }
+    let with_bodies = t.elapsed();
+    println!(
+        "feed from a month back: {n} changes; records {:.0}/s, with the bodies before and after {:.0}/s ({bodies} bodies)",
+        n as f64 / records.as_secs_f64().max(1e-9),
+        n as f64 / with_bodies.as_secs_f64().max(1e-9)
+    );
+
+    // A Parquet export of every entity.
+    let out = root.join("entities.parquet");
+    let mut file = std::io::BufWriter::new(
+        std::fs::File::create(&out).with_context(|| format!("cannot create {}", out.display()))?,
+    );
+    let t = Instant::now();
+    let rows = projector::export::export(
+        &catalog,
+        projector::export::What::Entities,
+        projector::export::Format::Parquet,
+        &mut file,
+    )?;
+    let took = t.elapsed();
+    println!(
+        "export of entities as Parquet: {rows} rows in {} = {:.0} entities/s, {} KiB",
+        fmt_d(took),
+        rows as f64 / took.as_secs_f64().max(1e-9),
+        std::fs::metadata(&out)?.len() / 1024
+    );
+    Ok(())
+}
