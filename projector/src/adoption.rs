@@ -285,6 +285,19 @@ pub fn related(body: &Value, relation: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// The strings of the array at `pointer` (none when it is not an array).
+pub fn strings_at(v: &Value, pointer: &str) -> Vec<String> {
+    v.pointer(pointer)
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 fn text(body: &Value, path: &[&str]) -> Option<String> {
     let mut v = body;
     for p in path {
@@ -304,16 +317,7 @@ pub fn values_of(dim: Dimension, body: &Value) -> Vec<String> {
         Dimension::Type => text(body, &["spec", "type"]).into_iter().collect(),
         Dimension::Lifecycle => text(body, &["spec", "lifecycle"]).into_iter().collect(),
         Dimension::Namespace => text(body, &["metadata", "namespace"]).into_iter().collect(),
-        Dimension::Tag => body
-            .pointer("/metadata/tags")
-            .and_then(Value::as_array)
-            .map(|t| {
-                t.iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_owned)
-                    .collect()
-            })
-            .unwrap_or_default(),
+        Dimension::Tag => strings_at(body, "/metadata/tags"),
         Dimension::Owner => related(body, "ownedBy"),
         Dimension::System => related(body, "partOf")
             .into_iter()
@@ -733,16 +737,7 @@ pub fn technology(
                         .map(|l| l.keys().cloned().collect())
                         .unwrap_or_default()
                 } else {
-                    facts
-                        .get("topics")
-                        .and_then(Value::as_array)
-                        .map(|t| {
-                            t.iter()
-                                .filter_map(Value::as_str)
-                                .map(str::to_owned)
-                                .collect()
-                        })
-                        .unwrap_or_default()
+                    strings_at(facts, "/topics")
                 };
                 for k in keys {
                     add(&mut counts, k, a, b, n);

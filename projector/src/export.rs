@@ -573,16 +573,7 @@ fn entities(catalog: &Catalog, what: What, rows: &mut Rows) -> Result<(), Export
                 }
                 continue;
             }
-            let tags: Vec<String> = v
-                .pointer("/metadata/tags")
-                .and_then(Value::as_array)
-                .map(|t| {
-                    t.iter()
-                        .filter_map(Value::as_str)
-                        .map(str::to_owned)
-                        .collect()
-                })
-                .unwrap_or_default();
+            let tags = crate::adoption::strings_at(&v, "/metadata/tags");
             let owner = crate::adoption::related(&v, "ownedBy").join(";");
             let part_of = crate::adoption::related(&v, "partOf");
             let of_kind = |k: &str| {
