@@ -12,6 +12,20 @@ use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(60);
 
+/// Waits until the demo org is in: the number of entities has held still
+/// for two seconds.
+fn settled(a: &ureq::Agent, base: &str) {
+    let mut last = (0, std::time::Instant::now());
+    wait_for("the demo org, all of it", WAIT, || {
+        let n = total(a, base, "");
+        if n != last.0 {
+            last = (n, std::time::Instant::now());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        (n > 0 && last.1.elapsed() > Duration::from_secs(2)).then_some(())
+    });
+}
+
 /// The rows DuckDB answers for `sql`.
 fn duckdb(sql: &str) -> Vec<Value> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/duckdb-sql");
@@ -58,17 +72,7 @@ fn parquet_exports_read_in_duckdb_agree_with_the_api() {
     let a = agent();
     let base = dev.running.base.clone();
     let card = "production-readiness";
-    // The demo org is in once the number of entities holds still for two
-    // seconds; then every service and website has its result.
-    let mut last = (0, std::time::Instant::now());
-    wait_for("the demo org, all of it", WAIT, || {
-        let n = total(&a, &base, "");
-        if n != last.0 {
-            last = (n, std::time::Instant::now());
-        }
-        std::thread::sleep(Duration::from_millis(200));
-        (n > 0 && last.1.elapsed() > Duration::from_secs(2)).then_some(())
-    });
+    settled(&a, &base);
     let services = wait_for("the scorecard results", WAIT, || {
         let n = total(&a, &base, "kind=component,spec.type=service");
         let (s, v) = get(&a, &format!("{base}/api/scorecards/{card}/rollup?by=all"));
@@ -398,14 +402,8 @@ fn agents_query_the_catalog_through_mcp() {
     let dev = dev_allowing_files();
     let a = agent();
     let base = dev.running.base.clone();
-    wait_for("cart-service", WAIT, || {
-        (get(
-            &a,
-            &format!("{base}/api/catalog/entities/by-name/component/default/cart-service"),
-        )
-        .0 == 200)
-            .then_some(())
-    });
+    // The walks below follow relations to entities of other files.
+    settled(&a, &base);
 
     let init = mcp(
         &a,
