@@ -302,11 +302,11 @@ impl query::LocationAccess for LocationAccess {
         proto::LocationKey,
         proto::ObservedContent,
     )> {
-        use ingest::files::Fetched;
+        use ingest::source::Fetched;
         use proto::ObservedContent;
         let listing = self
             .0
-            .list(std::slice::from_ref(key), &ingest::files::Known::new());
+            .list(std::slice::from_ref(key), &ingest::source::Known::new());
         listing
             .locations
             .into_iter()

@@ -26,20 +26,21 @@
 //! ```
 
 pub mod config;
-pub mod files;
-pub mod github;
 pub mod http;
 pub mod metrics;
-pub mod registered;
-pub mod scorecards;
+pub mod source;
+pub mod sources;
 pub mod state;
 pub mod sync;
 pub mod targets;
 pub mod watch;
 
+pub use sources::{files, github, registered, scorecards};
+
 pub use config::{ConfigError, FilesConfig, IngestConfig, RemovalGuard, SourceConfig, SourceKind};
-pub use files::{FilesSource, Listing, Source, SourceError, SyncMode};
+pub use files::FilesSource;
 pub use registered::{LocationReader, LocationsConfig, Registry, TargetError};
+pub use source::{Listing, Source, SourceError, SyncMode};
 pub use state::{StateError, StateStore};
 pub use sync::{HeldBack, SyncError, SyncReport, sync_source};
 

@@ -3,7 +3,7 @@
 //! crash between the flush and the state write re-ships, never loses).
 
 use crate::config::RemovalGuard;
-use crate::files::{Fetched, Listing, Source, SourceError, SyncMode};
+use crate::source::{Fetched, Listing, Source, SourceError, SyncMode};
 use crate::state::{
     ContentState, FactChange, FactRecord, LocationRecord, StateChange, StateError, StateStore,
 };
@@ -384,7 +384,7 @@ pub fn sync_source_forced(
     let id = source.id().clone();
     let prior = state.load(&id)?;
     let prior_facts = state.facts(&id)?;
-    let forced: Option<crate::files::Known> =
+    let forced: Option<crate::source::Known> =
         force.iter().any(|k| prior.contains_key(k)).then(|| {
             let mut known = (*prior).clone();
             for k in force {
@@ -468,7 +468,7 @@ pub fn sync_source_forced(
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::files::{Known, Listed};
+    use crate::source::{Known, Listed};
     use crate::state::Fingerprint;
     use eventlog::Reader;
     use proto::Content;

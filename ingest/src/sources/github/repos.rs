@@ -8,7 +8,7 @@
 
 use super::client::{ApiError, Client, json};
 use super::config::GithubConfig;
-use crate::files::{Fetched, Listed, ListedFacts};
+use crate::source::{Fetched, Listed, ListedFacts};
 use base64::Engine;
 use chrono::{DateTime, Utc};
 use proto::{

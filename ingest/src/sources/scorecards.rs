@@ -28,7 +28,7 @@ use std::time::Duration;
 /// The scorecards the catalog ships with: (file name, text).
 pub const BUILTIN: [(&str, &str); 1] = [(
     "builtin/production-readiness.yaml",
-    include_str!("../scorecards/production-readiness.yaml"),
+    include_str!("../../scorecards/production-readiness.yaml"),
 )];
 
 /// Largest definition file published; larger ones are reported and skipped.

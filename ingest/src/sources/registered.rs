@@ -15,8 +15,9 @@
 //! incomplete, so that a restart never removes what it has not yet read
 //! the registration of.
 
-use crate::files::{Fetched, Known, ListRun, Listed, Listing, Source, SourceError};
+use crate::files::ListRun;
 use crate::github::GithubSource;
+use crate::source::{Fetched, Known, Listed, Listing, Source, SourceError};
 use proto::{LocationChange, LocationCommand, LocationKey, SourceId, Versioned, topics};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

@@ -20,7 +20,9 @@ pub mod org;
 pub mod repos;
 pub mod webhook;
 
-use crate::files::{Fetched, Known, Listed, ListedFacts, Listing, ScopeEntry, Source, SourceError};
+use crate::source::{
+    Fetched, Known, Listed, ListedFacts, Listing, ScopeEntry, Source, SourceError,
+};
 use crate::state::StateStore;
 use chrono::Utc;
 use client::{ApiError, Client, Politeness, json};
