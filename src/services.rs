@@ -362,17 +362,6 @@ fn ingest_stage(ingest: Arc<ingest::Ingest>, shutdown: &Shutdown) -> Stage {
     })
 }
 
-/// Publishes the scorecard definition files whenever they change.
-fn scorecards_stage(cfg: &Config, log: Arc<dyn EventLog>, shutdown: &Shutdown) -> Stage {
-    let publisher =
-        ingest::scorecards::DefinitionPublisher::new(cfg.ingest.scorecards.clone(), log);
-    let stop = shutdown.flag();
-    spawn_stage("scorecards", shutdown, move || {
-        publisher.run(stop)?;
-        Ok(())
-    })
-}
-
 /// Appends exemptions (and other scorecard events) to the log.
 fn scorecard_writer(log: Arc<dyn EventLog>) -> query::scorecards::ScorecardWriter {
     Arc::new(move |event: &proto::ScorecardEvent| {
@@ -587,7 +576,6 @@ pub async fn run_dev(
     let http = http(&cfg, state, Some(webhooks), listening).await?;
     let stages = vec![
         ingest_stage(ingest, &shutdown),
-        scorecards_stage(&cfg, log.clone(), &shutdown),
         processor_stage(&cfg, log.clone(), &shutdown),
         projector_stage(&cfg, log, store, status, &shutdown),
     ];
@@ -608,10 +596,7 @@ pub async fn run_ingest(
         Some(addr) => Some(ingest_http(addr, ingest.clone(), metrics).await?),
         None => None,
     };
-    let stages = vec![
-        ingest_stage(ingest, &shutdown),
-        scorecards_stage(&cfg, log.clone(), &shutdown),
-    ];
+    let stages = vec![ingest_stage(ingest, &shutdown)];
     until_shutdown(&shutdown, stages, http).await
 }
 

@@ -42,6 +42,12 @@ pub struct IngestConfig {
     /// Scorecard definition files, published to the scorecards topic.
     #[serde(default)]
     pub scorecards: crate::scorecards::ScorecardsConfig,
+    /// Ids of sources taken out of `sources` whose removal is confirmed:
+    /// what they yielded is removed whatever the removal guard says. A
+    /// source that is simply gone from the configuration is removed under
+    /// the guard (held back and reported when it held many locations).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retired_sources: Vec<String>,
 }
 
 /// One configured source instance.
@@ -84,6 +90,10 @@ pub struct FilesConfig {
     pub watch: bool,
     /// Seconds between full listings while the tree is watched.
     pub rescan_interval_secs: u64,
+    /// Read files that a symbolic link in the tree leads to outside the
+    /// root. Off by default: such a link is an error on its location, so
+    /// that a link to a system file placed in the tree is never read.
+    pub follow_links_outside_root: bool,
 }
 
 /// Default seconds between full listings of a watched tree.
@@ -155,6 +165,7 @@ impl SourceConfig {
                 patterns: default_patterns(),
                 watch: true,
                 rescan_interval_secs: DEFAULT_RESCAN_INTERVAL_SECS,
+                follow_links_outside_root: false,
             }),
             schedule: default_schedule(),
             max_file_bytes: default_max_file_bytes(),
@@ -184,6 +195,8 @@ struct RawSourceConfig {
     watch: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     rescan_interval_secs: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    follow_links_outside_root: Option<bool>,
     #[serde(default = "default_schedule")]
     schedule: String,
     #[serde(default = "default_max_file_bytes")]
@@ -215,10 +228,15 @@ impl TryFrom<RawSourceConfig> for SourceConfig {
                     Some(n) => n,
                     None => DEFAULT_RESCAN_INTERVAL_SECS,
                 },
+                follow_links_outside_root: raw.follow_links_outside_root.unwrap_or(false),
             }),
-            "github" if raw.watch.is_some() || raw.rescan_interval_secs.is_some() => {
+            _ if raw.kind != "files"
+                && (raw.watch.is_some()
+                    || raw.rescan_interval_secs.is_some()
+                    || raw.follow_links_outside_root.is_some()) =>
+            {
                 return Err(format!(
-                    "source {:?}: watch and rescan_interval_secs apply to files sources only",
+                    "source {:?}: watch, rescan_interval_secs and follow_links_outside_root apply to files sources only",
                     raw.id
                 ));
             }
@@ -252,7 +270,7 @@ impl From<SourceConfig> for RawSourceConfig {
                 "files".to_string(),
                 Some(f.path),
                 Some(f.patterns),
-                Some((f.watch, f.rescan_interval_secs)),
+                Some((f.watch, f.rescan_interval_secs, f.follow_links_outside_root)),
                 None,
             ),
             SourceKind::Github(g) => ("github".to_string(), None, None, None, Some(*g)),
@@ -264,6 +282,7 @@ impl From<SourceConfig> for RawSourceConfig {
             patterns,
             watch: watch.map(|w| w.0),
             rescan_interval_secs: watch.map(|w| w.1),
+            follow_links_outside_root: watch.and_then(|w| w.2.then_some(true)),
             schedule: c.schedule,
             max_file_bytes: c.max_file_bytes,
             removal_guard: c.removal_guard,
@@ -357,6 +376,16 @@ impl IngestConfig {
                         return Err(err(&field, message));
                     }
                 }
+            }
+        }
+        for (i, id) in self.retired_sources.iter().enumerate() {
+            if ids.contains(id.as_str()) {
+                return Err(ConfigError {
+                    field: format!("ingest.retired_sources[{i}]"),
+                    message: format!(
+                        "{id:?} is a configured source; take it out of `sources` to retire it"
+                    ),
+                });
             }
         }
         Ok(())

@@ -80,26 +80,57 @@ pub enum IngestError {
 struct SourceRuntime {
     id: String,
     kind: &'static str,
-    /// `None` for the source of registered locations, which is not
-    /// configured but made by [`Ingest::with_registered`].
+    /// `None` for the sources that are not configured: registered
+    /// locations ([`Ingest::with_registered`]) and retired sources.
     config: Option<SourceConfig>,
     removal_guard: RemovalGuard,
     schedule: cron::Schedule,
+    schedule_text: String,
     source: Arc<dyn Source>,
     /// The same source when it is a GitHub one (webhooks go there).
     github: Option<Arc<github::GithubSource>>,
-    /// One sync of a source at a time (scheduler and `sync_now` callers).
+    /// The same source when it is a retired one (its thread ends when
+    /// nothing of it is left).
+    retired: Option<Arc<sources::retired::RetiredSource>>,
+    /// One sync of a source at a time (its thread and `sync_now` callers).
     lock: Mutex<()>,
+    /// What wakes the source's thread.
+    signal: Arc<Signal>,
+    health: Mutex<Health>,
+}
+
+/// What a source's syncs did, for the status API.
+#[derive(Debug, Default, Clone)]
+struct Health {
+    last_sync: Option<SyncReport>,
+    last_error: Option<SyncFailure>,
+    syncs: u64,
+    failures: u64,
+    next_sync_at: Option<chrono::DateTime<Utc>>,
+}
+
+/// A failed sync.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct SyncFailure {
+    pub at: chrono::DateTime<Utc>,
+    pub message: String,
+}
+
+/// The scorecard definition publisher, run beside the sources.
+struct PublisherRuntime {
+    publisher: Mutex<scorecards::DefinitionPublisher>,
+    signal: Arc<Signal>,
+    health: Mutex<Health>,
 }
 
 /// The ingest stage.
 pub struct Ingest {
     sources: Vec<SourceRuntime>,
+    publisher: Option<PublisherRuntime>,
     state: Arc<StateStore>,
     log: Arc<dyn EventLog>,
-    trigger: Trigger,
-    /// The last sync of each source, for the status API.
-    last: Mutex<std::collections::HashMap<String, SyncReport>>,
+    /// Wakes the thread that hands refreshes out to the sources.
+    dispatch: Arc<Signal>,
     /// The locations registered through the API, when this ingest reads
     /// them ([`Ingest::with_registered`]).
     registry: Option<Arc<Registry>>,
@@ -122,7 +153,10 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Ingest {
     /// Validates `cfg`, sets up its sources and opens the sync state under
-    /// `state_dir`. A source's root need not exist yet.
+    /// `state_dir`. A source's root need not exist yet. Sources found in
+    /// the state but no longer configured are retired: a sync removes what
+    /// they yielded, under the removal guard unless `cfg.retired_sources`
+    /// confirms it.
     pub fn open(
         cfg: IngestConfig,
         log: Arc<dyn EventLog>,
@@ -152,6 +186,7 @@ impl Ingest {
                     if f.watch {
                         files = files.with_watch(Duration::from_secs(f.rescan_interval_secs));
                     }
+                    files = files.following_links_outside_root(f.follow_links_outside_root);
                     (Arc::new(files), None)
                 }
                 SourceKind::Github(g) => {
@@ -174,22 +209,78 @@ impl Ingest {
                     SourceKind::Github(_) => "github",
                 },
                 removal_guard: sc.removal_guard,
+                schedule_text: sc.schedule.clone(),
                 config: Some(sc),
                 schedule,
                 source,
                 github,
+                retired: None,
                 lock: Mutex::new(()),
+                signal: Arc::default(),
+                health: Mutex::default(),
             });
         }
+        for id in state.source_ids()? {
+            let configured = sources.iter().any(|rt| rt.id == id.as_str());
+            if configured || id.as_str() == registered::SOURCE_ID {
+                continue;
+            }
+            let confirmed = cfg.retired_sources.iter().any(|r| r == id.as_str());
+            tracing::warn!(source = %id, confirmed, "source no longer configured: removing what it yielded");
+            let retired = Arc::new(sources::retired::RetiredSource::new(
+                id.clone(),
+                confirmed,
+                state.clone(),
+            ));
+            sources.push(SourceRuntime {
+                id: id.to_string(),
+                kind: "retired",
+                config: None,
+                // Confirmed: nothing is held back.
+                removal_guard: if confirmed {
+                    RemovalGuard {
+                        max_share: 1.0,
+                        min_count: u32::MAX,
+                    }
+                } else {
+                    RemovalGuard::default()
+                },
+                schedule: sources::retired::SCHEDULE
+                    .parse()
+                    .expect("a valid cron expression"),
+                schedule_text: sources::retired::SCHEDULE.into(),
+                source: retired.clone(),
+                github: None,
+                retired: Some(retired),
+                lock: Mutex::new(()),
+                signal: Arc::default(),
+                health: Mutex::default(),
+            });
+        }
+        let publisher = PublisherRuntime {
+            publisher: Mutex::new(scorecards::DefinitionPublisher::new(
+                cfg.scorecards,
+                log.clone(),
+            )),
+            signal: Arc::default(),
+            health: Mutex::default(),
+        };
         Ok(Ingest {
             sources,
+            publisher: Some(publisher),
             state,
             log,
-            trigger: Trigger::default(),
-            last: Mutex::new(std::collections::HashMap::new()),
+            dispatch: Arc::default(),
             registry: None,
             reader: None,
         })
+    }
+
+    /// Leaves the scorecard definitions to another publisher: [`Ingest::run`]
+    /// runs the sources only.
+    pub fn without_scorecards(mut self) -> Self {
+        self.publisher = None;
+        self
     }
 
     /// Adds the source of locations registered through the API: [`Ingest::run`]
@@ -222,9 +313,13 @@ impl Ingest {
             schedule: registered::SCHEDULE
                 .parse()
                 .expect("a valid cron expression"),
+            schedule_text: registered::SCHEDULE.into(),
             source,
             github: None,
+            retired: None,
             lock: Mutex::new(()),
+            signal: Arc::default(),
+            health: Mutex::default(),
         });
         self.registry = Some(registry);
         self.reader = Some(reader);
@@ -236,7 +331,8 @@ impl Ingest {
         self.reader.clone()
     }
 
-    /// The ids of the configured sources, in configuration order.
+    /// The ids of the sources (configured ones in configuration order,
+    /// then retired ones, then registered locations).
     pub fn source_ids(&self) -> Vec<&str> {
         self.sources.iter().map(|s| s.id.as_str()).collect()
     }
@@ -294,16 +390,27 @@ impl Ingest {
             Utc::now(),
             mode,
             force,
-        )
-        .map_err(|error| {
-            metrics::record_error(rt.source.id());
-            IngestError::Sync {
-                source_id: rt.source.id().clone(),
-                error,
+        );
+        let mut health = lock(&rt.health);
+        health.syncs += 1;
+        match r {
+            Ok(r) => {
+                health.last_sync = Some(r.clone());
+                Ok(r)
             }
-        })?;
-        lock(&self.last).insert(rt.id.clone(), r.clone());
-        Ok(r)
+            Err(error) => {
+                metrics::record_error(rt.source.id());
+                health.failures += 1;
+                health.last_error = Some(SyncFailure {
+                    at: Utc::now(),
+                    message: error.to_string(),
+                });
+                Err(IngestError::Sync {
+                    source_id: rt.source.id().clone(),
+                    error,
+                })
+            }
+        }
     }
 
     /// Syncs, now and on this thread, what webhooks queued for `source_id`
@@ -327,68 +434,146 @@ impl Ingest {
             .collect()
     }
 
-    /// What each source did last, and what it holds back.
+    /// What each source did last, what it holds back, and what went wrong.
     pub fn status(&self) -> Vec<SourceStatus> {
-        let last = lock(&self.last);
-        self.sources
+        let mut out: Vec<SourceStatus> = self
+            .sources
             .iter()
-            .map(|rt| SourceStatus {
-                id: rt.id.clone(),
-                kind: rt.kind,
-                last_sync: last.get(&rt.id).cloned(),
-                details: rt.source.status(),
+            .map(|rt| {
+                let h = lock(&rt.health).clone();
+                SourceStatus {
+                    id: rt.id.clone(),
+                    kind: rt.kind,
+                    schedule: rt.schedule_text.clone(),
+                    last_sync: h.last_sync,
+                    last_error: h.last_error,
+                    syncs: h.syncs,
+                    failures: h.failures,
+                    next_sync_at: h.next_sync_at,
+                    details: rt.source.details(),
+                }
             })
-            .collect()
+            .collect();
+        if let Some(p) = &self.publisher {
+            let h = lock(&p.health).clone();
+            let publisher = lock(&p.publisher);
+            out.push(SourceStatus {
+                id: publisher.source_id().to_string(),
+                kind: "scorecards",
+                schedule: format!("every {} s", publisher.poll_interval().as_secs()),
+                last_sync: None,
+                last_error: h.last_error,
+                syncs: h.syncs,
+                failures: h.failures,
+                next_sync_at: h.next_sync_at,
+                details: publisher.details(),
+            });
+        }
+        out
     }
 
-    /// A handle that makes [`Ingest::run`] sync every source at once.
+    /// A handle that wakes every source's thread (to sync everything, or
+    /// to look at what webhooks queued).
     pub fn trigger(&self) -> Trigger {
-        self.trigger.clone()
+        let mut signals: Vec<Arc<Signal>> =
+            self.sources.iter().map(|rt| rt.signal.clone()).collect();
+        signals.extend(self.publisher.iter().map(|p| p.signal.clone()));
+        signals.push(self.dispatch.clone());
+        Trigger {
+            signals: signals.into(),
+        }
     }
 
-    /// The scheduler loop, on the calling thread, until `stop` is set: syncs
-    /// every source once at start, then whenever its cron schedule fires or
-    /// a [`Trigger`] asks. A failed sync is logged and counted; the loop
-    /// goes on. Fire times missed while a sync ran are skipped, not queued.
+    /// Runs every source on a thread of its own until `stop` is set: each
+    /// syncs once at start, then whenever its cron schedule fires, a
+    /// [`Trigger`] asks, or it hears of changes (webhooks, a watched tree).
+    /// One source's wait (a rate limit's reset, a slow listing) never
+    /// delays another's sync. A failed sync is logged and counted; the
+    /// source goes on. Fire times missed while a sync ran are skipped, not
+    /// queued. This thread follows registrations and hands refreshes asked
+    /// through the API to the sources that know the location.
     pub fn run(&self, stop: Arc<AtomicBool>) -> Result<(), IngestError> {
-        let start = Utc::now();
-        // Per source: when the last full listing ran (None: never), and the
-        // next cron fire time after it.
-        let mut last_full: Vec<Option<chrono::DateTime<Utc>>> = vec![None; self.sources.len()];
-        let mut next: Vec<Option<chrono::DateTime<Utc>>> = vec![Some(start); self.sources.len()];
         for rt in &self.sources {
             rt.source.bind_stop(stop.clone());
-            let trigger = self.trigger.clone();
-            rt.source.bind_waker(Arc::new(move || trigger.poke()));
+            let signal = rt.signal.clone();
+            rt.source.bind_waker(Arc::new(move || signal.changes()));
         }
         tracing::info!(sources = ?self.source_ids(), log = %self.log.describe(), "ingest running");
-        let follower = self.registry.clone().map(|registry| {
-            let log = self.log.clone();
-            let stop = stop.clone();
-            let trigger = self.trigger.clone();
-            std::thread::Builder::new()
-                .name("registrations".into())
-                .spawn(move || {
-                    while !stop.load(Ordering::SeqCst) {
-                        match registry.follow(log.as_ref(), &stop, &|| trigger.poke()) {
-                            Ok(()) => break,
-                            Err(e) => {
-                                // The registry keeps what it folded; reading
-                                // again from the start folds it again to the
-                                // same set.
-                                tracing::error!(error = %e, "reading catalog.locations.v1 failed; retrying");
-                                std::thread::sleep(Duration::from_secs(1));
+        std::thread::scope(|scope| {
+            for rt in &self.sources {
+                std::thread::Builder::new()
+                    .name(format!("source-{}", rt.id))
+                    .spawn_scoped(scope, || {
+                        self.supervise(&rt.id, &rt.health, &stop, || self.source_loop(rt, &stop))
+                    })
+                    .expect("a thread can be spawned");
+            }
+            if let Some(p) = &self.publisher {
+                std::thread::Builder::new()
+                    .name("source-scorecards".into())
+                    .spawn_scoped(scope, || {
+                        self.supervise("scorecards", &p.health, &stop, || publisher_loop(p, &stop))
+                    })
+                    .expect("a thread can be spawned");
+            }
+            if let Some(registry) = &self.registry {
+                let trigger = self.trigger();
+                let stop = &stop;
+                std::thread::Builder::new()
+                    .name("registrations".into())
+                    .spawn_scoped(scope, move || {
+                        while !stop.load(Ordering::SeqCst) {
+                            match registry.follow(self.log.as_ref(), stop, &|| trigger.poke()) {
+                                Ok(()) => break,
+                                Err(e) => {
+                                    // The registry keeps what it folded;
+                                    // reading again from the start folds
+                                    // it again to the same set.
+                                    tracing::error!(error = %e, "reading catalog.locations.v1 failed; retrying");
+                                    std::thread::sleep(Duration::from_secs(1));
+                                }
                             }
                         }
-                    }
-                })
-                .expect("a thread can be spawned")
+                    })
+                    .expect("a thread can be spawned");
+            }
+            self.dispatch_refreshes(&stop);
         });
+        tracing::info!("ingest stopped");
+        Ok(())
+    }
+
+    /// Runs `body` (a source's loop) until it returns; a panic is logged,
+    /// counted as a failure, and the loop starts again a little later,
+    /// while the other sources go on.
+    fn supervise(&self, id: &str, health: &Mutex<Health>, stop: &AtomicBool, body: impl Fn()) {
         while !stop.load(Ordering::SeqCst) {
-            let (triggered, poked) = self.trigger.take();
-            // Refreshes asked through the API: every source that knows the
-            // location (and only those: a GitHub listing costs requests)
-            // reads it again and ships it even if unchanged.
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(&body)) {
+                Ok(()) => return,
+                Err(panic) => {
+                    let message = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "panicked".into());
+                    tracing::error!(source = id, panic = %message, "source thread panicked; restarting it in 5 s");
+                    let mut h = lock(health);
+                    h.failures += 1;
+                    h.last_error = Some(SyncFailure {
+                        at: Utc::now(),
+                        message: format!("panicked: {message}"),
+                    });
+                    drop(h);
+                    sleep_unless_stopped(Duration::from_secs(5), stop);
+                }
+            }
+        }
+    }
+
+    /// Hands refreshes asked through the API to every source that knows the
+    /// location (and only those: a GitHub listing costs requests).
+    fn dispatch_refreshes(&self, stop: &AtomicBool) {
+        while !stop.load(Ordering::SeqCst) {
             let force = self
                 .registry
                 .as_ref()
@@ -396,82 +581,116 @@ impl Ingest {
                 .unwrap_or_default();
             if !force.is_empty() {
                 for rt in &self.sources {
-                    if stop.load(Ordering::SeqCst) {
-                        break;
-                    }
                     let knows = self
                         .state
                         .load(rt.source.id())
                         .is_ok_and(|known| force.iter().any(|k| known.contains_key(k)));
-                    if !knows {
-                        continue;
-                    }
-                    match self.sync_forced(rt, SyncMode::Full, &force) {
-                        Ok(r) => log_report(&r),
-                        Err(e) => tracing::error!(source = %rt.id, error = %e, "refresh failed"),
+                    if knows {
+                        rt.signal.force(&force);
                     }
                 }
             }
-            if poked {
+            self.dispatch.wait(SLEEP_SLICE);
+            self.dispatch.take();
+        }
+    }
+
+    /// One source's schedule, on its own thread.
+    fn source_loop(&self, rt: &SourceRuntime, stop: &AtomicBool) {
+        // When the last full listing ran (None: never), and the next cron
+        // fire time after it.
+        let mut last_full: Option<chrono::DateTime<Utc>> = None;
+        let mut next: Option<chrono::DateTime<Utc>> = Some(Utc::now());
+        // A source that hears of changes by itself (a watched tree) lists
+        // fully only now and then; otherwise on its schedule.
+        let due_at =
+            |last: Option<chrono::DateTime<Utc>>, cron: Option<chrono::DateTime<Utc>>| match (
+                rt.source.full_listing_every(),
+                last,
+            ) {
+                (Some(every), Some(last)) => chrono::Duration::from_std(every)
+                    .ok()
+                    .and_then(|d| last.checked_add_signed(d)),
+                _ => cron,
+            };
+        while !stop.load(Ordering::SeqCst) {
+            let wake = rt.signal.take();
+            // Refreshes: the source reads the locations again and ships
+            // them even if unchanged.
+            if !wake.force.is_empty() {
+                match self.sync_forced(rt, SyncMode::Full, &wake.force) {
+                    Ok(r) => log_report(&r),
+                    Err(e) => tracing::error!(source = %rt.id, error = %e, "refresh failed"),
+                }
+            }
+            if wake.changes && rt.source.has_pending() && !stop.load(Ordering::SeqCst) {
                 // A burst of changes (an editor's save, a checkout) is
                 // shipped as one sync, and a file is not read half written.
                 std::thread::sleep(CHANGE_DEBOUNCE);
-                for rt in &self.sources {
-                    if stop.load(Ordering::SeqCst) || !rt.source.has_pending() {
-                        continue;
-                    }
-                    match self.sync_one(rt, SyncMode::Pending) {
-                        Ok(r) => log_report(&r),
-                        Err(e) => {
-                            tracing::error!(source = %rt.id, error = %e, "change sync failed")
-                        }
-                    }
+                match self.sync_one(rt, SyncMode::Pending) {
+                    Ok(r) => log_report(&r),
+                    Err(e) => tracing::error!(source = %rt.id, error = %e, "change sync failed"),
                 }
             }
-            let now = Utc::now();
-            // A source that hears of changes by itself (a watched tree)
-            // lists fully only now and then; otherwise on its schedule.
-            let due_at = |rt: &SourceRuntime,
-                          last: Option<chrono::DateTime<Utc>>,
-                          cron: Option<chrono::DateTime<Utc>>| {
-                match (rt.source.full_listing_every(), last) {
-                    (Some(every), Some(last)) => chrono::Duration::from_std(every)
-                        .ok()
-                        .and_then(|d| last.checked_add_signed(d)),
-                    _ => cron,
-                }
-            };
-            for (i, rt) in self.sources.iter().enumerate() {
-                if stop.load(Ordering::SeqCst) {
-                    break;
-                }
-                let due = due_at(rt, last_full[i], next[i]).is_some_and(|t| t <= now);
-                if !(triggered || due) {
-                    continue;
-                }
+            let due = due_at(last_full, next).is_some_and(|t| t <= Utc::now());
+            if (wake.full || due) && !stop.load(Ordering::SeqCst) {
                 match self.sync_one(rt, SyncMode::Full) {
                     Ok(r) => log_report(&r),
                     Err(e) => tracing::error!(source = %rt.id, error = %e, "sync failed"),
                 }
-                last_full[i] = Some(Utc::now());
-                next[i] = rt.schedule.after(&Utc::now()).next();
+                last_full = Some(Utc::now());
+                next = rt.schedule.after(&Utc::now()).next();
+                if rt.retired.as_ref().is_some_and(|r| r.is_gone()) {
+                    tracing::info!(source = %rt.id, "retired source removed");
+                    lock(&rt.health).next_sync_at = None;
+                    return;
+                }
             }
-            let now = Utc::now();
-            let wait = (0..self.sources.len())
-                .filter_map(|i| due_at(&self.sources[i], last_full[i], next[i]))
-                .min()
-                .map(|t| (t - now).to_std().unwrap_or(Duration::ZERO))
+            let due = due_at(last_full, next);
+            lock(&rt.health).next_sync_at = due;
+            let wait = due
+                .map(|t| (t - Utc::now()).to_std().unwrap_or(Duration::ZERO))
                 .unwrap_or(SLEEP_SLICE)
                 .min(SLEEP_SLICE);
             if !wait.is_zero() {
-                self.trigger.wait(wait);
+                rt.signal.wait(wait);
             }
         }
-        if let Some(f) = follower {
-            let _ = f.join();
+    }
+}
+
+/// The scorecard definition publisher's schedule, on its own thread.
+fn publisher_loop(p: &PublisherRuntime, stop: &AtomicBool) {
+    let every = lock(&p.publisher).poll_interval();
+    while !stop.load(Ordering::SeqCst) {
+        p.signal.take();
+        let r = lock(&p.publisher).tick();
+        let mut h = lock(&p.health);
+        h.syncs += 1;
+        if let Err(e) = r {
+            tracing::error!(error = %e, "publishing scorecard definitions failed");
+            h.failures += 1;
+            h.last_error = Some(SyncFailure {
+                at: Utc::now(),
+                message: e.to_string(),
+            });
         }
-        tracing::info!("ingest stopped");
-        Ok(())
+        let next = Utc::now() + every;
+        h.next_sync_at = Some(next);
+        drop(h);
+        while !stop.load(Ordering::SeqCst) && Utc::now() < next {
+            let left = (next - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+            if p.signal.wait(left.min(SLEEP_SLICE)).full {
+                break;
+            }
+        }
+    }
+}
+
+fn sleep_unless_stopped(d: Duration, stop: &AtomicBool) {
+    let until = std::time::Instant::now() + d;
+    while !stop.load(Ordering::SeqCst) && std::time::Instant::now() < until {
+        std::thread::sleep(SLEEP_SLICE);
     }
 }
 
@@ -505,62 +724,120 @@ fn log_report(r: &SyncReport) {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct SourceStatus {
     pub id: String,
+    /// `files`, `github`, `registered`, `scorecards`, or `retired` (no
+    /// longer configured; what it yielded is being removed).
     pub kind: &'static str,
-    /// The last sync, with what it held back (`held_back`).
+    /// The cron expression (or interval) of its full syncs.
+    pub schedule: String,
+    /// The last sync that ran through, with what it held back
+    /// (`held_back`, `facts_held_back`).
     pub last_sync: Option<SyncReport>,
-    /// Source-specific details (a GitHub source's rate limit).
-    pub details: serde_json::Value,
+    /// The last sync that failed, and why.
+    pub last_error: Option<SyncFailure>,
+    /// Syncs attempted and failed since start.
+    pub syncs: u64,
+    pub failures: u64,
+    /// When the next full sync is due.
+    pub next_sync_at: Option<chrono::DateTime<Utc>>,
+    /// What the source reports beyond its syncs (quota, what it covers).
+    pub details: source::SourceDetails,
 }
 
-/// Wakes [`Ingest::run`] to sync every source now. Cheap to clone; usable
-/// from any thread (an API handler, a signal handler thread).
-#[derive(Clone, Default)]
-pub struct Trigger {
-    inner: Arc<TriggerInner>,
-}
-
+/// What wakes one source's thread, and why.
 #[derive(Default)]
-struct TriggerInner {
-    /// (sync everything, sync what webhooks queued)
-    pending: Mutex<(bool, bool)>,
-    wake: Condvar,
+struct Signal {
+    wake: Mutex<Wake>,
+    cv: Condvar,
+}
+
+/// Why a source's thread was woken.
+#[derive(Debug, Default)]
+struct Wake {
+    /// Sync everything now.
+    full: bool,
+    /// Look at what the source heard of (webhooks, a watched tree).
+    changes: bool,
+    /// Read these locations again and ship them even if unchanged.
+    force: std::collections::BTreeSet<proto::LocationKey>,
+}
+
+impl Wake {
+    fn is_empty(&self) -> bool {
+        !self.full && !self.changes && self.force.is_empty()
+    }
+}
+
+impl Signal {
+    fn full(&self) {
+        lock(&self.wake).full = true;
+        self.cv.notify_all();
+    }
+
+    fn changes(&self) {
+        lock(&self.wake).changes = true;
+        self.cv.notify_all();
+    }
+
+    fn force(&self, keys: &std::collections::BTreeSet<proto::LocationKey>) {
+        lock(&self.wake).force.extend(keys.iter().cloned());
+        self.cv.notify_all();
+    }
+
+    /// Takes what is pending.
+    fn take(&self) -> Wake {
+        std::mem::take(&mut *lock(&self.wake))
+    }
+
+    /// Sleeps up to `timeout`, less if something arrives; returns a peek
+    /// at what is pending (left in place for [`Signal::take`]).
+    fn wait(&self, timeout: Duration) -> WakePeek {
+        let pending = lock(&self.wake);
+        let pending = if pending.is_empty() {
+            self.cv
+                .wait_timeout_while(pending, timeout, |w| w.is_empty())
+                .map(|(g, _)| g)
+                .unwrap_or_else(|e| e.into_inner().0)
+        } else {
+            pending
+        };
+        WakePeek { full: pending.full }
+    }
+}
+
+/// What [`Signal::wait`] saw pending.
+struct WakePeek {
+    full: bool,
+}
+
+/// Wakes the sources' threads from anywhere (an API handler, a signal
+/// handler thread, the webhook receiver). Cheap to clone.
+#[derive(Clone)]
+pub struct Trigger {
+    signals: Arc<[Arc<Signal>]>,
 }
 
 impl std::fmt::Debug for Trigger {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Trigger")
-            .field("pending", &*lock(&self.inner.pending))
+            .field("sources", &self.signals.len())
             .finish()
     }
 }
 
 impl Trigger {
-    /// Asks the scheduler to sync every source as soon as it can. Requests
-    /// made before the scheduler gets to them are merged into one.
+    /// Asks every source to sync everything as soon as it can. Requests
+    /// made before a source gets to them are merged into one.
     pub fn sync_now(&self) {
-        lock(&self.inner.pending).0 = true;
-        self.inner.wake.notify_all();
+        for s in self.signals.iter() {
+            s.full();
+        }
     }
 
-    /// Asks the scheduler to sync what webhooks queued, as soon as it can.
+    /// Asks every source to sync what it heard of (webhooks queued), as
+    /// soon as it can.
     pub fn poke(&self) {
-        lock(&self.inner.pending).1 = true;
-        self.inner.wake.notify_all();
-    }
-
-    /// Takes pending requests: (full, queued).
-    fn take(&self) -> (bool, bool) {
-        std::mem::take(&mut *lock(&self.inner.pending))
-    }
-
-    /// Sleeps up to `timeout`, less if a request arrives.
-    fn wait(&self, timeout: Duration) {
-        let pending = lock(&self.inner.pending);
-        if !(pending.0 || pending.1) {
-            let _ = self
-                .inner
-                .wake
-                .wait_timeout_while(pending, timeout, |p| !(p.0 || p.1));
+        for s in self.signals.iter() {
+            s.changes();
         }
     }
 }
@@ -571,32 +848,42 @@ mod tests {
     use std::time::Instant;
 
     #[test]
-    fn trigger_wakes_a_waiter_and_is_taken_once() {
-        let t = Trigger::default();
-        assert_eq!(t.take(), (false, false));
+    fn a_signal_wakes_a_waiter_and_is_taken_once() {
+        let s = Arc::new(Signal::default());
+        assert!(s.take().is_empty());
         let waiter = {
-            let t = t.clone();
+            let s = s.clone();
             std::thread::spawn(move || {
                 let started = Instant::now();
-                t.wait(Duration::from_secs(10));
-                started.elapsed()
+                let seen = s.wait(Duration::from_secs(10));
+                (started.elapsed(), seen.full)
             })
         };
         std::thread::sleep(Duration::from_millis(50));
+        let t = Trigger {
+            signals: vec![s.clone()].into(),
+        };
         t.sync_now();
-        let waited = waiter.join().unwrap();
+        let (waited, full) = waiter.join().unwrap();
         assert!(waited < Duration::from_secs(5), "woken early: {waited:?}");
-        assert_eq!(t.take(), (true, false));
-        assert_eq!(t.take(), (false, false));
+        assert!(full);
+        let w = s.take();
+        assert!(w.full && !w.changes);
+        assert!(s.take().is_empty());
         t.poke();
-        assert_eq!(t.take(), (false, true));
+        let w = s.take();
+        assert!(!w.full && w.changes);
+        let keys: std::collections::BTreeSet<_> = [proto::LocationKey::new("file:/a")].into();
+        s.force(&keys);
+        s.force(&[proto::LocationKey::new("file:/b")].into());
+        assert_eq!(s.take().force.len(), 2);
     }
 
     #[test]
     fn wait_times_out_without_a_request() {
-        let t = Trigger::default();
+        let s = Signal::default();
         let started = Instant::now();
-        t.wait(Duration::from_millis(30));
+        assert!(!s.wait(Duration::from_millis(30)).full);
         assert!(started.elapsed() >= Duration::from_millis(30));
     }
 

@@ -142,9 +142,10 @@ pub trait Source: Send + Sync {
     /// (a rate limit's reset) end at shutdown.
     fn bind_stop(&self, _stop: std::sync::Arc<std::sync::atomic::AtomicBool>) {}
 
-    /// Source-specific state for the status API (rate limits, say).
-    fn status(&self) -> serde_json::Value {
-        serde_json::Value::Null
+    /// What the source reports beyond its syncs (quota, what it covers),
+    /// for the status API.
+    fn details(&self) -> SourceDetails {
+        SourceDetails::None
     }
 
     /// Hands the source a way to wake the scheduler when it learns of a
@@ -157,4 +158,55 @@ pub trait Source: Send + Sync {
     fn full_listing_every(&self) -> Option<Duration> {
         None
     }
+}
+
+/// What a source reports beyond its syncs, by kind. Serialised without a
+/// tag: the source's `kind` beside it says which it is.
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize)]
+#[serde(untagged)]
+pub enum SourceDetails {
+    #[default]
+    None,
+    Files(FilesDetails),
+    Github(crate::github::GithubDetails),
+    Registered(RegisteredDetails),
+    Scorecards(ScorecardsDetails),
+    Retired(RetiredDetails),
+}
+
+/// A `files` source.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct FilesDetails {
+    pub root: std::path::PathBuf,
+    /// Whether changes are heard of by a watch of the tree (else: polled).
+    pub watching: bool,
+}
+
+/// The locations registered through the API.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RegisteredDetails {
+    pub registered: usize,
+    /// Whether every registration in the log so far has been read.
+    pub caught_up: bool,
+}
+
+/// The scorecard definition publisher.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ScorecardsDetails {
+    pub dir: Option<std::path::PathBuf>,
+    /// Definition files in the last set published.
+    pub files: usize,
+    pub published_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// A source no longer in the configuration whose locations and facts are
+/// being removed.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RetiredDetails {
+    /// Whether `ingest.retired_sources` lists it (removal without the
+    /// removal guard).
+    pub confirmed: bool,
+    /// What the next sync would still remove: locations, then subjects.
+    pub remaining_locations: usize,
+    pub remaining_subjects: usize,
 }

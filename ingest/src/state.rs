@@ -217,6 +217,20 @@ mod backend {
             }
             Ok(out)
         }
+
+        /// The first key at or after `from`.
+        pub(super) fn first_key(
+            &self,
+            family: Family,
+            from: &[u8],
+        ) -> Result<Option<Vec<u8>>, StateError> {
+            let mode = rocksdb::IteratorMode::From(from, rocksdb::Direction::Forward);
+            let mut iter = match family {
+                None => self.db.iterator(mode),
+                Some(cf) => self.db.iterator_cf(&self.cf(cf), mode),
+            };
+            Ok(iter.next().transpose()?.map(|(k, _)| k.to_vec()))
+        }
     }
 }
 
@@ -282,6 +296,19 @@ mod backend {
                 .take_while(|((f, k), _)| *f == family && k.starts_with(prefix))
                 .map(|((_, k), v)| (k[prefix.len()..].to_vec(), v.clone()))
                 .collect())
+        }
+
+        pub(super) fn first_key(
+            &self,
+            family: Family,
+            from: &[u8],
+        ) -> Result<Option<Vec<u8>>, StateError> {
+            Ok(self
+                .table()
+                .range((family, from.to_vec())..)
+                .next()
+                .filter(|((f, _), _)| *f == family)
+                .map(|((_, k), _)| k.clone()))
         }
     }
 }
@@ -387,6 +414,49 @@ impl StateStore {
             }
         }
         Ok(())
+    }
+
+    /// Every source that has locations or subjects in the state, whether
+    /// configured or not (a source removed from the configuration keeps
+    /// its records until they are removed from the catalog).
+    pub fn source_ids(&self) -> Result<std::collections::BTreeSet<SourceId>, StateError> {
+        let mut out = std::collections::BTreeSet::new();
+        for family in [None, Some(FACTS_CF)] {
+            let mut from = Vec::new();
+            while let Some(k) = self.kv.first_key(family, &from)? {
+                let Some((len, rest)) = k.split_first_chunk::<2>() else {
+                    return Err(StateError::BadKey(String::from_utf8_lossy(&k).into_owned()));
+                };
+                let len = usize::from(u16::from_be_bytes(*len));
+                let Some(id) = rest.get(..len) else {
+                    return Err(StateError::BadKey(String::from_utf8_lossy(&k).into_owned()));
+                };
+                let id = SourceId::new(utf8_key(id.to_vec())?);
+                // Past every key of this source: its prefix with the last
+                // byte raised (ids are UTF-8, so no byte is 0xff).
+                from = prefix(&id);
+                if let Some(last) = from.last_mut() {
+                    *last += 1;
+                }
+                out.insert(id);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Deletes every value a source kept for itself (a retired source's).
+    pub fn aux_clear(&self, source: &SourceId) -> Result<(), StateError> {
+        let batch = self
+            .kv
+            .scan(Some(AUX_CF), &prefix(source))?
+            .into_iter()
+            .map(|(k, _)| {
+                let mut key = prefix(source);
+                key.extend_from_slice(&k);
+                (Some(AUX_CF), key, None)
+            })
+            .collect();
+        self.kv.write(batch)
     }
 
     /// What was last shipped about every subject of `source`.

@@ -665,3 +665,118 @@ fn every_second_schedule_picks_up_changes() {
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].location, h.key("root/late.yaml"));
 }
+
+/// Opens ingest on `h`'s state with `cfg`, closing the one it had first.
+fn reopen(h: &mut Harness, cfg: IngestConfig) -> Result<(), ingest::IngestError> {
+    let scratch = h.base.join(format!("scratch-{}", uuid_like()));
+    let old = std::mem::replace(
+        &mut h.ingest,
+        Ingest::open(IngestConfig::default(), h.log.clone(), &scratch).unwrap(),
+    );
+    drop(old);
+    h.ingest = Ingest::open(cfg, h.log.clone(), &h.base.join("state"))?;
+    Ok(())
+}
+
+/// A source taken out of the configuration has what it yielded removed: at
+/// once when it was little, held back by the removal guard (and reported)
+/// when it was much, until `retired_sources` confirms it.
+#[test]
+fn a_source_gone_from_the_configuration_is_retired() {
+    let mut h = Harness::new(unwatched);
+    for name in ["a", "b"] {
+        write(&h.root.join(format!("{name}.yaml")), component(name));
+    }
+    assert_eq!(h.sync().emitted_new, 2);
+    h.observed();
+    let other = h.base.join("other");
+    fs::create_dir_all(&other).unwrap();
+    reopen(
+        &mut h,
+        IngestConfig {
+            sources: vec![SourceConfig::files("other", &other)],
+            ..IngestConfig::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(h.ingest.source_ids(), ["other", "files"]);
+    let status = h.ingest.status();
+    assert_eq!(status[1].kind, "retired");
+    let r = h.ingest.sync_now(Some("files")).unwrap().pop().unwrap();
+    assert_eq!((r.emitted_removed, r.held_back), (2, None));
+    let removed = h.observed();
+    assert_eq!(removed.len(), 2);
+    assert!(
+        removed
+            .iter()
+            .all(|o| matches!(o.content, ObservedContent::Removed))
+    );
+    // Nothing of it is left: the next start does not list it.
+    reopen(&mut h, IngestConfig::default()).unwrap();
+    assert!(
+        h.ingest.source_ids().is_empty(),
+        "{:?}",
+        h.ingest.source_ids()
+    );
+
+    // A source with many locations: its removal is held back.
+    let mut source = SourceConfig::files("files", &h.root);
+    unwatched(&mut source);
+    reopen(
+        &mut h,
+        IngestConfig {
+            sources: vec![source],
+            ..IngestConfig::default()
+        },
+    )
+    .unwrap();
+    for name in ["c", "d", "e"] {
+        write(&h.root.join(format!("{name}.yaml")), component(name));
+    }
+    assert_eq!(h.sync().emitted_new, 5);
+    h.observed();
+    reopen(&mut h, IngestConfig::default()).unwrap();
+    let r = h.ingest.sync_now(Some("files")).unwrap().pop().unwrap();
+    assert_eq!(r.emitted_removed, 0);
+    assert_eq!(
+        r.held_back,
+        Some(HeldBack {
+            would_remove: 5,
+            known: 5
+        })
+    );
+    assert!(h.observed().is_empty(), "nothing removed");
+    let status = serde_json::to_value(h.ingest.status()).unwrap();
+    assert_eq!(status[0]["kind"], "retired", "{status}");
+    assert_eq!(status[0]["last_sync"]["held_back"]["would_remove"], 5);
+    assert_eq!(status[0]["details"]["confirmed"], false);
+    assert_eq!(status[0]["details"]["remaining_locations"], 5);
+
+    // A retirement named in the configuration is confirmed: no guard.
+    let cfg = IngestConfig {
+        retired_sources: vec!["files".into()],
+        ..IngestConfig::default()
+    };
+    reopen(&mut h, cfg).unwrap();
+    let r = h.ingest.sync_now(Some("files")).unwrap().pop().unwrap();
+    assert_eq!((r.emitted_removed, r.held_back), (5, None));
+    assert_eq!(h.observed().len(), 5);
+    reopen(&mut h, IngestConfig::default()).unwrap();
+    assert!(h.ingest.source_ids().is_empty());
+
+    // Retiring a source that is still configured is a configuration error.
+    let root = h.root.clone();
+    let err = reopen(
+        &mut h,
+        IngestConfig {
+            sources: vec![SourceConfig::files("files", &root)],
+            retired_sources: vec!["files".into()],
+            ..IngestConfig::default()
+        },
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("ingest.retired_sources[0]"),
+        "{err}"
+    );
+}

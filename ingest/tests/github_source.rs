@@ -518,3 +518,78 @@ fn a_github_app_mints_installation_tokens_and_renews_them() {
         "an expired token was renewed"
     );
 }
+
+/// Each source runs on its own thread: a GitHub source waiting for its rate
+/// limit to reset does not delay a files source's syncs, and both stop
+/// promptly.
+#[test]
+fn a_source_waiting_on_its_rate_limit_does_not_delay_another() {
+    let sim = Sim::new();
+    sim.require_token(TOKEN);
+    org(&sim, 3, 1);
+    // No requests left for ten minutes.
+    sim.set_quota(5000, 0, 600);
+    let server = sim.spawn();
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(EmbeddedLog::open(&dir.path().join("log"), &proto::topics::ALL, 2).unwrap());
+    let mut obs = log.subscribe(proto::topics::OBSERVATIONS, "t").unwrap();
+    let root = dir.path().join("files");
+    std::fs::create_dir_all(&root).unwrap();
+    let mut files = SourceConfig::files("files", &root);
+    if let ingest::config::SourceKind::Files(f) = &mut files.kind {
+        f.watch = false;
+    }
+    files.schedule = "*/1 * * * * *".into();
+    let g = config(dir.path(), &server.base_url(), |_| {});
+    let ingest = Arc::new(
+        Ingest::open(
+            IngestConfig {
+                sources: vec![SourceConfig::github("gh", g), files],
+                ..IngestConfig::default()
+            },
+            log.clone(),
+            &dir.path().join("state"),
+        )
+        .unwrap(),
+    );
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let runner = {
+        let (ingest, stop) = (ingest.clone(), stop.clone());
+        std::thread::spawn(move || ingest.run(stop))
+    };
+    // The GitHub source is started first and is now waiting for the reset.
+    std::thread::sleep(Duration::from_millis(500));
+    std::fs::write(
+        root.join("a.yaml"),
+        "apiVersion: backstage.io/v1alpha1\nkind: Component\nmetadata: {name: a}\nspec: {type: service, lifecycle: production, owner: team-a}\n",
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut seen = Vec::new();
+    while seen.is_empty() && Instant::now() < deadline {
+        for rec in obs.poll(Duration::from_millis(100)).unwrap() {
+            seen.push(Observation::decode(&rec.value).unwrap());
+        }
+    }
+    assert_eq!(seen.len(), 1, "the files source synced: {seen:?}");
+    assert!(seen[0].location.as_str().ends_with("/files/a.yaml"));
+    let status = ingest.status();
+    let gh = status.iter().find(|s| s.id == "gh").unwrap();
+    assert!(gh.last_sync.is_none(), "GitHub is still waiting: {gh:?}");
+    let fs_status = status.iter().find(|s| s.id == "files").unwrap();
+    assert_eq!(fs_status.kind, "files");
+    assert!(
+        fs_status.syncs >= 1 && fs_status.failures == 0,
+        "{fs_status:?}"
+    );
+    assert!(fs_status.next_sync_at.is_some());
+    let json = serde_json::to_value(&status).unwrap();
+    assert_eq!(
+        json[0]["details"]["rate_limit"][0]["remaining"], 0,
+        "{json}"
+    );
+    assert_eq!(json[1]["details"]["watching"], false, "{json}");
+
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    runner.join().unwrap().unwrap();
+}

@@ -44,6 +44,9 @@ pub struct FilesSource {
     racy_window: Duration,
     /// The watch of the tree, with the interval of full listings.
     watch: Option<(TreeWatch, Duration)>,
+    /// Whether files reached through a symbolic link that leads out of the
+    /// root are read (else: an error on the location).
+    links_outside_root: bool,
 }
 
 impl FilesSource {
@@ -66,7 +69,15 @@ impl FilesSource {
             max_file_bytes,
             racy_window: RACY_WINDOW,
             watch: None,
+            links_outside_root: false,
         })
+    }
+
+    /// Reads files that symbolic links in the tree lead to outside the
+    /// root (by default such a link is an error on its location).
+    pub fn following_links_outside_root(mut self, follow: bool) -> Self {
+        self.links_outside_root = follow;
+        self
     }
 
     /// Watches the tree: changes are listed as they happen, and full
@@ -113,7 +124,7 @@ impl Source for FilesSource {
             watch.take();
         }
         let origin = LocationKey::file(&root);
-        run.walk_root(&root, &self.patterns, &origin);
+        run.walk_root(&root, &self.patterns, &origin, self.links_outside_root);
         run.follow_targets();
         if let Some((watch, _)) = &self.watch {
             let dirs = run
@@ -155,6 +166,12 @@ impl Source for FilesSource {
         for path in &changes.paths {
             let key = LocationKey::file(path);
             let prior = known.get(&key);
+            // A path that is (or lies under) a symbolic link is keyed by
+            // where it leads, and may lead out of the root: only a full
+            // listing decides what to read there.
+            if fs::canonicalize(path).is_ok_and(|c| c != *path) {
+                return full("a symbolic link changed");
+            }
             match fs::metadata(path) {
                 Ok(m) if m.is_file() => {
                     let matches = path
@@ -225,6 +242,13 @@ impl Source for FilesSource {
         self.watch
             .as_ref()
             .and_then(|(w, every)| w.is_healthy().then_some(*every))
+    }
+
+    fn details(&self) -> crate::source::SourceDetails {
+        crate::source::SourceDetails::Files(crate::source::FilesDetails {
+            root: self.root.clone(),
+            watching: self.watch.as_ref().is_some_and(|(w, _)| w.is_healthy()),
+        })
     }
 
     fn discard(&self) {
@@ -394,7 +418,13 @@ impl ListRun<'_> {
         self.listing.problems.push(problem);
     }
 
-    fn walk_root(&mut self, root: &Path, patterns: &GlobSet, origin: &LocationKey) {
+    fn walk_root(
+        &mut self,
+        root: &Path,
+        patterns: &GlobSet,
+        origin: &LocationKey,
+        links_outside_root: bool,
+    ) {
         // Directories reached through a symbolic link: paths below them are
         // not canonical and must be resolved.
         let mut linked_dirs: Vec<PathBuf> = Vec::new();
@@ -453,7 +483,22 @@ impl ListRun<'_> {
             let linked = entry.path_is_symlink() || linked_dirs.iter().any(|d| path.starts_with(d));
             let canonical = if linked {
                 match fs::canonicalize(path) {
-                    Ok(p) => p,
+                    Ok(p) if p.starts_with(root) || links_outside_root => p,
+                    Ok(p) => {
+                        // Never read what a link placed in the tree points
+                        // to elsewhere (a system file, another tree).
+                        self.unreadable(
+                            path,
+                            origin,
+                            format!(
+                                "symbolic link leads outside the source's root {} (to {}); not read \
+                                 (set follow_links_outside_root: true on the source to read it)",
+                                root.display(),
+                                p.display()
+                            ),
+                        );
+                        continue;
+                    }
                     Err(e) => {
                         self.unreadable(path, origin, e.to_string());
                         continue;
@@ -892,11 +937,47 @@ mod tests {
         fs::create_dir_all(&root).unwrap();
         std::os::unix::fs::symlink(base.join("real"), root.join("linked")).unwrap();
         std::os::unix::fs::symlink(&root, root.join("loop")).unwrap();
-        let l = source(&root).list(&Known::new()).unwrap();
+        write(&root.join("inside/y.yaml"), "kind: Component\n");
+        std::os::unix::fs::symlink(root.join("inside"), root.join("alias")).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", root.join("passwd.yaml")).unwrap();
+        // Followed on request: keyed by the target.
+        let l = source(&root)
+            .following_links_outside_root(true)
+            .list(&Known::new())
+            .unwrap();
         assert!(l.complete, "{:?}", l.problems);
         assert_eq!(
             keys(&l),
-            vec![format!("file:{}/real/x.yaml", base.display())]
+            vec![
+                "file:/etc/passwd".to_string(),
+                format!("file:{}/real/x.yaml", base.display()),
+                format!("file:{}/inside/y.yaml", root.display()),
+            ]
         );
+        // By default a link out of the root is an error on the link's
+        // location and nothing outside is read; a link within the root is
+        // keyed by its target.
+        let l = source(&root).list(&Known::new()).unwrap();
+        assert!(l.complete, "{:?}", l.problems);
+        let mut got: Vec<(String, String)> = l
+            .locations
+            .iter()
+            .map(|x| {
+                let what = match &x.fetched {
+                    Fetched::Unreadable { reason } => reason.clone(),
+                    Fetched::Present { .. } => "read".into(),
+                    other => format!("{other:?}"),
+                };
+                (x.location.as_str().to_string(), what)
+            })
+            .collect();
+        got.sort();
+        assert_eq!(got.len(), 3, "{got:?}");
+        assert_eq!(got[0].0, format!("file:{}/inside/y.yaml", root.display()));
+        assert_eq!(got[0].1, "read");
+        assert_eq!(got[1].0, format!("file:{}/linked/x.yaml", root.display()));
+        assert!(got[1].1.contains("outside the source's root"), "{got:?}");
+        assert_eq!(got[2].0, format!("file:{}/passwd.yaml", root.display()));
+        assert!(got[2].1.contains("(to /etc/passwd)"), "{got:?}");
     }
 }

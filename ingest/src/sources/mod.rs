@@ -8,9 +8,12 @@
 //!   repository facts;
 //! - [`registered`]: the locations registered through the API;
 //! - [`scorecards`]: the scorecard definition files, published to
-//!   `catalog.scorecards.v1`.
+//!   `catalog.scorecards.v1`;
+//! - [`retired`]: a source taken out of the configuration, whose
+//!   locations and facts are removed.
 
 pub mod files;
 pub mod github;
 pub mod registered;
+pub mod retired;
 pub mod scorecards;

@@ -433,10 +433,10 @@ impl Source for RegisteredSource {
         self.registry.caught_up() && self.registry.has_work()
     }
 
-    fn status(&self) -> serde_json::Value {
-        serde_json::json!({
-            "registered": lock(&self.registry.inner).registered.len(),
-            "caught_up": self.registry.caught_up(),
+    fn details(&self) -> crate::source::SourceDetails {
+        crate::source::SourceDetails::Registered(crate::source::RegisteredDetails {
+            registered: lock(&self.registry.inner).registered.len(),
+            caught_up: self.registry.caught_up(),
         })
     }
 }

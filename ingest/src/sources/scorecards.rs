@@ -22,7 +22,6 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// The scorecards the catalog ships with: (file name, text).
@@ -70,6 +69,7 @@ pub struct DefinitionPublisher {
     cfg: ScorecardsConfig,
     log: Arc<dyn EventLog>,
     last: Option<BTreeMap<String, String>>,
+    published_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl DefinitionPublisher {
@@ -78,6 +78,7 @@ impl DefinitionPublisher {
             cfg,
             log,
             last: None,
+            published_at: None,
         }
     }
 
@@ -148,20 +149,26 @@ impl DefinitionPublisher {
         append(self.log.as_ref(), &event)?;
         tracing::info!(files = files.len(), "published scorecard definitions");
         self.last = Some(files);
+        self.published_at = Some(event.at);
         Ok(true)
     }
 
-    /// Publishes now and whenever the files change, until `stop`.
-    pub fn run(mut self, stop: Arc<AtomicBool>) -> Result<(), eventlog::LogError> {
-        let every = Duration::from_secs(self.cfg.poll_secs.max(1));
-        while !stop.load(Ordering::Relaxed) {
-            self.tick()?;
-            let mut waited = Duration::ZERO;
-            while waited < every && !stop.load(Ordering::Relaxed) {
-                std::thread::sleep(Duration::from_millis(100));
-                waited += Duration::from_millis(100);
-            }
-        }
-        Ok(())
+    /// The definition set's name.
+    pub fn source_id(&self) -> &str {
+        &self.cfg.source
+    }
+
+    /// How often the directory is read.
+    pub fn poll_interval(&self) -> Duration {
+        Duration::from_secs(self.cfg.poll_secs.max(1))
+    }
+
+    /// What the status API shows of the publisher.
+    pub fn details(&self) -> crate::source::SourceDetails {
+        crate::source::SourceDetails::Scorecards(crate::source::ScorecardsDetails {
+            dir: self.cfg.dir.clone(),
+            files: self.last.as_ref().map_or(0, BTreeMap::len),
+            published_at: self.published_at,
+        })
     }
 }

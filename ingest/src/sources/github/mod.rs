@@ -73,6 +73,17 @@ struct Staged {
     org_refreshed_at: Option<i64>,
 }
 
+/// A GitHub source's status: its organizations, the quota of each client
+/// (GitHub's rate limit) and the requests made since start.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct GithubDetails {
+    pub organizations: Vec<String>,
+    pub rate_limit: Vec<client::Quota>,
+    pub requests: client::CounterSnapshot,
+    /// Whether webhooks queued changes not yet synced.
+    pub pending: bool,
+}
+
 /// A `github` source instance.
 pub struct GithubSource {
     id: SourceId,
@@ -828,13 +839,12 @@ impl Source for GithubSource {
         }
     }
 
-    fn status(&self) -> serde_json::Value {
-        let quotas: Vec<client::Quota> = self.all_clients().iter().map(|c| c.quota()).collect();
-        serde_json::json!({
-            "organizations": self.cfg.organizations,
-            "rate_limit": quotas,
-            "requests": self.counters(),
-            "pending": !lock(&self.pending).is_empty(),
+    fn details(&self) -> crate::source::SourceDetails {
+        crate::source::SourceDetails::Github(GithubDetails {
+            organizations: self.cfg.organizations.clone(),
+            rate_limit: self.all_clients().iter().map(|c| c.quota()).collect(),
+            requests: self.counters(),
+            pending: !lock(&self.pending).is_empty(),
         })
     }
 }
