@@ -50,6 +50,16 @@ pub struct BenchArgs {
     /// of this many repositories.
     #[arg(long)]
     pub github_repos: Option<usize>,
+    /// Instead of the pipeline: the AWS source against the moto emulator
+    /// holding this many tagged resources.
+    #[arg(long)]
+    pub aws_resources: Option<usize>,
+    /// Resources retagged between the AWS re-polls.
+    #[arg(long, default_value_t = 10)]
+    pub aws_changed: usize,
+    /// A running moto to use (default: start scripts/moto-server).
+    #[arg(long)]
+    pub aws_endpoint: Option<String>,
     /// Repositories pushed to between the GitHub re-polls.
     #[arg(long, default_value_t = 10)]
     pub github_changed: usize,
@@ -333,6 +343,11 @@ pub(crate) fn walk_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    if let Some(n) = args.aws_resources {
+        let (changed, endpoint) = (args.aws_changed, args.aws_endpoint.clone());
+        return tokio::task::spawn_blocking(move || crate::bench_aws::run(n, changed, endpoint))
+            .await?;
+    }
     if let Some(repos) = args.github_repos {
         let changed = args.github_changed;
         return tokio::task::spawn_blocking(move || crate::bench_github::run(repos, changed))

@@ -3,6 +3,7 @@
 //! thin and tests can run services in-process.
 
 pub mod bench;
+pub mod bench_aws;
 pub mod bench_github;
 pub mod bench_history;
 pub mod bench_kafka;

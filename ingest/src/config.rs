@@ -23,6 +23,8 @@ use std::str::FromStr;
 
 /// Default cron schedule: every second (`sec min hour dom month dow`).
 pub const DEFAULT_SCHEDULE: &str = "*/1 * * * * *";
+/// Default schedule of a cloud source (every 5 minutes).
+pub const DEFAULT_CLOUD_SCHEDULE: &str = "0 */5 * * * *";
 /// Default largest file a source reads and ships (256 MiB); documents have
 /// their own limit in the processor.
 pub const DEFAULT_MAX_FILE_BYTES: u64 = 256 * 1024 * 1024;
@@ -74,6 +76,12 @@ pub enum SourceKind {
     Files(FilesConfig),
     /// GitHub organizations (`type: github`, settings under `github:`).
     Github(Box<crate::github::config::GithubConfig>),
+    /// AWS accounts and regions (`type: aws`, settings under `aws:`).
+    Aws(Box<crate::sources::aws::AwsConfig>),
+    /// GCP projects (`type: gcp`, settings under `gcp:`).
+    Gcp(Box<crate::sources::gcp::GcpConfig>),
+    /// Azure subscriptions (`type: azure`, settings under `azure:`).
+    Azure(Box<crate::sources::azure::AzureConfig>),
 }
 
 /// Settings of a `files` source.
@@ -156,6 +164,29 @@ impl SourceConfig {
         }
     }
 
+    /// An `aws` source with every other setting at its default.
+    pub fn aws(id: impl Into<String>, cfg: crate::sources::aws::AwsConfig) -> Self {
+        SourceConfig {
+            id: id.into(),
+            kind: SourceKind::Aws(Box::new(cfg)),
+            schedule: DEFAULT_CLOUD_SCHEDULE.into(),
+            max_file_bytes: default_max_file_bytes(),
+            removal_guard: RemovalGuard::default(),
+        }
+    }
+
+    /// A cloud source (`gcp` or `azure`) with every other setting at its
+    /// default.
+    pub fn cloud(id: impl Into<String>, kind: SourceKind) -> Self {
+        SourceConfig {
+            id: id.into(),
+            kind,
+            schedule: DEFAULT_CLOUD_SCHEDULE.into(),
+            max_file_bytes: default_max_file_bytes(),
+            removal_guard: RemovalGuard::default(),
+        }
+    }
+
     /// A `files` source with every other setting at its default.
     pub fn files(id: impl Into<String>, path: impl Into<PathBuf>) -> Self {
         SourceConfig {
@@ -197,20 +228,43 @@ struct RawSourceConfig {
     rescan_interval_secs: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     follow_links_outside_root: Option<bool>,
-    #[serde(default = "default_schedule")]
-    schedule: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    schedule: Option<String>,
     #[serde(default = "default_max_file_bytes")]
     max_file_bytes: u64,
     #[serde(default)]
     removal_guard: RemovalGuard,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     github: Option<crate::github::config::GithubConfig>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    aws: Option<crate::sources::aws::AwsConfig>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    gcp: Option<crate::sources::gcp::GcpConfig>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    azure: Option<crate::sources::azure::AzureConfig>,
 }
 
 impl TryFrom<RawSourceConfig> for SourceConfig {
     type Error = String;
 
     fn try_from(raw: RawSourceConfig) -> Result<Self, String> {
+        let blocks = [
+            ("github", raw.github.is_some()),
+            ("aws", raw.aws.is_some()),
+            ("gcp", raw.gcp.is_some()),
+            ("azure", raw.azure.is_some()),
+            ("path", raw.path.is_some() && raw.kind != "files"),
+        ];
+        if let Some((block, _)) = blocks
+            .iter()
+            .find(|(name, set)| *set && *name != raw.kind && *name != "path")
+            .or_else(|| blocks.iter().find(|(name, set)| *set && *name == "path"))
+        {
+            return Err(format!(
+                "source {:?}: `{block}` does not apply to a {} source",
+                raw.id, raw.kind
+            ));
+        }
         let kind = match raw.kind.as_str() {
             "files" => SourceKind::Files(FilesConfig {
                 path: raw
@@ -246,9 +300,21 @@ impl TryFrom<RawSourceConfig> for SourceConfig {
                     raw.id
                 )
             })?)),
+            "aws" => SourceKind::Aws(Box::new(raw.aws.ok_or_else(|| {
+                format!("source {:?}: an aws source needs an `aws:` block", raw.id)
+            })?)),
+            "gcp" => SourceKind::Gcp(Box::new(raw.gcp.ok_or_else(|| {
+                format!("source {:?}: a gcp source needs a `gcp:` block", raw.id)
+            })?)),
+            "azure" => SourceKind::Azure(Box::new(raw.azure.ok_or_else(|| {
+                format!(
+                    "source {:?}: an azure source needs an `azure:` block",
+                    raw.id
+                )
+            })?)),
             other => {
                 return Err(format!(
-                    "source {:?}: unknown source type {other:?} (known: files, github)",
+                    "source {:?}: unknown source type {other:?} (known: files, github, aws, gcp, azure)",
                     raw.id
                 ));
             }
@@ -256,7 +322,11 @@ impl TryFrom<RawSourceConfig> for SourceConfig {
         Ok(SourceConfig {
             id: raw.id,
             kind,
-            schedule: raw.schedule,
+            schedule: raw.schedule.unwrap_or_else(|| match raw.kind.as_str() {
+                // Every listing of a cloud costs calls against its quotas.
+                "aws" | "gcp" | "azure" => DEFAULT_CLOUD_SCHEDULE.into(),
+                _ => default_schedule(),
+            }),
             max_file_bytes: raw.max_file_bytes,
             removal_guard: raw.removal_guard,
         })
@@ -265,6 +335,12 @@ impl TryFrom<RawSourceConfig> for SourceConfig {
 
 impl From<SourceConfig> for RawSourceConfig {
     fn from(c: SourceConfig) -> Self {
+        let (aws, gcp, azure) = match &c.kind {
+            SourceKind::Aws(a) => (Some((**a).clone()), None, None),
+            SourceKind::Gcp(g) => (None, Some((**g).clone()), None),
+            SourceKind::Azure(z) => (None, None, Some((**z).clone())),
+            _ => (None, None, None),
+        };
         let (kind, path, patterns, watch, github) = match c.kind {
             SourceKind::Files(f) => (
                 "files".to_string(),
@@ -274,6 +350,9 @@ impl From<SourceConfig> for RawSourceConfig {
                 None,
             ),
             SourceKind::Github(g) => ("github".to_string(), None, None, None, Some(*g)),
+            SourceKind::Aws(_) => ("aws".to_string(), None, None, None, None),
+            SourceKind::Gcp(_) => ("gcp".to_string(), None, None, None, None),
+            SourceKind::Azure(_) => ("azure".to_string(), None, None, None, None),
         };
         RawSourceConfig {
             id: c.id,
@@ -283,10 +362,13 @@ impl From<SourceConfig> for RawSourceConfig {
             watch: watch.map(|w| w.0),
             rescan_interval_secs: watch.map(|w| w.1),
             follow_links_outside_root: watch.and_then(|w| w.2.then_some(true)),
-            schedule: c.schedule,
+            schedule: Some(c.schedule),
             max_file_bytes: c.max_file_bytes,
             removal_guard: c.removal_guard,
             github,
+            aws,
+            gcp,
+            azure,
         }
     }
 }
@@ -374,6 +456,21 @@ impl IngestConfig {
                 SourceKind::Github(g) => {
                     if let Err((field, message)) = g.validate() {
                         return Err(err(&field, message));
+                    }
+                }
+                SourceKind::Aws(a) => {
+                    if let Err((field, message)) = a.validate() {
+                        return Err(err(&format!("aws.{field}"), message));
+                    }
+                }
+                SourceKind::Gcp(g) => {
+                    if let Err((field, message)) = g.validate() {
+                        return Err(err(&format!("gcp.{field}"), message));
+                    }
+                }
+                SourceKind::Azure(z) => {
+                    if let Err((field, message)) = z.validate() {
+                        return Err(err(&format!("azure.{field}"), message));
                     }
                 }
             }

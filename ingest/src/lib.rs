@@ -201,12 +201,46 @@ impl Ingest {
                     );
                     (gh.clone(), Some(gh))
                 }
+                #[cfg(feature = "clouds")]
+                SourceKind::Aws(a) => (
+                    Arc::new(
+                        sources::aws::AwsSource::new(SourceId::new(&sc.id), (**a).clone())
+                            .map_err(setup)?,
+                    ),
+                    None,
+                ),
+                #[cfg(feature = "clouds")]
+                SourceKind::Gcp(g) => (
+                    Arc::new(
+                        sources::gcp::GcpSource::new(SourceId::new(&sc.id), (**g).clone())
+                            .map_err(setup)?,
+                    ),
+                    None,
+                ),
+                #[cfg(feature = "clouds")]
+                SourceKind::Azure(z) => (
+                    Arc::new(
+                        sources::azure::AzureSource::new(SourceId::new(&sc.id), (**z).clone())
+                            .map_err(setup)?,
+                    ),
+                    None,
+                ),
+                #[cfg(not(feature = "clouds"))]
+                SourceKind::Aws(_) | SourceKind::Gcp(_) | SourceKind::Azure(_) => {
+                    return Err(setup(
+                        "this build has no cloud sources (the ingest crate's `clouds` feature)"
+                            .into(),
+                    ));
+                }
             };
             sources.push(SourceRuntime {
                 id: sc.id.clone(),
                 kind: match sc.kind {
                     SourceKind::Files(_) => "files",
                     SourceKind::Github(_) => "github",
+                    SourceKind::Aws(_) => "aws",
+                    SourceKind::Gcp(_) => "gcp",
+                    SourceKind::Azure(_) => "azure",
                 },
                 removal_guard: sc.removal_guard,
                 schedule_text: sc.schedule.clone(),

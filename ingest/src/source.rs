@@ -169,6 +169,9 @@ pub enum SourceDetails {
     None,
     Files(FilesDetails),
     Github(crate::github::GithubDetails),
+    Aws(crate::sources::aws::AwsDetails),
+    /// A `gcp` or `azure` source.
+    Cloud(crate::sources::gcp::CloudDetails),
     Registered(RegisteredDetails),
     Scorecards(ScorecardsDetails),
     Retired(RetiredDetails),

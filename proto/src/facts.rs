@@ -72,6 +72,48 @@ pub enum FactState {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Facts {
     GithubRepository(RepositoryFacts),
+    /// A resource of a cloud provider (AWS, GCP, Azure). Its subject key
+    /// is its location key (`aws:{account}/{region}/{arn}`), so the entity
+    /// made of it links to it through `backstage.io/managed-by-location`.
+    CloudResource(CloudResourceFacts),
+}
+
+/// What a cloud source read about one resource. Fields a provider or a
+/// resource type does not have, or that the source's credentials may not
+/// read, are absent (`None`): a check of them is then unknown, not failed.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct CloudResourceFacts {
+    /// `aws`, `gcp` or `azure`.
+    pub provider: String,
+    /// The AWS account, GCP project or Azure subscription.
+    pub account: String,
+    /// The region (or location) the resource lives in, if it has one.
+    pub region: Option<String>,
+    /// The provider's service (`rds`, `s3`, `compute.googleapis.com`,
+    /// `microsoft.storage`).
+    pub service: String,
+    /// The resource type within the service (`db`, `bucket`, `Instance`,
+    /// `storageaccounts`).
+    pub resource_type: String,
+    /// The provider's id: ARN, full resource name, resource id.
+    pub id: String,
+    /// Tags (AWS, Azure) or labels (GCP), as read.
+    pub tags: BTreeMap<String, String>,
+    /// Encrypted at rest.
+    pub encrypted: Option<bool>,
+    /// Reachable from the internet (public access not blocked, a public
+    /// endpoint or address).
+    pub public: Option<bool>,
+    /// Automated backups (or point-in-time recovery) on.
+    pub backups: Option<bool>,
+    /// A function's runtime (`python3.12`, `nodejs20.x`).
+    pub runtime: Option<String>,
+    /// A database's or cluster's engine (`postgres`, `kubernetes`).
+    pub engine: Option<String>,
+    /// Its version.
+    pub engine_version: Option<String>,
+    /// The provider's state of the resource (`running`, `available`).
+    pub status: Option<String>,
 }
 
 /// Facts about one GitHub repository, read from its default (or the

@@ -16,7 +16,8 @@ pub mod topics;
 pub use entity::{Entity, EntityLink, EntityMeta, EntityRelation, RelationType};
 pub use envelope::{DecodeError, Versioned};
 pub use facts::{
-    Access, AlertCounts, BranchProtection, FactEvent, FactState, Facts, RepositoryFacts, SubjectKey,
+    Access, AlertCounts, BranchProtection, CloudResourceFacts, FactEvent, FactState, Facts,
+    RepositoryFacts, SubjectKey,
 };
 pub use locations::{LocationChange, LocationCommand};
 pub use messages::{

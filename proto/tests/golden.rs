@@ -219,6 +219,41 @@ fn fact_event_v1() {
 }
 
 #[test]
+fn fact_event_cloud_resource_v1() {
+    check(
+        "fact-event-cloud-resource.v1.json",
+        &FactEvent {
+            event_id: id(7),
+            source: SourceId::new("aws-prod"),
+            observed_at: at(35),
+            subject: SubjectKey::new(
+                "aws:123456789012/eu-west-1/arn:aws:rds:eu-west-1:123456789012:db:orders",
+            ),
+            state: FactState::Present {
+                facts: Facts::CloudResource(CloudResourceFacts {
+                    provider: "aws".into(),
+                    account: "123456789012".into(),
+                    region: Some("eu-west-1".into()),
+                    service: "rds".into(),
+                    resource_type: "db".into(),
+                    id: "arn:aws:rds:eu-west-1:123456789012:db:orders".into(),
+                    tags: [("owner".to_string(), "team-payments".to_string())]
+                        .into_iter()
+                        .collect(),
+                    encrypted: Some(true),
+                    public: Some(false),
+                    backups: Some(true),
+                    runtime: None,
+                    engine: Some("postgres".into()),
+                    engine_version: Some("16.3".into()),
+                    status: Some("available".into()),
+                }),
+            },
+        },
+    );
+}
+
+#[test]
 fn fact_event_removed_v1() {
     check(
         "fact-event-removed.v1.json",

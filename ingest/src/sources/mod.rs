@@ -3,6 +3,11 @@
 //! source's wait (a GitHub rate limit's reset, a slow cloud API) never
 //! delays another's sync or a webhook.
 //!
+//! - [`aws`]: the resources of AWS accounts and regions (through
+//!   [`cloud`], shared with the other clouds);
+//! - [`gcp`]: the resources of GCP projects (Cloud Asset Inventory), and
+//!   [`azure`]: of Azure subscriptions (Resource Graph), both over REST
+//!   ([`rest`]);
 //! - [`files`]: a directory of descriptor files (watched or polled);
 //! - [`github`]: repositories of GitHub organizations, with webhooks and
 //!   repository facts;
@@ -12,8 +17,14 @@
 //! - [`retired`]: a source taken out of the configuration, whose
 //!   locations and facts are removed.
 
+pub mod aws;
+pub mod azure;
+pub mod cloud;
 pub mod files;
+pub mod gcp;
 pub mod github;
 pub mod registered;
+#[cfg(feature = "clouds")]
+pub mod rest;
 pub mod retired;
 pub mod scorecards;

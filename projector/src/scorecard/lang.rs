@@ -121,12 +121,27 @@ pub enum ValueSource {
 pub enum FactProvider {
     /// The GitHub repository the entity lives in.
     Github,
+    /// The cloud resource (AWS, GCP, Azure) the entity was made of.
+    Cloud,
 }
 
 impl FactProvider {
     pub fn as_str(self) -> &'static str {
         match self {
             FactProvider::Github => "github",
+            FactProvider::Cloud => "cloud",
+        }
+    }
+
+    /// Why an entity has no subject of this provider.
+    pub fn unlinked(self) -> &'static str {
+        match self {
+            FactProvider::Github => {
+                "the entity is not linked to a GitHub repository (no github.com/project-slug annotation or GitHub location)"
+            }
+            FactProvider::Cloud => {
+                "the entity is not a cloud resource (it was not read by an aws, gcp or azure source)"
+            }
         }
     }
 }
@@ -623,9 +638,10 @@ pub fn compile_rule(v: &Value, depth: usize) -> Result<Rule, String> {
         })?;
         let provider = match provider {
             "github" => FactProvider::Github,
+            "cloud" => FactProvider::Cloud,
             other => {
                 return Err(format!(
-                    "fact `{p}`: unknown provider `{other}` (known: github)"
+                    "fact `{p}`: unknown provider `{other}` (known: github, cloud)"
                 ));
             }
         };
@@ -1155,10 +1171,7 @@ impl Eval<'_> {
                 (subject, None) => {
                     let why = match subject {
                         Some(s) => format!("no facts known for {s} yet"),
-                        None => format!(
-                            "the entity is not linked to a {} repository (no github.com/project-slug annotation or GitHub location)",
-                            provider.as_str()
-                        ),
+                        None => provider.unlinked().to_string(),
                     };
                     return Outcome {
                         pass: false,

@@ -694,6 +694,21 @@ pub fn github_subject(entity: &Value) -> Option<String> {
         .then(|| proto::SubjectKey::github_repository(&host, &owner, &repo).to_string())
 }
 
+/// The subject of the cloud resource an entity was made of: a cloud
+/// source's location key (`aws:`, `gcp:`, `azure:`) is the key of the
+/// resource's facts too.
+pub fn cloud_subject(entity: &Value) -> Option<String> {
+    let location = entity
+        .get("metadata")?
+        .get("annotations")?
+        .get("backstage.io/managed-by-location")?
+        .as_str()?;
+    ["aws:", "gcp:", "azure:"]
+        .iter()
+        .any(|p| location.starts_with(p))
+        .then(|| location.to_string())
+}
+
 /// Relation targets of one type in served JSON, as ref keys.
 fn targets<'v>(entity: &'v Value, relation: &'v str) -> impl Iterator<Item = String> + 'v {
     entity
@@ -780,8 +795,12 @@ impl Context for Reads<'_, '_> {
         provider: FactProvider,
     ) -> (Option<String>, Option<Arc<Value>>) {
         match provider {
-            FactProvider::Github => {
-                let Some(subject) = github_subject(entity) else {
+            FactProvider::Github | FactProvider::Cloud => {
+                let subject = match provider {
+                    FactProvider::Github => github_subject(entity),
+                    FactProvider::Cloud => cloud_subject(entity),
+                };
+                let Some(subject) = subject else {
                     return (None, None);
                 };
                 self.note(format!("f:{subject}"));
