@@ -205,7 +205,7 @@ pub struct AwsDetails {
 }
 
 /// Whether a service's listing covers resources of this type.
-fn covered(service: &str, resource_type: &str) -> bool {
+pub fn covered(service: &str, resource_type: &str) -> bool {
     matches!(
         (service, resource_type),
         ("ec2", "instance")

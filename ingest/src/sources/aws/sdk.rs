@@ -70,6 +70,21 @@ struct Details {
     region: Option<String>,
 }
 
+impl Details {
+    fn now() -> Self {
+        Details {
+            at: Instant::now(),
+            facts: CloudResourceFacts::default(),
+            arn: None,
+            tags: BTreeMap::new(),
+            region: None,
+        }
+    }
+}
+
+/// Per-resource calls in flight at once (per region).
+const DETAIL_CONCURRENCY: usize = 16;
+
 /// An `aws` source instance.
 pub struct AwsSource {
     id: SourceId,
@@ -341,6 +356,42 @@ impl AwsSource {
         lock(&self.details).insert(key, d);
     }
 
+    /// Makes the per-resource calls of every key whose details are not
+    /// fresh, [`DETAIL_CONCURRENCY`] at a time, and remembers what they
+    /// said.
+    async fn refresh_details<F, Fut>(&self, keys: impl IntoIterator<Item = String>, fetch: F)
+    where
+        F: Fn(String) -> Fut,
+        Fut: std::future::Future<Output = Details>,
+    {
+        use futures_util::StreamExt;
+        let missing: Vec<String> = keys
+            .into_iter()
+            .filter(|k| self.fresh(k).is_none())
+            .collect();
+        let got: Vec<(String, Details)> = futures_util::stream::iter(missing)
+            .map(|k| {
+                let call = fetch(k.clone());
+                async move { (k, call.await) }
+            })
+            .buffer_unordered(DETAIL_CONCURRENCY)
+            .collect()
+            .await;
+        let mut all = lock(&self.details);
+        for (k, d) in got {
+            all.insert(k, d);
+        }
+    }
+
+    /// What the per-resource calls said of `key` (nothing, if they were
+    /// not made).
+    fn details_of(&self, key: &str) -> Details {
+        lock(&self.details)
+            .get(key)
+            .cloned()
+            .unwrap_or_else(Details::now)
+    }
+
     /// Every bucket of the account, with its region.
     async fn buckets(&self, config: &SdkConfig) -> Result<Vec<(String, Option<String>)>, Failure> {
         let s3 = self.s3(config);
@@ -490,57 +541,53 @@ impl AwsSource {
         }
         if self.wants("s3") {
             let s3 = self.s3(config);
-            for (name, _) in buckets {
-                let arn = format!("arn:{partition}:s3:::{name}");
-                let mut r = new("s3", "bucket", &arn, name);
-                let d = match self.fresh(&arn) {
-                    Some(d) => d,
-                    None => {
-                        let encrypted = match s3.get_bucket_encryption().bucket(name).send().await {
-                            Ok(o) => Some(
-                                o.server_side_encryption_configuration()
-                                    .is_some_and(|c| !c.rules().is_empty()),
-                            ),
-                            Err(e)
-                                if error_code(&e)
-                                    == Some("ServerSideEncryptionConfigurationNotFoundError") =>
-                            {
-                                Some(false)
-                            }
-                            Err(_) => None,
-                        };
-                        let public = match s3.get_public_access_block().bucket(name).send().await {
-                            Ok(o) => o.public_access_block_configuration().map(|c| {
-                                !(c.block_public_acls() == Some(true)
-                                    && c.ignore_public_acls() == Some(true)
-                                    && c.block_public_policy() == Some(true)
-                                    && c.restrict_public_buckets() == Some(true))
-                            }),
-                            Err(e)
-                                if error_code(&e)
-                                    == Some("NoSuchPublicAccessBlockConfiguration") =>
-                            {
-                                Some(true)
-                            }
-                            Err(_) => None,
-                        };
-                        let facts = CloudResourceFacts {
+            let arn_of = |name: &str| format!("arn:{partition}:s3:::{name}");
+            self.refresh_details(buckets.iter().map(|(n, _)| arn_of(n)), |arn| {
+                let s3 = s3.clone();
+                async move {
+                    let name = arn.rsplit(':').next().unwrap_or_default().to_string();
+                    let encrypted = match s3.get_bucket_encryption().bucket(&name).send().await {
+                        Ok(o) => Some(
+                            o.server_side_encryption_configuration()
+                                .is_some_and(|c| !c.rules().is_empty()),
+                        ),
+                        Err(e)
+                            if error_code(&e)
+                                == Some("ServerSideEncryptionConfigurationNotFoundError") =>
+                        {
+                            Some(false)
+                        }
+                        Err(_) => None,
+                    };
+                    let public = match s3.get_public_access_block().bucket(&name).send().await {
+                        Ok(o) => o.public_access_block_configuration().map(|c| {
+                            !(c.block_public_acls() == Some(true)
+                                && c.ignore_public_acls() == Some(true)
+                                && c.block_public_policy() == Some(true)
+                                && c.restrict_public_buckets() == Some(true))
+                        }),
+                        Err(e)
+                            if error_code(&e) == Some("NoSuchPublicAccessBlockConfiguration") =>
+                        {
+                            Some(true)
+                        }
+                        Err(_) => None,
+                    };
+                    Details {
+                        facts: CloudResourceFacts {
                             encrypted,
                             public,
                             ..CloudResourceFacts::default()
-                        };
-                        let d = Details {
-                            at: Instant::now(),
-                            facts,
-                            arn: None,
-                            tags: BTreeMap::new(),
-                            region: None,
-                        };
-                        self.remember(arn.clone(), d.clone());
-                        d
+                        },
+                        ..Details::now()
                     }
-                };
-                r.facts = d.facts;
+                }
+            })
+            .await;
+            for (name, _) in buckets {
+                let arn = arn_of(name);
+                let mut r = new("s3", "bucket", &arn, name);
+                r.facts = self.details_of(&arn).facts;
                 out.insert(arn, r);
             }
         }
@@ -586,6 +633,7 @@ impl AwsSource {
                     .interceptor(counting.clone())
                     .build(),
             );
+            let mut names = Vec::new();
             let mut pages = ddb.list_tables().into_paginator().send();
             while let Some(page) = pages.next().await {
                 let page = page.map_err(|e| {
@@ -594,54 +642,54 @@ impl AwsSource {
                         aws_sdk_dynamodb::error::DisplayErrorContext(&e)
                     )
                 })?;
-                for name in page.table_names() {
-                    let arn = format!("arn:{partition}:dynamodb:{region}:{account}:table/{name}");
-                    let d = match self.fresh(&arn) {
-                        Some(d) => d,
-                        None => {
-                            let mut facts = CloudResourceFacts::default();
-                            if let Ok(t) = ddb.describe_table().table_name(name).send().await
-                                && let Some(t) = t.table()
-                            {
-                                facts.status = t.table_status().map(|s| s.as_str().to_string());
-                                // Tables are always encrypted at rest; the
-                                // description names a customer key when
-                                // one is used.
-                                facts.encrypted = Some(true);
-                                facts.engine = t
-                                    .sse_description()
-                                    .and_then(|s| s.sse_type())
-                                    .map(|s| format!("sse-{}", s.as_str().to_ascii_lowercase()));
-                            }
-                            facts.backups = match ddb
-                                .describe_continuous_backups()
-                                .table_name(name)
-                                .send()
-                                .await
-                            {
-                                Ok(o) => Some(
-                                    o.continuous_backups_description()
-                                        .and_then(|c| c.point_in_time_recovery_description())
-                                        .and_then(|p| p.point_in_time_recovery_status())
-                                        .is_some_and(|s| s.as_str() == "ENABLED"),
-                                ),
-                                Err(_) => None,
-                            };
-                            let d = Details {
-                                at: Instant::now(),
-                                facts,
-                                arn: None,
-                                tags: BTreeMap::new(),
-                                region: None,
-                            };
-                            self.remember(arn.clone(), d.clone());
-                            d
-                        }
+                names.extend(page.table_names().iter().cloned());
+            }
+            let arn_of =
+                |name: &str| format!("arn:{partition}:dynamodb:{region}:{account}:table/{name}");
+            self.refresh_details(names.iter().map(|n| arn_of(n)), |arn| {
+                let ddb = ddb.clone();
+                async move {
+                    let name = arn.rsplit('/').next().unwrap_or_default().to_string();
+                    let mut facts = CloudResourceFacts::default();
+                    if let Ok(t) = ddb.describe_table().table_name(&name).send().await
+                        && let Some(t) = t.table()
+                    {
+                        facts.status = t.table_status().map(|s| s.as_str().to_string());
+                        // Tables are always encrypted at rest; the
+                        // description names a customer key's kind when one
+                        // is used.
+                        facts.encrypted = Some(true);
+                        facts.engine = t
+                            .sse_description()
+                            .and_then(|s| s.sse_type())
+                            .map(|s| format!("sse-{}", s.as_str().to_ascii_lowercase()));
+                    }
+                    facts.backups = match ddb
+                        .describe_continuous_backups()
+                        .table_name(&name)
+                        .send()
+                        .await
+                    {
+                        Ok(o) => Some(
+                            o.continuous_backups_description()
+                                .and_then(|c| c.point_in_time_recovery_description())
+                                .and_then(|p| p.point_in_time_recovery_status())
+                                .is_some_and(|s| s.as_str() == "ENABLED"),
+                        ),
+                        Err(_) => None,
                     };
-                    let mut r = new("dynamodb", "table", &arn, name);
-                    r.facts = d.facts;
-                    out.insert(arn, r);
+                    Details {
+                        facts,
+                        ..Details::now()
+                    }
                 }
+            })
+            .await;
+            for name in &names {
+                let arn = arn_of(name);
+                let mut r = new("dynamodb", "table", &arn, name);
+                r.facts = self.details_of(&arn).facts;
+                out.insert(arn, r);
             }
         }
         if self.wants("sqs") {
@@ -650,6 +698,7 @@ impl AwsSource {
                     .interceptor(counting.clone())
                     .build(),
             );
+            let mut urls = Vec::new();
             let mut pages = sqs.list_queues().max_results(1000).into_paginator().send();
             while let Some(page) = pages.next().await {
                 let page = page.map_err(|e| {
@@ -658,46 +707,48 @@ impl AwsSource {
                         aws_sdk_sqs::error::DisplayErrorContext(&e)
                     )
                 })?;
-                for url in page.queue_urls() {
-                    let name = url.rsplit('/').next().unwrap_or(url);
-                    let arn = format!("arn:{partition}:sqs:{region}:{account}:{name}");
-                    let d = match self.fresh(&arn) {
-                        Some(d) => d,
-                        None => {
-                            let mut facts = CloudResourceFacts::default();
-                            if let Ok(o) = sqs
-                                .get_queue_attributes()
-                                .queue_url(url)
-                                .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
-                                .send()
-                                .await
-                            {
-                                let attrs = o.attributes();
-                                let get = |k: &str| {
-                                    attrs.and_then(|a| {
-                                        a.get(&aws_sdk_sqs::types::QueueAttributeName::from(k))
-                                    })
-                                };
-                                facts.encrypted = Some(
-                                    get("SqsManagedSseEnabled").is_some_and(|v| v == "true")
-                                        || get("KmsMasterKeyId").is_some_and(|v| !v.is_empty()),
-                                );
-                            }
-                            let d = Details {
-                                at: Instant::now(),
-                                facts,
-                                arn: None,
-                                tags: BTreeMap::new(),
-                                region: None,
-                            };
-                            self.remember(arn.clone(), d.clone());
-                            d
-                        }
-                    };
-                    let mut r = new("sqs", "queue", &arn, name);
-                    r.facts = d.facts;
-                    out.insert(arn, r);
+                urls.extend(page.queue_urls().iter().cloned());
+            }
+            let name_of = |url: &str| url.rsplit('/').next().unwrap_or(url).to_string();
+            let arn_of =
+                |url: &str| format!("arn:{partition}:sqs:{region}:{account}:{}", name_of(url));
+            let by_arn: HashMap<String, String> =
+                urls.iter().map(|u| (arn_of(u), u.clone())).collect();
+            self.refresh_details(by_arn.keys().cloned(), |arn| {
+                let sqs = sqs.clone();
+                let url = by_arn.get(&arn).cloned().unwrap_or_default();
+                async move {
+                    let mut facts = CloudResourceFacts::default();
+                    if let Ok(o) = sqs
+                        .get_queue_attributes()
+                        .queue_url(url)
+                        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
+                        .send()
+                        .await
+                    {
+                        let attrs = o.attributes();
+                        let get = |k: &str| {
+                            attrs.and_then(|a| {
+                                a.get(&aws_sdk_sqs::types::QueueAttributeName::from(k))
+                            })
+                        };
+                        facts.encrypted = Some(
+                            get("SqsManagedSseEnabled").is_some_and(|v| v == "true")
+                                || get("KmsMasterKeyId").is_some_and(|v| !v.is_empty()),
+                        );
+                    }
+                    Details {
+                        facts,
+                        ..Details::now()
+                    }
                 }
+            })
+            .await;
+            for url in &urls {
+                let arn = arn_of(url);
+                let mut r = new("sqs", "queue", &arn, &name_of(url));
+                r.facts = self.details_of(&arn).facts;
+                out.insert(arn, r);
             }
         }
         if self.wants("sns") {
@@ -706,6 +757,7 @@ impl AwsSource {
                     .interceptor(counting.clone())
                     .build(),
             );
+            let mut arns = Vec::new();
             let mut pages = sns.list_topics().into_paginator().send();
             while let Some(page) = pages.next().await {
                 let page = page.map_err(|e| {
@@ -714,35 +766,36 @@ impl AwsSource {
                         aws_sdk_sns::error::DisplayErrorContext(&e)
                     )
                 })?;
-                for t in page.topics() {
-                    let Some(arn) = t.topic_arn() else { continue };
-                    let name = arn.rsplit(':').next().unwrap_or(arn);
-                    let d = match self.fresh(arn) {
-                        Some(d) => d,
-                        None => {
-                            let mut facts = CloudResourceFacts::default();
-                            if let Ok(o) = sns.get_topic_attributes().topic_arn(arn).send().await {
-                                facts.encrypted = Some(
-                                    o.attributes()
-                                        .and_then(|a| a.get("KmsMasterKeyId"))
-                                        .is_some_and(|v| !v.is_empty()),
-                                );
-                            }
-                            let d = Details {
-                                at: Instant::now(),
-                                facts,
-                                arn: None,
-                                tags: BTreeMap::new(),
-                                region: None,
-                            };
-                            self.remember(arn.to_string(), d.clone());
-                            d
-                        }
-                    };
-                    let mut r = new("sns", "topic", arn, name);
-                    r.facts = d.facts;
-                    out.insert(arn.to_string(), r);
+                arns.extend(
+                    page.topics()
+                        .iter()
+                        .filter_map(|t| t.topic_arn())
+                        .map(str::to_string),
+                );
+            }
+            self.refresh_details(arns.iter().cloned(), |arn| {
+                let sns = sns.clone();
+                async move {
+                    let mut facts = CloudResourceFacts::default();
+                    if let Ok(o) = sns.get_topic_attributes().topic_arn(&arn).send().await {
+                        facts.encrypted = Some(
+                            o.attributes()
+                                .and_then(|a| a.get("KmsMasterKeyId"))
+                                .is_some_and(|v| !v.is_empty()),
+                        );
+                    }
+                    Details {
+                        facts,
+                        ..Details::now()
+                    }
                 }
+            })
+            .await;
+            for arn in &arns {
+                let name = arn.rsplit(':').next().unwrap_or(arn);
+                let mut r = new("sns", "topic", arn, name);
+                r.facts = self.details_of(arn).facts;
+                out.insert(arn.clone(), r);
             }
         }
         if self.wants("eks") {
@@ -751,6 +804,7 @@ impl AwsSource {
                     .interceptor(counting.clone())
                     .build(),
             );
+            let mut names = Vec::new();
             let mut pages = eks.list_clusters().into_paginator().send();
             while let Some(page) = pages.next().await {
                 let page = page.map_err(|e| {
@@ -759,45 +813,41 @@ impl AwsSource {
                         aws_sdk_eks::error::DisplayErrorContext(&e)
                     )
                 })?;
-                for name in page.clusters() {
-                    let key = format!("eks:{account}:{region}:{name}");
-                    let d = match self.fresh(&key) {
-                        Some(d) => d,
-                        None => {
-                            let mut d = Details {
-                                at: Instant::now(),
-                                facts: CloudResourceFacts::default(),
-                                arn: None,
-                                tags: BTreeMap::new(),
-                                region: None,
-                            };
-                            if let Ok(o) = eks.describe_cluster().name(name).send().await
-                                && let Some(c) = o.cluster()
-                            {
-                                d.arn = c.arn().map(str::to_string);
-                                d.facts.engine = Some("kubernetes".into());
-                                d.facts.engine_version = c.version().map(str::to_string);
-                                d.facts.status = c.status().map(|s| s.as_str().to_string());
-                                d.facts.public =
-                                    c.resources_vpc_config().map(|v| v.endpoint_public_access());
-                                d.facts.encrypted = Some(!c.encryption_config().is_empty());
-                                if let Some(t) = c.tags() {
-                                    d.tags =
-                                        t.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-                                }
-                            }
-                            self.remember(key, d.clone());
-                            d
+                names.extend(page.clusters().iter().cloned());
+            }
+            let key_of = |name: &str| format!("eks:{account}:{region}:{name}");
+            self.refresh_details(names.iter().map(|n| key_of(n)), |key| {
+                let eks = eks.clone();
+                async move {
+                    let name = key.rsplit(':').next().unwrap_or_default().to_string();
+                    let mut d = Details::now();
+                    if let Ok(o) = eks.describe_cluster().name(&name).send().await
+                        && let Some(c) = o.cluster()
+                    {
+                        d.arn = c.arn().map(str::to_string);
+                        d.facts.engine = Some("kubernetes".into());
+                        d.facts.engine_version = c.version().map(str::to_string);
+                        d.facts.status = c.status().map(|s| s.as_str().to_string());
+                        d.facts.public =
+                            c.resources_vpc_config().map(|v| v.endpoint_public_access());
+                        d.facts.encrypted = Some(!c.encryption_config().is_empty());
+                        if let Some(t) = c.tags() {
+                            d.tags = t.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
                         }
-                    };
-                    let arn = d.arn.clone().unwrap_or_else(|| {
-                        format!("arn:{partition}:eks:{region}:{account}:cluster/{name}")
-                    });
-                    let mut r = new("eks", "cluster", &arn, name);
-                    r.tags.extend(d.tags.clone());
-                    r.facts = d.facts;
-                    out.insert(arn, r);
+                    }
+                    d
                 }
+            })
+            .await;
+            for name in &names {
+                let d = self.details_of(&key_of(name));
+                let arn = d.arn.clone().unwrap_or_else(|| {
+                    format!("arn:{partition}:eks:{region}:{account}:cluster/{name}")
+                });
+                let mut r = new("eks", "cluster", &arn, name);
+                r.tags.extend(d.tags.clone());
+                r.facts = d.facts;
+                out.insert(arn, r);
             }
         }
         if self.wants("ecs") {
