@@ -67,15 +67,20 @@ fn owner(i: usize) -> String {
     format!("group:default/team-{}", i % 40)
 }
 
-/// Creates `n` tagged resources: half queues, three in ten topics, the
-/// rest tables, 16 calls at a time.
-async fn populate(url: &str, n: usize) -> anyhow::Result<()> {
-    let config = aws_config::defaults(BehaviorVersion::latest())
+/// The SDK's configuration for moto.
+async fn sdk(url: &str) -> aws_types::SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new(REGION))
         .endpoint_url(url)
         .credentials_provider(Credentials::new("bench", "bench", None, None, "bench"))
         .load()
-        .await;
+        .await
+}
+
+/// Creates `n` tagged resources: half queues, three in ten topics, the
+/// rest tables, 16 calls at a time.
+async fn populate(url: &str, n: usize) -> anyhow::Result<()> {
+    let config = sdk(url).await;
     let sqs = aws_sdk_sqs::Client::new(&config);
     let sns = aws_sdk_sns::Client::new(&config);
     let ddb = aws_sdk_dynamodb::Client::new(&config);
@@ -152,12 +157,7 @@ async fn populate(url: &str, n: usize) -> anyhow::Result<()> {
 
 /// Retags the first `k` queues (a new owner).
 async fn retag(url: &str, k: usize) -> anyhow::Result<()> {
-    let config = aws_config::defaults(BehaviorVersion::latest())
-        .region(Region::new(REGION))
-        .endpoint_url(url)
-        .credentials_provider(Credentials::new("bench", "bench", None, None, "bench"))
-        .load()
-        .await;
+    let config = sdk(url).await;
     let sqs = aws_sdk_sqs::Client::new(&config);
     for i in (0..).filter(|i| i % 10 <= 4).take(k) {
         let url = sqs

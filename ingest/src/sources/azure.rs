@@ -26,9 +26,8 @@ use serde_json::Value;
 use std::path::PathBuf;
 #[cfg(feature = "clouds")]
 use {
-    super::cloud,
-    super::gcp::{CloudDetails, details},
-    super::rest::{CallError, RestClient, TokenSource},
+    super::gcp::CloudDetails,
+    super::rest::{CallError, RestClient, TokenSource, list_scopes},
     crate::source::{Known, Listing, Source, SourceDetails, SourceError},
     proto::SourceId,
     serde_json::json,
@@ -306,31 +305,13 @@ impl Source for AzureSource {
     }
 
     fn list(&self, _known: &Known) -> Result<Listing, SourceError> {
-        let mut resources = Vec::new();
-        let mut listed = Vec::new();
-        let mut failed = Vec::new();
-        for sub in &self.cfg.subscriptions {
-            let prefix = cloud::scope_prefix("azure", &sub.to_ascii_lowercase(), "-");
-            match self.list_subscription(sub) {
-                Ok(mut rs) => {
-                    listed.push(prefix);
-                    resources.append(&mut rs);
-                }
-                Err(e) => failed.push((prefix, e.0)),
-            }
-        }
-        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = details(
+        Ok(list_scopes(
+            "azure",
             &self.cfg.subscriptions,
-            &resources,
+            |s| self.list_subscription(s),
             &self.cfg.mapping,
             &self.client,
-            &failed,
-        );
-        Ok(cloud::listing(
-            &resources,
-            &self.cfg.mapping,
-            &listed,
-            &failed,
+            &self.last,
         ))
     }
 

@@ -24,12 +24,10 @@ use serde_json::Value;
 use std::path::PathBuf;
 #[cfg(feature = "clouds")]
 use {
-    super::cloud,
-    super::rest::{CallError, RestClient, TokenSource},
+    super::rest::{CallError, RestClient, TokenSource, list_scopes},
     crate::source::{Known, Listing, Source, SourceDetails, SourceError},
     proto::SourceId,
     std::sync::Mutex,
-    std::sync::atomic::Ordering,
     std::time::Duration,
 };
 
@@ -328,61 +326,18 @@ impl Source for GcpSource {
     }
 
     fn list(&self, _known: &Known) -> Result<Listing, SourceError> {
-        let mut resources = Vec::new();
-        let mut listed = Vec::new();
-        let mut failed = Vec::new();
-        for project in &self.cfg.projects {
-            let prefix = cloud::scope_prefix("gcp", project, "-");
-            match self.list_project(project) {
-                Ok(mut rs) => {
-                    listed.push(prefix);
-                    resources.append(&mut rs);
-                }
-                Err(e) => failed.push((prefix, e.0)),
-            }
-        }
-        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = details(
+        Ok(list_scopes(
+            "gcp",
             &self.cfg.projects,
-            &resources,
+            |p| self.list_project(p),
             &self.cfg.mapping,
             &self.client,
-            &failed,
-        );
-        Ok(cloud::listing(
-            &resources,
-            &self.cfg.mapping,
-            &listed,
-            &failed,
+            &self.last,
         ))
     }
 
     fn details(&self) -> SourceDetails {
         SourceDetails::Cloud(self.last.lock().unwrap_or_else(|e| e.into_inner()).clone())
-    }
-}
-
-#[cfg(feature = "clouds")]
-/// The status of a REST cloud source after a listing.
-pub(super) fn details(
-    scopes: &[String],
-    resources: &[CloudResource],
-    mapping: &Mapping,
-    client: &RestClient,
-    failed: &[(String, String)],
-) -> CloudDetails {
-    let c = &client.counters;
-    CloudDetails {
-        scopes: scopes.to_vec(),
-        resources: resources.len(),
-        unowned: resources
-            .iter()
-            .filter(|r| cloud::is_unowned(r, mapping))
-            .count(),
-        calls: c.calls.load(Ordering::Relaxed),
-        retries: c.retries.load(Ordering::Relaxed),
-        throttled: c.throttled.load(Ordering::Relaxed),
-        tokens: c.tokens.load(Ordering::Relaxed),
-        failed_scopes: failed.iter().map(|(s, e)| format!("{s}: {e}")).collect(),
     }
 }
 

@@ -5,6 +5,9 @@
 //! transport errors are retried with exponential backoff and full jitter,
 //! honouring `Retry-After`, up to `max_attempts`.
 
+use super::cloud::{self, CloudResource, Mapping};
+use super::gcp::CloudDetails;
+use crate::source::Listing;
 use serde_json::Value;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -190,6 +193,49 @@ impl RestClient {
             }
         }
     }
+}
+
+/// Lists every scope (project, subscription) of a REST cloud source with
+/// `list_one`, each whole or not at all (a scope that fails is left out of
+/// the listing's scope: nothing in it is removed), and records the
+/// source's status in `last`.
+pub fn list_scopes(
+    provider: &str,
+    scopes: &[String],
+    list_one: impl Fn(&str) -> Result<Vec<CloudResource>, CallError>,
+    mapping: &Mapping,
+    client: &RestClient,
+    last: &Mutex<CloudDetails>,
+) -> Listing {
+    let mut resources = Vec::new();
+    let mut listed = Vec::new();
+    let mut failed = Vec::new();
+    for scope in scopes {
+        // Keys hold the scope as the resources do (Azure's in lower case).
+        let prefix = cloud::scope_prefix(provider, &scope.to_ascii_lowercase(), "-");
+        match list_one(scope) {
+            Ok(mut rs) => {
+                listed.push(prefix);
+                resources.append(&mut rs);
+            }
+            Err(e) => failed.push((prefix, e.0)),
+        }
+    }
+    let c = &client.counters;
+    *last.lock().unwrap_or_else(|e| e.into_inner()) = CloudDetails {
+        scopes: scopes.to_vec(),
+        resources: resources.len(),
+        unowned: resources
+            .iter()
+            .filter(|r| cloud::is_unowned(r, mapping))
+            .count(),
+        calls: c.calls.load(Ordering::Relaxed),
+        retries: c.retries.load(Ordering::Relaxed),
+        throttled: c.throttled.load(Ordering::Relaxed),
+        tokens: c.tokens.load(Ordering::Relaxed),
+        failed_scopes: failed.iter().map(|(s, e)| format!("{s}: {e}")).collect(),
+    };
+    cloud::listing(&resources, mapping, &listed, &failed)
 }
 
 /// The error message of an answer, or the start of it.
