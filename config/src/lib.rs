@@ -471,7 +471,20 @@ mod tests {
         let text = include_str!("../../fuzz/seeds/config/full.yaml");
         let cfg = Config::parse(text).unwrap();
         cfg.validate().unwrap();
-        assert_eq!(cfg.ingest.sources.len(), 1);
+        let kinds: Vec<&str> = cfg
+            .ingest
+            .sources
+            .iter()
+            .map(|s| match s.kind {
+                ingest::SourceKind::Files(_) => "files",
+                ingest::SourceKind::Github(_) => "github",
+                ingest::SourceKind::Aws(_) => "aws",
+                ingest::SourceKind::Gcp(_) => "gcp",
+                ingest::SourceKind::Azure(_) => "azure",
+            })
+            .collect();
+        assert_eq!(kinds, ["files", "aws", "gcp", "azure"]);
+        assert_eq!(cfg.ingest.retired_sources, ["old-source"]);
         assert!(cfg.auth.is_some());
     }
 

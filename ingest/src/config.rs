@@ -255,10 +255,17 @@ impl TryFrom<RawSourceConfig> for SourceConfig {
             ("azure", raw.azure.is_some()),
             ("path", raw.path.is_some() && raw.kind != "files"),
         ];
+        let known = ["files", "github", "aws", "gcp", "azure"].contains(&raw.kind.as_str());
         if let Some((block, _)) = blocks
             .iter()
+            .filter(|_| known)
             .find(|(name, set)| *set && *name != raw.kind && *name != "path")
-            .or_else(|| blocks.iter().find(|(name, set)| *set && *name == "path"))
+            .or_else(|| {
+                blocks
+                    .iter()
+                    .filter(|_| known)
+                    .find(|(name, set)| *set && *name == "path")
+            })
         {
             return Err(format!(
                 "source {:?}: `{block}` does not apply to a {} source",
@@ -559,6 +566,16 @@ mod tests {
         assert!(e.contains("unknown source type \"ftp\""), "{e}");
         let e = parse("sources:\n  - id: a\n    type: files\n").unwrap_err();
         assert!(e.contains("needs `path`"), "{e}");
+        let e = parse(
+            "sources:\n  - id: a\n    type: files\n    path: /x\n    aws: {regions: [eu-west-1]}\n",
+        )
+        .unwrap_err();
+        assert!(e.contains("`aws` does not apply to a files source"), "{e}");
+        let e = parse(
+            "sources:\n  - id: a\n    type: aws\n    path: /x\n    aws: {regions: [eu-west-1]}\n",
+        )
+        .unwrap_err();
+        assert!(e.contains("`path` does not apply to a aws source"), "{e}");
     }
 
     #[test]
