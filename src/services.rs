@@ -528,6 +528,11 @@ async fn http(
         sd.wait().await
     }));
     tracing::info!(%addr, "serving the catalog API");
+    if query::ui_built() {
+        tracing::info!(url = %format!("http://{addr}/"), "serving the web UI");
+    } else {
+        tracing::warn!("this build has no web UI (scripts/ui builds it)");
+    }
     if let Some(tx) = listening {
         let _ = tx.send(addr);
     }

@@ -87,6 +87,11 @@ fn the_feed_pages_long_polls_diffs_and_streams_changes() {
         all.extend(items);
         cursor = next;
     }
+    // `after=now` starts at the feed's end: nothing already read comes again.
+    let (items, now) = events(&a, &base, "after=now");
+    let end: u64 = cursor.parse().unwrap();
+    assert!(now.parse::<u64>().unwrap() >= end, "{now} < {end}");
+    assert!(items.iter().all(|i| seq(i) > end), "after=now: {items:?}");
     let seqs: Vec<u64> = all.iter().map(seq).collect();
     assert_eq!(
         seqs,

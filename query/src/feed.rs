@@ -124,8 +124,11 @@ impl Selection {
     }
 }
 
-/// The cursor: the last sequence number a reader has seen.
-fn cursor(p: &Params, headers: Option<&HeaderMap>) -> Result<u64, ApiError> {
+/// The cursor: the last sequence number a reader has seen. `now` is the
+/// feed's current end, for a reader that wants only what comes next (a
+/// page opening a live view); a reconnecting stream's `Last-Event-ID` wins
+/// over it.
+fn cursor(catalog: &Catalog, p: &Params, headers: Option<&HeaderMap>) -> Result<u64, ApiError> {
     let from_header = headers
         .and_then(|h| h.get("last-event-id"))
         .map(|v| v.to_str().unwrap_or("").to_owned());
@@ -133,14 +136,16 @@ fn cursor(p: &Params, headers: Option<&HeaderMap>) -> Result<u64, ApiError> {
         (Some(_), Some(_)) => {
             return Err(ApiError::Input("Give after or cursor, not both".into()));
         }
+        (Some("now"), None) if from_header.is_some() => from_header,
         (Some(c), None) | (None, Some(c)) => Some(c.to_owned()),
         (None, None) => from_header,
     };
     match given.as_deref() {
         None | Some("") | Some("0") => Ok(0),
+        Some("now") => Ok(catalog.feed_last()?),
         Some(c) => c.parse::<u64>().map_err(|_| {
             ApiError::Input(format!(
-                "Malformed cursor {c:?}: expected the eventId of a change"
+                "Malformed cursor {c:?}: expected the eventId of a change, or now"
             ))
         }),
     }
@@ -263,7 +268,7 @@ fn page(
 /// page waits that long for a change (a long poll).
 pub async fn events(State(st): State<AppState>, p: Params) -> Result<Response, ApiError> {
     let sel = Selection::parse(&p)?;
-    let after = cursor(&p, None)?;
+    let after = cursor(&st.catalog, &p, None)?;
     let limit = p.int("limit", 1)?.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT);
     let wait = match p.one("wait")? {
         None => Duration::ZERO,
@@ -309,7 +314,7 @@ pub async fn stream(
     p: Params,
 ) -> Result<Response, ApiError> {
     let sel = Selection::parse(&p)?;
-    let after = cursor(&p, Some(&headers))?;
+    let after = cursor(&st.catalog, &p, Some(&headers))?;
     let catalog = st.catalog.clone();
     let events = feed_stream(catalog, sel, after);
     Ok(Sse::new(events)
@@ -329,11 +334,17 @@ fn feed_stream(
         ready: std::collections::VecDeque<Event>,
         done: bool,
     }
+    // A first comment, at once, so the client sees the stream open (its
+    // headers and this line) before any change arrives, and a reconnect
+    // delay to follow after a dropped connection.
+    let opening = Event::default()
+        .comment("following the change feed")
+        .retry(Duration::from_secs(2));
     let start = At {
         catalog,
         sel,
         after,
-        ready: Default::default(),
+        ready: std::collections::VecDeque::from([opening]),
         done: false,
     };
     stream::unfold(start, |mut at| async move {

@@ -4,8 +4,9 @@
 //! (entities, by-query, by-name, by-uid, by-refs, ancestry, facets,
 //! locations and their errors), the entity history API under
 //! `/api/history`, health (`/livez`, `/readyz`), Prometheus metrics
-//! (`/metrics`) and the OpenAPI document of all of it
-//! (`/api/openapi.json`, hand-written in `query/openapi.json`).
+//! (`/metrics`), the OpenAPI document of all of it
+//! (`/api/openapi.json`, hand-written in `query/openapi.json`), and the web
+//! UI at `/` (built from `ui/`, embedded at build time).
 //!
 //! It serves from the projector's read model ([`projector::Catalog`]) and
 //! must never write to the store. Errors leave through one type,
@@ -26,11 +27,13 @@ mod params;
 mod project;
 mod respond;
 pub mod scorecards;
+mod ui;
 mod validate;
 
 pub use auth::{Access, Auth, Principal, Scope};
 pub use error::ApiError;
 pub use locations::{LocationAccess, LogWriter};
+pub use ui::built as ui_built;
 
 use axum::Router;
 use axum::http::Method;
@@ -325,7 +328,7 @@ pub fn router(state: AppState) -> Router {
             .layer(axum::middleware::from_fn_with_state(guard, auth::guard)),
     );
     router
-        .fallback(error::not_found)
+        .fallback(ui::fallback)
         .layer(axum::extract::DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(
             limits.request_timeout,

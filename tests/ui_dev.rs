@@ -1,0 +1,150 @@
+//! The web UI end to end: `catalog dev` on a copy of the demo org serves
+//! the embedded UI at `/` (its pages for any client route, its hashed
+//! assets cached and gzipped, the API's JSON 404 kept), and the Playwright
+//! suite in `ui/tests` drives every page in Debian's Chromium against it,
+//! comparing what the pages show with the API, editing files to see pages
+//! update live, checking accessibility with axe-core and saving a
+//! screenshot of every page in `ui/test-output/screenshots`.
+
+mod common;
+
+use common::*;
+use std::io::Read;
+use std::path::Path;
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// (status, headers we look at, body bytes) of a GET with `headers`.
+fn raw(
+    agent: &ureq::Agent,
+    url: &str,
+    headers: &[(&str, &str)],
+) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    let mut req = agent.get(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let mut res = req.call().unwrap();
+    let status = res.status().as_u16();
+    let hs = res
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
+        .collect();
+    let mut body = Vec::new();
+    res.body_mut().as_reader().read_to_end(&mut body).unwrap();
+    (status, hs, body)
+}
+
+fn header<'a>(hs: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    hs.iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+#[test]
+fn the_web_ui_is_served_and_its_pages_pass_the_browser_suite() {
+    assert!(
+        query::ui_built(),
+        "this build has no web UI: scripts/ui builds ui/dist, which the binary embeds"
+    );
+    let dev = dev_allowing_files();
+    let base = dev.running.base.clone();
+    let org = dev.tmp.path().join("org");
+    let a = agent();
+    wait_for("the demo org to be served", WAIT, || {
+        (total(&a, &base, "kind=component") > 0 && total(&a, &base, "kind=group") > 0).then_some(())
+    });
+
+    // Any page of the UI answers its HTML; the API keeps its JSON 404.
+    let (s, hs, body) = raw(
+        &a,
+        &format!("{base}/catalog/default/component/cart-service"),
+        &[("accept", "text/html")],
+    );
+    assert_eq!(s, 200);
+    assert!(
+        header(&hs, "content-type")
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert!(
+        header(&hs, "content-security-policy")
+            .unwrap()
+            .contains("default-src 'self'")
+    );
+    let html = String::from_utf8(body).unwrap();
+    let script = html
+        .split("src=\"")
+        .skip(1)
+        .map(|s| s.split('"').next().unwrap())
+        .find(|s| s.starts_with("/assets/") && s.ends_with(".js"))
+        .unwrap_or_else(|| panic!("index.html names its script: {html}"));
+    let (s, hs, plain) = raw(
+        &a,
+        &format!("{base}{script}"),
+        &[("accept-encoding", "identity")],
+    );
+    assert_eq!(s, 200);
+    assert!(header(&hs, "cache-control").unwrap().contains("immutable"));
+    assert!(
+        header(&hs, "content-type")
+            .unwrap()
+            .starts_with("text/javascript")
+    );
+    assert_eq!(header(&hs, "content-encoding"), None);
+    let (s, hs, packed) = raw(
+        &a,
+        &format!("{base}{script}"),
+        &[("accept-encoding", "gzip")],
+    );
+    assert_eq!(s, 200);
+    assert_eq!(header(&hs, "content-encoding"), Some("gzip"));
+    assert!(packed.len() < plain.len());
+    let (s, _, _) = raw(&a, &format!("{base}/assets/missing-file.js"), &[]);
+    assert_eq!(s, 404);
+    let (s, v) = get(&a, &format!("{base}/api/catalog/no-such-route"));
+    assert_eq!(s, 404);
+    assert_eq!(v["error"]["name"], "NotFoundError", "{v}");
+
+    // The browser suite.
+    let ui = Path::new(env!("CARGO_MANIFEST_DIR")).join("ui");
+    let runner = ui.join("node_modules/.bin/playwright");
+    assert!(
+        runner.is_file(),
+        "the UI's packages are missing: scripts/setup installs them (npm ci in ui/)"
+    );
+    let shots = ui.join("test-output/screenshots");
+    let _ = std::fs::remove_dir_all(&shots);
+    let out = std::process::Command::new(&runner)
+        .arg("test")
+        .current_dir(&ui)
+        .env("CATALOG_URL", &base)
+        .env("CATALOG_ORG", &org)
+        .env("CI", "1")
+        .output()
+        .expect("node runs Playwright");
+    println!("{}", String::from_utf8_lossy(&out.stdout));
+    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "the UI's Playwright suite failed (above)"
+    );
+
+    // Every page left its screenshot for people to look at.
+    for page in [
+        "catalog",
+        "entity-component",
+        "entity-api",
+        "scorecards",
+        "scorecard-production-readiness",
+        "adoption",
+        "operations",
+    ] {
+        let png = shots.join(format!("{page}.png"));
+        let bytes = std::fs::read(&png).unwrap_or_else(|e| panic!("{}: {e}", png.display()));
+        assert!(bytes.starts_with(b"\x89PNG"), "{} is a PNG", png.display());
+    }
+    dev.running.stop();
+}
