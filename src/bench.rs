@@ -72,6 +72,31 @@ pub struct BenchArgs {
     /// the store (asOf, a 52-week metric, the feed, a Parquet export).
     #[arg(long)]
     pub history: bool,
+    /// After the pipeline measurements: the web UI in Chromium
+    /// (`ui/bench/first-render.mjs`: first render of the catalog page, a
+    /// jump to the middle of the table, a facet choice, an entity page).
+    #[arg(long)]
+    pub ui: bool,
+}
+
+/// Runs the UI benchmark (`ui/bench/first-render.mjs`) against `base`,
+/// printing what it prints.
+fn ui_bench(base: &str) -> anyhow::Result<()> {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("ui/bench/first-render.mjs");
+    let out = std::process::Command::new("node")
+        .arg(&script)
+        .arg(base)
+        .arg("10")
+        .output()
+        .with_context(|| format!("node runs {}", script.display()))?;
+    print!("{}", String::from_utf8_lossy(&out.stdout));
+    if !out.status.success() {
+        bail!(
+            "the UI benchmark failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
 }
 
 /// GET a JSON document: (status, body).
@@ -421,6 +446,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let addr = rx.await.context("the pipeline did not start")?;
     let base = format!("http://{addr}");
     let n = args.entities as u64;
+    let ui = args.ui;
     let measured = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
@@ -513,6 +539,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 fmt_d(percentile(&d, 0.5)),
                 fmt_d(percentile(&d, 0.99))
             );
+        }
+        if ui {
+            ui_bench(&base)?;
         }
         Ok(())
     })

@@ -278,6 +278,40 @@ fn parquet_exports_read_in_duckdb_agree_with_the_api() {
     );
     assert_eq!(before["groups"], json!([]));
 
+    // One entity's results as of an instant, from the same history: now,
+    // the stored level, score and check statuses; before, no result.
+    let cart = "component/default/cart-service";
+    let (s, then) = get(
+        &a,
+        &format!("{base}/api/scorecards/entity/{cart}?asOf={now}"),
+    );
+    assert_eq!(s, 200, "{then}");
+    let (_, stored) = get(&a, &format!("{base}/api/scorecards/entity/{cart}"));
+    let outcome = |v: &Value| -> Vec<Value> {
+        v["scorecards"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                let checks: Vec<Value> = c["checks"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|k| json!([k["id"], k["status"]]))
+                    .collect();
+                json!([c["scorecard"], c["level"], c["score"], checks])
+            })
+            .collect()
+    };
+    assert!(!outcome(&stored).is_empty(), "{stored}");
+    assert_eq!(outcome(&then), outcome(&stored));
+    let (s, before) = get(
+        &a,
+        &format!("{base}/api/scorecards/entity/{cart}?asOf=2000-01-01T00:00:00Z"),
+    );
+    assert_eq!(s, 200, "{before}");
+    assert_eq!(before["scorecards"], json!([]));
+
     // Technology: tags and API types, as the filters count them now.
     let (_, tags) = metric("technology?by=tag&interval=day");
     assert_eq!(

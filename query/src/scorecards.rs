@@ -130,7 +130,9 @@ fn owner_key(s: &str) -> Result<String, ApiError> {
         .map_err(|e| ApiError::Input(format!("owner: {e}")))
 }
 
-/// `GET /api/scorecards/entity/{kind}/{namespace}/{name}`
+/// `GET /api/scorecards/entity/{kind}/{namespace}/{name}?history=&asOf=`
+/// (`asOf`: the results as they stood then, from their history: levels,
+/// scores and check statuses)
 pub async fn entity(
     State(st): State<AppState>,
     PathArgs((kind, namespace, name)): PathArgs<(String, String, String)>,
@@ -140,11 +142,13 @@ pub async fn entity(
     let history = params.int("history", 0)?.unwrap_or(10).min(1000);
     let catalog = st.catalog.clone();
     let key = r.key();
+    let at = crate::asof::param(&params)?;
     let (exists, cards) = blocking(move || {
-        Ok((
-            catalog.entity(&key)?.is_some(),
-            catalog.entity_cards(&key, history)?,
-        ))
+        let cards = match at {
+            Some(at) => catalog.entity_cards_at(&key, at, history)?,
+            None => catalog.entity_cards(&key, history)?,
+        };
+        Ok((catalog.entity(&key)?.is_some(), cards))
     })
     .await?;
     if !exists && cards.is_empty() {

@@ -1,12 +1,15 @@
 // The shell: a skip link, the navigation, and one page per route. Every
 // page state lives in the URL (path and query), so any view can be shared.
-import { useEffect } from "react";
+import { Suspense, lazy, useEffect } from "react";
 import { Link, Route, Switch, useLocation } from "wouter";
 import { CatalogPage } from "./pages/Catalog";
-import { EntityPage } from "./pages/Entity";
-import { ScorecardsPage } from "./pages/Scorecards";
-import { DashboardPage } from "./pages/Dashboard";
-import { OperationsPage } from "./pages/Operations";
+
+// The catalog browser comes with the first script; the other pages (the
+// graph library, the charts) load when first opened.
+const EntityPage = lazy(() => import("./pages/Entity").then((m) => ({ default: m.EntityPage })));
+const ScorecardsPage = lazy(() => import("./pages/Scorecards").then((m) => ({ default: m.ScorecardsPage })));
+const DashboardPage = lazy(() => import("./pages/Dashboard").then((m) => ({ default: m.DashboardPage })));
+const OperationsPage = lazy(() => import("./pages/Operations").then((m) => ({ default: m.OperationsPage })));
 
 const NAV = [
   { href: "/", label: "Catalog", match: (p: string) => p === "/" || p.startsWith("/catalog") },
@@ -45,6 +48,7 @@ export function App() {
         </nav>
       </header>
       <main id="main" tabIndex={-1}>
+        <Suspense fallback={<p className="muted">Loading…</p>}>
         <Switch>
           <Route path="/" component={CatalogPage} />
           <Route path="/catalog/:namespace/:kind/:name">
@@ -61,6 +65,7 @@ export function App() {
             </p>
           </Route>
         </Switch>
+        </Suspense>
       </main>
     </>
   );

@@ -358,6 +358,74 @@ impl Catalog {
         Ok(out)
     }
 
+    /// Every scorecard's result for one entity as it stood at `at_ms`, from
+    /// the result history: level, score and the status of each check (the
+    /// value seen and the reason are kept for the present result only),
+    /// under the current definitions. A scorecard that did not apply then
+    /// is left out.
+    pub fn entity_cards_at(
+        &self,
+        r: &str,
+        at_ms: i64,
+        history: usize,
+    ) -> Result<Vec<EntityCard>, StoreError> {
+        let mut out = Vec::new();
+        for (_, def) in self.scorecard_definitions()? {
+            let mut h = self.scorecard_history(&def.id, r)?;
+            h.retain(|c| c.at.timestamp_millis() <= at_ms);
+            let Some(last) = h.last() else { continue };
+            if !last.applies {
+                continue;
+            }
+            // Each change names the checks whose status changed; folded in
+            // order they give every check's status then.
+            let mut status: HashMap<&str, CheckStatus> = HashMap::new();
+            for c in &h {
+                for (id, (_, after)) in &c.checks {
+                    match after {
+                        Some(s) => status.insert(id.as_str(), *s),
+                        None => status.remove(id.as_str()),
+                    };
+                }
+            }
+            let checks = def
+                .checks
+                .iter()
+                .filter_map(|c| {
+                    status.get(c.id.as_str()).map(|s| CheckOutcomeView {
+                        id: c.id.clone(),
+                        title: c.title.clone(),
+                        level: def.levels.get(c.level).cloned().unwrap_or_default(),
+                        weight: c.weight,
+                        status: *s,
+                        value: None,
+                        reason: None,
+                        exemption: None,
+                    })
+                })
+                .collect();
+            let mut recent = h.clone();
+            recent.reverse();
+            recent.truncate(history);
+            out.push(EntityCard {
+                scorecard: def.id.clone(),
+                title: def.title.clone(),
+                entity_ref: r.to_string(),
+                level: last.level_after.clone(),
+                score: last.score_after.unwrap_or(0),
+                checks,
+                owners: last.groups.clone(),
+                system: last.system.clone(),
+                domain: last.domain.clone(),
+                changed_at: Some(last.at),
+                cause: Some(last.cause.clone()),
+                next_change: None,
+                history: recent,
+            });
+        }
+        Ok(out)
+    }
+
     /// Results of one scorecard, by entity ref, after `cursor`.
     pub fn scorecard_results(
         &self,

@@ -63,30 +63,6 @@ function StatusBadge({ status }: { status: string | null | undefined }) {
   );
 }
 
-/** The card as it stood at `asOf`: from its history. */
-function asOfCard(card: Scorecard, asOf: string): Scorecard | null {
-  const t = Date.parse(asOf);
-  const past = (card.history ?? []).filter((h) => Date.parse(h.at) <= t).sort((a, b) => Date.parse(a.at) - Date.parse(b.at));
-  const last = past[past.length - 1];
-  if (!last) return null;
-  // Each change records the statuses that changed: replay them.
-  const status = new Map<string, string | null>();
-  for (const h of past) for (const [id, [, after]] of Object.entries(h.checks ?? {})) status.set(id, after);
-  return {
-    ...card,
-    level: last.level_after ?? null,
-    score: last.score_after ?? null,
-    changedAt: last.at,
-    cause: last.cause ?? card.cause,
-    checks: card.checks.map((c) => ({
-      ...c,
-      status: status.get(c.id) ?? "unknown",
-      value: undefined,
-      reason: undefined,
-    })),
-  };
-}
-
 function Card({ card, asOf }: { card: Scorecard; asOf: string | null }) {
   const id = card.scorecard ?? card.id;
   const title = card.title ?? id ?? "Scorecard";
@@ -178,9 +154,9 @@ function Card({ card, asOf }: { card: Scorecard; asOf: string | null }) {
 }
 
 export function Scorecards({ data, asOf }: { data: ScorecardsResponse; asOf: string | null }) {
-  const cards = asOf
-    ? data.scorecards.map((c) => asOfCard(c, asOf)).filter((c): c is Scorecard => c !== null)
-    : data.scorecards;
+  // With `asOf` the API answers each card as it stood then, from its
+  // result history.
+  const cards = data.scorecards;
   if (cards.length === 0)
     return <p className="muted">No scorecard applies to this entity{asOf ? " at that instant" : ""}.</p>;
   return (
