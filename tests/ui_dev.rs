@@ -4,10 +4,12 @@
 //! suite in `ui/tests` drives every page in Debian's Chromium against it,
 //! comparing what the pages show with the API, editing files to see pages
 //! update live, checking accessibility with axe-core and saving a
-//! screenshot of every page in `ui/test-output/screenshots`.
+//! screenshot of every page in `ui/test-output/screenshots`; then the same
+//! UI on a catalog whose reads need a token.
 
 mod common;
 
+use catalog::Config;
 use common::*;
 use std::io::Read;
 use std::path::Path;
@@ -147,4 +149,51 @@ fn the_web_ui_is_served_and_its_pages_pass_the_browser_suite() {
         assert!(bytes.starts_with(b"\x89PNG"), "{} is a PNG", png.display());
     }
     dev.running.stop();
+
+    // A catalog whose reads need a token: the UI asks for one and uses it
+    // for every request, the change feed included.
+    let tmp = tempfile::tempdir().unwrap();
+    let org = tmp.path().join("org");
+    copy_dir(&demo_org(), &org);
+    let secret = "ui-reader-token-0123456789abcdef";
+    let token_file = tmp.path().join("reader-token");
+    std::fs::write(&token_file, secret).unwrap();
+    let mut cfg = Config {
+        data_dir: tmp.path().join("data"),
+        ..Config::default()
+    };
+    cfg.ingest
+        .sources
+        .push(ingest::SourceConfig::files("demo", &org));
+    cfg.auth = Some(catalog::config::AuthConfig {
+        read: catalog::config::ReadAccess::Token,
+        tokens: vec![catalog::config::TokenConfig {
+            name: "ui-reader".into(),
+            token_file: Some(token_file),
+            token_env: None,
+            scopes: vec!["catalog.read".into()],
+        }],
+        ..Default::default()
+    });
+    let running = run_dev(cfg);
+    let out = std::process::Command::new(&runner)
+        .args(["test", "tests/auth.spec.ts"])
+        .current_dir(&ui)
+        .env("CATALOG_URL", &running.base)
+        .env("CATALOG_TOKEN", secret)
+        .env("CI", "1")
+        .output()
+        .expect("node runs Playwright");
+    println!("{}", String::from_utf8_lossy(&out.stdout));
+    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "the UI's sign-in suite failed (above)"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("1 passed"),
+        "the sign-in test ran: {stdout}"
+    );
+    running.stop();
 }

@@ -3,6 +3,7 @@
 import { Suspense, lazy, useEffect } from "react";
 import { Link, Route, Switch, useLocation } from "wouter";
 import { CatalogPage } from "./pages/Catalog";
+import { SignIn, SignOut } from "./components/SignIn";
 
 // The catalog browser comes with the first script; the other pages (the
 // graph library, the charts) load when first opened.
@@ -46,8 +47,10 @@ export function App() {
             ))}
           </ul>
         </nav>
+        <SignOut />
       </header>
       <main id="main" tabIndex={-1}>
+        <SignIn />
         <Suspense fallback={<p className="muted">Loading…</p>}>
         <Switch>
           <Route path="/" component={CatalogPage} />

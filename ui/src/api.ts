@@ -68,6 +68,35 @@ export class ApiError extends Error {
   }
 }
 
+// ---- the caller's token ---------------------------------------------------
+// Where reads need a token (`auth.read: token`), the UI asks for one once
+// (a static token or a JWT of the company's SSO) and keeps it for the
+// browser tab's session; every request then carries it as a bearer token.
+
+const TOKEN_KEY = "catalog-token";
+
+export function token(): string | null {
+  try {
+    return sessionStorage.getItem(TOKEN_KEY);
+  } catch {
+    return null;
+  }
+}
+
+export function setToken(t: string | null): void {
+  if (t) sessionStorage.setItem(TOKEN_KEY, t);
+  else sessionStorage.removeItem(TOKEN_KEY);
+}
+
+/** Fired on `window` when the API answers 401: the shell asks for a token. */
+export const AUTH_REQUIRED = "catalog-auth-required";
+
+/** Request headers: JSON, and the token when there is one. */
+export function headers(extra: Record<string, string> = {}): Record<string, string> {
+  const t = token();
+  return { accept: "application/json", ...(t ? { authorization: `Bearer ${t}` } : {}), ...extra };
+}
+
 type Params = Record<string, string | number | boolean | undefined | null | (string | number)[]>;
 
 /** `path?params`; repeated keys for arrays, empty values left out. */
@@ -83,6 +112,7 @@ export function url(path: string, params: Params = {}): string {
 }
 
 async function failure(res: Response): Promise<ApiError> {
+  if (res.status === 401) window.dispatchEvent(new Event(AUTH_REQUIRED));
   let message = `${res.status} ${res.statusText}`;
   try {
     const body = await res.json();
@@ -94,7 +124,7 @@ async function failure(res: Response): Promise<ApiError> {
 }
 
 export async function getJson<T>(path: string, params: Params = {}, signal?: AbortSignal): Promise<T> {
-  const res = await fetch(url(path, params), { headers: { accept: "application/json" }, signal });
+  const res = await fetch(url(path, params), { headers: headers(), signal });
   if (!res.ok) throw await failure(res);
   return (await res.json()) as T;
 }
@@ -102,7 +132,7 @@ export async function getJson<T>(path: string, params: Params = {}, signal?: Abo
 export async function postJson<T>(path: string, body: unknown, signal?: AbortSignal): Promise<T> {
   const res = await fetch(path, {
     method: "POST",
-    headers: { accept: "application/json", "content-type": "application/json" },
+    headers: headers({ "content-type": "application/json" }),
     body: JSON.stringify(body),
     signal,
   });
@@ -133,7 +163,7 @@ export function useApi<T>(path: string | null, params: Params = {}): Loaded<T> {
     if (key === null) return;
     const ctl = new AbortController();
     setLoading(true);
-    fetch(key, { headers: { accept: "application/json" }, signal: ctl.signal })
+    fetch(key, { headers: headers(), signal: ctl.signal })
       .then(async (res) => {
         if (!res.ok) throw await failure(res);
         return (await res.json()) as T;
@@ -219,4 +249,24 @@ export function when(at: string | undefined | null): string {
   if (!at) return "—";
   const d = new Date(at);
   return Number.isNaN(d.getTime()) ? at : d.toLocaleString();
+}
+
+/**
+ * Downloads `href` as a file through fetch, so the request carries the
+ * token (a plain link would not); the name comes from the answer's
+ * Content-Disposition, or `fallback`.
+ */
+export async function download(href: string, fallback: string): Promise<void> {
+  const res = await fetch(href, { headers: headers({ accept: "*/*" }) });
+  if (!res.ok) throw await failure(res);
+  const disposition = res.headers.get("content-disposition") ?? "";
+  const name = /filename="?([^";]+)"?/.exec(disposition)?.[1] ?? fallback;
+  const blob = URL.createObjectURL(await res.blob());
+  const a = document.createElement("a");
+  a.href = blob;
+  a.download = name;
+  document.body.appendChild(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(blob), 10_000);
 }

@@ -1,8 +1,11 @@
 // Live updates: the change feed as Server-Sent Events
 // (`/api/history/events/stream`), from the current end of the feed, so a
-// page hears of every change committed after it opened.
+// page hears of every change committed after it opened. Read through
+// fetch rather than EventSource, so the request carries the caller's token
+// where reads need one; a dropped stream is resumed from the last event
+// seen (`Last-Event-ID`), as EventSource would.
 import { useEffect, useRef, useState } from "react";
-import { url } from "./api";
+import { headers, url } from "./api";
 
 /** The feed's event types (`event:` of the stream). */
 export const FEED_TYPES = [
@@ -22,6 +25,9 @@ export interface FeedSelection {
   filter?: string;
 }
 
+/** Reconnect delay after a dropped stream unless the server says (`retry:`). */
+const RETRY_MS = 2000;
+
 /**
  * Calls `onChange(eventType, data)` for every change matching `sel`
  * committed after the page subscribed; `null` selection subscribes to
@@ -38,25 +44,71 @@ export function useFeed(
   useEffect(() => {
     if (key === null) return;
     const s = JSON.parse(key) as FeedSelection;
-    // `after=now`: only what is committed from here on; EventSource then
-    // resumes with Last-Event-ID by itself after a dropped connection.
-    const src = new EventSource(
-      url("/api/history/events/stream", { after: "now", kind: s.kind, entityRef: s.entityRef, filter: s.filter }),
-    );
-    const listener = (ev: MessageEvent) => {
-      let data: Record<string, unknown> = {};
+    const ctl = new AbortController();
+    let lastId: string | null = null;
+    let retry = RETRY_MS;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+
+    const dispatch = (type: string, data: string) => {
+      if (!FEED_TYPES.includes(type)) return;
+      let body: Record<string, unknown> = {};
       try {
-        data = JSON.parse(ev.data);
+        body = JSON.parse(data);
       } catch {
         // a change without a readable body still means "look again"
       }
-      handler.current(ev.type, data);
+      handler.current(type, body);
     };
-    FEED_TYPES.forEach((t) => src.addEventListener(t, listener as EventListener));
-    src.onopen = () => setConnected(true);
-    src.onerror = () => setConnected(src.readyState === EventSource.OPEN);
+
+    const connect = async () => {
+      const params = { after: lastId ?? "now", kind: s.kind, entityRef: s.entityRef, filter: s.filter };
+      try {
+        const res = await fetch(url("/api/history/events/stream", params), {
+          headers: headers({ accept: "text/event-stream" }),
+          signal: ctl.signal,
+        });
+        // Without a valid token nothing changes until the page signs in
+        // (and reloads): no point in asking again.
+        if (res.status === 401 || res.status === 403) return;
+        if (!res.ok || !res.body) throw new Error(`stream answered ${res.status}`);
+        setConnected(true);
+        const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+        let buffer = "";
+        let event = { type: "message", data: [] as string[], id: null as string | null };
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          buffer += value;
+          let nl: number;
+          while ((nl = buffer.search(/\r?\n/)) >= 0) {
+            const line = buffer.slice(0, nl);
+            buffer = buffer.slice(nl + (buffer[nl] === "\r" ? 2 : 1));
+            if (line === "") {
+              if (event.id !== null) lastId = event.id;
+              if (event.data.length) dispatch(event.type, event.data.join("\n"));
+              event = { type: "message", data: [], id: null };
+              continue;
+            }
+            if (line.startsWith(":")) continue;
+            const colon = line.indexOf(":");
+            const field = colon < 0 ? line : line.slice(0, colon);
+            const v = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
+            if (field === "event") event.type = v;
+            else if (field === "data") event.data.push(v);
+            else if (field === "id") event.id = v;
+            else if (field === "retry" && /^\d+$/.test(v)) retry = Number(v);
+          }
+        }
+      } catch {
+        if (ctl.signal.aborted) return;
+      }
+      setConnected(false);
+      if (!ctl.signal.aborted) timer = setTimeout(connect, retry);
+    };
+    connect();
     return () => {
-      src.close();
+      ctl.abort();
+      clearTimeout(timer);
       setConnected(false);
     };
   }, [key]);

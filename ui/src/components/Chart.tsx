@@ -2,6 +2,7 @@
 // table is what screen readers read (the canvas is an image with a label)
 // and what the tests compare with the API.
 import { useEffect, useRef } from "react";
+import { download, token } from "../api";
 import {
   ArcElement,
   BarController,
@@ -130,7 +131,17 @@ export function Chart({ title, kind, labels, series, percent, csvHref, height = 
       <figcaption>
         <span className="chart-title">{title}</span>
         {csvHref && (
-          <a className="csv" href={csvHref} download>
+          <a
+            className="csv"
+            href={csvHref}
+            download
+            onClick={(e) => {
+              // With a token, the file is fetched with it (a link cannot carry it).
+              if (!token()) return;
+              e.preventDefault();
+              download(csvHref, `${title}.csv`).catch(() => undefined);
+            }}
+          >
             CSV
             <span className="visually-hidden"> of {title}</span>
           </a>

@@ -468,7 +468,11 @@ function Results({ view, version, onSort }: { view: View; version: number; onSor
   return (
     <>
       <p className="result-count" role="status" aria-live="polite">
-        {loading ? "Loading…" : `${total.toLocaleString()} ${total === 1 ? "entity" : "entities"}`}
+        {loading
+          ? "Loading…"
+          : pages.total === undefined
+            ? "Not loaded"
+            : `${total.toLocaleString()} ${total === 1 ? "entity" : "entities"}`}
       </p>
       {error && <p className="error">{error}</p>}
       <div
