@@ -1057,6 +1057,48 @@ async fn unknown_routes_are_404_in_the_same_shape() {
     );
 }
 
+#[tokio::test]
+async fn pages_of_the_ui_answer_html_and_the_api_keeps_its_404() {
+    let app = app();
+    // Any client route of the UI answers the UI's page (or, in a build
+    // without the UI, a page saying how to build it).
+    for path in [
+        "/",
+        "/catalog/default/component/a",
+        "/scorecards/x?by=owner",
+    ] {
+        let r = send(
+            &app,
+            Request::get(path)
+                .header(header::ACCEPT, "text/html")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::OK, "{path}");
+        let ty = r.headers[header::CONTENT_TYPE].to_str().unwrap();
+        assert!(ty.starts_with("text/html"), "{path}: {ty}");
+        assert!(r.text.contains("<html"), "{path}");
+    }
+    // A missing file, an API path and a write are not pages.
+    for (method, path) in [
+        ("GET", "/assets/nope.js"),
+        ("GET", "/api/nope"),
+        ("POST", "/catalog/default/component/a"),
+    ] {
+        let r = send(
+            &app,
+            Request::builder()
+                .method(method)
+                .uri(path)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert_error(&r, StatusCode::NOT_FOUND, "NotFoundError", method, path);
+    }
+}
+
 // ---------------------------------------------------------------- operations
 
 #[tokio::test]
