@@ -7,10 +7,21 @@ import { SignIn, SignOut } from "./components/SignIn";
 
 // The catalog browser comes with the first script; the other pages (the
 // graph library, the charts) load when first opened.
-const EntityPage = lazy(() => import("./pages/Entity").then((m) => ({ default: m.EntityPage })));
-const ScorecardsPage = lazy(() => import("./pages/Scorecards").then((m) => ({ default: m.ScorecardsPage })));
-const DashboardPage = lazy(() => import("./pages/Dashboard").then((m) => ({ default: m.DashboardPage })));
-const OperationsPage = lazy(() => import("./pages/Operations").then((m) => ({ default: m.OperationsPage })));
+// The page the browser opened on starts loading at once, not after the
+// first render.
+const opened = typeof window === "undefined" ? "" : window.location.pathname;
+const entityModule = () => import("./pages/Entity");
+const scorecardsModule = () => import("./pages/Scorecards");
+const dashboardModule = () => import("./pages/Dashboard");
+const operationsModule = () => import("./pages/Operations");
+if (opened.startsWith("/catalog/")) entityModule();
+else if (opened.startsWith("/scorecards")) scorecardsModule();
+else if (opened.startsWith("/adoption")) dashboardModule();
+else if (opened.startsWith("/operations")) operationsModule();
+const EntityPage = lazy(() => entityModule().then((m) => ({ default: m.EntityPage })));
+const ScorecardsPage = lazy(() => scorecardsModule().then((m) => ({ default: m.ScorecardsPage })));
+const DashboardPage = lazy(() => dashboardModule().then((m) => ({ default: m.DashboardPage })));
+const OperationsPage = lazy(() => operationsModule().then((m) => ({ default: m.OperationsPage })));
 
 const NAV = [
   { href: "/", label: "Catalog", match: (p: string) => p === "/" || p.startsWith("/catalog") },

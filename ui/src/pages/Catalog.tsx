@@ -371,6 +371,38 @@ function FacetGroup(props: {
   );
 }
 
+/** The request of one block of rows: (path, body). */
+function pageRequest(view: View, page: number): [string, Record<string, unknown>] {
+  const column = COLUMNS.find((c) => c.key === view.sort && c.field) ?? COLUMNS[0];
+  const body: Record<string, unknown> = {
+    query: predicate(view),
+    limit: PAGE,
+    offset: page * PAGE,
+    fields: FIELDS,
+    orderBy: [{ field: column.field, order: view.dir }],
+  };
+  if (view.q) body.fullTextFilter = { term: view.q.toLowerCase(), fields: TEXT_FIELDS };
+  return [url("/api/catalog/entities/by-query", { asOf: view.asOf }), body];
+}
+
+// The first block of rows of the page the browser opened on is asked for
+// as soon as this script runs, while React renders the page around it.
+let prefetched: { key: string; answer: Promise<QueryPage> } | null = null;
+if (typeof window !== "undefined" && window.location.pathname === "/") {
+  const [path, body] = pageRequest(readView(window.location.search), 0);
+  prefetched = { key: path + JSON.stringify(body), answer: postJson<QueryPage>(path, body) };
+  // Unclaimed (the view changed first), its failure is of no interest.
+  prefetched.answer.catch(() => undefined);
+}
+
+/** The prefetched answer of this very request, once. */
+function takePrefetched(path: string, body: Record<string, unknown>): Promise<QueryPage> | null {
+  if (!prefetched || prefetched.key !== path + JSON.stringify(body)) return null;
+  const answer = prefetched.answer;
+  prefetched = null;
+  return answer;
+}
+
 interface Pages {
   /** The query the pages answer. */
   key: string;
@@ -396,16 +428,8 @@ function Results({ view, version, onSort }: { view: View; version: number; onSor
       if (inFlight.current.has(id)) return;
       const ctl = new AbortController();
       inFlight.current.set(id, ctl);
-      const column = COLUMNS.find((c) => c.key === view.sort && c.field) ?? COLUMNS[0];
-      const body: Record<string, unknown> = {
-        query: predicate(view),
-        limit: PAGE,
-        offset: page * PAGE,
-        fields: FIELDS,
-        orderBy: [{ field: column.field, order: view.dir }],
-      };
-      if (view.q) body.fullTextFilter = { term: view.q.toLowerCase(), fields: TEXT_FIELDS };
-      postJson<QueryPage>(url("/api/catalog/entities/by-query", { asOf: view.asOf }), body, ctl.signal)
+      const [path, body] = pageRequest(view, page);
+      (takePrefetched(path, body) ?? postJson<QueryPage>(path, body, ctl.signal))
         .then((r) => {
           setPages((p) => {
             if (p.key !== key) return p;
