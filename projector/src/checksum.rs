@@ -3,8 +3,10 @@
 //! value in key order, except the tables that record the *path* state took
 //! rather than the state (the scorecard result history, whose records
 //! depend on how batches fell, the served versions, one per batch that
-//! changed a ref, and the change feed, numbered in the order this store
-//! applied partitions, with its last number; see ARCHITECTURE.md,
+//! changed a ref, the change feed, numbered in the order this store
+//! applied partitions, with its last number, and the posting lists with
+//! their entity ordinals, numbered in the order this store met the refs:
+//! the search rows they are built from are hashed; see ARCHITECTURE.md,
 //! Convergence).
 
 use sha2::{Digest, Sha256};
@@ -13,11 +15,14 @@ use crate::scorecard::records::{DEPENDED, RESULT_HISTORY};
 use crate::store::{Store, StoreError};
 
 /// Tables left out of [`checksum`] unless `include_path` is set.
-pub const PATH_TABLES: [u8; 4] = [
+pub const PATH_TABLES: [u8; 7] = [
     RESULT_HISTORY,
     DEPENDED,
     crate::keys::FEED,
     crate::keys::VERSION,
+    crate::keys::POSTING,
+    crate::keys::ORDINAL,
+    crate::keys::ORDINAL_REF,
 ];
 
 /// What [`checksum`] read.
@@ -38,9 +43,13 @@ pub fn checksum(store: &dyn Store, include_path: bool) -> Result<StoreChecksum, 
     // The feed's last number counts the feed's records, which include
     // scorecard outcome changes, as many as batches happened to make.
     let feed_seq = crate::keys::meta(crate::keys::FEED_SEQ);
+    // Entity ordinals are numbered in the order this store met the refs.
+    let ordinal_next = crate::keys::meta(crate::keys::ORDINAL_NEXT);
     store.scan(&[], None, &mut |k, v| {
         if !include_path
-            && (k.first().is_some_and(|t| PATH_TABLES.contains(t)) || k == feed_seq.as_slice())
+            && (k.first().is_some_and(|t| PATH_TABLES.contains(t))
+                || k == feed_seq.as_slice()
+                || k == ordinal_next.as_slice())
         {
             skipped += 1;
             return true;

@@ -16,8 +16,8 @@
 use crate::feed::{self, FeedKind, FeedRecord};
 use crate::keys;
 use crate::records::{
-    self, ChangeKind, Claims, FacetCount, HistoryRecord, LocationRecord, RelationRow, RelationSet,
-    SearchRow, SearchRows,
+    self, ChangeKind, Claims, HistoryRecord, LocationRecord, RelationRow, RelationSet, SearchRow,
+    SearchRows,
 };
 use crate::scorecard::records::{Cause, CauseKind};
 use crate::scorecard::step::{ScoreState, Served, Trigger};
@@ -559,7 +559,8 @@ impl<'s> Fold<'s> {
     /// touched ref and returns all changes as one write set.
     pub fn finish(mut self) -> Result<WriteSet, StoreError> {
         let mut out = WriteSet::new();
-        let mut facets: BTreeMap<(String, String), i64> = BTreeMap::new();
+        let mut postings = crate::postings::Changes::default();
+        let mut ordinals = crate::postings::Ordinals::new(self.store);
         let dirty = std::mem::take(&mut self.dirty);
         let mut served = Served::new();
         // What each dirty ref needs is gathered from the working set in
@@ -593,30 +594,17 @@ impl<'s> Fold<'s> {
             if let Some(r) = d.link_changed {
                 links_changed.insert(r);
             }
-            for (k, delta) in d.facets {
-                *facets.entry(k).or_insert(0) += delta;
+            if let Some((r, old, new)) = &d.rows {
+                // Ordinals are given in ref order (the jobs' order).
+                let ordinal = ordinals.of(r)?;
+                crate::postings::diff(&mut postings, ordinal, old, new);
             }
             if let Some((r, v)) = d.served {
                 served.insert(r, v);
             }
         }
-        for ((k, v), delta) in facets {
-            if delta == 0 {
-                continue;
-            }
-            let key = keys::facet(&k, &v);
-            let current: Option<FacetCount> = match self.store.get(&key)? {
-                Some(bytes) => Some(records::decode(&key, &bytes)?),
-                None => None,
-            };
-            let count = current.as_ref().map_or(0, |c| c.count as i64) + delta;
-            let value = (count > 0).then(|| {
-                records::encode(&FacetCount {
-                    count: count as u64,
-                })
-            });
-            out.push((key, value));
-        }
+        postings.write(self.store, &mut out)?;
+        ordinals.drain_into(&mut out);
         self.claims.drain_into(&mut out);
         self.bodies.drain_into(&mut out);
         self.locations.drain_into(&mut out);
@@ -669,7 +657,8 @@ struct DeriveJob {
 /// What deriving one ref produced.
 struct Derived {
     writes: WriteSet,
-    facets: Vec<((String, String), i64)>,
+    /// The ref's search rows before and after, when they changed.
+    rows: Option<(String, Vec<SearchRow>, Vec<SearchRow>)>,
     served: Option<(String, Option<std::sync::Arc<serde_json::Value>>)>,
     /// The served JSON written (absent when the ref stopped being served).
     served_bytes: Option<Vec<u8>>,
@@ -738,7 +727,7 @@ fn derive(store: &dyn Store, job: DeriveJob) -> Result<Derived, StoreError> {
     let DeriveJob { r, body, relations } = job;
     let mut d = Derived {
         writes: WriteSet::new(),
-        facets: Vec::new(),
+        rows: None,
         served: None,
         served_bytes: None,
         link_changed: None,
@@ -772,30 +761,18 @@ fn derive(store: &dyn Store, job: DeriveJob) -> Result<Derived, StoreError> {
             Vec::new()
         }
     };
-    let old_set: BTreeSet<_> = old_rows.rows.iter().collect();
-    let new_set: BTreeSet<_> = new_rows.iter().collect();
-    for row in old_set.difference(&new_set) {
-        d.writes
-            .push((keys::search(&row.key, &row.value, &r), None));
-        if search::counted(&row.key) {
-            d.facets.push(((row.key.clone(), row.value.clone()), -1));
-        }
-    }
-    for row in new_set.difference(&old_set) {
-        d.writes.push((
-            keys::search(&row.key, &row.value, &r),
-            Some(row.original.as_bytes().to_vec()),
-        ));
-        if search::counted(&row.key) {
-            d.facets.push(((row.key.clone(), row.value.clone()), 1));
-        }
-    }
     if rollup_link(&r, old_rows.rows.iter()) != rollup_link(&r, new_rows.iter()) {
         d.link_changed = Some(r.clone());
     }
-    let rows_value =
-        (!new_rows.is_empty()).then(|| records::encode(&SearchRows { rows: new_rows }));
-    d.writes.push((rows_key, rows_value));
+    if old_rows.rows != new_rows {
+        let rows_value = (!new_rows.is_empty()).then(|| {
+            records::encode(&SearchRows {
+                rows: new_rows.clone(),
+            })
+        });
+        d.writes.push((rows_key, rows_value));
+        d.rows = Some((r, old_rows.rows, new_rows));
+    }
     Ok(d)
 }
 
@@ -999,7 +976,11 @@ pub(crate) mod tests {
             apply_all(&many, std::slice::from_ref(e));
         }
         assert!(served(&one, "component:default/svc-299").is_some());
-        assert_eq!(one.dump(), many.dump());
+        // Entity ordinals follow the order each store met the refs in.
+        assert_eq!(
+            crate::postings::canonical(one.dump()),
+            crate::postings::canonical(many.dump())
+        );
     }
 
     #[test]
@@ -1114,13 +1095,7 @@ pub(crate) mod tests {
                 ),
             ],
         );
-        let count = |k: &str, v: &str| -> u64 {
-            store
-                .get(&keys::facet(k, v))
-                .unwrap()
-                .map(|b| records::decode::<FacetCount>(b"F", &b).unwrap().count)
-                .unwrap_or(0)
-        };
+        let count = |k: &str, v: &str| -> u64 { crate::postings::count(&store, k, v).unwrap() };
         assert_eq!(count("kind", "component"), 2);
         assert_eq!(count("relations.ownedby", "group:default/t1"), 2);
         apply_all(
@@ -1137,11 +1112,14 @@ pub(crate) mod tests {
         gone.outcome = LocationOutcome::Removed;
         apply_all(&store, &[gone]);
         assert_eq!(count("kind", "component"), 1);
+        let a = crate::postings::ordinal(&store, "component:default/a")
+            .unwrap()
+            .expect("a keeps its ordinal");
         assert!(
-            store
-                .get(&keys::search("kind", "component", "component:default/a"))
+            !crate::postings::get(&store, "kind", "component")
                 .unwrap()
-                .is_none()
+                .members()
+                .contains(a)
         );
     }
 
@@ -1227,6 +1205,70 @@ pub(crate) mod tests {
                 .cloned()
                 .collect();
             assert_eq!(got, expected, "{filters:?}");
+            // The same selection as a predicate, and its complement.
+            let p = crate::Predicate::from_filter(&parsed);
+            assert_eq!(catalog.evaluate_predicate(&p).unwrap(), expected);
+            let not = crate::Predicate::Not(Box::new(p));
+            let rest: Vec<String> = all
+                .iter()
+                .filter(|r| !expected.contains(r))
+                .cloned()
+                .collect();
+            assert_eq!(
+                catalog.evaluate_predicate(&not).unwrap(),
+                rest,
+                "not {filters:?}"
+            );
+            // Facet counts over the selection, against its rows.
+            let facets = catalog
+                .facets(&["spec.lifecycle".to_string()], Some(&parsed))
+                .unwrap();
+            let mut counted: BTreeMap<String, u64> = BTreeMap::new();
+            for r in &expected {
+                for row in catalog.search_rows(r).unwrap().rows {
+                    if row.key == "spec.lifecycle" {
+                        *counted.entry(row.value).or_default() += 1;
+                    }
+                }
+            }
+            let got: BTreeMap<String, u64> = facets["spec.lifecycle"]
+                .iter()
+                .map(|(v, n)| (v.to_lowercase(), *n))
+                .collect();
+            assert_eq!(got, counted, "facets of {filters:?}");
         }
+        // A value written in two casings ("production", "Production")
+        // shows in the casing of the first entity in ref order that has it.
+        let all_lifecycles = catalog
+            .facets(&["spec.lifecycle".to_string()], None)
+            .unwrap();
+        let first = all
+            .iter()
+            .find_map(|r| {
+                catalog
+                    .search_rows(r)
+                    .unwrap()
+                    .rows
+                    .into_iter()
+                    .find(|row| row.key == "spec.lifecycle" && row.value == "production")
+                    .map(|row| row.original)
+            })
+            .unwrap();
+        assert!(
+            all_lifecycles["spec.lifecycle"].contains(&(first, 45)),
+            "{all_lifecycles:?}"
+        );
+        let prefixed = catalog
+            .evaluate_predicate(&crate::Predicate::Prefix {
+                key: "metadata.name".into(),
+                prefix: "c1".into(),
+            })
+            .unwrap();
+        let expected: Vec<String> = all
+            .iter()
+            .filter(|r| r.starts_with("component:default/c1"))
+            .cloned()
+            .collect();
+        assert_eq!(prefixed, expected);
     }
 }

@@ -12,8 +12,9 @@
 //! | `I` | location id (uuid) | location key |
 //! | `R` | ref key | [`crate::records::RelationSet`]: relations whose source is the ref |
 //! | `s` | ref key | [`crate::records::SearchRows`] of the served entity |
-//! | `S` | search key, value, ref key | original value |
-//! | `F` | search key, value | [`crate::records::FacetCount`] |
+//! | `x` | search key, value | [`crate::postings::Posting`]: the entities with it |
+//! | `o` | ref key | the ref's ordinal in posting lists (u32 BE) |
+//! | `r` | ordinal (u32 BE) | ref key |
 //! | `H` | ref key, time (ms, BE), event id | [`crate::records::HistoryRecord`] |
 //! | `P` | ref key, time (ms, sign-flipped BE) | the served JSON from that time on ([`crate::records::encode_version`]) |
 //! | `N` | sequence (u64 BE) | [`crate::feed::FeedRecord`]: the change feed, in commit order |
@@ -28,8 +29,14 @@ pub const LOCATION: u8 = b'L';
 pub const LOCATION_ID: u8 = b'I';
 pub const RELATIONS: u8 = b'R';
 pub const SEARCH_ROWS: u8 = b's';
+/// The search index of older stores (rows per entity), deleted by
+/// [`crate::postings::upgrade`].
 pub const SEARCH: u8 = b'S';
+/// Facet counts of older stores, deleted by [`crate::postings::upgrade`].
 pub const FACET: u8 = b'F';
+pub const POSTING: u8 = b'x';
+pub const ORDINAL: u8 = b'o';
+pub const ORDINAL_REF: u8 = b'r';
 pub const HISTORY: u8 = b'H';
 pub const OFFSET: u8 = b'O';
 pub const FEED: u8 = b'N';
@@ -83,11 +90,23 @@ pub fn relations(refkey: &str) -> Vec<u8> {
 pub fn search_rows(refkey: &str) -> Vec<u8> {
     key(SEARCH_ROWS, &[refkey.as_bytes()])
 }
-pub fn search(k: &str, v: &str, refkey: &str) -> Vec<u8> {
-    key(SEARCH, &[k.as_bytes(), v.as_bytes(), refkey.as_bytes()])
+pub fn posting(k: &str, v: &str) -> Vec<u8> {
+    key(POSTING, &[k.as_bytes(), v.as_bytes()])
 }
-pub fn facet(k: &str, v: &str) -> Vec<u8> {
-    key(FACET, &[k.as_bytes(), v.as_bytes()])
+pub fn ordinal(refkey: &str) -> Vec<u8> {
+    key(ORDINAL, &[refkey.as_bytes()])
+}
+pub fn ordinal_ref(ordinal: u32) -> Vec<u8> {
+    let mut k = vec![ORDINAL_REF];
+    k.extend_from_slice(&ordinal.to_be_bytes());
+    k
+}
+/// The ordinal of an [`ordinal_ref`] key.
+pub fn ordinal_of_key(k: &[u8]) -> Option<u32> {
+    match k {
+        [ORDINAL_REF, rest @ ..] => Some(u32::from_be_bytes(rest.try_into().ok()?)),
+        _ => None,
+    }
 }
 pub fn history(refkey: &str, at_ms: i64, event_id: &uuid::Uuid) -> Vec<u8> {
     let mut k = prefix(HISTORY, &[refkey.as_bytes()]);
@@ -123,6 +142,8 @@ pub fn feed_seq(k: &[u8]) -> Option<u64> {
 }
 /// The name of the feed's last sequence number under `M`.
 pub const FEED_SEQ: &str = "feed-seq";
+/// The name of the next entity ordinal under `M` (see [`crate::postings`]).
+pub const ORDINAL_NEXT: &str = "ordinal-next";
 pub fn meta(name: &str) -> Vec<u8> {
     key(META, &[name.as_bytes()])
 }
@@ -146,12 +167,11 @@ mod tests {
 
     #[test]
     fn keys_sort_by_parts() {
-        assert!(search("kind", "api", "x") < search("kind", "component", "a"));
-        assert!(search("kind", "api", "z") < prefix(SEARCH, &[b"kind", b"b"]));
-        assert_eq!(
-            last_part(&search("kind", "api", "api:default/x")),
-            b"api:default/x"
-        );
+        assert!(posting("kind", "api") < posting("kind", "component"));
+        assert!(posting("metadata.tags", "z") < posting("metadata.tags.a", ""));
+        assert!(posting("kind", "api").starts_with(&prefix(POSTING, &[b"kind"])));
+        assert!(ordinal_ref(1) < ordinal_ref(256));
+        assert_eq!(ordinal_of_key(&ordinal_ref(70_000)), Some(70_000));
         assert_eq!(
             last_part(&entity("component:default/a")),
             b"component:default/a"

@@ -15,6 +15,7 @@ pub mod feed;
 pub mod fold;
 pub mod keys;
 pub mod metrics;
+pub mod postings;
 pub mod predicate;
 pub mod read;
 pub mod records;

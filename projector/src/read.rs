@@ -4,10 +4,12 @@
 //! case-insensitive; a key alone asks only that the key exists.
 
 use crate::keys;
+use crate::postings::Posting;
 use crate::predicate::Predicate;
-use crate::records::{self, FacetCount, HistoryRecord, LocationRecord, SearchRows};
+use crate::records::{self, HistoryRecord, LocationRecord, SearchRows};
 use crate::store::{Store, StoreError};
 use proto::{ErrorKind, ProcessingError};
+use roaring::RoaringBitmap;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
@@ -99,6 +101,105 @@ pub struct Catalog {
     views: Arc<Mutex<ViewCache>>,
     derived: Arc<Mutex<DerivedCache>>,
     past: Arc<Mutex<PastCache>>,
+    ordinals: Arc<Mutex<OrdinalMap>>,
+}
+
+/// The posting lists' ordinal -> ref map, kept in memory: ordinals are
+/// never given to another ref, so the map only grows and a refresh reads
+/// only the ordinals given since the last one.
+#[derive(Default)]
+struct OrdinalMap {
+    /// The store version the map was last brought up to.
+    version: Option<u64>,
+    refs: Vec<Arc<str>>,
+    /// Each ordinal's position in ref order.
+    rank: Vec<u32>,
+    /// The ordinals in ref order (the inverse of `rank`).
+    by_rank: Vec<u32>,
+}
+
+impl OrdinalMap {
+    fn refresh(&mut self, store: &dyn Store) -> Result<(), StoreError> {
+        let version = store.version();
+        if self.version == Some(version) {
+            return Ok(());
+        }
+        let from = keys::ordinal_ref(self.refs.len() as u32);
+        let mut gap = None;
+        store.scan(
+            &[keys::ORDINAL_REF],
+            Some(&from),
+            &mut |k, v| match keys::ordinal_of_key(k) {
+                Some(o) if o as usize == self.refs.len() => {
+                    self.refs
+                        .push(Arc::from(String::from_utf8_lossy(v).as_ref()));
+                    true
+                }
+                _ => {
+                    gap = Some(k.to_vec());
+                    false
+                }
+            },
+        )?;
+        if let Some(k) = gap {
+            return Err(StoreError::Corrupt {
+                key: String::from_utf8_lossy(&k).into_owned(),
+                reason: format!("expected ordinal {} next", self.refs.len()),
+            });
+        }
+        if self.rank.len() != self.refs.len() {
+            let mut order: Vec<u32> = (0..self.refs.len() as u32).collect();
+            order.sort_unstable_by(|a, b| self.refs[*a as usize].cmp(&self.refs[*b as usize]));
+            self.rank = vec![0; self.refs.len()];
+            for (i, o) in order.iter().enumerate() {
+                self.rank[*o as usize] = i as u32;
+            }
+            self.by_rank = order;
+        }
+        self.version = Some(version);
+        Ok(())
+    }
+
+    /// The refs of `bits` in ref order (ordinals given after the last
+    /// refresh are left out: they were written after the reading began).
+    fn sorted_refs(&self, bits: &RoaringBitmap) -> Vec<String> {
+        if bits.len() > (self.by_rank.len() / 8) as u64 {
+            // Many: walk every ordinal in ref order rather than sort.
+            return self
+                .by_rank
+                .iter()
+                .filter(|o| bits.contains(**o))
+                .map(|o| self.refs[*o as usize].to_string())
+                .collect();
+        }
+        let mut ranked: Vec<(u32, u32)> = bits
+            .iter()
+            .filter_map(|o| self.rank.get(o as usize).map(|r| (*r, o)))
+            .collect();
+        ranked.sort_unstable();
+        ranked
+            .into_iter()
+            .map(|(_, o)| self.refs[o as usize].to_string())
+            .collect()
+    }
+
+    /// The casing of the first entity in ref order among `casings`.
+    fn first_casing(&self, mut casings: Vec<(String, RoaringBitmap)>) -> String {
+        if casings.len() == 1 {
+            return casings.pop().expect("one").0;
+        }
+        casings
+            .into_iter()
+            .filter_map(|(c, b)| {
+                b.iter()
+                    .filter_map(|o| self.rank.get(o as usize).copied())
+                    .min()
+                    .map(|r| (r, c))
+            })
+            .min()
+            .map(|(_, c)| c)
+            .unwrap_or_default()
+    }
 }
 
 /// Catalogs as of past instants ([`Catalog::as_of`]), most recent use last.
@@ -157,6 +258,7 @@ impl Catalog {
             views: Arc::default(),
             derived: Arc::default(),
             past: Arc::default(),
+            ordinals: Arc::default(),
         }
     }
 
@@ -194,25 +296,27 @@ impl Catalog {
     }
 
     /// Every indexed (lower-cased, non-empty) value of search key `field`
-    /// with its entity's ref key, in one scan of the index: what sorting
-    /// many entities by a field needs, without reading each entity.
+    /// with its entity's ref key, from the posting lists of `field`: what
+    /// sorting many entities by a field needs, without reading each entity.
     pub fn field_values(&self, field: &str) -> Result<Vec<(String, String)>, StoreError> {
-        let prefix = keys::prefix(keys::SEARCH, &[field.as_bytes()]);
-        let mut out = Vec::new();
-        self.store.scan(&prefix, None, &mut |k, _| {
-            let rest = &k[prefix.len()..];
-            if let Some(i) = rest.iter().position(|b| *b == 0) {
-                let (value, refkey) = (&rest[..i], &rest[i + 1..]);
-                if !value.is_empty() {
-                    out.push((
-                        String::from_utf8_lossy(value).into_owned(),
-                        String::from_utf8_lossy(refkey).into_owned(),
-                    ));
+        let mut postings = Vec::new();
+        crate::postings::scan(self.store.as_ref(), field, "", &mut |value, k, v| {
+            if !value.is_empty() {
+                postings.push((value.to_string(), Posting::decode(k, v)?.members()));
+            }
+            Ok(true)
+        })?;
+        self.with_ordinals(|ords| {
+            let mut out = Vec::new();
+            for (value, members) in postings {
+                for o in &members {
+                    if let Some(r) = ords.refs.get(o as usize) {
+                        out.push((value.clone(), r.to_string()));
+                    }
                 }
             }
-            true
-        })?;
-        Ok(out)
+            out
+        })
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -334,84 +438,79 @@ impl Catalog {
     }
 
     /// Evaluates a predicate against the index, without the cache: set
-    /// algebra over the refs of each condition (a part that is a GET
-    /// filter narrows from its most selective condition).
+    /// algebra over the posting lists of its conditions.
     pub fn evaluate_predicate(&self, predicate: &Predicate) -> Result<Vec<String>, StoreError> {
+        let bits = self.predicate_bits(predicate)?;
+        self.sorted_refs(&bits)
+    }
+
+    /// The ordinals a predicate selects. `$all` intersects its positive
+    /// parts, smallest first, and subtracts its negated ones; a complement
+    /// is taken from every entity only when nothing positive narrows.
+    pub fn predicate_bits(&self, predicate: &Predicate) -> Result<RoaringBitmap, StoreError> {
         if let Some(filter) = predicate.as_filter() {
-            return self.evaluate(Some(&filter));
+            return self.filter_bits(&filter);
         }
         Ok(match predicate {
-            Predicate::Has(c) => self.condition(c)?,
+            Predicate::Has(c) => self.condition_bits(c)?,
             Predicate::Prefix { key, prefix } => {
-                let mut scan = keys::prefix(keys::SEARCH, &[key.as_bytes()]);
-                scan.extend_from_slice(prefix.as_bytes());
-                let mut out = Vec::new();
-                self.store.scan(&scan, None, &mut |k, _| {
-                    out.push(String::from_utf8_lossy(keys::last_part(k)).into_owned());
-                    true
-                })?;
-                out.sort_unstable();
-                out.dedup();
-                out
+                crate::postings::union(self.store.as_ref(), key, prefix)?
             }
             Predicate::All(items) => {
-                // What the positive parts select, less what the negated
-                // parts select (no complement is taken unless nothing
-                // positive narrows first).
                 let (negated, positive): (Vec<&Predicate>, Vec<&Predicate>) =
                     items.iter().partition(|p| matches!(p, Predicate::Not(_)));
-                let mut acc: Option<Vec<String>> = None;
-                for item in positive {
-                    let refs = self.evaluate_predicate(item)?;
-                    acc = Some(match acc {
-                        None => refs,
-                        Some(mut a) => {
-                            a.retain(|r| refs.binary_search(r).is_ok());
-                            a
-                        }
-                    });
-                    if acc.as_ref().is_some_and(Vec::is_empty) {
-                        return Ok(Vec::new());
-                    }
-                }
-                let mut acc = match acc {
-                    Some(a) => a,
-                    None => self.every_ref()?,
+                let mut parts = positive
+                    .into_iter()
+                    .map(|p| self.predicate_bits(p))
+                    .collect::<Result<Vec<_>, _>>()?;
+                parts.sort_by_key(RoaringBitmap::len);
+                let mut parts = parts.into_iter();
+                let mut acc = match parts.next() {
+                    Some(first) => first,
+                    None => self.every_bits()?,
                 };
+                for p in parts {
+                    acc &= p;
+                }
                 for item in negated {
+                    if acc.is_empty() {
+                        break;
+                    }
                     let Predicate::Not(inner) = item else {
                         unreachable!("partitioned by Not");
                     };
-                    let excluded = self.evaluate_predicate(inner)?;
-                    acc.retain(|r| excluded.binary_search(r).is_err());
+                    acc -= self.predicate_bits(inner)?;
                 }
                 acc
             }
             Predicate::Any(items) => {
-                let mut out = Vec::new();
+                let mut out = RoaringBitmap::new();
                 for item in items {
-                    out.extend(self.evaluate_predicate(item)?);
+                    out |= self.predicate_bits(item)?;
                 }
-                out.sort_unstable();
-                out.dedup();
                 out
             }
-            Predicate::Not(inner) => {
-                let excluded = self.evaluate_predicate(inner)?;
-                let mut all = self.every_ref()?;
-                all.retain(|r| excluded.binary_search(r).is_err());
-                all
-            }
+            Predicate::Not(inner) => self.every_bits()? - self.predicate_bits(inner)?,
         })
     }
 
-    /// Every served ref, sorted, from the index rows of `kind` (which every
-    /// entity has): keys only, not the entities' JSON.
-    fn every_ref(&self) -> Result<Vec<String>, StoreError> {
-        self.condition(&Condition {
-            key: "kind".into(),
-            values: Vec::new(),
-        })
+    /// Every served entity: the posting lists of `kind`, which every
+    /// entity has.
+    fn every_bits(&self) -> Result<RoaringBitmap, StoreError> {
+        crate::postings::union(self.store.as_ref(), "kind", "")
+    }
+
+    /// Refs of `bits`, in ref order.
+    pub fn sorted_refs(&self, bits: &RoaringBitmap) -> Result<Vec<String>, StoreError> {
+        self.with_ordinals(|ords| ords.sorted_refs(bits))
+    }
+
+    /// Runs `f` over the ordinal -> ref map, brought up to the store's
+    /// current state (only the ordinals given since the last call are read).
+    fn with_ordinals<T>(&self, f: impl FnOnce(&OrdinalMap) -> T) -> Result<T, StoreError> {
+        let mut ords = self.ordinals.lock().unwrap_or_else(|e| e.into_inner());
+        ords.refresh(self.store.as_ref())?;
+        Ok(f(&ords))
     }
 
     /// A rendered answer for `key`, made by `render` unless the store has
@@ -446,122 +545,67 @@ impl Catalog {
 
     /// Evaluates a filter against the index, without the cache.
     pub fn evaluate(&self, filter: Option<&EntityFilter>) -> Result<Vec<String>, StoreError> {
-        let Some(filter) = filter else {
-            return self.all_refs(None, usize::MAX);
+        let bits = match filter {
+            Some(filter) => self.filter_bits(filter)?,
+            None => self.every_bits()?,
         };
-        let mut out = Vec::new();
+        self.sorted_refs(&bits)
+    }
+
+    /// The ordinals a filter selects: the union of its clauses.
+    pub fn filter_bits(&self, filter: &EntityFilter) -> Result<RoaringBitmap, StoreError> {
+        let mut out = RoaringBitmap::new();
         for clause in &filter.any_of {
-            out.extend(self.clause(clause)?);
-        }
-        if filter.any_of.len() > 1 {
-            out.sort_unstable();
-            out.dedup();
+            out |= self.clause_bits(clause)?;
         }
         Ok(out)
     }
 
-    fn clause(&self, clause: &FilterClause) -> Result<Vec<String>, StoreError> {
-        // The most selective condition (facet counts tell) is materialised,
-        // sorted by ref; every other one is streamed against it in ref
-        // order, or probed per candidate when the candidates are few.
+    /// The intersection of a clause's conditions, the smallest (as the
+    /// postings' headers count) first.
+    fn clause_bits(&self, clause: &FilterClause) -> Result<RoaringBitmap, StoreError> {
         let mut conds: Vec<(u64, &Condition)> = Vec::new();
         for c in &clause.all_of {
             conds.push((self.estimate(c)?, c));
         }
         conds.sort_by_key(|(n, _)| *n);
-        let mut acc: Option<Vec<String>> = None;
-        for (estimate, c) in conds {
+        let mut acc: Option<RoaringBitmap> = None;
+        for (_, c) in conds {
+            let bits = self.condition_bits(c)?;
             acc = Some(match acc {
-                None => self.condition(c)?,
-                Some(candidates) => self.narrow(candidates, c, estimate)?,
+                None => bits,
+                Some(a) => a & bits,
             });
-            if acc.as_ref().is_some_and(Vec::is_empty) {
+            if acc.as_ref().is_some_and(RoaringBitmap::is_empty) {
                 break;
             }
         }
         Ok(acc.unwrap_or_default())
     }
 
+    /// How many entities a condition selects at most (any value of a key:
+    /// unknown without reading every posting of the key).
     fn estimate(&self, c: &Condition) -> Result<u64, StoreError> {
-        if c.values.is_empty() || !crate::search::counted(&c.key) {
+        if c.values.is_empty() {
             return Ok(u64::MAX);
         }
         let mut n = 0;
         for v in &c.values {
-            let key = keys::facet(&c.key, v);
-            if let Some(bytes) = self.store.get(&key)? {
-                n += records::decode::<FacetCount>(&key, &bytes)?.count;
-            }
+            n += crate::postings::count(self.store.as_ref(), &c.key, v)?;
         }
         Ok(n)
     }
 
-    /// Refs matching one condition, sorted, without duplicates.
-    fn condition(&self, c: &Condition) -> Result<Vec<String>, StoreError> {
-        let mut out = Vec::new();
-        let prefixes: Vec<Vec<u8>> = if c.values.is_empty() {
-            vec![keys::prefix(keys::SEARCH, &[c.key.as_bytes()])]
-        } else {
-            c.values
-                .iter()
-                .map(|v| keys::prefix(keys::SEARCH, &[c.key.as_bytes(), v.as_bytes()]))
-                .collect()
-        };
-        for prefix in &prefixes {
-            self.store.scan(prefix, None, &mut |k, _| {
-                out.push(String::from_utf8_lossy(keys::last_part(k)).into_owned());
-                true
-            })?;
+    /// The entities with one of the condition's values (any value when it
+    /// names none).
+    fn condition_bits(&self, c: &Condition) -> Result<RoaringBitmap, StoreError> {
+        if c.values.is_empty() {
+            return crate::postings::union(self.store.as_ref(), &c.key, "");
         }
-        // One value's rows come sorted by ref; several values (or any
-        // value) interleave.
-        if prefixes.len() > 1 || c.values.is_empty() {
-            out.sort_unstable();
-            out.dedup();
+        let mut out = RoaringBitmap::new();
+        for v in &c.values {
+            out |= crate::postings::get(self.store.as_ref(), &c.key, v)?.members();
         }
-        Ok(out)
-    }
-
-    /// The candidates (sorted) that also match `c`.
-    fn narrow(
-        &self,
-        mut candidates: Vec<String>,
-        c: &Condition,
-        estimate: u64,
-    ) -> Result<Vec<String>, StoreError> {
-        let [value] = c.values.as_slice() else {
-            let other = self.condition(c)?;
-            candidates.retain(|r| other.binary_search(r).is_ok());
-            return Ok(candidates);
-        };
-        if (candidates.len() as u64).saturating_mul(8) < estimate {
-            // Few candidates: one point lookup each.
-            let mut out = Vec::with_capacity(candidates.len());
-            for r in candidates {
-                if self.store.get(&keys::search(&c.key, value, &r))?.is_some() {
-                    out.push(r);
-                }
-            }
-            return Ok(out);
-        }
-        // Otherwise merge the condition's rows (sorted by ref) with them.
-        let prefix = keys::prefix(keys::SEARCH, &[c.key.as_bytes(), value.as_bytes()]);
-        let mut out = Vec::new();
-        let mut i = 0;
-        self.store.scan(&prefix, None, &mut |k, _| {
-            let r = keys::last_part(k);
-            while i < candidates.len() && candidates[i].as_bytes() < r {
-                i += 1;
-            }
-            if i == candidates.len() {
-                return false;
-            }
-            if candidates[i].as_bytes() == r {
-                out.push(std::mem::take(&mut candidates[i]));
-                i += 1;
-            }
-            true
-        })?;
         Ok(out)
     }
 
@@ -580,11 +624,8 @@ impl Catalog {
         facet_keys: &[String],
         filter: Option<&EntityFilter>,
     ) -> Result<BTreeMap<String, Vec<(String, u64)>>, StoreError> {
-        let refs = match filter {
-            Some(f) => Some(self.refs(Some(f))?),
-            None => None,
-        };
-        self.facets_of(facet_keys, refs.as_deref().map(Vec::as_slice))
+        let matching = filter.map(|f| self.filter_bits(f)).transpose()?;
+        self.facets_of(facet_keys, matching.as_ref())
     }
 
     /// Value counts per facet key, over all entities or those matching a
@@ -594,84 +635,59 @@ impl Catalog {
         facet_keys: &[String],
         predicate: Option<&Predicate>,
     ) -> Result<BTreeMap<String, Vec<(String, u64)>>, StoreError> {
-        let refs = match predicate {
-            Some(p) => Some(self.select(p)?),
-            None => None,
-        };
-        self.facets_of(facet_keys, refs.as_deref().map(Vec::as_slice))
+        let matching = predicate.map(|p| self.predicate_bits(p)).transpose()?;
+        self.facets_of(facet_keys, matching.as_ref())
     }
 
+    /// Each value of each facet key with how many of the matching entities
+    /// (all when `None`) have it, from the posting lists: one scan per key.
+    /// A value shows in the casing of the first entity in ref order that
+    /// has it.
     fn facets_of(
         &self,
         facet_keys: &[String],
-        matching: Option<&[String]>,
+        matching: Option<&RoaringBitmap>,
     ) -> Result<BTreeMap<String, Vec<(String, u64)>>, StoreError> {
         let mut out = BTreeMap::new();
-        match matching {
-            None => {
-                for f in facet_keys {
-                    let key = f.to_lowercase();
-                    let values = if crate::search::counted(&key) {
-                        self.counted_facet(&key)?
-                    } else {
-                        self.scanned_facet(&key)?
-                    };
-                    out.insert(f.clone(), sort_facet(values));
+        for f in facet_keys {
+            let key = f.to_lowercase();
+            let mut values: Vec<(Vec<(String, RoaringBitmap)>, u64)> = Vec::new();
+            crate::postings::scan(self.store.as_ref(), &key, "", &mut |_, k, v| {
+                if matching.is_none() {
+                    // The header counts; the casing needs the bitmaps only
+                    // when the value is written in several.
+                    let n = Posting::count(k, v)?;
+                    values.push((Posting::decode(k, v)?.casings, n));
+                    return Ok(true);
                 }
-            }
-            Some(refs) => {
-                let wanted: BTreeMap<String, &String> =
-                    facet_keys.iter().map(|f| (f.to_lowercase(), f)).collect();
-                let mut counts: BTreeMap<&String, BTreeMap<String, (String, u64)>> =
-                    facet_keys.iter().map(|f| (f, BTreeMap::new())).collect();
-                for r in refs {
-                    for row in self.search_rows(r)?.rows {
-                        if let Some(f) = wanted.get(&row.key) {
-                            let slot = counts
-                                .get_mut(f)
-                                .expect("every wanted key has a slot")
-                                .entry(row.value)
-                                .or_insert((row.original, 0));
-                            slot.1 += 1;
-                        }
+                let posting = Posting::decode(k, v)?;
+                let mut casings = posting.casings;
+                if let Some(m) = matching {
+                    for (_, b) in &mut casings {
+                        *b &= m;
                     }
+                    casings.retain(|(_, b)| !b.is_empty());
                 }
-                for (f, values) in counts {
-                    out.insert(f.clone(), sort_facet(values.into_values().collect()));
+                let n = match casings.as_slice() {
+                    [] => 0,
+                    [(_, only)] => only.len(),
+                    many => many
+                        .iter()
+                        .fold(RoaringBitmap::new(), |a, (_, b)| a | b)
+                        .len(),
+                };
+                if n > 0 {
+                    values.push((casings, n));
                 }
-            }
-        }
-        Ok(out)
-    }
-
-    fn counted_facet(&self, key: &str) -> Result<Vec<(String, u64)>, StoreError> {
-        let prefix = keys::prefix(keys::FACET, &[key.as_bytes()]);
-        let mut counts = Vec::new();
-        let mut err = None;
-        self.store.scan(&prefix, None, &mut |k, v| {
-            match records::decode::<FacetCount>(k, v) {
-                Ok(c) => counts.push((k[prefix.len()..].to_vec(), c.count)),
-                Err(e) => err = Some(e),
-            }
-            err.is_none()
-        })?;
-        if let Some(e) = err {
-            return Err(e);
-        }
-        // The casing of the first entity (in ref order) with each value:
-        // one seek per value on one iterator.
-        let prefixes: Vec<Vec<u8>> = counts
-            .iter()
-            .map(|(value, _)| keys::prefix(keys::SEARCH, &[key.as_bytes(), value]))
-            .collect();
-        let firsts = self.store.first_under(&prefixes)?;
-        let mut out = Vec::with_capacity(counts.len());
-        for ((value, count), first) in counts.into_iter().zip(firsts) {
-            let original = match first {
-                Some((_, v)) => String::from_utf8_lossy(&v).into_owned(),
-                None => String::from_utf8_lossy(&value).into_owned(),
-            };
-            out.push((original, count));
+                Ok(true)
+            })?;
+            let counted = self.with_ordinals(|ords| {
+                values
+                    .into_iter()
+                    .map(|(casings, n)| (ords.first_casing(casings), n))
+                    .collect::<Vec<_>>()
+            })?;
+            out.insert(f.clone(), sort_facet(counted));
         }
         Ok(out)
     }
@@ -691,22 +707,6 @@ impl Catalog {
             err.is_none()
         })?;
         err.map_or(Ok(out), Err)
-    }
-
-    /// Counts a facet from the index rows (keys without kept counters).
-    fn scanned_facet(&self, key: &str) -> Result<Vec<(String, u64)>, StoreError> {
-        let mut counts: BTreeMap<Vec<u8>, (String, u64)> = BTreeMap::new();
-        let prefix = keys::prefix(keys::SEARCH, &[key.as_bytes()]);
-        self.store.scan(&prefix, None, &mut |k, v| {
-            let rest = &k[prefix.len()..];
-            let value = rest.split(|b| *b == 0).next().unwrap_or_default();
-            counts
-                .entry(value.to_vec())
-                .or_insert_with(|| (String::from_utf8_lossy(v).into_owned(), 0))
-                .1 += 1;
-            true
-        })?;
-        Ok(counts.into_values().collect())
     }
 
     pub fn locations(&self) -> Result<Vec<LocationRecord>, StoreError> {

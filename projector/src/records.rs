@@ -140,14 +140,6 @@ pub struct SearchRow {
     pub original: String,
 }
 
-/// How many served entities have a search row with this key and value.
-/// The casing facets report comes from the index (the first row in ref
-/// order), so it depends on the state only, not on arrival order.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct FacetCount {
-    pub count: u64,
-}
-
 /// One effective change of an entity.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HistoryRecord {

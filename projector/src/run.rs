@@ -145,6 +145,13 @@ pub fn run(
             "marked the scorecard dependencies of an older store"
         );
     }
+    let indexed = crate::postings::upgrade(store.as_ref())?;
+    if indexed > 0 {
+        tracing::info!(
+            entities = indexed,
+            "built the posting lists of an older store from its search rows"
+        );
+    }
     let stored = Catalog::new(store.clone()).offsets()?;
     let mut readers = Vec::new();
     for topic in INPUTS {

@@ -10,19 +10,6 @@ use serde_json::Value;
 const MAX_VALUE_LEN: usize = 200;
 const MAX_KEY_LEN: usize = 200;
 
-/// Whether facet counts of `key` are kept incrementally. Keys whose values
-/// are (nearly) unique per entity would cost a counter per entity and are
-/// rarely faceted; facets of those keys are counted from the index instead.
-pub fn counted(key: &str) -> bool {
-    !(matches!(
-        key,
-        "metadata.name" | "metadata.uid" | "metadata.title" | "metadata.description"
-    ) || key.starts_with("metadata.annotations.")
-        || key.starts_with("metadata.links.")
-        || key.starts_with("spec.definition")
-        || key.starts_with("spec.profile."))
-}
-
 /// All rows of one served entity, sorted and without duplicates.
 pub fn rows(entity: &Value) -> Vec<SearchRow> {
     let mut out = Vec::new();
@@ -130,7 +117,6 @@ mod tests {
             "long values are present but empty"
         );
         assert!(has("relations.ownedby", "group:default/team-a"));
-        assert!(counted("kind") && counted("spec.type") && !counted("metadata.uid"));
         let orig = rows.iter().find(|r| r.key == "kind").unwrap();
         assert_eq!(orig.original, "Component");
     }

@@ -1,0 +1,620 @@
+//! The search index as posting lists: for every search key and value (see
+//! [`crate::search`]), the set of entities that have it, as a compressed
+//! bitmap (Roaring) over dense entity ordinals. Filters, predicates,
+//! counts and facets are set algebra over these bitmaps; an entity change
+//! rewrites only the lists of the rows that changed, once per batch
+//! however many entities of the batch share them.
+//!
+//! | table | key | value |
+//! |---|---|---|
+//! | `x` | search key, value | [`Posting`]: per original casing, the ordinals with it |
+//! | `o` | ref key | ordinal (u32 BE) |
+//! | `r` | ordinal (u32 BE) | ref key |
+//!
+//! An ordinal is given to a ref the first time the index holds it and is
+//! never given to another ref, even after the ref is deleted (a ref that
+//! comes back gets its old one): so the ordinal -> ref map only grows, and
+//! a reader can keep it in memory and read only what was added since. The
+//! numbering follows the order in which this store first indexed refs (ref
+//! order within a batch), so `x`, `o` and `r` are path tables, left out of
+//! the checksum; the search rows (`s`) they are derived from are not.
+//!
+//! A posting keeps each original casing of the value with the ordinals
+//! that wrote it that way, so the casing a facet shows is the casing of the
+//! first entity in ref order, whatever order the entities came in.
+
+use crate::keys;
+use crate::store::{Store, StoreError, WriteSet};
+use roaring::RoaringBitmap;
+use std::collections::BTreeMap;
+
+/// The posting list of one search key and value.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Posting {
+    /// Each original casing, sorted, with the ordinals written that way.
+    pub casings: Vec<(String, RoaringBitmap)>,
+}
+
+/// Record version of `X` values.
+const POSTING_VERSION: u8 = 1;
+
+impl Posting {
+    /// Every ordinal with the value, whatever its casing.
+    pub fn members(&self) -> RoaringBitmap {
+        match self.casings.as_slice() {
+            [(_, only)] => only.clone(),
+            many => many
+                .iter()
+                .map(|(_, b)| b)
+                .fold(RoaringBitmap::new(), |a, b| a | b),
+        }
+    }
+
+    fn remove(&mut self, ordinal: u32) {
+        for (_, b) in &mut self.casings {
+            b.remove(ordinal);
+        }
+        self.casings.retain(|(_, b)| !b.is_empty());
+    }
+
+    fn insert(&mut self, ordinal: u32, original: &str) {
+        match self
+            .casings
+            .binary_search_by(|(o, _)| o.as_str().cmp(original))
+        {
+            Ok(i) => {
+                self.casings[i].1.insert(ordinal);
+            }
+            Err(i) => {
+                let mut b = RoaringBitmap::new();
+                b.insert(ordinal);
+                self.casings.insert(i, (original.to_string(), b));
+            }
+        }
+    }
+
+    /// `[version][members: u32 BE][casings: u16 BE]` then per casing
+    /// `[len: u16 BE][original][len: u32 BE][roaring]`.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = vec![POSTING_VERSION];
+        out.extend_from_slice(&(self.members().len() as u32).to_be_bytes());
+        out.extend_from_slice(&(self.casings.len() as u16).to_be_bytes());
+        for (original, b) in &self.casings {
+            out.extend_from_slice(&(original.len() as u16).to_be_bytes());
+            out.extend_from_slice(original.as_bytes());
+            out.extend_from_slice(&(b.serialized_size() as u32).to_be_bytes());
+            b.serialize_into(&mut out)
+                .expect("serialising into a Vec cannot fail");
+        }
+        out
+    }
+
+    pub fn decode(key: &[u8], bytes: &[u8]) -> Result<Posting, StoreError> {
+        let corrupt = |reason: &str| StoreError::Corrupt {
+            key: String::from_utf8_lossy(key).into_owned(),
+            reason: format!("posting list: {reason}"),
+        };
+        let mut r = Reader { bytes, at: 0 };
+        if r.take(1).ok_or_else(|| corrupt("empty"))? != [POSTING_VERSION] {
+            return Err(corrupt("unknown record version"));
+        }
+        r.take(4).ok_or_else(|| corrupt("short header"))?;
+        let n = u16::from_be_bytes(
+            r.take(2)
+                .ok_or_else(|| corrupt("short header"))?
+                .try_into()
+                .expect("2 bytes"),
+        );
+        let mut casings = Vec::with_capacity(n as usize);
+        for _ in 0..n {
+            let len = u16::from_be_bytes(
+                r.take(2)
+                    .ok_or_else(|| corrupt("short casing"))?
+                    .try_into()
+                    .expect("2 bytes"),
+            );
+            let original = std::str::from_utf8(
+                r.take(len as usize)
+                    .ok_or_else(|| corrupt("short casing"))?,
+            )
+            .map_err(|_| corrupt("casing is not UTF-8"))?
+            .to_string();
+            let len = u32::from_be_bytes(
+                r.take(4)
+                    .ok_or_else(|| corrupt("short bitmap"))?
+                    .try_into()
+                    .expect("4 bytes"),
+            );
+            let raw = r
+                .take(len as usize)
+                .ok_or_else(|| corrupt("short bitmap"))?;
+            let b = RoaringBitmap::deserialize_from(raw)
+                .map_err(|e| corrupt(&format!("bitmap: {e}")))?;
+            casings.push((original, b));
+        }
+        Ok(Posting { casings })
+    }
+
+    /// How many entities a stored posting holds, from its header alone.
+    pub fn count(key: &[u8], bytes: &[u8]) -> Result<u64, StoreError> {
+        match bytes {
+            [POSTING_VERSION, a, b, c, d, ..] => Ok(u32::from_be_bytes([*a, *b, *c, *d]) as u64),
+            _ => Err(StoreError::Corrupt {
+                key: String::from_utf8_lossy(key).into_owned(),
+                reason: "posting list: bad header".into(),
+            }),
+        }
+    }
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let out = self.bytes.get(self.at..self.at.checked_add(n)?)?;
+        self.at += n;
+        Some(out)
+    }
+}
+
+/// The posting of `key` = `value`, empty when no entity has it.
+pub fn get(store: &dyn Store, key: &str, value: &str) -> Result<Posting, StoreError> {
+    let k = keys::posting(key, value);
+    match store.get(&k)? {
+        Some(bytes) => Posting::decode(&k, &bytes),
+        None => Ok(Posting::default()),
+    }
+}
+
+/// How many entities have `key` = `value`.
+pub fn count(store: &dyn Store, key: &str, value: &str) -> Result<u64, StoreError> {
+    let k = keys::posting(key, value);
+    match store.get(&k)? {
+        Some(bytes) => Posting::count(&k, &bytes),
+        None => Ok(0),
+    }
+}
+
+/// What [`scan`] calls with each posting: its value, key and raw record;
+/// false stops the scan.
+pub type Visit<'a> = dyn FnMut(&str, &[u8], &[u8]) -> Result<bool, StoreError> + 'a;
+
+/// Visits the postings of `key` whose value starts with `value_prefix`, in
+/// value order, with the value and the raw record, until `visit` says stop.
+pub fn scan(
+    store: &dyn Store,
+    key: &str,
+    value_prefix: &str,
+    visit: &mut Visit<'_>,
+) -> Result<(), StoreError> {
+    let mut prefix = keys::prefix(keys::POSTING, &[key.as_bytes()]);
+    let values_at = prefix.len();
+    prefix.extend_from_slice(value_prefix.as_bytes());
+    let mut err = None;
+    store.scan(&prefix, None, &mut |k, v| {
+        let value = String::from_utf8_lossy(&k[values_at..]);
+        match visit(&value, k, v) {
+            Ok(go_on) => go_on,
+            Err(e) => {
+                err = Some(e);
+                false
+            }
+        }
+    })?;
+    err.map_or(Ok(()), Err)
+}
+
+/// The entities with any value of `key` starting with `value_prefix`.
+pub fn union(
+    store: &dyn Store,
+    key: &str,
+    value_prefix: &str,
+) -> Result<RoaringBitmap, StoreError> {
+    let mut out = RoaringBitmap::new();
+    scan(store, key, value_prefix, &mut |_, k, v| {
+        out |= Posting::decode(k, v)?.members();
+        Ok(true)
+    })?;
+    Ok(out)
+}
+
+/// The ordinal of a ref, if the index ever held it.
+pub fn ordinal(store: &dyn Store, refkey: &str) -> Result<Option<u32>, StoreError> {
+    let k = keys::ordinal(refkey);
+    match store.get(&k)? {
+        Some(bytes) => Ok(Some(decode_ordinal(&k, &bytes)?)),
+        None => Ok(None),
+    }
+}
+
+fn decode_ordinal(key: &[u8], bytes: &[u8]) -> Result<u32, StoreError> {
+    <[u8; 4]>::try_from(bytes)
+        .map(u32::from_be_bytes)
+        .map_err(|_| StoreError::Corrupt {
+            key: String::from_utf8_lossy(key).into_owned(),
+            reason: "an ordinal is 4 bytes".into(),
+        })
+}
+
+/// The next ordinal to give.
+fn next_ordinal(store: &dyn Store) -> Result<u32, StoreError> {
+    let k = keys::meta(keys::ORDINAL_NEXT);
+    match store.get(&k)? {
+        Some(bytes) => decode_ordinal(&k, &bytes),
+        None => Ok(0),
+    }
+}
+
+/// Ordinals of the refs of one write set: existing ones read, new ones
+/// given in the order asked.
+pub struct Ordinals<'a> {
+    store: &'a dyn Store,
+    next: Option<u32>,
+    given: Vec<(String, u32)>,
+}
+
+impl<'a> Ordinals<'a> {
+    pub fn new(store: &'a dyn Store) -> Self {
+        Ordinals {
+            store,
+            next: None,
+            given: Vec::new(),
+        }
+    }
+
+    /// The ordinal of `refkey`, given now if it has none.
+    pub fn of(&mut self, refkey: &str) -> Result<u32, StoreError> {
+        if let Some(o) = ordinal(self.store, refkey)? {
+            return Ok(o);
+        }
+        if let Some((_, o)) = self.given.iter().rev().find(|(r, _)| r == refkey) {
+            return Ok(*o);
+        }
+        let next = match self.next {
+            Some(n) => n,
+            None => next_ordinal(self.store)?,
+        };
+        self.next = Some(next + 1);
+        self.given.push((refkey.to_string(), next));
+        Ok(next)
+    }
+
+    /// The writes that record the ordinals given.
+    pub fn drain_into(self, out: &mut WriteSet) {
+        if let Some(next) = self.next {
+            out.push((
+                keys::meta(keys::ORDINAL_NEXT),
+                Some(next.to_be_bytes().to_vec()),
+            ));
+        }
+        for (r, o) in self.given {
+            out.push((keys::ordinal(&r), Some(o.to_be_bytes().to_vec())));
+            out.push((keys::ordinal_ref(o), Some(r.into_bytes())));
+        }
+    }
+}
+
+/// Changes to posting lists, gathered over a batch.
+#[derive(Default)]
+pub struct Changes {
+    /// (key, value) -> ordinal -> the casings it has now (empty: none).
+    by_posting: BTreeMap<(String, String), BTreeMap<u32, Vec<String>>>,
+}
+
+impl Changes {
+    /// The entity `ordinal` now has `key` = `value` in these casings (none:
+    /// it no longer has the value).
+    pub fn set(&mut self, key: &str, value: &str, ordinal: u32, casings: Vec<String>) {
+        self.by_posting
+            .entry((key.to_string(), value.to_string()))
+            .or_default()
+            .insert(ordinal, casings);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_posting.is_empty()
+    }
+
+    /// Reads each posting changed once, applies its changes and adds the
+    /// result (or its deletion, when no entity is left) to `out`.
+    pub fn write(self, store: &dyn Store, out: &mut WriteSet) -> Result<(), StoreError> {
+        for ((key, value), entities) in self.by_posting {
+            let k = keys::posting(&key, &value);
+            let mut posting = match store.get(&k)? {
+                Some(bytes) => Posting::decode(&k, &bytes)?,
+                None => Posting::default(),
+            };
+            for (ordinal, casings) in entities {
+                posting.remove(ordinal);
+                for c in &casings {
+                    posting.insert(ordinal, c);
+                }
+            }
+            let value = (!posting.casings.is_empty()).then(|| posting.encode());
+            out.push((k, value));
+        }
+        Ok(())
+    }
+}
+
+/// The (key, value) -> casings of a list of search rows.
+pub fn by_value(rows: &[crate::records::SearchRow]) -> BTreeMap<(&str, &str), Vec<String>> {
+    let mut out: BTreeMap<(&str, &str), Vec<String>> = BTreeMap::new();
+    for row in rows {
+        let casings = out
+            .entry((row.key.as_str(), row.value.as_str()))
+            .or_default();
+        if !casings.contains(&row.original) {
+            casings.push(row.original.clone());
+        }
+    }
+    out
+}
+
+/// Adds to `changes` what turning an entity's rows `old` into `new` does to
+/// the postings.
+pub fn diff(
+    changes: &mut Changes,
+    ordinal: u32,
+    old: &[crate::records::SearchRow],
+    new: &[crate::records::SearchRow],
+) {
+    let old = by_value(old);
+    let new = by_value(new);
+    for ((k, v), casings) in &old {
+        if !new.contains_key(&(*k, *v)) {
+            changes.set(k, v, ordinal, Vec::new());
+        } else if new[&(*k, *v)] != *casings {
+            changes.set(k, v, ordinal, new[&(*k, *v)].clone());
+        }
+    }
+    for ((k, v), casings) in new {
+        if !old.contains_key(&(k, v)) {
+            changes.set(k, v, ordinal, casings);
+        }
+    }
+}
+
+/// Whether this store's index is posting lists (else it still has the
+/// search rows and facet counts of an older layout, see [`upgrade`]).
+const UPGRADED: &str = "index-postings-v1";
+
+/// Builds the posting lists of a store written before they existed, from
+/// its search rows (`s`), and deletes the older index (`S` rows and `F`
+/// counts). Runs once; returns how many entities it indexed.
+pub fn upgrade(store: &dyn Store) -> Result<usize, StoreError> {
+    if store.get(&keys::meta(UPGRADED))?.is_some() {
+        return Ok(0);
+    }
+    const CHUNK: usize = 20_000;
+    let mut indexed = 0;
+    let mut after: Option<Vec<u8>> = None;
+    loop {
+        let mut rows: Vec<(String, crate::records::SearchRows)> = Vec::new();
+        let mut err = None;
+        let prefix = [keys::SEARCH_ROWS];
+        store.scan(&prefix, after.as_deref(), &mut |k, v| {
+            if after.as_deref() == Some(k) {
+                return true;
+            }
+            match crate::records::decode(k, v) {
+                Ok(r) => rows.push((String::from_utf8_lossy(&k[1..]).into_owned(), r)),
+                Err(e) => err = Some(e),
+            }
+            err.is_none() && rows.len() < CHUNK
+        })?;
+        if let Some(e) = err {
+            return Err(e);
+        }
+        let Some((last, _)) = rows.last() else { break };
+        after = Some(keys::search_rows(last));
+        let mut out = WriteSet::new();
+        let mut ordinals = Ordinals::new(store);
+        let mut changes = Changes::default();
+        for (r, rows) in &rows {
+            let o = ordinals.of(r)?;
+            diff(&mut changes, o, &[], &rows.rows);
+        }
+        indexed += rows.len();
+        changes.write(store, &mut out)?;
+        ordinals.drain_into(&mut out);
+        store.write(out)?;
+    }
+    for table in [keys::SEARCH, keys::FACET] {
+        loop {
+            let mut out = WriteSet::new();
+            store.scan(&[table], None, &mut |k, _| {
+                out.push((k.to_vec(), None));
+                out.len() < 100_000
+            })?;
+            if out.is_empty() {
+                break;
+            }
+            store.write(out)?;
+        }
+    }
+    store.write(vec![(keys::meta(UPGRADED), Some(Vec::new()))])?;
+    Ok(indexed)
+}
+
+/// Marks a store as indexed by posting lists (a new one, or one built
+/// whole, as a materialised past catalog).
+pub fn mark_upgraded(out: &mut WriteSet) {
+    out.push((keys::meta(UPGRADED), Some(Vec::new())));
+}
+
+/// A store's entries with ordinals taken out, for comparing the state of
+/// stores whose numbering took different paths: every posting becomes its
+/// casings with their sorted refs, and the ordinal tables and counter are
+/// left out.
+pub fn canonical(
+    entries: impl IntoIterator<Item = (Vec<u8>, Vec<u8>)>,
+) -> BTreeMap<Vec<u8>, Vec<u8>> {
+    let entries: Vec<(Vec<u8>, Vec<u8>)> = entries.into_iter().collect();
+    let refs: BTreeMap<u32, &[u8]> = entries
+        .iter()
+        .filter_map(|(k, v)| Some((keys::ordinal_of_key(k)?, v.as_slice())))
+        .collect();
+    let next = keys::meta(keys::ORDINAL_NEXT);
+    let mut out = BTreeMap::new();
+    for (k, v) in &entries {
+        match k.first() {
+            Some(&keys::ORDINAL) | Some(&keys::ORDINAL_REF) => continue,
+            _ if *k == next => continue,
+            Some(&keys::POSTING) => {
+                let text = match Posting::decode(k, v) {
+                    Ok(p) => p
+                        .casings
+                        .iter()
+                        .map(|(c, b)| {
+                            let mut rs: Vec<String> = b
+                                .iter()
+                                .map(|o| match refs.get(&o) {
+                                    Some(r) => String::from_utf8_lossy(r).into_owned(),
+                                    None => format!("#{o}"),
+                                })
+                                .collect();
+                            rs.sort();
+                            format!("{c}={}", rs.join(","))
+                        })
+                        .collect::<Vec<_>>()
+                        .join(";"),
+                    Err(e) => e.to_string(),
+                };
+                out.insert(k.clone(), text.into_bytes());
+            }
+            _ => {
+                out.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::records::SearchRow;
+    use crate::store::MemStore;
+
+    fn row(k: &str, v: &str, o: &str) -> SearchRow {
+        SearchRow {
+            key: k.into(),
+            value: v.into(),
+            original: o.into(),
+        }
+    }
+
+    #[test]
+    fn postings_round_trip_and_follow_changes() {
+        let store = MemStore::new();
+        let mut out = WriteSet::new();
+        let mut ords = Ordinals::new(&store);
+        let (a, b) = (
+            ords.of("component:default/a").unwrap(),
+            ords.of("component:default/b").unwrap(),
+        );
+        assert_eq!((a, b), (0, 1));
+        assert_eq!(
+            ords.of("component:default/a").unwrap(),
+            0,
+            "asked twice, one ordinal"
+        );
+        let mut changes = Changes::default();
+        diff(
+            &mut changes,
+            a,
+            &[],
+            &[
+                row("kind", "component", "Component"),
+                row("spec.lifecycle", "production", "Production"),
+            ],
+        );
+        diff(
+            &mut changes,
+            b,
+            &[],
+            &[
+                row("kind", "component", "component"),
+                row("spec.lifecycle", "production", "production"),
+            ],
+        );
+        changes.write(&store, &mut out).unwrap();
+        ords.drain_into(&mut out);
+        store.write(out).unwrap();
+        let p = get(&store, "kind", "component").unwrap();
+        assert_eq!(p.members().iter().collect::<Vec<_>>(), vec![0, 1]);
+        assert_eq!(p.casings.len(), 2);
+        assert_eq!(count(&store, "kind", "component").unwrap(), 2);
+        let k = keys::posting("kind", "component");
+        assert_eq!(Posting::decode(&k, &p.encode()).unwrap(), p);
+        assert_eq!(ordinal(&store, "component:default/b").unwrap(), Some(1));
+
+        // b leaves production; a changes only the casing of its kind.
+        let mut out = WriteSet::new();
+        let mut changes = Changes::default();
+        diff(
+            &mut changes,
+            b,
+            &[
+                row("kind", "component", "component"),
+                row("spec.lifecycle", "production", "production"),
+            ],
+            &[row("kind", "component", "component")],
+        );
+        diff(
+            &mut changes,
+            a,
+            &[row("kind", "component", "Component")],
+            &[row("kind", "component", "COMPONENT")],
+        );
+        changes.write(&store, &mut out).unwrap();
+        store.write(out).unwrap();
+        assert_eq!(count(&store, "spec.lifecycle", "production").unwrap(), 1);
+        let p = get(&store, "kind", "component").unwrap();
+        assert_eq!(p.members().len(), 2);
+        assert_eq!(
+            p.casings
+                .iter()
+                .map(|(c, _)| c.as_str())
+                .collect::<Vec<_>>(),
+            vec!["COMPONENT", "component"]
+        );
+        // A new ref continues the numbering.
+        let mut ords = Ordinals::new(&store);
+        assert_eq!(ords.of("api:default/c").unwrap(), 2);
+        // The last entity leaving a value deletes its posting.
+        let mut out = WriteSet::new();
+        let mut changes = Changes::default();
+        diff(
+            &mut changes,
+            a,
+            &[row("spec.lifecycle", "production", "Production")],
+            &[],
+        );
+        changes.write(&store, &mut out).unwrap();
+        store.write(out).unwrap();
+        assert!(
+            store
+                .get(&keys::posting("spec.lifecycle", "production"))
+                .unwrap()
+                .is_none()
+        );
+        assert_eq!(union(&store, "kind", "").unwrap().len(), 2);
+    }
+
+    #[test]
+    fn bad_records_are_errors_naming_the_key() {
+        for bytes in [
+            &b""[..],
+            &[9, 0, 0, 0, 1, 0, 1][..],
+            &[1, 0, 0, 0, 1, 0, 1, 0, 5, b'a'][..],
+        ] {
+            let e = Posting::decode(b"xkind\0x", bytes).unwrap_err().to_string();
+            assert!(e.contains("xkind") && e.contains("posting list"), "{e}");
+        }
+    }
+}
