@@ -1205,10 +1205,45 @@ pub(crate) mod tests {
                 .cloned()
                 .collect();
             assert_eq!(got, expected, "{filters:?}");
-            // The same selection as a predicate, and its complement.
+            // Paged in ref order from the posting lists: forwards by ref,
+            // by offset, and backwards from the end.
             let p = crate::Predicate::from_filter(&parsed);
+            let mut paged: Vec<String> = Vec::new();
+            loop {
+                let start = match paged.last() {
+                    Some(r) => crate::RefStart::After(r),
+                    None => crate::RefStart::Offset(0),
+                };
+                let page = catalog.page_in_ref_order(Some(&p), start, 7).unwrap();
+                assert_eq!((page.total, page.from), (expected.len(), paged.len()));
+                let n = page.refs.len();
+                paged.extend(page.refs);
+                if n < 7 {
+                    break;
+                }
+            }
+            assert_eq!(paged, expected, "paged {filters:?}");
+            let page = catalog
+                .page_in_ref_order(Some(&p), crate::RefStart::Offset(3), 5)
+                .unwrap();
+            assert_eq!(
+                page.refs,
+                expected.iter().skip(3).take(5).cloned().collect::<Vec<_>>()
+            );
+            if let Some(last) = expected.last() {
+                let page = catalog
+                    .page_in_ref_order(Some(&p), crate::RefStart::Before(last), 4)
+                    .unwrap();
+                let before_last = &expected[..expected.len() - 1];
+                assert_eq!(
+                    page.refs,
+                    before_last[before_last.len().saturating_sub(4)..]
+                );
+                assert_eq!(page.from, before_last.len().saturating_sub(4));
+            }
+            // The same selection as a predicate, and its complement.
             assert_eq!(catalog.evaluate_predicate(&p).unwrap(), expected);
-            let not = crate::Predicate::Not(Box::new(p));
+            let not = crate::Predicate::Not(Box::new(p.clone()));
             let rest: Vec<String> = all
                 .iter()
                 .filter(|r| !expected.contains(r))

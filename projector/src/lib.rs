@@ -26,7 +26,7 @@ pub mod store;
 
 pub use fold::{Fold, Parts};
 pub use predicate::{Predicate, PredicateError};
-pub use read::{Catalog, EntityFilter, FilterError};
+pub use read::{Catalog, EntityFilter, FilterError, RefPage, RefStart};
 pub use run::{ProjectorConfig, ProjectorError, Status, run};
 #[cfg(feature = "rocksdb")]
 pub use store::RocksStore;

@@ -135,6 +135,22 @@ impl Posting {
         Ok(Posting { casings })
     }
 
+    /// How many entities a stored posting holds and, when all of them
+    /// write the value one way, that casing: without decoding a bitmap.
+    pub fn peek(key: &[u8], bytes: &[u8]) -> Result<(u64, Option<String>), StoreError> {
+        let count = Posting::count(key, bytes)?;
+        let single = match bytes.get(5..) {
+            Some([0, 1, a, b, rest @ ..]) => {
+                let len = u16::from_be_bytes([*a, *b]) as usize;
+                rest.get(..len)
+                    .and_then(|o| std::str::from_utf8(o).ok())
+                    .map(str::to_string)
+            }
+            _ => None,
+        };
+        Ok((count, single))
+    }
+
     /// How many entities a stored posting holds, from its header alone.
     pub fn count(key: &[u8], bytes: &[u8]) -> Result<u64, StoreError> {
         match bytes {
@@ -551,6 +567,19 @@ mod tests {
         assert_eq!(count(&store, "kind", "component").unwrap(), 2);
         let k = keys::posting("kind", "component");
         assert_eq!(Posting::decode(&k, &p.encode()).unwrap(), p);
+        assert_eq!(
+            Posting::peek(&k, &p.encode()).unwrap(),
+            (2, None),
+            "two casings"
+        );
+        let one = get(&store, "spec.lifecycle", "production").unwrap();
+        assert_eq!(one.casings.len(), 2);
+        let mut single = Posting::default();
+        single.insert(7, "Production");
+        assert_eq!(
+            Posting::peek(&k, &single.encode()).unwrap(),
+            (1, Some("Production".to_string()))
+        );
         assert_eq!(ordinal(&store, "component:default/b").unwrap(), Some(1));
 
         // b leaves production; a changes only the casing of its kind.

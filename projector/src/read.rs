@@ -93,6 +93,27 @@ impl EntityFilter {
     }
 }
 
+/// Where a page in ref order starts.
+#[derive(Debug, Clone, Copy)]
+pub enum RefStart<'a> {
+    /// After skipping this many.
+    Offset(usize),
+    /// After this ref.
+    After(&'a str),
+    /// The page that ends just before this ref.
+    Before(&'a str),
+}
+
+/// A page of selected refs in ref order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefPage {
+    pub refs: Vec<String>,
+    /// How many selected refs come before the page.
+    pub from: usize,
+    /// How many refs are selected in all.
+    pub total: usize,
+}
+
 /// The catalog's read model over a store.
 #[derive(Clone)]
 pub struct Catalog {
@@ -181,6 +202,34 @@ impl OrdinalMap {
             .into_iter()
             .map(|(_, o)| self.refs[o as usize].to_string())
             .collect()
+    }
+
+    /// The positions in ref order of the ordinals of `bits`, ascending.
+    fn ranks(&self, bits: &RoaringBitmap) -> Vec<u32> {
+        if bits.len() > (self.by_rank.len() / 8) as u64 {
+            return self
+                .by_rank
+                .iter()
+                .enumerate()
+                .filter(|(_, o)| bits.contains(**o))
+                .map(|(i, _)| i as u32)
+                .collect();
+        }
+        let mut ranks: Vec<u32> = bits
+            .iter()
+            .filter_map(|o| self.rank.get(o as usize).copied())
+            .collect();
+        ranks.sort_unstable();
+        ranks
+    }
+
+    /// How many refs (of all the map holds) sort before `r`, or before or
+    /// equal to it.
+    fn position(&self, r: &str, or_equal: bool) -> u32 {
+        self.by_rank.partition_point(|o| {
+            let x: &str = &self.refs[*o as usize];
+            if or_equal { x <= r } else { x < r }
+        }) as u32
     }
 
     /// The casing of the first entity in ref order among `casings`.
@@ -500,6 +549,46 @@ impl Catalog {
         crate::postings::union(self.store.as_ref(), "kind", "")
     }
 
+    /// One page of the entities a predicate selects (all when `None`), in
+    /// ref order, straight from the posting lists: no list of every
+    /// matching ref is built.
+    pub fn page_in_ref_order(
+        &self,
+        selection: Option<&Predicate>,
+        start: RefStart<'_>,
+        limit: usize,
+    ) -> Result<RefPage, StoreError> {
+        let bits = match selection {
+            Some(p) => self.predicate_bits(p)?,
+            None => self.every_bits()?,
+        };
+        self.with_ordinals(|ords| {
+            let ranks = ords.ranks(&bits);
+            let total = ranks.len();
+            let (from, to) = match start {
+                RefStart::Offset(o) => {
+                    let from = o.min(total);
+                    (from, from.saturating_add(limit).min(total))
+                }
+                RefStart::After(r) => {
+                    let p = ords.position(r, true);
+                    let from = ranks.partition_point(|x| *x < p);
+                    (from, from.saturating_add(limit).min(total))
+                }
+                RefStart::Before(r) => {
+                    let p = ords.position(r, false);
+                    let to = ranks.partition_point(|x| *x < p);
+                    (to.saturating_sub(limit), to)
+                }
+            };
+            let refs = ranks[from..to]
+                .iter()
+                .map(|rk| ords.refs[ords.by_rank[*rk as usize] as usize].to_string())
+                .collect();
+            RefPage { refs, from, total }
+        })
+    }
+
     /// Refs of `bits`, in ref order.
     pub fn sorted_refs(&self, bits: &RoaringBitmap) -> Result<Vec<String>, StoreError> {
         self.with_ordinals(|ords| ords.sorted_refs(bits))
@@ -656,8 +745,12 @@ impl Catalog {
                 if matching.is_none() {
                     // The header counts; the casing needs the bitmaps only
                     // when the value is written in several.
-                    let n = Posting::count(k, v)?;
-                    values.push((Posting::decode(k, v)?.casings, n));
+                    let (n, single) = Posting::peek(k, v)?;
+                    let casings = match single {
+                        Some(c) => vec![(c, RoaringBitmap::new())],
+                        None => Posting::decode(k, v)?.casings,
+                    };
+                    values.push((casings, n));
                     return Ok(true);
                 }
                 let posting = Posting::decode(k, v)?;

@@ -165,6 +165,8 @@ fn full_text_keys(
 const STREAM_CHUNK: usize = 256 * 1024;
 /// Entities read per scan of a streamed unfiltered list.
 const STREAM_SCAN: usize = 512;
+/// Refs selected per page of a streamed filtered list.
+const STREAM_REFS: usize = 4096;
 
 /// The whole list, streamed: entities are read and sent a chunk at a time
 /// (from the entity table directly when there is no filter and no order),
@@ -202,19 +204,35 @@ fn stream_list(
                         break;
                     }
                 }
+            } else if order.is_empty() {
+                // Filtered, in ref order: a page of refs at a time from the
+                // posting lists.
+                let selection = filter.as_ref().map(projector::Predicate::from_filter);
+                let mut after: Option<String> = None;
+                loop {
+                    let start = match &after {
+                        Some(a) => projector::RefStart::After(a),
+                        None => projector::RefStart::Offset(0),
+                    };
+                    let page = catalog.page_in_ref_order(selection.as_ref(), start, STREAM_REFS)?;
+                    for r in &page.refs {
+                        // Gone since the scan: skipped.
+                        if let Some(stored) = catalog.entity(r)?
+                            && !out.push(respond::entity(stored, fields.as_deref())?)
+                        {
+                            return Ok(false);
+                        }
+                    }
+                    if page.refs.len() < STREAM_REFS {
+                        break;
+                    }
+                    after = page.refs.last().cloned();
+                }
             } else {
                 let refs = catalog.refs(filter.as_ref())?;
-                let sorted;
-                let sorted_refs;
-                let refs: &[String] = if order.is_empty() {
-                    refs.as_slice()
-                } else {
-                    let selection = filter.as_ref().map(projector::Predicate::from_filter);
-                    sorted = ordered(&catalog, selection.as_ref(), &refs, &order)?;
-                    sorted_refs = sorted.iter().map(|k| k.refkey.clone()).collect::<Vec<_>>();
-                    &sorted_refs
-                };
-                for r in refs {
+                let selection = filter.as_ref().map(projector::Predicate::from_filter);
+                let sorted = ordered(&catalog, selection.as_ref(), &refs, &order)?;
+                for r in sorted.iter().map(|k| &k.refkey) {
                     // Gone since the scan: skipped.
                     if let Some(stored) = catalog.entity(r)?
                         && !out.push(respond::entity(stored, fields.as_deref())?)
@@ -615,37 +633,32 @@ fn run_query(
         };
         (ft.term.to_lowercase(), fields)
     });
+    if order.is_empty() && full_text.is_none() {
+        // Default order is ref order: page straight from the posting
+        // lists (no sort key, no list of every match).
+        let start = match &start {
+            Start::Offset(o) => projector::RefStart::Offset(*o),
+            Start::After(p) => projector::RefStart::After(&p.refkey),
+            Start::Before(p) => projector::RefStart::Before(&p.refkey),
+        };
+        let page = catalog.page_in_ref_order(selection.as_ref(), start, limit)?;
+        let keys: Vec<SortKey> = page
+            .refs
+            .into_iter()
+            .map(|refkey| SortKey {
+                values: vec![],
+                refkey,
+            })
+            .collect();
+        let to = page.from + keys.len();
+        return page_response(
+            catalog, spec, &keys, page.from, to, page.total, limit, fields,
+        );
+    }
     let matching = match &selection {
         Some(p) => catalog.select(p)?,
         None => catalog.refs(None)?,
     };
-    if order.is_empty() && full_text.is_none() {
-        // Default order is ref order, which is how matches come: page
-        // straight from them (no sort key per match).
-        let total = matching.len();
-        let (from, to) = match &start {
-            Start::Offset(o) => {
-                let from = (*o).min(total);
-                (from, from.saturating_add(limit).min(total))
-            }
-            Start::After(p) => {
-                let from = matching.partition_point(|r| *r <= p.refkey);
-                (from, from.saturating_add(limit).min(total))
-            }
-            Start::Before(p) => {
-                let to = matching.partition_point(|r| *r < p.refkey);
-                (to.saturating_sub(limit), to)
-            }
-        };
-        let page: Vec<SortKey> = matching[from..to]
-            .iter()
-            .map(|r| SortKey {
-                values: vec![],
-                refkey: r.clone(),
-            })
-            .collect();
-        return page_response(catalog, spec, &page, from, to, total, limit, fields);
-    }
     let keys: std::sync::Arc<Vec<SortKey>> = if full_text.is_none() {
         // Ordered once per store version and order, then paged.
         ordered(catalog, selection.as_ref(), &matching, order)?
