@@ -223,6 +223,84 @@ impl OrdinalMap {
         ranks
     }
 
+    /// A page of `bits` in ref order. A small set is sorted by rank; a
+    /// large one is walked in ref order from where the page starts, only
+    /// as far as the page goes.
+    fn page(&self, bits: &RoaringBitmap, start: RefStart<'_>, limit: usize) -> RefPage {
+        let total = bits.len() as usize;
+        let refs_of = |ranks: &mut dyn Iterator<Item = usize>| -> Vec<String> {
+            ranks
+                .map(|rk| self.refs[self.by_rank[rk] as usize].to_string())
+                .collect()
+        };
+        if bits.len() <= (self.by_rank.len() / 8) as u64 {
+            let ranks = self.ranks(bits);
+            let total = ranks.len();
+            let (from, to) = match start {
+                RefStart::Offset(o) => {
+                    let from = o.min(total);
+                    (from, from.saturating_add(limit).min(total))
+                }
+                RefStart::After(r) => {
+                    let p = self.position(r, true);
+                    let from = ranks.partition_point(|x| *x < p);
+                    (from, from.saturating_add(limit).min(total))
+                }
+                RefStart::Before(r) => {
+                    let p = self.position(r, false);
+                    let to = ranks.partition_point(|x| *x < p);
+                    (to.saturating_sub(limit), to)
+                }
+            };
+            let refs = refs_of(&mut ranks[from..to].iter().map(|rk| *rk as usize));
+            return RefPage { refs, from, total };
+        }
+        let member = |rk: &usize| bits.contains(self.by_rank[*rk]);
+        match start {
+            RefStart::Offset(o) => {
+                let from = o.min(total);
+                let mut ranks = (0..self.by_rank.len())
+                    .filter(member)
+                    .skip(from)
+                    .take(limit);
+                RefPage {
+                    refs: refs_of(&mut ranks),
+                    from,
+                    total,
+                }
+            }
+            RefStart::After(r) => {
+                let p = self.position(r, true);
+                let from = self.count_before(bits, p);
+                let mut ranks = (p as usize..self.by_rank.len()).filter(member).take(limit);
+                RefPage {
+                    refs: refs_of(&mut ranks),
+                    from,
+                    total,
+                }
+            }
+            RefStart::Before(r) => {
+                let p = self.position(r, false);
+                let to = self.count_before(bits, p);
+                let mut ranks: Vec<usize> =
+                    (0..p as usize).rev().filter(member).take(limit).collect();
+                ranks.reverse();
+                RefPage {
+                    from: to - ranks.len(),
+                    refs: refs_of(&mut ranks.into_iter()),
+                    total,
+                }
+            }
+        }
+    }
+
+    /// How many of `bits` sort before position `p`.
+    fn count_before(&self, bits: &RoaringBitmap, p: u32) -> usize {
+        bits.iter()
+            .filter(|o| self.rank.get(*o as usize).is_some_and(|r| *r < p))
+            .count()
+    }
+
     /// How many refs (of all the map holds) sort before `r`, or before or
     /// equal to it.
     fn position(&self, r: &str, or_equal: bool) -> u32 {
@@ -562,31 +640,7 @@ impl Catalog {
             Some(p) => self.predicate_bits(p)?,
             None => self.every_bits()?,
         };
-        self.with_ordinals(|ords| {
-            let ranks = ords.ranks(&bits);
-            let total = ranks.len();
-            let (from, to) = match start {
-                RefStart::Offset(o) => {
-                    let from = o.min(total);
-                    (from, from.saturating_add(limit).min(total))
-                }
-                RefStart::After(r) => {
-                    let p = ords.position(r, true);
-                    let from = ranks.partition_point(|x| *x < p);
-                    (from, from.saturating_add(limit).min(total))
-                }
-                RefStart::Before(r) => {
-                    let p = ords.position(r, false);
-                    let to = ranks.partition_point(|x| *x < p);
-                    (to.saturating_sub(limit), to)
-                }
-            };
-            let refs = ranks[from..to]
-                .iter()
-                .map(|rk| ords.refs[ords.by_rank[*rk as usize] as usize].to_string())
-                .collect();
-            RefPage { refs, from, total }
-        })
+        self.with_ordinals(|ords| ords.page(&bits, start, limit))
     }
 
     /// Refs of `bits`, in ref order.

@@ -40,21 +40,6 @@ pub trait Store: Send + Sync {
         from: Option<&[u8]>,
         visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
     ) -> Result<(), StoreError>;
-    /// The first entry under each prefix (in the order given), if any. A
-    /// backend may answer with one iterator (prefixes sorted ascending
-    /// seek fastest).
-    fn first_under(&self, prefixes: &[Vec<u8>]) -> Result<Vec<Option<Entry>>, StoreError> {
-        let mut out = Vec::with_capacity(prefixes.len());
-        for p in prefixes {
-            let mut first = None;
-            self.scan(p, None, &mut |k, v| {
-                first = Some((k.to_vec(), v.to_vec()));
-                false
-            })?;
-            out.push(first);
-        }
-        Ok(out)
-    }
     /// Applies every change at once, or none (a RocksDB WriteBatch).
     fn write(&self, changes: WriteSet) -> Result<(), StoreError>;
     /// A number that changes whenever the store's content may have changed
@@ -65,9 +50,6 @@ pub trait Store: Send + Sync {
         Ok(())
     }
 }
-
-/// One key and its value.
-pub type Entry = (Vec<u8>, Vec<u8>);
 
 /// The in-memory store: a sorted map.
 #[derive(Default)]
@@ -230,20 +212,6 @@ impl Store for RocksStore {
 
     fn version(&self) -> u64 {
         self.db.latest_sequence_number()
-    }
-
-    fn first_under(&self, prefixes: &[Vec<u8>]) -> Result<Vec<Option<Entry>>, StoreError> {
-        let mut it = self.db.raw_iterator();
-        let mut out = Vec::with_capacity(prefixes.len());
-        for p in prefixes {
-            it.seek(p);
-            out.push(match (it.valid(), it.key(), it.value()) {
-                (true, Some(k), Some(v)) if k.starts_with(p) => Some((k.to_vec(), v.to_vec())),
-                _ => None,
-            });
-        }
-        it.status()?;
-        Ok(out)
     }
 
     fn write(&self, mut changes: WriteSet) -> Result<(), StoreError> {
