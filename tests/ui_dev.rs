@@ -115,23 +115,18 @@ fn the_web_ui_is_served_and_its_pages_pass_the_browser_suite() {
     let runner = ui.join("node_modules/.bin/playwright");
     assert!(
         runner.is_file(),
-        "the UI's packages are missing: scripts/setup installs them (npm ci in ui/)"
+        "the UI's packages are missing: scripts/ui installs them (npm ci in ui/) and builds the UI"
     );
     let shots = ui.join("test-output/screenshots");
     let _ = std::fs::remove_dir_all(&shots);
-    let out = std::process::Command::new(&runner)
-        .arg("test")
-        .current_dir(&ui)
-        .env("CATALOG_URL", &base)
-        .env("CATALOG_ORG", &org)
-        .env("CI", "1")
-        .output()
-        .expect("node runs Playwright");
-    println!("{}", String::from_utf8_lossy(&out.stdout));
-    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
-    assert!(
-        out.status.success(),
-        "the UI's Playwright suite failed (above)"
+    playwright(
+        &ui,
+        &[],
+        &[
+            ("CATALOG_URL", &base),
+            ("CATALOG_ORG", &org.to_string_lossy()),
+        ],
+        "the UI's Playwright suite",
     );
 
     // Every page left its screenshot for people to look at.
@@ -176,24 +171,33 @@ fn the_web_ui_is_served_and_its_pages_pass_the_browser_suite() {
         ..Default::default()
     });
     let running = run_dev(cfg);
-    let out = std::process::Command::new(&runner)
-        .args(["test", "tests/auth.spec.ts"])
-        .current_dir(&ui)
-        .env("CATALOG_URL", &running.base)
-        .env("CATALOG_TOKEN", secret)
-        .env("CI", "1")
-        .output()
-        .expect("node runs Playwright");
-    println!("{}", String::from_utf8_lossy(&out.stdout));
-    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
-    assert!(
-        out.status.success(),
-        "the UI's sign-in suite failed (above)"
+    let stdout = playwright(
+        &ui,
+        &["tests/auth.spec.ts"],
+        &[("CATALOG_URL", &running.base), ("CATALOG_TOKEN", secret)],
+        "the UI's sign-in suite",
     );
-    let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         stdout.contains("1 passed"),
         "the sign-in test ran: {stdout}"
     );
     running.stop();
+}
+
+/// Runs `playwright test` in `ui` on `files` (all when empty) with `env`,
+/// prints its output and fails unless it passed; returns its stdout.
+fn playwright(ui: &Path, files: &[&str], env: &[(&str, &str)], what: &str) -> String {
+    let out = std::process::Command::new(ui.join("node_modules/.bin/playwright"))
+        .arg("test")
+        .args(files)
+        .current_dir(ui)
+        .envs(env.iter().copied())
+        .env("CI", "1")
+        .output()
+        .expect("node runs Playwright");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    println!("{stdout}");
+    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{what} failed (above)");
+    stdout
 }

@@ -337,21 +337,19 @@ impl Catalog {
     }
 
     /// Every scorecard's result for one entity, with failing checks and
-    /// why, and the recent history of each.
+    /// why, and the recent history of each (see [`newest_first`]).
     pub fn entity_cards(&self, r: &str, history: usize) -> Result<Vec<EntityCard>, StoreError> {
         let mut out = Vec::new();
         for (_, def) in self.scorecard_definitions()? {
             if let Some(result) = self.scorecard_result(&def.id, r)? {
                 let exemptions = self.exemptions_of(&def.id, r)?;
                 let mut card = card(&def, r, &result, &exemptions);
-                let mut h = self.scorecard_history(&def.id, r)?;
+                let h = self.scorecard_history(&def.id, r)?;
                 if let Some(last) = h.last() {
                     card.changed_at = Some(last.at);
                     card.cause = Some(last.cause.clone());
                 }
-                h.reverse();
-                h.truncate(history);
-                card.history = h;
+                card.history = newest_first(h, history);
                 out.push(card);
             }
         }
@@ -404,23 +402,27 @@ impl Catalog {
                     })
                 })
                 .collect();
-            let mut recent = h.clone();
-            recent.reverse();
-            recent.truncate(history);
+            let (level, score) = (last.level_after.clone(), last.score_after.unwrap_or(0));
+            let (owners, system, domain) = (
+                last.groups.clone(),
+                last.system.clone(),
+                last.domain.clone(),
+            );
+            let (changed_at, cause) = (last.at, last.cause.clone());
             out.push(EntityCard {
                 scorecard: def.id.clone(),
                 title: def.title.clone(),
                 entity_ref: r.to_string(),
-                level: last.level_after.clone(),
-                score: last.score_after.unwrap_or(0),
+                level,
+                score,
                 checks,
-                owners: last.groups.clone(),
-                system: last.system.clone(),
-                domain: last.domain.clone(),
-                changed_at: Some(last.at),
-                cause: Some(last.cause.clone()),
+                owners,
+                system,
+                domain,
+                changed_at: Some(changed_at),
+                cause: Some(cause),
                 next_change: None,
-                history: recent,
+                history: newest_first(h, history),
             });
         }
         Ok(out)
@@ -925,4 +927,11 @@ fn card(def: &Definition, r: &str, result: &ResultRecord, exemptions: &Exemption
         next_change: result.next_change,
         history: vec![],
     }
+}
+
+/// The last `n` changes of a result history (oldest first), newest first.
+fn newest_first<T>(mut changes: Vec<T>, n: usize) -> Vec<T> {
+    changes.reverse();
+    changes.truncate(n);
+    changes
 }
