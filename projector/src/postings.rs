@@ -269,7 +269,7 @@ fn next_ordinal(store: &dyn Store) -> Result<u32, StoreError> {
 pub struct Ordinals<'a> {
     store: &'a dyn Store,
     next: Option<u32>,
-    given: std::collections::HashMap<String, u32>,
+    given: Vec<(String, u32)>,
 }
 
 impl<'a> Ordinals<'a> {
@@ -277,7 +277,7 @@ impl<'a> Ordinals<'a> {
         Ordinals {
             store,
             next: None,
-            given: std::collections::HashMap::new(),
+            given: Vec::new(),
         }
     }
 
@@ -286,7 +286,7 @@ impl<'a> Ordinals<'a> {
         if let Some(o) = ordinal(self.store, refkey)? {
             return Ok(o);
         }
-        if let Some(o) = self.given.get(refkey) {
+        if let Some((_, o)) = self.given.iter().rev().find(|(r, _)| r == refkey) {
             return Ok(*o);
         }
         let next = match self.next {
@@ -294,7 +294,7 @@ impl<'a> Ordinals<'a> {
             None => next_ordinal(self.store)?,
         };
         self.next = Some(next + 1);
-        self.given.insert(refkey.to_string(), next);
+        self.given.push((refkey.to_string(), next));
         Ok(next)
     }
 

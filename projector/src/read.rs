@@ -184,21 +184,29 @@ impl OrdinalMap {
     /// The refs of `bits` in ref order (ordinals given after the last
     /// refresh are left out: they were written after the reading began).
     fn sorted_refs(&self, bits: &RoaringBitmap) -> Vec<String> {
-        self.ranks(bits)
+        if bits.len() > (self.by_rank.len() / 8) as u64 {
+            // Many: walk every ordinal in ref order rather than sort.
+            return self
+                .by_rank
+                .iter()
+                .filter(|o| bits.contains(**o))
+                .map(|o| self.refs[*o as usize].to_string())
+                .collect();
+        }
+        let mut ranked: Vec<(u32, u32)> = bits
+            .iter()
+            .filter_map(|o| self.rank.get(o as usize).map(|r| (*r, o)))
+            .collect();
+        ranked.sort_unstable();
+        ranked
             .into_iter()
-            .map(|rk| self.refs[self.by_rank[rk as usize] as usize].to_string())
+            .map(|(_, o)| self.refs[o as usize].to_string())
             .collect()
-    }
-
-    /// Whether `bits` holds enough of the map that walking every ordinal
-    /// in ref order beats sorting its ranks.
-    fn dense(&self, bits: &RoaringBitmap) -> bool {
-        bits.len() > (self.by_rank.len() / 8) as u64
     }
 
     /// The positions in ref order of the ordinals of `bits`, ascending.
     fn ranks(&self, bits: &RoaringBitmap) -> Vec<u32> {
-        if self.dense(bits) {
+        if bits.len() > (self.by_rank.len() / 8) as u64 {
             return self
                 .by_rank
                 .iter()
@@ -225,7 +233,7 @@ impl OrdinalMap {
                 .map(|rk| self.refs[self.by_rank[rk] as usize].to_string())
                 .collect()
         };
-        if !self.dense(bits) {
+        if bits.len() <= (self.by_rank.len() / 8) as u64 {
             let ranks = self.ranks(bits);
             let total = ranks.len();
             let (from, to) = match start {
