@@ -15,7 +15,7 @@ use crate::scorecard::records::{DEPENDED, RESULT_HISTORY};
 use crate::store::{Store, StoreError};
 
 /// Tables left out of [`checksum`] unless `include_path` is set.
-pub const PATH_TABLES: [u8; 7] = [
+pub const PATH_TABLES: [u8; 9] = [
     RESULT_HISTORY,
     DEPENDED,
     crate::keys::FEED,
@@ -23,6 +23,8 @@ pub const PATH_TABLES: [u8; 7] = [
     crate::keys::POSTING,
     crate::keys::ORDINAL,
     crate::keys::ORDINAL_REF,
+    crate::keys::POSTING_HISTORY,
+    crate::keys::UID_EVER,
 ];
 
 /// What [`checksum`] read.

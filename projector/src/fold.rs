@@ -560,6 +560,7 @@ impl<'s> Fold<'s> {
     pub fn finish(mut self) -> Result<WriteSet, StoreError> {
         let mut out = WriteSet::new();
         let mut postings = crate::postings::Changes::default();
+        let mut history = crate::temporal::Changes::default();
         let mut ordinals = crate::postings::Ordinals::new(self.store);
         let dirty = std::mem::take(&mut self.dirty);
         let mut served = Served::new();
@@ -574,8 +575,11 @@ impl<'s> Fold<'s> {
                 Some(_) => self.relations_of(r)?,
                 None => Vec::new(),
             };
+            // The served JSON as of the change's time, for reads `asOf`.
+            let at = self.causes.get(r).map_or(0, |c| c.at.timestamp_millis());
             jobs.push(DeriveJob {
                 r: r.clone(),
+                at,
                 body,
                 relations,
             });
@@ -583,10 +587,8 @@ impl<'s> Fold<'s> {
         let mut links_changed = BTreeSet::new();
         for d in derive_all(self.store, jobs)? {
             if let Some((r, _)) = &d.served {
-                // The served JSON as of the change's time, for reads `asOf`.
-                let at = self.causes.get(r).map_or(0, |c| c.at.timestamp_millis());
                 out.push((
-                    keys::version(r, at),
+                    keys::version(r, d.at),
                     Some(records::encode_version(d.served_bytes.as_deref())),
                 ));
             }
@@ -594,16 +596,26 @@ impl<'s> Fold<'s> {
             if let Some(r) = d.link_changed {
                 links_changed.insert(r);
             }
+            // Ordinals are given in ref order (the jobs' order).
             if let Some((r, old, new)) = &d.rows {
-                // Ordinals are given in ref order (the jobs' order).
                 let ordinal = ordinals.of(r)?;
                 crate::postings::diff(&mut postings, ordinal, old, new);
+                if d.moves.is_none() {
+                    crate::temporal::diff(&mut history, d.at, ordinal, old, new);
+                }
+            }
+            if let (Some(moves), Some((r, _))) = (&d.moves, &d.served) {
+                let ordinal = ordinals.of(r)?;
+                for (at, old, new) in moves {
+                    crate::temporal::diff(&mut history, *at, ordinal, old, new);
+                }
             }
             if let Some((r, v)) = d.served {
                 served.insert(r, v);
             }
         }
         postings.write(self.store, &mut out)?;
+        history.write(self.store, &mut out)?;
         ordinals.drain_into(&mut out);
         self.claims.drain_into(&mut out);
         self.bodies.drain_into(&mut out);
@@ -650,12 +662,22 @@ impl<'s> Fold<'s> {
 /// What deriving one dirty ref needs from the working set.
 struct DeriveJob {
     r: String,
+    /// The time of the change that made the ref dirty.
+    at: i64,
     body: Option<ProcessedEntity>,
     relations: Vec<EntityRelation>,
 }
 
 /// What deriving one ref produced.
 struct Derived {
+    /// The time its served version is kept at.
+    at: i64,
+    /// How the posting lists' history moves, when this version does not
+    /// simply follow the last one kept (a late version, or a store whose
+    /// last version is not what is served): (time, rows before, rows
+    /// after). `None`: as the live rows moved, at `at`.
+    #[allow(clippy::type_complexity)]
+    moves: Option<Vec<(i64, Vec<SearchRow>, Vec<SearchRow>)>>,
     writes: WriteSet,
     /// The ref's search rows before and after, when they changed.
     rows: Option<(String, Vec<SearchRow>, Vec<SearchRow>)>,
@@ -724,8 +746,15 @@ fn derive_all(store: &dyn Store, jobs: Vec<DeriveJob>) -> Result<Vec<Derived>, S
 /// The served JSON, uid and search rows of one ref, as changes against
 /// the store (nothing when the served JSON is unchanged).
 fn derive(store: &dyn Store, job: DeriveJob) -> Result<Derived, StoreError> {
-    let DeriveJob { r, body, relations } = job;
+    let DeriveJob {
+        r,
+        at,
+        body,
+        relations,
+    } = job;
     let mut d = Derived {
+        at,
+        moves: None,
         writes: WriteSet::new(),
         rows: None,
         served: None,
@@ -763,6 +792,29 @@ fn derive(store: &dyn Store, job: DeriveJob) -> Result<Derived, StoreError> {
     };
     if rollup_link(&r, old_rows.rows.iter()) != rollup_link(&r, new_rows.iter()) {
         d.link_changed = Some(r.clone());
+    }
+    // The versions this one sits between: when it is the latest and the
+    // one before is what was served, the history moves as the live rows
+    // do; otherwise from the rows of the version before, and back to the
+    // rows of the version after at its time.
+    let (before, after) = crate::temporal::neighbours(store, &r, at)?;
+    let follows_served = after.is_none()
+        && match &before {
+            Some((_, body)) => body.as_deref() == served_before.as_deref(),
+            None => served_before.is_none(),
+        };
+    if !follows_served {
+        let rows_of = |v: &Option<crate::temporal::Version>| -> Result<Vec<SearchRow>, StoreError> {
+            match v {
+                Some((_, Some(body))) => crate::temporal::rows_of(&r, body),
+                _ => Ok(Vec::new()),
+            }
+        };
+        let mut moves = vec![(at, rows_of(&before)?, new_rows.clone())];
+        if let Some((next_at, _)) = &after {
+            moves.push((*next_at, new_rows.clone(), rows_of(&after)?));
+        }
+        d.moves = Some(moves);
     }
     if old_rows.rows != new_rows {
         let rows_value = (!new_rows.is_empty()).then(|| {

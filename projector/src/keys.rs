@@ -15,6 +15,8 @@
 //! | `x` | search key, value | [`crate::postings::Posting`]: the entities with it |
 //! | `o` | ref key | the ref's ordinal in posting lists (u32 BE) |
 //! | `r` | ordinal (u32 BE) | ref key |
+//! | `X` | search key, value, segment (u32 BE) | [`crate::temporal::Segment`]: the posting list's changes over time |
+//! | `u` | uid | ref key of every entity the index ever held |
 //! | `H` | ref key, time (ms, BE), event id | [`crate::records::HistoryRecord`] |
 //! | `P` | ref key, time (ms, sign-flipped BE) | the served JSON from that time on ([`crate::records::encode_version`]) |
 //! | `N` | sequence (u64 BE) | [`crate::feed::FeedRecord`]: the change feed, in commit order |
@@ -37,6 +39,8 @@ pub const FACET: u8 = b'F';
 pub const POSTING: u8 = b'x';
 pub const ORDINAL: u8 = b'o';
 pub const ORDINAL_REF: u8 = b'r';
+pub const POSTING_HISTORY: u8 = b'X';
+pub const UID_EVER: u8 = b'u';
 pub const HISTORY: u8 = b'H';
 pub const OFFSET: u8 = b'O';
 pub const FEED: u8 = b'N';

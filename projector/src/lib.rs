@@ -23,6 +23,7 @@ pub mod run;
 pub mod scorecard;
 pub mod search;
 pub mod store;
+pub mod temporal;
 
 pub use fold::{Fold, Parts};
 pub use predicate::{Predicate, PredicateError};

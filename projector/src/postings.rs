@@ -57,6 +57,15 @@ impl Posting {
         self.casings.retain(|(_, b)| !b.is_empty());
     }
 
+    /// The entity `ordinal` has the value in exactly these casings (none:
+    /// not at all).
+    pub(crate) fn set(&mut self, ordinal: u32, casings: &[String]) {
+        self.remove(ordinal);
+        for c in casings {
+            self.insert(ordinal, c);
+        }
+    }
+
     fn insert(&mut self, ordinal: u32, original: &str) {
         match self
             .casings
@@ -307,6 +316,7 @@ impl<'a> Ordinals<'a> {
             ));
         }
         for (r, o) in self.given {
+            crate::temporal::remember_uid(&r, out);
             out.push((keys::ordinal(&r), Some(o.to_be_bytes().to_vec())));
             out.push((keys::ordinal_ref(o), Some(r.into_bytes())));
         }
@@ -344,10 +354,7 @@ impl Changes {
                 None => Posting::default(),
             };
             for (ordinal, casings) in entities {
-                posting.remove(ordinal);
-                for c in &casings {
-                    posting.insert(ordinal, c);
-                }
+                posting.set(ordinal, &casings);
             }
             let value = (!posting.casings.is_empty()).then(|| posting.encode());
             out.push((k, value));
@@ -475,29 +482,39 @@ pub fn canonical(
         .filter_map(|(k, v)| Some((keys::ordinal_of_key(k)?, v.as_slice())))
         .collect();
     let next = keys::meta(keys::ORDINAL_NEXT);
+    let text_of = |p: &Posting| -> String {
+        p.casings
+            .iter()
+            .map(|(c, b)| {
+                let mut rs: Vec<String> = b
+                    .iter()
+                    .map(|o| match refs.get(&o) {
+                        Some(r) => String::from_utf8_lossy(r).into_owned(),
+                        None => format!("#{o}"),
+                    })
+                    .collect();
+                rs.sort();
+                format!("{c}={}", rs.join(","))
+            })
+            .collect::<Vec<_>>()
+            .join(";")
+    };
+    // A list's history becomes the list at each instant it changed.
+    let mut histories: BTreeMap<Vec<u8>, Vec<Vec<u8>>> = BTreeMap::new();
     let mut out = BTreeMap::new();
     for (k, v) in &entries {
         match k.first() {
             Some(&keys::ORDINAL) | Some(&keys::ORDINAL_REF) => continue,
             _ if *k == next => continue,
+            Some(&keys::POSTING_HISTORY) => {
+                histories
+                    .entry(k[..k.len().saturating_sub(5)].to_vec())
+                    .or_default()
+                    .push(v.clone());
+            }
             Some(&keys::POSTING) => {
                 let text = match Posting::decode(k, v) {
-                    Ok(p) => p
-                        .casings
-                        .iter()
-                        .map(|(c, b)| {
-                            let mut rs: Vec<String> = b
-                                .iter()
-                                .map(|o| match refs.get(&o) {
-                                    Some(r) => String::from_utf8_lossy(r).into_owned(),
-                                    None => format!("#{o}"),
-                                })
-                                .collect();
-                            rs.sort();
-                            format!("{c}={}", rs.join(","))
-                        })
-                        .collect::<Vec<_>>()
-                        .join(";"),
+                    Ok(p) => text_of(&p),
                     Err(e) => e.to_string(),
                 };
                 out.insert(k.clone(), text.into_bytes());
@@ -506,6 +523,30 @@ pub fn canonical(
                 out.insert(k.clone(), v.clone());
             }
         }
+    }
+    for (list, segments) in histories {
+        let mut times: Vec<i64> = Vec::new();
+        for s in &segments {
+            if let Ok(seg) = crate::temporal::Segment::decode(&list, s) {
+                times.extend(seg.changes.iter().map(|c| c.at_ms));
+            }
+        }
+        times.sort_unstable();
+        times.dedup();
+        let mut states: Vec<String> = Vec::new();
+        for t in times {
+            let text = match crate::temporal::list_at(&list, &segments, t) {
+                Ok(p) => format!("{t}:{}", text_of(&p)),
+                Err(e) => e.to_string(),
+            };
+            let same = states.last().is_some_and(|l| {
+                l.split_once(':').map(|x| x.1) == text.split_once(':').map(|x| x.1)
+            });
+            if !same {
+                states.push(text);
+            }
+        }
+        out.insert(list, states.join("\n").into_bytes());
     }
     out
 }

@@ -954,8 +954,16 @@ impl Catalog {
                 return Ok(catalog);
             }
         }
-        let store: Arc<dyn Store> = Arc::new(crate::asof::materialize(self.store.as_ref(), at_ms)?);
-        let catalog = Catalog::new(store);
+        let catalog = if crate::temporal::available(self.store.as_ref())? {
+            // Read from the history as it is asked: nothing is built, and
+            // the ordinal map is the live one (the past reads its ordinals).
+            self.past(at_ms)
+        } else {
+            Catalog::new(Arc::new(crate::asof::materialize(
+                self.store.as_ref(),
+                at_ms,
+            )?))
+        };
         let mut past = self.past.lock().unwrap_or_else(|e| e.into_inner());
         past.entries.retain(|e| e.at_ms != at_ms);
         if past.entries.len() >= PAST_ENTRIES {
@@ -978,7 +986,25 @@ impl Catalog {
         dim: crate::adoption::Dimension,
         opts: &crate::adoption::Options,
     ) -> Result<Vec<crate::adoption::Series>, StoreError> {
+        if metric == crate::adoption::Metric::Entities
+            && let Some(series) =
+                crate::adoption::entities_from_history(self, buckets, dim, opts.filter)?
+        {
+            return Ok(series);
+        }
         crate::adoption::compute(self.store.as_ref(), metric, buckets, dim, opts)
+    }
+
+    /// The catalog as of `at_ms` read from the posting lists' history,
+    /// uncached (for stores that keep it, see [`crate::temporal`]).
+    pub fn past(&self, at_ms: i64) -> Catalog {
+        Catalog {
+            ordinals: self.ordinals.clone(),
+            ..Catalog::new(Arc::new(crate::asof::PastStore::new(
+                self.store.clone(),
+                at_ms,
+            )))
+        }
     }
 
     /// Every effective change of an entity, oldest first.

@@ -152,6 +152,13 @@ pub fn run(
             "built the posting lists of an older store from its search rows"
         );
     }
+    let versioned = crate::temporal::upgrade(store.as_ref())?;
+    if versioned > 0 {
+        tracing::info!(
+            entities = versioned,
+            "built the posting lists' history of an older store from its served versions"
+        );
+    }
     let stored = Catalog::new(store.clone()).offsets()?;
     let mut readers = Vec::new();
     for topic in INPUTS {

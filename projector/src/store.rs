@@ -13,6 +13,8 @@ pub enum StoreError {
     #[cfg(feature = "rocksdb")]
     #[error("rocksdb: {0}")]
     Rocks(#[from] rocksdb::Error),
+    #[error("a catalog as of a past instant cannot be written")]
+    ReadOnly,
     #[error("stored record {key} is unreadable: {reason}")]
     Corrupt { key: String, reason: String },
     #[cfg(feature = "rocksdb")]
@@ -25,6 +27,9 @@ pub enum StoreError {
         source: rocksdb::Error,
     },
 }
+
+/// A key with its value.
+pub type Entry = (Vec<u8>, Vec<u8>);
 
 /// One atomic write: puts (`Some`) and deletes (`None`).
 pub type WriteSet = Vec<(Vec<u8>, Option<Vec<u8>>)>;
@@ -40,6 +45,19 @@ pub trait Store: Send + Sync {
         from: Option<&[u8]>,
         visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
     ) -> Result<(), StoreError>;
+    /// The last key starting with `prefix` that is at most `upto`, with its
+    /// value (a reverse seek).
+    fn last_at_or_before(&self, prefix: &[u8], upto: &[u8]) -> Result<Option<Entry>, StoreError> {
+        let mut last = None;
+        self.scan(prefix, None, &mut |k, v| {
+            if k > upto {
+                return false;
+            }
+            last = Some((k.to_vec(), v.to_vec()));
+            true
+        })?;
+        Ok(last)
+    }
     /// Applies every change at once, or none (a RocksDB WriteBatch).
     fn write(&self, changes: WriteSet) -> Result<(), StoreError>;
     /// A number that changes whenever the store's content may have changed
@@ -87,6 +105,15 @@ impl Store for MemStore {
             }
         }
         Ok(())
+    }
+
+    fn last_at_or_before(&self, prefix: &[u8], upto: &[u8]) -> Result<Option<Entry>, StoreError> {
+        let map = self.map.read().expect("lock");
+        Ok(map
+            .range(..=upto.to_vec())
+            .next_back()
+            .filter(|(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k.clone(), v.clone())))
     }
 
     fn version(&self) -> u64 {
@@ -208,6 +235,19 @@ impl Store for RocksStore {
         }
         it.status()?;
         Ok(())
+    }
+
+    fn last_at_or_before(&self, prefix: &[u8], upto: &[u8]) -> Result<Option<Entry>, StoreError> {
+        let mut ro = rocksdb::ReadOptions::default();
+        ro.set_iterate_lower_bound(prefix.to_vec());
+        let mut it = self.db.raw_iterator_opt(ro);
+        it.seek_for_prev(upto);
+        let found = match (it.valid(), it.key(), it.value()) {
+            (true, Some(k), Some(v)) if k.starts_with(prefix) => Some((k.to_vec(), v.to_vec())),
+            _ => None,
+        };
+        it.status()?;
+        Ok(found)
     }
 
     fn version(&self) -> u64 {

@@ -1,0 +1,725 @@
+//! The history of the posting lists, for reads `asOf` without
+//! materialising a past catalog.
+//!
+//! For every search key and value, table `X` keeps the changes of its
+//! posting list: each is a time, an entity ordinal and the casings the
+//! entity has the value in from then on (none: it no longer has it). The
+//! posting list as of `t` is, for every ordinal, its last change at or
+//! before `t` (ties: the later written). Only changes of membership are
+//! kept, so an edit of a description adds nothing here, and reading a
+//! list at any instant costs the changes of that list, not the history of
+//! the whole catalog.
+//!
+//! | table | key | value |
+//! |---|---|---|
+//! | `X` | search key, value, segment (u32 BE) | [`Segment`]: changes in the order written |
+//! | `u` | uid | ref key of every entity ever indexed (uids of past entities) |
+//!
+//! Changes are appended to a list's open segment (number `u32::MAX`); once
+//! it holds [`SEGMENT_CHANGES`] it is sealed under the next number, so a
+//! write rewrites at most one segment of each list it touches.
+//!
+//! The changes follow the served versions of `P` exactly: a version
+//! written after every other of its ref records how the ref's rows moved
+//! from the version before; a late one (earlier than a version already
+//! kept) records the move from the version before it and, at the time of
+//! the version after it, the move back to that one's rows. Because a
+//! change states the casings an entity has from then on (not what to add
+//! or remove), applying a list's changes in time order gives the rows of
+//! the version in force at any instant.
+
+use crate::keys;
+use crate::postings::{Ordinals, Posting};
+use crate::records::{self, SearchRow};
+use crate::store::{Store, StoreError, WriteSet};
+use std::collections::BTreeMap;
+
+/// Changes in a list's open segment before it is sealed.
+pub const SEGMENT_CHANGES: usize = 4096;
+/// The number of a list's open segment.
+const OPEN: u32 = u32::MAX;
+/// Record version of `X` values.
+const SEGMENT_VERSION: u8 = 1;
+
+/// One change of a posting list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub at_ms: i64,
+    pub ordinal: u32,
+    /// The casings the entity has the value in from `at_ms` on.
+    pub casings: Vec<String>,
+}
+
+/// A stored run of changes of one list, in the order written.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Segment {
+    /// In the open segment: how many segments are sealed before it.
+    pub sealed: u32,
+    pub changes: Vec<Change>,
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+struct Cursor<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn varint(&mut self) -> Option<u64> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = *self.bytes.get(self.at)?;
+            self.at += 1;
+            v |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Some(v);
+            }
+        }
+        None
+    }
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let out = self.bytes.get(self.at..self.at.checked_add(n)?)?;
+        self.at += n;
+        Some(out)
+    }
+}
+
+impl Segment {
+    /// `[version][sealed: u32 BE][casings: varint]` then each casing
+    /// `[len: varint][text]`, then `[changes: varint]` and each change
+    /// `[time delta: zigzag varint][ordinal: varint][n: varint][casing
+    /// index: varint]*n`.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut table: Vec<&str> = Vec::new();
+        for c in &self.changes {
+            for s in &c.casings {
+                if !table.contains(&s.as_str()) {
+                    table.push(s);
+                }
+            }
+        }
+        let mut out = vec![SEGMENT_VERSION];
+        out.extend_from_slice(&self.sealed.to_be_bytes());
+        put_varint(&mut out, table.len() as u64);
+        for s in &table {
+            put_varint(&mut out, s.len() as u64);
+            out.extend_from_slice(s.as_bytes());
+        }
+        put_varint(&mut out, self.changes.len() as u64);
+        let mut prev = 0i64;
+        for c in &self.changes {
+            let d = c.at_ms.wrapping_sub(prev);
+            put_varint(&mut out, ((d << 1) ^ (d >> 63)) as u64);
+            prev = c.at_ms;
+            put_varint(&mut out, u64::from(c.ordinal));
+            put_varint(&mut out, c.casings.len() as u64);
+            for s in &c.casings {
+                let i = table.iter().position(|t| t == s).expect("in the table");
+                put_varint(&mut out, i as u64);
+            }
+        }
+        out
+    }
+
+    pub fn decode(key: &[u8], bytes: &[u8]) -> Result<Segment, StoreError> {
+        let corrupt = |reason: &str| StoreError::Corrupt {
+            key: String::from_utf8_lossy(key).into_owned(),
+            reason: format!("posting history: {reason}"),
+        };
+        let mut r = Cursor { bytes, at: 0 };
+        if r.take(1) != Some(&[SEGMENT_VERSION][..]) {
+            return Err(corrupt("unknown record version"));
+        }
+        let sealed = u32::from_be_bytes(
+            r.take(4)
+                .ok_or_else(|| corrupt("short header"))?
+                .try_into()
+                .expect("4 bytes"),
+        );
+        let n = r.varint().ok_or_else(|| corrupt("short header"))?;
+        let mut table = Vec::new();
+        for _ in 0..n {
+            let len = r.varint().ok_or_else(|| corrupt("short casing"))?;
+            let text = r
+                .take(usize::try_from(len).map_err(|_| corrupt("casing length"))?)
+                .ok_or_else(|| corrupt("short casing"))?;
+            table.push(
+                std::str::from_utf8(text)
+                    .map_err(|_| corrupt("casing is not UTF-8"))?
+                    .to_string(),
+            );
+        }
+        let n = r.varint().ok_or_else(|| corrupt("short header"))?;
+        let mut changes = Vec::with_capacity(n.min(1 << 20) as usize);
+        let mut prev = 0i64;
+        for _ in 0..n {
+            let z = r.varint().ok_or_else(|| corrupt("short change"))?;
+            let d = ((z >> 1) as i64) ^ -((z & 1) as i64);
+            let at_ms = prev.wrapping_add(d);
+            prev = at_ms;
+            let ordinal = u32::try_from(r.varint().ok_or_else(|| corrupt("short change"))?)
+                .map_err(|_| corrupt("ordinal out of range"))?;
+            let k = r.varint().ok_or_else(|| corrupt("short change"))?;
+            let mut casings = Vec::with_capacity(k.min(16) as usize);
+            for _ in 0..k {
+                let i = r.varint().ok_or_else(|| corrupt("short change"))?;
+                casings.push(
+                    table
+                        .get(i as usize)
+                        .ok_or_else(|| corrupt("casing index out of range"))?
+                        .clone(),
+                );
+            }
+            changes.push(Change {
+                at_ms,
+                ordinal,
+                casings,
+            });
+        }
+        if r.at != bytes.len() {
+            return Err(corrupt("trailing bytes"));
+        }
+        Ok(Segment { sealed, changes })
+    }
+}
+
+/// The key of one segment of the history of `key` = `value`.
+pub fn segment_key(key: &str, value: &str, segment: u32) -> Vec<u8> {
+    let mut k = keys::key(keys::POSTING_HISTORY, &[key.as_bytes(), value.as_bytes()]);
+    k.push(0);
+    k.extend_from_slice(&segment.to_be_bytes());
+    k
+}
+
+/// The posting-list part of a segment key (without the segment number).
+fn list_of(k: &[u8]) -> &[u8] {
+    &k[..k.len().saturating_sub(5)]
+}
+
+/// Changes to the posting lists' history, gathered over a batch.
+#[derive(Default)]
+pub struct Changes {
+    by_list: BTreeMap<(String, String), Vec<Change>>,
+}
+
+impl Changes {
+    pub fn is_empty(&self) -> bool {
+        self.by_list.is_empty()
+    }
+
+    /// Appends each list's changes to its open segment (sealing it when
+    /// full): one read and one write per list touched.
+    pub fn write(self, store: &dyn Store, out: &mut WriteSet) -> Result<(), StoreError> {
+        for ((key, value), changes) in self.by_list {
+            let k = segment_key(&key, &value, OPEN);
+            let mut open = match store.get(&k)? {
+                Some(bytes) => Segment::decode(&k, &bytes)?,
+                None => Segment::default(),
+            };
+            open.changes.extend(changes);
+            if open.changes.len() >= SEGMENT_CHANGES {
+                out.push((
+                    segment_key(&key, &value, open.sealed),
+                    Some(Segment { sealed: 0, ..open }.encode()),
+                ));
+                open = Segment {
+                    sealed: open.sealed + 1,
+                    changes: Vec::new(),
+                };
+            }
+            out.push((k, Some(open.encode())));
+        }
+        Ok(())
+    }
+}
+
+/// Records that entity `ordinal`'s search rows moved from `old` to `new`
+/// at `at_ms`: one change per value whose casings differ.
+pub fn diff(changes: &mut Changes, at_ms: i64, ordinal: u32, old: &[SearchRow], new: &[SearchRow]) {
+    let old = crate::postings::by_value(old);
+    let new = crate::postings::by_value(new);
+    let mut push = |k: &str, v: &str, casings: Vec<String>| {
+        changes
+            .by_list
+            .entry((k.to_string(), v.to_string()))
+            .or_default()
+            .push(Change {
+                at_ms,
+                ordinal,
+                casings,
+            });
+    };
+    for ((k, v), casings) in &old {
+        match new.get(&(*k, *v)) {
+            None => push(k, v, Vec::new()),
+            Some(now) if now != casings => push(k, v, now.clone()),
+            Some(_) => {}
+        }
+    }
+    for ((k, v), casings) in new {
+        if !old.contains_key(&(k, v)) {
+            push(k, v, casings);
+        }
+    }
+}
+
+/// A list as of `at_ms`, from its segments' raw records in key order.
+pub fn list_at(key: &[u8], segments: &[Vec<u8>], at_ms: i64) -> Result<Posting, StoreError> {
+    let mut changes = Vec::new();
+    for bytes in segments {
+        changes.extend(Segment::decode(key, bytes)?.changes);
+    }
+    if !changes.is_sorted_by_key(|c| c.at_ms) {
+        // Late changes: into time order. The sort is stable, so of two
+        // changes at one instant the later written still wins.
+        changes.sort_by_key(|c| c.at_ms);
+    }
+    let mut posting = Posting::default();
+    for c in changes {
+        if c.at_ms > at_ms {
+            break;
+        }
+        posting.set(c.ordinal, &c.casings);
+    }
+    Ok(posting)
+}
+
+/// A list at each of `instants` (ascending), from its segments' raw
+/// records: one pass over its changes.
+pub fn list_at_each(
+    key: &[u8],
+    segments: &[Vec<u8>],
+    instants: &[i64],
+) -> Result<Vec<Posting>, StoreError> {
+    let mut changes = Vec::new();
+    for bytes in segments {
+        changes.extend(Segment::decode(key, bytes)?.changes);
+    }
+    if !changes.is_sorted_by_key(|c| c.at_ms) {
+        changes.sort_by_key(|c| c.at_ms);
+    }
+    let mut out = Vec::with_capacity(instants.len());
+    let mut posting = Posting::default();
+    let mut next = changes.into_iter().peekable();
+    for &t in instants {
+        while let Some(c) = next.next_if(|c| c.at_ms <= t) {
+            posting.set(c.ordinal, &c.casings);
+        }
+        out.push(posting.clone());
+    }
+    Ok(out)
+}
+
+/// Every list of search key `key` with a value starting with
+/// `value_prefix`, each at every one of `instants` (ascending): the value
+/// and its list at each instant.
+pub fn lists_at_each(
+    store: &dyn Store,
+    key: &str,
+    value_prefix: &str,
+    instants: &[i64],
+) -> Result<Vec<(String, Vec<Posting>)>, StoreError> {
+    let mut prefix = keys::prefix(keys::POSTING_HISTORY, &[key.as_bytes()]);
+    let values_at = prefix.len();
+    prefix.extend_from_slice(value_prefix.as_bytes());
+    let mut lists: Vec<(Vec<u8>, Vec<Vec<u8>>)> = Vec::new();
+    store.scan(&prefix, None, &mut |k, v| {
+        let list = list_of(k);
+        match lists.last_mut() {
+            Some((l, segs)) if l.as_slice() == list => segs.push(v.to_vec()),
+            _ => lists.push((list.to_vec(), vec![v.to_vec()])),
+        }
+        true
+    })?;
+    lists
+        .into_iter()
+        .map(|(list, segments)| {
+            let value =
+                String::from_utf8_lossy(list.get(values_at..).unwrap_or_default()).into_owned();
+            Ok((value, list_at_each(&list, &segments, instants)?))
+        })
+        .collect()
+}
+
+/// Visits each posting list under `x_prefix` (a prefix of `x` keys) as of
+/// `at_ms`, in key order, with its `x` key; empty lists are skipped.
+pub fn scan_at(
+    store: &dyn Store,
+    x_prefix: &[u8],
+    from: Option<&[u8]>,
+    at_ms: i64,
+    visit: &mut dyn FnMut(&[u8], Posting) -> bool,
+) -> Result<(), StoreError> {
+    let to_history = |k: &[u8]| -> Vec<u8> {
+        let mut h = k.to_vec();
+        if let Some(first) = h.first_mut() {
+            *first = keys::POSTING_HISTORY;
+        }
+        h
+    };
+    let prefix = to_history(x_prefix);
+    let from = from.map(to_history);
+    let mut current: Option<Vec<u8>> = None;
+    let mut segments: Vec<Vec<u8>> = Vec::new();
+    let mut err = None;
+    let mut stopped = false;
+    let mut flush = |list: &[u8], segments: &mut Vec<Vec<u8>>| -> bool {
+        let result = list_at(list, segments, at_ms);
+        segments.clear();
+        match result {
+            Ok(p) if p.casings.is_empty() => true,
+            Ok(p) => {
+                let mut xk = list.to_vec();
+                xk[0] = keys::POSTING;
+                visit(&xk, p)
+            }
+            Err(e) => {
+                err = Some(e);
+                false
+            }
+        }
+    };
+    store.scan(&prefix, from.as_deref(), &mut |k, v| {
+        if k.len() < prefix.len().max(6) {
+            return true;
+        }
+        let list = list_of(k);
+        if current.as_deref() != Some(list) {
+            if let Some(done) = current.take()
+                && !flush(&done, &mut segments)
+            {
+                stopped = true;
+                return false;
+            }
+            current = Some(list.to_vec());
+        }
+        segments.push(v.to_vec());
+        true
+    })?;
+    if !stopped && let Some(done) = current.take() {
+        flush(&done, &mut segments);
+    }
+    err.map_or(Ok(()), Err)
+}
+
+/// The uid -> ref record of every ref given an ordinal.
+pub fn remember_uid(refkey: &str, out: &mut WriteSet) {
+    let uid = crate::fold::derived_id("entity", refkey).to_string();
+    out.push((
+        keys::key(keys::UID_EVER, &[uid.as_bytes()]),
+        Some(refkey.as_bytes().to_vec()),
+    ));
+}
+
+/// The ref key an entity uid belonged to, if the index ever held it.
+pub fn ref_of_uid(store: &dyn Store, uid: &str) -> Result<Option<String>, StoreError> {
+    Ok(store
+        .get(&keys::key(keys::UID_EVER, &[uid.as_bytes()]))?
+        .map(|r| String::from_utf8_lossy(&r).into_owned()))
+}
+
+/// Whether this store's posting lists have their history (else it was
+/// written before it existed, see [`upgrade`]).
+const UPGRADED: &str = "index-history-v1";
+
+/// Whether reads as of the past can use the posting lists' history.
+pub fn available(store: &dyn Store) -> Result<bool, StoreError> {
+    Ok(store.get(&keys::meta(UPGRADED))?.is_some())
+}
+
+/// Marks a store as holding the posting lists' history (a new store, from
+/// its first write on).
+pub fn mark_upgraded(out: &mut WriteSet) {
+    out.push((keys::meta(UPGRADED), Some(Vec::new())));
+}
+
+/// Builds the posting lists' history of a store written before it was
+/// kept, from the served versions (`P`): every ref's versions in time
+/// order, 2,000 refs per write. Runs once; returns how many refs it read.
+pub fn upgrade(store: &dyn Store) -> Result<usize, StoreError> {
+    if store.get(&keys::meta(UPGRADED))?.is_some() {
+        return Ok(0);
+    }
+    const CHUNK: usize = 2_000;
+    let mut done = 0;
+    let mut after: Option<String> = None;
+    loop {
+        let mut refs: Vec<(String, Versions)> = Vec::new();
+        let mut full = false;
+        let from = after.as_deref().map(|a| keys::version(a, i64::MAX));
+        scan_versions(store, from.as_deref(), &mut |r, versions| {
+            if after.as_deref() == Some(r) {
+                return Ok(true);
+            }
+            refs.push((r.to_string(), versions));
+            full = refs.len() >= CHUNK;
+            Ok(!full)
+        })?;
+        let mut changes = Changes::default();
+        let mut ordinals = Ordinals::new(store);
+        let mut out = WriteSet::new();
+        for (r, versions) in &refs {
+            let ordinal = ordinals.of(r)?;
+            remember_uid(r, &mut out);
+            let mut before: Vec<SearchRow> = Vec::new();
+            for (at, body) in versions {
+                let rows = match body {
+                    Some(b) => rows_of(r, b)?,
+                    None => Vec::new(),
+                };
+                diff(&mut changes, *at, ordinal, &before, &rows);
+                before = rows;
+            }
+        }
+        changes.write(store, &mut out)?;
+        ordinals.drain_into(&mut out);
+        done += refs.len();
+        after = refs.last().map(|(r, _)| r.clone());
+        if !full {
+            mark_upgraded(&mut out);
+            store.write(out)?;
+            return Ok(done);
+        }
+        store.write(out)?;
+    }
+}
+
+/// A served version: its time and the served JSON (`None`: not served).
+pub type Version = (i64, Option<Vec<u8>>);
+
+/// A ref's versions, oldest first.
+pub type Versions = Vec<Version>;
+
+/// Visits each ref's versions, in ref order, from the `P` key `from` (the
+/// first ref visited may be partial when `from` is inside its versions),
+/// until `visit` says stop.
+pub fn scan_versions(
+    store: &dyn Store,
+    from: Option<&[u8]>,
+    visit: &mut dyn FnMut(&str, Versions) -> Result<bool, StoreError>,
+) -> Result<(), StoreError> {
+    let mut current: Option<(Vec<u8>, Versions)> = None;
+    let mut err = None;
+    let mut stopped = false;
+    let mut flush = |c: (Vec<u8>, Versions), err: &mut Option<StoreError>| -> bool {
+        match visit(&String::from_utf8_lossy(&c.0), c.1) {
+            Ok(go_on) => go_on,
+            Err(e) => {
+                *err = Some(e);
+                false
+            }
+        }
+    };
+    store.scan(&[keys::VERSION], from, &mut |k, v| {
+        let (Some(t), Some(r)) = (keys::version_time(k), k.get(1..k.len().saturating_sub(9)))
+        else {
+            return true;
+        };
+        if current.as_ref().is_some_and(|(cur, _)| cur.as_slice() != r) {
+            let done = current.take().expect("some");
+            if !flush(done, &mut err) {
+                stopped = true;
+                return false;
+            }
+        }
+        let body = match records::decode_version(k, v) {
+            Ok(b) => b.map(<[u8]>::to_vec),
+            Err(e) => {
+                err = Some(e);
+                return false;
+            }
+        };
+        current
+            .get_or_insert_with(|| (r.to_vec(), Vec::new()))
+            .1
+            .push((t, body));
+        true
+    })?;
+    if !stopped
+        && err.is_none()
+        && let Some(done) = current.take()
+    {
+        flush(done, &mut err);
+    }
+    err.map_or(Ok(()), Err)
+}
+
+/// The search rows of a served version's JSON.
+pub fn rows_of(r: &str, body: &[u8]) -> Result<Vec<SearchRow>, StoreError> {
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| StoreError::Corrupt {
+            key: format!("version of {r}"),
+            reason: e.to_string(),
+        })?;
+    Ok(crate::search::rows(&value))
+}
+
+/// The version of `r` in force at `at_ms` (the last at or before it) with
+/// its time, and the first after it: what a late version sits between.
+#[allow(clippy::type_complexity)]
+pub fn neighbours(
+    store: &dyn Store,
+    r: &str,
+    at_ms: i64,
+) -> Result<
+    (
+        Option<(i64, Option<Vec<u8>>)>,
+        Option<(i64, Option<Vec<u8>>)>,
+    ),
+    StoreError,
+> {
+    let prefix = keys::prefix(keys::VERSION, &[r.as_bytes()]);
+    let decode = |k: &[u8], v: &[u8]| -> Result<Version, StoreError> {
+        let t = keys::version_time(k).ok_or_else(|| StoreError::Corrupt {
+            key: String::from_utf8_lossy(k).into_owned(),
+            reason: "version key without a time".into(),
+        })?;
+        Ok((t, records::decode_version(k, v)?.map(<[u8]>::to_vec)))
+    };
+    let before = match store.last_at_or_before(&prefix, &keys::version(r, at_ms))? {
+        Some((k, v)) => Some(decode(&k, &v)?),
+        None => None,
+    };
+    let mut after = None;
+    if at_ms < i64::MAX {
+        let from = keys::version(r, at_ms + 1);
+        let mut found = None;
+        store.scan(&prefix, Some(&from), &mut |k, v| {
+            found = Some((k.to_vec(), v.to_vec()));
+            false
+        })?;
+        if let Some((k, v)) = found {
+            after = Some(decode(&k, &v)?);
+        }
+    }
+    Ok((before, after))
+}
+
+/// The posting-list members of a list as of `at_ms`, for tests and tools:
+/// every ordinal with its casings.
+pub fn members_at(
+    store: &dyn Store,
+    key: &str,
+    value: &str,
+    at_ms: i64,
+) -> Result<Posting, StoreError> {
+    let x = keys::posting(key, value);
+    let mut out = Posting::default();
+    let mut prefix = x.clone();
+    prefix.push(0);
+    scan_at(store, &prefix, None, at_ms, &mut |k, p| {
+        if k == x.as_slice() {
+            out = p;
+        }
+        true
+    })?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemStore;
+
+    fn change(at_ms: i64, ordinal: u32, casings: &[&str]) -> Change {
+        Change {
+            at_ms,
+            ordinal,
+            casings: casings.iter().map(|c| c.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn segments_round_trip_and_refuse_damage() {
+        let s = Segment {
+            sealed: 3,
+            changes: vec![
+                change(1_700_000_000_000, 7, &["Prod"]),
+                change(1_600_000_000_000, 70_000, &[]),
+                change(-5, 2, &["prod", "Prod"]),
+            ],
+        };
+        let bytes = s.encode();
+        assert_eq!(Segment::decode(b"k", &bytes).unwrap(), s);
+        for cut in 0..bytes.len() {
+            assert!(
+                Segment::decode(b"k", &bytes[..cut]).is_err(),
+                "cut at {cut}"
+            );
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        let e = Segment::decode(b"Xkind", &longer).unwrap_err().to_string();
+        assert!(e.contains("Xkind") && e.contains("trailing"), "{e}");
+    }
+
+    #[test]
+    fn a_list_as_of_an_instant_follows_time_not_writing_order() {
+        let store = MemStore::new();
+        let mut out = WriteSet::new();
+        let mut c = Changes::default();
+        c.by_list.insert(
+            ("kind".into(), "component".into()),
+            vec![
+                change(10, 1, &["Component"]),
+                change(20, 2, &["component"]),
+                change(30, 1, &[]),
+                // Late: written after, placed before.
+                change(15, 2, &["Component"]),
+            ],
+        );
+        c.write(&store, &mut out).unwrap();
+        store.write(out).unwrap();
+        let at = |t: i64| {
+            let p = members_at(&store, "kind", "component", t).unwrap();
+            p.casings
+                .iter()
+                .map(|(c, b)| format!("{c}={:?}", b.iter().collect::<Vec<_>>()))
+                .collect::<Vec<_>>()
+                .join(";")
+        };
+        assert_eq!(at(9), "");
+        assert_eq!(at(10), "Component=[1]");
+        assert_eq!(at(15), "Component=[1, 2]");
+        assert_eq!(at(20), "Component=[1];component=[2]");
+        assert_eq!(at(30), "component=[2]");
+    }
+
+    #[test]
+    fn full_segments_are_sealed_and_read_in_order() {
+        let store = MemStore::new();
+        for batch in 0..3u32 {
+            let mut c = Changes::default();
+            let list = c
+                .by_list
+                .entry(("spec.type".into(), "service".into()))
+                .or_default();
+            for i in 0..(SEGMENT_CHANGES as u32 / 2 + 1) {
+                let o = batch * 10_000 + i;
+                list.push(change(i64::from(o), o, &["service"]));
+            }
+            let mut out = WriteSet::new();
+            c.write(&store, &mut out).unwrap();
+            store.write(out).unwrap();
+        }
+        let mut segments = 0;
+        store
+            .scan(&[keys::POSTING_HISTORY], None, &mut |_, _| {
+                segments += 1;
+                true
+            })
+            .unwrap();
+        assert_eq!(segments, 2, "one sealed, one open");
+        let all = members_at(&store, "spec.type", "service", i64::MAX).unwrap();
+        assert_eq!(all.members().len(), 3 * (SEGMENT_CHANGES as u64 / 2 + 1));
+        let some = members_at(&store, "spec.type", "service", 10_005).unwrap();
+        assert_eq!(some.members().len(), SEGMENT_CHANGES as u64 / 2 + 1 + 6);
+    }
+}
