@@ -503,3 +503,120 @@ fn the_feed_pages_long_polls_diffs_and_streams_changes() {
 
     dev.running.stop();
 }
+
+/// A store that already holds two years of history: a component created
+/// two years ago and deleted a year ago at a location of its own, folded
+/// as the projector would have (a new store's markers first).
+fn store_with_old_history(data: &std::path::Path) -> usize {
+    use chrono::{Duration as Days, Utc};
+    use projector::{Fold, RocksStore, Store};
+    use proto::{EntityEvent, LocationKey, LocationOutcome, ProcessedEntity, SourceId};
+    let store = RocksStore::open(&data.join("projections"), 8 << 20).unwrap();
+    projector::postings::upgrade(&store).unwrap();
+    projector::temporal::upgrade(&store).unwrap();
+    let loc = LocationKey::new("file:/old/legacy.yaml");
+    let entity: proto::Entity = serde_json::from_value(json!({
+        "apiVersion": "backstage.io/v1alpha1", "kind": "Component",
+        "metadata": {"name": "legacy-billing", "namespace": "default"},
+        "spec": {"type": "service", "lifecycle": "deprecated", "owner": "group:default/finance"}
+    }))
+    .unwrap();
+    let created = Utc::now() - Days::days(730);
+    let event = |n: u128, at, outcome| EntityEvent {
+        event_id: uuid::Uuid::from_u128(n),
+        source: SourceId::new("files"),
+        observed_at: at,
+        location: loc.clone(),
+        origin: LocationKey::new("file:/old"),
+        first_seen_at: created,
+        observation_id: uuid::Uuid::from_u128(100 + n),
+        outcome,
+    };
+    let events = [
+        event(
+            1,
+            created,
+            LocationOutcome::Processed {
+                entities: vec![ProcessedEntity {
+                    entity,
+                    relations: vec![],
+                }],
+                errors: vec![],
+            },
+        ),
+        event(2, Utc::now() - Days::days(365), LocationOutcome::Removed),
+    ];
+    for e in &events {
+        let mut fold = Fold::new(&store);
+        fold.apply(e).unwrap();
+        store.write(fold.finish().unwrap()).unwrap();
+    }
+    projector::Catalog::new(std::sync::Arc::new(store))
+        .feed_last()
+        .unwrap() as usize
+}
+
+#[test]
+fn feed_retention_drops_old_changes_and_keeps_history_and_the_numbering() {
+    let tmp = tempfile::tempdir().unwrap();
+    let org = tmp.path().join("org");
+    copy_dir(&demo_org(), &org);
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let old = store_with_old_history(&data);
+    assert!(old >= 2, "the old history holds a creation and a deletion");
+    let mut cfg = catalog::Config {
+        data_dir: data,
+        ..Default::default()
+    };
+    cfg.projector.feed_retention_days = Some(30);
+    cfg.ingest
+        .sources
+        .push(ingest::SourceConfig::files("demo", org));
+    let running = run_dev(cfg);
+    let a = agent();
+    let base = running.base.clone();
+
+    // The demo org is ingested; the changes older than 30 days leave the
+    // feed, and the feed's numbering goes on after them.
+    let items = wait_for("the old changes pruned from the feed", WAIT, || {
+        let (items, _) = events(&a, &base, "limit=1000");
+        let first = items.first()?;
+        (seq(first) > old as u64).then_some(items)
+    });
+    let month_ago = chrono::Utc::now() - chrono::Duration::days(30);
+    for i in &items {
+        let at = chrono::DateTime::parse_from_rfc3339(i["eventAt"].as_str().unwrap()).unwrap();
+        assert!(at > month_ago, "a change older than the retention: {i}");
+        assert_ne!(i["entityRef"], "component:default/legacy-billing");
+    }
+    wait_for("the demo org's changes in the feed", WAIT, || {
+        let (items, _) = events(&a, &base, "entityRef=component:default/cart-service");
+        (!items.is_empty()).then_some(())
+    });
+
+    // What the feed no longer lists is still the catalog's history: the
+    // entity's own history and the catalog as of a year and a half ago.
+    let (status, history) = get(
+        &a,
+        &format!("{base}/api/history/entities/component/default/legacy-billing"),
+    );
+    assert_eq!(status, 200, "{history}");
+    assert!(history.to_string().contains("deprecated"), "{history}");
+    let then = (chrono::Utc::now() - chrono::Duration::days(540))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let (status, past) = get(
+        &a,
+        &format!(
+            "{base}/api/catalog/entities/by-name/component/default/legacy-billing?asOf={then}"
+        ),
+    );
+    assert_eq!(status, 200, "{past}");
+    assert_eq!(past["spec"]["lifecycle"], "deprecated");
+    let (status, _) = get(
+        &a,
+        &format!("{base}/api/catalog/entities/by-name/component/default/legacy-billing"),
+    );
+    assert_eq!(status, 404, "deleted a year ago");
+    running.stop();
+}

@@ -12,7 +12,7 @@
 //! the checksum), and a cursor belongs to the replica that issued it.
 
 use crate::keys;
-use crate::records::{self, ChangeKind, HistoryRecord};
+use crate::records::{self, ChangeKind};
 use crate::store::{Store, StoreError};
 use chrono::{DateTime, Utc};
 use proto::{LocationKey, SourceId};
@@ -258,34 +258,22 @@ pub fn read(
 }
 
 /// The entity bodies around an entity change: the history record the
-/// change wrote (after) and the one preceding it (before).
-pub fn bodies(
+/// change wrote (after) and the one preceding it (before), read as `T`
+/// (a [`crate::records::HistoryRecord`], or just its entity as JSON, see [`EntityJson`]).
+pub fn bodies<T: serde::de::DeserializeOwned>(
     store: &dyn Store,
     record: &FeedRecord,
-) -> Result<(Option<HistoryRecord>, Option<HistoryRecord>), StoreError> {
+) -> Result<(Option<T>, Option<T>), StoreError> {
     let (Some(r), Some(key)) = (record.entity.as_deref(), record.history_key()) else {
         return Ok((None, None));
     };
     let prefix = keys::prefix(keys::HISTORY, &[r.as_bytes()]);
-    let mut before: Option<Vec<u8>> = None;
-    let mut after = None;
-    store.scan(&prefix, None, &mut |k, v| {
-        if k == key.as_slice() {
-            after = Some(v.to_vec());
-            return false;
-        }
-        if k > key.as_slice() {
-            return false;
-        }
-        before = Some(k.to_vec());
-        true
-    })?;
-    let before = match before {
-        Some(k) => match store.get(&k)? {
-            Some(v) => Some(records::decode(&k, &v)?),
-            None => None,
-        },
-        None => None,
+    // Two seeks, however long the entity's history: the record itself, and
+    // the last one before it.
+    let after = store.get(&key)?;
+    let before = match store.last_at_or_before(&prefix, &just_before(&key))? {
+        Some((k, v)) if k < key => Some(records::decode(&k, &v)?),
+        _ => None,
     };
     let after = match after {
         Some(v) => Some(records::decode(&key, &v)?),
@@ -294,11 +282,44 @@ pub fn bodies(
     Ok((before, after))
 }
 
+/// A history record's entity as JSON, without reading it into the typed
+/// entity first (what the feed sends).
+#[derive(Debug, Clone, Deserialize)]
+pub struct EntityJson {
+    #[serde(default)]
+    pub entity: Option<serde_json::Value>,
+}
+
+/// A key that every key of the same length sorting before `k` is at most,
+/// and `k` is not: for a reverse seek to the record before `k`.
+fn just_before(k: &[u8]) -> Vec<u8> {
+    match k.split_last() {
+        Some((0, head)) => head.to_vec(),
+        Some((last, head)) => {
+            let mut out = head.to_vec();
+            out.push(last - 1);
+            out.extend_from_slice(&[0xff; 32]);
+            out
+        }
+        None => Vec::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::store::MemStore;
     use chrono::TimeZone;
+
+    #[test]
+    fn the_key_just_before_sorts_between_its_neighbours() {
+        let k = b"Hc\x00\x05\x01".to_vec();
+        let j = just_before(&k);
+        assert!(j < k);
+        assert!(b"Hc\x00\x05\x00".to_vec() <= j);
+        assert!(b"Hc\x00\x04\xff".to_vec() <= j);
+        assert_eq!(just_before(b"Hc\x00\x05\x00"), b"Hc\x00\x05".to_vec());
+    }
 
     fn record(day: u32) -> FeedRecord {
         FeedRecord {

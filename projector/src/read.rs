@@ -938,6 +938,15 @@ impl Catalog {
         crate::feed::bodies(self.store.as_ref(), record)
     }
 
+    /// The entity JSON before and after an entity change of the feed.
+    pub fn feed_entities(
+        &self,
+        record: &crate::feed::FeedRecord,
+    ) -> Result<(Option<serde_json::Value>, Option<serde_json::Value>), StoreError> {
+        let (b, a) = crate::feed::bodies::<crate::feed::EntityJson>(self.store.as_ref(), record)?;
+        Ok((b.and_then(|b| b.entity), a.and_then(|a| a.entity)))
+    }
+
     /// The catalog as it stood at `at_ms` (see [`crate::asof`]): an empty
     /// catalog before the first change.
     pub fn as_of(&self, at_ms: i64) -> Result<Catalog, StoreError> {

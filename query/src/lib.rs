@@ -18,7 +18,7 @@ pub mod auth;
 mod entities;
 mod error;
 mod export;
-mod feed;
+pub mod feed;
 mod health;
 mod locations;
 mod mcp;
