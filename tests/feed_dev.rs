@@ -517,7 +517,7 @@ fn store_with_old_history(data: &std::path::Path) -> usize {
     let loc = LocationKey::new("file:/old/legacy.yaml");
     let entity: proto::Entity = serde_json::from_value(json!({
         "apiVersion": "backstage.io/v1alpha1", "kind": "Component",
-        "metadata": {"name": "legacy-billing", "namespace": "default"},
+        "metadata": {"name": "retired-ledger", "namespace": "default"},
         "spec": {"type": "service", "lifecycle": "deprecated", "owner": "group:default/finance"}
     }))
     .unwrap();
@@ -588,7 +588,7 @@ fn feed_retention_drops_old_changes_and_keeps_history_and_the_numbering() {
     for i in &items {
         let at = chrono::DateTime::parse_from_rfc3339(i["eventAt"].as_str().unwrap()).unwrap();
         assert!(at > month_ago, "a change older than the retention: {i}");
-        assert_ne!(i["entityRef"], "component:default/legacy-billing");
+        assert_ne!(i["entityRef"], "component:default/retired-ledger", "{i}");
     }
     wait_for("the demo org's changes in the feed", WAIT, || {
         let (items, _) = events(&a, &base, "entityRef=component:default/cart-service");
@@ -599,7 +599,7 @@ fn feed_retention_drops_old_changes_and_keeps_history_and_the_numbering() {
     // entity's own history and the catalog as of a year and a half ago.
     let (status, history) = get(
         &a,
-        &format!("{base}/api/history/entities/component/default/legacy-billing"),
+        &format!("{base}/api/history/entities/component/default/retired-ledger"),
     );
     assert_eq!(status, 200, "{history}");
     assert!(history.to_string().contains("deprecated"), "{history}");
@@ -608,14 +608,14 @@ fn feed_retention_drops_old_changes_and_keeps_history_and_the_numbering() {
     let (status, past) = get(
         &a,
         &format!(
-            "{base}/api/catalog/entities/by-name/component/default/legacy-billing?asOf={then}"
+            "{base}/api/catalog/entities/by-name/component/default/retired-ledger?asOf={then}"
         ),
     );
     assert_eq!(status, 200, "{past}");
     assert_eq!(past["spec"]["lifecycle"], "deprecated");
     let (status, _) = get(
         &a,
-        &format!("{base}/api/catalog/entities/by-name/component/default/legacy-billing"),
+        &format!("{base}/api/catalog/entities/by-name/component/default/retired-ledger"),
     );
     assert_eq!(status, 404, "deleted a year ago");
     running.stop();

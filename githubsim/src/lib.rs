@@ -3,8 +3,8 @@
 //! production path.
 //!
 //! A [`Sim`] holds a small world (organisations, repositories with files on
-//! their default branch, teams, members, Dependabot alerts, branch
-//! protection), an authentication setup (a static token and/or a GitHub App
+//! their default branch, teams and their access to repositories, members,
+//! Dependabot alerts, branch protection), an authentication setup (a static token and/or a GitHub App
 //! installation that mints tokens), a rate-limit quota and a queue of injected
 //! faults. [`Sim::spawn`] serves it over HTTP on `127.0.0.1` with GitHub's
 //! response shapes and headers: `Link` pagination, weak `ETag`s with
@@ -69,11 +69,16 @@ pub struct RepoSpec {
     /// Severities of open Dependabot alerts (`critical`, `high`, `medium`,
     /// `low`).
     pub alerts: Vec<String>,
+    /// Teams with access to the repository: slug and permission (`pull`,
+    /// `triage`, `push`, `maintain` or `admin`), served in this order by
+    /// `/repos/{owner}/{repo}/teams`. A slug that is not (or no longer) a
+    /// team of the organisation is left out.
+    pub teams: Vec<(String, String)>,
 }
 
 impl RepoSpec {
-    /// A public, unarchived repository on `main` without files, protection or
-    /// alerts.
+    /// A public, unarchived repository on `main` without files, protection,
+    /// alerts or teams.
     pub fn new(name: &str) -> Self {
         RepoSpec {
             name: name.to_string(),
@@ -86,6 +91,7 @@ impl RepoSpec {
             files: BTreeMap::new(),
             protection: Protection::None,
             alerts: Vec::new(),
+            teams: Vec::new(),
         }
     }
 }
@@ -245,6 +251,13 @@ impl Sim {
         let mut st = self.lock();
         st.tick();
         st.repo_mut(org, name).alerts_forbidden = forbidden;
+    }
+
+    /// Replaces the teams with access to a repository: slug and permission
+    /// (`pull`, `triage`, `push`, `maintain` or `admin`), as
+    /// [`RepoSpec::teams`].
+    pub fn set_repo_teams(&self, org: &str, name: &str, teams: Vec<(String, String)>) {
+        self.lock().set_repo_teams(org, name, teams);
     }
 
     /// Creates or replaces a team (keeping its id when it exists).

@@ -848,6 +848,42 @@ fn team_summary(o: &Org, t: &Team) -> Value {
     })
 }
 
+/// Repository roles, weakest first: each grants the ones before it.
+const ROLES: [&str; 5] = ["pull", "triage", "push", "maintain", "admin"];
+
+/// The `permissions` object of a role on a repository.
+fn role_permissions(role: &str) -> Value {
+    let rank = ROLES.iter().position(|r| *r == role);
+    let m: Map<String, Value> = ROLES
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (r.to_string(), json!(rank.is_some_and(|k| i <= k))))
+        .collect();
+    Value::Object(m)
+}
+
+/// `GET /repos/{owner}/{repo}/teams`: the teams with access to the
+/// repository, in the team shape with the team's role on the repository as
+/// `permission` and the `permissions` it grants.
+fn repo_teams(st: &State, base: &str, req: &Req, repo: &Repo) -> Reply {
+    let Some(o) = st.orgs.get(&repo.org) else {
+        return Reply::not_found();
+    };
+    let items = repo
+        .teams
+        .iter()
+        .filter_map(|(slug, role)| {
+            let mut v = team_json(o, o.teams.get(slug)?);
+            if let Value::Object(m) = &mut v {
+                m.insert("permission".into(), json!(role));
+                m.insert("permissions".into(), role_permissions(role));
+            }
+            Some(v)
+        })
+        .collect();
+    paginate(items, req, base)
+}
+
 // --- repositories ---
 
 const REPO_URL_TEMPLATES: &[(&str, &str)] = &[
@@ -1038,6 +1074,7 @@ fn repo_route(st: &State, base: &str, req: &Req, id: u64, rest: &[&str]) -> Repl
             protection(st, repo, &branch.join("/"))
         }
         ["dependabot", "alerts"] => alerts(st, base, req, repo),
+        ["teams"] => repo_teams(st, base, req, repo),
         _ => Reply::not_found(),
     }
 }
@@ -1405,6 +1442,80 @@ mod tests {
         assert!(etag_matches(&format!("\"x\", W/\"{tag}\""), tag));
         assert!(etag_matches("*", tag));
         assert!(!etag_matches("W/\"other\"", tag));
+    }
+
+    #[test]
+    fn repository_teams_carry_their_role_and_paginate() {
+        let mut st = State::new();
+        let mut spec = crate::RepoSpec::new("api");
+        spec.teams = vec![
+            ("payments".into(), "maintain".into()),
+            ("gone".into(), "admin".into()),
+            ("sre".into(), "pull".into()),
+        ];
+        st.add_repo("acme", spec);
+        st.add_repo("acme", crate::RepoSpec::new("bare"));
+        for slug in ["payments", "sre"] {
+            st.put_team(
+                "acme",
+                crate::TeamSpec {
+                    slug: slug.into(),
+                    name: slug.to_uppercase(),
+                    description: None,
+                    parent: None,
+                    members: vec![],
+                },
+            );
+        }
+        let get = |st: &mut State, path: &str, query: &str| {
+            let req = Req {
+                method: Method::GET,
+                path: path.into(),
+                query: Query::parse(Some(query)),
+                headers: HeaderMap::new(),
+            };
+            let r = serve(st, CANON_API, &req, wall_now());
+            let link = r
+                .headers
+                .iter()
+                .find(|(n, _)| *n == "link")
+                .map(|(_, v)| v.clone());
+            let body: Value = serde_json::from_slice(&r.body).unwrap();
+            (r.status, body, link)
+        };
+        // A team that is not one of the org's is left out: two teams, one a page.
+        let (status, first, link) = get(&mut st, "/repos/acme/api/teams", "per_page=1");
+        assert_eq!(status, 200);
+        assert_eq!(first.as_array().unwrap().len(), 1);
+        assert_eq!(first[0]["slug"], "payments");
+        assert_eq!(first[0]["name"], "PAYMENTS");
+        assert_eq!(first[0]["permission"], "maintain");
+        assert_eq!(
+            first[0]["permissions"],
+            json!({"pull": true, "triage": true, "push": true, "maintain": true, "admin": false})
+        );
+        let link = link.expect("a Link header");
+        assert!(
+            link.contains("/repos/acme/api/teams?per_page=1&page=2>; rel=\"next\""),
+            "{link}"
+        );
+        assert!(link.contains("page=2>; rel=\"last\""), "{link}");
+        let (_, second, _) = get(&mut st, "/repos/acme/api/teams", "per_page=1&page=2");
+        assert_eq!(second[0]["slug"], "sre");
+        assert_eq!(second[0]["permission"], "pull");
+        assert_eq!(
+            second[0]["permissions"],
+            json!({"pull": true, "triage": false, "push": false, "maintain": false, "admin": false})
+        );
+        // No teams: an empty list; no repository: 404.
+        let (status, none, link) = get(&mut st, "/repos/acme/bare/teams", "");
+        assert_eq!((status, none, link), (200, json!([]), None));
+        assert_eq!(get(&mut st, "/repos/acme/nope/teams", "").0, 404);
+        // Access changes later.
+        st.set_repo_teams("acme", "api", vec![("sre".into(), "admin".into())]);
+        let (_, now, _) = get(&mut st, "/repos/acme/api/teams", "");
+        assert_eq!(now.as_array().unwrap().len(), 1);
+        assert_eq!(now[0]["permissions"]["admin"], true);
     }
 
     #[test]

@@ -94,6 +94,8 @@ pub(crate) struct Repo {
     pub alerts: Vec<Alert>,
     pub next_alert: u64,
     pub alerts_forbidden: bool,
+    /// Teams with access: slug and permission, in the order served.
+    pub teams: Vec<(String, String)>,
     pub created_at: i64,
     pub updated_at: i64,
     pub pushed_at: i64,
@@ -315,6 +317,7 @@ impl State {
             alerts: Vec::new(),
             next_alert: 1,
             alerts_forbidden: false,
+            teams: spec.teams,
             created_at: now,
             updated_at: now,
             pushed_at: now,
@@ -394,6 +397,13 @@ impl State {
                 }
             }
         }
+    }
+
+    /// Replaces the teams with access to a repository. Neither `pushed_at`
+    /// nor `updated_at` moves: a repository listing does not show it.
+    pub fn set_repo_teams(&mut self, org: &str, name: &str, teams: Vec<(String, String)>) {
+        self.tick();
+        self.repo_mut(org, name).teams = teams;
     }
 
     /// Returns the user's id, creating the user if unknown.

@@ -8,6 +8,7 @@ use githubsim::{Fault, Protection, RepoSpec, Sim, SimServer, TeamSpec, UserSpec}
 use ingest::github::config::GithubConfig;
 use ingest::github::webhook;
 use ingest::{Ingest, IngestConfig, SourceConfig, SyncReport};
+use proto::facts::RepoTeams;
 use proto::{
     Access, Content, FactEvent, FactState, Facts, LocationKey, Observation, ObservedContent,
     Versioned,
@@ -47,6 +48,11 @@ fn org(sim: &Sim, n: usize, every: usize) {
                 required_status_checks: vec!["ci/build".into()],
             };
             r.alerts = vec!["critical".into(), "high".into(), "high".into()];
+            // Payments owns it; platform reads it.
+            r.teams = vec![
+                ("payments".into(), "admin".into()),
+                ("platform".into(), "pull".into()),
+            ];
         }
         if i == 1 {
             r.protection = Protection::Forbidden;
@@ -233,6 +239,18 @@ fn repo_facts(f: &FactEvent) -> &proto::RepositoryFacts {
     }
 }
 
+/// A repository's teams as (slug, permission, group), if read.
+fn teams_of(f: &proto::RepositoryFacts) -> Vec<(&str, &str, &str)> {
+    match &f.teams {
+        Access::Granted(t) => t
+            .teams
+            .iter()
+            .map(|t| (t.slug.as_str(), t.permission.as_str(), t.group.as_str()))
+            .collect(),
+        other => panic!("teams not read: {other:?}"),
+    }
+}
+
 #[test]
 fn discovers_a_paginated_org_then_a_repoll_costs_nothing() {
     let mut h = Harness::new(230, 10, |_| {});
@@ -297,6 +315,19 @@ fn discovers_a_paginated_org_then_a_repoll_costs_nothing() {
         other => panic!("{other:?}"),
     }
     assert_eq!(f2.languages.get("Rust"), Some(&1002));
+    // Teams with access, with the Group the org data makes of each.
+    assert_eq!(
+        teams_of(f0),
+        vec![
+            ("payments", "admin", "group:default/payments"),
+            ("platform", "pull", "group:default/platform"),
+        ]
+    );
+    assert_eq!(
+        f2.teams,
+        Access::Granted(RepoTeams { teams: vec![] }),
+        "no team: an empty list, read"
+    );
 
     // A re-poll of the unchanged org: three 304s, no point, nothing shipped.
     h.sim().reset_stats();
@@ -321,6 +352,45 @@ fn discovers_a_paginated_org_then_a_repoll_costs_nothing() {
     assert!(text(&obs[&loc("svc-0020")]).contains("title: second"));
     let stats = h.sim().stats();
     assert!(stats.points <= 10, "{stats:?}");
+}
+
+#[test]
+fn repository_teams_are_facts_and_follow_changes_of_access() {
+    // Facts are re-read at every sync here.
+    let mut h = Harness::new(3, 1, |g| g.facts_interval_secs = 0);
+    let r = h.sync();
+    assert!(r.complete && r.problems.is_empty(), "{:?}", r.problems);
+    let facts = h.facts();
+    let f1 = repo_facts(&facts["github:github.com/acme/svc-0001"]);
+    assert!(teams_of(f1).is_empty());
+    // One request for the teams of each repository read.
+    let stats = h.sim().stats();
+    let teams: Vec<&String> = stats
+        .paths
+        .iter()
+        .filter(|p| p.starts_with("/repos/") && p.contains("/teams"))
+        .collect();
+    assert_eq!(teams.len(), 3, "{teams:?}");
+    assert!(teams.iter().all(|p| p.ends_with("/teams?per_page=100")));
+
+    // Payments loses svc-0000 and starts pushing to svc-0001.
+    h.sim()
+        .set_repo_teams("acme", "svc-0000", vec![("platform".into(), "pull".into())]);
+    h.sim()
+        .set_repo_teams("acme", "svc-0001", vec![("payments".into(), "push".into())]);
+    let r = h.sync();
+    assert!(r.complete && r.problems.is_empty(), "{:?}", r.problems);
+    assert_eq!(r.facts_emitted, 2, "{r:?}");
+    let facts = h.facts();
+    assert_eq!(
+        teams_of(repo_facts(&facts["github:github.com/acme/svc-0000"])),
+        vec![("platform", "pull", "group:default/platform")]
+    );
+    assert_eq!(
+        teams_of(repo_facts(&facts["github:github.com/acme/svc-0001"])),
+        vec![("payments", "push", "group:default/payments")]
+    );
+    assert!(!facts.contains_key("github:github.com/acme/svc-0002"));
 }
 
 #[test]

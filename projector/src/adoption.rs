@@ -73,7 +73,7 @@ impl Metric {
         ];
         match self {
             Metric::Entities | Metric::OwnershipCoverage => &ENTITY,
-            Metric::CatalogCoverage => &[D::All, D::Org],
+            Metric::CatalogCoverage => &[D::All, D::Org, D::Team],
             Metric::ScorecardLevels => &[D::All, D::Owner, D::System, D::Domain],
             Metric::Technology => &[D::Language, D::Topic, D::Tag, D::ApiType, D::Dependency],
             Metric::Changes => &[D::All, D::Kind, D::Source, D::Change],
@@ -213,6 +213,9 @@ pub enum Dimension {
     Change,
     /// Repositories: the GitHub organisation (`github.com/acme`).
     Org,
+    /// Repositories: each team that works on them (push, maintain or
+    /// admin), as the catalog Group made of it (`group:default/payments`).
+    Team,
     /// Repositories: each language GitHub counts in them.
     Language,
     /// Repositories: each topic.
@@ -238,6 +241,7 @@ impl Dimension {
             "source" => Dimension::Source,
             "change" => Dimension::Change,
             "org" => Dimension::Org,
+            "team" => Dimension::Team,
             "language" => Dimension::Language,
             "topic" => Dimension::Topic,
             "api-type" => Dimension::ApiType,
@@ -260,6 +264,7 @@ impl Dimension {
             Dimension::Source => "source",
             Dimension::Change => "change",
             Dimension::Org => "org",
+            Dimension::Team => "team",
             Dimension::Language => "language",
             Dimension::Topic => "topic",
             Dimension::ApiType => "api-type",
@@ -344,6 +349,7 @@ pub fn values_of(dim: Dimension, body: &Value) -> Vec<String> {
         Dimension::Source
         | Dimension::Change
         | Dimension::Org
+        | Dimension::Team
         | Dimension::Language
         | Dimension::Topic => Vec::new(),
     };
@@ -562,14 +568,18 @@ pub fn entities_from_history(
                 continue;
             }
             for (i, p) in states.into_iter().enumerate() {
-                for (casing, members) in p.casings {
-                    let counted = members.intersection_len(&base[i]);
-                    if counted == 0 {
+                for (casing, mut members) in p.casings {
+                    // A list holds served entities only: unfiltered, all
+                    // of its members count.
+                    if filter.is_some() {
+                        members &= &base[i];
+                    }
+                    if members.is_empty() {
                         continue;
                     }
                     let label = if as_written { casing } else { value.clone() };
-                    counts.entry(label).or_insert_with(|| vec![0; n])[i] += counted as i64;
-                    with_value[i] |= members & &base[i];
+                    counts.entry(label).or_insert_with(|| vec![0; n])[i] += members.len() as i64;
+                    with_value[i] |= members;
                 }
             }
         }
@@ -711,10 +721,45 @@ fn each_repository(
     })
 }
 
+/// The teams' roles on a repository that make it theirs: they push to it
+/// or administer it. `pull` and `triage` only read it.
+const WORKING_PERMISSIONS: [&str; 3] = ["push", "maintain", "admin"];
+
+/// The Group refs of the teams working on a repository (see
+/// [`WORKING_PERMISSIONS`]), each once; [`NONE`] when there is none, or
+/// its teams were not read.
+fn working_teams(facts: &Value) -> Vec<String> {
+    let teams = facts
+        .get("teams")
+        .filter(|t| t.get("access").and_then(Value::as_str) == Some("granted"))
+        .and_then(|t| t.get("teams"))
+        .and_then(Value::as_array);
+    let mut groups: Vec<String> = teams
+        .into_iter()
+        .flatten()
+        .filter(|t| {
+            t.get("permission")
+                .and_then(Value::as_str)
+                .is_some_and(|p| WORKING_PERMISSIONS.contains(&p))
+        })
+        .filter_map(|t| t.get("group").and_then(Value::as_str))
+        .filter(|g| !g.is_empty())
+        .map(str::to_ascii_lowercase)
+        .collect();
+    groups.sort();
+    groups.dedup();
+    if groups.is_empty() {
+        groups.push(NONE.into());
+    }
+    groups
+}
+
 /// `catalog-coverage`: of the (unarchived) repositories the GitHub sources
 /// listed, how many had a catalog descriptor at the end of each interval
 /// (`with_descriptor`), all of them (`repositories`) and the share
-/// (`coverage`), overall or by organisation.
+/// (`coverage`), overall, by organisation, or by team: a repository counts
+/// under each team with push, maintain or admin access to it (keyed by the
+/// team's Group ref), or under [`NONE`] without one.
 pub fn catalog_coverage(
     store: &dyn Store,
     buckets: &[Bucket],
@@ -724,8 +769,8 @@ pub fn catalog_coverage(
     let mut all = BTreeMap::new();
     let mut covered_ = BTreeMap::new();
     each_repository(store, buckets, &mut |facts, a, b| {
-        let key = match dim {
-            Dimension::Org => format!(
+        let keys = match dim {
+            Dimension::Org => vec![format!(
                 "{}/{}",
                 facts.get("host").and_then(Value::as_str).unwrap_or(""),
                 facts
@@ -733,16 +778,19 @@ pub fn catalog_coverage(
                     .and_then(Value::as_str)
                     .unwrap_or("")
                     .to_ascii_lowercase()
-            ),
-            _ => "all".to_owned(),
+            )],
+            Dimension::Team => working_teams(facts),
+            _ => vec!["all".to_owned()],
         };
-        add(&mut all, key.clone(), a, b, n);
         let described = facts
             .get("descriptors")
             .and_then(Value::as_array)
             .is_some_and(|d| !d.is_empty());
-        if described {
-            add(&mut covered_, key, a, b, n);
+        for key in keys {
+            add(&mut all, key.clone(), a, b, n);
+            if described {
+                add(&mut covered_, key, a, b, n);
+            }
         }
     })?;
     let totals = finish(all, "repositories", n);
@@ -1297,9 +1345,36 @@ mod tests {
                     dependabot_alerts: proto::Access::Denied {
                         reason: "off".into(),
                     },
+                    teams: proto::Access::Granted(proto::facts::RepoTeams::default()),
                 }),
             },
         }
+    }
+
+    /// `e` with these teams (slug, permission) in the `default` namespace,
+    /// or with its teams denied (`None`).
+    fn with_teams(mut e: FactEvent, teams: Option<&[(&str, &str)]>) -> FactEvent {
+        if let proto::FactState::Present {
+            facts: proto::Facts::GithubRepository(f),
+        } = &mut e.state
+        {
+            f.teams = match teams {
+                Some(teams) => proto::Access::Granted(proto::facts::RepoTeams {
+                    teams: teams
+                        .iter()
+                        .map(|(slug, permission)| proto::facts::RepoTeam {
+                            slug: slug.to_string(),
+                            permission: permission.to_string(),
+                            group: format!("group:default/{slug}"),
+                        })
+                        .collect(),
+                }),
+                None => proto::Access::Denied {
+                    reason: "Must have admin rights to Repository.".into(),
+                },
+            };
+        }
+        e
     }
 
     fn apply_facts(store: &MemStore, e: &FactEvent) {
@@ -1344,6 +1419,91 @@ mod tests {
         assert_eq!(values(&langs, "Rust", "share")[4], 1.0);
         let topics = technology(&store, &days, Dimension::Topic, &opts).unwrap();
         assert_eq!(values(&topics, "payments", "share")[2], 1.0);
+    }
+
+    #[test]
+    fn catalog_coverage_by_team_follows_the_teams_access() {
+        let store = MemStore::new();
+        // Day 1: `a` (described) is pushed to by payments and read by sre;
+        // `b` (not described) is administered by payments and maintained
+        // by platform; `c` (described) has no team. Day 3: payments loses
+        // its access to `b`. Day 4: `d` (not described), whose teams the
+        // source may not read.
+        let payments_and_sre: &[(&str, &str)] = &[("payments", "push"), ("sre", "pull")];
+        apply_facts(
+            &store,
+            &with_teams(repo("a", true, &["Go"], day(1, 9)), Some(payments_and_sre)),
+        );
+        apply_facts(
+            &store,
+            &with_teams(
+                repo("b", false, &["Go"], day(1, 10)),
+                Some(&[("payments", "admin"), ("platform", "maintain")]),
+            ),
+        );
+        apply_facts(
+            &store,
+            &with_teams(repo("c", true, &["Go"], day(1, 11)), Some(&[])),
+        );
+        apply_facts(
+            &store,
+            &with_teams(
+                repo("b", false, &["Go"], day(3, 10)),
+                Some(&[("platform", "maintain")]),
+            ),
+        );
+        apply_facts(
+            &store,
+            &with_teams(repo("d", false, &["Go"], day(4, 10)), None),
+        );
+        let days = buckets(day(0, 5), day(5, 5), Interval::Day);
+        let by_team = catalog_coverage(&store, &days, Dimension::Team).unwrap();
+        let payments = "group:default/payments";
+        assert_eq!(
+            values(&by_team, payments, "repositories"),
+            [0.0, 2.0, 2.0, 1.0, 1.0, 1.0]
+        );
+        assert_eq!(
+            values(&by_team, payments, "with_descriptor"),
+            [0.0, 1.0, 1.0, 1.0, 1.0, 1.0]
+        );
+        assert_eq!(
+            values(&by_team, payments, "coverage"),
+            [0.0, 0.5, 0.5, 1.0, 1.0, 1.0]
+        );
+        let platform = "group:default/platform";
+        assert_eq!(
+            values(&by_team, platform, "repositories"),
+            [0.0, 1.0, 1.0, 1.0, 1.0, 1.0]
+        );
+        assert_eq!(values(&by_team, platform, "coverage"), [0.0; 6]);
+        // Readers do not own: sre has no series.
+        assert!(
+            by_team.iter().all(|s| s.key != "group:default/sre"),
+            "{by_team:?}"
+        );
+        // Without a working team (none, or not readable): `(none)`.
+        assert_eq!(
+            values(&by_team, NONE, "repositories"),
+            [0.0, 1.0, 1.0, 1.0, 2.0, 2.0]
+        );
+        assert_eq!(
+            values(&by_team, NONE, "with_descriptor"),
+            [0.0, 1.0, 1.0, 1.0, 1.0, 1.0]
+        );
+        assert_eq!(values(&by_team, NONE, "coverage")[4], 0.5);
+        // The overall split still counts each repository once.
+        let all = catalog_coverage(&store, &days, Dimension::All).unwrap();
+        assert_eq!(
+            values(&all, "all", "repositories"),
+            [0.0, 3.0, 3.0, 3.0, 4.0, 4.0]
+        );
+        assert_eq!(
+            Metric::CatalogCoverage.dimensions(),
+            [Dimension::All, Dimension::Org, Dimension::Team]
+        );
+        assert_eq!(Dimension::parse("team"), Some(Dimension::Team));
+        assert_eq!(Dimension::Team.as_str(), "team");
     }
 
     #[test]

@@ -976,7 +976,8 @@ pub(crate) mod tests {
         };
         assert_eq!(owner(before), Some(serde_json::json!("team-a")));
         assert_eq!(owner(after), Some(serde_json::json!("team-b")));
-        let (before, after) = feed::bodies::<crate::records::HistoryRecord>(&store, &entries[1].record).unwrap();
+        let (before, after) =
+            feed::bodies::<crate::records::HistoryRecord>(&store, &entries[1].record).unwrap();
         assert!(before.unwrap().entity.is_some());
         assert!(
             after.unwrap().entity.is_none(),

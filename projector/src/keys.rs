@@ -15,7 +15,7 @@
 //! | `x` | search key, value | [`crate::postings::Posting`]: the entities with it |
 //! | `o` | ref key | the ref's ordinal in posting lists (u32 BE) |
 //! | `r` | ordinal (u32 BE) | ref key |
-//! | `X` | search key, value, segment (u32 BE) | [`crate::temporal::Segment`]: the posting list's changes over time |
+//! | `h` | search key, value, segment (u32 BE) | [`crate::temporal::Segment`]: the posting list's changes over time |
 //! | `u` | uid | ref key of every entity the index ever held |
 //! | `H` | ref key, time (ms, BE), event id | [`crate::records::HistoryRecord`] |
 //! | `P` | ref key, time (ms, sign-flipped BE) | the served JSON from that time on ([`crate::records::encode_version`]) |
@@ -39,7 +39,7 @@ pub const FACET: u8 = b'F';
 pub const POSTING: u8 = b'x';
 pub const ORDINAL: u8 = b'o';
 pub const ORDINAL_REF: u8 = b'r';
-pub const POSTING_HISTORY: u8 = b'X';
+pub const POSTING_HISTORY: u8 = b'h';
 pub const UID_EVER: u8 = b'u';
 pub const HISTORY: u8 = b'H';
 pub const OFFSET: u8 = b'O';
@@ -181,5 +181,49 @@ mod tests {
             b"component:default/a"
         );
         assert!(history("r", 1, &uuid::Uuid::nil()) < history("r", 2, &uuid::Uuid::nil()));
+    }
+
+    #[test]
+    fn every_table_has_its_own_byte() {
+        use crate::scorecard::records as sc;
+        let tables = [
+            ENTITY,
+            UID,
+            CLAIMS,
+            BODY,
+            LOCATION,
+            LOCATION_ID,
+            RELATIONS,
+            SEARCH_ROWS,
+            SEARCH,
+            FACET,
+            POSTING,
+            ORDINAL,
+            ORDINAL_REF,
+            POSTING_HISTORY,
+            UID_EVER,
+            HISTORY,
+            OFFSET,
+            FEED,
+            VERSION,
+            META,
+            sc::DEFINITION_SET,
+            sc::DEFINITION,
+            sc::RESULT,
+            sc::RESULT_HISTORY,
+            sc::ROLLUP,
+            sc::DEPENDENCY,
+            sc::DEPENDED,
+            sc::DUE,
+            sc::FACTS,
+            sc::FACT_HISTORY,
+            sc::EXEMPTIONS,
+            sc::EXEMPTION_ID,
+            sc::BY_LEVEL,
+        ];
+        let mut seen = std::collections::BTreeSet::new();
+        for t in tables {
+            assert!(seen.insert(t), "table byte {:?} is used twice", t as char);
+        }
     }
 }

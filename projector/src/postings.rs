@@ -35,7 +35,7 @@ pub struct Posting {
     pub casings: Vec<(String, RoaringBitmap)>,
 }
 
-/// Record version of `X` values.
+/// Record version of `x` values.
 const POSTING_VERSION: u8 = 1;
 
 impl Posting {

@@ -169,9 +169,30 @@ impl OrdinalMap {
             });
         }
         if self.rank.len() != self.refs.len() {
-            let mut order: Vec<u32> = (0..self.refs.len() as u32).collect();
-            order.sort_unstable_by(|a, b| self.refs[*a as usize].cmp(&self.refs[*b as usize]));
-            self.rank = vec![0; self.refs.len()];
+            // Only the new ordinals are sorted; each finds its place among
+            // the ordered ones by binary search, and the order is spliced
+            // together in one pass (no full sort of a million refs while
+            // readers wait).
+            let known = self.by_rank.len();
+            let mut fresh: Vec<u32> = (known as u32..self.refs.len() as u32).collect();
+            fresh.sort_unstable_by(|a, b| self.refs[*a as usize].cmp(&self.refs[*b as usize]));
+            let places: Vec<usize> = fresh
+                .iter()
+                .map(|o| {
+                    let r = &self.refs[*o as usize];
+                    self.by_rank
+                        .partition_point(|x| self.refs[*x as usize].as_ref() < r.as_ref())
+                })
+                .collect();
+            let mut order = Vec::with_capacity(self.refs.len());
+            let mut from = 0;
+            for (o, at) in fresh.iter().zip(&places) {
+                order.extend_from_slice(&self.by_rank[from..*at]);
+                order.push(*o);
+                from = *at;
+            }
+            order.extend_from_slice(&self.by_rank[from..]);
+            self.rank.resize(self.refs.len(), 0);
             for (i, o) in order.iter().enumerate() {
                 self.rank[*o as usize] = i as u32;
             }
@@ -1047,6 +1068,34 @@ fn sort_facet(mut values: Vec<(String, u64)>) -> Vec<(String, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_ordinal_map_keeps_ref_order_as_ordinals_arrive() {
+        let store = crate::store::MemStore::new();
+        let mut map = OrdinalMap::default();
+        let mut next = 0u32;
+        // Rounds of new refs in no particular order, some sorting before,
+        // between and after the ones already known.
+        for round in 0..5u32 {
+            let mut w = crate::store::WriteSet::new();
+            for k in 0..7u32 {
+                let r = format!(
+                    "component:default/n{}",
+                    (k * 37 + round * 11) % 50 + round * 100
+                );
+                w.push((keys::ordinal_ref(next), Some(r.into_bytes())));
+                next += 1;
+            }
+            store.write(w).unwrap();
+            map.refresh(&store).unwrap();
+            let mut want: Vec<u32> = (0..next).collect();
+            want.sort_by(|a, b| map.refs[*a as usize].cmp(&map.refs[*b as usize]));
+            assert_eq!(map.by_rank, want, "round {round}");
+            for (i, o) in map.by_rank.iter().enumerate() {
+                assert_eq!(map.rank[*o as usize], i as u32);
+            }
+        }
+    }
 
     #[test]
     fn parses_backstage_filters() {

@@ -1,7 +1,7 @@
 //! The history of the posting lists, for reads `asOf` without
 //! materialising a past catalog.
 //!
-//! For every search key and value, table `X` keeps the changes of its
+//! For every search key and value, table `h` keeps the changes of its
 //! posting list: each is a time, an entity ordinal and the casings the
 //! entity has the value in from then on (none: it no longer has it). The
 //! posting list as of `t` is, for every ordinal, its last change at or
@@ -12,7 +12,7 @@
 //!
 //! | table | key | value |
 //! |---|---|---|
-//! | `X` | search key, value, segment (u32 BE) | [`Segment`]: changes in the order written |
+//! | `h` | search key, value, segment (u32 BE) | [`Segment`]: changes in the order written |
 //! | `u` | uid | ref key of every entity ever indexed (uids of past entities) |
 //!
 //! Changes are appended to a list's open segment (number `u32::MAX`); once
@@ -38,7 +38,7 @@ use std::collections::BTreeMap;
 pub const SEGMENT_CHANGES: usize = 4096;
 /// The number of a list's open segment.
 const OPEN: u32 = u32::MAX;
-/// Record version of `X` values.
+/// Record version of `h` values.
 const SEGMENT_VERSION: u8 = 1;
 
 /// One change of a posting list.

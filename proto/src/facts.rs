@@ -149,6 +149,18 @@ pub struct RepositoryFacts {
     pub descriptors: Vec<LocationKey>,
     pub branch_protection: Access<BranchProtection>,
     pub dependabot_alerts: Access<AlertCounts>,
+    /// The GitHub teams with access to the repository and their
+    /// permission. Facts written before this field was read carry
+    /// [`teams_not_read`] when decoded.
+    #[serde(default = "teams_not_read")]
+    pub teams: Access<RepoTeams>,
+}
+
+/// The value of [`RepositoryFacts::teams`] in facts that predate it.
+pub fn teams_not_read() -> Access<RepoTeams> {
+    Access::Denied {
+        reason: "not read by this version".into(),
+    }
 }
 
 /// A fact the source's credentials may or may not read.
@@ -173,6 +185,26 @@ pub struct BranchProtection {
     pub required_status_checks: Vec<String>,
     pub allow_force_pushes: bool,
     pub allow_deletions: bool,
+}
+
+/// The teams with access to a repository (a struct, not a bare list, as
+/// [`Access`] puts its fields beside `access`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct RepoTeams {
+    pub teams: Vec<RepoTeam>,
+}
+
+/// One team's access to a repository.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepoTeam {
+    /// The team's slug in its organisation.
+    pub slug: String,
+    /// GitHub's role of the team on the repository: `pull`, `triage`,
+    /// `push`, `maintain` or `admin`.
+    pub permission: String,
+    /// The catalog `Group` the GitHub source makes of the team
+    /// (`group:default/payments`), lower case.
+    pub group: String,
 }
 
 /// Open Dependabot alerts by severity.

@@ -212,10 +212,54 @@ fn fact_event_v1() {
                     dependabot_alerts: Access::Denied {
                         reason: "Resource not accessible by integration".into(),
                     },
+                    teams: Access::Granted(facts::RepoTeams {
+                        teams: vec![
+                            facts::RepoTeam {
+                                slug: "payments".into(),
+                                permission: "admin".into(),
+                                group: "group:default/payments".into(),
+                            },
+                            facts::RepoTeam {
+                                slug: "sre".into(),
+                                permission: "pull".into(),
+                                group: "group:default/sre".into(),
+                            },
+                        ],
+                    }),
                 }),
             },
         },
     );
+}
+
+/// Facts written before `teams` was read decode with the teams denied,
+/// saying why, and everything else as written.
+#[test]
+fn fact_event_v1_without_teams_decodes() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/fact-event.v1.json");
+    let mut old: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let removed = old["state"]["facts"]
+        .as_object_mut()
+        .unwrap()
+        .remove("teams");
+    assert!(removed.is_some(), "the golden file has teams");
+    let decoded = FactEvent::decode(&serde_json::to_vec(&old).unwrap()).unwrap();
+    let FactState::Present {
+        facts: Facts::GithubRepository(f),
+    } = decoded.state
+    else {
+        panic!("not repository facts: {decoded:?}");
+    };
+    assert_eq!(
+        f.teams,
+        Access::Denied {
+            reason: "not read by this version".into()
+        }
+    );
+    assert_eq!(f.teams, facts::teams_not_read());
+    assert_eq!(f.name, "payments");
+    assert!(matches!(f.branch_protection, Access::Granted(_)));
 }
 
 #[test]

@@ -31,7 +31,7 @@ export type Interval = "day" | "week" | "month";
 export const SPLITS: Record<string, string[]> = {
   entities: ["all", "kind", "type", "lifecycle", "tag", "owner", "system", "domain", "namespace"],
   "ownership-coverage": ["all", "kind", "type", "lifecycle", "tag", "owner", "system", "domain", "namespace"],
-  "catalog-coverage": ["all", "org"],
+  "catalog-coverage": ["all", "org", "team"],
   "scorecard-levels": ["all", "owner", "system", "domain"],
   technology: ["language", "topic", "tag", "api-type", "dependency"],
   changes: ["all", "kind", "source", "change"],

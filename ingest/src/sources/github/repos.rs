@@ -11,6 +11,7 @@ use super::config::GithubConfig;
 use crate::source::{Fetched, Listed, ListedFacts};
 use base64::Engine;
 use chrono::{DateTime, Utc};
+use proto::facts::{RepoTeam, RepoTeams};
 use proto::{
     Access, AlertCounts, BranchProtection, Content, Facts, LocationKey, RepositoryFacts, SubjectKey,
 };
@@ -630,6 +631,32 @@ async fn read_facts(
         Err(e) => return Err(e),
     };
 
+    let namespace = team_namespace(&ctx.cfg, owner);
+    let teams = match client
+        .get_all(
+            &format!("/repos/{owner}/{name}/teams?per_page=100"),
+            decode_team_access,
+        )
+        .await
+    {
+        Ok(access) => {
+            let mut teams: Vec<RepoTeam> = access
+                .into_iter()
+                .map(|t| RepoTeam {
+                    group: format!("group:{namespace}/{}", t.slug).to_lowercase(),
+                    slug: t.slug,
+                    permission: t.permission,
+                })
+                .collect();
+            teams.sort_by(|a, b| a.slug.cmp(&b.slug));
+            Access::Granted(RepoTeams { teams })
+        }
+        Err(ApiError::NotFound { message, .. }) | Err(ApiError::Forbidden { message, .. }) => {
+            Access::Denied { reason: message }
+        }
+        Err(e) => return Err(e),
+    };
+
     Ok(RepositoryFacts {
         host: host.into(),
         owner: owner.into(),
@@ -649,7 +676,58 @@ async fn read_facts(
         descriptors: descriptors.iter().map(|d| d.location.clone()).collect(),
         branch_protection,
         dependabot_alerts,
+        teams,
     })
+}
+
+/// The namespace of the Groups the org data makes of an organisation's
+/// teams (`org::entities`): `default` with one organisation, else the
+/// organisation's name, lower case.
+pub fn team_namespace(cfg: &GithubConfig, org: &str) -> String {
+    if cfg.organizations.len() > 1 {
+        org.to_lowercase()
+    } else {
+        "default".to_string()
+    }
+}
+
+/// A team's access to a repository, as `/repos/{owner}/{repo}/teams`
+/// lists it (the extract kept with the answer's validator).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TeamAccess {
+    pub slug: String,
+    /// `pull`, `triage`, `push`, `maintain` or `admin`.
+    pub permission: String,
+}
+
+fn decode_team_access(body: &[u8]) -> Result<Vec<TeamAccess>, String> {
+    #[derive(Deserialize)]
+    struct Raw {
+        slug: String,
+        #[serde(default)]
+        permission: Option<String>,
+        #[serde(default)]
+        permissions: BTreeMap<String, bool>,
+    }
+    let raw: Vec<Raw> = json(body)?;
+    Ok(raw
+        .into_iter()
+        .map(|t| {
+            // `permission` names the role; failing that, the strongest of
+            // the `permissions` granted.
+            let permission = t.permission.filter(|p| !p.is_empty()).unwrap_or_else(|| {
+                ["admin", "maintain", "push", "triage", "pull"]
+                    .into_iter()
+                    .find(|r| t.permissions.get(*r) == Some(&true))
+                    .unwrap_or("pull")
+                    .to_string()
+            });
+            TeamAccess {
+                slug: t.slug,
+                permission,
+            }
+        })
+        .collect())
 }
 
 fn decode_protection(body: &[u8]) -> Result<BranchProtection, String> {
@@ -796,6 +874,67 @@ mod tests {
                 allow_deletions: false,
             }
         );
+    }
+
+    #[test]
+    fn team_access_reads_the_role_or_the_strongest_permission() {
+        let body = br#"[{"slug":"payments","name":"Payments","permission":"maintain",
+            "permissions":{"pull":true,"triage":true,"push":true,"maintain":true,"admin":false}},
+          {"slug":"sre","name":"SRE","permissions":{"pull":true,"triage":true,"push":true,"maintain":false,"admin":false}}]"#;
+        assert_eq!(
+            decode_team_access(body).unwrap(),
+            vec![
+                TeamAccess {
+                    slug: "payments".into(),
+                    permission: "maintain".into()
+                },
+                TeamAccess {
+                    slug: "sre".into(),
+                    permission: "push".into()
+                },
+            ]
+        );
+    }
+
+    /// A team's Group ref in the facts is the one the org data gives the
+    /// team, with one organisation and with several.
+    #[test]
+    fn team_groups_live_where_the_org_data_puts_them() {
+        use super::super::org::{OrgData, Team, entities};
+        let team = |slug: &str| Team {
+            slug: slug.into(),
+            name: slug.into(),
+            description: None,
+            parent: None,
+        };
+        let data = |org: &str| OrgData {
+            org: org.into(),
+            teams: vec![(team("Payments"), vec![])],
+            members: vec![],
+        };
+        let token = std::path::Path::new("/nonexistent/token");
+        for orgs in [vec!["Acme"], vec!["Acme", "Acme-Labs"]] {
+            let cfg = GithubConfig::new(&orgs, None, token);
+            let all: Vec<OrgData> = orgs.iter().map(|o| data(o)).collect();
+            let made = entities("github.com", &all, &BTreeMap::new());
+            for org in &orgs {
+                let ns = team_namespace(&cfg, org);
+                let wanted = format!("group:{ns}/payments").to_lowercase();
+                let found = made.iter().any(|(location, _, text)| {
+                    let e: serde_json::Value = serde_json::from_str(text).unwrap();
+                    location.as_str()
+                        == format!("github-team:github.com/{org}/payments").to_lowercase()
+                        && format!(
+                            "group:{}/{}",
+                            e["metadata"]["namespace"].as_str().unwrap(),
+                            e["metadata"]["name"].as_str().unwrap()
+                        )
+                        .to_lowercase()
+                            == wanted
+                });
+                assert!(found, "{wanted} among {made:?}");
+            }
+        }
     }
 
     #[test]
