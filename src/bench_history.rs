@@ -214,6 +214,31 @@ pub fn run(entities: usize, per_file: usize, root: &Path) -> anyhow::Result<()> 
         fmt_d(percentile(&took, 0.5))
     );
 
+    // Ownership coverage of the components, by type, over the same weeks.
+    let components = EntityFilter::parse(&["kind=component".to_owned()])?;
+    let mut took = Vec::new();
+    for _ in 0..3 {
+        let t = Instant::now();
+        series = catalog
+            .metric(
+                Metric::OwnershipCoverage,
+                &weeks,
+                Dimension::Type,
+                &Options {
+                    filter: components.as_ref(),
+                    ..Options::default()
+                },
+            )?
+            .len();
+        took.push(t.elapsed());
+    }
+    took.sort();
+    println!(
+        "metric ownership-coverage of kind=component by type, {} weeks: p50 {} ({series} series)",
+        weeks.len(),
+        fmt_d(percentile(&took, 0.5))
+    );
+
     // The feed from a cursor a month back, records and bodies.
     let month_ago = Utc::now() - Days::days(30);
     let mut cursor = 0;

@@ -19,6 +19,7 @@ use crate::scorecard::records::{CheckStatus, FACT_HISTORY};
 use crate::scorecard::{RollupBy, read::each_timeline, read::trend_groups};
 use crate::store::{Store, StoreError};
 use chrono::{DateTime, Datelike, Duration, TimeZone, Utc};
+use roaring::RoaringBitmap;
 use serde::Serialize;
 use serde_json::Value;
 use std::borrow::Cow;
@@ -509,18 +510,28 @@ pub fn entities(
     Ok(finish(diffs, "entities", n))
 }
 
-/// `entities` from the posting lists' history (see [`crate::temporal`]):
-/// for each search list of the dimension's key, its members at every
-/// interval's end in one pass over its changes, counted against what the
-/// filter selects then. The same counts as [`entities`] without reading a
-/// version; `None` for a split the lists do not answer (domain, which
-/// falls back to `spec.domain`) or a store without that history.
-pub fn entities_from_history(
+/// The entities of each value of a split at each of several instants,
+/// from the posting lists' history (see [`crate::temporal`]).
+struct Split {
+    /// What is counted at each instant: every served entity, or those the
+    /// filter selects then.
+    base: Vec<RoaringBitmap>,
+    /// Every served entity at each instant.
+    every: Vec<RoaringBitmap>,
+    /// Per label (a value of the split, or [`NONE`]), its counted entities
+    /// at each instant; only labels with some.
+    labels: BTreeMap<String, Vec<RoaringBitmap>>,
+}
+
+/// [`Split`] of `dim` at `instants` (ascending), `None` for a split the
+/// lists do not answer (domain, which falls back to `spec.domain`) or a
+/// store without the lists' history.
+fn split_from_history(
     catalog: &crate::Catalog,
-    buckets: &[Bucket],
+    instants: &[i64],
     dim: Dimension,
     filter: Option<&EntityFilter>,
-) -> Result<Option<Vec<Series>>, StoreError> {
+) -> Result<Option<Split>, StoreError> {
     // The search key, a value prefix, and whether a value is labelled as
     // written (else lower-cased, as refs and kinds are).
     let (key, prefix, as_written) = match dim {
@@ -538,70 +549,170 @@ pub fn entities_from_history(
     if !crate::temporal::available(store)? {
         return Ok(None);
     }
-    let n = buckets.len();
-    let instants: Vec<i64> = ends_ms(buckets).iter().map(|e| e - 1).collect();
-    // What is counted at each instant: every served entity, or those the
-    // filter selects then.
-    let base: Vec<roaring::RoaringBitmap> = match filter {
+    let n = instants.len();
+    let mut every = vec![RoaringBitmap::new(); n];
+    for (_, states) in crate::temporal::lists_at_each(store, "kind", "", instants)? {
+        for (all, p) in every.iter_mut().zip(states) {
+            *all |= p.members();
+        }
+    }
+    let base: Vec<RoaringBitmap> = match filter {
         Some(f) => instants
             .iter()
             .map(|t| catalog.past(*t).filter_bits(f))
             .collect::<Result<_, _>>()?,
-        None => {
-            let mut every = vec![roaring::RoaringBitmap::new(); n];
-            for (_, states) in crate::temporal::lists_at_each(store, "kind", "", &instants)? {
-                for (all, p) in every.iter_mut().zip(states) {
-                    *all |= p.members();
-                }
-            }
-            every
-        }
+        None => every.clone(),
     };
-    let mut counts: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    let mut labels: BTreeMap<String, Vec<RoaringBitmap>> = BTreeMap::new();
     if dim == Dimension::All {
-        counts.insert("all".into(), base.iter().map(|b| b.len() as i64).collect());
-    } else {
-        let mut with_value = vec![roaring::RoaringBitmap::new(); n];
-        for (value, states) in crate::temporal::lists_at_each(store, key, prefix, &instants)? {
-            if value.is_empty() {
-                // Values too long to index: counted as without one.
-                continue;
-            }
-            for (i, p) in states.into_iter().enumerate() {
-                for (casing, mut members) in p.casings {
-                    // A list holds served entities only: unfiltered, all
-                    // of its members count.
-                    if filter.is_some() {
-                        members &= &base[i];
-                    }
-                    if members.is_empty() {
-                        continue;
-                    }
-                    let label = if as_written { casing } else { value.clone() };
-                    counts.entry(label).or_insert_with(|| vec![0; n])[i] += members.len() as i64;
-                    with_value[i] |= members;
-                }
-            }
+        if base.iter().any(|b| !b.is_empty()) {
+            labels.insert("all".into(), base.clone());
         }
-        let none: Vec<i64> = base
-            .iter()
-            .zip(&with_value)
-            .map(|(b, w)| b.len() as i64 - w.len() as i64)
-            .collect();
-        if none.iter().any(|c| *c != 0) {
-            counts.insert(NONE.into(), none);
+        return Ok(Some(Split {
+            base,
+            every,
+            labels,
+        }));
+    }
+    let mut with_value = vec![RoaringBitmap::new(); n];
+    for (value, states) in crate::temporal::lists_at_each(store, key, prefix, instants)? {
+        if value.is_empty() {
+            // Values too long to index: counted as without one.
+            continue;
+        }
+        for (i, p) in states.into_iter().enumerate() {
+            for (casing, mut members) in p.casings {
+                // A list holds served entities only: unfiltered, all of
+                // its members count.
+                if filter.is_some() {
+                    members &= &base[i];
+                }
+                if members.is_empty() {
+                    continue;
+                }
+                with_value[i] |= &members;
+                let label = if as_written { casing } else { value.clone() };
+                let at = labels
+                    .entry(label)
+                    .or_insert_with(|| vec![RoaringBitmap::new(); n]);
+                at[i] |= members;
+            }
         }
     }
+    let none: Vec<RoaringBitmap> = base.iter().zip(&with_value).map(|(b, w)| b - w).collect();
+    if none.iter().any(|b| !b.is_empty()) {
+        labels.insert(NONE.into(), none);
+    }
+    Ok(Some(Split {
+        base,
+        every,
+        labels,
+    }))
+}
+
+/// The instant each bucket's state is read at (its end, less a
+/// millisecond).
+fn instants_of(buckets: &[Bucket]) -> Vec<i64> {
+    ends_ms(buckets).iter().map(|e| e - 1).collect()
+}
+
+/// `entities` from the posting lists' history: for each list of the
+/// split's key, its members at every interval's end in one pass over its
+/// changes, counted against what the filter selects then. The same counts
+/// as [`entities`] without reading a version; `None` where
+/// [`split_from_history`] is.
+pub fn entities_from_history(
+    catalog: &crate::Catalog,
+    buckets: &[Bucket],
+    dim: Dimension,
+    filter: Option<&EntityFilter>,
+) -> Result<Option<Vec<Series>>, StoreError> {
+    let Some(split) = split_from_history(catalog, &instants_of(buckets), dim, filter)? else {
+        return Ok(None);
+    };
     Ok(Some(
-        counts
+        split
+            .labels
             .into_iter()
-            .map(|(key, values)| Series {
+            .map(|(key, at)| Series {
                 key,
                 measure: "entities".into(),
-                values: values.into_iter().map(|v| v as f64).collect(),
+                values: at.iter().map(|b| b.len() as f64).collect(),
             })
             .collect(),
     ))
+}
+
+/// `ownership-coverage` from the posting lists' history: at each
+/// interval's end, an entity is owned when one of its `ownedBy` targets is
+/// a Group served then, orphaned when none of them is served then. The
+/// same counts as [`ownership`] without reading a version; `None` where
+/// [`split_from_history`] is.
+pub fn ownership_from_history(
+    catalog: &crate::Catalog,
+    buckets: &[Bucket],
+    dim: Dimension,
+    filter: Option<&EntityFilter>,
+) -> Result<Option<Vec<Series>>, StoreError> {
+    let instants = instants_of(buckets);
+    let Some(split) = split_from_history(catalog, &instants, dim, filter)? else {
+        return Ok(None);
+    };
+    let store = catalog.store().as_ref();
+    let n = instants.len();
+    let (mut owned, mut has_owner) = (vec![RoaringBitmap::new(); n], vec![RoaringBitmap::new(); n]);
+    for (target, states) in
+        crate::temporal::lists_at_each(store, "relations.ownedby", "", &instants)?
+    {
+        // An owner that was never indexed was never served.
+        let Some(ordinal) = crate::postings::ordinal(store, &target)? else {
+            continue;
+        };
+        let group = target.starts_with("group:");
+        for (i, p) in states.into_iter().enumerate() {
+            if !split.every[i].contains(ordinal) {
+                continue;
+            }
+            let mut members = p.members();
+            members &= &split.base[i];
+            if group {
+                owned[i] |= &members;
+            }
+            has_owner[i] |= members;
+        }
+    }
+    let mut out = Vec::new();
+    for (key, at) in split.labels {
+        let total: Vec<f64> = at.iter().map(|b| b.len() as f64).collect();
+        let own: Vec<f64> = at
+            .iter()
+            .zip(&owned)
+            .map(|(b, o)| b.intersection_len(o) as f64)
+            .collect();
+        let orphaned: Vec<f64> = at
+            .iter()
+            .zip(&has_owner)
+            .map(|(b, h)| (b.len() - b.intersection_len(h)) as f64)
+            .collect();
+        let coverage = own
+            .iter()
+            .zip(&total)
+            .map(|(o, t)| if *t == 0.0 { 0.0 } else { o / t })
+            .collect();
+        for (measure, values) in [
+            ("owned", own),
+            ("orphaned", orphaned),
+            ("total", total),
+            ("coverage", coverage),
+        ] {
+            out.push(Series {
+                key: key.clone(),
+                measure: measure.into(),
+                values,
+            });
+        }
+    }
+    Ok(Some(out))
 }
 
 /// `ownership-coverage`: of the entities matching `filter`, at the end of
@@ -1300,6 +1411,16 @@ mod tests {
                     .unwrap()
                     .expect("answered from history");
                 assert_eq!(fast, slow, "{dim:?}, filtered: {}", f.is_some());
+                let slow = ownership(store.as_ref(), &days, dim, f).unwrap();
+                let fast = ownership_from_history(&catalog, &days, dim, f)
+                    .unwrap()
+                    .expect("answered from history");
+                assert_eq!(
+                    fast,
+                    slow,
+                    "ownership by {dim:?}, filtered: {}",
+                    f.is_some()
+                );
             }
         }
         let by_tag = entities(store.as_ref(), &days, Dimension::Tag, None).unwrap();

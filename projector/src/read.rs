@@ -1016,10 +1016,13 @@ impl Catalog {
         dim: crate::adoption::Dimension,
         opts: &crate::adoption::Options,
     ) -> Result<Vec<crate::adoption::Series>, StoreError> {
-        if metric == crate::adoption::Metric::Entities
-            && let Some(series) =
-                crate::adoption::entities_from_history(self, buckets, dim, opts.filter)?
-        {
+        use crate::adoption::{Metric, entities_from_history, ownership_from_history};
+        let fast = match metric {
+            Metric::Entities => entities_from_history(self, buckets, dim, opts.filter)?,
+            Metric::OwnershipCoverage => ownership_from_history(self, buckets, dim, opts.filter)?,
+            _ => None,
+        };
+        if let Some(series) = fast {
             return Ok(series);
         }
         crate::adoption::compute(self.store.as_ref(), metric, buckets, dim, opts)
