@@ -278,6 +278,37 @@ fn parquet_exports_read_in_duckdb_agree_with_the_api() {
     );
     assert_eq!(before["groups"], json!([]));
 
+    // The results list as of an instant, from the same history: now, the
+    // stored list, page by page and at one level; before, nothing.
+    let list = |q: &str| -> Value {
+        let (s, v) = get(&a, &format!("{base}/api/scorecards/{card}/entities?{q}"));
+        assert_eq!(s, 200, "{q}: {v}");
+        v
+    };
+    let stored = list("limit=1000");
+    assert!(stored["items"].as_array().unwrap().len() >= 3, "{stored}");
+    assert_eq!(
+        list(&format!("limit=1000&asOf={now}"))["items"],
+        stored["items"]
+    );
+    let first = list(&format!("limit=2&asOf={now}"));
+    let cursor = first["pageInfo"]["nextCursor"].as_str().unwrap().to_owned();
+    let second = list(&format!("limit=2&asOf={now}&cursor={cursor}"));
+    assert_eq!(second["items"][0], stored["items"][2], "the cursor goes on");
+    let level = stored["items"][0]["level"]
+        .as_str()
+        .unwrap_or("none")
+        .to_owned();
+    assert_eq!(
+        list(&format!("limit=1000&level={level}&asOf={now}"))["items"],
+        list(&format!("limit=1000&level={level}"))["items"],
+        "{level}"
+    );
+    assert_eq!(
+        list("limit=1000&asOf=2000-01-01T00:00:00Z")["items"],
+        json!([])
+    );
+
     // One entity's results as of an instant, from the same history: now,
     // the stored level, score and check statuses; before, no result.
     let cart = "component/default/cart-service";

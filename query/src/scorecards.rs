@@ -82,7 +82,8 @@ struct ResultsCursor {
     after: String,
 }
 
-/// `GET /api/scorecards/{id}/entities?level=&owner=&cursor=&limit=`
+/// `GET /api/scorecards/{id}/entities?level=&owner=&cursor=&limit=&asOf=`
+/// (`asOf`: the results as they stood then, from their history)
 pub async fn entities(
     State(st): State<AppState>,
     PathArgs(id): PathArgs<String>,
@@ -98,6 +99,7 @@ pub async fn entities(
         Some(c) => Some(decode_cursor::<ResultsCursor>(c, "cursor")?.after),
         None => None,
     };
+    let at = crate::asof::param(&params)?;
     let catalog = st.catalog.clone();
     let (items, next) = blocking(move || {
         let (_, def) = definition(&catalog, &id)?;
@@ -114,7 +116,19 @@ pub async fn entities(
                 },
             )?)),
         };
-        Ok(catalog.scorecard_results(&def, level, owner.as_deref(), after.as_deref(), limit)?)
+        Ok(match at {
+            Some(at) => catalog.scorecard_results_at(
+                &def,
+                level,
+                owner.as_deref(),
+                after.as_deref(),
+                limit,
+                at,
+            )?,
+            None => {
+                catalog.scorecard_results(&def, level, owner.as_deref(), after.as_deref(), limit)?
+            }
+        })
     })
     .await?;
     let next = next.map(|after| encode_cursor(&ResultsCursor { after }));

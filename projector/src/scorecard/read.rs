@@ -473,6 +473,74 @@ impl Catalog {
         Ok((items, next))
     }
 
+    /// [`Catalog::scorecard_results`] as the results stood at `at_ms`, from
+    /// the result history: each entity's last change at or before then,
+    /// with the check statuses its changes recorded, under the scorecard's
+    /// current definition.
+    pub fn scorecard_results_at(
+        &self,
+        def: &Definition,
+        level: Option<Option<usize>>,
+        owner: Option<&str>,
+        cursor: Option<&str>,
+        limit: usize,
+        at_ms: i64,
+    ) -> Result<(Vec<ResultItem>, Option<String>), StoreError> {
+        let mut items = Vec::new();
+        let mut more = false;
+        each_timeline_of(
+            self.store().as_ref(),
+            &def.id,
+            cursor,
+            &mut |r, timeline| {
+                let seen = timeline.partition_point(|c| c.at.timestamp_millis() <= at_ms);
+                let Some(state) = seen.checked_sub(1).map(|j| &timeline[j]) else {
+                    return true;
+                };
+                if !state.applies {
+                    return true;
+                }
+                let level_now = state.level_index.filter(|l| *l < def.levels.len());
+                if level.is_some_and(|want| want != level_now) {
+                    return true;
+                }
+                if owner.is_some_and(|o| !state.groups.iter().any(|g| g == o)) {
+                    return true;
+                }
+                if items.len() == limit {
+                    more = true;
+                    return false;
+                }
+                let mut status: HashMap<&str, Option<CheckStatus>> = HashMap::new();
+                for c in &timeline[..seen] {
+                    for (id, (_, after)) in &c.checks {
+                        status.insert(id.as_str(), *after);
+                    }
+                }
+                let with = |s: CheckStatus| -> Vec<String> {
+                    def.checks
+                        .iter()
+                        .filter(|c| status.get(c.id.as_str()) == Some(&Some(s)))
+                        .map(|c| c.id.clone())
+                        .collect()
+                };
+                items.push(ResultItem {
+                    entity_ref: r.to_string(),
+                    level: level_now.and_then(|l| def.levels.get(l).cloned()),
+                    score: state.score_after.unwrap_or(0),
+                    failing: with(CheckStatus::Fail),
+                    exempt: with(CheckStatus::Exempt),
+                    owners: state.groups.clone(),
+                });
+                true
+            },
+        )?;
+        let next = more
+            .then(|| items.last().map(|i: &ResultItem| i.entity_ref.clone()))
+            .flatten();
+        Ok((items, next))
+    }
+
     /// Results at one level, through the level index.
     fn results_at_level(
         &self,
@@ -758,19 +826,45 @@ pub(crate) fn each_timeline(
     id: &str,
     visit: &mut dyn FnMut(&[ResultChange]),
 ) -> Result<(), StoreError> {
+    each_timeline_of(store, id, None, &mut |_, timeline| {
+        visit(timeline);
+        true
+    })
+}
+
+/// [`each_timeline`] with each entity's ref key, in ref order, from after
+/// `after`, until `visit` says stop.
+pub(crate) fn each_timeline_of(
+    store: &dyn crate::store::Store,
+    id: &str,
+    after: Option<&str>,
+    visit: &mut dyn FnMut(&str, &[ResultChange]) -> bool,
+) -> Result<(), StoreError> {
     let p = keys::prefix(rk::RESULT_HISTORY, &[id.as_bytes()]);
+    let from = after.map(|a| {
+        let mut k = p.clone();
+        k.extend_from_slice(a.as_bytes());
+        k.push(1);
+        k
+    });
+    let mut stopped = false;
     let mut current: Option<Vec<u8>> = None;
     let mut timeline: Vec<ResultChange> = Vec::new();
     let mut err = None;
-    store.scan(&p, None, &mut |k, v| {
+    store.scan(&p, from.as_deref(), &mut |k, v| {
         let rest = &k[p.len()..];
         let Some(end) = rest.len().checked_sub(rk::HISTORY_SUFFIX) else {
             return true;
         };
         let r = &rest[..end.saturating_sub(1)];
         if current.as_deref() != Some(r) {
-            if !timeline.is_empty() {
-                visit(&timeline);
+            if let Some(done) = &current
+                && !timeline.is_empty()
+            {
+                if !visit(&String::from_utf8_lossy(done), &timeline) {
+                    stopped = true;
+                    return false;
+                }
                 timeline.clear();
             }
             current = Some(r.to_vec());
@@ -787,8 +881,11 @@ pub(crate) fn each_timeline(
     if let Some(e) = err {
         return Err(e);
     }
-    if !timeline.is_empty() {
-        visit(&timeline);
+    if !stopped
+        && let Some(done) = &current
+        && !timeline.is_empty()
+    {
+        visit(&String::from_utf8_lossy(done), &timeline);
     }
     Ok(())
 }
