@@ -557,10 +557,7 @@ fn split_from_history(
         }
     }
     let base: Vec<RoaringBitmap> = match filter {
-        Some(f) => instants
-            .iter()
-            .map(|t| catalog.past(*t).filter_bits(f))
-            .collect::<Result<_, _>>()?,
+        Some(f) => filter_at_each(store, f, instants)?,
         None => every.clone(),
     };
     let mut labels: BTreeMap<String, Vec<RoaringBitmap>> = BTreeMap::new();
@@ -608,6 +605,52 @@ fn split_from_history(
         every,
         labels,
     }))
+}
+
+/// What a filter selects at each of `instants` (ascending), from the
+/// histories of the lists its conditions name, each read once: the
+/// filter's set algebra (a clause intersects its conditions, clauses are
+/// united) applied at every instant.
+fn filter_at_each(
+    store: &dyn Store,
+    filter: &EntityFilter,
+    instants: &[i64],
+) -> Result<Vec<RoaringBitmap>, StoreError> {
+    let n = instants.len();
+    let mut out = vec![RoaringBitmap::new(); n];
+    for clause in &filter.any_of {
+        let mut acc: Option<Vec<RoaringBitmap>> = None;
+        for c in &clause.all_of {
+            let mut lists = Vec::new();
+            if c.values.is_empty() {
+                lists = crate::temporal::lists_at_each(store, &c.key, "", instants)?;
+            } else {
+                for v in &c.values {
+                    lists.extend(
+                        crate::temporal::lists_at_each(store, &c.key, v, instants)?
+                            .into_iter()
+                            .filter(|(value, _)| value == v),
+                    );
+                }
+            }
+            let mut bits = vec![RoaringBitmap::new(); n];
+            for (_, states) in lists {
+                for (b, p) in bits.iter_mut().zip(states) {
+                    *b |= p.members();
+                }
+            }
+            acc = Some(match acc {
+                None => bits,
+                Some(a) => a.into_iter().zip(bits).map(|(x, y)| x & y).collect(),
+            });
+        }
+        if let Some(a) = acc {
+            for (o, b) in out.iter_mut().zip(a) {
+                *o |= b;
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// The instant each bucket's state is read at (its end, less a
@@ -1395,6 +1438,10 @@ mod tests {
         let filter = EntityFilter::parse(&["kind=component,spec.type=service".into()])
             .unwrap()
             .unwrap();
+        // Two clauses, one a key with any value.
+        let either = EntityFilter::parse(&["kind=group".into(), "metadata.tags".into()])
+            .unwrap()
+            .unwrap();
         for dim in [
             Dimension::All,
             Dimension::Kind,
@@ -1405,7 +1452,7 @@ mod tests {
             Dimension::Owner,
             Dimension::System,
         ] {
-            for f in [None, Some(&filter)] {
+            for f in [None, Some(&filter), Some(&either)] {
                 let slow = entities(store.as_ref(), &days, dim, f).unwrap();
                 let fast = entities_from_history(&catalog, &days, dim, f)
                     .unwrap()

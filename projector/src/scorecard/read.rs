@@ -511,12 +511,7 @@ impl Catalog {
                     more = true;
                     return false;
                 }
-                let mut status: HashMap<&str, Option<CheckStatus>> = HashMap::new();
-                for c in &timeline[..seen] {
-                    for (id, (_, after)) in &c.checks {
-                        status.insert(id.as_str(), *after);
-                    }
-                }
+                let status = statuses(&timeline[..seen]);
                 let with = |s: CheckStatus| -> Vec<String> {
                     def.checks
                         .iter()
@@ -661,12 +656,7 @@ impl Catalog {
             if !state.applies {
                 return;
             }
-            let mut status: HashMap<&str, Option<CheckStatus>> = HashMap::new();
-            for c in &timeline[..seen] {
-                for (id, (_, after)) in &c.checks {
-                    status.insert(id.as_str(), *after);
-                }
-            }
+            let status = statuses(&timeline[..seen]);
             for g in trend_groups(state, by) {
                 if group.is_some_and(|want| want != g) {
                     continue;
@@ -888,6 +878,18 @@ pub(crate) fn each_timeline_of(
         visit(&String::from_utf8_lossy(done), &timeline);
     }
     Ok(())
+}
+
+/// Each check's status after a run of an entity's result changes (the
+/// last each recorded).
+fn statuses(changes: &[ResultChange]) -> HashMap<&str, Option<CheckStatus>> {
+    let mut status = HashMap::new();
+    for c in changes {
+        for (id, (_, after)) in &c.checks {
+            status.insert(id.as_str(), *after);
+        }
+    }
+    status
 }
 
 pub(crate) fn trend_groups(c: &ResultChange, by: RollupBy) -> Vec<String> {
