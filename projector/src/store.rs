@@ -58,6 +58,25 @@ pub trait Store: Send + Sync {
         })?;
         Ok(last)
     }
+    /// The last key starting with `prefix` that is at most `key`, and the
+    /// first that is greater, with their values (one iterator where the
+    /// store has them).
+    fn around(
+        &self,
+        prefix: &[u8],
+        key: &[u8],
+    ) -> Result<(Option<Entry>, Option<Entry>), StoreError> {
+        let before = self.last_at_or_before(prefix, key)?;
+        let mut after = None;
+        self.scan(prefix, Some(key), &mut |k, v| {
+            if k == key {
+                return true;
+            }
+            after = Some((k.to_vec(), v.to_vec()));
+            false
+        })?;
+        Ok((before, after))
+    }
     /// Applies every change at once, or none (a RocksDB WriteBatch).
     fn write(&self, changes: WriteSet) -> Result<(), StoreError>;
     /// A number that changes whenever the store's content may have changed
@@ -250,6 +269,33 @@ impl Store for RocksStore {
         Ok(found)
     }
 
+    fn around(
+        &self,
+        prefix: &[u8],
+        key: &[u8],
+    ) -> Result<(Option<Entry>, Option<Entry>), StoreError> {
+        let mut ro = rocksdb::ReadOptions::default();
+        ro.set_iterate_lower_bound(prefix.to_vec());
+        if let Some(upper) = prefix_upper_bound(prefix) {
+            ro.set_iterate_upper_bound(upper);
+        }
+        let mut it = self.db.raw_iterator_opt(ro);
+        let entry = |it: &rocksdb::DBRawIterator<'_>| match (it.valid(), it.key(), it.value()) {
+            (true, Some(k), Some(v)) if k.starts_with(prefix) => Some((k.to_vec(), v.to_vec())),
+            _ => None,
+        };
+        it.seek_for_prev(key);
+        let before = entry(&it);
+        if it.valid() {
+            it.next();
+        } else {
+            it.seek(key);
+        }
+        let after = entry(&it).filter(|(k, _)| k.as_slice() > key);
+        it.status()?;
+        Ok((before, after))
+    }
+
     fn version(&self) -> u64 {
         self.db.latest_sequence_number()
     }
@@ -294,6 +340,56 @@ fn prefix_upper_bound(prefix: &[u8]) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(feature = "rocksdb")]
+    #[test]
+    fn reverse_seeks_agree_between_rocksdb_and_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let rocks = RocksStore::open(dir.path(), 1 << 20).unwrap();
+        let mem = MemStore::new();
+        let keys: Vec<&[u8]> = vec![
+            b"Pa\x00\x01",
+            b"Pa\x00\x05",
+            b"Pa\x00\x09",
+            b"Pab\x00\x03",
+            b"Q",
+        ];
+        let w: WriteSet = keys
+            .iter()
+            .map(|k| (k.to_vec(), Some(k.to_vec())))
+            .collect();
+        rocks.write(w.clone()).unwrap();
+        mem.write(w).unwrap();
+        let prefixes: [&[u8]; 3] = [b"Pa\x00", b"Pab\x00", b"Pz\x00"];
+        for prefix in prefixes {
+            for probe in 0u8..12 {
+                let mut key = prefix.to_vec();
+                key.push(probe);
+                assert_eq!(
+                    rocks.around(prefix, &key).unwrap(),
+                    mem.around(prefix, &key).unwrap(),
+                    "around {key:?}"
+                );
+                assert_eq!(
+                    rocks.last_at_or_before(prefix, &key).unwrap(),
+                    mem.last_at_or_before(prefix, &key).unwrap(),
+                    "before {key:?}"
+                );
+            }
+        }
+        let (before, after) = mem.around(b"Pa\x00", b"Pa\x00\x05").unwrap();
+        assert_eq!(before.unwrap().0, b"Pa\x00\x05".to_vec());
+        assert_eq!(after.unwrap().0, b"Pa\x00\x09".to_vec());
+        let (before, after) = mem.around(b"Pa\x00", b"Pa\x00\x00").unwrap();
+        assert!(before.is_none());
+        assert_eq!(after.unwrap().0, b"Pa\x00\x01".to_vec());
+        let (before, after) = mem.around(b"Pa\x00", b"Pa\x00\x0a").unwrap();
+        assert_eq!(before.unwrap().0, b"Pa\x00\x09".to_vec());
+        assert!(
+            after.is_none(),
+            "the next ref's versions are not this one's"
+        );
+    }
 
     #[cfg(feature = "rocksdb")]
     #[test]

@@ -568,13 +568,7 @@ pub fn neighbours(
     store: &dyn Store,
     r: &str,
     at_ms: i64,
-) -> Result<
-    (
-        Option<(i64, Option<Vec<u8>>)>,
-        Option<(i64, Option<Vec<u8>>)>,
-    ),
-    StoreError,
-> {
+) -> Result<(Option<Version>, Option<Version>), StoreError> {
     let prefix = keys::prefix(keys::VERSION, &[r.as_bytes()]);
     let decode = |k: &[u8], v: &[u8]| -> Result<Version, StoreError> {
         let t = keys::version_time(k).ok_or_else(|| StoreError::Corrupt {
@@ -583,22 +577,15 @@ pub fn neighbours(
         })?;
         Ok((t, records::decode_version(k, v)?.map(<[u8]>::to_vec)))
     };
-    let before = match store.last_at_or_before(&prefix, &keys::version(r, at_ms))? {
+    let (before, after) = store.around(&prefix, &keys::version(r, at_ms))?;
+    let before = match before {
         Some((k, v)) => Some(decode(&k, &v)?),
         None => None,
     };
-    let mut after = None;
-    if at_ms < i64::MAX {
-        let from = keys::version(r, at_ms + 1);
-        let mut found = None;
-        store.scan(&prefix, Some(&from), &mut |k, v| {
-            found = Some((k.to_vec(), v.to_vec()));
-            false
-        })?;
-        if let Some((k, v)) = found {
-            after = Some(decode(&k, &v)?);
-        }
-    }
+    let after = match after {
+        Some((k, v)) => Some(decode(&k, &v)?),
+        None => None,
+    };
     Ok((before, after))
 }
 
