@@ -152,7 +152,15 @@ pub fn run(
             "built the posting lists of an older store from its search rows"
         );
     }
-    let versioned = crate::temporal::upgrade(store.as_ref())?;
+    let Some(versioned) = crate::temporal::upgrade_until(store.as_ref(), &|| {
+        stop.load(std::sync::atomic::Ordering::SeqCst)
+    })?
+    else {
+        tracing::info!(
+            "stopped while building the posting lists' history; the next start goes on from there"
+        );
+        return Ok(());
+    };
     if versioned > 0 {
         tracing::info!(
             entities = versioned,

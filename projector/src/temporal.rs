@@ -440,17 +440,42 @@ pub fn mark_upgraded(out: &mut WriteSet) {
     out.push((keys::meta(UPGRADED), Some(Vec::new())));
 }
 
+/// Where an interrupted [`upgrade`] goes on from (the last ref done).
+const UPGRADE_AFTER: &str = "index-history-after";
+
 /// Builds the posting lists' history of a store written before it was
 /// kept, from the served versions (`P`): every ref's versions in time
 /// order, 2,000 refs per write. Runs once; returns how many refs it read.
 pub fn upgrade(store: &dyn Store) -> Result<usize, StoreError> {
+    Ok(upgrade_until(store, &|| false)?.unwrap_or(0))
+}
+
+/// [`upgrade`], asking `stop` between writes: `None` when it stopped
+/// before the end. Each write records the last ref done, so the next
+/// start goes on from there.
+pub fn upgrade_until(
+    store: &dyn Store,
+    stop: &dyn Fn() -> bool,
+) -> Result<Option<usize>, StoreError> {
+    upgrade_in_chunks(store, 2_000, stop)
+}
+
+fn upgrade_in_chunks(
+    store: &dyn Store,
+    chunk: usize,
+    stop: &dyn Fn() -> bool,
+) -> Result<Option<usize>, StoreError> {
     if store.get(&keys::meta(UPGRADED))?.is_some() {
-        return Ok(0);
+        return Ok(Some(0));
     }
-    const CHUNK: usize = 2_000;
     let mut done = 0;
-    let mut after: Option<String> = None;
+    let mut after: Option<String> = store
+        .get(&keys::meta(UPGRADE_AFTER))?
+        .map(|r| String::from_utf8_lossy(&r).into_owned());
     loop {
+        if stop() {
+            return Ok(None);
+        }
         let mut refs: Vec<(String, Versions)> = Vec::new();
         let mut full = false;
         let from = after.as_deref().map(|a| keys::version(a, i64::MAX));
@@ -459,7 +484,7 @@ pub fn upgrade(store: &dyn Store) -> Result<usize, StoreError> {
                 return Ok(true);
             }
             refs.push((r.to_string(), versions));
-            full = refs.len() >= CHUNK;
+            full = refs.len() >= chunk;
             Ok(!full)
         })?;
         let mut changes = Changes::default();
@@ -481,11 +506,17 @@ pub fn upgrade(store: &dyn Store) -> Result<usize, StoreError> {
         changes.write(store, &mut out)?;
         ordinals.drain_into(&mut out);
         done += refs.len();
-        after = refs.last().map(|(r, _)| r.clone());
+        if let Some((last, _)) = refs.last() {
+            after = Some(last.clone());
+        }
         if !full {
             mark_upgraded(&mut out);
+            out.push((keys::meta(UPGRADE_AFTER), None));
             store.write(out)?;
-            return Ok(done);
+            return Ok(Some(done));
+        }
+        if let Some(a) = &after {
+            out.push((keys::meta(UPGRADE_AFTER), Some(a.as_bytes().to_vec())));
         }
         store.write(out)?;
     }
@@ -677,6 +708,72 @@ mod tests {
         assert_eq!(at(15), "Component=[1, 2]");
         assert_eq!(at(20), "Component=[1];component=[2]");
         assert_eq!(at(30), "component=[2]");
+    }
+
+    #[test]
+    fn an_upgrade_stopped_and_started_again_builds_the_history_the_fold_keeps() {
+        use crate::fold::tests::{component, event};
+        let live = MemStore::new();
+        upgrade(&live).unwrap();
+        let at = |d: i64| chrono::DateTime::from_timestamp(1_700_000_000 + d * 86_400, 0).unwrap();
+        // Eight refs over four locations, owners moving, one location
+        // removed, one change observed late.
+        for (i, d) in [0i64, 1, 2, 3, 5, 4, 6, 7].into_iter().enumerate() {
+            let loc = format!("file:/org/l{}.yaml", i % 4);
+            let mut e = event(
+                &loc,
+                1,
+                (0..2)
+                    .map(|k| {
+                        component(
+                            &format!("c{}", (i % 4) * 2 + k),
+                            &format!("team-{}", (i + k) % 3),
+                            &loc,
+                        )
+                    })
+                    .collect(),
+            );
+            if i == 6 {
+                e.outcome = proto::LocationOutcome::Removed;
+            }
+            e.observed_at = at(d);
+            let mut fold = crate::Fold::new(&live);
+            fold.apply(&e).unwrap();
+            live.write(fold.finish().unwrap()).unwrap();
+        }
+        // The same store as if written before the history was kept.
+        let old = MemStore::new();
+        old.write(
+            live.dump()
+                .into_iter()
+                .filter(|(k, _)| {
+                    ![keys::POSTING_HISTORY, keys::UID_EVER].contains(&k[0])
+                        && *k != keys::meta(UPGRADED)
+                })
+                .map(|(k, v)| (k, Some(v)))
+                .collect(),
+        )
+        .unwrap();
+        let asked = std::cell::Cell::new(0);
+        let stop_on_third = || {
+            asked.set(asked.get() + 1);
+            asked.get() >= 3
+        };
+        assert_eq!(upgrade_in_chunks(&old, 3, &stop_on_third).unwrap(), None);
+        assert!(old.get(&keys::meta(UPGRADE_AFTER)).unwrap().is_some());
+        assert!(!available(&old).unwrap());
+        assert!(upgrade_in_chunks(&old, 3, &|| false).unwrap().is_some());
+        assert!(available(&old).unwrap());
+        assert!(old.get(&keys::meta(UPGRADE_AFTER)).unwrap().is_none());
+        let history = |s: &MemStore| -> BTreeMap<Vec<u8>, Vec<u8>> {
+            crate::postings::canonical(s.dump())
+                .into_iter()
+                .filter(|(k, _)| [keys::POSTING_HISTORY, keys::UID_EVER].contains(&k[0]))
+                .collect()
+        };
+        let (built, kept) = (history(&old), history(&live));
+        assert!(built.len() > 10, "{built:?}");
+        assert_eq!(built, kept);
     }
 
     #[test]
