@@ -270,9 +270,7 @@ pub fn run(entities: usize, per_file: usize, root: &Path) -> anyhow::Result<()> 
         if last == after {
             break;
         }
-        for i in &items {
-            bodies += u64::from(!i["before"].is_null()) + u64::from(!i["after"].is_null());
-        }
+        bodies += items.iter().map(|i| i.bodies as u64).sum::<u64>();
         after = last;
     }
     let with_bodies = t.elapsed();

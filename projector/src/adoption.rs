@@ -18,6 +18,7 @@ use crate::scorecard::Definition;
 use crate::scorecard::records::{CheckStatus, FACT_HISTORY};
 use crate::scorecard::{RollupBy, read::each_timeline, read::trend_groups};
 use crate::store::{Store, StoreError};
+use crate::temporal::Versions;
 use chrono::{DateTime, Datelike, Duration, TimeZone, Utc};
 use roaring::RoaringBitmap;
 use serde::Serialize;
@@ -370,9 +371,6 @@ pub struct Series {
     pub values: Vec<f64>,
 }
 
-/// A ref's versions: (time, served body or `None` when not served).
-type Versions = Vec<(i64, Option<Vec<u8>>)>;
-
 /// Calls `visit` with each ref's versions (oldest first; bodies only
 /// `with_bodies`), in ref order.
 pub(crate) fn each_ref(
@@ -381,44 +379,9 @@ pub(crate) fn each_ref(
     with_bodies: bool,
     visit: &mut dyn FnMut(&str, &Versions) -> Result<(), StoreError>,
 ) -> Result<(), StoreError> {
-    let mut current: Option<(Vec<u8>, Versions)> = None;
-    let mut err = None;
-    let mut flush = |c: Option<(Vec<u8>, Versions)>, err: &mut Option<StoreError>| {
-        if let Some((r, versions)) = c
-            && let Err(e) = visit(&String::from_utf8_lossy(&r), &versions)
-        {
-            *err = Some(e);
-        }
-    };
-    store.scan(prefix, None, &mut |k, v| {
-        let (Some(t), Some(r)) = (keys::version_time(k), k.get(1..k.len().saturating_sub(9)))
-        else {
-            return true;
-        };
-        if current.as_ref().is_none_or(|(cur, _)| cur.as_slice() != r) {
-            flush(current.take(), &mut err);
-            if err.is_some() {
-                return false;
-            }
-            current = Some((r.to_vec(), Vec::new()));
-        }
-        let body = match records::decode_version(k, v) {
-            Ok(b) => b.map(|b| if with_bodies { b.to_vec() } else { Vec::new() }),
-            Err(e) => {
-                err = Some(e);
-                return false;
-            }
-        };
-        if let Some((_, versions)) = current.as_mut() {
-            versions.push((t, body));
-        }
-        true
-    })?;
-    flush(current, &mut err);
-    match err {
-        Some(e) => Err(e),
-        None => Ok(()),
-    }
+    crate::temporal::scan_versions(store, prefix, None, with_bodies, &mut |r, versions| {
+        visit(r, &versions).map(|()| true)
+    })
 }
 
 /// The bucket indexes `[a, b)` whose end instant (state as of `end - 1 ms`)

@@ -168,7 +168,9 @@ impl Store for PastStore {
                 p_from.extend_from_slice(&start[1..]);
                 crate::temporal::scan_versions(
                     self.live.as_ref(),
+                    &[keys::VERSION],
                     Some(&p_from),
+                    true,
                     &mut |r, versions| {
                         let mut k = vec![keys::ENTITY];
                         k.extend_from_slice(r.as_bytes());

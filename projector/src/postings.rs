@@ -377,6 +377,30 @@ pub fn by_value(rows: &[crate::records::SearchRow]) -> BTreeMap<(&str, &str), Ve
     out
 }
 
+/// Calls `moved(key, value, casings)` for each value whose casings differ
+/// between an entity's rows `old` and `new` (no casings: the entity left
+/// that value's list). What the live lists and their history both record.
+pub fn each_moved_value(
+    old: &[crate::records::SearchRow],
+    new: &[crate::records::SearchRow],
+    moved: &mut dyn FnMut(&str, &str, Vec<String>),
+) {
+    let old = by_value(old);
+    let new = by_value(new);
+    for ((k, v), casings) in &old {
+        match new.get(&(*k, *v)) {
+            None => moved(k, v, Vec::new()),
+            Some(now) if now != casings => moved(k, v, now.clone()),
+            Some(_) => {}
+        }
+    }
+    for ((k, v), casings) in new {
+        if !old.contains_key(&(k, v)) {
+            moved(k, v, casings);
+        }
+    }
+}
+
 /// Adds to `changes` what turning an entity's rows `old` into `new` does to
 /// the postings.
 pub fn diff(
@@ -385,20 +409,9 @@ pub fn diff(
     old: &[crate::records::SearchRow],
     new: &[crate::records::SearchRow],
 ) {
-    let old = by_value(old);
-    let new = by_value(new);
-    for ((k, v), casings) in &old {
-        if !new.contains_key(&(*k, *v)) {
-            changes.set(k, v, ordinal, Vec::new());
-        } else if new[&(*k, *v)] != *casings {
-            changes.set(k, v, ordinal, new[&(*k, *v)].clone());
-        }
-    }
-    for ((k, v), casings) in new {
-        if !old.contains_key(&(k, v)) {
-            changes.set(k, v, ordinal, casings);
-        }
-    }
+    each_moved_value(old, new, &mut |k, v, casings| {
+        changes.set(k, v, ordinal, casings);
+    });
 }
 
 /// Whether this store's index is posting lists (else it still has the

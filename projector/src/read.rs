@@ -10,8 +10,12 @@ use crate::records::{self, HistoryRecord, LocationRecord, SearchRows};
 use crate::store::{Store, StoreError};
 use proto::{ErrorKind, ProcessingError};
 use roaring::RoaringBitmap;
+use serde_json::value::RawValue as RawJson;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
+
+/// An entity's JSON text before and after a change of the feed, as stored.
+pub type FeedBodies = (Option<Box<RawJson>>, Option<Box<RawJson>>);
 
 /// A parsed entity filter: any of the clauses.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -959,13 +963,28 @@ impl Catalog {
         crate::feed::bodies(self.store.as_ref(), record)
     }
 
-    /// The entity JSON before and after an entity change of the feed.
+    /// The entity's JSON text before and after an entity change of the
+    /// feed, as stored (not parsed into a tree).
     pub fn feed_entities(
         &self,
         record: &crate::feed::FeedRecord,
-    ) -> Result<(Option<serde_json::Value>, Option<serde_json::Value>), StoreError> {
-        let (b, a) = crate::feed::bodies::<crate::feed::EntityJson>(self.store.as_ref(), record)?;
+    ) -> Result<FeedBodies, StoreError> {
+        let (b, a) = crate::feed::bodies::<crate::feed::EntityText>(self.store.as_ref(), record)?;
         Ok((b.and_then(|b| b.entity), a.and_then(|a| a.entity)))
+    }
+
+    /// [`Catalog::feed_entities`] of each of `records`, read together (one
+    /// iterator for them all).
+    pub fn feed_entities_each(
+        &self,
+        records: &[&crate::feed::FeedRecord],
+    ) -> Result<Vec<FeedBodies>, StoreError> {
+        Ok(
+            crate::feed::bodies_each::<crate::feed::EntityText>(self.store.as_ref(), records)?
+                .into_iter()
+                .map(|(b, a)| (b.and_then(|b| b.entity), a.and_then(|a| a.entity)))
+                .collect(),
+        )
     }
 
     /// The catalog as it stood at `at_ms` (see [`crate::asof`]): an empty

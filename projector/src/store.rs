@@ -58,6 +58,30 @@ pub trait Store: Send + Sync {
         })?;
         Ok(last)
     }
+    /// For each `(prefix, key)`: the value at `key`, and the last entry
+    /// starting with `prefix` before `key` (one iterator for them all where
+    /// the store has them).
+    #[allow(clippy::type_complexity)]
+    fn at_and_before_each(
+        &self,
+        queries: &[(Vec<u8>, Vec<u8>)],
+    ) -> Result<Vec<(Option<Vec<u8>>, Option<Entry>)>, StoreError> {
+        queries
+            .iter()
+            .map(|(prefix, key)| {
+                let at = self.get(key)?;
+                let mut before = None;
+                self.scan(prefix, None, &mut |k, v| {
+                    if k >= key.as_slice() {
+                        return false;
+                    }
+                    before = Some((k.to_vec(), v.to_vec()));
+                    true
+                })?;
+                Ok((at, before))
+            })
+            .collect()
+    }
     /// The last key starting with `prefix` that is at most `key`, and the
     /// first that is greater, with their values (one iterator where the
     /// store has them).
@@ -124,6 +148,24 @@ impl Store for MemStore {
             }
         }
         Ok(())
+    }
+
+    fn at_and_before_each(
+        &self,
+        queries: &[(Vec<u8>, Vec<u8>)],
+    ) -> Result<Vec<(Option<Vec<u8>>, Option<Entry>)>, StoreError> {
+        let map = self.map.read().expect("lock");
+        Ok(queries
+            .iter()
+            .map(|(prefix, key)| {
+                let before = map
+                    .range(..key.clone())
+                    .next_back()
+                    .filter(|(k, _)| k.starts_with(prefix))
+                    .map(|(k, v)| (k.clone(), v.clone()));
+                (map.get(key).cloned(), before)
+            })
+            .collect())
     }
 
     fn last_at_or_before(&self, prefix: &[u8], upto: &[u8]) -> Result<Option<Entry>, StoreError> {
@@ -269,6 +311,29 @@ impl Store for RocksStore {
         Ok(found)
     }
 
+    fn at_and_before_each(
+        &self,
+        queries: &[(Vec<u8>, Vec<u8>)],
+    ) -> Result<Vec<(Option<Vec<u8>>, Option<Entry>)>, StoreError> {
+        // One iterator for the lot: creating one costs more than a seek.
+        let mut it = self.db.raw_iterator();
+        let mut out = Vec::with_capacity(queries.len());
+        for (prefix, key) in queries {
+            it.seek_for_prev(key);
+            let mut at = None;
+            if it.valid() && it.key() == Some(key.as_slice()) {
+                at = it.value().map(<[u8]>::to_vec);
+                it.prev();
+            }
+            let before = match (it.valid(), it.key(), it.value()) {
+                (true, Some(k), Some(v)) if k.starts_with(prefix) => Some((k.to_vec(), v.to_vec())),
+                _ => None,
+            };
+            it.status()?;
+            out.push((at, before));
+        }
+        Ok(out)
+    }
     fn around(
         &self,
         prefix: &[u8],
@@ -377,6 +442,57 @@ mod tests {
                 );
             }
         }
+        // Many at once, as the feed reads bodies: the same answers from the
+        // default (a get and a scan per query), the in-memory map and one
+        // RocksDB iterator, visiting prefixes out of order.
+        let mut queries = Vec::new();
+        for prefix in [b"Pab\x00".as_slice(), b"Pa\x00", b"Pz\x00", b"Pa\x00"] {
+            for probe in (0u8..12).rev() {
+                let mut key = prefix.to_vec();
+                key.push(probe);
+                queries.push((prefix.to_vec(), key));
+            }
+        }
+        struct Plain<'a>(&'a MemStore);
+        impl Store for Plain<'_> {
+            fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+                self.0.get(key)
+            }
+            fn scan(
+                &self,
+                prefix: &[u8],
+                from: Option<&[u8]>,
+                visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+            ) -> Result<(), StoreError> {
+                self.0.scan(prefix, from, visit)
+            }
+            fn version(&self) -> u64 {
+                self.0.version()
+            }
+            fn write(&self, changes: WriteSet) -> Result<(), StoreError> {
+                self.0.write(changes)
+            }
+        }
+        let each = mem.at_and_before_each(&queries).unwrap();
+        assert_eq!(rocks.at_and_before_each(&queries).unwrap(), each);
+        assert_eq!(Plain(&mem).at_and_before_each(&queries).unwrap(), each);
+        let at = |k: &[u8]| queries.iter().position(|(_, q)| q == k).unwrap();
+        assert_eq!(
+            each[at(b"Pa\x00\x05")],
+            (
+                Some(b"Pa\x00\x05".to_vec()),
+                Some((b"Pa\x00\x01".to_vec(), b"Pa\x00\x01".to_vec()))
+            )
+        );
+        assert_eq!(
+            each[at(b"Pa\x00\x01")],
+            (Some(b"Pa\x00\x01".to_vec()), None)
+        );
+        assert_eq!(
+            each[at(b"Pab\x00\x03")].1,
+            None,
+            "another ref's versions are not this one's"
+        );
         let (before, after) = mem.around(b"Pa\x00", b"Pa\x00\x05").unwrap();
         assert_eq!(before.unwrap().0, b"Pa\x00\x05".to_vec());
         assert_eq!(after.unwrap().0, b"Pa\x00\x09".to_vec());

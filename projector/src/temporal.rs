@@ -243,9 +243,7 @@ impl Changes {
 /// Records that entity `ordinal`'s search rows moved from `old` to `new`
 /// at `at_ms`: one change per value whose casings differ.
 pub fn diff(changes: &mut Changes, at_ms: i64, ordinal: u32, old: &[SearchRow], new: &[SearchRow]) {
-    let old = crate::postings::by_value(old);
-    let new = crate::postings::by_value(new);
-    let mut push = |k: &str, v: &str, casings: Vec<String>| {
+    crate::postings::each_moved_value(old, new, &mut |k, v, casings| {
         changes
             .by_list
             .entry((k.to_string(), v.to_string()))
@@ -255,40 +253,14 @@ pub fn diff(changes: &mut Changes, at_ms: i64, ordinal: u32, old: &[SearchRow], 
                 ordinal,
                 casings,
             });
-    };
-    for ((k, v), casings) in &old {
-        match new.get(&(*k, *v)) {
-            None => push(k, v, Vec::new()),
-            Some(now) if now != casings => push(k, v, now.clone()),
-            Some(_) => {}
-        }
-    }
-    for ((k, v), casings) in new {
-        if !old.contains_key(&(k, v)) {
-            push(k, v, casings);
-        }
-    }
+    });
 }
 
 /// A list as of `at_ms`, from its segments' raw records in key order.
 pub fn list_at(key: &[u8], segments: &[Vec<u8>], at_ms: i64) -> Result<Posting, StoreError> {
-    let mut changes = Vec::new();
-    for bytes in segments {
-        changes.extend(Segment::decode(key, bytes)?.changes);
-    }
-    if !changes.is_sorted_by_key(|c| c.at_ms) {
-        // Late changes: into time order. The sort is stable, so of two
-        // changes at one instant the later written still wins.
-        changes.sort_by_key(|c| c.at_ms);
-    }
-    let mut posting = Posting::default();
-    for c in changes {
-        if c.at_ms > at_ms {
-            break;
-        }
-        posting.set(c.ordinal, &c.casings);
-    }
-    Ok(posting)
+    Ok(list_at_each(key, segments, &[at_ms])?
+        .pop()
+        .unwrap_or_default())
 }
 
 /// A list at each of `instants` (ascending), from its segments' raw
@@ -303,6 +275,8 @@ pub fn list_at_each(
         changes.extend(Segment::decode(key, bytes)?.changes);
     }
     if !changes.is_sorted_by_key(|c| c.at_ms) {
+        // Late changes: into time order. The sort is stable, so of two
+        // changes at one instant the later written still wins.
         changes.sort_by_key(|c| c.at_ms);
     }
     let mut out = Vec::with_capacity(instants.len());
@@ -479,14 +453,20 @@ fn upgrade_in_chunks(
         let mut refs: Vec<(String, Versions)> = Vec::new();
         let mut full = false;
         let from = after.as_deref().map(|a| keys::version(a, i64::MAX));
-        scan_versions(store, from.as_deref(), &mut |r, versions| {
-            if after.as_deref() == Some(r) {
-                return Ok(true);
-            }
-            refs.push((r.to_string(), versions));
-            full = refs.len() >= chunk;
-            Ok(!full)
-        })?;
+        scan_versions(
+            store,
+            &[keys::VERSION],
+            from.as_deref(),
+            true,
+            &mut |r, versions| {
+                if after.as_deref() == Some(r) {
+                    return Ok(true);
+                }
+                refs.push((r.to_string(), versions));
+                full = refs.len() >= chunk;
+                Ok(!full)
+            },
+        )?;
         let mut changes = Changes::default();
         let mut ordinals = Ordinals::new(store);
         let mut out = WriteSet::new();
@@ -528,12 +508,16 @@ pub type Version = (i64, Option<Vec<u8>>);
 /// A ref's versions, oldest first.
 pub type Versions = Vec<Version>;
 
-/// Visits each ref's versions, in ref order, from the `P` key `from` (the
-/// first ref visited may be partial when `from` is inside its versions),
-/// until `visit` says stop.
+/// Visits each subject's versions under `prefix` (a table of versions
+/// keyed by subject and time, such as `P`), in subject order, from the key
+/// `from` (the first subject visited may be partial when `from` is inside
+/// its versions), until `visit` says stop. Bodies are read only
+/// `with_bodies` (else each served version's body is empty).
 pub fn scan_versions(
     store: &dyn Store,
+    prefix: &[u8],
     from: Option<&[u8]>,
+    with_bodies: bool,
     visit: &mut dyn FnMut(&str, Versions) -> Result<bool, StoreError>,
 ) -> Result<(), StoreError> {
     let mut current: Option<(Vec<u8>, Versions)> = None;
@@ -548,7 +532,7 @@ pub fn scan_versions(
             }
         }
     };
-    store.scan(&[keys::VERSION], from, &mut |k, v| {
+    store.scan(prefix, from, &mut |k, v| {
         let (Some(t), Some(r)) = (keys::version_time(k), k.get(1..k.len().saturating_sub(9)))
         else {
             return true;
@@ -561,7 +545,7 @@ pub fn scan_versions(
             }
         }
         let body = match records::decode_version(k, v) {
-            Ok(b) => b.map(<[u8]>::to_vec),
+            Ok(b) => b.map(|b| if with_bodies { b.to_vec() } else { Vec::new() }),
             Err(e) => {
                 err = Some(e);
                 return false;

@@ -10,7 +10,7 @@
 use crate::AppState;
 use crate::error::ApiError;
 use crate::params::Params;
-use crate::respond::{blocking, json};
+use crate::respond::{blocking, json_bytes};
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -19,7 +19,10 @@ use futures_util::stream::{self, Stream};
 use projector::feed::{FeedEntry, FeedKind, FeedRecord};
 use projector::{Catalog, EntityFilter};
 use proto::EntityRef;
-use serde_json::{Map, Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue as RawJson;
+use serde_json::{Map, Value};
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::convert::Infallible;
 use std::time::{Duration, Instant};
@@ -151,16 +154,101 @@ fn cursor(catalog: &Catalog, p: &Params, headers: Option<&HeaderMap>) -> Result<
     }
 }
 
-/// One change as the API shows it.
-fn item(catalog: &Catalog, e: &FeedEntry, sel: &Selection) -> Result<Option<Value>, ApiError> {
+/// One change as the API shows it: its JSON, written once (the bodies
+/// before and after go in as their stored text, never parsed unless a
+/// filter or a patch needs them), and what the event stream labels it with.
+pub struct Shown {
+    pub event_id: u64,
+    pub event_type: &'static str,
+    pub json: Box<RawJson>,
+    /// How many entity bodies it carries (before, after).
+    pub bodies: usize,
+}
+
+/// The item's fields in the order they are written.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ItemOut<'a> {
+    event_id: String,
+    event_at: String,
+    event_type: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    entity_ref: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    entity_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scorecard: Option<&'a projector::feed::ScorecardOutcome>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    location_ref: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    location_id: Option<String>,
+    source: &'a str,
+    log_event_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    by: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    errors: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch: Option<json_patch::Patch>,
+    /// Present (`null` when there is none) for entity changes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    before: Option<Option<&'a RawJson>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    after: Option<Option<&'a RawJson>>,
+}
+
+/// The served ref's parts of an entity body, read without building a tree.
+#[derive(Deserialize)]
+struct Head<'a> {
+    #[serde(borrow)]
+    kind: Cow<'a, str>,
+    #[serde(borrow)]
+    metadata: HeadMeta<'a>,
+}
+
+#[derive(Deserialize)]
+struct HeadMeta<'a> {
+    #[serde(borrow)]
+    name: Cow<'a, str>,
+    #[serde(default, borrow)]
+    namespace: Option<Cow<'a, str>>,
+}
+
+fn served_ref(body: &RawJson) -> Option<EntityRef> {
+    let h: Head = serde_json::from_str(body.get()).ok()?;
+    let namespace = h.metadata.namespace.as_deref().unwrap_or("default");
+    Some(EntityRef::new(&h.kind, namespace, &h.metadata.name))
+}
+
+fn tree(body: Option<&RawJson>) -> Option<Value> {
+    body.and_then(|b| serde_json::from_str(b.get()).ok())
+}
+
+/// One change as the API shows it, with its bodies read already.
+fn item(
+    catalog: &Catalog,
+    e: &FeedEntry,
+    bodies: projector::read::FeedBodies,
+    sel: &Selection,
+) -> Result<Option<Shown>, ApiError> {
     let r = &e.record;
-    let mut out = Map::new();
-    out.insert("eventId".into(), json!(e.seq.to_string()));
-    out.insert(
-        "eventAt".into(),
-        json!(r.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
-    );
-    out.insert("eventType".into(), json!(r.kind.as_str()));
+    let mut out = ItemOut {
+        event_id: e.seq.to_string(),
+        event_at: r.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        event_type: r.kind.as_str(),
+        entity_ref: None,
+        entity_id: None,
+        scorecard: None,
+        location_ref: None,
+        location_id: None,
+        source: r.source.as_str(),
+        log_event_id: r.event_id.to_string(),
+        by: r.by.as_deref(),
+        errors: r.errors,
+        patch: None,
+        before: None,
+        after: None,
+    };
     let (mut before, mut after) = (None, None);
     if let (Some(key), Some(sc)) = (&r.entity, &r.scorecard) {
         if let Some(filter) = &sel.filter {
@@ -171,73 +259,57 @@ fn item(catalog: &Catalog, e: &FeedEntry, sel: &Selection) -> Result<Option<Valu
                 return Ok(None);
             }
         }
-        out.insert("entityRef".into(), json!(key));
-        out.insert(
-            "entityId".into(),
-            json!(projector::fold::derived_id("entity", key).to_string()),
-        );
-        out.insert(
-            "scorecard".into(),
-            serde_json::to_value(sc).expect("outcomes serialise"),
-        );
+        out.entity_ref = Some(key.clone());
+        out.entity_id = Some(projector::fold::derived_id("entity", key).to_string());
+        out.scorecard = Some(sc);
     } else if let Some(key) = &r.entity {
-        (before, after) = catalog.feed_entities(r)?;
+        (before, after) = bodies;
         if r.kind == FeedKind::EntityDeleted {
             after = None;
         }
         if r.kind == FeedKind::EntityCreated {
             before = None;
         }
-        if let Some(filter) = &sel.filter {
-            let seen = after.as_ref().or(before.as_ref());
-            if !seen.is_some_and(|b| filter.matches(b)) {
-                return Ok(None);
-            }
+        let seen = after.as_deref().or(before.as_deref());
+        if let Some(filter) = &sel.filter
+            && !tree(seen).is_some_and(|b| filter.matches(&b))
+        {
+            return Ok(None);
         }
-        let shown = after
-            .as_ref()
-            .or(before.as_ref())
-            .and_then(crate::entities::served_ref)
-            .map(|r| r.to_string())
-            .unwrap_or_else(|| key.clone());
-        out.insert("entityRef".into(), json!(shown));
-        out.insert(
-            "entityId".into(),
-            json!(projector::fold::derived_id("entity", key).to_string()),
+        out.entity_ref = Some(
+            seen.and_then(served_ref)
+                .map(|r| r.to_string())
+                .unwrap_or_else(|| key.clone()),
         );
+        out.entity_id = Some(projector::fold::derived_id("entity", key).to_string());
     }
     if !r.location.as_str().is_empty() {
-        out.insert("locationRef".into(), json!(r.location.as_str()));
-        out.insert(
-            "locationId".into(),
-            json!(projector::fold::derived_id("location", r.location.as_str()).to_string()),
-        );
+        out.location_ref = Some(r.location.as_str());
+        out.location_id =
+            Some(projector::fold::derived_id("location", r.location.as_str()).to_string());
     }
-    out.insert("source".into(), json!(r.source.as_str()));
-    out.insert("logEventId".into(), json!(r.event_id.to_string()));
-    if let Some(by) = &r.by {
-        out.insert("by".into(), json!(by));
-    }
-    if let Some(n) = r.errors {
-        out.insert("errors".into(), json!(n));
-    }
-    if r.entity.is_some() {
+    let mut bodies = 0;
+    if r.entity.is_some() && r.scorecard.is_none() {
         if sel.patch {
             let empty = Value::Object(Map::new());
-            let patch = json_patch::diff(
-                before.as_ref().unwrap_or(&empty),
-                after.as_ref().unwrap_or(&empty),
-            );
-            out.insert(
-                "patch".into(),
-                serde_json::to_value(patch).expect("patches serialise"),
-            );
+            let (b, a) = (tree(before.as_deref()), tree(after.as_deref()));
+            out.patch = Some(json_patch::diff(
+                b.as_ref().unwrap_or(&empty),
+                a.as_ref().unwrap_or(&empty),
+            ));
         } else {
-            out.insert("before".into(), before.unwrap_or(Value::Null));
-            out.insert("after".into(), after.unwrap_or(Value::Null));
+            bodies = usize::from(before.is_some()) + usize::from(after.is_some());
+            out.before = Some(before.as_deref());
+            out.after = Some(after.as_deref());
         }
     }
-    Ok(Some(Value::Object(out)))
+    let json = serde_json::value::to_raw_value(&out).expect("feed items serialise");
+    Ok(Some(Shown {
+        event_id: e.seq,
+        event_type: r.kind.as_str(),
+        json,
+        bodies,
+    }))
 }
 
 /// One page after `after`: the items and the cursor to continue from.
@@ -246,17 +318,19 @@ fn page(
     after: u64,
     limit: usize,
     sel: &Selection,
-) -> Result<(Vec<Value>, u64), ApiError> {
+) -> Result<(Vec<Shown>, u64), ApiError> {
     let (entries, last) = catalog.feed(after, limit, SCAN_BUDGET, &mut |r| sel.keeps(r))?;
     // Reading the bodies before and after each change is most of the
     // work: a long page is shown on up to four threads, in order.
     let workers = std::thread::available_parallelism()
         .map_or(1, std::num::NonZeroUsize::get)
         .clamp(1, 4);
-    let show = |part: &[FeedEntry]| -> Result<Vec<Value>, ApiError> {
+    let show = |part: &[FeedEntry]| -> Result<Vec<Shown>, ApiError> {
+        let records: Vec<&FeedRecord> = part.iter().map(|e| &e.record).collect();
+        let bodies = catalog.feed_entities_each(&records)?;
         let mut items = Vec::with_capacity(part.len());
-        for e in part {
-            if let Some(v) = item(catalog, e, sel)? {
+        for (e, b) in part.iter().zip(bodies) {
+            if let Some(v) = item(catalog, e, b, sel)? {
                 items.push(v);
             }
         }
@@ -266,7 +340,7 @@ fn page(
         return Ok((show(&entries)?, last));
     }
     let per = entries.len().div_ceil(workers);
-    let parts: Vec<Result<Vec<Value>, ApiError>> = std::thread::scope(|scope| {
+    let parts: Vec<Result<Vec<Shown>, ApiError>> = std::thread::scope(|scope| {
         let handles: Vec<_> = entries
             .chunks(per)
             .map(|part| scope.spawn(move || show(part)))
@@ -283,6 +357,27 @@ fn page(
     Ok((items, last))
 }
 
+/// A page as `GET /api/history/events` answers it.
+fn page_json(items: &[Shown], last: u64) -> Vec<u8> {
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct PageOut<'a> {
+        items: Vec<&'a RawJson>,
+        page_info: PageInfo,
+    }
+    #[derive(Serialize)]
+    struct PageInfo {
+        cursor: String,
+    }
+    serde_json::to_vec(&PageOut {
+        items: items.iter().map(|i| &*i.json).collect(),
+        page_info: PageInfo {
+            cursor: last.to_string(),
+        },
+    })
+    .expect("feed pages serialise")
+}
+
 /// Every change after `after` as `GET /api/history/events` shows it (all
 /// types, bodies before and after), `limit` at a time: the items and the
 /// cursor to continue from. For measuring the feed as clients read it.
@@ -290,7 +385,7 @@ pub fn page_of_everything(
     catalog: &Catalog,
     after: u64,
     limit: usize,
-) -> Result<(Vec<Value>, u64), String> {
+) -> Result<(Vec<Shown>, u64), String> {
     let sel = Selection {
         types: BTreeSet::new(),
         entity_kinds: BTreeSet::new(),
@@ -333,10 +428,7 @@ pub async fn events(State(st): State<AppState>, p: Params) -> Result<Response, A
         let s = sel.clone();
         let (items, last) = blocking(move || page(&catalog, from, limit, &s)).await?;
         if !items.is_empty() || Instant::now() >= deadline {
-            return Ok(json(&json!({
-                "items": items,
-                "pageInfo": { "cursor": last.to_string() },
-            })));
+            return Ok(json_bytes(page_json(&items, last)));
         }
         from = last;
         tokio::time::sleep(POLL).await;
@@ -400,10 +492,12 @@ fn feed_stream(
                 Ok((items, last)) => {
                     at.after = last;
                     for v in items {
-                        let id = v["eventId"].as_str().unwrap_or_default().to_owned();
-                        let ty = v["eventType"].as_str().unwrap_or_default().to_owned();
-                        at.ready
-                            .push_back(Event::default().id(id).event(ty).data(v.to_string()));
+                        at.ready.push_back(
+                            Event::default()
+                                .id(v.event_id.to_string())
+                                .event(v.event_type)
+                                .data(v.json.get()),
+                        );
                     }
                     if at.ready.is_empty() {
                         tokio::time::sleep(POLL).await;
