@@ -362,7 +362,14 @@ fn key_of(st: &AppState, input: &LocationInput) -> Result<LocationKey, ApiError>
     params(views::params::CreateLocationQuery),
     request_body(content = views::LocationInput),
     responses(
-        (status = 201, description = "Registered (or, in a dry run, what it would yield)", body = views::CreateLocationResponse),
+        (status = 201, description = "Registered (or, in a dry run, what it would yield)", body = views::CreateLocationResponse,
+            links(
+                ("GetLocation" = (operation_id = "GetLocation", parameters(("id" = "$response.body#/location/id")), description = "The registered location.")),
+                ("GetLocationErrors" = (operation_id = "GetLocationErrors", parameters(("id" = "$response.body#/location/id")), description = "Its processing errors.")),
+                ("UpdateLocation" = (operation_id = "UpdateLocation", parameters(("id" = "$response.body#/location/id")), description = "Change its type or target.")),
+                ("DeleteLocation" = (operation_id = "DeleteLocation", parameters(("id" = "$response.body#/location/id")), description = "Unregister it."))
+            )
+        ),
         (status = 400, response = views::ErrorResponse),
         (status = 401, response = views::Unauthorized),
         (status = 403, response = views::Forbidden),

@@ -475,7 +475,11 @@ fn body<T: serde::de::DeserializeOwned>(bytes: &Bytes) -> Result<T, ApiError> {
     params(views::params::ScorecardId),
     request_body(content = views::ExemptionRequest),
     responses(
-        (status = 202, description = "Accepted: the exemption is written to the event log.", body = views::Exemption),
+        (status = 202, description = "Accepted: the exemption is written to the event log.", body = views::Exemption,
+            links(
+                ("RevokeScorecardExemption" = (operation_id = "RevokeScorecardExemption", parameters(("exemptionId" = "$response.body#/id")), description = "Revoke the exemption."))
+            )
+        ),
         (status = 400, response = views::ErrorResponse),
         (status = 401, response = views::Unauthorized),
         (status = 403, response = views::Forbidden),
