@@ -5,6 +5,7 @@ use crate::AppState;
 use crate::error::ApiError;
 use crate::params::{Params, PathArgs};
 use crate::respond::{blocking, json};
+use crate::views;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
@@ -14,6 +15,20 @@ use serde_json::json;
 use std::fmt::Write;
 
 /// `GET /api/metrics/{metric}?from=&to=&interval=day|week|month&by=&filter=&scorecard=&target=&format=json|csv`
+#[utoipa::path(
+    get,
+    path = "/api/metrics/{metric}",
+    operation_id = "GetMetric",
+    tag = "Metrics",
+    description = "An adoption metric over time, computed from history: `entities` (count at each interval's end), `ownership-coverage` (of components, or the filter: owned by a Group then, orphaned, total, coverage), `catalog-coverage` (unarchived GitHub repositories with a catalog descriptor: with_descriptor, repositories, coverage; by all, org, or team: the Group of each team with push, maintain or admin access, `(none)` without one), `scorecard-levels` (needs `scorecard`: entities, level:<name>, mean_score, pass_rate:<check>, by all, owner with child groups, system or domain; the JSON adds `movers`, the groups whose mean score rose or fell most), `technology` (by language or topic of repositories, tag, api-type, or dependency with an optional `target` ref: count and share), `changes` (changes within each interval). Each metric takes the splits it names; the first is its default. JSON, or CSV with `format=csv` or `Accept: text/csv` (columns start,end,key,measure,value).",
+    params(views::params::GetMetricPath, views::params::GetMetricQuery),
+    responses(
+        (status = 200, description = "Ok", content((views::MetricSeries = "application/json"), (String = "text/csv"))),
+        (status = 400, response = views::ErrorResponse),
+        (status = 404, response = views::ErrorResponse),
+        (status = "default", response = views::ErrorResponse)
+    )
+)]
 pub async fn metric(
     State(st): State<AppState>,
     PathArgs(name): PathArgs<String>,

@@ -7,6 +7,7 @@ use crate::params::{
     order_field_params, order_params, parse_filter, sort_key, sorted_keys,
 };
 use crate::respond::{self, blocking, json, json_bytes};
+use crate::views;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
@@ -39,6 +40,19 @@ struct AfterCursor {
 }
 
 /// `GET /api/catalog/entities`
+#[utoipa::path(
+    get,
+    path = "/api/catalog/entities",
+    operation_id = "GetEntities",
+    tag = "Entity",
+    description = "All entities matching the filters, as a JSON array. With `limit`, a `Link: <...after=...>; rel=\"next\"` header points at the next page while more remain.",
+    params(views::params::Filter, views::params::Fields, views::params::Limit, views::params::Offset, views::params::After, views::params::Order, views::params::AsOf),
+    responses(
+        (status = 200, description = "Ok", body = [views::Entity], headers(("Link" = String, description = "`<url>; rel=\"next\"` when more entities remain."))),
+        (status = 400, response = views::ErrorResponse),
+        (status = "default", response = views::ErrorResponse)
+    )
+)]
 pub async fn list(State(st): State<AppState>, params: Params) -> Result<Response, ApiError> {
     let filter = params.filter()?;
     let fields = params.fields()?;
@@ -342,6 +356,19 @@ struct PageInfo {
 }
 
 /// `GET /api/catalog/entities/by-query`
+#[utoipa::path(
+    get,
+    path = "/api/catalog/entities/by-query",
+    operation_id = "GetEntitiesByQuery",
+    tag = "Entity",
+    description = "A page of the entities matching a query, with their total count and cursors.",
+    params(views::params::Filter, views::params::Fields, views::params::QueryLimit, views::params::Offset, views::params::OrderField, views::params::Cursor, views::params::FullTextFilterTerm, views::params::FullTextFilterFields, views::params::AsOf),
+    responses(
+        (status = 200, description = "Ok", body = views::EntitiesQueryResponse),
+        (status = 400, response = views::ErrorResponse),
+        (status = "default", response = views::ErrorResponse)
+    )
+)]
 pub async fn by_query(State(st): State<AppState>, params: Params) -> Result<Response, ApiError> {
     let fields = params.fields()?;
     let limit = params.int("limit", 0)?.unwrap_or(DEFAULT_QUERY_LIMIT);
@@ -486,6 +513,20 @@ fn json_body<T: serde::de::DeserializeOwned>(
 /// `cursor`, `limit`, `offset`, `orderBy`, `fullTextFilter`, `fields`,
 /// `totalItems`. A cursor carries the query; with one, only `limit` and
 /// `fields` of the body count.
+#[utoipa::path(
+    post,
+    path = "/api/catalog/entities/by-query",
+    operation_id = "QueryEntitiesByPredicate",
+    tag = "Entity",
+    description = "A page of the entities matching a predicate query, with their total count and cursors. A cursor carries the query: with one, only limit and fields count.",
+    params(views::params::AsOf),
+    request_body(content = Option<views::EntitiesPredicateQuery>),
+    responses(
+        (status = 200, description = "Ok", body = views::EntitiesQueryResponse),
+        (status = 400, response = views::ErrorResponse),
+        (status = "default", response = views::ErrorResponse)
+    )
+)]
 pub async fn by_predicate(
     State(st): State<AppState>,
     params: Params,
@@ -577,6 +618,20 @@ struct PredicateFacets {
 
 /// `POST /api/catalog/entity-facets`: facets (`facets`) over the entities
 /// a predicate (`query`) selects, or all.
+#[utoipa::path(
+    post,
+    path = "/api/catalog/entity-facets",
+    operation_id = "QueryEntityFacetsByPredicate",
+    tag = "Entity",
+    description = "Value counts of each facet over the entities a predicate query selects (all without one).",
+    params(views::params::AsOf),
+    request_body(content = views::EntityFacetsPredicateQuery),
+    responses(
+        (status = 200, description = "Ok", body = views::EntityFacetsResponse),
+        (status = 400, response = views::ErrorResponse),
+        (status = "default", response = views::ErrorResponse)
+    )
+)]
 pub async fn facets_by_predicate(
     State(st): State<AppState>,
     params: Params,
@@ -716,6 +771,19 @@ fn not_named(kind: &str, namespace: &str, name: &str) -> ApiError {
 
 /// `GET /api/catalog/entities/by-name/{kind}/{namespace}/{name}`
 /// (case-insensitive, as the ref key is).
+#[utoipa::path(
+    get,
+    path = "/api/catalog/entities/by-name/{kind}/{namespace}/{name}",
+    operation_id = "GetEntityByName",
+    tag = "Entity",
+    description = "One entity by its ref.",
+    params(views::params::Kind, views::params::Namespace, views::params::Name, views::params::AsOf),
+    responses(
+        (status = 200, description = "Ok", body = views::Entity),
+        (status = 404, response = views::ErrorResponse),
+        (status = "default", response = views::ErrorResponse)
+    )
+)]
 pub async fn by_name(
     State(st): State<AppState>,
     PathArgs((kind, namespace, name)): PathArgs<(String, String, String)>,
@@ -730,6 +798,19 @@ pub async fn by_name(
 }
 
 /// `GET /api/catalog/entities/by-uid/{uid}`
+#[utoipa::path(
+    get,
+    path = "/api/catalog/entities/by-uid/{uid}",
+    operation_id = "GetEntityByUid",
+    tag = "Entity",
+    description = "One entity by its metadata.uid.",
+    params(views::params::Uid, views::params::AsOf),
+    responses(
+        (status = 200, description = "Ok", body = views::Entity),
+        (status = 404, response = views::ErrorResponse),
+        (status = "default", response = views::ErrorResponse)
+    )
+)]
 pub async fn by_uid(
     State(st): State<AppState>,
     PathArgs(uid): PathArgs<String>,
@@ -748,6 +829,19 @@ pub async fn by_uid(
 /// entity, the Location that found it, ...). This catalog does not model
 /// Location entities or their parentage yet, so the entity is its own root
 /// and the only item, with no parents.
+#[utoipa::path(
+    get,
+    path = "/api/catalog/entities/by-name/{kind}/{namespace}/{name}/ancestry",
+    operation_id = "GetEntityAncestryByName",
+    tag = "Entity",
+    description = "An entity's ancestry. Location-entity parentage is not tracked yet: the entity is its own root and only item.",
+    params(views::params::Kind, views::params::Namespace, views::params::Name, views::params::AsOf),
+    responses(
+        (status = 200, description = "Ok", body = views::EntityAncestryResponse),
+        (status = 404, response = views::ErrorResponse),
+        (status = "default", response = views::ErrorResponse)
+    )
+)]
 pub async fn ancestry(
     State(st): State<AppState>,
     PathArgs((kind, namespace, name)): PathArgs<(String, String, String)>,
@@ -794,6 +888,20 @@ struct ByRefsBody {
 /// `POST /api/catalog/entities/by-refs`: `{"items": [entity or null]}` in
 /// request order. A ref that does not parse, is not served or does not
 /// match the `filter` parameters or the body's `query` gives `null`.
+#[utoipa::path(
+    post,
+    path = "/api/catalog/entities/by-refs",
+    operation_id = "GetEntitiesByRefs",
+    tag = "Entity",
+    description = "A batch of entities by ref, in request order, null for those not found.",
+    params(views::params::Filter, views::params::Fields, views::params::AsOf),
+    request_body(content = views::EntitiesBatchRequest),
+    responses(
+        (status = 200, description = "Ok", body = views::EntitiesBatchResponse),
+        (status = 400, response = views::ErrorResponse),
+        (status = "default", response = views::ErrorResponse)
+    )
+)]
 pub async fn by_refs(
     State(st): State<AppState>,
     params: Params,
@@ -883,6 +991,19 @@ struct FacetValue {
 }
 
 /// `GET /api/catalog/entity-facets?facet=kind&filter=...`
+#[utoipa::path(
+    get,
+    path = "/api/catalog/entity-facets",
+    operation_id = "GetEntityFacets",
+    tag = "Entity",
+    description = "Value counts of the given facets over the entities matching the filters.",
+    params(views::params::Facet, views::params::Filter, views::params::AsOf),
+    responses(
+        (status = 200, description = "Ok", body = views::EntityFacetsResponse),
+        (status = 400, response = views::ErrorResponse),
+        (status = "default", response = views::ErrorResponse)
+    )
+)]
 pub async fn facets(State(st): State<AppState>, params: Params) -> Result<Response, ApiError> {
     let facet_keys: Vec<String> = params
         .all("facet")
@@ -926,6 +1047,19 @@ fn facets_response(facets: &BTreeMap<String, Vec<(String, u64)>>) -> Response {
 
 /// `GET /api/history/entities/{kind}/{namespace}/{name}`: every effective
 /// change of the entity, oldest first, deletions included.
+#[utoipa::path(
+    get,
+    path = "/api/history/entities/{kind}/{namespace}/{name}",
+    operation_id = "GetEntityHistory",
+    tag = "History",
+    description = "Every effective change of an entity, oldest first, deletions included.",
+    params(views::params::Kind, views::params::Namespace, views::params::Name),
+    responses(
+        (status = 200, description = "Ok", body = views::EntityHistory),
+        (status = 404, response = views::ErrorResponse),
+        (status = "default", response = views::ErrorResponse)
+    )
+)]
 pub async fn history(
     State(st): State<AppState>,
     PathArgs((kind, namespace, name)): PathArgs<(String, String, String)>,

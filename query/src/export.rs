@@ -5,6 +5,7 @@
 use crate::AppState;
 use crate::error::ApiError;
 use crate::params::{Params, PathArgs};
+use crate::views;
 use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
@@ -43,6 +44,20 @@ impl Write for Body {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/export/{what}",
+    operation_id = "Export",
+    tag = "Exports",
+    description = "One streamed file for a warehouse, as JSON Lines, CSV or Parquet: `entities` (JSON Lines: the served entities; CSV and Parquet: entity_ref, kind, namespace, name, uid, title, type, lifecycle, owner, system, domain, tags, location), `relations` (source_ref, type, target_ref), `history` (the change feed: event_id, event_at, event_type, entity_ref, location_ref, source, log_event_id, by) or `scorecard-results` (scorecard, entity_ref, level, score, failing, exempt, owners). Entities are named by their lower-case ref key everywhere, so exports join. `asOf` applies to entities and relations.",
+    params(views::params::AsOf, views::params::ExportPath, views::params::ExportQuery),
+    responses(
+        (status = 200, description = "The file", content((String = "application/x-ndjson"), (String = "text/csv"), (views::ParquetFile = "application/vnd.apache.parquet"))),
+        (status = 400, response = views::ErrorResponse),
+        (status = 404, response = views::ErrorResponse),
+        (status = "default", response = views::ErrorResponse)
+    )
+)]
 pub async fn export_route(
     State(st): State<AppState>,
     PathArgs(what): PathArgs<String>,

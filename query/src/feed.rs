@@ -11,6 +11,7 @@ use crate::AppState;
 use crate::error::ApiError;
 use crate::params::Params;
 use crate::respond::{blocking, json_bytes};
+use crate::views;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -400,6 +401,19 @@ pub fn page_of_everything(
 /// `GET /api/history/events?after=&limit=&kind=&entityRef=&location=&filter=&diff=&wait=`:
 /// changes after the cursor, oldest first. With `wait=<seconds>` an empty
 /// page waits that long for a change (a long poll).
+#[utoipa::path(
+    get,
+    path = "/api/history/events",
+    operation_id = "GetHistoryEvents",
+    tag = "History",
+    description = "Every effective change (entities created, updated, deleted; locations created, updated, deleted; scorecard outcomes changed, with `scorecard`: id, levels and scores before and after, checks that changed, cause) in commit order, after a cursor. Shaped after Backstage's catalog history module.",
+    params(views::params::Filter, views::params::GetHistoryEventsQuery),
+    responses(
+        (status = 200, description = "Ok", body = views::HistoryEventPage),
+        (status = 400, response = views::ErrorResponse),
+        (status = "default", response = views::ErrorResponse)
+    )
+)]
 pub async fn events(State(st): State<AppState>, p: Params) -> Result<Response, ApiError> {
     let sel = Selection::parse(&p)?;
     let after = cursor(&st.catalog, &p, None)?;
@@ -439,6 +453,19 @@ pub async fn events(State(st): State<AppState>, p: Params) -> Result<Response, A
 /// Events (`id` the eventId, `event` the eventType, `data` the item),
 /// from `after` or the `Last-Event-ID` a reconnecting client sends, then
 /// live as they are committed.
+#[utoipa::path(
+    get,
+    path = "/api/history/events/stream",
+    operation_id = "StreamHistoryEvents",
+    tag = "History",
+    description = "The same changes as Server-Sent Events (`id`: eventId, `event`: eventType, `data`: the change as JSON), from `after` or the `Last-Event-ID` header, then live. Never ends by itself.",
+    params(views::params::Filter, views::params::StreamHistoryEventsQuery, views::params::StreamHistoryEventsHeader),
+    responses(
+        (status = 200, description = "An event stream", body = String, content_type = "text/event-stream"),
+        (status = 400, response = views::ErrorResponse),
+        (status = "default", response = views::ErrorResponse)
+    )
+)]
 pub async fn stream(
     State(st): State<AppState>,
     headers: HeaderMap,

@@ -3,17 +3,39 @@
 use crate::AppState;
 use crate::error::ApiError;
 use crate::respond::{json, json_status};
+use crate::views;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 /// `GET /livez`: the process answers.
+#[utoipa::path(
+    get,
+    path = "/livez",
+    operation_id = "Livez",
+    tag = "Operations",
+    description = "Liveness: 200 while the process answers.",
+    responses(
+        (status = 200, description = "Ok", body = inline(views::LivezResponse))
+    )
+)]
 pub async fn livez() -> Response {
     json(&json!({"live": true}))
 }
 
 /// `GET /readyz`: 200 once the projector knows its lag, else 503.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    operation_id = "Readyz",
+    tag = "Operations",
+    description = "Readiness: 200 once the projector knows its lag (messages not yet applied), else 503.",
+    responses(
+        (status = 200, description = "Ok", body = inline(views::ReadyzResponse)),
+        (status = 503, description = "Not ready", body = inline(views::ReadyzResponse503))
+    )
+)]
 pub async fn readyz(State(st): State<AppState>) -> Response {
     match (st.lag)() {
         Ok(lag) => json(&json!({"ready": true, "lag": lag})),
@@ -26,6 +48,17 @@ pub async fn readyz(State(st): State<AppState>) -> Response {
 }
 
 /// `GET /metrics`: Prometheus text, when a recorder is installed.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "Metrics",
+    tag = "Operations",
+    description = "Prometheus metrics (text exposition format).",
+    responses(
+        (status = 200, description = "Ok", body = String, content_type = "text/plain"),
+        (status = 404, response = views::ErrorResponse)
+    )
+)]
 pub async fn metrics(State(st): State<AppState>) -> Result<Response, ApiError> {
     let Some(handle) = &st.metrics else {
         return Err(ApiError::NotFound(
@@ -41,6 +74,16 @@ pub async fn metrics(State(st): State<AppState>) -> Result<Response, ApiError> {
 }
 
 /// `GET /api/openapi.json`
+#[utoipa::path(
+    get,
+    path = "/api/openapi.json",
+    operation_id = "OpenApi",
+    tag = "Operations",
+    description = "This document.",
+    responses(
+        (status = 200, description = "Ok", body = Object)
+    )
+)]
 pub async fn openapi() -> Response {
-    crate::respond::json_bytes(crate::OPENAPI_JSON.as_bytes().to_vec())
+    crate::respond::json_bytes(crate::openapi_json().as_bytes().to_vec())
 }

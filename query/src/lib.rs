@@ -5,7 +5,8 @@
 //! locations and their errors), the entity history API under
 //! `/api/history`, health (`/livez`, `/readyz`), Prometheus metrics
 //! (`/metrics`), the OpenAPI document of all of it
-//! (`/api/openapi.json`, hand-written in `query/openapi.json`), and the web
+//! (`/api/openapi.json`, generated from the handlers' annotations and the
+//! types in [`views`]), and the web
 //! UI at `/` (built from `ui/`, embedded at build time).
 //!
 //! It serves from the projector's read model ([`projector::Catalog`]) and
@@ -23,12 +24,14 @@ mod health;
 mod locations;
 mod mcp;
 pub mod metrics;
+mod openapi;
 mod params;
 mod project;
 mod respond;
 pub mod scorecards;
 mod ui;
 mod validate;
+pub mod views;
 
 pub use auth::{Access, Auth, Principal, Scope};
 pub use error::ApiError;
@@ -37,13 +40,12 @@ pub use ui::built as ui_built;
 
 use axum::Router;
 use axum::http::Method;
-use axum::routing::{MethodRouter, delete, get, post, put};
 use std::future::Future;
 use std::sync::Arc;
 use tower_http::trace::TraceLayer;
-
-/// The OpenAPI 3.0 document of every route [`router`] serves.
-pub const OPENAPI_JSON: &str = include_str!("../openapi.json");
+use utoipa::OpenApi;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter};
+use utoipa_axum::routes;
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -89,232 +91,133 @@ impl Default for Limits {
     }
 }
 
-/// One served route: the single list the router and the OpenAPI test use.
-struct Route {
-    method: Method,
-    path: &'static str,
-    access: Access,
-    handler: MethodRouter<AppState>,
-}
-
-/// A route readers may call (open when reads are, `catalog.read` else).
-fn route(method: Method, path: &'static str, handler: MethodRouter<AppState>) -> Route {
-    Route {
-        method,
-        path,
-        access: Access::Read,
-        handler,
-    }
-}
-
-/// A route that needs `scope`.
-fn write(
-    method: Method,
-    path: &'static str,
-    scope: Scope,
-    handler: MethodRouter<AppState>,
-) -> Route {
-    Route {
-        access: Access::Need(scope),
-        ..route(method, path, handler)
-    }
-}
-
-/// A route anyone may call.
-fn public(method: Method, path: &'static str, handler: MethodRouter<AppState>) -> Route {
-    Route {
-        access: Access::Public,
-        ..route(method, path, handler)
-    }
-}
-
-fn route_table() -> Vec<Route> {
-    use Method as M;
+/// Every route the API serves, with what it asks of its caller: the one
+/// list the router, its guards and the OpenAPI document are built from
+/// (each handler's `#[utoipa::path]` gives its method, path and
+/// operation).
+fn route_table() -> Vec<(Access, UtoipaMethodRouter<AppState>)> {
+    use Access::{Public, Read};
+    const WRITE: Access = Access::Need(Scope::CatalogWrite);
+    const EXEMPT: Access = Access::Need(Scope::ScorecardsWrite);
     vec![
-        route(M::GET, "/api/catalog/entities", get(entities::list)),
-        route(
-            M::GET,
-            "/api/catalog/entities/by-query",
-            get(entities::by_query),
-        ),
-        route(
-            M::GET,
-            "/api/catalog/entities/by-name/{kind}/{namespace}/{name}",
-            get(entities::by_name),
-        ),
-        route(
-            M::GET,
-            "/api/catalog/entities/by-name/{kind}/{namespace}/{name}/ancestry",
-            get(entities::ancestry),
-        ),
-        route(
-            M::GET,
-            "/api/catalog/entities/by-uid/{uid}",
-            get(entities::by_uid),
-        ),
-        route(
-            M::POST,
-            "/api/catalog/entities/by-refs",
-            post(entities::by_refs),
-        ),
-        route(
-            M::POST,
-            "/api/catalog/entities/by-query",
-            post(entities::by_predicate),
-        ),
-        route(M::GET, "/api/catalog/entity-facets", get(entities::facets)),
-        route(
-            M::POST,
-            "/api/catalog/entity-facets",
-            post(entities::facets_by_predicate),
-        ),
-        route(
-            M::POST,
-            "/api/catalog/validate-entity",
-            post(validate::validate_entity),
-        ),
-        route(M::GET, "/api/catalog/locations", get(locations::list)),
-        write(
-            M::POST,
-            "/api/catalog/locations",
-            Scope::CatalogWrite,
-            post(locations::create),
-        ),
-        route(
-            M::POST,
-            "/api/catalog/locations/by-query",
-            post(locations::by_query),
-        ),
-        route(
-            M::GET,
-            "/api/catalog/locations/by-entity/{kind}/{namespace}/{name}",
-            get(locations::by_entity),
-        ),
-        route(M::GET, "/api/catalog/locations/{id}", get(locations::by_id)),
-        write(
-            M::PUT,
-            "/api/catalog/locations/{id}",
-            Scope::CatalogWrite,
-            put(locations::update),
-        ),
-        write(
-            M::DELETE,
-            "/api/catalog/locations/{id}",
-            Scope::CatalogWrite,
-            delete(locations::remove),
-        ),
-        write(
-            M::DELETE,
-            "/api/catalog/entities/by-uid/{uid}",
-            Scope::CatalogWrite,
-            delete(locations::delete_entity),
-        ),
-        write(
-            M::POST,
-            "/api/catalog/analyze-location",
-            Scope::CatalogWrite,
-            post(locations::analyze),
-        ),
-        route(
-            M::GET,
-            "/api/catalog/locations/{id}/errors",
-            get(locations::errors),
-        ),
-        route(M::GET, "/api/catalog/errors", get(locations::all_errors)),
-        write(
-            M::POST,
-            "/api/catalog/refresh",
-            Scope::CatalogWrite,
-            post(locations::refresh),
-        ),
-        route(
-            M::GET,
-            "/api/history/entities/{kind}/{namespace}/{name}",
-            get(entities::history),
-        ),
-        route(M::GET, "/api/history/events", get(feed::events)),
-        route(M::GET, "/api/metrics/{metric}", get(adoption::metric)),
-        route(M::GET, "/api/export/{what}", get(export::export_route)),
-        route(M::GET, "/api/history/events/stream", get(feed::stream)),
-        route(M::GET, "/api/scorecards", get(scorecards::list)),
-        route(
-            M::POST,
-            "/api/scorecards/dry-run",
-            post(scorecards::dry_run),
-        ),
-        route(
-            M::GET,
-            "/api/scorecards/entity/{kind}/{namespace}/{name}",
-            get(scorecards::entity),
-        ),
-        write(
-            M::DELETE,
-            "/api/scorecards/exemptions/{exemptionId}",
-            Scope::ScorecardsWrite,
-            delete(scorecards::revoke),
-        ),
-        route(M::GET, "/api/scorecards/{id}", get(scorecards::one)),
-        route(
-            M::GET,
-            "/api/scorecards/{id}/entities",
-            get(scorecards::entities),
-        ),
-        route(
-            M::GET,
-            "/api/scorecards/{id}/rollup",
-            get(scorecards::rollup),
-        ),
-        route(M::GET, "/api/scorecards/{id}/trend", get(scorecards::trend)),
-        route(
-            M::GET,
-            "/api/scorecards/{id}/exemptions",
-            get(scorecards::exemptions),
-        ),
-        write(
-            M::POST,
-            "/api/scorecards/{id}/exemptions",
-            Scope::ScorecardsWrite,
-            post(scorecards::grant),
-        ),
-        public(M::GET, "/livez", get(health::livez)),
-        public(M::GET, "/readyz", get(health::readyz)),
-        public(M::GET, "/metrics", get(health::metrics)),
-        public(M::GET, "/api/openapi.json", get(health::openapi)),
+        (Read, routes!(entities::list)),
+        (Read, routes!(entities::by_query)),
+        (Read, routes!(entities::by_name)),
+        (Read, routes!(entities::ancestry)),
+        (Read, routes!(entities::by_uid)),
+        (Read, routes!(entities::by_refs)),
+        (Read, routes!(entities::by_predicate)),
+        (Read, routes!(entities::facets)),
+        (Read, routes!(entities::facets_by_predicate)),
+        (Read, routes!(validate::validate_entity)),
+        (Read, routes!(locations::list)),
+        (WRITE, routes!(locations::create)),
+        (Read, routes!(locations::by_query)),
+        (Read, routes!(locations::by_entity)),
+        (Read, routes!(locations::by_id)),
+        (WRITE, routes!(locations::update)),
+        (WRITE, routes!(locations::remove)),
+        (WRITE, routes!(locations::delete_entity)),
+        (WRITE, routes!(locations::analyze)),
+        (Read, routes!(locations::errors)),
+        (Read, routes!(locations::all_errors)),
+        (WRITE, routes!(locations::refresh)),
+        (Read, routes!(entities::history)),
+        (Read, routes!(feed::events)),
+        (Read, routes!(adoption::metric)),
+        (Read, routes!(export::export_route)),
+        (Read, routes!(feed::stream)),
+        (Read, routes!(scorecards::list)),
+        (Read, routes!(scorecards::dry_run)),
+        (Read, routes!(scorecards::entity)),
+        (EXEMPT, routes!(scorecards::revoke)),
+        (Read, routes!(scorecards::one)),
+        (Read, routes!(scorecards::entities)),
+        (Read, routes!(scorecards::rollup)),
+        (Read, routes!(scorecards::trend)),
+        (Read, routes!(scorecards::exemptions)),
+        (EXEMPT, routes!(scorecards::grant)),
+        (Public, routes!(health::livez)),
+        (Public, routes!(health::readyz)),
+        (Public, routes!(health::metrics)),
+        (Public, routes!(health::openapi)),
     ]
+}
+
+/// The API's routes, each behind its guard when `auth` is given, and the
+/// OpenAPI document of them.
+fn api(auth: Option<&Arc<Auth>>) -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let mut api = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi());
+    for (access, (schemas, mut paths, handler)) in route_table() {
+        openapi::require(&mut paths, access);
+        let handler = match auth {
+            Some(auth) => {
+                let guard = auth::Guard {
+                    auth: auth.clone(),
+                    access,
+                };
+                handler.route_layer(axum::middleware::from_fn_with_state(guard, auth::guard))
+            }
+            None => handler,
+        };
+        api = api.routes((schemas, paths, handler));
+    }
+    api.split_for_parts()
+}
+
+/// The OpenAPI document of every route [`router`] serves (the `/mcp`
+/// endpoint and the UI aside).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api(None).1
+}
+
+/// [`openapi`] as served at `/api/openapi.json`.
+pub fn openapi_json() -> &'static str {
+    static JSON: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    JSON.get_or_init(|| {
+        openapi()
+            .to_pretty_json()
+            .expect("the OpenAPI document serialises")
+    })
 }
 
 /// Every `(method, path)` the router serves, paths in OpenAPI/axum syntax
 /// (`/api/catalog/locations/{id}`).
-pub fn routes() -> Vec<(Method, &'static str)> {
-    route_table()
+pub fn routes() -> Vec<(Method, String)> {
+    route_access()
         .into_iter()
-        .map(|r| (r.method, r.path))
+        .map(|(method, path, _)| (method, path))
         .collect()
 }
 
 /// What each route asks of its caller.
-pub fn route_access() -> Vec<(Method, &'static str, Access)> {
-    route_table()
-        .into_iter()
-        .map(|r| (r.method, r.path, r.access))
-        .collect()
+pub fn route_access() -> Vec<(Method, String, Access)> {
+    let mut out = Vec::new();
+    for (access, (_, paths, _)) in route_table() {
+        for (path, item) in paths.paths {
+            for (method, op) in [
+                (Method::GET, &item.get),
+                (Method::PUT, &item.put),
+                (Method::POST, &item.post),
+                (Method::DELETE, &item.delete),
+                (Method::PATCH, &item.patch),
+                (Method::HEAD, &item.head),
+                (Method::OPTIONS, &item.options),
+                (Method::TRACE, &item.trace),
+            ] {
+                if op.is_some() {
+                    out.push((method, path.clone(), access));
+                }
+            }
+        }
+    }
+    out
 }
 
 /// The whole HTTP API over `state`.
 pub fn router(state: AppState) -> Router {
     metrics::describe();
-    let mut router = Router::new();
-    for r in route_table() {
-        let guard = auth::Guard {
-            auth: state.auth.clone(),
-            access: r.access,
-        };
-        router = router.route(
-            r.path,
-            r.handler
-                .route_layer(axum::middleware::from_fn_with_state(guard, auth::guard)),
-        );
-    }
+    let (mut router, _) = api(Some(&state.auth));
     let limits = state.limits;
     // Agents' tools ask the API itself, as their caller.
     let api = router.clone().with_state(state.clone());

@@ -5,6 +5,7 @@
 use crate::error::ApiError;
 use crate::params::PathArgs;
 use crate::respond::{blocking, json};
+use crate::views;
 use crate::{AppState, Principal};
 use axum::Extension;
 use axum::body::Bytes;
@@ -87,6 +88,17 @@ struct LocationErrors<'a> {
 }
 
 /// `GET /api/catalog/locations`
+#[utoipa::path(
+    get,
+    path = "/api/catalog/locations",
+    operation_id = "GetLocations",
+    tag = "Locations",
+    description = "All locations.",
+    responses(
+        (status = 200, description = "Ok", body = inline(Vec<views::GetLocationsResponseItem>)),
+        (status = "default", response = views::ErrorResponse)
+    )
+)]
 pub async fn list(State(st): State<AppState>) -> Result<Response, ApiError> {
     let catalog = st.catalog.clone();
     let locations = blocking(move || Ok(catalog.locations()?)).await?;
@@ -111,6 +123,19 @@ async fn find(st: &AppState, id: String) -> Result<LocationRecord, ApiError> {
 }
 
 /// `GET /api/catalog/locations/{id}`
+#[utoipa::path(
+    get,
+    path = "/api/catalog/locations/{id}",
+    operation_id = "GetLocation",
+    tag = "Locations",
+    description = "One location by id.",
+    params(views::params::LocationId),
+    responses(
+        (status = 200, description = "Ok", body = views::Location),
+        (status = 404, response = views::ErrorResponse),
+        (status = "default", response = views::ErrorResponse)
+    )
+)]
 pub async fn by_id(
     State(st): State<AppState>,
     PathArgs(id): PathArgs<String>,
@@ -121,6 +146,19 @@ pub async fn by_id(
 
 /// `GET /api/catalog/locations/{id}/errors`: the location's processing
 /// errors and a conflict error for every entity another location provides.
+#[utoipa::path(
+    get,
+    path = "/api/catalog/locations/{id}/errors",
+    operation_id = "GetLocationErrors",
+    tag = "Locations",
+    description = "A location's processing errors, plus a conflict error for each entity another location already provides.",
+    params(views::params::LocationId),
+    responses(
+        (status = 200, description = "Ok", body = views::LocationErrors),
+        (status = 404, response = views::ErrorResponse),
+        (status = "default", response = views::ErrorResponse)
+    )
+)]
 pub async fn errors(
     State(st): State<AppState>,
     PathArgs(id): PathArgs<String>,
@@ -134,6 +172,17 @@ pub async fn errors(
 }
 
 /// `GET /api/catalog/errors`: every location that has errors, for operators.
+#[utoipa::path(
+    get,
+    path = "/api/catalog/errors",
+    operation_id = "GetErrors",
+    tag = "Locations",
+    description = "Every location that has errors, with them.",
+    responses(
+        (status = 200, description = "Ok", body = [views::LocationErrors]),
+        (status = "default", response = views::ErrorResponse)
+    )
+)]
 pub async fn all_errors(State(st): State<AppState>) -> Result<Response, ApiError> {
     let catalog = st.catalog.clone();
     let found = blocking(move || {
@@ -304,6 +353,30 @@ fn key_of(st: &AppState, input: &LocationInput) -> Result<LocationKey, ApiError>
 /// registers a location (an event that ingest acts on), answering once the
 /// location is readable (or after 10 s); a dry run reads and processes it
 /// now and registers nothing. 201 either way, as Backstage.
+#[utoipa::path(
+    post,
+    path = "/api/catalog/locations",
+    operation_id = "CreateLocation",
+    tag = "Locations",
+    description = "Registers a location: an event in catalog.locations.v1 that ingest acts on (its entities then flow through the pipeline like any source's). Answers once the location is readable (or after 10 s). Needs catalog.write.",
+    params(views::params::CreateLocationQuery),
+    request_body(content = views::LocationInput),
+    responses(
+        (status = 201, description = "Registered (or, in a dry run, what it would yield)", body = views::CreateLocationResponse,
+            links(
+                ("GetLocation" = (operation_id = "GetLocation", parameters(("id" = "$response.body#/location/id")), description = "The registered location.")),
+                ("GetLocationErrors" = (operation_id = "GetLocationErrors", parameters(("id" = "$response.body#/location/id")), description = "Its processing errors.")),
+                ("UpdateLocation" = (operation_id = "UpdateLocation", parameters(("id" = "$response.body#/location/id")), description = "Change its type or target.")),
+                ("DeleteLocation" = (operation_id = "DeleteLocation", parameters(("id" = "$response.body#/location/id")), description = "Unregister it."))
+            )
+        ),
+        (status = 400, response = views::ErrorResponse),
+        (status = 401, response = views::Unauthorized),
+        (status = 403, response = views::Forbidden),
+        (status = 409, response = views::ErrorResponse),
+        (status = 503, response = views::ErrorResponse)
+    )
+)]
 pub async fn create(
     State(st): State<AppState>,
     params: Result<Query<CreateParams>, axum::extract::rejection::QueryRejection>,
@@ -508,6 +581,21 @@ pub const REGISTERED_SOURCE: &str = "registered";
 /// `DELETE /api/catalog/locations/{id}`: unregisters a registered
 /// location; what only it yielded goes. 204 once that is readable (or
 /// after 10 s).
+#[utoipa::path(
+    delete,
+    path = "/api/catalog/locations/{id}",
+    operation_id = "DeleteLocation",
+    tag = "Locations",
+    description = "Unregisters a location registered through the API; what only it yielded goes. Locations of configured sources cannot be (403). Needs catalog.write.",
+    params(views::params::LocationId),
+    responses(
+        (status = 204, description = "Unregistered"),
+        (status = 401, response = views::Unauthorized),
+        (status = 403, response = views::Forbidden),
+        (status = 404, response = views::ErrorResponse),
+        (status = 503, response = views::ErrorResponse)
+    )
+)]
 pub async fn remove(
     State(st): State<AppState>,
     PathArgs(id): PathArgs<String>,
@@ -534,6 +622,24 @@ pub async fn remove(
 /// another target: the old one is unregistered and the new one registered
 /// (its id is derived from the target, so it changes). 200 with the new
 /// location.
+#[utoipa::path(
+    put,
+    path = "/api/catalog/locations/{id}",
+    operation_id = "UpdateLocation",
+    tag = "Locations",
+    description = "Points a registered location at another target: the old one is unregistered and the new one registered (the id, derived from the target, changes). Needs catalog.write.",
+    params(views::params::LocationId),
+    request_body(content = views::LocationInput),
+    responses(
+        (status = 200, description = "The location now", body = views::Location),
+        (status = 400, response = views::ErrorResponse),
+        (status = 401, response = views::Unauthorized),
+        (status = 403, response = views::Forbidden),
+        (status = 404, response = views::ErrorResponse),
+        (status = 409, response = views::ErrorResponse),
+        (status = 503, response = views::ErrorResponse)
+    )
+)]
 pub async fn update(
     State(st): State<AppState>,
     PathArgs(id): PathArgs<String>,
@@ -591,6 +697,18 @@ pub async fn update(
 /// `GET /api/catalog/locations/by-entity/{kind}/{namespace}/{name}`: the
 /// location an entity came from: its origin (the registered or configured
 /// root it was reached from) when that is a location, else its own.
+#[utoipa::path(
+    get,
+    path = "/api/catalog/locations/by-entity/{kind}/{namespace}/{name}",
+    operation_id = "GetLocationByEntity",
+    tag = "Locations",
+    description = "The location an entity came from: the root it was reached from when that is a location, else its own.",
+    params(views::params::Kind, views::params::Namespace, views::params::Name),
+    responses(
+        (status = 200, description = "Ok", body = views::Location),
+        (status = 404, response = views::ErrorResponse)
+    )
+)]
 pub async fn by_entity(
     State(st): State<AppState>,
     PathArgs((kind, namespace, name)): PathArgs<(String, String, String)>,
@@ -679,6 +797,18 @@ fn location_matches(p: &Predicate, fields: &[(&str, String)]) -> bool {
 /// `POST /api/catalog/locations/by-query`: locations matching a predicate
 /// on `id`, `type`, `target` and `entityRef`, ordered by id, paged by a
 /// cursor: `{items, totalItems, pageInfo: {nextCursor?}}`.
+#[utoipa::path(
+    post,
+    path = "/api/catalog/locations/by-query",
+    operation_id = "QueryLocations",
+    tag = "Locations",
+    description = "Locations matching a predicate on id, type, target and entityRef (case-insensitive), ordered by id, paged by cursor.",
+    request_body(content = Option<views::LocationsQuery>),
+    responses(
+        (status = 200, description = "A page", body = views::LocationsQueryResponse),
+        (status = 400, response = views::ErrorResponse)
+    )
+)]
 pub async fn by_query(
     State(st): State<AppState>,
     body: Result<Bytes, BytesRejection>,
@@ -768,6 +898,20 @@ pub async fn by_query(
 /// entity goes, and comes back when its location is next processed and
 /// still yields it (an edit, or `POST /refresh`). The deletion is an event
 /// of every location that yields the entity. 204, also for an unknown uid.
+#[utoipa::path(
+    delete,
+    path = "/api/catalog/entities/by-uid/{uid}",
+    operation_id = "DeleteEntityByUid",
+    tag = "Entity",
+    description = "Deletes an entity (an event of every location that yields it); it comes back when its location is next processed and still yields it (an edit, or POST /refresh). 204 also for an unknown uid. Needs catalog.write.",
+    params(views::params::Uid),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, response = views::Unauthorized),
+        (status = 403, response = views::Forbidden),
+        (status = 503, response = views::ErrorResponse)
+    )
+)]
 pub async fn delete_entity(
     State(st): State<AppState>,
     PathArgs(uid): PathArgs<String>,
@@ -836,6 +980,20 @@ struct RefreshBody {
 /// `POST /api/catalog/refresh`: the entity's location is read again now
 /// and processed even if unchanged (a refresh event that ingest acts on).
 /// 404 for an entity that is not served.
+#[utoipa::path(
+    post,
+    path = "/api/catalog/refresh",
+    operation_id = "RefreshEntity",
+    tag = "Entity",
+    description = "Reads the entity's location again now and processes it even if unchanged (an event in catalog.locations.v1 that ingest acts on). The entity must exist. Needs catalog.write.",
+    request_body(content = inline(views::RefreshEntityBody)),
+    responses(
+        (status = 200, description = "Refresh requested"),
+        (status = 400, response = views::ErrorResponse),
+        (status = 404, response = views::ErrorResponse),
+        (status = 503, response = views::ErrorResponse)
+    )
+)]
 pub async fn refresh(
     State(st): State<AppState>,
     principal: Option<Extension<Principal>>,
@@ -878,6 +1036,21 @@ struct AnalyzeRequest {
 /// for the catalog: the descriptor files found (with their entities and
 /// whether they are registered), or, when there are none, a Component to
 /// generate for a repository URL.
+#[utoipa::path(
+    post,
+    path = "/api/catalog/analyze-location",
+    operation_id = "AnalyzeLocation",
+    tag = "Locations",
+    description = "What a repository (its catalog-info.yaml on the default branch) or a file holds for the catalog: the descriptor's entities and whether it is registered, or a Component to generate. Needs catalog.write.",
+    request_body(content = views::AnalyzeLocationRequest),
+    responses(
+        (status = 200, description = "Ok", body = views::AnalyzeLocationResponse),
+        (status = 400, response = views::ErrorResponse),
+        (status = 401, response = views::Unauthorized),
+        (status = 403, response = views::Forbidden),
+        (status = 503, response = views::ErrorResponse)
+    )
+)]
 pub async fn analyze(
     State(st): State<AppState>,
     body: Result<Bytes, BytesRejection>,

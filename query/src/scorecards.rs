@@ -8,6 +8,7 @@
 use crate::error::ApiError;
 use crate::params::{Params, PathArgs, decode_cursor, encode_cursor};
 use crate::respond::{blocking, json};
+use crate::views;
 use crate::{AppState, Principal};
 use axum::body::Bytes;
 use axum::extract::{Extension, State};
@@ -44,6 +45,17 @@ fn definition(
 }
 
 /// `GET /api/scorecards`
+#[utoipa::path(
+    get,
+    path = "/api/scorecards",
+    operation_id = "GetScorecards",
+    tag = "Scorecards",
+    description = "Every scorecard in force, and the definition files whose last text was rejected (their previous text stays in force).",
+    responses(
+        (status = 200, description = "Ok", body = views::ScorecardList),
+        (status = "default", response = views::ErrorResponse)
+    )
+)]
 pub async fn list(State(st): State<AppState>) -> Result<Response, ApiError> {
     let catalog = st.catalog.clone();
     let (items, rejected) = blocking(move || {
@@ -59,6 +71,19 @@ pub async fn list(State(st): State<AppState>) -> Result<Response, ApiError> {
 }
 
 /// `GET /api/scorecards/{id}`
+#[utoipa::path(
+    get,
+    path = "/api/scorecards/{id}",
+    operation_id = "GetScorecard",
+    tag = "Scorecards",
+    description = "One scorecard in force.",
+    params(views::params::ScorecardId),
+    responses(
+        (status = 200, description = "Ok", body = views::ScorecardDefinition),
+        (status = 404, response = views::ErrorResponse),
+        (status = "default", response = views::ErrorResponse)
+    )
+)]
 pub async fn one(
     State(st): State<AppState>,
     PathArgs(id): PathArgs<String>,
@@ -84,6 +109,20 @@ struct ResultsCursor {
 
 /// `GET /api/scorecards/{id}/entities?level=&owner=&cursor=&limit=&asOf=`
 /// (`asOf`: the results as they stood then, from their history)
+#[utoipa::path(
+    get,
+    path = "/api/scorecards/{id}/entities",
+    operation_id = "GetScorecardResults",
+    tag = "Scorecards",
+    description = "A page of the scorecard's results, by entity ref.",
+    params(views::params::ScorecardId, views::params::ScorecardLevel, views::params::ScorecardOwner, views::params::ResultsCursor, views::params::ResultsLimit, views::params::AsOf),
+    responses(
+        (status = 200, description = "Ok", body = views::ResultsPage),
+        (status = 400, response = views::ErrorResponse),
+        (status = 404, response = views::ErrorResponse),
+        (status = "default", response = views::ErrorResponse)
+    )
+)]
 pub async fn entities(
     State(st): State<AppState>,
     PathArgs(id): PathArgs<String>,
@@ -147,6 +186,20 @@ fn owner_key(s: &str) -> Result<String, ApiError> {
 /// `GET /api/scorecards/entity/{kind}/{namespace}/{name}?history=&asOf=`
 /// (`asOf`: the results as they stood then, from their history: levels,
 /// scores and check statuses)
+#[utoipa::path(
+    get,
+    path = "/api/scorecards/entity/{kind}/{namespace}/{name}",
+    operation_id = "GetEntityScorecards",
+    tag = "Scorecards",
+    description = "Every scorecard's result for one entity, with each check's outcome and the recent history. With asOf, the results as they stood then, from their history (levels, scores, check statuses; values and reasons are kept for the present only). 404 when the entity does not exist and has no results.",
+    params(views::params::Kind, views::params::Namespace, views::params::Name, views::params::History, views::params::AsOf),
+    responses(
+        (status = 200, description = "Ok", body = views::EntityScorecards),
+        (status = 400, response = views::ErrorResponse),
+        (status = 404, response = views::ErrorResponse),
+        (status = "default", response = views::ErrorResponse)
+    )
+)]
 pub async fn entity(
     State(st): State<AppState>,
     PathArgs((kind, namespace, name)): PathArgs<(String, String, String)>,
@@ -175,6 +228,20 @@ pub async fn entity(
 
 /// `GET /api/scorecards/{id}/rollup?by=owner|system|domain|all&group=&checks=&asOf=`
 /// (`asOf`: as the results stood then, from their history)
+#[utoipa::path(
+    get,
+    path = "/api/scorecards/{id}/rollup",
+    operation_id = "GetScorecardRollup",
+    tag = "Scorecards",
+    description = "Current aggregates of the scorecard's results: entities per level, mean score and per-check pass rates, per group.",
+    params(views::params::ScorecardId, views::params::RollupBy, views::params::RollupGroup, views::params::RollupChecks, views::params::AsOf),
+    responses(
+        (status = 200, description = "Ok", body = views::Rollup),
+        (status = 400, response = views::ErrorResponse),
+        (status = 404, response = views::ErrorResponse),
+        (status = "default", response = views::ErrorResponse)
+    )
+)]
 pub async fn rollup(
     State(st): State<AppState>,
     PathArgs(id): PathArgs<String>,
@@ -274,6 +341,20 @@ pub(crate) fn time_param(params: &Params, name: &str) -> Result<Option<DateTime<
 }
 
 /// `GET /api/scorecards/{id}/trend?by=owner&group=&from=&to=&interval=day|week`
+#[utoipa::path(
+    get,
+    path = "/api/scorecards/{id}/trend",
+    operation_id = "GetScorecardTrend",
+    tag = "Scorecards",
+    description = "The rollups at the end of each interval from `from` to `to`, from the result history.",
+    params(views::params::ScorecardId, views::params::RollupBy, views::params::TrendGroup, views::params::TrendFrom, views::params::TrendTo, views::params::TrendInterval),
+    responses(
+        (status = 200, description = "Ok", body = views::Trend),
+        (status = 400, response = views::ErrorResponse),
+        (status = 404, response = views::ErrorResponse),
+        (status = "default", response = views::ErrorResponse)
+    )
+)]
 pub async fn trend(
     State(st): State<AppState>,
     PathArgs(id): PathArgs<String>,
@@ -335,6 +416,18 @@ pub async fn trend(
 }
 
 /// `GET /api/scorecards/{id}/exemptions`
+#[utoipa::path(
+    get,
+    path = "/api/scorecards/{id}/exemptions",
+    operation_id = "GetScorecardExemptions",
+    tag = "Scorecards",
+    description = "Every exemption of the scorecard, revoked and expired ones included.",
+    params(views::params::ScorecardId),
+    responses(
+        (status = 200, description = "Ok", body = views::ExemptionList),
+        (status = "default", response = views::ErrorResponse)
+    )
+)]
 pub async fn exemptions(
     State(st): State<AppState>,
     PathArgs(id): PathArgs<String>,
@@ -373,6 +466,28 @@ fn body<T: serde::de::DeserializeOwned>(bytes: &Bytes) -> Result<T, ApiError> {
 }
 
 /// `POST /api/scorecards/{id}/exemptions`
+#[utoipa::path(
+    post,
+    path = "/api/scorecards/{id}/exemptions",
+    operation_id = "GrantScorecardExemption",
+    tag = "Scorecards",
+    description = "Exempts one check for one entity until `expiresAt` or revocation (written as an event; the read side applies it shortly). An exempt check counts as passing.",
+    params(views::params::ScorecardId),
+    request_body(content = views::ExemptionRequest),
+    responses(
+        (status = 202, description = "Accepted: the exemption is written to the event log.", body = views::Exemption,
+            links(
+                ("RevokeScorecardExemption" = (operation_id = "RevokeScorecardExemption", parameters(("exemptionId" = "$response.body#/id")), description = "Revoke the exemption."))
+            )
+        ),
+        (status = 400, response = views::ErrorResponse),
+        (status = 401, response = views::Unauthorized),
+        (status = 403, response = views::Forbidden),
+        (status = 404, response = views::ErrorResponse),
+        (status = 503, response = views::ErrorResponse),
+        (status = "default", response = views::ErrorResponse)
+    )
+)]
 pub async fn grant(
     State(st): State<AppState>,
     PathArgs(id): PathArgs<String>,
@@ -443,6 +558,25 @@ struct RevokeRequest {
 }
 
 /// `DELETE /api/scorecards/exemptions/{exemptionId}` (body: author, reason)
+#[utoipa::path(
+    delete,
+    path = "/api/scorecards/exemptions/{exemptionId}",
+    operation_id = "RevokeScorecardExemption",
+    tag = "Scorecards",
+    description = "Revokes an exemption (written as an event; the read side applies it shortly). The author and reason come from the JSON body or, without a body, from the query.",
+    params(views::params::ExemptionId, views::params::RevokeAuthor, views::params::RevokeReason),
+    request_body(content = Option<views::RevokeRequest>),
+    responses(
+        (status = 202, description = "Accepted: the revocation is written to the event log.", body = views::RevokeResponse),
+        (status = 400, response = views::ErrorResponse),
+        (status = 401, response = views::Unauthorized),
+        (status = 403, response = views::Forbidden),
+        (status = 404, response = views::ErrorResponse),
+        (status = 409, response = views::ErrorResponse),
+        (status = 503, response = views::ErrorResponse),
+        (status = "default", response = views::ErrorResponse)
+    )
+)]
 pub async fn revoke(
     State(st): State<AppState>,
     PathArgs(id): PathArgs<String>,
@@ -497,6 +631,20 @@ pub async fn revoke(
 
 /// `POST /api/scorecards/dry-run`: the body is a definition (YAML or
 /// JSON); the answer is what it would give against the catalog now.
+#[utoipa::path(
+    post,
+    path = "/api/scorecards/dry-run",
+    operation_id = "DryRunScorecard",
+    tag = "Scorecards",
+    description = "Compiles the posted definition and evaluates it against the whole catalog now, saving nothing. A definition that does not compile answers 400 with every compile error, joined by `; `.",
+    params(views::params::DryRunLimit),
+    request_body(content((views::ScorecardDefinitionSource = "application/yaml"), (views::ScorecardDefinitionSource = "application/json"), (String = "text/plain")), description = "A definition, as YAML or JSON text (the content type is not looked at)."),
+    responses(
+        (status = 200, description = "Ok", body = views::DryRun),
+        (status = 400, response = views::ErrorResponse),
+        (status = "default", response = views::ErrorResponse)
+    )
+)]
 pub async fn dry_run(
     State(st): State<AppState>,
     params: Params,

@@ -3,6 +3,7 @@
 //! validation and normalisation as ingestion), without writing anything.
 
 use crate::error::ApiError;
+use crate::views;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::http::StatusCode;
@@ -22,6 +23,19 @@ struct ValidateRequest {
 /// Backstage's answer: 200 with no body when valid; 400 with
 /// `{"errors": [{"name", "message", ...}]}` when not. A request that is
 /// not a validation request at all is an ordinary 400 `InputError`.
+#[utoipa::path(
+    post,
+    path = "/api/catalog/validate-entity",
+    operation_id = "ValidateEntity",
+    tag = "Entity",
+    description = "Whether an entity would be accepted from a location, checked as ingestion checks it; nothing is written.",
+    request_body(content = views::ValidateEntityRequest),
+    responses(
+        (status = 200, description = "The entity is valid."),
+        (status = 400, description = "The entity is not valid (errors), or the request is malformed (an error).", body = views::ValidateEntityFailure),
+        (status = "default", response = views::ErrorResponse)
+    )
+)]
 pub async fn validate_entity(body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
     let bytes = body.map_err(|e| {
         crate::error::unreadable_body(&e, |why| {
