@@ -1,6 +1,10 @@
 //! The dependency index: what each evaluation read besides its entity
 //! (`D` rows, with a `d` marker per dependency), and the results that read
 //! a changed entity, grouping link or subject's facts.
+//!
+//! A dependency is a typed [`Dependency`]; its text (`e:{ref}`,
+//! `p:{ref}`, `f:{subject}`) is what results (`deps`) and the `D` and `d`
+//! keys store, converted only here, so the stored formats are unchanged.
 
 use super::evaluate::Evaluator;
 use super::subjects::{cloud_subject, github_subject};
@@ -8,18 +12,87 @@ use crate::keys;
 use crate::scorecard::lang::{self, Context, FactProvider};
 use crate::scorecard::records as rk;
 use crate::store::{Store, StoreError, WriteSet};
+use proto::SubjectKey;
 use serde_json::Value;
 use std::collections::BTreeSet;
+use std::fmt;
 use std::sync::Arc;
+
+/// Something an evaluation read besides its entity. Variants are in the
+/// order of their stored prefixes, so sets of dependencies sort as their
+/// stored text does.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Dependency {
+    /// The served JSON of another entity (a relation's target read by a
+    /// `target` rule), by ref key: `e:{ref}`.
+    Entity(String),
+    /// The facts of a subject (the repository or cloud resource an entity
+    /// is linked to): `f:{subject}`.
+    Facts(SubjectKey),
+    /// What results group by, read through an entity: a group's parent
+    /// (`childOf`), a system's domain (`partOf`): `p:{ref}`. Re-evaluated
+    /// only when that link changes, not whenever the entity does.
+    Links(String),
+}
+
+impl Dependency {
+    /// The stored text.
+    pub fn encode(&self) -> String {
+        self.to_string()
+    }
+
+    /// A stored text back; `None` for a prefix this build does not know.
+    pub fn parse(text: &str) -> Option<Dependency> {
+        let (prefix, rest) = text.split_once(':')?;
+        match prefix {
+            "e" => Some(Dependency::Entity(rest.to_string())),
+            "f" => Some(Dependency::Facts(SubjectKey::new(rest))),
+            "p" => Some(Dependency::Links(rest.to_string())),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Dependency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Dependency::Entity(r) => write!(f, "e:{r}"),
+            Dependency::Facts(s) => write!(f, "f:{s}"),
+            Dependency::Links(r) => write!(f, "p:{r}"),
+        }
+    }
+}
+
+/// The index rows that move when a result's dependencies (as stored in
+/// [`rk::ResultRecord::deps`]) go from `old` to `new`: `D` rows removed and
+/// added, and the `d` marker of each added one.
+pub(super) fn index_changes(
+    old: &[String],
+    new: &[String],
+    scorecard: &str,
+    r: &str,
+    out: &mut WriteSet,
+) {
+    let old: BTreeSet<&String> = old.iter().collect();
+    let new: BTreeSet<&String> = new.iter().collect();
+    for d in old.difference(&new) {
+        out.push((rk::dependency(d, scorecard, r), None));
+    }
+    for d in new.difference(&old) {
+        out.push((rk::dependency(d, scorecard, r), Some(Vec::new())));
+        out.push((rk::depended(d), Some(Vec::new())));
+    }
+}
 
 /// (scorecard, ref) of every result that read `dep`.
 pub(super) fn dependents(
     store: &dyn Store,
-    dep: &str,
+    dep: &Dependency,
 ) -> Result<Vec<(String, String)>, StoreError> {
+    let dep = dep.encode();
     // Most refs are read by no result (a user, where no card reads users):
     // the marker's absence says so without a seek through every level.
-    if store.get(&rk::depended(dep))?.is_none() {
+    if store.get(&rk::depended(&dep))?.is_none() {
         return Ok(Vec::new());
     }
     let p = keys::prefix(rk::DEPENDENCY, &[dep.as_bytes()]);
@@ -38,13 +111,13 @@ pub(super) fn dependents(
 /// What one evaluation read, for the dependency index.
 pub(super) struct Reads<'e, 'a> {
     pub(super) ev: &'e mut Evaluator<'a>,
-    pub(super) deps: BTreeSet<String>,
+    pub(super) deps: BTreeSet<Dependency>,
     /// Reads since each open [`Context::begin`], innermost last.
-    pub(super) captures: Vec<Vec<String>>,
+    pub(super) captures: Vec<Vec<Dependency>>,
 }
 
 impl Reads<'_, '_> {
-    pub(super) fn note(&mut self, dep: String) {
+    pub(super) fn note(&mut self, dep: Dependency) {
         for c in &mut self.captures {
             c.push(dep.clone());
         }
@@ -54,7 +127,7 @@ impl Reads<'_, '_> {
 
 impl Context for Reads<'_, '_> {
     fn entity(&mut self, refkey: &str) -> Option<Arc<Value>> {
-        self.note(format!("e:{refkey}"));
+        self.note(Dependency::Entity(refkey.to_string()));
         self.ev.entity(refkey)
     }
     fn recall(&mut self, key: &lang::Recall) -> Option<lang::Remembered> {
@@ -88,7 +161,7 @@ impl Context for Reads<'_, '_> {
                 let Some(subject) = subject else {
                     return (None, None);
                 };
-                self.note(format!("f:{subject}"));
+                self.note(Dependency::Facts(SubjectKey::new(subject.as_str())));
                 let facts = self.ev.facts(&subject);
                 (Some(subject), facts)
             }
@@ -126,9 +199,83 @@ pub fn complete_depended_markers(store: &dyn Store) -> Result<usize, StoreError>
 }
 
 #[cfg(test)]
-mod depended_markers {
+mod tests {
     use super::*;
     use crate::store::MemStore;
+
+    fn entity(r: &str) -> Dependency {
+        Dependency::Entity(r.to_string())
+    }
+
+    #[test]
+    fn dependencies_keep_their_stored_text_and_key_bytes() {
+        let cases = [
+            (entity("group:default/a"), "e:group:default/a"),
+            (
+                Dependency::Facts(SubjectKey::new("github:github.com/acme/pay")),
+                "f:github:github.com/acme/pay",
+            ),
+            (
+                Dependency::Links("system:default/pay".into()),
+                "p:system:default/pay",
+            ),
+        ];
+        for (dep, text) in &cases {
+            assert_eq!(dep.encode(), *text);
+            assert_eq!(Dependency::parse(text).as_ref(), Some(dep));
+        }
+        assert_eq!(Dependency::parse("x:y"), None);
+        assert_eq!(Dependency::parse("nothing"), None);
+        // The keys as stores written before the type hold them.
+        assert_eq!(
+            rk::dependency(&cases[0].0.encode(), "card", "component:default/x"),
+            b"De:group:default/a\0card\0component:default/x".to_vec()
+        );
+        assert_eq!(
+            rk::depended(&cases[1].0.encode()),
+            b"df:github:github.com/acme/pay".to_vec()
+        );
+    }
+
+    #[test]
+    fn dependencies_sort_as_their_text() {
+        let mut deps = [
+            Dependency::Links("group:default/a".into()),
+            Dependency::Facts(SubjectKey::new("github:github.com/a/b")),
+            entity("system:default/z"),
+            entity("group:default/b"),
+            Dependency::Links("a".into()),
+            entity("group:default/b-2"),
+            Dependency::Facts(SubjectKey::new("aws:x")),
+        ];
+        deps.sort();
+        let texts: Vec<String> = deps.iter().map(Dependency::encode).collect();
+        let mut sorted = texts.clone();
+        sorted.sort();
+        assert_eq!(texts, sorted);
+    }
+
+    #[test]
+    fn index_changes_move_rows_and_mark_new_dependencies() {
+        let mut out = WriteSet::new();
+        let old = vec!["e:group:default/a".to_string(), "f:aws:x".to_string()];
+        let new = vec!["f:aws:x".to_string(), "p:group:default/a".to_string()];
+        index_changes(&old, &new, "card", "component:default/x", &mut out);
+        assert_eq!(
+            out,
+            vec![
+                (
+                    rk::dependency("e:group:default/a", "card", "component:default/x"),
+                    None
+                ),
+                (
+                    rk::dependency("p:group:default/a", "card", "component:default/x"),
+                    Some(vec![])
+                ),
+                (rk::depended("p:group:default/a"), Some(vec![])),
+            ]
+        );
+    }
 
     #[test]
     fn an_older_store_gets_its_markers_once_and_dependents_are_found() {
@@ -149,20 +296,22 @@ mod depended_markers {
                 ),
             ])
             .unwrap();
+        let group = entity("group:default/a");
         // Without markers, a lookup would miss what the store holds.
-        assert!(dependents(&store, "e:group:default/a").unwrap().is_empty());
+        assert!(dependents(&store, &group).unwrap().is_empty());
         assert_eq!(complete_depended_markers(&store).unwrap(), 2);
         assert_eq!(complete_depended_markers(&store).unwrap(), 0, "once");
         assert_eq!(
-            dependents(&store, "e:group:default/a").unwrap(),
+            dependents(&store, &group).unwrap(),
             [
                 ("card".to_string(), "component:default/x".to_string()),
                 ("card".to_string(), "component:default/y".to_string())
             ]
         );
-        assert_eq!(dependents(&store, "f:github/acme/x").unwrap().len(), 1);
+        let facts = Dependency::Facts(SubjectKey::new("github/acme/x"));
+        assert_eq!(dependents(&store, &facts).unwrap().len(), 1);
         assert!(
-            dependents(&store, "e:user:default/nobody")
+            dependents(&store, &entity("user:default/nobody"))
                 .unwrap()
                 .is_empty()
         );

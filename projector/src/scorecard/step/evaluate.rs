@@ -3,7 +3,7 @@
 //! (owner groups, system, domain) read; and a scorecard evaluated for every
 //! entity, reading the store by prefix scans.
 
-use super::deps::Reads;
+use super::deps::{Dependency, Reads};
 use super::subjects::{kind_of, targets};
 use super::{Served, Trigger, get};
 use crate::feed::FeedRecord;
@@ -16,6 +16,7 @@ use crate::scorecard::records::{
 };
 use crate::store::{Store, StoreError, WriteSet};
 use chrono::DateTime;
+use proto::RelationType;
 use serde_json::Value;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -74,7 +75,7 @@ pub(super) struct Evaluator<'a> {
     /// The facts last read (several fact rules of one entity read them).
     pub(super) last_facts: Option<(String, Option<Arc<Value>>)>,
     /// Outcomes of rules on related entities, with what they read.
-    pub(super) memo: HashMap<lang::Recall, (lang::Remembered, Vec<String>)>,
+    pub(super) memo: HashMap<lang::Recall, (lang::Remembered, Vec<Dependency>)>,
     /// The parent group of a group, the domain of a system (their
     /// relation lists hold every owned entity or part: read them once).
     pub(super) parent: HashMap<String, Option<String>>,
@@ -191,7 +192,7 @@ impl Evaluator<'_> {
         };
         let evaluation = def.evaluate(entity, &mut reads, now);
         // Owner and its parents, system and domain: what rollups group by.
-        let owner = targets(entity, "ownedBy").min();
+        let owner = targets(entity, RelationType::OwnedBy).min();
         let mut groups = Vec::new();
         if let Some(owner) = owner {
             let mut next = Some(owner);
@@ -201,14 +202,14 @@ impl Evaluator<'_> {
                 }
                 groups.push(g.clone());
                 if kind_of(&g) == "group" {
-                    reads.note(format!("p:{g}"));
+                    reads.note(Dependency::Links(g.clone()));
                     next = match reads.ev.parent.get(&g) {
                         Some(p) => p.clone(),
                         None => {
                             let p = reads
                                 .ev
                                 .entity(&g)
-                                .and_then(|ge| targets(&ge, "childOf").min());
+                                .and_then(|ge| targets(&ge, RelationType::ChildOf).min());
                             reads.ev.parent.insert(g.clone(), p.clone());
                             p
                         }
@@ -224,23 +225,23 @@ impl Evaluator<'_> {
         let system = if own_kind == "system" {
             None
         } else {
-            targets(entity, "partOf")
+            targets(entity, RelationType::PartOf)
                 .filter(|t| kind_of(t) == "system")
                 .min()
         };
         let domain = if own_kind == "system" {
-            targets(entity, "partOf")
+            targets(entity, RelationType::PartOf)
                 .filter(|t| kind_of(t) == "domain")
                 .min()
         } else {
             match &system {
                 Some(s) => {
-                    reads.note(format!("p:{s}"));
+                    reads.note(Dependency::Links(s.clone()));
                     match reads.ev.domain.get(s) {
                         Some(d) => d.clone(),
                         None => {
                             let d = reads.ev.entity(s).and_then(|se| {
-                                targets(&se, "partOf")
+                                targets(&se, RelationType::PartOf)
                                     .filter(|t| kind_of(t) == "domain")
                                     .min()
                             });
@@ -252,7 +253,8 @@ impl Evaluator<'_> {
                 None => None,
             }
         };
-        let deps: Vec<String> = reads.deps.into_iter().collect();
+        // Stored as text, in the order of the text (the enum sorts so too).
+        let deps: Vec<String> = reads.deps.iter().map(Dependency::encode).collect();
         // Exemptions turn failing checks into exempt ones until they end.
         let key = rk::exemptions(&def.id, r);
         let exemptions = match (self.exemptions.cached(&key), &self.known_exemptions) {

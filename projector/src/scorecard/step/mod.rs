@@ -38,6 +38,7 @@ mod rollups;
 mod subjects;
 
 pub(crate) use batch::{ScoreState, compiled};
+pub use deps::Dependency;
 pub use deps::complete_depended_markers;
 use deps::dependents;
 use evaluate::{Evaluator, kind_filter, scan_entities};
@@ -50,6 +51,7 @@ use crate::fold::Table;
 use crate::records as rec;
 use crate::store::{Store, StoreError, WriteSet};
 use chrono::{DateTime, Utc};
+use proto::SubjectKey;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -151,20 +153,22 @@ impl ScoreState {
                 },
                 at: t.at,
             };
-            for (sc, dependent) in dependents(store, &format!("e:{r}"))? {
+            for (sc, dependent) in dependents(store, &Dependency::Entity(r.clone()))? {
                 add(&sc, &dependent, &related);
             }
             // What results group by (a group's parent, a system's domain)
             // is read as a link of its own: a group that gains an owned
             // entity does not re-evaluate everything below it.
             if links_changed.contains(r) {
-                for (sc, dependent) in dependents(store, &format!("p:{r}"))? {
+                for (sc, dependent) in dependents(store, &Dependency::Links(r.clone()))? {
                     add(&sc, &dependent, &related);
                 }
             }
         }
         for (subject, t) in &self.changed_facts {
-            for (sc, dependent) in dependents(store, &format!("f:{subject}"))? {
+            for (sc, dependent) in
+                dependents(store, &Dependency::Facts(SubjectKey::new(subject.as_str())))?
+            {
                 add(&sc, &dependent, t);
             }
         }

@@ -3,6 +3,7 @@
 //! and every result of a scorecard that is no longer defined.
 
 use super::Trigger;
+use super::deps::index_changes;
 use super::evaluate::Evaluator;
 use crate::feed::{FeedKind, FeedRecord, ScorecardOutcome};
 use crate::fold::derived_id;
@@ -12,7 +13,7 @@ use crate::scorecard::lang::Definition;
 use crate::scorecard::records::{self as rk, CauseKind, ResultChange, ResultRecord};
 use crate::store::StoreError;
 use chrono::DateTime;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 impl Evaluator<'_> {
     /// Writes a result (and its indexes, history and rollup deltas) if it
@@ -42,15 +43,13 @@ impl Evaluator<'_> {
             }
             return Ok(());
         }
-        let old_deps: BTreeSet<&String> = old.iter().flat_map(|o| &o.deps).collect();
-        let new_deps: BTreeSet<&String> = new.iter().flat_map(|n| &n.deps).collect();
-        for d in old_deps.difference(&new_deps) {
-            self.out.push((rk::dependency(d, sc, r), None));
-        }
-        for d in new_deps.difference(&old_deps) {
-            self.out.push((rk::dependency(d, sc, r), Some(Vec::new())));
-            self.out.push((rk::depended(d), Some(Vec::new())));
-        }
+        index_changes(
+            old.as_ref().map_or(&[][..], |o| &o.deps),
+            new.as_ref().map_or(&[][..], |n| &n.deps),
+            sc,
+            r,
+            self.out,
+        );
         let old_level = old.as_ref().map(|o| o.level);
         let new_level = new.as_ref().map(|n| n.level);
         if old_level != new_level {

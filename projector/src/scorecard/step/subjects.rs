@@ -2,6 +2,7 @@
 //! repository it lives in, the cloud resource it was made of, and its
 //! relation targets.
 
+use proto::RelationType;
 use serde_json::Value;
 
 /// The subject of the GitHub repository an entity lives in: from
@@ -58,16 +59,13 @@ pub fn cloud_subject(entity: &Value) -> Option<String> {
 }
 
 /// Relation targets of one type in served JSON, as ref keys.
-pub(super) fn targets<'v>(
-    entity: &'v Value,
-    relation: &'v str,
-) -> impl Iterator<Item = String> + 'v {
+pub(super) fn targets(entity: &Value, relation: RelationType) -> impl Iterator<Item = String> + '_ {
     entity
         .get("relations")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
-        .filter(move |r| r.get("type").and_then(Value::as_str) == Some(relation))
+        .filter(move |r| r.get("type").and_then(Value::as_str) == Some(relation.as_str()))
         .filter_map(|r| r.get("targetRef").and_then(Value::as_str))
         .map(str::to_ascii_lowercase)
 }
