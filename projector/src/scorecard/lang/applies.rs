@@ -1,33 +1,53 @@
 //! Which entities a scorecard applies to (`applies_to`): a mapping of
-//! catalog filter keys to a value or a list of values.
+//! catalog filter keys to a value or a list of values, compiled into the
+//! catalog's own [`EntityFilter`] and evaluated by it, so a card applies to
+//! exactly the entities `filter=` selects with the same conditions (array
+//! items, Backstage's `metadata.tags.java` form, null fields, relations).
+//!
+//! ```yaml
+//! applies_to: {kind: component, spec.lifecycle: [production, experimental]}
+//! ```
+//!
+//! is `filter=kind=component,spec.lifecycle=production,spec.lifecycle=experimental`.
 
 use super::compile::scalar_text;
-use super::paths::get_key;
 use super::syntax::Definition;
+use crate::read::{Condition, EntityFilter, FilterClause};
 use serde_json::Value;
 
 /// Which entities a scorecard applies to: every key must match one of its
 /// values (no values: the key must be present). Keys and values as in the
-/// catalog's `filter` parameter, compared without regard to case.
+/// catalog's `filter` parameter, compared without regard to case; no
+/// conditions: every entity.
 #[derive(Debug, Clone, Default)]
 pub struct EntityMatch {
-    pub conditions: Vec<(String, Vec<String>)>,
+    /// One clause of the catalog's filter; `None`: no conditions.
+    filter: Option<EntityFilter>,
 }
 
+/// Compiles an `applies_to` mapping; an error names the key at fault.
 pub(super) fn compile_match(v: &Value) -> Result<EntityMatch, String> {
     let Value::Object(m) = v else {
         return Err("must be a mapping of filter keys to a value or a list of values".into());
     };
-    let mut conditions = Vec::new();
+    let mut all_of = Vec::new();
     for (k, v) in m {
+        let key = k.trim();
+        if key.is_empty() {
+            return Err("a key is empty (expected a filter key such as kind or spec.type)".into());
+        }
+        let value = |v: &Value| scalar_text(v).map_err(|e| format!("`{key}`: {e}"));
         let values = match v {
             Value::Null => vec![],
-            Value::Array(items) => items.iter().map(scalar_text).collect::<Result<_, _>>()?,
-            other => vec![scalar_text(other)?],
+            Value::Array(items) => items.iter().map(value).collect::<Result<_, _>>()?,
+            other => vec![value(other)?],
         };
-        conditions.push((k.to_lowercase(), values));
+        all_of.push(Condition {
+            key: key.to_lowercase(),
+            values,
+        });
     }
-    Ok(EntityMatch { conditions })
+    Ok(EntityMatch::new(all_of))
 }
 
 impl Definition {
@@ -38,66 +58,38 @@ impl Definition {
 }
 
 impl EntityMatch {
+    /// Every entity that passes all of the conditions.
+    pub fn new(all_of: Vec<Condition>) -> Self {
+        EntityMatch {
+            filter: (!all_of.is_empty()).then(|| EntityFilter {
+                any_of: vec![FilterClause { all_of }],
+            }),
+        }
+    }
+
+    /// The conditions: each key with its values (lower case; none: the key
+    /// must be present).
+    pub fn conditions(&self) -> &[Condition] {
+        self.filter
+            .as_ref()
+            .map_or(&[][..], |f| &f.any_of[0].all_of)
+    }
+
+    /// The same conditions as the catalog's filter (`None`: no conditions).
+    pub fn filter(&self) -> Option<&EntityFilter> {
+        self.filter.as_ref()
+    }
+
     /// The kinds a `kind` condition allows (lower case), if there is one.
     pub fn kinds(&self) -> Option<Vec<String>> {
-        self.conditions
+        self.conditions()
             .iter()
-            .find(|(k, values)| k == "kind" && !values.is_empty())
-            .map(|(_, values)| values.clone())
+            .find(|c| c.key == "kind" && !c.values.is_empty())
+            .map(|c| c.values.clone())
     }
 
+    /// Whether `entity` (served JSON) passes, as the catalog's filter sees it.
     pub fn matches(&self, entity: &Value) -> bool {
-        self.conditions.iter().all(|(key, values)| {
-            let mut found = Vec::new();
-            filter_values(entity, key, &mut found);
-            if values.is_empty() {
-                !found.is_empty()
-            } else {
-                found.iter().any(|f| values.contains(f))
-            }
-        })
+        self.filter.as_ref().is_none_or(|f| f.matches(entity))
     }
-}
-
-/// The lower-cased values at a filter key (`kind`, `spec.type`,
-/// `metadata.tags`, `relations.ownedby`), as the catalog's filter sees them.
-fn filter_values(entity: &Value, key: &str, out: &mut Vec<String>) {
-    if let Some(rel) = key.strip_prefix("relations.") {
-        for r in entity
-            .get("relations")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            if r.get("type")
-                .and_then(Value::as_str)
-                .is_some_and(|t| t.eq_ignore_ascii_case(rel))
-                && let Some(t) = r.get("targetRef").and_then(Value::as_str)
-            {
-                out.push(t.to_lowercase());
-            }
-        }
-        return;
-    }
-    fn walk(v: &Value, parts: &[&str], out: &mut Vec<String>) {
-        match (parts.split_first(), v) {
-            (_, Value::Array(items)) => items.iter().for_each(|i| walk(i, parts, out)),
-            (None, Value::String(s)) => out.push(s.to_lowercase()),
-            (None, Value::Number(n)) => out.push(n.to_string()),
-            (None, Value::Bool(b)) => out.push(b.to_string()),
-            (None, _) => {}
-            // Keys may hold dots (`metadata.annotations.github.com/x`):
-            // try each split of the remaining parts.
-            (Some(_), Value::Object(m)) => {
-                for i in 1..=parts.len() {
-                    if let Some(x) = get_key(m, &parts[..i].join(".")) {
-                        walk(x, &parts[i..], out)
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-    let parts: Vec<&str> = key.split('.').collect();
-    walk(entity, &parts, out);
 }

@@ -36,6 +36,8 @@
 //! through [`Context`] (related entities, facts) and the evaluation time.
 
 pub mod applies;
+#[cfg(test)]
+mod applies_tests;
 pub mod compile;
 pub mod eval;
 pub mod paths;

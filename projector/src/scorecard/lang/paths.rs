@@ -156,7 +156,7 @@ fn prefix_text(segs: &[Segment]) -> String {
 }
 
 /// An object key, exactly or else without regard to case.
-pub(super) fn get_key<'v>(m: &'v Map<String, Value>, k: &str) -> Option<&'v Value> {
+fn get_key<'v>(m: &'v Map<String, Value>, k: &str) -> Option<&'v Value> {
     m.get(k).or_else(|| {
         m.iter()
             .find(|(mk, _)| mk.eq_ignore_ascii_case(k))
