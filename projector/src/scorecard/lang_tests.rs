@@ -1223,7 +1223,12 @@ fn compiles_a_good_definition() {
     );
     assert!(d.checks[1].rule.to_string().contains(">= 2"));
     assert!(matches!(d.checks[3].rule, Rule::Any(ref rs) if rs.len() == 2));
-    let mut conds = d.applies_to.conditions.clone();
+    let mut conds: Vec<(String, Vec<String>)> = d
+        .applies_to
+        .conditions()
+        .iter()
+        .map(|c| (c.key.clone(), c.values.clone()))
+        .collect();
     conds.sort();
     assert_eq!(
         conds,
@@ -1263,7 +1268,7 @@ fn title_defaults_to_the_id_and_optional_parts_default() {
     .unwrap();
     assert_eq!(d.title, "min");
     assert_eq!(d.description, None);
-    assert!(d.applies_to.conditions.is_empty());
+    assert!(d.applies_to.conditions().is_empty());
     assert!(d.applies(&json!({})));
     assert_eq!((d.checks[0].level, d.checks[0].weight), (0, 1));
 }

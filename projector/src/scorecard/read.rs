@@ -789,7 +789,12 @@ pub fn view(
         id: def.id.clone(),
         title: def.title.clone(),
         description: def.description.clone(),
-        applies_to: def.applies_to.conditions.iter().cloned().collect(),
+        applies_to: def
+            .applies_to
+            .conditions()
+            .iter()
+            .map(|c| (c.key.clone(), c.values.clone()))
+            .collect(),
         levels: def.levels.clone(),
         checks: def
             .checks

@@ -7,7 +7,7 @@
 //! | `A` | scorecard, ref key | [`ResultRecord`] |
 //! | `a` | scorecard, ref key, time (ms, BE), sequence (BE u16), event id | [`ResultChange`] |
 //! | `K` | scorecard, dimension, group | [`Rollup`] |
-//! | `D` | dependency (`e:{ref}` or `f:{subject}`), scorecard, ref key | empty |
+//! | `D` | dependency (`e:{ref}`, `p:{ref}` or `f:{subject}`: a [`crate::scorecard::step::Dependency`] as text), scorecard, ref key | empty |
 //! | `T` | time (ms, BE), scorecard, ref key | empty: re-evaluate then |
 //! | `X` | subject | [`FactRecord`] |
 //! | `W` | scorecard, ref key | [`ExemptionSet`] |
@@ -230,7 +230,9 @@ pub struct ResultRecord {
     pub system: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub domain: Option<String>,
-    /// What the evaluation read besides the entity (`e:{ref}`, `f:{subject}`).
+    /// What the evaluation read besides the entity, sorted: each a
+    /// [`crate::scorecard::step::Dependency`] as text (`e:{ref}`, `p:{ref}`,
+    /// `f:{subject}`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub deps: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

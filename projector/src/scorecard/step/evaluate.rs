@@ -1,0 +1,423 @@
+//! One result computed: an entity's checks evaluated as of its trigger,
+//! exemptions applied, level and score derived, and what results group by
+//! (owner groups, system, domain) read; and a scorecard evaluated for every
+//! entity, reading the store by prefix scans.
+
+use super::deps::{Dependency, Reads};
+use super::subjects::{kind_of, targets};
+use super::{Served, Trigger, get};
+use crate::feed::FeedRecord;
+use crate::fold::Table;
+use crate::keys;
+use crate::records as rec;
+use crate::scorecard::lang::{self, Definition};
+use crate::scorecard::records::{
+    self as rk, CheckResult, CheckStatus, ExemptionSet, FactRecord, ResultRecord, Rollup,
+};
+use crate::store::{Store, StoreError, WriteSet};
+use chrono::DateTime;
+use proto::RelationType;
+use serde_json::Value;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+/// Whether a ref may be of a kind the definition applies to: a `kind`
+/// condition is answered by the ref key itself, so entities of other kinds
+/// are not even read.
+pub(super) fn kind_filter(def: &Definition) -> impl Fn(&str) -> bool + use<> {
+    let kinds = def.applies_to.kinds();
+    move |r: &str| {
+        let kind = r.split(':').next();
+        kinds
+            .as_ref()
+            .is_none_or(|ks| ks.iter().any(|k| kind == Some(k.as_str())))
+    }
+}
+
+/// Visits every stored entity that `wanted` keeps, in ref order, reading
+/// the store in chunks (a scan merges level-0 files once; point lookups
+/// would probe each of them).
+pub(super) fn scan_entities(
+    store: &dyn Store,
+    wanted: &dyn Fn(&str) -> bool,
+    visit: &mut dyn FnMut(String, Vec<u8>) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    let mut from: Option<Vec<u8>> = None;
+    loop {
+        let mut chunk: Vec<(String, Vec<u8>)> = Vec::new();
+        let mut last = None;
+        store.scan(&[keys::ENTITY], from.as_deref(), &mut |k, v| {
+            last = Some(k.to_vec());
+            if let Ok(r) = std::str::from_utf8(&k[1..])
+                && wanted(r)
+            {
+                chunk.push((r.to_string(), v.to_vec()));
+            }
+            chunk.len() < 2048
+        })?;
+        let Some(mut next) = last else {
+            return Ok(());
+        };
+        next.push(0);
+        from = Some(next);
+        for (r, body) in chunk {
+            visit(r, body)?;
+        }
+    }
+}
+
+pub(super) struct Evaluator<'a> {
+    pub(super) store: &'a dyn Store,
+    pub(super) served: &'a Served,
+    pub(super) facts: &'a mut Table<FactRecord>,
+    pub(super) exemptions: &'a mut Table<ExemptionSet>,
+    pub(super) entities: HashMap<String, Option<Arc<Value>>>,
+    /// The facts last read (several fact rules of one entity read them).
+    pub(super) last_facts: Option<(String, Option<Arc<Value>>)>,
+    /// Outcomes of rules on related entities, with what they read.
+    pub(super) memo: HashMap<lang::Recall, (lang::Remembered, Vec<Dependency>)>,
+    /// The parent group of a group, the domain of a system (their
+    /// relation lists hold every owned entity or part: read them once).
+    pub(super) parent: HashMap<String, Option<String>>,
+    pub(super) domain: HashMap<String, Option<String>>,
+    pub(super) rollups: HashMap<(String, String, String), Rollup>,
+    /// A scorecard's stored exemptions, read at once for a full evaluation.
+    pub(super) known_exemptions: Option<HashMap<String, ExemptionSet>>,
+    /// Results evaluated, and results whose outcome changed.
+    pub(super) evaluated: u64,
+    pub(super) changed: u64,
+    pub(super) out: &'a mut WriteSet,
+    /// Outcome changes, for the change feed.
+    pub(super) feed: &'a mut Vec<FeedRecord>,
+}
+
+impl<'a> Evaluator<'a> {
+    pub(super) fn new(
+        store: &'a dyn Store,
+        served: &'a Served,
+        facts: &'a mut Table<FactRecord>,
+        exemptions: &'a mut Table<ExemptionSet>,
+        out: &'a mut WriteSet,
+        feed: &'a mut Vec<FeedRecord>,
+    ) -> Self {
+        Evaluator {
+            store,
+            served,
+            facts,
+            exemptions,
+            entities: HashMap::new(),
+            last_facts: None,
+            memo: HashMap::new(),
+            parent: HashMap::new(),
+            domain: HashMap::new(),
+            rollups: HashMap::new(),
+            known_exemptions: None,
+            evaluated: 0,
+            changed: 0,
+            out,
+            feed,
+        }
+    }
+}
+
+impl Evaluator<'_> {
+    /// An entity as this batch leaves it, not cached: what is evaluated is
+    /// read once; [`Evaluator::entity`] caches the owners, systems and
+    /// targets many entities read.
+    pub(super) fn subject(&self, r: &str) -> Option<Arc<Value>> {
+        if let Some(v) = self.served.get(r) {
+            return v.clone();
+        }
+        self.store
+            .get(&keys::entity(r))
+            .ok()
+            .flatten()
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+            .map(Arc::new)
+    }
+
+    pub(super) fn entity(&mut self, r: &str) -> Option<Arc<Value>> {
+        if let Some(v) = self.served.get(r) {
+            return v.clone();
+        }
+        if let Some(v) = self.entities.get(r) {
+            return v.clone();
+        }
+        let v = self.subject(r);
+        if self.entities.len() > 10_000 {
+            self.entities.clear();
+        }
+        self.entities.insert(r.to_string(), v.clone());
+        v
+    }
+
+    pub(super) fn facts(&mut self, subject: &str) -> Option<Arc<Value>> {
+        if let Some((s, v)) = &self.last_facts
+            && s == subject
+        {
+            return v.clone();
+        }
+        let v = match self.facts.cached(&rk::facts(subject)) {
+            // Changed in this batch.
+            Some(row) => row.as_ref().map(|f| Arc::new(f.facts.clone())),
+            None => get::<FactRecord>(self.store, &rk::facts(subject))
+                .ok()
+                .flatten()
+                .map(|f| Arc::new(f.facts)),
+        };
+        self.last_facts = Some((subject.to_string(), v.clone()));
+        v
+    }
+
+    /// The result of `def` for entity `r` as of the trigger's time.
+    pub(super) fn evaluate(
+        &mut self,
+        def: &Definition,
+        r: &str,
+        entity: Option<&Value>,
+        t: &Trigger,
+    ) -> Result<Option<ResultRecord>, StoreError> {
+        let Some(entity) = entity else {
+            return Ok(None);
+        };
+        if !def.applies(entity) {
+            return Ok(None);
+        }
+        self.evaluated += 1;
+        let now = t.at;
+        let mut reads = Reads {
+            ev: self,
+            deps: BTreeSet::new(),
+            captures: Vec::new(),
+        };
+        let evaluation = def.evaluate(entity, &mut reads, now);
+        // Owner and its parents, system and domain: what rollups group by.
+        let owner = targets(entity, RelationType::OwnedBy).min();
+        let mut groups = Vec::new();
+        if let Some(owner) = owner {
+            let mut next = Some(owner);
+            while let Some(g) = next.take() {
+                if groups.contains(&g) || groups.len() >= 32 {
+                    break;
+                }
+                groups.push(g.clone());
+                if kind_of(&g) == "group" {
+                    reads.note(Dependency::Links(g.clone()));
+                    next = match reads.ev.parent.get(&g) {
+                        Some(p) => p.clone(),
+                        None => {
+                            let p = reads
+                                .ev
+                                .entity(&g)
+                                .and_then(|ge| targets(&ge, RelationType::ChildOf).min());
+                            reads.ev.parent.insert(g.clone(), p.clone());
+                            p
+                        }
+                    };
+                }
+            }
+        }
+        let own_kind = entity
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        let system = if own_kind == "system" {
+            None
+        } else {
+            targets(entity, RelationType::PartOf)
+                .filter(|t| kind_of(t) == "system")
+                .min()
+        };
+        let domain = if own_kind == "system" {
+            targets(entity, RelationType::PartOf)
+                .filter(|t| kind_of(t) == "domain")
+                .min()
+        } else {
+            match &system {
+                Some(s) => {
+                    reads.note(Dependency::Links(s.clone()));
+                    match reads.ev.domain.get(s) {
+                        Some(d) => d.clone(),
+                        None => {
+                            let d = reads.ev.entity(s).and_then(|se| {
+                                targets(&se, RelationType::PartOf)
+                                    .filter(|t| kind_of(t) == "domain")
+                                    .min()
+                            });
+                            reads.ev.domain.insert(s.clone(), d.clone());
+                            d
+                        }
+                    }
+                }
+                None => None,
+            }
+        };
+        // Stored as text, in the order of the text (the enum sorts so too).
+        let deps: Vec<String> = reads.deps.iter().map(Dependency::encode).collect();
+        // Exemptions turn failing checks into exempt ones until they end.
+        let key = rk::exemptions(&def.id, r);
+        let exemptions = match (self.exemptions.cached(&key), &self.known_exemptions) {
+            (Some(set), _) => set.clone().unwrap_or_default(),
+            (None, Some(known)) => known.get(r).cloned().unwrap_or_default(),
+            (None, None) => self
+                .exemptions
+                .get(self.store, key)?
+                .cloned()
+                .unwrap_or_default(),
+        };
+        let mut next_change = evaluation.next_change;
+        let mut checks = Vec::with_capacity(def.checks.len());
+        for (check, outcome) in def.checks.iter().zip(evaluation.checks) {
+            let mut result = CheckResult {
+                status: if outcome.pass {
+                    CheckStatus::Pass
+                } else {
+                    CheckStatus::Fail
+                },
+                value: outcome.value,
+                reason: outcome.reason,
+                exemption: None,
+            };
+            if !outcome.pass
+                && let Some(x) = exemptions
+                    .items
+                    .iter()
+                    .filter(|x| x.exemption.check == check.id && x.active(now))
+                    .min_by_key(|x| x.exemption.id)
+            {
+                result.status = CheckStatus::Exempt;
+                result.exemption = Some(x.exemption.id);
+                if let Some(e) = x.exemption.expires_at {
+                    next_change = Some(next_change.map_or(e, |n| n.min(e)));
+                }
+            }
+            checks.push(result);
+        }
+        let passing = |c: &CheckResult| c.status != CheckStatus::Fail;
+        let mut level = None;
+        for l in 0..def.levels.len() {
+            let ok = def
+                .checks
+                .iter()
+                .zip(&checks)
+                .filter(|(c, _)| c.level <= l)
+                .all(|(_, r)| passing(r));
+            if !ok {
+                break;
+            }
+            level = Some(l);
+        }
+        let total: u64 = def.checks.iter().map(|c| u64::from(c.weight)).sum();
+        let earned: u64 = def
+            .checks
+            .iter()
+            .zip(&checks)
+            .filter(|(_, r)| passing(r))
+            .map(|(c, _)| u64::from(c.weight))
+            .sum();
+        // No checks: nothing to fail.
+        let score = (earned * 100 + total / 2)
+            .checked_div(total)
+            .map_or(100, |s| s as u32);
+        // Deadlines are kept in whole milliseconds, rounded up, so that
+        // evaluating at the deadline sees the change.
+        let next_change = next_change.map(|t| {
+            let ms = t.timestamp_millis() + i64::from(t.timestamp_subsec_nanos() % 1_000_000 != 0);
+            DateTime::from_timestamp_millis(ms).unwrap_or(t)
+        });
+        Ok(Some(ResultRecord {
+            level,
+            score,
+            checks,
+            groups,
+            system,
+            domain,
+            deps,
+            next_change,
+        }))
+    }
+
+    /// Every entity under a new or changed definition. Rollups are rebuilt
+    /// from the new results.
+    pub(super) fn reevaluate_one(
+        &mut self,
+        def: &Definition,
+        r: &str,
+        entity: Option<Arc<Value>>,
+        old: &mut HashMap<String, Vec<u8>>,
+        t: &Trigger,
+    ) -> Result<(), StoreError> {
+        let before = match old.remove(r) {
+            Some(bytes) => Some(rec::decode::<ResultRecord>(
+                &rk::result(&def.id, r),
+                &bytes,
+            )?),
+            None => None,
+        };
+        let new = self.evaluate(def, r, entity.as_deref(), t)?;
+        self.store_result(def, r, before, new, t, false)
+    }
+
+    pub(super) fn reevaluate_all(
+        &mut self,
+        def: &Definition,
+        t: &Trigger,
+    ) -> Result<(), StoreError> {
+        let wanted = kind_filter(def);
+        // Everything is read by prefix scans (entities, old results, the
+        // scorecard's exemptions), not point lookups: right after a bulk
+        // load, a lookup probes every level-0 file, a scan merges them once.
+        let p = keys::prefix(rk::RESULT, &[def.id.as_bytes()]);
+        let mut old: HashMap<String, Vec<u8>> = HashMap::new();
+        self.store.scan(&p, None, &mut |k, v| {
+            old.insert(
+                String::from_utf8_lossy(&k[p.len()..]).into_owned(),
+                v.to_vec(),
+            );
+            true
+        })?;
+        let ep = keys::prefix(rk::EXEMPTIONS, &[def.id.as_bytes()]);
+        let mut exempt: HashMap<String, ExemptionSet> = HashMap::new();
+        let mut bad = None;
+        self.store.scan(&ep, None, &mut |k, v| {
+            match rec::decode(k, v) {
+                Ok(x) => {
+                    exempt.insert(String::from_utf8_lossy(&k[ep.len()..]).into_owned(), x);
+                }
+                Err(e) => bad = Some(e),
+            }
+            true
+        })?;
+        if let Some(e) = bad {
+            return Err(e);
+        }
+        self.known_exemptions = Some(exempt);
+        let mut pending: Vec<String> = self.served.keys().filter(|r| wanted(r)).cloned().collect();
+        pending.sort();
+        let served = self.served;
+        scan_entities(self.store, &wanted, &mut |r, body| {
+            let entity = match served.get(&r) {
+                Some(v) => v.clone(),
+                None => serde_json::from_slice::<Value>(&body).ok().map(Arc::new),
+            };
+            self.reevaluate_one(def, &r, entity, &mut old, t)
+        })?;
+        // Entities created in this batch are not in the store yet.
+        for r in pending {
+            if self.store.get(&keys::entity(&r))?.is_none() {
+                let entity = self.served.get(&r).cloned().flatten();
+                self.reevaluate_one(def, &r, entity, &mut old, t)?;
+            }
+        }
+        // Results of entities that are gone.
+        let mut gone: Vec<_> = old.into_iter().collect();
+        gone.sort();
+        for (r, bytes) in gone {
+            let before: ResultRecord = rec::decode(&rk::result(&def.id, &r), &bytes)?;
+            self.store_result(def, &r, Some(before), None, t, false)?;
+        }
+        self.known_exemptions = None;
+        Ok(())
+    }
+}
