@@ -322,10 +322,12 @@ fn page(
 ) -> Result<(Vec<Shown>, u64), ApiError> {
     let (entries, last) = catalog.feed(after, limit, SCAN_BUDGET, &mut |r| sel.keeps(r))?;
     // Reading the bodies before and after each change is most of the
-    // work: a long page is shown on up to four threads, in order.
-    let workers = std::thread::available_parallelism()
-        .map_or(1, std::num::NonZeroUsize::get)
-        .clamp(1, 4);
+    // work, and from a cold store most of that is waiting for the disk: a
+    // long page is read by eight threads at once (in order), which keeps
+    // enough reads in flight (measured at 100k entities from a cold page
+    // cache: 23k changes/s on two threads, 31k on four, 42k on eight, 45k
+    // on sixteen; from memory 83k, 73k, 66k).
+    let workers = 8;
     let show = |part: &[FeedEntry]| -> Result<Vec<Shown>, ApiError> {
         let records: Vec<&FeedRecord> = part.iter().map(|e| &e.record).collect();
         let bodies = catalog.feed_entities_each(&records)?;
@@ -337,7 +339,7 @@ fn page(
         }
         Ok(items)
     };
-    if workers == 1 || entries.len() < 64 {
+    if entries.len() < 64 {
         return Ok((show(&entries)?, last));
     }
     let per = entries.len().div_ceil(workers);
