@@ -308,6 +308,19 @@ fn parquet_exports_read_in_duckdb_agree_with_the_api() {
         list("limit=1000&asOf=2000-01-01T00:00:00Z")["items"],
         json!([])
     );
+    // By owner, child groups included: the top group, a department and a
+    // team of the demo org's tree, as of now the same as the stored list.
+    let mut owned_somewhere = false;
+    for owner in ["acme", "commerce-engineering", "fulfilment-engineering"] {
+        let now_items = list(&format!("limit=1000&owner={owner}&asOf={now}"))["items"].clone();
+        owned_somewhere |= !now_items.as_array().unwrap().is_empty();
+        assert_eq!(
+            now_items,
+            list(&format!("limit=1000&owner={owner}"))["items"],
+            "owner {owner}"
+        );
+    }
+    assert!(owned_somewhere, "the demo org's groups own scored entities");
 
     // One entity's results as of an instant, from the same history: now,
     // the stored level, score and check statuses; before, no result.
