@@ -20,6 +20,42 @@ pub mod org;
 pub mod repos;
 pub mod webhook;
 
+/// The REST answers this source decodes, by name: what [`decode_answer`]
+/// takes, for fuzzing every decoder with any body.
+pub const ANSWERS: [&str; 11] = [
+    "contents-file",
+    "contents-dir",
+    "languages",
+    "branch-protection",
+    "code-scanning-alerts",
+    "repo-teams",
+    "org-repos",
+    "repository",
+    "org-teams",
+    "members",
+    "user",
+];
+
+/// Decodes `body` as the answer named `answer` (one of [`ANSWERS`]) the way
+/// the source reads it: it decodes, or says why it does not; nothing
+/// panics.
+pub fn decode_answer(answer: &str, body: &[u8]) -> Result<(), String> {
+    match answer {
+        "contents-file" => repos::decode_file(body).map(drop),
+        "contents-dir" => repos::decode_dir(body).map(drop),
+        "languages" => json::<BTreeMap<String, u64>>(body).map(drop),
+        "branch-protection" => repos::decode_protection(body).map(drop),
+        "code-scanning-alerts" => repos::decode_alerts(body).map(drop),
+        "repo-teams" => repos::decode_team_access(body).map(drop),
+        "org-repos" => json::<Vec<RepoSummary>>(body).map(drop),
+        "repository" => json::<RepoSummary>(body).map(drop),
+        "org-teams" => json::<Vec<org::Team>>(body).map(drop),
+        "members" => json::<Vec<org::Member>>(body).map(drop),
+        "user" => json::<org::UserDetail>(body).map(drop),
+        other => Err(format!("no answer named {other:?}")),
+    }
+}
+
 use crate::source::{
     Fetched, Known, Listed, ListedFacts, Listing, ScopeEntry, Source, SourceError,
 };
@@ -846,5 +882,30 @@ impl Source for GithubSource {
             requests: self.counters(),
             pending: !lock(&self.pending).is_empty(),
         })
+    }
+}
+
+#[cfg(test)]
+mod answer_tests {
+    use super::{ANSWERS, decode_answer};
+
+    #[test]
+    fn every_answer_named_is_decoded_and_a_bad_body_says_why() {
+        for answer in ANSWERS {
+            let e = decode_answer(answer, b"{not json").unwrap_err();
+            assert!(!e.contains("no answer named"), "{answer}: {e}");
+        }
+        decode_answer("repo-teams", br#"[{"slug":"web","permission":"push"}]"#).unwrap();
+        decode_answer("languages", br#"{"Rust":120,"Go":3}"#).unwrap();
+        assert!(
+            decode_answer("repo-teams", br#"[{"permission":"push"}]"#)
+                .unwrap_err()
+                .contains("slug")
+        );
+        assert!(
+            decode_answer("nothing", b"[]")
+                .unwrap_err()
+                .contains("no answer named")
+        );
     }
 }

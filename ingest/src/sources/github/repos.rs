@@ -254,7 +254,7 @@ pub struct DirEntry {
     pub kind: String,
 }
 
-fn decode_dir(body: &[u8]) -> Result<Vec<DirEntry>, String> {
+pub(crate) fn decode_dir(body: &[u8]) -> Result<Vec<DirEntry>, String> {
     json(body)
 }
 
@@ -700,7 +700,7 @@ pub struct TeamAccess {
     pub permission: String,
 }
 
-fn decode_team_access(body: &[u8]) -> Result<Vec<TeamAccess>, String> {
+pub(crate) fn decode_team_access(body: &[u8]) -> Result<Vec<TeamAccess>, String> {
     #[derive(Deserialize)]
     struct Raw {
         slug: String,
@@ -730,7 +730,7 @@ fn decode_team_access(body: &[u8]) -> Result<Vec<TeamAccess>, String> {
         .collect())
 }
 
-fn decode_protection(body: &[u8]) -> Result<BranchProtection, String> {
+pub(crate) fn decode_protection(body: &[u8]) -> Result<BranchProtection, String> {
     #[derive(Deserialize)]
     struct Enabled {
         #[serde(default)]
@@ -793,7 +793,7 @@ fn decode_protection(body: &[u8]) -> Result<BranchProtection, String> {
     })
 }
 
-fn decode_alerts(body: &[u8]) -> Result<Vec<String>, String> {
+pub(crate) fn decode_alerts(body: &[u8]) -> Result<Vec<String>, String> {
     #[derive(Deserialize)]
     struct Adv {
         severity: Option<String>,
