@@ -1,14 +1,7 @@
 //! `catalog`: one binary, a subcommand per service. This library holds the
-//! wiring (configuration, services, the benchmark) so that `main` stays
-//! thin and tests can run services in-process.
+//! wiring (configuration, services) so that `main` stays thin and tests
+//! (and the benchmark, `catalog-bench`) can run services in-process.
 
-pub mod bench;
-pub mod bench_aws;
-pub mod bench_github;
-pub mod bench_history;
-pub mod bench_kafka;
-pub mod bench_realistic;
-pub mod bench_scorecards;
 pub mod services;
 
 pub use catalog_config as config;

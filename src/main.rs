@@ -113,8 +113,6 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
-    /// Generate an org of N entities, run the pipeline, print throughput and latencies.
-    Bench(catalog::bench::BenchArgs),
 }
 
 fn load(common: &Common) -> anyhow::Result<Config> {
@@ -154,10 +152,7 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async move {
         let shutdown = Shutdown::new();
         let on_signal = shutdown.clone();
-        // The services stop in order on a signal; a benchmark has nothing
-        // to keep and may be blocked in a measurement, so it ends at once
-        // (with the status a shell gives a process ended by SIGTERM).
-        let exit_on_signal = matches!(cli.command, Command::Bench(_));
+        // The services stop in order on a signal.
         tokio::spawn(async move {
             let mut term =
                 tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -165,10 +160,6 @@ fn main() -> anyhow::Result<()> {
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => {}
                 _ = term.recv() => {}
-            }
-            if exit_on_signal {
-                eprintln!("benchmark interrupted");
-                std::process::exit(143);
             }
             tracing::info!("shutting down");
             on_signal.trigger();
@@ -266,10 +257,6 @@ fn main() -> anyhow::Result<()> {
                 let rows = services::export_store(&cfg, what, format, as_of, &out)?;
                 println!("{}", serde_json::json!({"rows": rows, "out": out}));
                 Ok(())
-            }
-            Command::Bench(args) => {
-                telemetry(LogFormat::Text);
-                catalog::bench::run(args).await
             }
         }
     })

@@ -101,7 +101,7 @@ fn stages_scale_and_survive_a_broker_loss_on_three_brokers() {
     let tmp = tempfile::tempdir().unwrap();
     let org = tmp.path().join("org");
     let n = 6000usize;
-    catalog::bench::generate_org(&org, n, 10).unwrap();
+    catalog_bench::generate_org(&org, n, 10).unwrap();
     let d = |name: &str| tmp.path().join(name);
 
     let (la, lb, l1, l2) = (listen(), listen(), listen(), listen());
@@ -200,7 +200,7 @@ fn a_broker_away_for_thirty_seconds_is_waited_out() {
     let tmp = tempfile::tempdir().unwrap();
     let org = tmp.path().join("org");
     let n = 3000usize;
-    let targets = catalog::bench::generate_org(&org, n, 10).unwrap();
+    let targets = catalog_bench::generate_org(&org, n, 10).unwrap();
     let d = |name: &str| tmp.path().join(name);
     let lh = listen();
     let host = host("host", &d("h"), &lh, &env);
@@ -289,7 +289,7 @@ fn every_service_kind_killed_repeatedly_converges() {
     let tmp = tempfile::tempdir().unwrap();
     let org = tmp.path().join("org");
     let n = 10_000usize;
-    let targets = catalog::bench::generate_org(&org, n, 10).unwrap();
+    let targets = catalog_bench::generate_org(&org, n, 10).unwrap();
     let d = |name: &str| tmp.path().join(name);
     let lh = listen();
     let strings = |v: &[&str]| v.iter().map(|x| (*x).to_owned()).collect::<Vec<_>>();

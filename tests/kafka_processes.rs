@@ -74,7 +74,7 @@ fn projector_killed_mid_ingest_converges_to_the_uninterrupted_state() {
     let tmp = tempfile::tempdir().unwrap();
     let org = tmp.path().join("org");
     let n = 4000;
-    catalog::bench::generate_org(&org, n, 10).unwrap();
+    catalog_bench::generate_org(&org, n, 10).unwrap();
     let (victim_dir, witness_dir) = (tmp.path().join("victim"), tmp.path().join("witness"));
     let (v_s, w_s) = (victim_dir.to_str().unwrap(), witness_dir.to_str().unwrap());
     let (wport, vport) = (free_port(), free_port());

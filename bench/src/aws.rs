@@ -1,4 +1,4 @@
-//! `catalog bench --aws-resources N`: the AWS source against the `moto`
+//! `catalog-bench --aws-resources N`: the AWS source against the `moto`
 //! emulator holding N tagged resources (queues, topics and tables, created
 //! through the SDK): the first full listing (time, operations, HTTP
 //! requests), a re-poll of the unchanged account, and a re-poll after K

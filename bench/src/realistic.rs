@@ -1,4 +1,4 @@
-//! `catalog bench --shape realistic`: an org shaped like a large company's
+//! `catalog-bench --shape realistic`: an org shaped like a large company's
 //! rather than like a demo, run through `catalog dev` in this process and
 //! measured through the HTTP API.
 //!
@@ -20,10 +20,10 @@
 //! and while the store changes (every answer computed), and the time to
 //! rebuild the projections by replaying the entity log.
 
-use crate::bench::{dir_size, fmt_d, percentile, rss_kib, total_items};
-use crate::config::Config;
-use crate::services::{self, Shutdown};
+use crate::{dir_size, fmt_d, percentile, rss_kib, total_items};
 use anyhow::{Context, bail};
+use catalog::config::Config;
+use catalog::services::{self, Shutdown};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -1,12 +1,24 @@
-//! `catalog bench`: generates an org of N entities as descriptor files, runs
-//! the whole pipeline in this process (embedded log, or Kafka with
-//! `--brokers`), and measures through the HTTP API: ingest throughput (first
-//! observation to all queryable), edit-to-visible latency, query latencies,
-//! memory and disk. A measurement, not a test: it asserts nothing.
+//! `catalog-bench`: the benchmark, apart from the production binary (its
+//! load generators, the simulated GitHub and the AWS emulator's client stay
+//! out of `catalog`). It generates an org of N entities as descriptor
+//! files, runs the whole pipeline in this process (embedded log, or Kafka
+//! with `--brokers`), and measures through the HTTP API: ingest throughput
+//! (first observation to all queryable), edit-to-visible latency, query
+//! latencies, memory and disk. A measurement, not a test: it asserts
+//! nothing. The other shapes are its modules: `realistic`, `history`,
+//! `scorecards`, `kafka` (the pipeline as separate `catalog` processes),
+//! `github`, `aws`.
 
-use crate::config::Config;
-use crate::services::{self, Shutdown};
+pub mod aws;
+pub mod github;
+pub mod history;
+pub mod kafka;
+pub mod realistic;
+pub mod scorecards;
+
 use anyhow::{Context, bail};
+use catalog::config::Config;
+use catalog::services::{self, Shutdown};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -82,7 +94,8 @@ pub struct BenchArgs {
 /// Runs the UI benchmark (`ui/bench/first-render.mjs`) against `base`,
 /// printing what it prints.
 fn ui_bench(base: &str) -> anyhow::Result<()> {
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("ui/bench/first-render.mjs");
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../ui/bench/first-render.mjs");
     let out = std::process::Command::new("node")
         .arg(&script)
         .arg(base)
@@ -370,13 +383,11 @@ pub(crate) fn walk_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if let Some(n) = args.aws_resources {
         let (changed, endpoint) = (args.aws_changed, args.aws_endpoint.clone());
-        return tokio::task::spawn_blocking(move || crate::bench_aws::run(n, changed, endpoint))
-            .await?;
+        return tokio::task::spawn_blocking(move || crate::aws::run(n, changed, endpoint)).await?;
     }
     if let Some(repos) = args.github_repos {
         let changed = args.github_changed;
-        return tokio::task::spawn_blocking(move || crate::bench_github::run(repos, changed))
-            .await?;
+        return tokio::task::spawn_blocking(move || crate::github::run(repos, changed)).await?;
     }
     let tmp;
     let root = match &args.dir {
@@ -390,22 +401,20 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         let (brokers, processors) = (brokers.clone(), args.processors.clone());
         let (entities, per_file) = (args.entities, args.per_file);
         return tokio::task::spawn_blocking(move || {
-            crate::bench_kafka::run(&brokers, &processors, entities, per_file, &root)
+            crate::kafka::run(&brokers, &processors, entities, per_file, &root)
         })
         .await?;
     }
     if args.shape == "realistic" {
-        return crate::bench_realistic::run(args.entities, args.requests, args.edits, &root).await;
+        return crate::realistic::run(args.entities, args.requests, args.edits, &root).await;
     }
     if args.history {
         let (entities, per_file) = (args.entities, args.per_file);
-        return tokio::task::spawn_blocking(move || {
-            crate::bench_history::run(entities, per_file, &root)
-        })
-        .await?;
+        return tokio::task::spawn_blocking(move || crate::history::run(entities, per_file, &root))
+            .await?;
     }
     if args.scorecards {
-        return crate::bench_scorecards::run(
+        return crate::scorecards::run(
             args.entities,
             args.per_file,
             args.requests,

@@ -1,14 +1,14 @@
-//! `catalog bench --scorecards`: an org of N entities (with GitHub facts
+//! `catalog-bench --scorecards`: an org of N entities (with GitHub facts
 //! for every component) and a 20-check scorecard, measured through the
 //! HTTP API of `catalog dev`: the full evaluation after a definition is
 //! published or changed, change-to-visible latency of one entity's result,
 //! rollup, results and trend query latencies; then the full re-evaluation
 //! alone, inside the fold, on the same store. A measurement, not a test.
 
-use crate::bench::{fmt_d, generate_org, measure, percentile, total_items};
-use crate::config::Config;
-use crate::services::{self, Shutdown};
+use crate::{fmt_d, generate_org, measure, percentile, total_items};
 use anyhow::{Context, bail};
+use catalog::config::Config;
+use catalog::services::{self, Shutdown};
 use eventlog::EventLog;
 use projector::{Fold, RocksStore, Store};
 use proto::{
@@ -179,7 +179,7 @@ pub async fn run(
         std::fs::write(cards_dir.join("bench.yaml"), CARD)?;
         let url = format!("{base}/api/scorecards/bench");
         let first = until(&agent, &url, Duration::from_secs(600), |s, _| s == 200)?;
-        let (_, rollup) = crate::bench::get_json(&agent, &format!("{base}/api/scorecards/bench/rollup"))?;
+        let (_, rollup) = crate::get_json(&agent, &format!("{base}/api/scorecards/bench/rollup"))?;
         println!(
             "definition published -> {} components evaluated x 20 checks, visible: {:.2} s (includes up to 1 s of directory polling)",
             rollup["groups"][0]["entities"], first.as_secs_f64()
@@ -247,8 +247,8 @@ pub async fn run(
             fmt_d(percentile(&cold, 0.5)),
             fmt_d(cold.last().copied().unwrap_or_default())
         );
-        let (_, owners) = crate::bench::get_json(&agent, &format!("{base}/api/scorecards/bench/rollup?by=owner"))?;
-        let (_, systems) = crate::bench::get_json(&agent, &format!("{base}/api/scorecards/bench/rollup?by=system"))?;
+        let (_, owners) = crate::get_json(&agent, &format!("{base}/api/scorecards/bench/rollup?by=owner"))?;
+        let (_, systems) = crate::get_json(&agent, &format!("{base}/api/scorecards/bench/rollup?by=system"))?;
         let cases: Vec<(String, String, usize)> = vec![
             ("rollup, whole scorecard (repeated: cached until the next change)".into(), format!("{base}/api/scorecards/bench/rollup"), requests),
             (

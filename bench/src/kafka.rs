@@ -1,4 +1,4 @@
-//! `catalog bench --brokers B --processors 1,2,3`: the pipeline as separate
+//! `catalog-bench --brokers B --processors 1,2,3`: the pipeline as separate
 //! processes on a Kafka cluster, as an SRE runs it: one `ingest`, N
 //! `process` (one consumer group), one `serve --with-projector`; and, for
 //! comparison, `catalog dev` on the embedded log. For each run it prints
@@ -85,8 +85,8 @@ fn follow(
 ) -> anyhow::Result<f64> {
     let mut last_print = Instant::now() - Duration::from_secs(10);
     loop {
-        let visible = super::bench::total_items(agent, base).unwrap_or(0);
-        let (_, ready) = super::bench::get_json(agent, &format!("{base}/readyz"))
+        let visible = crate::total_items(agent, base).unwrap_or(0);
+        let (_, ready) = crate::get_json(agent, &format!("{base}/readyz"))
             .unwrap_or((0, serde_json::Value::Null));
         let projector_lag = ready["lag"].as_i64();
         if visible >= n && projector_lag == Some(0) {
@@ -164,7 +164,7 @@ fn kafka_run(
     let base = format!("http://{listen}");
     // Everything up before the clock starts (topics exist, groups joined).
     let up = Instant::now();
-    while super::bench::get_json(&agent, &format!("{base}/readyz")).is_err() {
+    while crate::get_json(&agent, &format!("{base}/readyz")).is_err() {
         if up.elapsed() > Duration::from_secs(60) {
             bail!(
                 "serve did not start; see {}",
@@ -232,9 +232,18 @@ pub fn run(
     per_file: usize,
     root: &Path,
 ) -> anyhow::Result<()> {
-    let exe: PathBuf = std::env::current_exe().context("cannot find the catalog binary")?;
+    // The services run as `catalog` processes, built beside this binary.
+    let exe: PathBuf = std::env::current_exe()
+        .context("cannot find this binary")?
+        .with_file_name("catalog");
+    if !exe.is_file() {
+        anyhow::bail!(
+            "{} is missing: build it too (cargo build --bin catalog)",
+            exe.display()
+        );
+    }
     let org = root.join("org");
-    super::bench::generate_org(&org, entities, per_file)?;
+    crate::generate_org(&org, entities, per_file)?;
     println!(
         "generated {entities} entities in {} files",
         entities.div_ceil(per_file)

@@ -1,4 +1,4 @@
-//! `catalog bench --history`: a generated org with a year of history, for
+//! `catalog-bench --history`: a generated org with a year of history, for
 //! the analysts' reads. The demo-shaped org of `--entities` is created a
 //! year ago; then every day a share of its files is edited (descriptions,
 //! every fifth an owner move) and a few entities are added and removed,
@@ -9,7 +9,7 @@
 //! export of every entity. A `--dir` that already holds a built history
 //! is measured again without building it.
 
-use crate::bench::{fmt_d, generate_org, percentile, walk_files};
+use crate::{fmt_d, generate_org, percentile, walk_files};
 use anyhow::Context;
 use chrono::{DateTime, Duration as Days, Utc};
 use projector::adoption::{Dimension, Interval, Metric, Options, buckets};

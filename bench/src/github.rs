@@ -1,4 +1,4 @@
-//! `catalog bench --github-repos N`: the GitHub source against a simulated
+//! `catalog-bench --github-repos N`: the GitHub source against a simulated
 //! organization of N repositories (real response shapes, ETags, rate-limit
 //! accounting): discovery, a re-poll of the unchanged org, a re-poll after
 //! K pushes, and a webhook-scoped sync of one push. Reports requests made,
