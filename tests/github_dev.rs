@@ -275,7 +275,7 @@ fn a_github_url_registered_through_the_api_is_read_by_the_github_source() {
         json!({"type": "url", "target": missing}),
     );
     assert_eq!(s, 201);
-    let id = projector::fold::derived_id("location", &format!("url:{missing}"));
+    let id = proto::ids::location_id(&format!("url:{missing}"));
     let (_, errors) = get(&a, &format!("{base}/api/catalog/locations/{id}/errors"));
     assert!(
         errors["errors"][0]["message"]

@@ -16,11 +16,11 @@
 //! stays as the reference it is tested against (and for stores written
 //! before the history of posting lists was kept).
 
-use crate::fold::derived_id;
 use crate::keys;
 use crate::records::{self, SearchRows};
 use crate::search;
 use crate::store::{MemStore, Store, StoreError, WriteSet};
+use proto::derived_id;
 use std::sync::Arc;
 
 /// The served JSON of every ref at `at_ms`: its last version at or before

@@ -23,6 +23,7 @@ use crate::scorecard::records::{Cause, CauseKind};
 use crate::scorecard::step::{ScoreState, Served, Trigger};
 use crate::search;
 use crate::store::{Store, StoreError, WriteSet};
+use proto::derived_id;
 use proto::{
     EntityEvent, EntityRelation, FactEvent, LocationKey, LocationOutcome, ProcessedEntity,
     ScorecardEvent,
@@ -31,15 +32,6 @@ use serde::{Serialize, de::DeserializeOwned};
 use sha2::{Digest, Sha256};
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use uuid::Uuid;
-
-/// A deterministic id from a name (so replicas and replays agree).
-pub fn derived_id(namespace: &str, name: &str) -> Uuid {
-    let digest = Sha256::digest(format!("{namespace}\0{name}").as_bytes());
-    let mut bytes = [0u8; 16];
-    bytes.copy_from_slice(&digest[..16]);
-    uuid::Builder::from_custom_bytes(bytes).into_uuid()
-}
 
 /// An entity event applied in parts, each part its own fold and write,
 /// so that one location yielding hundreds of thousands of entities costs

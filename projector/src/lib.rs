@@ -6,6 +6,17 @@
 //! the search index, facet counts, relations, conflicts and history, and
 //! the read model ([`read`]). It must not know HTTP or where events came
 //! from beyond the [`eventlog::EventLog`] trait.
+//!
+//! The read API the HTTP layer uses is small: [`Catalog`] and the types
+//! its methods take and return: filters and predicates
+//! ([`EntityFilter`], [`Predicate`]), ordering and paging ([`order`]:
+//! [`OrderField`], [`SortKey`], [`Start`], [`Page`], by
+//! [`Catalog::ordered_page`] and [`Catalog::ordered`]; ref-order pages by
+//! [`Catalog::page_in_ref_order`]), locations ([`Location`]) and
+//! scorecards ([`scorecard::DefinitionInfo`] and the views of
+//! [`scorecard::read`]). Stored records ([`records`]) and key layouts
+//! ([`keys`]) stay public for the binary, the tests and the fuzz targets
+//! that inspect the store; the query service names neither.
 
 pub mod adoption;
 pub mod asof;
@@ -15,6 +26,7 @@ pub mod feed;
 pub mod fold;
 pub mod keys;
 pub mod metrics;
+pub mod order;
 pub mod postings;
 pub mod predicate;
 pub mod read;
@@ -26,8 +38,9 @@ pub mod store;
 pub mod temporal;
 
 pub use fold::{Fold, Parts};
+pub use order::{Direction, FullText, OrderField, Page, SortKey, Start};
 pub use predicate::{Predicate, PredicateError};
-pub use read::{Catalog, EntityFilter, FilterError, RefPage, RefStart};
+pub use read::{Catalog, EntityFilter, FilterError, Location, RefPage, RefStart};
 pub use run::{ProjectorConfig, ProjectorError, Status, run};
 #[cfg(feature = "rocksdb")]
 pub use store::RocksStore;

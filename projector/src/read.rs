@@ -118,6 +118,38 @@ pub struct RefPage {
     pub total: usize,
 }
 
+/// A location as the read model serves it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Location {
+    pub id: uuid::Uuid,
+    pub location: proto::LocationKey,
+    pub origin: proto::LocationKey,
+    pub source: proto::SourceId,
+    pub first_seen_at: chrono::DateTime<chrono::Utc>,
+    /// When the last effective change of this location was observed.
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+    /// Ref keys the location yields, sorted.
+    pub refs: Vec<String>,
+    /// Its own processing errors (see [`Catalog::location_errors`] for
+    /// those with conflicts).
+    pub errors: Vec<ProcessingError>,
+}
+
+impl From<LocationRecord> for Location {
+    fn from(r: LocationRecord) -> Self {
+        Location {
+            id: r.id,
+            location: r.location,
+            origin: r.origin,
+            source: r.source,
+            first_seen_at: r.first_seen_at,
+            updated_at: r.updated_at,
+            refs: r.refs,
+            errors: r.errors,
+        }
+    }
+}
+
 /// The catalog's read model over a store.
 #[derive(Clone)]
 pub struct Catalog {
@@ -786,6 +818,27 @@ impl Catalog {
         }
     }
 
+    /// Whether the served entity `refkey` matches `filter` (any entity
+    /// when `None`), judged on its search rows (the rows the filter index
+    /// holds).
+    pub fn entity_matches(
+        &self,
+        refkey: &str,
+        filter: Option<&EntityFilter>,
+    ) -> Result<bool, StoreError> {
+        let Some(filter) = filter else {
+            return Ok(true);
+        };
+        let rows = self.search_rows(refkey)?;
+        Ok(filter.any_of.iter().any(|clause| {
+            clause.all_of.iter().all(|c| {
+                rows.rows.iter().any(|row| {
+                    row.key == c.key && (c.values.is_empty() || c.values.contains(&row.value))
+                })
+            })
+        }))
+    }
+
     /// Value counts per facet key, over all entities or those matching.
     pub fn facets(
         &self,
@@ -881,19 +934,23 @@ impl Catalog {
         err.map_or(Ok(out), Err)
     }
 
-    pub fn locations(&self) -> Result<Vec<LocationRecord>, StoreError> {
-        self.scan_records(&[keys::LOCATION])
+    /// Every location, in key order.
+    pub fn locations(&self) -> Result<Vec<Location>, StoreError> {
+        let records: Vec<LocationRecord> = self.scan_records(&[keys::LOCATION])?;
+        Ok(records.into_iter().map(Location::from).collect())
     }
 
-    pub fn location(&self, key: &str) -> Result<Option<LocationRecord>, StoreError> {
+    /// The location of a key, if known.
+    pub fn location(&self, key: &str) -> Result<Option<Location>, StoreError> {
         let k = keys::location(key);
         match self.store.get(&k)? {
-            Some(bytes) => Ok(Some(records::decode(&k, &bytes)?)),
+            Some(bytes) => Ok(Some(records::decode::<LocationRecord>(&k, &bytes)?.into())),
             None => Ok(None),
         }
     }
 
-    pub fn location_by_id(&self, id: &str) -> Result<Option<LocationRecord>, StoreError> {
+    /// The location of an id (a uuid), if known.
+    pub fn location_by_id(&self, id: &str) -> Result<Option<Location>, StoreError> {
         let Ok(id) = uuid::Uuid::parse_str(id) else {
             return Ok(None);
         };
@@ -909,10 +966,7 @@ impl Catalog {
 
     /// The errors of a location: its processing errors plus a conflict
     /// error for every ref another location provides.
-    pub fn location_errors(
-        &self,
-        rec: &LocationRecord,
-    ) -> Result<Vec<ProcessingError>, StoreError> {
+    pub fn location_errors(&self, rec: &Location) -> Result<Vec<ProcessingError>, StoreError> {
         let mut errors = rec.errors.clone();
         for r in &rec.refs {
             let k = keys::claims(r);

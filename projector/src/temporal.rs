@@ -385,7 +385,7 @@ pub fn scan_at(
 
 /// The uid -> ref record of every ref given an ordinal.
 pub fn remember_uid(refkey: &str, out: &mut WriteSet) {
-    let uid = crate::fold::derived_id("entity", refkey).to_string();
+    let uid = proto::derived_id("entity", refkey).to_string();
     out.push((
         keys::key(keys::UID_EVER, &[uid.as_bytes()]),
         Some(refkey.as_bytes().to_vec()),

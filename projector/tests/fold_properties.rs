@@ -199,7 +199,7 @@ fn past_tables(live: Arc<MemStore>, at_ms: i64) -> BTreeMap<Vec<u8>, Vec<u8>> {
             Some(v.clone()),
             "get and scan of {r} agree"
         );
-        let uid = keys::uid(&projector::fold::derived_id("entity", &r).to_string());
+        let uid = keys::uid(&proto::derived_id("entity", &r).to_string());
         if let Some(u) = past.get(&uid).unwrap() {
             entries.push((uid, u));
         }

@@ -7,6 +7,7 @@
 pub mod entity;
 pub mod envelope;
 pub mod facts;
+pub mod ids;
 pub mod locations;
 pub mod messages;
 pub mod refs;
@@ -19,6 +20,7 @@ pub use facts::{
     Access, AlertCounts, BranchProtection, CloudResourceFacts, FactEvent, FactState, Facts,
     RepositoryFacts, SubjectKey,
 };
+pub use ids::derived_id;
 pub use locations::{LocationChange, LocationCommand};
 pub use messages::{
     Content, DeadLetter, EntityEvent, ErrorKind, LocationOutcome, Observation, ObservedContent,

@@ -3,8 +3,8 @@
 use crate::AppState;
 use crate::error::ApiError;
 use crate::params::{
-    OrderField, Params, PathArgs, SortKey, compare, decode_cursor, encode_cursor, fields,
-    order_field_params, order_params, parse_filter, sort_key, sorted_keys,
+    OrderField, Params, PathArgs, decode_cursor, encode_cursor, fields, order_field_params,
+    order_params, parse_filter,
 };
 use crate::respond::{self, blocking, json, json_bytes};
 use crate::views;
@@ -13,10 +13,10 @@ use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
+use projector::order::{FullText, SortKey, Start};
 use proto::EntityRef;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
 /// `/entities/by-query` page size when `limit` is not given. Backstage's
@@ -83,19 +83,17 @@ pub async fn list(State(st): State<AppState>, params: Params) -> Result<Response
         let refs = if order.is_empty() && filter.is_none() {
             // The common case streams from the entity table, no full scan.
             catalog.all_refs(after_ref.as_deref(), want)?
-        } else {
+        } else if order.is_empty() {
             let mut refs = catalog.refs(filter.as_ref())?.as_ref().clone();
-            if order.is_empty() {
-                if let Some(a) = &after_ref {
-                    let n = refs.partition_point(|r| r <= a);
-                    refs.drain(..n);
-                }
-            } else {
-                let selection = filter.as_ref().map(projector::Predicate::from_filter);
-                let keys = ordered(&catalog, selection.as_ref(), &refs, &order)?;
-                refs = keys.iter().map(|k| k.refkey.clone()).collect();
+            if let Some(a) = &after_ref {
+                let n = refs.partition_point(|r| r <= a);
+                refs.drain(..n);
             }
             refs
+        } else {
+            let selection = filter.as_ref().map(projector::Predicate::from_filter);
+            let keys = catalog.ordered(selection.as_ref(), &order)?;
+            keys.iter().map(|k| k.refkey.clone()).collect()
         };
         let rest = refs.get(offset..).unwrap_or_default();
         let page = &rest[..limit.map_or(rest.len(), |l| l.min(rest.len()))];
@@ -134,45 +132,6 @@ pub async fn list(State(st): State<AppState>, params: Params) -> Result<Response
         resp.headers_mut().insert(header::LINK, value);
     }
     Ok(resp)
-}
-
-/// Sort keys of the matching refs under `order`, made once per store
-/// version, filter and order.
-fn ordered(
-    catalog: &projector::Catalog,
-    selection: Option<&projector::Predicate>,
-    matching: &[String],
-    order: &[OrderField],
-) -> Result<std::sync::Arc<Vec<SortKey>>, ApiError> {
-    let key = format!("order {selection:?} {order:?}");
-    Ok(catalog.cached(&key, || sorted_keys(catalog, matching, order))?)
-}
-
-/// Sort keys of the refs that match a full-text filter (term, fields).
-fn full_text_keys(
-    catalog: &projector::Catalog,
-    matching: &[String],
-    order: &[OrderField],
-    full_text: Option<&(String, Vec<String>)>,
-) -> Result<Vec<SortKey>, ApiError> {
-    let mut keys = Vec::new();
-    for r in matching {
-        let rows = catalog.search_rows(r)?;
-        if let Some((term, fields)) = full_text {
-            let hit = rows
-                .rows
-                .iter()
-                .any(|row| fields.contains(&row.key) && row.value.contains(term.as_str()));
-            if !hit {
-                continue;
-            }
-        }
-        keys.push(sort_key(order, r, &rows));
-    }
-    if !order.is_empty() {
-        keys.sort_by(|a, b| compare(order, a, b));
-    }
-    Ok(keys)
 }
 
 /// Bytes of JSON sent per chunk of a streamed list.
@@ -243,9 +202,8 @@ fn stream_list(
                     after = page.refs.last().cloned();
                 }
             } else {
-                let refs = catalog.refs(filter.as_ref())?;
                 let selection = filter.as_ref().map(projector::Predicate::from_filter);
-                let sorted = ordered(&catalog, selection.as_ref(), &refs, &order)?;
+                let sorted = catalog.ordered(selection.as_ref(), &order)?;
                 for r in sorted.iter().map(|k| &k.refkey) {
                     // Gone since the scan: skipped.
                     if let Some(stored) = catalog.entity(r)?
@@ -338,12 +296,6 @@ struct QueryCursor {
     /// (previous).
     position: SortKey,
     is_previous: bool,
-}
-
-enum Start {
-    Offset(usize),
-    After(SortKey),
-    Before(SortKey),
 }
 
 #[derive(Serialize)]
@@ -673,75 +625,27 @@ fn run_query(
     fields: Option<&[String]>,
 ) -> Result<QueryPage, ApiError> {
     let selection = selection(spec)?;
-    let order = &spec.order_fields;
-    let full_text = spec.full_text_filter.as_ref().map(|ft| {
-        // Backstage's default: the sort field, else metadata.uid.
-        let fields = if ft.fields.is_empty() {
-            vec![
-                order
-                    .first()
-                    .map_or("metadata.uid", |o| o.field.as_str())
-                    .to_string(),
-            ]
-        } else {
-            ft.fields.clone()
-        };
-        (ft.term.to_lowercase(), fields)
+    let full_text = spec.full_text_filter.as_ref().map(|ft| FullText {
+        term: ft.term.clone(),
+        fields: ft.fields.clone(),
     });
-    if order.is_empty() && full_text.is_none() {
-        // Default order is ref order: page straight from the posting
-        // lists (no sort key, no list of every match).
-        let start = match &start {
-            Start::Offset(o) => projector::RefStart::Offset(*o),
-            Start::After(p) => projector::RefStart::After(&p.refkey),
-            Start::Before(p) => projector::RefStart::Before(&p.refkey),
-        };
-        let page = catalog.page_in_ref_order(selection.as_ref(), start, limit)?;
-        let keys: Vec<SortKey> = page
-            .refs
-            .into_iter()
-            .map(|refkey| SortKey {
-                values: vec![],
-                refkey,
-            })
-            .collect();
-        let to = page.from + keys.len();
-        return page_response(
-            catalog, spec, &keys, page.from, to, page.total, limit, fields,
-        );
-    }
-    let matching = match &selection {
-        Some(p) => catalog.select(p)?,
-        None => catalog.refs(None)?,
-    };
-    let keys: std::sync::Arc<Vec<SortKey>> = if full_text.is_none() {
-        // Ordered once per store version and order, then paged.
-        ordered(catalog, selection.as_ref(), &matching, order)?
-    } else {
-        std::sync::Arc::new(full_text_keys(
-            catalog,
-            &matching,
-            order,
-            full_text.as_ref(),
-        )?)
-    };
-    let total = keys.len();
-    let (from, to) = match start {
-        Start::Offset(o) => {
-            let from = o.min(total);
-            (from, from.saturating_add(limit).min(total))
-        }
-        Start::After(p) => {
-            let from = keys.partition_point(|k| compare(order, k, &p) != Ordering::Greater);
-            (from, from.saturating_add(limit).min(total))
-        }
-        Start::Before(p) => {
-            let to = keys.partition_point(|k| compare(order, k, &p) == Ordering::Less);
-            (to.saturating_sub(limit), to)
-        }
-    };
-    let page = &keys[from..to];
-    page_response(catalog, spec, page, from, to, total, limit, fields)
+    let page = catalog.ordered_page(
+        selection.as_ref(),
+        &spec.order_fields,
+        full_text.as_ref(),
+        &start,
+        limit,
+    )?;
+    page_response(
+        catalog,
+        spec,
+        &page.keys,
+        page.from,
+        page.to(),
+        page.total,
+        limit,
+        fields,
+    )
 }
 
 fn respond_page(
@@ -947,7 +851,7 @@ pub async fn by_refs(
                 .as_ref()
                 .is_none_or(|refs| refs.binary_search(&key).is_ok());
             let stored = match catalog.entity(&key)? {
-                Some(s) if chosen && matches(&catalog, filter.as_ref(), &key)? => s,
+                Some(s) if chosen && catalog.entity_matches(&key, filter.as_ref())? => s,
                 _ => {
                     items.push(b"null".to_vec());
                     continue;
@@ -962,26 +866,6 @@ pub async fn by_refs(
     body.extend(respond::array(&items));
     body.push(b'}');
     Ok(json_bytes(body))
-}
-
-/// Whether a served entity matches a filter, judged on its search rows
-/// (the same rows the projector's filter index holds).
-fn matches(
-    catalog: &projector::Catalog,
-    filter: Option<&projector::EntityFilter>,
-    refkey: &str,
-) -> Result<bool, ApiError> {
-    let Some(filter) = filter else {
-        return Ok(true);
-    };
-    let rows = catalog.search_rows(refkey)?;
-    Ok(filter.any_of.iter().any(|clause| {
-        clause.all_of.iter().all(|c| {
-            rows.rows.iter().any(|row| {
-                row.key == c.key && (c.values.is_empty() || c.values.contains(&row.value))
-            })
-        })
-    }))
 }
 
 #[derive(Serialize)]

@@ -261,7 +261,7 @@ fn item(
             }
         }
         out.entity_ref = Some(key.clone());
-        out.entity_id = Some(projector::fold::derived_id("entity", key).to_string());
+        out.entity_id = Some(proto::ids::entity_id(key).to_string());
         out.scorecard = Some(sc);
     } else if let Some(key) = &r.entity {
         (before, after) = bodies;
@@ -282,12 +282,11 @@ fn item(
                 .map(|r| r.to_string())
                 .unwrap_or_else(|| key.clone()),
         );
-        out.entity_id = Some(projector::fold::derived_id("entity", key).to_string());
+        out.entity_id = Some(proto::ids::entity_id(key).to_string());
     }
     if !r.location.as_str().is_empty() {
         out.location_ref = Some(r.location.as_str());
-        out.location_id =
-            Some(projector::fold::derived_id("location", r.location.as_str()).to_string());
+        out.location_id = Some(proto::ids::location_id(r.location.as_str()).to_string());
     }
     let mut bodies = 0;
     if r.entity.is_some() && r.scorecard.is_none() {

@@ -14,7 +14,6 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
-use projector::records::LocationRecord;
 use projector::{Catalog, Predicate};
 use proto::{
     EntityEvent, EntityRef, LocationChange, LocationCommand, LocationKey, LocationOutcome,
@@ -65,7 +64,7 @@ fn location_entity_ref(location_type: &str, target: &str) -> String {
 }
 
 impl<'a> Location<'a> {
-    fn of(rec: &'a LocationRecord) -> Self {
+    fn of(rec: &'a projector::Location) -> Self {
         let (location_type, target) = rec.location.type_and_target();
         Location {
             id: rec.id.to_string(),
@@ -111,7 +110,7 @@ pub async fn list(State(st): State<AppState>) -> Result<Response, ApiError> {
     Ok(json(&out))
 }
 
-async fn find(st: &AppState, id: String) -> Result<LocationRecord, ApiError> {
+async fn find(st: &AppState, id: String) -> Result<projector::Location, ApiError> {
     let catalog = st.catalog.clone();
     let found = blocking({
         let id = id.clone();
@@ -429,7 +428,7 @@ pub async fn create(
         move |c| Ok(c.location(key.as_str())?.is_some())
     })
     .await?;
-    let id = projector::fold::derived_id("location", key.as_str());
+    let id = proto::ids::location_id(key.as_str());
     if !settled {
         tracing::warn!(location = %key, "registered; not yet readable after {SETTLE:?}");
     }
@@ -448,7 +447,7 @@ pub async fn create(
         .into_response())
 }
 
-fn created(rec: &LocationRecord) -> Response {
+fn created(rec: &projector::Location) -> Response {
     (
         StatusCode::CREATED,
         json(&json!({ "location": Location::of(rec), "entities": [] })),
@@ -558,7 +557,7 @@ fn process_all(
 
 /// A registered location's own record (not one it reached), or why it
 /// cannot be changed through the API.
-fn registered_root(rec: &LocationRecord) -> Result<(), ApiError> {
+fn registered_root(rec: &projector::Location) -> Result<(), ApiError> {
     let (t, g) = rec.location.type_and_target();
     if rec.source.as_str() != REGISTERED_SOURCE {
         return Err(ApiError::Forbidden(format!(
@@ -682,7 +681,7 @@ pub async fn update(
         .await?
     };
     let (t, g) = key.type_and_target();
-    let id = projector::fold::derived_id("location", key.as_str());
+    let id = proto::ids::location_id(key.as_str());
     if !settled {
         tracing::warn!(location = %key, "updated; not yet readable after {SETTLE:?}");
     }
@@ -850,7 +849,7 @@ pub async fn by_query(
         None => None,
     };
     let catalog = st.catalog.clone();
-    let mut matching: Vec<LocationRecord> = blocking(move || {
+    let mut matching: Vec<projector::Location> = blocking(move || {
         let mut all = catalog.locations()?;
         if let Some(p) = &predicate {
             all.retain(|rec| {
@@ -873,7 +872,7 @@ pub async fn by_query(
         Some(after) => matching.partition_point(|r| r.id.to_string().as_str() <= after.as_str()),
         None => 0,
     };
-    let page: Vec<&LocationRecord> = matching[start..].iter().take(cursor.limit).collect();
+    let page: Vec<&projector::Location> = matching[start..].iter().take(cursor.limit).collect();
     let next = (start + page.len() < total).then(|| {
         let c = LocationsCursor {
             limit: cursor.limit,

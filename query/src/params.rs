@@ -7,7 +7,6 @@ use axum::http::request::Parts;
 use base64::Engine;
 use projector::EntityFilter;
 use serde::{Serialize, de::DeserializeOwned};
-use std::cmp::Ordering;
 
 /// Every `key=value` pair of the query string, decoded, in order.
 #[derive(Debug, Clone, Default)]
@@ -138,29 +137,7 @@ pub fn fields(fields: Vec<String>) -> Result<Option<Vec<String>>, ApiError> {
     Ok((!fields.is_empty()).then_some(fields))
 }
 
-/// One sort key: a search key (lower-cased) and a direction.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct OrderField {
-    pub field: String,
-    pub order: Direction,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Direction {
-    Asc,
-    Desc,
-}
-
-impl Direction {
-    fn parse(s: &str) -> Option<Direction> {
-        match s.trim() {
-            "asc" => Some(Direction::Asc),
-            "desc" => Some(Direction::Desc),
-            _ => None,
-        }
-    }
-}
+pub use projector::order::{Direction, OrderField};
 
 /// `/entities`' `order=asc:metadata.name`.
 pub fn order_params(values: &[String]) -> Result<Vec<OrderField>, ApiError> {
@@ -215,137 +192,6 @@ pub fn order_field_params(values: &[String]) -> Result<Vec<OrderField>, ApiError
         .collect()
 }
 
-/// The position of an entity in an ordering: the values of the order
-/// fields (`None` when the entity has no such field; those sort last) and
-/// the ref key that breaks ties.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct SortKey {
-    pub values: Vec<Option<String>>,
-    #[serde(rename = "ref")]
-    pub refkey: String,
-}
-
-/// Compares two keys under `order` (missing values last in either
-/// direction, then ref keys ascending).
-pub fn compare(order: &[OrderField], a: &SortKey, b: &SortKey) -> Ordering {
-    for (i, o) in order.iter().enumerate() {
-        let c = match (
-            a.values.get(i).and_then(Option::as_ref),
-            b.values.get(i).and_then(Option::as_ref),
-        ) {
-            (Some(x), Some(y)) => match o.order {
-                Direction::Asc => x.cmp(y),
-                Direction::Desc => y.cmp(x),
-            },
-            (Some(_), None) => Ordering::Less,
-            (None, Some(_)) => Ordering::Greater,
-            (None, None) => Ordering::Equal,
-        };
-        if c != Ordering::Equal {
-            return c;
-        }
-    }
-    a.refkey.cmp(&b.refkey)
-}
-
-/// The sort key of one entity from its search rows. An entity with several
-/// values for a key (array items) sorts by its first value in the
-/// direction asked; an empty value (null, or too long to index) counts as
-/// missing.
-pub fn sort_key(
-    order: &[OrderField],
-    refkey: &str,
-    rows: &projector::records::SearchRows,
-) -> SortKey {
-    let values = order
-        .iter()
-        .map(|o| {
-            let candidates = rows
-                .rows
-                .iter()
-                .filter(|r| r.key == o.field && !r.value.is_empty())
-                .map(|r| &r.value);
-            match o.order {
-                Direction::Asc => candidates.min(),
-                Direction::Desc => candidates.max(),
-            }
-            .cloned()
-        })
-        .collect();
-    SortKey {
-        values,
-        refkey: refkey.to_string(),
-    }
-}
-
-/// Sort keys of `refs` under `order`, sorted. Fields a ref key holds
-/// (`kind`, `metadata.namespace`, `metadata.name`) come from the key
-/// itself; any other field from one scan of its index rows; so ordering
-/// many entities reads none of them.
-pub fn sorted_keys(
-    catalog: &projector::Catalog,
-    refs: &[String],
-    order: &[OrderField],
-) -> Result<Vec<SortKey>, projector::StoreError> {
-    use std::collections::HashMap;
-    // Per order field: ref -> (min, max) value, unless the ref holds it.
-    let mut columns: Vec<Option<HashMap<String, (String, String)>>> = Vec::new();
-    for o in order {
-        if ref_part(&o.field, "x:y/z").is_some() {
-            columns.push(None);
-            continue;
-        }
-        let mut m: HashMap<String, (String, String)> = HashMap::new();
-        for (value, refkey) in catalog.field_values(&o.field)? {
-            match m.get_mut(&refkey) {
-                Some((lo, hi)) => {
-                    if value < *lo {
-                        *lo = value;
-                    } else if value > *hi {
-                        *hi = value;
-                    }
-                }
-                None => {
-                    m.insert(refkey, (value.clone(), value));
-                }
-            }
-        }
-        columns.push(Some(m));
-    }
-    let mut keys: Vec<SortKey> = refs
-        .iter()
-        .map(|r| SortKey {
-            values: order
-                .iter()
-                .zip(&columns)
-                .map(|(o, col)| match col {
-                    None => ref_part(&o.field, r).map(str::to_owned),
-                    Some(m) => m.get(r).map(|(lo, hi)| match o.order {
-                        Direction::Asc => lo.clone(),
-                        Direction::Desc => hi.clone(),
-                    }),
-                })
-                .collect(),
-            refkey: r.clone(),
-        })
-        .collect();
-    keys.sort_by(|a, b| compare(order, a, b));
-    Ok(keys)
-}
-
-/// The part of a ref key (`kind:namespace/name`, lower-cased like index
-/// values) that is the value of `field`, for the fields a ref holds.
-fn ref_part<'a>(field: &str, refkey: &'a str) -> Option<&'a str> {
-    let (kind, rest) = refkey.split_once(':')?;
-    let (namespace, name) = rest.split_once('/')?;
-    match field {
-        "kind" => Some(kind),
-        "metadata.namespace" => Some(namespace),
-        "metadata.name" => Some(name),
-        _ => None,
-    }
-}
-
 /// Cursors are base64 of JSON, as Backstage's (opaque to clients; a
 /// client URL-encodes them in a query string).
 pub fn encode_cursor<T: Serialize>(cursor: &T) -> String {
@@ -374,6 +220,7 @@ pub fn decode_cursor<T: DeserializeOwned>(s: &str, what: &str) -> Result<T, ApiE
 #[cfg(test)]
 mod tests {
     use super::*;
+    use projector::order::SortKey;
 
     fn key(values: &[Option<&str>], r: &str) -> SortKey {
         SortKey {
@@ -405,23 +252,6 @@ mod tests {
                 "{bad}: {err}"
             );
         }
-    }
-
-    #[test]
-    fn missing_values_sort_last_both_ways() {
-        let asc = order_field_params(&["spec.type".into()]).unwrap();
-        let desc = order_field_params(&["spec.type,desc".into()]).unwrap();
-        let a = key(&[Some("a")], "x:default/2");
-        let b = key(&[Some("b")], "x:default/1");
-        let none = key(&[None], "x:default/0");
-        assert_eq!(compare(&asc, &a, &b), Ordering::Less);
-        assert_eq!(compare(&desc, &a, &b), Ordering::Greater);
-        assert_eq!(compare(&asc, &none, &a), Ordering::Greater);
-        assert_eq!(compare(&desc, &none, &a), Ordering::Greater);
-        assert_eq!(
-            compare(&asc, &key(&[Some("a")], "x:default/1"), &a),
-            Ordering::Less
-        );
     }
 
     #[test]

@@ -34,7 +34,7 @@ fn definition(
     id: &str,
 ) -> Result<
     (
-        projector::scorecard::records::DefinitionRecord,
+        projector::scorecard::DefinitionInfo,
         Arc<projector::scorecard::Definition>,
     ),
     ApiError,

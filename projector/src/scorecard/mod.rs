@@ -12,5 +12,8 @@ pub mod records;
 pub mod step;
 
 pub use lang::{Definition, DefinitionError, compile};
-pub use read::{DryRun, EntityCard, RollupBy, RollupView, TrendBucket, TrendInterval, TrendQuery};
+pub use read::{
+    DefinitionInfo, DryRun, EntityCard, RollupBy, RollupView, TrendBucket, TrendInterval,
+    TrendQuery,
+};
 pub use records::{CheckStatus, ResultRecord, Rollup};

@@ -228,27 +228,34 @@ impl Catalog {
         out.into_iter().collect()
     }
 
-    /// Every scorecard in force, compiled.
+    /// Every scorecard in force, compiled, with where it came from.
     pub fn scorecard_definitions(
         &self,
-    ) -> Result<Vec<(DefinitionRecord, Arc<Definition>)>, StoreError> {
+    ) -> Result<Vec<(DefinitionInfo, Arc<Definition>)>, StoreError> {
         Ok(self
             .definition_records()?
             .into_iter()
-            .filter_map(|d| step::compiled(&d.file, &d.text).ok().map(|c| (d, c)))
+            .filter_map(|d| {
+                step::compiled(&d.file, &d.text)
+                    .ok()
+                    .map(|c| (DefinitionInfo::of(d), c))
+            })
             .collect())
     }
 
+    /// One scorecard in force, compiled, with where it came from.
     pub fn scorecard(
         &self,
         id: &str,
-    ) -> Result<Option<(DefinitionRecord, Arc<Definition>)>, StoreError> {
+    ) -> Result<Option<(DefinitionInfo, Arc<Definition>)>, StoreError> {
         let key = rk::definition(id);
         let Some(bytes) = self.store().get(&key)? else {
             return Ok(None);
         };
         let d: DefinitionRecord = rec::decode(&key, &bytes)?;
-        Ok(step::compiled(&d.file, &d.text).ok().map(|c| (d, c)))
+        Ok(step::compiled(&d.file, &d.text)
+            .ok()
+            .map(|c| (DefinitionInfo::of(d), c)))
     }
 
     /// Definition files whose last text was rejected.
@@ -779,6 +786,30 @@ fn after(prefix: &[u8], cursor: Option<&str>) -> Option<Vec<u8>> {
 }
 
 /// The API view of a definition.
+/// Where a scorecard in force came from, as its view shows it beside the
+/// compiled definition (the stored record stays private to the store).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DefinitionInfo {
+    pub id: String,
+    /// The source whose file defines it.
+    pub source: String,
+    /// The definition file's path in that source.
+    pub file: String,
+    /// When the text in force was accepted.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl DefinitionInfo {
+    fn of(d: DefinitionRecord) -> Self {
+        DefinitionInfo {
+            id: d.id,
+            source: d.source,
+            file: d.file,
+            updated_at: d.updated_at,
+        }
+    }
+}
+
 pub fn view(
     def: &Definition,
     source: &str,

@@ -6,13 +6,13 @@ use super::Trigger;
 use super::deps::index_changes;
 use super::evaluate::Evaluator;
 use crate::feed::{FeedKind, FeedRecord, ScorecardOutcome};
-use crate::fold::derived_id;
 use crate::keys;
 use crate::records as rec;
 use crate::scorecard::lang::Definition;
 use crate::scorecard::records::{self as rk, CauseKind, ResultChange, ResultRecord};
 use crate::store::StoreError;
 use chrono::DateTime;
+use proto::derived_id;
 use std::collections::BTreeMap;
 
 impl Evaluator<'_> {
