@@ -7,8 +7,9 @@
 //! latencies, memory and disk. A measurement, not a test: it asserts
 //! nothing. The other shapes are its modules: `realistic`, `history`,
 //! `scorecards`, `kafka` (the pipeline as separate `catalog` processes),
-//! `github`, `aws`.
+//! `github`, `aws`, `auth`.
 
+pub mod auth;
 pub mod aws;
 pub mod github;
 pub mod history;
@@ -89,6 +90,11 @@ pub struct BenchArgs {
     /// jump to the middle of the table, a facet choice, an entity page).
     #[arg(long)]
     pub ui: bool,
+    /// Instead of the pipeline measurements: what verifying a request's
+    /// bearer token costs (JWTs of an OIDC issuer with cached keys, and a
+    /// static token).
+    #[arg(long)]
+    pub auth: bool,
 }
 
 /// Runs the UI benchmark (`ui/bench/first-render.mjs`) against `base`,
@@ -381,6 +387,9 @@ pub(crate) fn walk_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    if args.auth {
+        return crate::auth::run().await;
+    }
     if let Some(n) = args.aws_resources {
         let (changed, endpoint) = (args.aws_changed, args.aws_endpoint.clone());
         return tokio::task::spawn_blocking(move || crate::aws::run(n, changed, endpoint)).await?;

@@ -847,6 +847,7 @@ pub(crate) mod tests {
     use crate::store::MemStore;
     use chrono::{TimeZone, Utc};
     use proto::{EntityRef, Relation, RelationType, SourceId};
+    use uuid::Uuid;
 
     pub(crate) fn event(loc: &str, first_seen: i64, entities: Vec<ProcessedEntity>) -> EntityEvent {
         EntityEvent {

@@ -40,7 +40,9 @@ pub mod temporal;
 pub use fold::{Fold, Parts};
 pub use order::{Direction, FullText, OrderField, Page, SortKey, Start};
 pub use predicate::{Predicate, PredicateError};
-pub use read::{Catalog, EntityFilter, FilterError, Location, RefPage, RefStart};
+pub use read::{
+    Catalog, ChangeKind, EntityChange, EntityFilter, FilterError, Location, RefPage, RefStart,
+};
 pub use run::{ProjectorConfig, ProjectorError, Status, run};
 #[cfg(feature = "rocksdb")]
 pub use store::RocksStore;

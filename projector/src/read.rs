@@ -6,6 +6,7 @@
 use crate::keys;
 use crate::postings::Posting;
 use crate::predicate::Predicate;
+pub use crate::records::ChangeKind;
 use crate::records::{self, HistoryRecord, LocationRecord, SearchRows};
 use crate::store::{Store, StoreError};
 use proto::{ErrorKind, ProcessingError};
@@ -106,6 +107,36 @@ pub enum RefStart<'a> {
     After(&'a str),
     /// The page that ends just before this ref.
     Before(&'a str),
+}
+
+/// One effective change of an entity, as the read API gives it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct EntityChange {
+    pub at: chrono::DateTime<chrono::Utc>,
+    pub event_id: uuid::Uuid,
+    /// The location whose yield changed (`type:target`).
+    pub location: String,
+    pub change: ChangeKind,
+    /// The entity as its location yielded it after the change (no
+    /// relations, uid or etag); absent for a deletion.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entity: Option<proto::Entity>,
+    /// Who caused it through the API (the subject of the caller's token).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+}
+
+impl From<HistoryRecord> for EntityChange {
+    fn from(r: HistoryRecord) -> Self {
+        EntityChange {
+            at: r.at,
+            event_id: r.event_id,
+            location: r.location.to_string(),
+            change: r.change,
+            entity: r.entity,
+            by: r.by,
+        }
+    }
 }
 
 /// A page of selected refs in ref order.
@@ -1009,14 +1040,6 @@ impl Catalog {
         crate::feed::last_seq(self.store.as_ref())
     }
 
-    /// The history records before and after an entity change of the feed.
-    pub fn feed_bodies(
-        &self,
-        record: &crate::feed::FeedRecord,
-    ) -> Result<(Option<HistoryRecord>, Option<HistoryRecord>), StoreError> {
-        crate::feed::bodies(self.store.as_ref(), record)
-    }
-
     /// The entity's JSON text before and after an entity change of the
     /// feed, as stored (not parsed into a tree).
     pub fn feed_entities(
@@ -1114,9 +1137,10 @@ impl Catalog {
     }
 
     /// Every effective change of an entity, oldest first.
-    pub fn history(&self, refkey: &str) -> Result<Vec<HistoryRecord>, StoreError> {
+    pub fn history(&self, refkey: &str) -> Result<Vec<EntityChange>, StoreError> {
         let prefix = keys::prefix(keys::HISTORY, &[refkey.to_ascii_lowercase().as_bytes()]);
-        self.scan_records(&prefix)
+        let records: Vec<HistoryRecord> = self.scan_records(&prefix)?;
+        Ok(records.into_iter().map(EntityChange::from).collect())
     }
 
     /// Applied offsets: (topic, partition) -> next offset.

@@ -79,23 +79,28 @@ pub async fn list(State(st): State<AppState>, params: Params) -> Result<Response
         return Ok(stream_list(catalog, filter, order, fields));
     }
     let (items, next) = blocking(move || {
-        let want = limit.map_or(usize::MAX, |l| offset.saturating_add(l).saturating_add(1));
-        let refs = if order.is_empty() && filter.is_none() {
-            // The common case streams from the entity table, no full scan.
-            catalog.all_refs(after_ref.as_deref(), want)?
-        } else if order.is_empty() {
-            let mut refs = catalog.refs(filter.as_ref())?.as_ref().clone();
-            if let Some(a) = &after_ref {
-                let n = refs.partition_point(|r| r <= a);
-                refs.drain(..n);
-            }
-            refs
-        } else {
-            let selection = filter.as_ref().map(projector::Predicate::from_filter);
-            let keys = catalog.ordered(selection.as_ref(), &order)?;
-            keys.iter().map(|k| k.refkey.clone()).collect()
+        // A cursor of the ref order carries the last ref served; any other
+        // page starts at an offset. The read model pages; one more than
+        // asked tells whether there is a next page.
+        let (start, skip) = match &after_ref {
+            Some(a) if order.is_empty() => (
+                projector::Start::After(projector::SortKey {
+                    values: vec![],
+                    refkey: a.clone(),
+                }),
+                offset,
+            ),
+            _ => (projector::Start::Offset(offset), 0),
         };
-        let rest = refs.get(offset..).unwrap_or_default();
+        let want = limit.map_or(usize::MAX, |l| skip.saturating_add(l).saturating_add(1));
+        let selection = filter.as_ref().map(projector::Predicate::from_filter);
+        let refs: Vec<String> = catalog
+            .ordered_page(selection.as_ref(), &order, None, &start, want)?
+            .keys
+            .into_iter()
+            .map(|k| k.refkey)
+            .collect();
+        let rest = refs.get(skip..).unwrap_or_default();
         let page = &rest[..limit.map_or(rest.len(), |l| l.min(rest.len()))];
         let next = match limit {
             Some(l) if rest.len() > l => Some(if order.is_empty() {

@@ -13,7 +13,7 @@ pub mod step;
 
 pub use lang::{Definition, DefinitionError, compile};
 pub use read::{
-    DefinitionInfo, DryRun, EntityCard, RollupBy, RollupView, TrendBucket, TrendInterval,
-    TrendQuery,
+    DefinitionInfo, DryRun, EntityCard, ExemptionInfo, RevocationInfo, RollupBy, RollupView,
+    TrendBucket, TrendInterval, TrendQuery,
 };
 pub use records::{CheckStatus, ResultRecord, Rollup};

@@ -315,7 +315,7 @@ impl Catalog {
     }
 
     /// Every exemption of a scorecard, revoked included.
-    pub fn exemptions(&self, id: &str) -> Result<Vec<ExemptionRecord>, StoreError> {
+    pub fn exemptions(&self, id: &str) -> Result<Vec<ExemptionInfo>, StoreError> {
         let p = keys::prefix(rk::EXEMPTIONS, &[id.as_bytes()]);
         let mut sets = Vec::new();
         self.store().scan(&p, None, &mut |k, v| {
@@ -324,13 +324,13 @@ impl Catalog {
         })?;
         let mut out = Vec::new();
         for s in sets {
-            out.extend(s?.items);
+            out.extend(s?.items.into_iter().map(ExemptionInfo::from));
         }
         Ok(out)
     }
 
-    /// An exemption by id: (scorecard, ref key, record).
-    pub fn exemption(&self, id: &Uuid) -> Result<Option<ExemptionRecord>, StoreError> {
+    /// An exemption by id.
+    pub fn exemption(&self, id: &Uuid) -> Result<Option<ExemptionInfo>, StoreError> {
         let key = rk::exemption_id(id);
         let Some(b) = self.store().get(&key)? else {
             return Ok(None);
@@ -340,7 +340,8 @@ impl Catalog {
             .exemptions_of(&sc, &r)?
             .items
             .into_iter()
-            .find(|x| x.exemption.id == *id))
+            .find(|x| x.exemption.id == *id)
+            .map(ExemptionInfo::from))
     }
 
     /// Every scorecard's result for one entity, with failing checks and
@@ -783,6 +784,43 @@ fn after(prefix: &[u8], cursor: Option<&str>) -> Option<Vec<u8>> {
         k.push(0);
         k
     })
+}
+
+/// An exemption as the API serves it: what was granted, when, and its
+/// revocation if any.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ExemptionInfo {
+    pub exemption: proto::Exemption,
+    pub granted_at: DateTime<Utc>,
+    pub event_id: Uuid,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revoked: Option<RevocationInfo>,
+}
+
+/// Who revoked an exemption, when and why.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RevocationInfo {
+    pub at: DateTime<Utc>,
+    pub author: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub event_id: Uuid,
+}
+
+impl From<ExemptionRecord> for ExemptionInfo {
+    fn from(r: ExemptionRecord) -> Self {
+        ExemptionInfo {
+            exemption: r.exemption,
+            granted_at: r.granted_at,
+            event_id: r.event_id,
+            revoked: r.revoked.map(|v| RevocationInfo {
+                at: v.at,
+                author: v.author,
+                reason: v.reason,
+                event_id: v.event_id,
+            }),
+        }
+    }
 }
 
 /// The API view of a definition.
