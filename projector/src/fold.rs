@@ -31,7 +31,7 @@ use proto::{
 use serde::{Serialize, de::DeserializeOwned};
 use sha2::{Digest, Sha256};
 use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 /// An entity event applied in parts, each part its own fold and write,
 /// so that one location yielding hundreds of thousands of entities costs
@@ -467,11 +467,26 @@ impl<'s> Fold<'s> {
             },
             at: event.observed_at,
         };
+        // Only the relations that come or go move: a relation in both
+        // bodies stays as it is, and the entity at its other end (a hub
+        // that half the catalog depends on, a group of thousands) is not
+        // re-read, re-derived or re-written for an edit elsewhere.
+        let kept: HashSet<&proto::Relation> = match (&before, &after) {
+            (Some(b), Some(a)) => {
+                let ours: HashSet<&proto::Relation> = b.relations.iter().collect();
+                a.relations.iter().filter(|x| ours.contains(x)).collect()
+            }
+            _ => HashSet::new(),
+        };
         for rel in before.iter().flat_map(|b| &b.relations) {
-            self.relation(rel, r, false, &trigger)?;
+            if !kept.contains(rel) {
+                self.relation(rel, r, false, &trigger)?;
+            }
         }
         for rel in after.iter().flat_map(|b| &b.relations) {
-            self.relation(rel, r, true, &trigger)?;
+            if !kept.contains(rel) {
+                self.relation(rel, r, true, &trigger)?;
+            }
         }
         self.dirty.insert(r.to_string());
         self.causes.insert(r.to_string(), trigger);
@@ -916,6 +931,88 @@ pub(crate) mod tests {
             .into_iter()
             .map(|e| (e.seq, e.record.kind.as_str(), e.record.entity))
             .collect()
+    }
+
+    #[test]
+    fn an_edit_that_keeps_the_relations_leaves_the_other_ends_alone() {
+        let store = MemStore::new();
+        let (org, a) = ("file:/org/groups.yaml", "file:/org/a.yaml");
+        let group = |name: &str| ProcessedEntity {
+            entity: serde_json::from_value(serde_json::json!({
+                "apiVersion": "backstage.io/v1alpha1", "kind": "Group",
+                "metadata": {"name": name, "namespace": "default"},
+                "spec": {"type": "team", "children": []}
+            }))
+            .unwrap(),
+            relations: vec![],
+        };
+        apply_all(
+            &store,
+            &[
+                event(org, 1, vec![group("team-a"), group("team-b")]),
+                event(
+                    a,
+                    2,
+                    vec![component("c1", "team-a", a), component("c2", "team-a", a)],
+                ),
+            ],
+        );
+        let owned = |r: &str| -> Vec<String> {
+            let served = served(&store, r).unwrap();
+            served["relations"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|x| x["type"] == "ownerOf")
+                .map(|x| x["targetRef"].as_str().unwrap().to_string())
+                .collect()
+        };
+        assert_eq!(
+            owned("group:default/team-a"),
+            vec!["component:default/c1", "component:default/c2"]
+        );
+        let team_a = [
+            keys::entity("group:default/team-a"),
+            keys::relations("group:default/team-a"),
+        ];
+
+        // A new description: c1 is written again, its owner is not.
+        let mut edited = component("c1", "team-a", a);
+        edited.entity.metadata.description = Some("edited".into());
+        let mut fold = Fold::new(&store);
+        assert!(
+            fold.apply(&event(a, 2, vec![edited, component("c2", "team-a", a)]))
+                .unwrap()
+        );
+        let changes = fold.finish().unwrap();
+        assert!(
+            changes
+                .iter()
+                .any(|(k, _)| *k == keys::entity("component:default/c1"))
+        );
+        assert!(
+            !changes.iter().any(|(k, _)| team_a.contains(k)),
+            "the owner was re-derived for an edit that kept the relations"
+        );
+        store.write(changes).unwrap();
+        assert_eq!(
+            served(&store, "component:default/c1").unwrap()["metadata"]["description"],
+            "edited"
+        );
+
+        // A new owner moves the relation: both groups are re-derived.
+        let mut fold = Fold::new(&store);
+        fold.apply(&event(
+            a,
+            2,
+            vec![component("c1", "team-b", a), component("c2", "team-a", a)],
+        ))
+        .unwrap();
+        let changes = fold.finish().unwrap();
+        assert!(changes.iter().any(|(k, _)| team_a.contains(k)));
+        store.write(changes).unwrap();
+        assert_eq!(owned("group:default/team-a"), vec!["component:default/c2"]);
+        assert_eq!(owned("group:default/team-b"), vec!["component:default/c1"]);
     }
 
     #[test]

@@ -26,7 +26,7 @@
 use crate::keys;
 use crate::store::{Store, StoreError, WriteSet};
 use roaring::RoaringBitmap;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// The posting list of one search key and value.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -278,7 +278,11 @@ fn next_ordinal(store: &dyn Store) -> Result<u32, StoreError> {
 pub struct Ordinals<'a> {
     store: &'a dyn Store,
     next: Option<u32>,
+    /// Ordinals given, in the order given.
     given: Vec<(String, u32)>,
+    /// The same, by ref (a batch of a large location gives tens of
+    /// thousands).
+    index: HashMap<String, u32>,
 }
 
 impl<'a> Ordinals<'a> {
@@ -287,6 +291,7 @@ impl<'a> Ordinals<'a> {
             store,
             next: None,
             given: Vec::new(),
+            index: HashMap::new(),
         }
     }
 
@@ -295,7 +300,7 @@ impl<'a> Ordinals<'a> {
         if let Some(o) = ordinal(self.store, refkey)? {
             return Ok(o);
         }
-        if let Some((_, o)) = self.given.iter().rev().find(|(r, _)| r == refkey) {
+        if let Some(o) = self.index.get(refkey) {
             return Ok(*o);
         }
         let next = match self.next {
@@ -304,6 +309,7 @@ impl<'a> Ordinals<'a> {
         };
         self.next = Some(next + 1);
         self.given.push((refkey.to_string(), next));
+        self.index.insert(refkey.to_string(), next);
         Ok(next)
     }
 
