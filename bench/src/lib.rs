@@ -238,6 +238,31 @@ fn walk_size(p: &Path) -> std::io::Result<u64> {
     Ok(total)
 }
 
+/// Polls `url` until its answer contains `marker` (an edit made just
+/// before), every `every`; how long that took. An error after `timeout`.
+pub(crate) fn until_visible(
+    agent: &ureq::Agent,
+    url: &str,
+    marker: &str,
+    every: Duration,
+    timeout: Duration,
+) -> anyhow::Result<Duration> {
+    let t = Instant::now();
+    loop {
+        let body = agent.get(url).call()?.body_mut().read_to_string()?;
+        if body.contains(marker) {
+            return Ok(t.elapsed());
+        }
+        if t.elapsed() > timeout {
+            bail!(
+                "{marker} not visible at {url} after {} s",
+                timeout.as_secs()
+            );
+        }
+        std::thread::sleep(every);
+    }
+}
+
 pub(crate) fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
@@ -499,19 +524,14 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             let jitter = (k as u64 * 7919 + u64::from(std::process::id())) % 1000;
             std::thread::sleep(Duration::from_millis(jitter));
             std::fs::write(path, edited)?;
-            let t = Instant::now();
             let url = format!("{base}/api/catalog/entities/by-name/component/default/{name}");
-            loop {
-                let body = agent.get(&url).call()?.body_mut().read_to_string()?;
-                if body.contains(&marker) {
-                    break;
-                }
-                if t.elapsed() > Duration::from_secs(60) {
-                    bail!("edit of {r} not visible after 60 s");
-                }
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            lat.push(t.elapsed());
+            lat.push(until_visible(
+                &agent,
+                &url,
+                &marker,
+                Duration::from_millis(5),
+                Duration::from_secs(60),
+            )?);
         }
         lat.sort();
         println!(

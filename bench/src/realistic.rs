@@ -452,19 +452,14 @@ pub async fn run(
                 repo_path(&tree2, i),
                 repo_doc(i, groups, systems, &format!("  title: {marker}\n")),
             )?;
-            let t = Instant::now();
             let url = format!("{base}/api/catalog/entities/by-name/component/default/svc-{i}");
-            loop {
-                let body = agent.get(&url).call()?.body_mut().read_to_string()?;
-                if body.contains(&marker) {
-                    break;
-                }
-                if t.elapsed() > Duration::from_secs(120) {
-                    bail!("edit of svc-{i} not visible after 120 s");
-                }
-                std::thread::sleep(Duration::from_millis(2));
-            }
-            lat.push(t.elapsed());
+            lat.push(crate::until_visible(
+                &agent,
+                &url,
+                &marker,
+                Duration::from_millis(2),
+                Duration::from_secs(120),
+            )?);
         }
         lat.sort();
         println!(

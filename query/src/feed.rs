@@ -408,7 +408,7 @@ pub fn page_of_everything(
     operation_id = "GetHistoryEvents",
     tag = "History",
     description = "Every effective change (entities created, updated, deleted; locations created, updated, deleted; scorecard outcomes changed, with `scorecard`: id, levels and scores before and after, checks that changed, cause) in commit order, after a cursor. Shaped after Backstage's catalog history module.",
-    params(views::params::Filter, views::params::GetHistoryEventsQuery),
+    params(views::params::Filter, views::params::HistoryEventsQuery, views::params::LongPoll),
     responses(
         (status = 200, description = "Ok", body = views::HistoryEventPage),
         (status = 400, response = views::ErrorResponse),
@@ -460,7 +460,7 @@ pub async fn events(State(st): State<AppState>, p: Params) -> Result<Response, A
     operation_id = "StreamHistoryEvents",
     tag = "History",
     description = "The same changes as Server-Sent Events (`id`: eventId, `event`: eventType, `data`: the change as JSON), from `after` or the `Last-Event-ID` header, then live. Never ends by itself.",
-    params(views::params::Filter, views::params::StreamHistoryEventsQuery, views::params::StreamHistoryEventsHeader),
+    params(views::params::Filter, views::params::HistoryEventsQuery, views::params::StreamHistoryEventsHeader),
     responses(
         (status = 200, description = "An event stream", body = String, content_type = "text/event-stream"),
         (status = 400, response = views::ErrorResponse),

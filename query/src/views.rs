@@ -1165,15 +1165,7 @@ pub struct RefreshEntityBody {
 }
 
 #[derive(ToSchema)]
-pub enum GetHistoryEventsQueryDiff {
-    #[schema(rename = "full")]
-    Full,
-    #[schema(rename = "patch")]
-    Patch,
-}
-
-#[derive(ToSchema)]
-pub enum StreamHistoryEventsQueryDiff {
+pub enum HistoryEventsDiff {
     #[schema(rename = "full")]
     Full,
     #[schema(rename = "patch")]
@@ -1608,9 +1600,10 @@ pub mod params {
         pub on_conflict: Option<CreateLocationQueryOnConflict>,
     }
 
+    /// The change feed's selection and paging, as a page and as a stream.
     #[derive(IntoParams)]
     #[into_params(parameter_in = Query)]
-    pub struct GetHistoryEventsQuery {
+    pub struct HistoryEventsQuery {
         /// The eventId of the last change seen (0 or absent: from the start of history; `now`: only changes committed from now on). `cursor` is the same.
         #[param(pattern = "^([0-9]{1,20}|now)$")]
         pub after: Option<String>,
@@ -1631,36 +1624,15 @@ pub mod params {
         pub location: Option<Vec<String>>,
         /// `full` (default): the bodies before and after; `patch`: their RFC 6902 JSON Patch.
         #[param(inline)]
-        pub diff: Option<GetHistoryEventsQueryDiff>,
-        /// Seconds an empty page waits for a change (a long poll), at most 60 and under the request time limit.
-        #[param(minimum = 0, maximum = 60)]
-        pub wait: Option<f64>,
+        pub diff: Option<HistoryEventsDiff>,
     }
 
     #[derive(IntoParams)]
     #[into_params(parameter_in = Query)]
-    pub struct StreamHistoryEventsQuery {
-        /// The eventId of the last change seen (0 or absent: from the start of history; `now`: only changes committed from now on). `cursor` is the same.
-        #[param(pattern = "^([0-9]{1,20}|now)$")]
-        pub after: Option<String>,
-        /// Alias of `after`.
-        #[param(pattern = "^[0-9]{1,20}$")]
-        pub cursor: Option<String>,
-        /// Changes per page (at most 1000).
-        #[param(minimum = 1, maximum = 1000, default = json!(100))]
-        pub limit: Option<i64>,
-        /// Kinds of change (`entity`, `location`, `scorecard`, or an event type such as `entity_updated`), or entity kinds (`component`); comma-separated or repeated.
-        #[param(style = Form, explode)]
-        pub kind: Option<Vec<String>>,
-        /// Changes of these entities only.
-        #[param(rename = "entityRef", style = Form, explode)]
-        pub entity_ref: Option<Vec<String>>,
-        /// Changes from these location keys only (`file:/org/a.yaml`).
-        #[param(style = Form, explode)]
-        pub location: Option<Vec<String>>,
-        /// `full` (default): the bodies before and after; `patch`: their RFC 6902 JSON Patch.
-        #[param(inline)]
-        pub diff: Option<StreamHistoryEventsQueryDiff>,
+    pub struct LongPoll {
+        /// Seconds an empty page waits for a change (a long poll), at most 60 and under the request time limit.
+        #[param(minimum = 0, maximum = 60)]
+        pub wait: Option<f64>,
     }
 
     #[derive(IntoParams)]
