@@ -1246,7 +1246,7 @@ pub fn changes(
 mod tests {
     use super::*;
     use crate::fold::Fold;
-    use crate::fold::tests::{component, event};
+    use crate::fold::tests::{component, event, group};
     use crate::store::MemStore;
     use proto::{EntityEvent, FactEvent, LocationOutcome, ProcessedEntity};
 
@@ -1257,18 +1257,6 @@ mod tests {
     fn at(mut e: EntityEvent, t: DateTime<Utc>) -> EntityEvent {
         e.observed_at = t;
         e
-    }
-
-    fn group(name: &str) -> ProcessedEntity {
-        ProcessedEntity {
-            entity: serde_json::from_value(serde_json::json!({
-                "apiVersion": "backstage.io/v1alpha1", "kind": "Group",
-                "metadata": {"name": name, "namespace": "default"},
-                "spec": {"type": "team", "children": []}
-            }))
-            .unwrap(),
-            relations: vec![],
-        }
     }
 
     fn apply(store: &MemStore, e: &EntityEvent) {

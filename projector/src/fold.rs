@@ -598,6 +598,10 @@ impl<'s> Fold<'s> {
                     keys::version(r, d.at),
                     Some(records::encode_version(d.served_bytes.as_deref())),
                 ));
+                // Whether the version just written is the latest and what
+                // is served; unknown after a late one (see `derive`).
+                let latest = d.latest.then(|| d.at.to_be_bytes().to_vec());
+                out.push((keys::latest_version(r), latest));
             }
             out.extend(d.writes);
             if let Some(r) = d.link_changed {
@@ -693,6 +697,9 @@ struct Derived {
     served_bytes: Option<Vec<u8>>,
     /// The ref, when its rollup link changed (see [`rollup_link`]).
     link_changed: Option<String>,
+    /// Whether the version written is the ref's latest (no later one is
+    /// kept), hence what is served.
+    latest: bool,
 }
 
 /// What scorecard rollups group by, as the search rows show it: a group's
@@ -767,6 +774,7 @@ fn derive(store: &dyn Store, job: DeriveJob) -> Result<Derived, StoreError> {
         served: None,
         served_bytes: None,
         link_changed: None,
+        latest: true,
     };
     let entity_key = keys::entity(&r);
     let served_before = store.get(&entity_key)?;
@@ -804,13 +812,37 @@ fn derive(store: &dyn Store, job: DeriveJob) -> Result<Derived, StoreError> {
     // one before is what was served, the history moves as the live rows
     // do; otherwise from the rows of the version before, and back to the
     // rows of the version after at its time.
-    let (before, after) = crate::temporal::neighbours(store, &r, at)?;
-    let follows_served = after.is_none()
-        && match &before {
-            Some((_, body)) => body.as_deref() == served_before.as_deref(),
-            None => served_before.is_none(),
-        };
-    if !follows_served {
+    //
+    // The common case is known without reading a version: the time of the
+    // latest version is kept while that version is what is served, so a
+    // change at or after it follows the served version. Reading the
+    // versions around `at` instead costs an iterator per ref, and for an
+    // entity with a large body (a hub with half a million relations) the
+    // decompression of tens of megabytes per batch.
+    let latest_key = keys::latest_version(&r);
+    let latest = match store.get(&latest_key)? {
+        Some(b) => Some(i64::from_be_bytes(b.as_slice().try_into().map_err(
+            |_| StoreError::Corrupt {
+                key: String::from_utf8_lossy(&latest_key).into_owned(),
+                reason: "the latest version's time is not 8 bytes".into(),
+            },
+        )?)),
+        None => None,
+    };
+    let apart = match latest {
+        Some(t) if t <= at => None,
+        _ => {
+            let (before, after) = crate::temporal::neighbours(store, &r, at)?;
+            let follows_served = after.is_none()
+                && match &before {
+                    Some((_, body)) => body.as_deref() == served_before.as_deref(),
+                    None => served_before.is_none(),
+                };
+            (!follows_served).then_some((before, after))
+        }
+    };
+    if let Some((before, after)) = apart {
+        d.latest = after.is_none();
         let rows_of = |v: &Option<crate::temporal::Version>| -> Result<Vec<SearchRow>, StoreError> {
             match v {
                 Some((_, Some(body))) => crate::temporal::rows_of(&r, body),
@@ -907,6 +939,19 @@ pub(crate) mod tests {
         }
     }
 
+    /// A team with no parent, no children and no relations of its own.
+    pub(crate) fn group(name: &str) -> ProcessedEntity {
+        ProcessedEntity {
+            entity: serde_json::from_value(serde_json::json!({
+                "apiVersion": "backstage.io/v1alpha1", "kind": "Group",
+                "metadata": {"name": name, "namespace": "default"},
+                "spec": {"type": "team", "children": []}
+            }))
+            .unwrap(),
+            relations: vec![],
+        }
+    }
+
     fn apply_all(store: &MemStore, events: &[EntityEvent]) -> usize {
         let mut fold = Fold::new(store);
         for e in events {
@@ -937,15 +982,6 @@ pub(crate) mod tests {
     fn an_edit_that_keeps_the_relations_leaves_the_other_ends_alone() {
         let store = MemStore::new();
         let (org, a) = ("file:/org/groups.yaml", "file:/org/a.yaml");
-        let group = |name: &str| ProcessedEntity {
-            entity: serde_json::from_value(serde_json::json!({
-                "apiVersion": "backstage.io/v1alpha1", "kind": "Group",
-                "metadata": {"name": name, "namespace": "default"},
-                "spec": {"type": "team", "children": []}
-            }))
-            .unwrap(),
-            relations: vec![],
-        };
         apply_all(
             &store,
             &[
@@ -1013,6 +1049,48 @@ pub(crate) mod tests {
         store.write(changes).unwrap();
         assert_eq!(owned("group:default/team-a"), vec!["component:default/c2"]);
         assert_eq!(owned("group:default/team-b"), vec!["component:default/c1"]);
+    }
+
+    #[test]
+    fn the_latest_version_time_is_kept_while_it_is_what_is_served() {
+        let store = MemStore::new();
+        let a = "file:/org/a.yaml";
+        let c1 = "component:default/c1";
+        let latest = |store: &MemStore| {
+            store
+                .get(&keys::latest_version(c1))
+                .unwrap()
+                .map(|b| i64::from_be_bytes(b.try_into().unwrap()))
+        };
+        let ms = |s: i64| (1_700_000_000 + s) * 1000;
+        apply_all(&store, &[event(a, 10, vec![component("c1", "team-a", a)])]);
+        assert_eq!(latest(&store), Some(ms(10)));
+        // A later change follows the served version.
+        apply_all(&store, &[event(a, 20, vec![component("c1", "team-b", a)])]);
+        assert_eq!(latest(&store), Some(ms(20)));
+        // A late one (observed before the latest version) is written between
+        // the versions: the latest is no longer what is served, so the time
+        // goes until a change follows again.
+        apply_all(&store, &[event(a, 15, vec![component("c1", "team-c", a)])]);
+        assert_eq!(latest(&store), None);
+        let versions = |store: &MemStore| {
+            let mut out = Vec::new();
+            store
+                .scan(
+                    &keys::prefix(keys::VERSION, &[c1.as_bytes()]),
+                    None,
+                    &mut |k, _| {
+                        out.push(keys::version_time(k).unwrap());
+                        true
+                    },
+                )
+                .unwrap();
+            out
+        };
+        assert_eq!(versions(&store), vec![ms(10), ms(15), ms(20)]);
+        apply_all(&store, &[event(a, 30, vec![component("c1", "team-a", a)])]);
+        assert_eq!(latest(&store), Some(ms(30)));
+        assert_eq!(versions(&store), vec![ms(10), ms(15), ms(20), ms(30)]);
     }
 
     #[test]

@@ -45,6 +45,9 @@ pub const HISTORY: u8 = b'H';
 pub const OFFSET: u8 = b'O';
 pub const FEED: u8 = b'N';
 pub const VERSION: u8 = b'P';
+/// Per ref: the time of its latest version in `P`, present while that
+/// version is what `E` serves.
+pub const LATEST_VERSION: u8 = b'p';
 pub const META: u8 = b'M';
 
 /// `table` + parts joined by 0x00.
@@ -123,6 +126,9 @@ pub fn version(refkey: &str, at_ms: i64) -> Vec<u8> {
     let mut k = prefix(VERSION, &[refkey.as_bytes()]);
     k.extend_from_slice(&time_part(at_ms));
     k
+}
+pub fn latest_version(refkey: &str) -> Vec<u8> {
+    prefix(LATEST_VERSION, &[refkey.as_bytes()])
 }
 pub fn time_part(at_ms: i64) -> [u8; 8] {
     ((at_ms as u64) ^ (1 << 63)).to_be_bytes()

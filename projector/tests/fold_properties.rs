@@ -169,6 +169,7 @@ fn state(store: &MemStore) -> BTreeMap<Vec<u8>, Vec<u8>> {
             k[0] != keys::HISTORY
                 && k[0] != keys::FEED
                 && k[0] != keys::VERSION
+                && k[0] != keys::LATEST_VERSION
                 && k[0] != keys::POSTING_HISTORY
                 && k[0] != keys::UID_EVER
                 && *k != keys::meta(keys::FEED_SEQ)
@@ -380,7 +381,13 @@ proptest! {
             canonical(s.dump())
                 .into_iter()
                 .filter(|(k, _)| {
-                    ![keys::VERSION, keys::POSTING_HISTORY, keys::UID_EVER].contains(&k[0])
+                    ![
+                        keys::VERSION,
+                        keys::LATEST_VERSION,
+                        keys::POSTING_HISTORY,
+                        keys::UID_EVER,
+                    ]
+                    .contains(&k[0])
                 })
                 .collect()
         };
