@@ -569,22 +569,6 @@ impl Catalog {
         }
     }
 
-    /// Ref keys of all served entities, sorted, after `after`, at most `limit`.
-    pub fn all_refs(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>, StoreError> {
-        let prefix = [keys::ENTITY];
-        let from = after.map(|a| {
-            let mut k = keys::entity(a);
-            k.push(0);
-            k
-        });
-        let mut out = Vec::new();
-        self.store.scan(&prefix, from.as_deref(), &mut |k, _| {
-            out.push(String::from_utf8_lossy(&k[1..]).into_owned());
-            out.len() < limit
-        })?;
-        Ok(out)
-    }
-
     /// Up to `limit` served entities (ref key, JSON) in ref order, after
     /// `after`: one scan of the entity table, for answers that stream.
     pub fn entities_after(
