@@ -414,12 +414,25 @@ fn each_seen(
     visit: &mut dyn FnMut(&str, &Value, usize, usize),
 ) -> Result<(), StoreError> {
     let ends = ends_ms(buckets);
+    // Versions hold no relations: each is seen with those it had then.
+    let mut relations = crate::relations::HistoryCursor::new(store);
     each_ref(store, &[keys::VERSION], true, &mut |r, versions| {
+        let history = relations.of(r)?;
         for (i, (t, body)) in versions.iter().enumerate() {
             let Some(body) = body else { continue };
             let (a, b) = covered(&ends, *t, versions.get(i + 1).map(|v| v.0));
             if a < b {
-                visit(r, &parse(r, body)?, a, b);
+                let mut value = parse(r, body)?;
+                let rels = crate::relations::at(&history, *t);
+                if !rels.is_empty()
+                    && let Some(map) = value.as_object_mut()
+                {
+                    map.insert(
+                        "relations".into(),
+                        serde_json::to_value(&rels).expect("relations serialise"),
+                    );
+                }
+                visit(r, &value, a, b);
             }
         }
         Ok(())

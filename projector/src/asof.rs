@@ -1,16 +1,18 @@
 //! The catalog as it stood at an instant, for reads `asOf`.
 //!
-//! Every change of a ref's served JSON (the entity with its stitched
-//! relations, uid and etag) is kept in table `V` under the ref and the time
-//! of the change that caused it (the source's observation time of that
-//! event). The catalog at `t` is, for every ref, its last version at or
-//! before `t`. [`materialize`] reads those into an in-memory store indexed
-//! as the live one is (`E`, `U`, `s`, and the posting lists `x`, `o`, `r`), so every read route, its
+//! Every change of a ref's served JSON (the entity with its uid and etag)
+//! is kept in table `P` under the ref and the time of the change that
+//! caused it (the source's observation time of that event), and every
+//! change of a relation in `G` ([`crate::relations`]). The catalog at `t` is, for every ref, its last version at or
+//! before `t`, with the relations it had then. [`materialize`] reads those
+//! into an in-memory store indexed as the live one is (`E`, `U`, `s`, `g`,
+//! and the posting lists `x`, `o`, `r`), so every read route, its
 //! filters, facets, totals, orderings and cursors, answers from it
 //! unchanged.
 //!
 //! [`PastStore`] answers the same reads without materialising anything:
-//! a served entity from its versions, its search rows from that JSON, and
+//! a served entity from its versions, its relations from their history,
+//! its search rows from that JSON, and
 //! each posting list from the list's history ([`crate::temporal`]). This is
 //! what [`Catalog::as_of`](crate::Catalog::as_of) reads from; [`materialize`]
 //! stays as the reference it is tested against (and for stores written
@@ -49,8 +51,30 @@ pub fn materialize(store: &dyn Store, at_ms: i64) -> Result<MemStore, StoreError
                 key: format!("version of {r}"),
                 reason: e.to_string(),
             })?;
-        let rows = search::rows(&value);
+        let mut rows = search::rows(&value);
+        // Its relations as they stood then.
+        let mut relations = Vec::new();
+        let mut err = None;
+        crate::relations::scan_at(store, &keys::relations_of(&r), None, at_ms, &mut |k, v| {
+            match records::decode::<records::RelationRow>(k, v) {
+                Ok(row) => relations.push(row),
+                Err(e) => err = Some(e),
+            }
+            writes.push((k.to_vec(), Some(v.to_vec())));
+            err.is_none()
+        })?;
+        if let Some(e) = err {
+            return Err(e);
+        }
+        rows.extend(relations.iter().filter_map(crate::relations::search_row));
+        rows.sort();
+        rows.dedup();
         crate::postings::diff(&mut postings, ordinals.of(&r)?, &[], &rows);
+        // The search rows table holds the body's rows, as the live one does.
+        let rows: Vec<records::SearchRow> = rows
+            .into_iter()
+            .filter(|row| !row.key.starts_with("relations."))
+            .collect();
         writes.push((
             keys::uid(&derived_id("entity", &r).to_string()),
             Some(r.as_bytes().to_vec()),
@@ -73,7 +97,7 @@ pub fn materialize(store: &dyn Store, at_ms: i64) -> Result<MemStore, StoreError
     Ok(mem)
 }
 
-/// The read tables of the catalog as of an instant (`E`, `U`, `s`, `x`,
+/// The read tables of the catalog as of an instant (`E`, `U`, `s`, `g`, `x`,
 /// with the live ordinals `o`, `r`), answered from the live store's
 /// history. Nothing else is held; writes are refused.
 pub struct PastStore {
@@ -160,6 +184,9 @@ impl Store for PastStore {
                 &mut |k, p| visit(k, &p.encode()),
             ),
             Some(&keys::ORDINAL) | Some(&keys::ORDINAL_REF) => self.live.scan(prefix, from, visit),
+            Some(&keys::RELATION) => {
+                crate::relations::scan_at(self.live.as_ref(), prefix, from, self.at_ms, visit)
+            }
             Some(&keys::ENTITY) => {
                 // Served entities in ref order: each ref's versions, the
                 // one in force at the instant.

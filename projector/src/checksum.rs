@@ -3,7 +3,8 @@
 //! value in key order, except the tables that record the *path* state took
 //! rather than the state (the scorecard result history, whose records
 //! depend on how batches fell, the served versions, one per batch that
-//! changed a ref, with the time of each ref's latest, the change feed, numbered in the order this store
+//! changed a ref, with the time of each ref's latest, each relation's
+//! changes, the change feed, numbered in the order this store
 //! applied partitions, with its last number, and the posting lists with
 //! their entity ordinals, numbered in the order this store met the refs:
 //! the search rows they are built from are hashed; see ARCHITECTURE.md,
@@ -15,12 +16,14 @@ use crate::scorecard::records::{DEPENDED, RESULT_HISTORY};
 use crate::store::{Store, StoreError};
 
 /// Tables left out of [`checksum`] unless `include_path` is set.
-pub const PATH_TABLES: [u8; 10] = [
+pub const PATH_TABLES: [u8; 12] = [
     RESULT_HISTORY,
     DEPENDED,
     crate::keys::FEED,
     crate::keys::VERSION,
     crate::keys::LATEST_VERSION,
+    crate::keys::RELATION_HISTORY,
+    crate::keys::LATEST_RELATION,
     crate::keys::POSTING,
     crate::keys::ORDINAL,
     crate::keys::ORDINAL_REF,

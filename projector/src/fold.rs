@@ -16,8 +16,7 @@
 use crate::feed::{self, FeedKind, FeedRecord};
 use crate::keys;
 use crate::records::{
-    self, ChangeKind, Claims, HistoryRecord, LocationRecord, RelationRow, RelationSet, SearchRow,
-    SearchRows,
+    self, ChangeKind, Claims, HistoryRecord, LocationRecord, RelationRow, SearchRow, SearchRows,
 };
 use crate::scorecard::records::{Cause, CauseKind};
 use crate::scorecard::step::{ScoreState, Served, Trigger};
@@ -179,7 +178,11 @@ pub struct Fold<'s> {
     bodies: Table<ProcessedEntity>,
     locations: Table<LocationRecord>,
     location_ids: Table<LocationKey>,
-    relations: Table<RelationSet>,
+    relations: Table<RelationRow>,
+    /// The relation rows this working set changed, by source: each row's
+    /// value before it. They change at the time of the source's cause (as
+    /// its served version does).
+    relation_changes: BTreeMap<String, BTreeMap<Vec<u8>, Option<RelationRow>>>,
     history: Vec<(Vec<u8>, HistoryRecord)>,
     /// The changes of this working set, in the order they were made.
     feed: Vec<FeedRecord>,
@@ -197,7 +200,8 @@ impl<'s> Fold<'s> {
             bodies: Table::new(keys::BODY),
             locations: Table::new(keys::LOCATION),
             location_ids: Table::new(keys::LOCATION_ID),
-            relations: Table::new(keys::RELATIONS),
+            relations: Table::new(keys::RELATION),
+            relation_changes: BTreeMap::new(),
             history: Vec::new(),
             feed: Vec::new(),
             dirty: BTreeSet::new(),
@@ -525,6 +529,9 @@ impl<'s> Fold<'s> {
         Ok(())
     }
 
+    /// `emitter` adds or withdraws its emission of `rel`: the relation's row
+    /// changes, and nothing else until [`Fold::finish`] (the entity at its
+    /// source is not re-derived: its relations are stitched when read).
     fn relation(
         &mut self,
         rel: &proto::Relation,
@@ -533,32 +540,29 @@ impl<'s> Fold<'s> {
         trigger: &Trigger,
     ) -> Result<(), StoreError> {
         let source = rel.source.key();
-        let slot = self
-            .relations
-            .get_mut(self.store, keys::relations(&source))?;
-        let set = slot.get_or_insert_with(RelationSet::default);
-        let row_key = RelationSet::row_key(rel.relation_type, &rel.target);
+        let key = keys::relation(&source, rel.relation_type.as_str(), &rel.target.key());
+        let slot = self.relations.get_mut(self.store, key.clone())?;
+        let before = slot.clone();
         if add {
-            set.rows
-                .entry(row_key)
-                .or_insert_with(|| RelationRow {
-                    relation_type: rel.relation_type,
-                    target: rel.target.clone(),
-                    emitters: BTreeSet::new(),
-                })
-                .emitters
-                .insert(emitter.to_string());
-        } else if let Some(row) = set.rows.get_mut(&row_key) {
+            slot.get_or_insert_with(|| RelationRow {
+                relation_type: rel.relation_type,
+                target: rel.target.clone(),
+                emitters: BTreeSet::new(),
+            })
+            .emitters
+            .insert(emitter.to_string());
+        } else if let Some(row) = slot {
             row.emitters.remove(emitter);
             if row.emitters.is_empty() {
-                set.rows.remove(&row_key);
+                *slot = None;
             }
         }
-        if set.rows.is_empty() {
-            *slot = None;
-        }
-        self.causes.insert(source.clone(), trigger.clone());
-        self.dirty.insert(source);
+        self.relation_changes
+            .entry(source.clone())
+            .or_default()
+            .entry(key)
+            .or_insert(before);
+        self.causes.insert(source, trigger.clone());
         Ok(())
     }
 
@@ -578,21 +582,26 @@ impl<'s> Fold<'s> {
         let mut jobs = Vec::with_capacity(dirty.len());
         for r in &dirty {
             let body = self.winning_body(r)?;
-            let relations = match &body {
-                Some(_) => self.relations_of(r)?,
-                None => Vec::new(),
-            };
             // The served JSON as of the change's time, for reads `asOf`.
             let at = self.causes.get(r).map_or(0, |c| c.at.timestamp_millis());
             jobs.push(DeriveJob {
                 r: r.clone(),
                 at,
                 body,
-                relations,
             });
         }
-        let mut links_changed = BTreeSet::new();
+        // What became of each derived ref.
+        let mut serving: HashMap<String, Serving> = HashMap::new();
         for d in derive_all(self.store, jobs)? {
+            serving.insert(
+                d.r.clone(),
+                Serving {
+                    was: d.was_served,
+                    is: d.is_served,
+                    version: d.served.as_ref().map(|(_, v)| (d.at, v.is_some())),
+                    late: d.moves.is_some(),
+                },
+            );
             if let Some((r, _)) = &d.served {
                 out.push((
                     keys::version(r, d.at),
@@ -604,9 +613,6 @@ impl<'s> Fold<'s> {
                 out.push((keys::latest_version(r), latest));
             }
             out.extend(d.writes);
-            if let Some(r) = d.link_changed {
-                links_changed.insert(r);
-            }
             // Ordinals are given in ref order (the jobs' order).
             if let Some((r, old, new)) = &d.rows {
                 let ordinal = ordinals.of(r)?;
@@ -624,6 +630,16 @@ impl<'s> Fold<'s> {
             if let Some((r, v)) = d.served {
                 served.insert(r, v);
             }
+        }
+        let links_changed = self.move_relations(
+            &serving,
+            &mut ordinals,
+            &mut postings,
+            &mut history,
+            &mut out,
+        )?;
+        if !served.is_empty() || !self.relation_changes.is_empty() {
+            self.stitch_served(&serving, &mut served)?;
         }
         postings.write(self.store, &mut out)?;
         history.write(self.store, &mut out)?;
@@ -650,24 +666,416 @@ impl<'s> Fold<'s> {
         Ok(out)
     }
 
-    /// The stitched relations of `r` (sources `r`), sorted.
-    fn relations_of(&mut self, r: &str) -> Result<Vec<EntityRelation>, StoreError> {
-        let mut relations: Vec<EntityRelation> = self
-            .relations
-            .get(self.store, keys::relations(r))?
-            .map(|set| {
-                set.rows
-                    .values()
-                    .map(|row| EntityRelation {
-                        relation_type: row.relation_type,
-                        target_ref: row.target.clone(),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        relations.sort();
-        Ok(relations)
+    /// The relation row `key` as the working set holds it now.
+    fn row_now(&mut self, key: &[u8]) -> Result<Option<RelationRow>, StoreError> {
+        Ok(self.relations.get(self.store, key.to_vec())?.cloned())
     }
+
+    /// Every relation row of `source`: as the store holds them (`now`:
+    /// false), or as this working set leaves them.
+    fn rows_of(&mut self, source: &str, now: bool) -> Result<Vec<RelationRow>, StoreError> {
+        let mut rows: BTreeMap<Vec<u8>, RelationRow> = BTreeMap::new();
+        let mut err = None;
+        self.store
+            .scan(&keys::relations_of(source), None, &mut |k, v| {
+                match records::decode::<RelationRow>(k, v) {
+                    Ok(row) => {
+                        rows.insert(k.to_vec(), row);
+                    }
+                    Err(e) => err = Some(e),
+                }
+                err.is_none()
+            })?;
+        if let Some(e) = err {
+            return Err(e);
+        }
+        if now {
+            let changed: Vec<Vec<u8>> = self
+                .relation_changes
+                .get(source)
+                .map(|c| c.keys().cloned().collect())
+                .unwrap_or_default();
+            for k in changed {
+                match self.row_now(&k)? {
+                    Some(row) => rows.insert(k, row),
+                    None => rows.remove(&k),
+                };
+            }
+        }
+        Ok(rows.into_values().collect())
+    }
+
+    /// The relations of `source` as this working set leaves them, sorted.
+    fn relations_of(&mut self, source: &str) -> Result<Vec<EntityRelation>, StoreError> {
+        let mut out: Vec<EntityRelation> = self
+            .rows_of(source, true)?
+            .into_iter()
+            .map(|row| EntityRelation {
+                relation_type: row.relation_type,
+                target_ref: row.target,
+            })
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
+    /// Moves the posting lists (and their history) of the relations of
+    /// served entities, and keeps each relation's changes in `G`: for an
+    /// entity served before and after, the rows that came or went; for one
+    /// that starts or stops being served, all of its rows. Returns the
+    /// groups and systems whose rollup link (a group's `childOf`, a
+    /// system's domain) may have changed.
+    fn move_relations(
+        &mut self,
+        serving: &HashMap<String, Serving>,
+        ordinals: &mut crate::postings::Ordinals<'_>,
+        postings: &mut crate::postings::Changes,
+        history: &mut crate::temporal::Changes,
+        out: &mut WriteSet,
+    ) -> Result<BTreeSet<String>, StoreError> {
+        let mut sources: BTreeSet<String> = self.relation_changes.keys().cloned().collect();
+        sources.extend(
+            serving
+                .iter()
+                .filter(|(_, s)| s.was != s.is || s.late)
+                .map(|(r, _)| r.clone()),
+        );
+        let mut links_changed = BTreeSet::new();
+        for source in sources {
+            let derived = serving.get(&source);
+            let (was, is) = match derived {
+                Some(s) => (s.was, s.is),
+                None => {
+                    let served = self.store.get(&keys::entity(&source))?.is_some();
+                    (served, served)
+                }
+            };
+            // Everything moves at the time of the source's cause, the time
+            // its served version is kept at.
+            let at = self
+                .causes
+                .get(&source)
+                .map_or(0, |c| c.at.timestamp_millis());
+            // (row before, row after) of each relation that moved.
+            let mut moved: Vec<(Option<RelationRow>, Option<RelationRow>)> = Vec::new();
+            let changes: Vec<(Vec<u8>, Option<RelationRow>)> = self
+                .relation_changes
+                .get(&source)
+                .map(|c| c.iter().map(|(k, b)| (k.clone(), b.clone())).collect())
+                .unwrap_or_default();
+            let mut changed_rows = Vec::with_capacity(changes.len());
+            // This batch's changes of each relation: (key, row from `at` on).
+            let mut kept = Vec::new();
+            for (k, before) in changes {
+                let now = self.row_now(&k)?;
+                let same = |a: &Option<RelationRow>, b: &Option<RelationRow>| match (a, b) {
+                    (Some(a), Some(b)) => a.target.to_string() == b.target.to_string(),
+                    (None, None) => true,
+                    _ => false,
+                };
+                if !same(&before, &now) {
+                    out.push((
+                        keys::relation_history(&k, at),
+                        Some(crate::relations::encode_change(now.as_ref())),
+                    ));
+                    kept.push((k, before.clone(), now.clone()));
+                    changed_rows.push((before, now));
+                }
+            }
+            // Whether this moves the past: the source's versions or its
+            // relations' history already hold something later than `at`
+            // (a late change), so the lists' history is recomputed from
+            // `at` on instead of recording one move. After a late change
+            // the latest of that history may say otherwise than the rows
+            // and serving do now, so a source once late is recomputed
+            // whenever it changes (rare: late changes are).
+            let mark_key = keys::latest_relation(&source);
+            let mark = relation_mark(self.store, &mark_key)?;
+            let diverged = mark.is_some_and(|(_, d)| d);
+            let version = derived.and_then(|s| s.version);
+            let mut late = derived.is_some_and(|s| s.late) || diverged;
+            if version.is_some() || !kept.is_empty() {
+                late |= mark.is_some_and(|(t, _)| t > at);
+            }
+            if !kept.is_empty() && version.is_none() {
+                late |= match time_at(self.store, &keys::latest_version(&source))? {
+                    Some(t) => t > at,
+                    None => crate::temporal::has_versions(self.store, &source)?,
+                };
+            }
+            if !kept.is_empty() || (late && !diverged) {
+                let mut v = mark.map_or(at, |(t, _)| t.max(at)).to_be_bytes().to_vec();
+                if late {
+                    v.push(1);
+                }
+                out.push((mark_key, Some(v)));
+            }
+            match (was, is) {
+                (true, true) => moved = changed_rows,
+                (false, true) => {
+                    for row in self.rows_of(&source, true)? {
+                        moved.push((None, Some(row)));
+                    }
+                }
+                (true, false) => {
+                    for row in self.rows_of(&source, false)? {
+                        moved.push((Some(row), None));
+                    }
+                }
+                (false, false) => {}
+            }
+            // A source never served is in no list, then or now.
+            let recompute =
+                late && (version.is_some() || crate::temporal::has_versions(self.store, &source)?);
+            if moved.is_empty() && !recompute {
+                continue;
+            }
+            let ordinal = ordinals.of(&source)?;
+            for (before, after) in &moved {
+                let old: Vec<SearchRow> = before
+                    .iter()
+                    .filter_map(crate::relations::search_row)
+                    .collect();
+                let new: Vec<SearchRow> = after
+                    .iter()
+                    .filter_map(crate::relations::search_row)
+                    .collect();
+                crate::postings::diff(postings, ordinal, &old, &new);
+                if !late {
+                    crate::temporal::diff(history, at, ordinal, &old, &new);
+                }
+                let row = before.as_ref().or(after.as_ref()).expect("a row moved");
+                if rollup_link(&source, row) {
+                    links_changed.insert(source.clone());
+                }
+            }
+            if recompute {
+                relation_history_from(self.store, &source, ordinal, at, version, &kept, history)?;
+            }
+        }
+        Ok(links_changed)
+    }
+
+    /// Scorecards evaluate entities with their relations: the served JSON
+    /// of what this batch derived gets them stitched, and an entity whose
+    /// relations alone changed is handed over as changed too, when a
+    /// scorecard reads relations of a type that changed. So a hub that
+    /// gains a dependent (`dependencyOf`, which no scorecard reads) is
+    /// neither stitched nor evaluated again; and nothing is stitched when
+    /// no scorecard is defined.
+    fn stitch_served(
+        &mut self,
+        serving: &HashMap<String, Serving>,
+        served: &mut Served,
+    ) -> Result<(), StoreError> {
+        let read = self.score.relations_read(self.store)?;
+        if read == crate::scorecard::lang::RelationsRead::Nothing {
+            return Ok(());
+        }
+        let refs: Vec<String> = served
+            .iter()
+            .filter(|(_, v)| v.is_some())
+            .map(|(r, _)| r.clone())
+            .collect();
+        for r in refs {
+            let relations = self.relations_of(&r)?;
+            if let Some(Some(value)) = served.get_mut(&r)
+                && !relations.is_empty()
+            {
+                let v = std::sync::Arc::make_mut(value);
+                if let Some(map) = v.as_object_mut() {
+                    map.insert(
+                        "relations".into(),
+                        serde_json::to_value(&relations).expect("relations serialise"),
+                    );
+                }
+            }
+        }
+        let sources: Vec<String> = self.relation_changes.keys().cloned().collect();
+        for source in sources {
+            if served.contains_key(&source) || serving.contains_key(&source) {
+                continue;
+            }
+            let changed: Vec<(Vec<u8>, Option<RelationRow>)> = self.relation_changes[&source]
+                .iter()
+                .map(|(k, before)| (k.clone(), before.clone()))
+                .collect();
+            let mut any = false;
+            for (k, before) in changed {
+                let now = self.row_now(&k)?;
+                if now.is_some() != before.is_some()
+                    && let Some(row) = now.as_ref().or(before.as_ref())
+                    && read.reads(row.relation_type)
+                {
+                    any = true;
+                    break;
+                }
+            }
+            if !any {
+                continue;
+            }
+            let Some(bytes) = self.store.get(&keys::entity(&source))? else {
+                continue;
+            };
+            let relations = self.relations_of(&source)?;
+            let value: serde_json::Value = serde_json::from_slice(&crate::relations::splice(
+                bytes, &relations,
+            ))
+            .map_err(|e| StoreError::Corrupt {
+                key: source.clone(),
+                reason: e.to_string(),
+            })?;
+            served.insert(source, Some(std::sync::Arc::new(value)));
+        }
+        Ok(())
+    }
+}
+
+/// What deriving a ref did to its serving, for its relations.
+struct Serving {
+    was: bool,
+    is: bool,
+    /// The version written: its time and whether it serves the ref.
+    version: Option<(i64, bool)>,
+    /// Whether that version is a late one (earlier than one kept).
+    late: bool,
+}
+
+/// The time (ms, BE) stored at `key`.
+fn time_at(store: &dyn Store, key: &[u8]) -> Result<Option<i64>, StoreError> {
+    match store.get(key)? {
+        Some(b) => Ok(Some(i64::from_be_bytes(b.as_slice().try_into().map_err(
+            |_| StoreError::Corrupt {
+                key: String::from_utf8_lossy(key).into_owned(),
+                reason: "a time that is not 8 bytes".into(),
+            },
+        )?))),
+        None => Ok(None),
+    }
+}
+
+/// A ref's relation mark (`j`): the time of the latest change of its
+/// relations, and whether a late change has been applied to them or to
+/// its versions.
+fn relation_mark(store: &dyn Store, key: &[u8]) -> Result<Option<(i64, bool)>, StoreError> {
+    match store.get(key)? {
+        Some(b) if b.len() == 8 || b.len() == 9 => {
+            let t = i64::from_be_bytes(b[..8].try_into().expect("8 bytes"));
+            Ok(Some((t, b.len() == 9)))
+        }
+        Some(_) => Err(StoreError::Corrupt {
+            key: String::from_utf8_lossy(key).into_owned(),
+            reason: "a relation mark that is not a time and a flag".into(),
+        }),
+        None => Ok(None),
+    }
+}
+
+/// Records again, from `from` on, the history of the posting lists of
+/// `source`'s relations: a relation is in its list at `t` when the
+/// source's version in force then serves it and the relation's last
+/// change at or before `t` did not end it. Membership changes only at the
+/// times of those versions and changes, so one change per relation at
+/// each of them (from `from` on) makes the lists' history agree with the
+/// versions and the relations' history, after a late change moved either.
+/// `version` and `kept` are what this batch writes of them.
+fn relation_history_from(
+    store: &dyn Store,
+    source: &str,
+    ordinal: u32,
+    from: i64,
+    version: Option<(i64, bool)>,
+    kept: &[(Vec<u8>, Option<RelationRow>, Option<RelationRow>)],
+    history: &mut crate::temporal::Changes,
+) -> Result<(), StoreError> {
+    let at = from;
+    // The source's versions: time -> serves it.
+    let mut versions: BTreeMap<i64, bool> = BTreeMap::new();
+    crate::temporal::scan_versions(
+        store,
+        &keys::prefix(keys::VERSION, &[source.as_bytes()]),
+        None,
+        false,
+        &mut |_, vs| {
+            for (t, body) in vs {
+                versions.insert(t, body.is_some());
+            }
+            Ok(true)
+        },
+    )?;
+    if let Some((t, serves)) = version {
+        versions.insert(t, serves);
+    }
+    if versions.is_empty() {
+        // Never served: never in a list.
+        return Ok(());
+    }
+    // Each relation's changes: key -> time -> row from then on; and the
+    // relation itself (its target's casing), as any change names it.
+    let mut relations: BTreeMap<Vec<u8>, BTreeMap<i64, Option<RelationRow>>> = BTreeMap::new();
+    let mut named: HashMap<Vec<u8>, RelationRow> = HashMap::new();
+    let mut err = None;
+    let mut prefix = vec![keys::RELATION_HISTORY];
+    prefix.extend_from_slice(source.as_bytes());
+    prefix.push(0);
+    store.scan(&prefix, None, &mut |k, v| {
+        let (Some(t), Some(row)) = (keys::version_time(k), k.get(..k.len().saturating_sub(9)))
+        else {
+            return true;
+        };
+        match records::decode::<Option<RelationRow>>(k, v) {
+            Ok(state) => {
+                let mut g = row.to_vec();
+                g[0] = keys::RELATION;
+                if let Some(r) = &state {
+                    named.entry(g.clone()).or_insert_with(|| r.clone());
+                }
+                relations.entry(g).or_default().insert(t, state);
+            }
+            Err(e) => err = Some(e),
+        }
+        err.is_none()
+    })?;
+    if let Some(e) = err {
+        return Err(e);
+    }
+    for (k, before, now) in kept {
+        if let Some(r) = now.as_ref().or(before.as_ref()) {
+            named.entry(k.clone()).or_insert_with(|| r.clone());
+        }
+        relations
+            .entry(k.clone())
+            .or_default()
+            .insert(at, now.clone());
+    }
+    let served_at = |t: i64| versions.range(..=t).next_back().is_some_and(|(_, s)| *s);
+    for (k, changes) in &relations {
+        let Some(row) = named.get(k) else {
+            continue;
+        };
+        let Some(search_row) = crate::relations::search_row(row) else {
+            continue;
+        };
+        // Only at those times: every change a list's history holds for a
+        // relation is at one of them, so a later recompute from an earlier
+        // time overwrites them all (ties go to the later written).
+        let mut times: BTreeSet<i64> = versions.range(at..).map(|(t, _)| *t).collect();
+        times.extend(changes.range(at..).map(|(t, _)| *t));
+        for t in times {
+            let present = changes
+                .range(..=t)
+                .next_back()
+                .is_some_and(|(_, r)| r.is_some());
+            let member = served_at(t) && present;
+            let (old, new) = if member {
+                (Vec::new(), vec![search_row.clone()])
+            } else {
+                (vec![search_row.clone()], Vec::new())
+            };
+            crate::temporal::diff(history, t, ordinal, &old, &new);
+        }
+    }
+    Ok(())
 }
 
 /// What deriving one dirty ref needs from the working set.
@@ -676,11 +1084,14 @@ struct DeriveJob {
     /// The time of the change that made the ref dirty.
     at: i64,
     body: Option<ProcessedEntity>,
-    relations: Vec<EntityRelation>,
 }
 
 /// What deriving one ref produced.
 struct Derived {
+    r: String,
+    /// Whether the ref was served before and is after.
+    was_served: bool,
+    is_served: bool,
     /// The time its served version is kept at.
     at: i64,
     /// How the posting lists' history moves, when this version does not
@@ -695,28 +1106,21 @@ struct Derived {
     served: Option<(String, Option<std::sync::Arc<serde_json::Value>>)>,
     /// The served JSON written (absent when the ref stopped being served).
     served_bytes: Option<Vec<u8>>,
-    /// The ref, when its rollup link changed (see [`rollup_link`]).
-    link_changed: Option<String>,
     /// Whether the version written is the ref's latest (no later one is
     /// kept), hence what is served.
     latest: bool,
 }
 
-/// What scorecard rollups group by, as the search rows show it: a group's
-/// parent, a system's domain (lower-cased refs). `None` for other kinds.
-fn rollup_link<'a>(r: &str, rows: impl Iterator<Item = &'a SearchRow>) -> Option<Option<String>> {
-    let (key, prefix) = if r.starts_with("group:") {
-        ("relations.childof", "")
+/// Whether a relation of `r` is what scorecard rollups group by: a
+/// group's parent (`childOf`), a system's domain (`partOf` a domain).
+fn rollup_link(r: &str, row: &RelationRow) -> bool {
+    if r.starts_with("group:") {
+        row.relation_type == proto::RelationType::ChildOf
     } else if r.starts_with("system:") {
-        ("relations.partof", "domain:")
+        row.relation_type == proto::RelationType::PartOf && row.target.key().starts_with("domain:")
     } else {
-        return None;
-    };
-    Some(
-        rows.filter(|row| row.key == key && row.value.starts_with(prefix))
-            .map(|row| row.value.clone())
-            .min(),
-    )
+        false
+    }
 }
 
 /// Derives every job, on up to 4 threads for a large batch, in job order.
@@ -760,25 +1164,24 @@ fn derive_all(store: &dyn Store, jobs: Vec<DeriveJob>) -> Result<Vec<Derived>, S
 /// The served JSON, uid and search rows of one ref, as changes against
 /// the store (nothing when the served JSON is unchanged).
 fn derive(store: &dyn Store, job: DeriveJob) -> Result<Derived, StoreError> {
-    let DeriveJob {
-        r,
-        at,
-        body,
-        relations,
-    } = job;
+    let DeriveJob { r, at, body } = job;
     let mut d = Derived {
+        r: r.clone(),
+        was_served: false,
+        is_served: false,
         at,
         moves: None,
         writes: WriteSet::new(),
         rows: None,
         served: None,
         served_bytes: None,
-        link_changed: None,
         latest: true,
     };
     let entity_key = keys::entity(&r);
     let served_before = store.get(&entity_key)?;
-    let served_after = body.map(|body| serve(&r, body, relations));
+    let served_after = body.map(|body| serve(&r, body));
+    d.was_served = served_before.is_some();
+    d.is_served = served_after.is_some();
     if served_before.as_deref() == served_after.as_ref().map(|(b, _)| b.as_slice()) {
         return Ok(d);
     }
@@ -805,9 +1208,6 @@ fn derive(store: &dyn Store, job: DeriveJob) -> Result<Derived, StoreError> {
             Vec::new()
         }
     };
-    if rollup_link(&r, old_rows.rows.iter()) != rollup_link(&r, new_rows.iter()) {
-        d.link_changed = Some(r.clone());
-    }
     // The versions this one sits between: when it is the latest and the
     // one before is what was served, the history moves as the live rows
     // do; otherwise from the rows of the version before, and back to the
@@ -867,15 +1267,12 @@ fn derive(store: &dyn Store, job: DeriveJob) -> Result<Derived, StoreError> {
     Ok(d)
 }
 
-/// The served JSON of `r`: the winner's entity with its stitched
-/// relations, a uid derived from the ref and an etag of the content.
-fn serve(
-    r: &str,
-    body: ProcessedEntity,
-    relations: Vec<EntityRelation>,
-) -> (Vec<u8>, serde_json::Value) {
+/// The served JSON of `r`: the winner's entity with a uid derived from the
+/// ref and an etag of the content. Its relations are rows of their own,
+/// stitched in when it is read ([`crate::relations`]).
+fn serve(r: &str, body: ProcessedEntity) -> (Vec<u8>, serde_json::Value) {
     let mut entity = body.entity;
-    entity.relations = relations;
+    entity.relations = Vec::new();
     entity.metadata.uid = Some(derived_id("entity", r).to_string());
     entity.metadata.etag = None;
     let mut value = serde_json::to_value(&entity).expect("entities serialise");
@@ -967,6 +1364,7 @@ pub(crate) mod tests {
         store
             .get(&keys::entity(r))
             .unwrap()
+            .map(|b| crate::relations::stitched(store, r, b).unwrap())
             .map(|b| serde_json::from_slice(&b).unwrap())
     }
 
@@ -1009,7 +1407,7 @@ pub(crate) mod tests {
         );
         let team_a = [
             keys::entity("group:default/team-a"),
-            keys::relations("group:default/team-a"),
+            keys::relation("group:default/team-a", "ownerOf", "component:default/c1"),
         ];
 
         // A new description: c1 is written again, its owner is not.
@@ -1197,11 +1595,15 @@ pub(crate) mod tests {
             apply_all(&many, std::slice::from_ref(e));
         }
         assert!(served(&one, "component:default/svc-299").is_some());
-        // Entity ordinals follow the order each store met the refs in.
-        assert_eq!(
-            crate::postings::canonical(one.dump()),
-            crate::postings::canonical(many.dump())
-        );
+        // Entity ordinals follow the order each store met the refs in. The
+        // relations' changes are kept per batch (at the time of their
+        // source's last change in it), like the served versions.
+        let state = |s: &MemStore| {
+            let mut d = crate::postings::canonical(s.dump());
+            d.retain(|k, _| ![keys::RELATION_HISTORY, keys::LATEST_RELATION].contains(&k[0]));
+            d
+        };
+        assert_eq!(state(&one), state(&many));
     }
 
     #[test]

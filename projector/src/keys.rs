@@ -10,7 +10,8 @@
 //! | `B` | location, ref key | [`proto::ProcessedEntity`] as the location yields it |
 //! | `L` | location | [`crate::records::LocationRecord`] |
 //! | `I` | location id (uuid) | location key |
-//! | `R` | ref key | [`crate::records::RelationSet`]: relations whose source is the ref |
+//! | `g` | source ref key, relation type, target ref key | [`crate::records::RelationRow`]: one relation and the entities that emit it |
+//! | `G` | source ref key, relation type, target ref key, time (ms, sign-flipped BE) | the relation from that time on, or its end ([`crate::relations`]) |
 //! | `s` | ref key | [`crate::records::SearchRows`] of the served entity |
 //! | `x` | search key, value | [`crate::postings::Posting`]: the entities with it |
 //! | `o` | ref key | the ref's ordinal in posting lists (u32 BE) |
@@ -19,6 +20,8 @@
 //! | `u` | uid | ref key of every entity the index ever held |
 //! | `H` | ref key, time (ms, BE), event id | [`crate::records::HistoryRecord`] |
 //! | `P` | ref key, time (ms, sign-flipped BE) | the served JSON from that time on ([`crate::records::encode_version`]) |
+//! | `p` | ref key | the time of its latest version while that version is what `E` serves |
+//! | `j` | ref key | the time of the latest change of its relations in `G` (BE), then 1 once a late change was applied to them or its versions |
 //! | `N` | sequence (u64 BE) | [`crate::feed::FeedRecord`]: the change feed, in commit order |
 //! | `O` | topic, partition (BE) | next offset to apply (i64 BE) |
 //! | `M` | name | store metadata (layout version) |
@@ -29,7 +32,13 @@ pub const CLAIMS: u8 = b'C';
 pub const BODY: u8 = b'B';
 pub const LOCATION: u8 = b'L';
 pub const LOCATION_ID: u8 = b'I';
+/// Relation sets of older stores (one record per source); a store that
+/// has them is rebuilt (see [`crate::relations::ensure_layout`]).
 pub const RELATIONS: u8 = b'R';
+/// One row per relation, stitched into served entities when read.
+pub const RELATION: u8 = b'g';
+/// Each relation's changes over time, for reads `asOf`.
+pub const RELATION_HISTORY: u8 = b'G';
 pub const SEARCH_ROWS: u8 = b's';
 /// The search index of older stores (rows per entity), deleted by
 /// [`crate::postings::upgrade`].
@@ -48,6 +57,8 @@ pub const VERSION: u8 = b'P';
 /// Per ref: the time of its latest version in `P`, present while that
 /// version is what `E` serves.
 pub const LATEST_VERSION: u8 = b'p';
+/// Per ref: the time of the latest change of its relations in `G`.
+pub const LATEST_RELATION: u8 = b'j';
 pub const META: u8 = b'M';
 
 /// `table` + parts joined by 0x00.
@@ -91,8 +102,29 @@ pub fn location(location: &str) -> Vec<u8> {
 pub fn location_id(id: &uuid::Uuid) -> Vec<u8> {
     key(LOCATION_ID, &[id.as_hyphenated().to_string().as_bytes()])
 }
-pub fn relations(refkey: &str) -> Vec<u8> {
-    key(RELATIONS, &[refkey.as_bytes()])
+/// A relation row: `g` source, type, target.
+pub fn relation(source: &str, relation_type: &str, target: &str) -> Vec<u8> {
+    key(
+        RELATION,
+        &[
+            source.as_bytes(),
+            relation_type.as_bytes(),
+            target.as_bytes(),
+        ],
+    )
+}
+/// Every relation row of `source`.
+pub fn relations_of(source: &str) -> Vec<u8> {
+    prefix(RELATION, &[source.as_bytes()])
+}
+/// A relation's change at `at_ms`: its row key under `G`, then the time.
+pub fn relation_history(row: &[u8], at_ms: i64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(row.len() + 9);
+    k.push(RELATION_HISTORY);
+    k.extend_from_slice(&row[1..]);
+    k.push(0);
+    k.extend_from_slice(&time_part(at_ms));
+    k
 }
 pub fn search_rows(refkey: &str) -> Vec<u8> {
     key(SEARCH_ROWS, &[refkey.as_bytes()])
@@ -129,6 +161,9 @@ pub fn version(refkey: &str, at_ms: i64) -> Vec<u8> {
 }
 pub fn latest_version(refkey: &str) -> Vec<u8> {
     prefix(LATEST_VERSION, &[refkey.as_bytes()])
+}
+pub fn latest_relation(refkey: &str) -> Vec<u8> {
+    prefix(LATEST_RELATION, &[refkey.as_bytes()])
 }
 pub fn time_part(at_ms: i64) -> [u8; 8] {
     ((at_ms as u64) ^ (1 << 63)).to_be_bytes()
@@ -200,6 +235,8 @@ mod tests {
             LOCATION,
             LOCATION_ID,
             RELATIONS,
+            RELATION,
+            RELATION_HISTORY,
             SEARCH_ROWS,
             SEARCH,
             FACET,
@@ -212,6 +249,8 @@ mod tests {
             OFFSET,
             FEED,
             VERSION,
+            LATEST_VERSION,
+            LATEST_RELATION,
             META,
             sc::DEFINITION_SET,
             sc::DEFINITION,

@@ -31,6 +31,7 @@ pub mod postings;
 pub mod predicate;
 pub mod read;
 pub mod records;
+pub mod relations;
 pub mod run;
 pub mod scorecard;
 pub mod search;

@@ -538,9 +538,18 @@ impl Catalog {
         &self.store
     }
 
-    /// The served JSON of an entity by ref key (lower-cased `kind:ns/name`).
+    /// The served JSON of an entity by ref key (lower-cased `kind:ns/name`),
+    /// its relations stitched in.
     pub fn entity(&self, refkey: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.store.get(&keys::entity(&refkey.to_ascii_lowercase()))
+        let r = refkey.to_ascii_lowercase();
+        match self.store.get(&keys::entity(&r))? {
+            Some(served) => Ok(Some(crate::relations::stitched(
+                self.store.as_ref(),
+                &r,
+                served,
+            )?)),
+            None => Ok(None),
+        }
     }
 
     /// The ref key of the entity with this uid, if one is served.
@@ -587,6 +596,15 @@ impl Catalog {
             out.push((String::from_utf8_lossy(&k[1..]).into_owned(), v.to_vec()));
             out.len() < limit
         })?;
+        // Their relations: one scan over the same run of refs.
+        if let (Some((first, _)), Some((last, _))) = (out.first(), out.last()) {
+            let mut relations = crate::relations::of_range(self.store.as_ref(), first, last)?;
+            for (r, served) in &mut out {
+                if let Some(rels) = relations.remove(r.as_str()) {
+                    *served = crate::relations::splice(std::mem::take(served), &rels);
+                }
+            }
+        }
         Ok(out)
     }
 
@@ -827,10 +845,18 @@ impl Catalog {
     /// The search rows of a served entity (for sorting and filtered facets).
     pub fn search_rows(&self, refkey: &str) -> Result<SearchRows, StoreError> {
         let key = keys::search_rows(refkey);
-        match self.store.get(&key)? {
-            Some(bytes) => records::decode(&key, &bytes),
-            None => Ok(SearchRows::default()),
+        let mut rows: SearchRows = match self.store.get(&key)? {
+            Some(bytes) => records::decode(&key, &bytes)?,
+            None => return Ok(SearchRows::default()),
+        };
+        // Those of its relations, kept with the relations.
+        let relations = crate::relations::of(self.store.as_ref(), refkey)?;
+        if !relations.is_empty() {
+            rows.rows.extend(crate::relations::search_rows(&relations));
+            rows.rows.sort();
+            rows.rows.dedup();
         }
+        Ok(rows)
     }
 
     /// Whether the served entity `refkey` matches `filter` (any entity

@@ -5,7 +5,7 @@ use crate::store::StoreError;
 use chrono::{DateTime, Utc};
 use proto::{EntityRef, LocationKey, ProcessingError, RelationType, SourceId};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use uuid::Uuid;
 
 /// Version byte of every record this build writes.
@@ -105,26 +105,16 @@ pub struct LocationRecord {
     pub errors: Vec<ProcessingError>,
 }
 
-/// The relations whose source is one ref: (type, target key) -> target and
-/// the entities that emitted it (a pair can be emitted from both ends, e.g.
-/// a group's `children` and the child's `parent`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct RelationSet {
-    pub rows: BTreeMap<String, RelationRow>,
-}
-
+/// One relation (a `g` row): its type, its target as first emitted, and
+/// the entities that emit it (a pair can be emitted from both ends, e.g. a
+/// group's `children` and the child's `parent`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RelationRow {
     #[serde(rename = "type")]
     pub relation_type: RelationType,
     pub target: EntityRef,
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub emitters: BTreeSet<String>,
-}
-
-impl RelationSet {
-    pub fn row_key(t: RelationType, target: &EntityRef) -> String {
-        format!("{}\u{1}{}", t.as_str(), target.key())
-    }
 }
 
 /// The search rows of one served entity: (key, lower-cased value, original).

@@ -138,6 +138,13 @@ pub fn run(
     stop: Arc<AtomicBool>,
 ) -> Result<(), ProjectorError> {
     m::describe();
+    let cleared = crate::relations::ensure_layout(store.as_ref())?;
+    if cleared > 0 {
+        tracing::warn!(
+            keys = cleared,
+            "the projections were written by an older layout (relations inside the served JSON); rebuilding them from the start of the logs"
+        );
+    }
     let marked = crate::scorecard::step::complete_depended_markers(store.as_ref())?;
     if marked > 0 {
         tracing::info!(

@@ -34,6 +34,17 @@ pub fn rows(entity: &Value) -> Vec<SearchRow> {
     out
 }
 
+/// The row of one relation: `relations.<type>` = target ref.
+pub fn relation_row(relation_type: &str, target: &str) -> Option<SearchRow> {
+    let mut out = Vec::with_capacity(1);
+    push(
+        &mut out,
+        &format!("relations.{relation_type}"),
+        Some(target),
+    );
+    out.pop()
+}
+
 fn relation_rows(relations: &Value, out: &mut Vec<SearchRow>) {
     let Value::Array(items) = relations else {
         return;

@@ -170,6 +170,8 @@ fn state(store: &MemStore) -> BTreeMap<Vec<u8>, Vec<u8>> {
                 && k[0] != keys::FEED
                 && k[0] != keys::VERSION
                 && k[0] != keys::LATEST_VERSION
+                && k[0] != keys::RELATION_HISTORY
+                && k[0] != keys::LATEST_RELATION
                 && k[0] != keys::POSTING_HISTORY
                 && k[0] != keys::UID_EVER
                 && *k != keys::meta(keys::FEED_SEQ)
@@ -384,6 +386,8 @@ proptest! {
                     ![
                         keys::VERSION,
                         keys::LATEST_VERSION,
+                        keys::RELATION_HISTORY,
+                        keys::LATEST_RELATION,
                         keys::POSTING_HISTORY,
                         keys::UID_EVER,
                     ]

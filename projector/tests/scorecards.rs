@@ -712,3 +712,43 @@ fn changes_at_one_time_keep_the_order_they_were_applied_in() {
         .unwrap();
     assert_eq!(day[0].groups[0].levels[2].entities, 1, "counted at silver");
 }
+
+#[test]
+fn relations_another_entity_emits_reevaluate_what_reads_them() {
+    // A card reading `dependencyOf`, which only the dependents emit: the
+    // hub's served JSON does not change when one comes, its relation rows
+    // do, and that must still re-evaluate it.
+    const DEPS: &str = "id: deps
+applies_to: {kind: component}
+levels: [bronze]
+checks:
+  - id: used
+    level: bronze
+    rule: {relation: dependencyOf, target_kind: component}
+";
+    let mut w = World::new();
+    let at = t0();
+    let hub = component("hub", "g1", None);
+    let batch = vec![
+        publish(&mut w, at, &[("deps.yaml", DEPS)]),
+        located(&mut w, "hub", at, vec![hub]),
+    ];
+    apply(w.store.as_ref(), &batch);
+    let used = |w: &World| {
+        w.catalog()
+            .scorecard_result("deps", "component:default/hub")
+            .unwrap()
+            .map(|r| r.level)
+    };
+    assert_eq!(used(&w), Some(None), "no dependent yet");
+    let mut user = component("user", "g1", None);
+    let me = user.entity.entity_ref();
+    user.relations
+        .extend(rel(&me, RelationType::DependsOn, r("component", "hub")));
+    let m = located(&mut w, "user", at + Duration::hours(1), vec![user]);
+    apply(w.store.as_ref(), &[m]);
+    assert_eq!(used(&w), Some(Some(0)), "the dependent is seen");
+    let m = located(&mut w, "user", at + Duration::hours(2), vec![]);
+    apply(w.store.as_ref(), &[m]);
+    assert_eq!(used(&w), Some(None), "and its going");
+}

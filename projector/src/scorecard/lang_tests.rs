@@ -1787,3 +1787,32 @@ fn infinite_and_nan_text_are_not_numbers() {
     let o = eval(json!({"field": "spec.threshold", "lt": 5}), &e);
     assert_fail(&o, &["not a number"]);
 }
+
+#[test]
+fn what_relations_cards_read_is_known_from_their_rules() {
+    use super::lang::RelationsRead;
+    use proto::RelationType::*;
+    let card = |checks: &str| {
+        compile(
+            "c.yaml",
+            &format!("id: c\napplies_to: {{kind: component}}\nlevels: [bronze]\nchecks:\n{checks}"),
+        )
+        .unwrap_or_else(|e| panic!("{e:?}"))
+    };
+    let mut read = RelationsRead::default();
+    assert!(!read.reads(OwnedBy), "no card reads nothing");
+    read.add(&card(
+        "  - id: a\n    level: bronze\n    rule: {relation: partOf, target_kind: system, target: {relation: hasMember}}\n",
+    ));
+    // What results are grouped by, the rule's type and the nested rule's.
+    for t in [OwnedBy, PartOf, ChildOf, HasMember] {
+        assert!(read.reads(t), "{t:?}");
+    }
+    assert!(!read.reads(DependencyOf) && !read.reads(OwnerOf));
+    // A field path into `relations` reads every type.
+    read.add(&card(
+        "  - id: b\n    level: bronze\n    rule: {field: \"relations[*].type\", exists: true}\n",
+    ));
+    assert_eq!(read, RelationsRead::All);
+    assert!(read.reads(DependencyOf));
+}

@@ -76,6 +76,13 @@ impl EntityMatch {
     }
 
     /// The same conditions as the catalog's filter (`None`: no conditions).
+    /// Whether a condition looks at relations (`relations.<type>`).
+    pub fn reads_relations(&self) -> bool {
+        self.conditions()
+            .iter()
+            .any(|c| c.key.starts_with("relations"))
+    }
+
     pub fn filter(&self) -> Option<&EntityFilter> {
         self.filter.as_ref()
     }

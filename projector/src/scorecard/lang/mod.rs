@@ -47,4 +47,5 @@ pub use applies::EntityMatch;
 pub use compile::{MAX_DEFINITION_BYTES, compile, compile_rule, parse_duration};
 pub use eval::{Context, Evaluation, Outcome, Recall, Remembered};
 pub use paths::{Path, Resolved, Segment};
+pub use syntax::RelationsRead;
 pub use syntax::{Check, Cmp, Definition, DefinitionError, FactProvider, Rule, Test, ValueSource};

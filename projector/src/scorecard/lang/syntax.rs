@@ -69,6 +69,76 @@ pub enum Rule {
     },
 }
 
+/// The relation types scorecards read of an entity.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum RelationsRead {
+    /// None: no scorecard is defined.
+    #[default]
+    Nothing,
+    Types(std::collections::BTreeSet<RelationType>),
+    /// Any: a field path or an `applies_to` condition reads `relations`.
+    All,
+}
+
+impl RelationsRead {
+    /// Whether a relation of type `t` may be read.
+    pub fn reads(&self, t: RelationType) -> bool {
+        match self {
+            RelationsRead::Nothing => false,
+            RelationsRead::Types(types) => types.contains(&t),
+            RelationsRead::All => true,
+        }
+    }
+
+    /// Adds what `def` reads: its `relation` rules (nested ones read the
+    /// targets' relations), field paths into `relations`, `applies_to`
+    /// conditions on them, and what every result is grouped by (the owner
+    /// and its parent groups, the system and its domain).
+    pub fn add(&mut self, def: &Definition) {
+        use RelationType::{ChildOf, OwnedBy, PartOf};
+        if matches!(self, RelationsRead::All) {
+            return;
+        }
+        let mut types: std::collections::BTreeSet<RelationType> = match std::mem::take(self) {
+            RelationsRead::Types(t) => t,
+            _ => Default::default(),
+        };
+        types.extend([OwnedBy, PartOf, ChildOf]);
+        let mut all = def.applies_to.reads_relations();
+        fn walk(rule: &Rule, types: &mut std::collections::BTreeSet<RelationType>, all: &mut bool) {
+            match rule {
+                Rule::All(rules) | Rule::Any(rules) => {
+                    rules.iter().for_each(|r| walk(r, types, all));
+                }
+                Rule::Not(r) => walk(r, types, all),
+                Rule::Value { source, .. } => {
+                    if let ValueSource::Field(path) = source
+                        && matches!(path.segments.first(), Some(super::paths::Segment::Key(k)) if k == "relations")
+                    {
+                        *all = true;
+                    }
+                }
+                Rule::Relation {
+                    relation, target, ..
+                } => {
+                    types.insert(*relation);
+                    if let Some(t) = target {
+                        walk(t, types, all);
+                    }
+                }
+            }
+        }
+        for check in &def.checks {
+            walk(&check.rule, &mut types, &mut all);
+        }
+        *self = if all {
+            RelationsRead::All
+        } else {
+            RelationsRead::Types(types)
+        };
+    }
+}
+
 /// Where a value comes from.
 #[derive(Debug, Clone)]
 pub enum ValueSource {

@@ -326,6 +326,18 @@ impl ScoreState {
     }
 
     /// Every definition in force, this batch's changes included.
+    /// The relation types the scorecards in force (in the store or this
+    /// batch) read of an entity.
+    pub fn relations_read(&mut self, store: &dyn Store) -> Result<lang::RelationsRead, StoreError> {
+        let mut read = lang::RelationsRead::Nothing;
+        for d in self.all_definitions(store)? {
+            if let Ok(def) = compiled(&d.file, &d.text) {
+                read.add(&def);
+            }
+        }
+        Ok(read)
+    }
+
     pub(super) fn all_definitions(
         &mut self,
         store: &dyn Store,

@@ -60,7 +60,16 @@ pub(super) fn scan_entities(
         };
         next.push(0);
         from = Some(next);
+        // Their relations, stitched in: one scan for the chunk.
+        let mut relations = match (chunk.first(), chunk.last()) {
+            (Some((first, _)), Some((last, _))) => crate::relations::of_range(store, first, last)?,
+            _ => Default::default(),
+        };
         for (r, body) in chunk {
+            let body = match relations.remove(&r) {
+                Some(rels) => crate::relations::splice(body, &rels),
+                None => body,
+            };
             visit(r, body)?;
         }
     }
@@ -69,6 +78,10 @@ pub(super) fn scan_entities(
 pub(super) struct Evaluator<'a> {
     pub(super) store: &'a dyn Store,
     pub(super) served: &'a Served,
+    /// The relation types the scorecards read: what is stitched into an
+    /// entity read from the store (a group's thousands of `ownerOf` are
+    /// not, unless a rule reads them).
+    pub(super) relations: lang::RelationsRead,
     pub(super) facts: &'a mut Table<FactRecord>,
     pub(super) exemptions: &'a mut Table<ExemptionSet>,
     pub(super) entities: HashMap<String, Option<Arc<Value>>>,
@@ -103,6 +116,7 @@ impl<'a> Evaluator<'a> {
         Evaluator {
             store,
             served,
+            relations: lang::RelationsRead::All,
             facts,
             exemptions,
             entities: HashMap::new(),
@@ -132,6 +146,17 @@ impl Evaluator<'_> {
             .get(&keys::entity(r))
             .ok()
             .flatten()
+            .and_then(|b| {
+                let relations = match &self.relations {
+                    lang::RelationsRead::Types(types) => {
+                        crate::relations::of_types(self.store, r, types.iter().copied())
+                    }
+                    _ => crate::relations::of(self.store, r),
+                };
+                relations
+                    .ok()
+                    .map(|rels| crate::relations::splice(b, &rels))
+            })
             .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
             .map(Arc::new)
     }

@@ -44,7 +44,7 @@ use deps::dependents;
 use evaluate::{Evaluator, kind_filter, scan_entities};
 pub use subjects::{cloud_subject, github_subject};
 
-use super::lang::Definition;
+use super::lang::{self, Definition};
 use super::records::{self as rk, Cause, CauseKind, DefinitionRecord, ResultRecord};
 use crate::feed::FeedRecord;
 use crate::fold::Table;
@@ -104,6 +104,11 @@ impl ScoreState {
             out,
             feed,
         );
+        let mut read = lang::RelationsRead::Nothing;
+        for (_, def) in &defs {
+            read.add(def);
+        }
+        eval.relations = read;
         // Scorecards that went away: their results, indexes and rollups go.
         for (id, trigger) in &redefined {
             if !defs.iter().any(|(d, _)| &d.id == id) {
