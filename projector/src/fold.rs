@@ -715,7 +715,7 @@ impl<'s> Fold<'s> {
                 target_ref: row.target,
             })
             .collect();
-        out.sort();
+        crate::relations::sort(&mut out);
         Ok(out)
     }
 

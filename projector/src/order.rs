@@ -311,8 +311,13 @@ impl Catalog {
         fields: &[String],
     ) -> Result<Vec<SortKey>, StoreError> {
         let mut keys = Vec::new();
+        // An entity's relation rows are read only if a field names them.
+        let relations = fields
+            .iter()
+            .chain(order.iter().map(|o| &o.field))
+            .any(|f| f.starts_with("relations"));
         for r in matching {
-            let rows = self.search_rows(r)?;
+            let rows = self.search_rows_with(r, relations)?;
             let hit = rows
                 .rows
                 .iter()

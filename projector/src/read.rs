@@ -190,7 +190,22 @@ pub struct Catalog {
     derived: Arc<Mutex<DerivedCache>>,
     past: Arc<Mutex<PastCache>>,
     ordinals: Arc<Mutex<OrdinalMap>>,
+    hubs: Arc<Mutex<HubCache>>,
 }
+
+/// The relations of entities that have many (a hub's, as JSON items),
+/// kept until the store changes: a page that holds a hub stitches its
+/// relations once per store version, not once per request.
+#[derive(Default)]
+struct HubCache {
+    version: u64,
+    entries: HashMap<String, Arc<Vec<u8>>>,
+}
+
+/// Relations (as JSON) at least this long are kept in [`HubCache`].
+const HUB_RELATIONS_BYTES: usize = 64 * 1024;
+/// Entries of [`HubCache`] before it starts over.
+const HUB_ENTRIES: usize = 64;
 
 /// The posting lists' ordinal -> ref map, kept in memory: ordinals are
 /// never given to another ref, so the map only grows and a refresh reads
@@ -474,7 +489,45 @@ impl Catalog {
             derived: Arc::default(),
             past: Arc::default(),
             ordinals: Arc::default(),
+            hubs: Arc::default(),
         }
+    }
+
+    /// A hub's relations kept for this store version, if any.
+    fn hub_relations(&self, version: u64, r: &str) -> Option<Arc<Vec<u8>>> {
+        let mut c = self.hubs.lock().expect("lock");
+        if c.version != version {
+            c.entries.clear();
+            c.version = version;
+        }
+        c.entries.get(r).cloned()
+    }
+
+    /// Keeps `items` as the relations of `r` at `version` if they are a
+    /// hub's (many).
+    fn keep_hub_relations(&self, version: u64, r: &str, items: &[u8]) {
+        if items.len() < HUB_RELATIONS_BYTES {
+            return;
+        }
+        let mut c = self.hubs.lock().expect("lock");
+        if c.version != version {
+            return;
+        }
+        if c.entries.len() >= HUB_ENTRIES {
+            c.entries.clear();
+        }
+        c.entries.insert(r.to_string(), Arc::new(items.to_vec()));
+    }
+
+    /// The relations of `r` as JSON items (see [`crate::relations::json_of`]).
+    fn relations_json(&self, r: &str) -> Result<Arc<Vec<u8>>, StoreError> {
+        let version = self.store.version();
+        if let Some(hit) = self.hub_relations(version, r) {
+            return Ok(hit);
+        }
+        let items = crate::relations::json_of(self.store.as_ref(), r)?;
+        self.keep_hub_relations(version, r, &items);
+        Ok(Arc::new(items))
     }
 
     /// A derived value for `key`, made by `make` unless the store has not
@@ -543,11 +596,10 @@ impl Catalog {
     pub fn entity(&self, refkey: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let r = refkey.to_ascii_lowercase();
         match self.store.get(&keys::entity(&r))? {
-            Some(served) => Ok(Some(crate::relations::stitched(
-                self.store.as_ref(),
-                &r,
+            Some(served) => Ok(Some(crate::relations::splice_json(
                 served,
-            )?)),
+                &self.relations_json(&r)?,
+            ))),
             None => Ok(None),
         }
     }
@@ -598,10 +650,12 @@ impl Catalog {
         })?;
         // Their relations: one scan over the same run of refs.
         if let (Some((first, _)), Some((last, _))) = (out.first(), out.last()) {
-            let mut relations = crate::relations::of_range(self.store.as_ref(), first, last)?;
+            let version = self.store.version();
+            let mut relations = crate::relations::json_of_range(self.store.as_ref(), first, last)?;
             for (r, served) in &mut out {
-                if let Some(rels) = relations.remove(r.as_str()) {
-                    *served = crate::relations::splice(std::mem::take(served), &rels);
+                if let Some(items) = relations.remove(r.as_str()) {
+                    self.keep_hub_relations(version, r, &items);
+                    *served = crate::relations::splice_json(std::mem::take(served), &items);
                 }
             }
         }
@@ -844,12 +898,24 @@ impl Catalog {
 
     /// The search rows of a served entity (for sorting and filtered facets).
     pub fn search_rows(&self, refkey: &str) -> Result<SearchRows, StoreError> {
+        self.search_rows_with(refkey, true)
+    }
+
+    /// [`Catalog::search_rows`], those of its relations (`relations.*`,
+    /// kept with the relations) only `with_relations`.
+    pub fn search_rows_with(
+        &self,
+        refkey: &str,
+        with_relations: bool,
+    ) -> Result<SearchRows, StoreError> {
         let key = keys::search_rows(refkey);
         let mut rows: SearchRows = match self.store.get(&key)? {
             Some(bytes) => records::decode(&key, &bytes)?,
             None => return Ok(SearchRows::default()),
         };
-        // Those of its relations, kept with the relations.
+        if !with_relations {
+            return Ok(rows);
+        }
         let relations = crate::relations::of(self.store.as_ref(), refkey)?;
         if !relations.is_empty() {
             rows.rows.extend(crate::relations::search_rows(&relations));
@@ -870,7 +936,12 @@ impl Catalog {
         let Some(filter) = filter else {
             return Ok(true);
         };
-        let rows = self.search_rows(refkey)?;
+        let relations = filter
+            .any_of
+            .iter()
+            .flat_map(|c| &c.all_of)
+            .any(|c| c.key.starts_with("relations"));
+        let rows = self.search_rows_with(refkey, relations)?;
         Ok(filter.any_of.iter().any(|clause| {
             clause.all_of.iter().all(|c| {
                 rows.rows.iter().any(|row| {
@@ -1178,6 +1249,42 @@ fn sort_facet(mut values: Vec<(String, u64)>) -> Vec<(String, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_hubs_relations_are_kept_per_store_version_and_read_again_after_a_change() {
+        use crate::store::MemStore;
+        let store = Arc::new(MemStore::new());
+        let hub = "component:default/hub";
+        let row = |i: usize| {
+            let target = format!("component:default/repo-{i:05}");
+            (
+                keys::relation(hub, "dependencyOf", &target),
+                Some(records::encode(&records::RelationRow {
+                    relation_type: proto::RelationType::DependencyOf,
+                    target: proto::EntityRef::parse(&target, None, "default").unwrap(),
+                    emitters: [target.clone()].into(),
+                })),
+            )
+        };
+        let mut writes: crate::WriteSet = (0..2000).map(row).collect();
+        writes.push((keys::entity(hub), Some(br#"{"kind":"Component"}"#.to_vec())));
+        store.write(writes).unwrap();
+        let catalog = Catalog::new(store.clone());
+        let count = |c: &Catalog| -> usize {
+            let e: serde_json::Value =
+                serde_json::from_slice(&c.entity(hub).unwrap().unwrap()).unwrap();
+            e["relations"].as_array().unwrap().len()
+        };
+        assert_eq!(count(&catalog), 2000);
+        assert_eq!(count(&catalog), 2000, "read again from what was kept");
+        assert_eq!(catalog.hubs.lock().unwrap().entries.len(), 1);
+        store.write(vec![row(2000)]).unwrap();
+        assert_eq!(count(&catalog), 2001, "a write makes it read again");
+        // The streamed list stitches the same relations.
+        let listed = catalog.entities_after(None, 10).unwrap();
+        let e: serde_json::Value = serde_json::from_slice(&listed[0].1).unwrap();
+        assert_eq!(e["relations"].as_array().unwrap().len(), 2001);
+    }
 
     #[test]
     fn the_ordinal_map_keeps_ref_order_as_ordinals_arrive() {

@@ -60,6 +60,111 @@ fn decode_row(k: &[u8], v: &[u8]) -> Result<RelationRow, StoreError> {
     records::decode(k, v)
 }
 
+/// Sorts relations as their rows are kept: by type name, then target.
+pub fn sort(relations: &mut [EntityRelation]) {
+    relations.sort_by_cached_key(|r| (r.relation_type.as_str(), r.target_ref.key()));
+}
+
+/// The part of a `g` value a read needs, borrowed from its JSON.
+#[derive(serde::Deserialize)]
+struct RowView<'a> {
+    #[serde(rename = "type", borrow)]
+    relation_type: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    target: std::borrow::Cow<'a, str>,
+}
+
+/// Appends the relation of the `g` row (`k`, `v`) to `out` as an item of
+/// a served entity's `relations` array, without parsing its target.
+fn push_json(out: &mut Vec<u8>, k: &[u8], v: &[u8]) -> Result<(), StoreError> {
+    let view: RowView = match v.split_first() {
+        Some((&records::RECORD_VERSION, rest)) => serde_json::from_slice(rest).ok(),
+        _ => None,
+    }
+    .ok_or_else(|| StoreError::Corrupt {
+        key: String::from_utf8_lossy(k).into_owned(),
+        reason: "not a relation row".into(),
+    })?;
+    if !out.is_empty() {
+        out.push(b',');
+    }
+    out.extend_from_slice(b"{\"type\":");
+    serde_json::to_writer(&mut *out, &view.relation_type).expect("strings serialise");
+    out.extend_from_slice(b",\"targetRef\":");
+    serde_json::to_writer(&mut *out, &view.target).expect("strings serialise");
+    out.push(b'}');
+    Ok(())
+}
+
+/// The relations of `source` as the items of its `relations` array (JSON,
+/// without the brackets; empty when it has none), in row order.
+pub fn json_of(store: &dyn Store, source: &str) -> Result<Vec<u8>, StoreError> {
+    let mut out = Vec::new();
+    let mut err = None;
+    store.scan(&keys::relations_of(source), None, &mut |k, v| {
+        if let Err(e) = push_json(&mut out, k, v) {
+            err = Some(e);
+        }
+        err.is_none()
+    })?;
+    err.map_or(Ok(out), Err)
+}
+
+/// [`json_of`] for every source from `first` to `last` (ref keys, in
+/// order): one scan for a run of entities read in ref order.
+pub fn json_of_range(
+    store: &dyn Store,
+    first: &str,
+    last: &str,
+) -> Result<HashMap<String, Vec<u8>>, StoreError> {
+    let mut out: HashMap<String, Vec<u8>> = HashMap::new();
+    let mut current: Option<(Vec<u8>, Vec<u8>)> = None;
+    let mut err = None;
+    let from = keys::relations_of(first);
+    store.scan(&[keys::RELATION], Some(&from), &mut |k, v| {
+        let source = source_of(k);
+        if source > last.as_bytes() {
+            return false;
+        }
+        if current
+            .as_ref()
+            .is_some_and(|(s, _)| s.as_slice() != source)
+            && let Some((s, json)) = current.take()
+        {
+            out.insert(String::from_utf8_lossy(&s).into_owned(), json);
+        }
+        let (_, json) = current.get_or_insert_with(|| (source.to_vec(), Vec::new()));
+        if let Err(e) = push_json(json, k, v) {
+            err = Some(e);
+        }
+        err.is_none()
+    })?;
+    if let Some(e) = err {
+        return Err(e);
+    }
+    if let Some((s, json)) = current {
+        out.insert(String::from_utf8_lossy(&s).into_owned(), json);
+    }
+    Ok(out)
+}
+
+/// Served JSON with the relation items `items` (from [`json_of`]) added
+/// last as its `relations` array; nothing added when there are none.
+pub fn splice_json(mut served: Vec<u8>, items: &[u8]) -> Vec<u8> {
+    if items.is_empty() || served.last() != Some(&b'}') {
+        return served;
+    }
+    served.pop();
+    if served.last() != Some(&b'{') {
+        served.push(b',');
+    }
+    served.reserve(items.len() + 16);
+    served.extend_from_slice(b"\"relations\":[");
+    served.extend_from_slice(items);
+    served.extend_from_slice(b"]}");
+    served
+}
+
 fn relation_of(row: RelationRow) -> EntityRelation {
     EntityRelation {
         relation_type: row.relation_type,
@@ -67,7 +172,7 @@ fn relation_of(row: RelationRow) -> EntityRelation {
     }
 }
 
-/// The relations of `source` in the store, sorted (type, then target).
+/// The relations of `source` in the store, in row order (see [`sort`]).
 pub fn of(store: &dyn Store, source: &str) -> Result<Vec<EntityRelation>, StoreError> {
     let mut out = Vec::new();
     let mut err = None;
@@ -81,7 +186,7 @@ pub fn of(store: &dyn Store, source: &str) -> Result<Vec<EntityRelation>, StoreE
     if let Some(e) = err {
         return Err(e);
     }
-    out.sort();
+    sort(&mut out);
     Ok(out)
 }
 
@@ -107,40 +212,7 @@ pub fn of_types(
             return Err(e);
         }
     }
-    out.sort();
-    Ok(out)
-}
-
-/// The relations of every source from `first` to `last` (ref keys, in
-/// order), by source: one scan for a run of entities read in ref order.
-pub fn of_range(
-    store: &dyn Store,
-    first: &str,
-    last: &str,
-) -> Result<HashMap<String, Vec<EntityRelation>>, StoreError> {
-    let mut out: HashMap<String, Vec<EntityRelation>> = HashMap::new();
-    let mut err = None;
-    let from = keys::relations_of(first);
-    store.scan(&[keys::RELATION], Some(&from), &mut |k, v| {
-        let source = source_of(k);
-        if source > last.as_bytes() {
-            return false;
-        }
-        match decode_row(k, v) {
-            Ok(row) => out
-                .entry(String::from_utf8_lossy(source).into_owned())
-                .or_default()
-                .push(relation_of(row)),
-            Err(e) => err = Some(e),
-        }
-        err.is_none()
-    })?;
-    if let Some(e) = err {
-        return Err(e);
-    }
-    for rels in out.values_mut() {
-        rels.sort();
-    }
+    sort(&mut out);
     Ok(out)
 }
 
@@ -165,7 +237,7 @@ pub fn splice(mut served: Vec<u8>, relations: &[EntityRelation]) -> Vec<u8> {
 
 /// The served JSON of `source` with its relations stitched in.
 pub fn stitched(store: &dyn Store, source: &str, served: Vec<u8>) -> Result<Vec<u8>, StoreError> {
-    Ok(splice(served, &of(store, source)?))
+    Ok(splice_json(served, &json_of(store, source)?))
 }
 
 /// The search row of one relation (`relations.<type>` = target ref).
@@ -293,7 +365,7 @@ pub fn of_at(
     if let Some(e) = err {
         return Err(e);
     }
-    out.sort();
+    sort(&mut out);
     Ok(out)
 }
 
@@ -409,7 +481,7 @@ pub fn at(history: &RelationHistory, at_ms: i64) -> Vec<EntityRelation> {
         .into_values()
         .filter_map(|s| s.clone().map(relation_of))
         .collect();
-    out.sort();
+    sort(&mut out);
     out
 }
 
@@ -462,6 +534,40 @@ mod tests {
             .unwrap();
         assert_eq!(ensure_layout(&store).unwrap(), 2);
         assert!(store.dump().is_empty());
+    }
+
+    #[test]
+    fn the_rows_read_as_json_are_the_relations_serialised() {
+        let store = MemStore::new();
+        let src = "group:default/a";
+        let rows = [
+            row(RelationType::OwnerOf, "component:default/Zed"),
+            row(RelationType::OwnerOf, "component:default/alpha"),
+            row(RelationType::ChildOf, "group:default/Root"),
+        ];
+        store
+            .write(
+                rows.iter()
+                    .map(|r| {
+                        (
+                            keys::relation(src, r.relation_type.as_str(), &r.target.key()),
+                            Some(records::encode(r)),
+                        )
+                    })
+                    .collect(),
+            )
+            .unwrap();
+        let served = br#"{"kind":"Group"}"#.to_vec();
+        let by_json = splice_json(served.clone(), &json_of(&store, src).unwrap());
+        let by_value = splice(served, &of(&store, src).unwrap());
+        assert_eq!(by_json, by_value);
+        let v: serde_json::Value = serde_json::from_slice(&by_json).unwrap();
+        assert_eq!(v["relations"][0]["targetRef"], "group:default/Root");
+        assert_eq!(v["relations"][1]["targetRef"], "component:default/alpha");
+        let range = json_of_range(&store, "group:default/a", "group:default/z").unwrap();
+        assert_eq!(range.len(), 1);
+        assert_eq!(range[src], json_of(&store, src).unwrap());
+        assert!(json_of(&store, "group:default/b").unwrap().is_empty());
     }
 
     #[test]

@@ -62,12 +62,14 @@ pub(super) fn scan_entities(
         from = Some(next);
         // Their relations, stitched in: one scan for the chunk.
         let mut relations = match (chunk.first(), chunk.last()) {
-            (Some((first, _)), Some((last, _))) => crate::relations::of_range(store, first, last)?,
+            (Some((first, _)), Some((last, _))) => {
+                crate::relations::json_of_range(store, first, last)?
+            }
             _ => Default::default(),
         };
         for (r, body) in chunk {
             let body = match relations.remove(&r) {
-                Some(rels) => crate::relations::splice(body, &rels),
+                Some(items) => crate::relations::splice_json(body, &items),
                 None => body,
             };
             visit(r, body)?;
