@@ -789,13 +789,12 @@ impl<'s> Fold<'s> {
             // the latest of that history may say otherwise than the rows
             // and serving do now, so a source once late is recomputed
             // whenever it changes (rare: late changes are).
-            let mark_key = keys::latest_relation(&source);
-            let mark = relation_mark(self.store, &mark_key)?;
-            let diverged = mark.is_some_and(|(_, d)| d);
+            let mark = crate::relations::Mark::read(self.store, &source)?;
+            let diverged = mark.is_some_and(|m| m.late);
             let version = derived.and_then(|s| s.version);
             let mut late = derived.is_some_and(|s| s.late) || diverged;
             if version.is_some() || !kept.is_empty() {
-                late |= mark.is_some_and(|(t, _)| t > at);
+                late |= mark.is_some_and(|m| m.latest > at);
             }
             if !kept.is_empty() && version.is_none() {
                 late |= match time_at(self.store, &keys::latest_version(&source))? {
@@ -804,11 +803,12 @@ impl<'s> Fold<'s> {
                 };
             }
             if !kept.is_empty() || (late && !diverged) {
-                let mut v = mark.map_or(at, |(t, _)| t.max(at)).to_be_bytes().to_vec();
-                if late {
-                    v.push(1);
-                }
-                out.push((mark_key, Some(v)));
+                let m = crate::relations::Mark {
+                    latest: mark.map_or(at, |m| m.latest.max(at)),
+                    changes: mark.map_or(0, |m| m.changes) + u64::from(!kept.is_empty()),
+                    late,
+                };
+                out.push((keys::latest_relation(&source), Some(m.encode())));
             }
             match (was, is) {
                 (true, true) => moved = changed_rows,
@@ -950,23 +950,6 @@ fn time_at(store: &dyn Store, key: &[u8]) -> Result<Option<i64>, StoreError> {
                 reason: "a time that is not 8 bytes".into(),
             },
         )?))),
-        None => Ok(None),
-    }
-}
-
-/// A ref's relation mark (`j`): the time of the latest change of its
-/// relations, and whether a late change has been applied to them or to
-/// its versions.
-fn relation_mark(store: &dyn Store, key: &[u8]) -> Result<Option<(i64, bool)>, StoreError> {
-    match store.get(key)? {
-        Some(b) if b.len() == 8 || b.len() == 9 => {
-            let t = i64::from_be_bytes(b[..8].try_into().expect("8 bytes"));
-            Ok(Some((t, b.len() == 9)))
-        }
-        Some(_) => Err(StoreError::Corrupt {
-            key: String::from_utf8_lossy(key).into_owned(),
-            reason: "a relation mark that is not a time and a flag".into(),
-        }),
         None => Ok(None),
     }
 }

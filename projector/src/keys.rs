@@ -21,7 +21,7 @@
 //! | `H` | ref key, time (ms, BE), event id | [`crate::records::HistoryRecord`] |
 //! | `P` | ref key, time (ms, sign-flipped BE) | the served JSON from that time on ([`crate::records::encode_version`]) |
 //! | `p` | ref key | the time of its latest version while that version is what `E` serves |
-//! | `j` | ref key | the time of the latest change of its relations in `G` (BE), then 1 once a late change was applied to them or its versions |
+//! | `j` | ref key | [`crate::relations::Mark`]: the time of the latest change of its relations in `G`, how many batches changed them, then 1 once a late change was applied to them or its versions |
 //! | `N` | sequence (u64 BE) | [`crate::feed::FeedRecord`]: the change feed, in commit order |
 //! | `O` | topic, partition (BE) | next offset to apply (i64 BE) |
 //! | `M` | name | store metadata (layout version) |

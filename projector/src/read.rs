@@ -194,12 +194,13 @@ pub struct Catalog {
 }
 
 /// The relations of entities that have many (a hub's, as JSON items),
-/// kept until the store changes: a page that holds a hub stitches its
-/// relations once per store version, not once per request.
+/// kept until they change (the count of batches that changed them, in
+/// their [`crate::relations::Mark`]): a page that holds a hub stitches its
+/// relations once, not once per request, however often the rest of the
+/// store changes.
 #[derive(Default)]
 struct HubCache {
-    version: u64,
-    entries: HashMap<String, Arc<Vec<u8>>>,
+    entries: HashMap<String, (u64, Arc<Vec<u8>>)>,
 }
 
 /// Relations (as JSON) at least this long are kept in [`HubCache`].
@@ -493,40 +494,46 @@ impl Catalog {
         }
     }
 
-    /// A hub's relations kept for this store version, if any.
-    fn hub_relations(&self, version: u64, r: &str) -> Option<Arc<Vec<u8>>> {
-        let mut c = self.hubs.lock().expect("lock");
-        if c.version != version {
-            c.entries.clear();
-            c.version = version;
-        }
-        c.entries.get(r).cloned()
+    /// How many batches changed the relations of `r` (`None`: never, or
+    /// a store that does not keep marks, such as the past).
+    fn relation_changes(&self, r: &str) -> Result<Option<u64>, StoreError> {
+        Ok(crate::relations::Mark::read(self.store.as_ref(), r)?.map(|m| m.changes))
     }
 
-    /// Keeps `items` as the relations of `r` at `version` if they are a
-    /// hub's (many).
-    fn keep_hub_relations(&self, version: u64, r: &str, items: &[u8]) {
+    /// A hub's relations kept after `changes` batches changed them.
+    fn hub_relations(&self, r: &str, changes: u64) -> Option<Arc<Vec<u8>>> {
+        let c = self.hubs.lock().expect("lock");
+        c.entries
+            .get(r)
+            .filter(|(n, _)| *n == changes)
+            .map(|(_, items)| items.clone())
+    }
+
+    /// Keeps `items` as the relations of `r` after `changes` batches
+    /// changed them, if they are a hub's (many).
+    fn keep_hub_relations(&self, r: &str, changes: Option<u64>, items: &[u8]) {
+        let Some(changes) = changes else { return };
         if items.len() < HUB_RELATIONS_BYTES {
             return;
         }
         let mut c = self.hubs.lock().expect("lock");
-        if c.version != version {
-            return;
-        }
         if c.entries.len() >= HUB_ENTRIES {
             c.entries.clear();
         }
-        c.entries.insert(r.to_string(), Arc::new(items.to_vec()));
+        c.entries
+            .insert(r.to_string(), (changes, Arc::new(items.to_vec())));
     }
 
     /// The relations of `r` as JSON items (see [`crate::relations::json_of`]).
     fn relations_json(&self, r: &str) -> Result<Arc<Vec<u8>>, StoreError> {
-        let version = self.store.version();
-        if let Some(hit) = self.hub_relations(version, r) {
+        // The mark is read before the rows: rows written after it was read
+        // are kept under the older count, and read again next time.
+        let changes = self.relation_changes(r)?;
+        if let Some(hit) = changes.and_then(|n| self.hub_relations(r, n)) {
             return Ok(hit);
         }
         let items = crate::relations::json_of(self.store.as_ref(), r)?;
-        self.keep_hub_relations(version, r, &items);
+        self.keep_hub_relations(r, changes, &items);
         Ok(Arc::new(items))
     }
 
@@ -650,11 +657,9 @@ impl Catalog {
         })?;
         // Their relations: one scan over the same run of refs.
         if let (Some((first, _)), Some((last, _))) = (out.first(), out.last()) {
-            let version = self.store.version();
             let mut relations = crate::relations::json_of_range(self.store.as_ref(), first, last)?;
             for (r, served) in &mut out {
                 if let Some(items) = relations.remove(r.as_str()) {
-                    self.keep_hub_relations(version, r, &items);
                     *served = crate::relations::splice_json(std::mem::take(served), &items);
                 }
             }
@@ -1251,7 +1256,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_hubs_relations_are_kept_per_store_version_and_read_again_after_a_change() {
+    fn a_hubs_relations_are_kept_until_they_change() {
         use crate::store::MemStore;
         let store = Arc::new(MemStore::new());
         let hub = "component:default/hub";
@@ -1266,8 +1271,17 @@ mod tests {
                 })),
             )
         };
+        let mark = |changes: u64| {
+            let m = crate::relations::Mark {
+                latest: 0,
+                changes,
+                late: false,
+            };
+            (keys::latest_relation(hub), Some(m.encode()))
+        };
         let mut writes: crate::WriteSet = (0..2000).map(row).collect();
         writes.push((keys::entity(hub), Some(br#"{"kind":"Component"}"#.to_vec())));
+        writes.push(mark(1));
         store.write(writes).unwrap();
         let catalog = Catalog::new(store.clone());
         let count = |c: &Catalog| -> usize {
@@ -1278,8 +1292,21 @@ mod tests {
         assert_eq!(count(&catalog), 2000);
         assert_eq!(count(&catalog), 2000, "read again from what was kept");
         assert_eq!(catalog.hubs.lock().unwrap().entries.len(), 1);
-        store.write(vec![row(2000)]).unwrap();
-        assert_eq!(count(&catalog), 2001, "a write makes it read again");
+        // Other writes do not make it read again; a change of its
+        // relations (the fold counts it in the mark) does.
+        store
+            .write(vec![(
+                keys::entity("component:default/other"),
+                Some(b"{}".to_vec()),
+            )])
+            .unwrap();
+        assert_eq!(count(&catalog), 2000);
+        store.write(vec![row(2000), mark(2)]).unwrap();
+        assert_eq!(
+            count(&catalog),
+            2001,
+            "a change of its relations makes it read again"
+        );
         // The streamed list stitches the same relations.
         let listed = catalog.entities_after(None, 10).unwrap();
         let e: serde_json::Value = serde_json::from_slice(&listed[0].1).unwrap();

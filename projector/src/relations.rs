@@ -47,6 +47,48 @@ pub fn ensure_layout(store: &dyn Store) -> Result<u64, StoreError> {
     }
 }
 
+/// A ref's relation mark (`j`): what the fold knows of its relations'
+/// history, and what a reader needs to know they have not changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mark {
+    /// The time of the latest change kept in `G`.
+    pub latest: i64,
+    /// How many batches changed its relations.
+    pub changes: u64,
+    /// Whether a late change has been applied to its relations or its
+    /// versions (their history is then recomputed at every change).
+    pub late: bool,
+}
+
+impl Mark {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(17);
+        v.extend_from_slice(&self.latest.to_be_bytes());
+        v.extend_from_slice(&self.changes.to_be_bytes());
+        if self.late {
+            v.push(1);
+        }
+        v
+    }
+
+    /// The mark of `r`, if its relations ever changed.
+    pub fn read(store: &dyn Store, r: &str) -> Result<Option<Mark>, StoreError> {
+        let key = keys::latest_relation(r);
+        match store.get(&key)? {
+            Some(b) if b.len() == 16 || b.len() == 17 => Ok(Some(Mark {
+                latest: i64::from_be_bytes(b[..8].try_into().expect("8 bytes")),
+                changes: u64::from_be_bytes(b[8..16].try_into().expect("8 bytes")),
+                late: b.len() == 17,
+            })),
+            Some(_) => Err(StoreError::Corrupt {
+                key: String::from_utf8_lossy(&key).into_owned(),
+                reason: "not a relation mark (time, changes, flag)".into(),
+            }),
+            None => Ok(None),
+        }
+    }
+}
+
 /// The source ref key of a `g` (or `G`) key.
 pub fn source_of(k: &[u8]) -> &[u8] {
     let rest = &k[1..];

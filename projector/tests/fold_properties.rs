@@ -303,7 +303,15 @@ proptest! {
         apply(&whole, &events, 1);
         let parted = MemStore::new();
         apply_in_parts(&parted, &events, size, interrupt);
-        prop_assert_eq!(canonical(whole.dump()), canonical(parted.dump()));
+        // The relation marks count the writes that changed a source's
+        // relations: one per part.
+        let without_marks = |s: &MemStore| -> BTreeMap<Vec<u8>, Vec<u8>> {
+            canonical(s.dump())
+                .into_iter()
+                .filter(|(k, _)| k[0] != keys::LATEST_RELATION)
+                .collect()
+        };
+        prop_assert_eq!(without_marks(&whole), without_marks(&parted));
     }
 
     #[test]
