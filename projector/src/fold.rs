@@ -997,30 +997,11 @@ fn relation_history_from(
     // relation itself (its target's casing), as any change names it.
     let mut relations: BTreeMap<Vec<u8>, BTreeMap<i64, Option<RelationRow>>> = BTreeMap::new();
     let mut named: HashMap<Vec<u8>, RelationRow> = HashMap::new();
-    let mut err = None;
-    let mut prefix = vec![keys::RELATION_HISTORY];
-    prefix.extend_from_slice(source.as_bytes());
-    prefix.push(0);
-    store.scan(&prefix, None, &mut |k, v| {
-        let (Some(t), Some(row)) = (keys::version_time(k), k.get(..k.len().saturating_sub(9)))
-        else {
-            return true;
-        };
-        match records::decode::<Option<RelationRow>>(k, v) {
-            Ok(state) => {
-                let mut g = row.to_vec();
-                g[0] = keys::RELATION;
-                if let Some(r) = &state {
-                    named.entry(g.clone()).or_insert_with(|| r.clone());
-                }
-                relations.entry(g).or_default().insert(t, state);
-            }
-            Err(e) => err = Some(e),
+    for (g, t, state) in crate::relations::history_of(store, source)? {
+        if let Some(r) = &state {
+            named.entry(g.clone()).or_insert_with(|| r.clone());
         }
-        err.is_none()
-    })?;
-    if let Some(e) = err {
-        return Err(e);
+        relations.entry(g).or_default().insert(t, state);
     }
     for (k, before, now) in kept {
         if let Some(r) = now.as_ref().or(before.as_ref()) {
@@ -1202,17 +1183,7 @@ fn derive(store: &dyn Store, job: DeriveJob) -> Result<Derived, StoreError> {
     // versions around `at` instead costs an iterator per ref, and for an
     // entity with a large body (a hub with half a million relations) the
     // decompression of tens of megabytes per batch.
-    let latest_key = keys::latest_version(&r);
-    let latest = match store.get(&latest_key)? {
-        Some(b) => Some(i64::from_be_bytes(b.as_slice().try_into().map_err(
-            |_| StoreError::Corrupt {
-                key: String::from_utf8_lossy(&latest_key).into_owned(),
-                reason: "the latest version's time is not 8 bytes".into(),
-            },
-        )?)),
-        None => None,
-    };
-    let apart = match latest {
+    let apart = match time_at(store, &keys::latest_version(&r))? {
         Some(t) if t <= at => None,
         _ => {
             let (before, after) = crate::temporal::neighbours(store, &r, at)?;

@@ -411,6 +411,41 @@ pub fn of_at(
     Ok(out)
 }
 
+/// One `G` entry: the relation's `g` key, the time of the change and the
+/// relation from then on (`None`: it ended); `None` for a key without a
+/// time.
+#[allow(clippy::type_complexity)]
+pub fn parse_change(
+    k: &[u8],
+    v: &[u8],
+) -> Result<Option<(Vec<u8>, i64, Option<RelationRow>)>, StoreError> {
+    let (Some(t), Some(row)) = (keys::version_time(k), k.get(..k.len().saturating_sub(9))) else {
+        return Ok(None);
+    };
+    let state = records::decode::<Option<RelationRow>>(k, v)?;
+    let mut g = row.to_vec();
+    g[0] = keys::RELATION;
+    Ok(Some((g, t, state)))
+}
+
+/// The changes of `source`'s relations, by relation key, each in time order.
+pub fn history_of(store: &dyn Store, source: &str) -> Result<RelationHistory, StoreError> {
+    let mut out = Vec::new();
+    let mut err = None;
+    let mut prefix = vec![keys::RELATION_HISTORY];
+    prefix.extend_from_slice(source.as_bytes());
+    prefix.push(0);
+    store.scan(&prefix, None, &mut |k, v| {
+        match parse_change(k, v) {
+            Ok(Some(change)) => out.push(change),
+            Ok(None) => {}
+            Err(e) => err = Some(e),
+        }
+        err.is_none()
+    })?;
+    err.map_or(Ok(out), Err)
+}
+
 /// Each relation's changes (time, the relation from then on or `None`),
 /// for sources visited in ref order: reads `G` in chunks ahead, so a pass
 /// over every ref costs one scan, not an iterator per ref.
@@ -422,7 +457,8 @@ pub struct HistoryCursor<'s> {
     done: bool,
 }
 
-/// One source's relation changes, by relation key, in time order.
+/// One source's relation changes (`g` key, time, relation from then on),
+/// by relation key, in time order.
 pub type RelationHistory = Vec<(Vec<u8>, i64, Option<RelationRow>)>;
 
 impl<'s> HistoryCursor<'s> {
@@ -481,18 +517,14 @@ impl<'s> HistoryCursor<'s> {
             .scan(&[keys::RELATION_HISTORY], Some(&from), &mut |k, v| {
                 read += 1;
                 last = Some(k.to_vec());
-                let (Some(t), Some(row)) =
-                    (keys::version_time(k), k.get(..k.len().saturating_sub(9)))
-                else {
-                    return read < Self::CHUNK;
-                };
-                match records::decode::<Option<RelationRow>>(k, v) {
-                    Ok(state) => buffer.push_back((
+                match parse_change(k, v) {
+                    Ok(Some((g, t, state))) => buffer.push_back((
                         String::from_utf8_lossy(source_of(k)).into_owned(),
-                        row[1..].to_vec(),
+                        g,
                         t,
                         state,
                     )),
+                    Ok(None) => {}
                     Err(e) => err = Some(e),
                 }
                 err.is_none() && read < Self::CHUNK
