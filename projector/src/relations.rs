@@ -332,55 +332,33 @@ pub fn scan_at(
     };
     let prefix_h = to_history(prefix);
     let from_h = from.map(to_history);
-    // The relation being read (its `G` key without the time) and its
-    // state at the instant so far.
-    let mut current: Option<(Vec<u8>, Option<Vec<u8>>)> = None;
-    let mut err = None;
-    let mut stopped = false;
-    let mut flush = |c: (Vec<u8>, Option<Vec<u8>>), err: &mut Option<StoreError>| -> bool {
-        let (row_h, value) = c;
-        let Some(value) = value else { return true };
-        match records::decode::<Option<RelationRow>>(&row_h, &value) {
-            Ok(Some(row)) => {
-                let mut k = row_h;
-                k[0] = keys::RELATION;
-                visit(&k, &records::encode(&row))
+    // Per relation: the value of its last change at or before the instant.
+    let mut state: Option<Vec<u8>> = None;
+    crate::temporal::scan_grouped(
+        store,
+        &prefix_h,
+        from_h.as_deref(),
+        &mut state,
+        |s, _, t, v| {
+            if t <= at_ms {
+                *s = Some(v.to_vec());
             }
-            Ok(None) => true,
-            Err(e) => {
-                *err = Some(e);
-                false
+            Ok(())
+        },
+        |s, group| {
+            let Some(value) = s.take() else {
+                return Ok(true);
+            };
+            match records::decode::<Option<RelationRow>>(group, &value)? {
+                Some(row) => {
+                    let mut k = group.to_vec();
+                    k[0] = keys::RELATION;
+                    Ok(visit(&k, &records::encode(&row)))
+                }
+                None => Ok(true),
             }
-        }
-    };
-    store.scan(&prefix_h, from_h.as_deref(), &mut |k, v| {
-        let (Some(t), Some(row)) = (keys::version_time(k), k.get(..k.len().saturating_sub(9)))
-        else {
-            return true;
-        };
-        if current
-            .as_ref()
-            .is_some_and(|(cur, _)| cur.as_slice() != row)
-        {
-            let done = current.take().expect("some");
-            if !flush(done, &mut err) {
-                stopped = true;
-                return false;
-            }
-        }
-        let slot = current.get_or_insert_with(|| (row.to_vec(), None));
-        if t <= at_ms {
-            slot.1 = Some(v.to_vec());
-        }
-        true
-    })?;
-    if !stopped
-        && err.is_none()
-        && let Some(done) = current.take()
-    {
-        flush(done, &mut err);
-    }
-    err.map_or(Ok(()), Err)
+        },
+    )
 }
 
 /// The relations of `source` at `at_ms`, from their history, sorted.

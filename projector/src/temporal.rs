@@ -508,6 +508,63 @@ pub type Version = (i64, Option<Vec<u8>>);
 /// A ref's versions, oldest first.
 pub type Versions = Vec<Version>;
 
+/// Visits the keys under `prefix` (from the key `from`) that end in `\0`
+/// and a time, grouped by what comes before the time (the group keeps the
+/// table byte), in key order: `each(state, key, time, value)` for every
+/// key of a group, then `end(state, group)` once after its last, until
+/// `end` says stop or either fails. The tables of versions (`P`) and of
+/// relation changes (`G`) are read this way.
+pub fn scan_grouped<S>(
+    store: &dyn Store,
+    prefix: &[u8],
+    from: Option<&[u8]>,
+    state: &mut S,
+    mut each: impl FnMut(&mut S, &[u8], i64, &[u8]) -> Result<(), StoreError>,
+    mut end: impl FnMut(&mut S, &[u8]) -> Result<bool, StoreError>,
+) -> Result<(), StoreError> {
+    let mut current: Option<Vec<u8>> = None;
+    let mut err = None;
+    let mut stopped = false;
+    store.scan(prefix, from, &mut |k, v| {
+        let (Some(t), Some(group)) = (keys::version_time(k), k.get(..k.len().saturating_sub(9)))
+        else {
+            return true;
+        };
+        if current.as_deref().is_some_and(|c| c != group) {
+            let done = current.take().expect("some");
+            match end(state, &done) {
+                Ok(true) => {}
+                Ok(false) => {
+                    stopped = true;
+                    return false;
+                }
+                Err(e) => {
+                    err = Some(e);
+                    return false;
+                }
+            }
+        }
+        if current.is_none() {
+            current = Some(group.to_vec());
+        }
+        match each(state, k, t, v) {
+            Ok(()) => true,
+            Err(e) => {
+                err = Some(e);
+                false
+            }
+        }
+    })?;
+    if !stopped
+        && err.is_none()
+        && let Some(done) = current
+        && let Err(e) = end(state, &done)
+    {
+        err = Some(e);
+    }
+    err.map_or(Ok(()), Err)
+}
+
 /// Visits each subject's versions under `prefix` (a table of versions
 /// keyed by subject and time, such as `P`), in subject order, from the key
 /// `from` (the first subject visited may be partial when `from` is inside
@@ -520,50 +577,22 @@ pub fn scan_versions(
     with_bodies: bool,
     visit: &mut dyn FnMut(&str, Versions) -> Result<bool, StoreError>,
 ) -> Result<(), StoreError> {
-    let mut current: Option<(Vec<u8>, Versions)> = None;
-    let mut err = None;
-    let mut stopped = false;
-    let mut flush = |c: (Vec<u8>, Versions), err: &mut Option<StoreError>| -> bool {
-        match visit(&String::from_utf8_lossy(&c.0), c.1) {
-            Ok(go_on) => go_on,
-            Err(e) => {
-                *err = Some(e);
-                false
-            }
-        }
-    };
-    store.scan(prefix, from, &mut |k, v| {
-        let (Some(t), Some(r)) = (keys::version_time(k), k.get(1..k.len().saturating_sub(9)))
-        else {
-            return true;
-        };
-        if current.as_ref().is_some_and(|(cur, _)| cur.as_slice() != r) {
-            let done = current.take().expect("some");
-            if !flush(done, &mut err) {
-                stopped = true;
-                return false;
-            }
-        }
-        let body = match records::decode_version(k, v) {
-            Ok(b) => b.map(|b| if with_bodies { b.to_vec() } else { Vec::new() }),
-            Err(e) => {
-                err = Some(e);
-                return false;
-            }
-        };
-        current
-            .get_or_insert_with(|| (r.to_vec(), Vec::new()))
-            .1
-            .push((t, body));
-        true
-    })?;
-    if !stopped
-        && err.is_none()
-        && let Some(done) = current.take()
-    {
-        flush(done, &mut err);
-    }
-    err.map_or(Ok(()), Err)
+    let mut versions: Versions = Vec::new();
+    scan_grouped(
+        store,
+        prefix,
+        from,
+        &mut versions,
+        |vs, k, t, v| {
+            let body = records::decode_version(k, v)?;
+            vs.push((
+                t,
+                body.map(|b| if with_bodies { b.to_vec() } else { Vec::new() }),
+            ));
+            Ok(())
+        },
+        |vs, group| visit(&String::from_utf8_lossy(&group[1..]), std::mem::take(vs)),
+    )
 }
 
 /// The search rows of a served version's JSON.
