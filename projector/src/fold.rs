@@ -616,10 +616,15 @@ impl<'s> Fold<'s> {
             // Ordinals are given in ref order (the jobs' order).
             if let Some((r, old, new)) = &d.rows {
                 let ordinal = ordinals.of(r)?;
-                crate::postings::diff(&mut postings, ordinal, old, new);
-                if d.moves.is_none() {
-                    crate::temporal::diff(&mut history, d.at, ordinal, old, new);
-                }
+                // One merge of the rows moves both the live lists and,
+                // when this version follows the last one kept, their history.
+                let follows = d.moves.is_none();
+                crate::postings::each_moved_value(old, new, &mut |k, v, casings| {
+                    postings.set(k, v, ordinal, casings);
+                    if follows {
+                        history.record(k, v, d.at, ordinal, casings);
+                    }
+                });
             }
             if let (Some(moves), Some((r, _))) = (&d.moves, &d.served) {
                 let ordinal = ordinals.of(r)?;
@@ -840,10 +845,12 @@ impl<'s> Fold<'s> {
                     .iter()
                     .filter_map(crate::relations::search_row)
                     .collect();
-                crate::postings::diff(postings, ordinal, &old, &new);
-                if !late {
-                    crate::temporal::diff(history, at, ordinal, &old, &new);
-                }
+                crate::postings::each_moved_value(&old, &new, &mut |k, v, casings| {
+                    postings.set(k, v, ordinal, casings);
+                    if !late {
+                        history.record(k, v, at, ordinal, casings);
+                    }
+                });
                 let row = before.as_ref().or(after.as_ref()).expect("a row moved");
                 if rollup_link(&source, row) {
                     links_changed.insert(source.clone());

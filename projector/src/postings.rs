@@ -26,6 +26,7 @@
 use crate::keys;
 use crate::store::{Store, StoreError, WriteSet};
 use roaring::RoaringBitmap;
+use smallvec::SmallVec;
 use std::collections::{BTreeMap, HashMap};
 
 /// The posting list of one search key and value.
@@ -59,10 +60,10 @@ impl Posting {
 
     /// The entity `ordinal` has the value in exactly these casings (none:
     /// not at all).
-    pub(crate) fn set(&mut self, ordinal: u32, casings: &[String]) {
+    pub(crate) fn set<S: AsRef<str>>(&mut self, ordinal: u32, casings: &[S]) {
         self.remove(ordinal);
         for c in casings {
-            self.insert(ordinal, c);
+            self.insert(ordinal, c.as_ref());
         }
     }
 
@@ -329,38 +330,115 @@ impl<'a> Ordinals<'a> {
     }
 }
 
+/// The casings an entity has a value in, as numbers given by [`Names`].
+pub type Casings = SmallVec<[u32; 2]>;
+
+/// The names a batch's list changes refer to, each kept once: a number
+/// per list (search key and value) and per casing. A batch of 20,000
+/// entities makes hundreds of thousands of changes, one per entity per
+/// value; they hold these numbers rather than strings of their own.
+#[derive(Default)]
+pub struct Names {
+    /// `key \0 value` -> list number (neither holds a NUL, see
+    /// [`crate::search`]).
+    lists: HashMap<String, u32>,
+    list_names: Vec<(String, String)>,
+    casings: HashMap<String, u32>,
+    casing_names: Vec<String>,
+    scratch: String,
+}
+
+impl Names {
+    /// The number of the list `key` = `value`, given now if it has none.
+    pub fn list(&mut self, key: &str, value: &str) -> usize {
+        self.scratch.clear();
+        self.scratch.push_str(key);
+        self.scratch.push('\0');
+        self.scratch.push_str(value);
+        if let Some(i) = self.lists.get(self.scratch.as_str()) {
+            return *i as usize;
+        }
+        let i = self.list_names.len();
+        self.lists.insert(self.scratch.clone(), i as u32);
+        self.list_names.push((key.to_string(), value.to_string()));
+        i
+    }
+
+    /// The search key and value of list `list`.
+    pub fn list_name(&self, list: usize) -> (&str, &str) {
+        let (k, v) = &self.list_names[list];
+        (k, v)
+    }
+
+    /// Every list numbered, in (key, value) order.
+    pub fn lists_in_order(&self) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..self.list_names.len()).collect();
+        order.sort_by(|a, b| self.list_names[*a].cmp(&self.list_names[*b]));
+        order
+    }
+
+    /// The numbers of `casings`, given now where they have none.
+    pub fn casings(&mut self, casings: &[&str]) -> Casings {
+        casings
+            .iter()
+            .map(|c| match self.casings.get(*c) {
+                Some(i) => *i,
+                None => {
+                    let i = self.casing_names.len() as u32;
+                    self.casings.insert((*c).to_string(), i);
+                    self.casing_names.push((*c).to_string());
+                    i
+                }
+            })
+            .collect()
+    }
+
+    /// The casings numbered `ids`.
+    pub fn casing_names(&self, ids: &[u32]) -> SmallVec<[&str; 2]> {
+        ids.iter()
+            .map(|i| self.casing_names[*i as usize].as_str())
+            .collect()
+    }
+}
+
 /// Changes to posting lists, gathered over a batch.
 #[derive(Default)]
 pub struct Changes {
-    /// (key, value) -> ordinal -> the casings it has now (empty: none).
-    by_posting: BTreeMap<(String, String), BTreeMap<u32, Vec<String>>>,
+    names: Names,
+    /// Per list number: (ordinal, the casings it has now; none: it no
+    /// longer has the value), in the order set (the last for an ordinal
+    /// wins).
+    by_list: Vec<Vec<(u32, Casings)>>,
 }
 
 impl Changes {
     /// The entity `ordinal` now has `key` = `value` in these casings (none:
     /// it no longer has the value).
-    pub fn set(&mut self, key: &str, value: &str, ordinal: u32, casings: Vec<String>) {
-        self.by_posting
-            .entry((key.to_string(), value.to_string()))
-            .or_default()
-            .insert(ordinal, casings);
+    pub fn set(&mut self, key: &str, value: &str, ordinal: u32, casings: &[&str]) {
+        let list = self.names.list(key, value);
+        if list == self.by_list.len() {
+            self.by_list.push(Vec::new());
+        }
+        let casings = self.names.casings(casings);
+        self.by_list[list].push((ordinal, casings));
     }
 
     pub fn is_empty(&self) -> bool {
-        self.by_posting.is_empty()
+        self.by_list.is_empty()
     }
 
     /// Reads each posting changed once, applies its changes and adds the
     /// result (or its deletion, when no entity is left) to `out`.
     pub fn write(self, store: &dyn Store, out: &mut WriteSet) -> Result<(), StoreError> {
-        for ((key, value), entities) in self.by_posting {
-            let k = keys::posting(&key, &value);
+        for list in self.names.lists_in_order() {
+            let (key, value) = self.names.list_name(list);
+            let k = keys::posting(key, value);
             let mut posting = match store.get(&k)? {
                 Some(bytes) => Posting::decode(&k, &bytes)?,
                 None => Posting::default(),
             };
-            for (ordinal, casings) in entities {
-                posting.set(ordinal, &casings);
+            for (ordinal, casings) in &self.by_list[list] {
+                posting.set(*ordinal, &self.names.casing_names(casings));
             }
             let value = (!posting.casings.is_empty()).then(|| posting.encode());
             out.push((k, value));
@@ -369,40 +447,88 @@ impl Changes {
     }
 }
 
-/// The (key, value) -> casings of a list of search rows.
-pub fn by_value(rows: &[crate::records::SearchRow]) -> BTreeMap<(&str, &str), Vec<String>> {
-    let mut out: BTreeMap<(&str, &str), Vec<String>> = BTreeMap::new();
-    for row in rows {
-        let casings = out
-            .entry((row.key.as_str(), row.value.as_str()))
-            .or_default();
-        if !casings.contains(&row.original) {
-            casings.push(row.original.clone());
+/// The runs of `rows` (sorted) that share a key and value: one row per
+/// casing.
+fn value_runs(rows: &[crate::records::SearchRow]) -> Vec<std::ops::Range<usize>> {
+    let mut runs: Vec<std::ops::Range<usize>> = Vec::new();
+    for (i, row) in rows.iter().enumerate() {
+        match runs.last_mut() {
+            Some(run) if rows[run.start].key == row.key && rows[run.start].value == row.value => {
+                run.end = i + 1;
+            }
+            _ => runs.push(i..i + 1),
         }
     }
-    out
+    runs
+}
+
+type Rows = [crate::records::SearchRow];
+
+/// `rows` sorted and without duplicates: as they are, when they already are.
+fn sorted_rows(rows: &Rows) -> std::borrow::Cow<'_, Rows> {
+    if rows.is_sorted() {
+        std::borrow::Cow::Borrowed(rows)
+    } else {
+        let mut rows = rows.to_vec();
+        rows.sort();
+        rows.dedup();
+        std::borrow::Cow::Owned(rows)
+    }
+}
+
+/// The search key and value of a run of rows.
+fn name<'r>(rows: &'r Rows, run: &std::ops::Range<usize>) -> (&'r str, &'r str) {
+    (rows[run.start].key.as_str(), rows[run.start].value.as_str())
+}
+
+/// The casings of a run of rows.
+fn casings<'r>(rows: &'r Rows, run: &std::ops::Range<usize>) -> SmallVec<[&'r str; 2]> {
+    rows[run.clone()]
+        .iter()
+        .map(|r| r.original.as_str())
+        .collect()
 }
 
 /// Calls `moved(key, value, casings)` for each value whose casings differ
 /// between an entity's rows `old` and `new` (no casings: the entity left
 /// that value's list). What the live lists and their history both record.
+///
+/// Rows are kept sorted (see [`crate::search::rows`]), so this is one
+/// merge of the two lists; rows that are not are sorted first.
 pub fn each_moved_value(
     old: &[crate::records::SearchRow],
     new: &[crate::records::SearchRow],
-    moved: &mut dyn FnMut(&str, &str, Vec<String>),
+    moved: &mut dyn FnMut(&str, &str, &[&str]),
 ) {
-    let old = by_value(old);
-    let new = by_value(new);
-    for ((k, v), casings) in &old {
-        match new.get(&(*k, *v)) {
-            None => moved(k, v, Vec::new()),
-            Some(now) if now != casings => moved(k, v, now.clone()),
-            Some(_) => {}
-        }
-    }
-    for ((k, v), casings) in new {
-        if !old.contains_key(&(k, v)) {
-            moved(k, v, casings);
+    let (old, new) = (sorted_rows(old), sorted_rows(new));
+    let (a, b) = (value_runs(&old), value_runs(&new));
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() || j < b.len() {
+        let order = match (a.get(i), b.get(j)) {
+            (Some(x), Some(y)) => name(&old, x).cmp(&name(&new, y)),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            _ => std::cmp::Ordering::Greater,
+        };
+        match order {
+            std::cmp::Ordering::Less => {
+                let (k, v) = name(&old, &a[i]);
+                moved(k, v, &[]);
+                i += 1;
+            }
+            std::cmp::Ordering::Greater => {
+                let (k, v) = name(&new, &b[j]);
+                moved(k, v, &casings(&new, &b[j]));
+                j += 1;
+            }
+            std::cmp::Ordering::Equal => {
+                let now = casings(&new, &b[j]);
+                if casings(&old, &a[i]) != now {
+                    let (k, v) = name(&new, &b[j]);
+                    moved(k, v, &now);
+                }
+                i += 1;
+                j += 1;
+            }
         }
     }
 }

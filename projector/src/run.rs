@@ -42,9 +42,9 @@ pub struct ProjectorConfig {
 impl Default for ProjectorConfig {
     fn default() -> Self {
         ProjectorConfig {
-            batch_max: 20_000,
+            batch_max: 5_000,
             batch_max_bytes: 64 << 20,
-            part_entities: 10_000,
+            part_entities: 5_000,
             cache_mb: 256,
             feed_retention_days: None,
         }

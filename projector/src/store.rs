@@ -210,8 +210,11 @@ fn options(cache_bytes: usize) -> rocksdb::Options {
     opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
     opts.increase_parallelism(2);
     // Bulk loads (a first sync, a replay) write millions of small keys:
-    // larger memtables and a later L0 slowdown keep writes from stalling.
-    opts.set_write_buffer_size(128 << 20);
+    // several memtables and a later L0 slowdown keep writes from stalling,
+    // while 64 MiB each bound what they hold to 256 MiB (at 128 MiB each,
+    // memtables waiting for their flush were a quarter of the peak heap
+    // of a bulk load).
+    opts.set_write_buffer_size(64 << 20);
     opts.set_max_write_buffer_number(4);
     opts.set_level_zero_slowdown_writes_trigger(40);
     opts.set_level_zero_stop_writes_trigger(60);

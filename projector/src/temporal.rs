@@ -32,7 +32,6 @@ use crate::keys;
 use crate::postings::{Ordinals, Posting};
 use crate::records::{self, SearchRow};
 use crate::store::{Store, StoreError, WriteSet};
-use std::collections::BTreeMap;
 
 /// Changes in a list's open segment before it is sealed.
 pub const SEGMENT_CHANGES: usize = 4096;
@@ -206,7 +205,10 @@ fn list_of(k: &[u8]) -> &[u8] {
 /// Changes to the posting lists' history, gathered over a batch.
 #[derive(Default)]
 pub struct Changes {
-    by_list: BTreeMap<(String, String), Vec<Change>>,
+    names: crate::postings::Names,
+    /// Per list number: (time, ordinal, casings from then on), in the
+    /// order recorded.
+    by_list: Vec<Vec<(i64, u32, crate::postings::Casings)>>,
 }
 
 impl Changes {
@@ -214,19 +216,43 @@ impl Changes {
         self.by_list.is_empty()
     }
 
+    /// Entity `ordinal` has `key` = `value` in these casings from `at_ms`
+    /// on (none: not at all).
+    pub fn record(&mut self, key: &str, value: &str, at_ms: i64, ordinal: u32, casings: &[&str]) {
+        let list = self.names.list(key, value);
+        if list == self.by_list.len() {
+            self.by_list.push(Vec::new());
+        }
+        let casings = self.names.casings(casings);
+        self.by_list[list].push((at_ms, ordinal, casings));
+    }
+
     /// Appends each list's changes to its open segment (sealing it when
     /// full): one read and one write per list touched.
     pub fn write(self, store: &dyn Store, out: &mut WriteSet) -> Result<(), StoreError> {
-        for ((key, value), changes) in self.by_list {
-            let k = segment_key(&key, &value, OPEN);
+        for list in self.names.lists_in_order() {
+            let (key, value) = self.names.list_name(list);
+            let k = segment_key(key, value, OPEN);
             let mut open = match store.get(&k)? {
                 Some(bytes) => Segment::decode(&k, &bytes)?,
                 None => Segment::default(),
             };
-            open.changes.extend(changes);
+            open.changes
+                .extend(self.by_list[list].iter().map(|(at_ms, ordinal, casings)| {
+                    Change {
+                        at_ms: *at_ms,
+                        ordinal: *ordinal,
+                        casings: self
+                            .names
+                            .casing_names(casings)
+                            .iter()
+                            .map(|c| (*c).to_string())
+                            .collect(),
+                    }
+                }));
             if open.changes.len() >= SEGMENT_CHANGES {
                 out.push((
-                    segment_key(&key, &value, open.sealed),
+                    segment_key(key, value, open.sealed),
                     Some(Segment { sealed: 0, ..open }.encode()),
                 ));
                 open = Segment {
@@ -244,15 +270,7 @@ impl Changes {
 /// at `at_ms`: one change per value whose casings differ.
 pub fn diff(changes: &mut Changes, at_ms: i64, ordinal: u32, old: &[SearchRow], new: &[SearchRow]) {
     crate::postings::each_moved_value(old, new, &mut |k, v, casings| {
-        changes
-            .by_list
-            .entry((k.to_string(), v.to_string()))
-            .or_default()
-            .push(Change {
-                at_ms,
-                ordinal,
-                casings,
-            });
+        changes.record(k, v, at_ms, ordinal, casings);
     });
 }
 
@@ -672,6 +690,7 @@ pub fn members_at(
 mod tests {
     use super::*;
     use crate::store::MemStore;
+    use std::collections::BTreeMap;
 
     fn change(at_ms: i64, ordinal: u32, casings: &[&str]) -> Change {
         Change {
@@ -710,16 +729,15 @@ mod tests {
         let store = MemStore::new();
         let mut out = WriteSet::new();
         let mut c = Changes::default();
-        c.by_list.insert(
-            ("kind".into(), "component".into()),
-            vec![
-                change(10, 1, &["Component"]),
-                change(20, 2, &["component"]),
-                change(30, 1, &[]),
-                // Late: written after, placed before.
-                change(15, 2, &["Component"]),
-            ],
-        );
+        for (at, ordinal, casings) in [
+            (10, 1, &["Component"][..]),
+            (20, 2, &["component"]),
+            (30, 1, &[]),
+            // Late: written after, placed before.
+            (15, 2, &["Component"]),
+        ] {
+            c.record("kind", "component", at, ordinal, casings);
+        }
         c.write(&store, &mut out).unwrap();
         store.write(out).unwrap();
         let at = |t: i64| {
@@ -812,13 +830,9 @@ mod tests {
         let store = MemStore::new();
         for batch in 0..3u32 {
             let mut c = Changes::default();
-            let list = c
-                .by_list
-                .entry(("spec.type".into(), "service".into()))
-                .or_default();
             for i in 0..(SEGMENT_CHANGES as u32 / 2 + 1) {
                 let o = batch * 10_000 + i;
-                list.push(change(i64::from(o), o, &["service"]));
+                c.record("spec.type", "service", i64::from(o), o, &["service"]);
             }
             let mut out = WriteSet::new();
             c.write(&store, &mut out).unwrap();
