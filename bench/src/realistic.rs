@@ -9,7 +9,8 @@
 //! - `org/all.yaml`: one Location listing every repository file;
 //! - `repos/rNNN/repo-I.yaml`: one file per repository (a component, and an
 //!   API in every fourth), found only through the Location; tags from a
-//!   pool of 5,000 (high cardinality).
+//!   pool of 5,000 (high cardinality); each depends on an earlier one,
+//!   and one in ten also on one of twenty shared libraries (the hubs).
 //!
 //! Reported: ingest (start to all entities and relations queryable),
 //! edit-to-visible p50/p99, idle CPU, peak RSS, disk, query latencies
@@ -46,6 +47,15 @@ fn repo_path(root: &Path, i: usize) -> PathBuf {
         .join(format!("repo-{i}.yaml"))
 }
 
+/// A well-mixed hash of `x` (SplitMix64's finaliser), for picking
+/// repeatably what looks random.
+fn mix(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
 fn repo_doc(i: usize, groups: usize, systems: usize, marker: &str) -> String {
     let types = ["service", "website", "library"];
     let lifecycles = ["production", "experimental", "deprecated"];
@@ -64,8 +74,16 @@ fn repo_doc(i: usize, groups: usize, systems: usize, marker: &str) -> String {
         i % groups,
         i % systems,
     );
+    // Dependencies as an org has them: each repository on one earlier
+    // repository picked at random, and one in ten also on one of twenty
+    // shared libraries, the hubs (2.7k dependents each at 1M entities).
     if i > 0 {
-        doc.push_str(&format!("  dependsOn: [component:svc-{}]\n", (i * 31) % i));
+        let h = mix(i as u64);
+        let mut deps = format!("component:svc-{}", h % i as u64);
+        if i.is_multiple_of(10) {
+            deps.push_str(&format!(", component:svc-{}", 1 + (h >> 32) % 20));
+        }
+        doc.push_str(&format!("  dependsOn: [{deps}]\n"));
     }
     if i.is_multiple_of(4) {
         doc.push_str(&format!(
