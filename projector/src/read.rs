@@ -611,6 +611,69 @@ impl Catalog {
         }
     }
 
+    /// [`Catalog::entity`] of each of `refs`, in their order: one read of
+    /// the served entities and one iterator over their relations for the
+    /// lot, where reading them one by one costs an iterator each (a page,
+    /// a streamed list).
+    pub fn entities(&self, refs: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        let lower: Vec<String> = refs.iter().map(|r| r.to_ascii_lowercase()).collect();
+        // Marks before rows (see `relations_json`).
+        let mut wanted: Vec<Vec<u8>> = lower.iter().map(|r| keys::latest_relation(r)).collect();
+        wanted.extend(lower.iter().map(|r| keys::entity(r)));
+        let mut got = self.store.get_many(&wanted)?;
+        let served = got.split_off(lower.len());
+        let mut relations: Vec<Option<Arc<Vec<u8>>>> = vec![None; lower.len()];
+        let mut changes: Vec<Option<u64>> = vec![None; lower.len()];
+        // Those to read, in key order: (prefix, index).
+        let mut scans: Vec<(Vec<u8>, usize)> = Vec::new();
+        for (i, r) in lower.iter().enumerate() {
+            if served[i].is_none() {
+                continue;
+            }
+            let mark = crate::relations::Mark::decode(&wanted[i], got[i].as_deref())?;
+            changes[i] = mark.map(|m| m.changes);
+            match changes[i].and_then(|n| self.hub_relations(r, n)) {
+                Some(hit) => relations[i] = Some(hit),
+                None => scans.push((keys::relations_of(r), i)),
+            }
+        }
+        scans.sort();
+        scans.dedup_by(|a, b| a.0 == b.0);
+        let prefixes: Vec<Vec<u8>> = scans.iter().map(|(p, _)| p.clone()).collect();
+        let mut items: Vec<Vec<u8>> = vec![Vec::new(); scans.len()];
+        let mut err = None;
+        self.store.scan_each(&prefixes, &mut |j, k, v| {
+            if let Err(e) = crate::relations::push_json(&mut items[j], k, v) {
+                err = Some(e);
+            }
+            err.is_none()
+        })?;
+        if let Some(e) = err {
+            return Err(e);
+        }
+        let by_ref: HashMap<&str, Arc<Vec<u8>>> = scans
+            .iter()
+            .zip(items)
+            .map(|((_, i), json)| {
+                self.keep_hub_relations(&lower[*i], changes[*i], &json);
+                (lower[*i].as_str(), Arc::new(json))
+            })
+            .collect();
+        Ok(served
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| {
+                s.map(|s| {
+                    let items = relations[i]
+                        .take()
+                        .or_else(|| by_ref.get(lower[i].as_str()).cloned())
+                        .unwrap_or_default();
+                    crate::relations::splice_json(s, &items)
+                })
+            })
+            .collect())
+    }
+
     /// The ref key of the entity with this uid, if one is served.
     pub fn ref_of_uid(&self, uid: &str) -> Result<Option<String>, StoreError> {
         Ok(self
@@ -1254,6 +1317,99 @@ fn sort_facet(mut values: Vec<(String, u64)>) -> Vec<(String, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A store with entities whose relations differ (none, a few, a hub's
+    /// thousands), two refs one a prefix of the other.
+    fn store_with_relations(store: &dyn Store) {
+        let rel = |source: &str, i: usize| {
+            let target = format!("component:default/t-{i:05}");
+            (
+                keys::relation(source, "dependsOn", &target),
+                Some(records::encode(&records::RelationRow {
+                    relation_type: proto::RelationType::DependsOn,
+                    target: proto::EntityRef::parse(&target, None, "default").unwrap(),
+                    emitters: [source.to_string()].into(),
+                })),
+            )
+        };
+        let mut writes = crate::WriteSet::new();
+        for (r, n) in [
+            ("component:default/a", 2),
+            ("component:default/ab", 0),
+            ("component:default/b", 3000),
+            ("component:default/c", 1),
+        ] {
+            writes.push((
+                keys::entity(r),
+                Some(format!(r#"{{"ref":"{r}"}}"#).into_bytes()),
+            ));
+            writes.extend((0..n).map(|i| rel(r, i)));
+            if n > 0 {
+                let m = crate::relations::Mark {
+                    latest: 0,
+                    changes: 1,
+                    late: false,
+                };
+                writes.push((keys::latest_relation(r), Some(m.encode())));
+            }
+        }
+        // Rows of a source that is not served are not read.
+        writes.push(rel("component:default/gone", 7));
+        store.write(writes).unwrap();
+    }
+
+    fn reads_many_as_it_reads_one(store: Arc<dyn Store>) {
+        store_with_relations(store.as_ref());
+        let catalog = Catalog::new(store);
+        let refs: Vec<String> = [
+            "component:default/c",
+            "component:default/ab",
+            "Component:Default/A",
+            "component:default/gone",
+            "component:default/b",
+            "component:default/a",
+            "component:default/b",
+        ]
+        .iter()
+        .map(|r| r.to_string())
+        .collect();
+        let one: Vec<Option<Vec<u8>>> = refs.iter().map(|r| catalog.entity(r).unwrap()).collect();
+        // Twice: the hub's relations are kept after the first.
+        for _ in 0..2 {
+            let many = catalog.entities(&refs).unwrap();
+            assert_eq!(many.len(), refs.len());
+            for (i, (m, o)) in many.iter().zip(&one).enumerate() {
+                assert_eq!(
+                    m.as_deref().map(String::from_utf8_lossy),
+                    o.as_deref().map(String::from_utf8_lossy),
+                    "{}",
+                    refs[i]
+                );
+            }
+        }
+        let relations = |i: usize| -> usize {
+            let e: serde_json::Value = serde_json::from_slice(one[i].as_ref().unwrap()).unwrap();
+            e.get("relations")
+                .map_or(0, |r| r.as_array().unwrap().len())
+        };
+        assert_eq!(
+            (relations(0), relations(1), relations(2), relations(4)),
+            (1, 0, 2, 3000)
+        );
+        assert!(one[3].is_none());
+        assert_eq!(catalog.hubs.lock().unwrap().entries.len(), 1);
+    }
+
+    #[test]
+    fn many_entities_read_at_once_are_what_each_reads_alone() {
+        reads_many_as_it_reads_one(Arc::new(crate::store::MemStore::new()));
+        #[cfg(feature = "rocksdb")]
+        {
+            let dir = tempfile::tempdir().unwrap();
+            let store = crate::store::RocksStore::open(dir.path(), 1 << 20).unwrap();
+            reads_many_as_it_reads_one(Arc::new(store));
+        }
+    }
 
     #[test]
     fn a_hubs_relations_are_kept_until_they_change() {

@@ -74,14 +74,19 @@ impl Mark {
     /// The mark of `r`, if its relations ever changed.
     pub fn read(store: &dyn Store, r: &str) -> Result<Option<Mark>, StoreError> {
         let key = keys::latest_relation(r);
-        match store.get(&key)? {
+        Mark::decode(&key, store.get(&key)?.as_deref())
+    }
+
+    /// The mark stored at `key` (`None`: none is).
+    pub fn decode(key: &[u8], stored: Option<&[u8]>) -> Result<Option<Mark>, StoreError> {
+        match stored {
             Some(b) if b.len() == 16 || b.len() == 17 => Ok(Some(Mark {
                 latest: i64::from_be_bytes(b[..8].try_into().expect("8 bytes")),
                 changes: u64::from_be_bytes(b[8..16].try_into().expect("8 bytes")),
                 late: b.len() == 17,
             })),
             Some(_) => Err(StoreError::Corrupt {
-                key: String::from_utf8_lossy(&key).into_owned(),
+                key: String::from_utf8_lossy(key).into_owned(),
                 reason: "not a relation mark (time, changes, flag)".into(),
             }),
             None => Ok(None),
@@ -118,7 +123,7 @@ struct RowView<'a> {
 
 /// Appends the relation of the `g` row (`k`, `v`) to `out` as an item of
 /// a served entity's `relations` array, without parsing its target.
-fn push_json(out: &mut Vec<u8>, k: &[u8], v: &[u8]) -> Result<(), StoreError> {
+pub(crate) fn push_json(out: &mut Vec<u8>, k: &[u8], v: &[u8]) -> Result<(), StoreError> {
     let view: RowView = match v.split_first() {
         Some((&records::RECORD_VERSION, rest)) => serde_json::from_slice(rest).ok(),
         _ => None,

@@ -45,6 +45,19 @@ pub trait Store: Send + Sync {
         from: Option<&[u8]>,
         visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
     ) -> Result<(), StoreError>;
+    /// The values of `keys`, in their order: many point reads in one call.
+    fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        keys.iter().map(|k| self.get(k)).collect()
+    }
+    /// Visits the keys under each of `prefixes` (ascending) in turn, as
+    /// `visit(i, key, value)` for the `i`th, until `visit` returns false
+    /// for that prefix: many short scans in one call.
+    fn scan_each(&self, prefixes: &[Vec<u8>], visit: &mut EachVisit<'_>) -> Result<(), StoreError> {
+        for (i, p) in prefixes.iter().enumerate() {
+            self.scan(p, None, &mut |k, v| visit(i, k, v))?;
+        }
+        Ok(())
+    }
     /// The last key starting with `prefix` that is at most `upto`, with its
     /// value (a reverse seek).
     fn last_at_or_before(&self, prefix: &[u8], upto: &[u8]) -> Result<Option<Entry>, StoreError> {
@@ -111,6 +124,10 @@ pub trait Store: Send + Sync {
         Ok(())
     }
 }
+
+/// What [`Store::scan_each`] calls with each key found: the number of its
+/// prefix, the key and its value; false stops that prefix's scan.
+pub type EachVisit<'a> = dyn FnMut(usize, &[u8], &[u8]) -> bool + 'a;
 
 /// The in-memory store: a sorted map.
 #[derive(Default)]
@@ -298,6 +315,33 @@ impl Store for RocksStore {
             it.next();
         }
         it.status()?;
+        Ok(())
+    }
+
+    fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        self.db
+            .multi_get(keys)
+            .into_iter()
+            .map(|r| r.map_err(StoreError::from))
+            .collect()
+    }
+
+    fn scan_each(&self, prefixes: &[Vec<u8>], visit: &mut EachVisit<'_>) -> Result<(), StoreError> {
+        // One iterator for the lot: creating one costs more than a seek.
+        let mut it = self.db.raw_iterator();
+        for (i, prefix) in prefixes.iter().enumerate() {
+            it.seek(prefix);
+            while it.valid() {
+                let (Some(k), Some(v)) = (it.key(), it.value()) else {
+                    break;
+                };
+                if !k.starts_with(prefix) || !visit(i, k, v) {
+                    break;
+                }
+                it.next();
+            }
+            it.status()?;
+        }
         Ok(())
     }
 

@@ -119,11 +119,9 @@ pub async fn list(State(st): State<AppState>, params: Params) -> Result<Response
             _ => None,
         };
         let mut items = Vec::with_capacity(page.len());
-        for r in page {
-            // Gone since the scan: skip rather than fail.
-            if let Some(stored) = catalog.entity(r)? {
-                items.push(respond::entity(stored, fields.as_deref())?);
-            }
+        // Gone since the scan: skipped rather than failed.
+        for stored in catalog.entities(page)?.into_iter().flatten() {
+            items.push(respond::entity(stored, fields.as_deref())?);
         }
         Ok((items, next))
     })
@@ -193,12 +191,12 @@ fn stream_list(
                         None => projector::RefStart::Offset(0),
                     };
                     let page = catalog.page_in_ref_order(selection.as_ref(), start, STREAM_REFS)?;
-                    for r in &page.refs {
+                    for refs in page.refs.chunks(STREAM_SCAN) {
                         // Gone since the scan: skipped.
-                        if let Some(stored) = catalog.entity(r)?
-                            && !out.push(respond::entity(stored, fields.as_deref())?)
-                        {
-                            return Ok(false);
+                        for stored in catalog.entities(refs)?.into_iter().flatten() {
+                            if !out.push(respond::entity(stored, fields.as_deref())?) {
+                                return Ok(false);
+                            }
                         }
                     }
                     if page.refs.len() < STREAM_REFS {
@@ -209,12 +207,13 @@ fn stream_list(
             } else {
                 let selection = filter.as_ref().map(projector::Predicate::from_filter);
                 let sorted = catalog.ordered(selection.as_ref(), &order)?;
-                for r in sorted.iter().map(|k| &k.refkey) {
+                for keys in sorted.chunks(STREAM_SCAN) {
+                    let refs: Vec<String> = keys.iter().map(|k| k.refkey.clone()).collect();
                     // Gone since the scan: skipped.
-                    if let Some(stored) = catalog.entity(r)?
-                        && !out.push(respond::entity(stored, fields.as_deref())?)
-                    {
-                        return Ok(false);
+                    for stored in catalog.entities(&refs)?.into_iter().flatten() {
+                        if !out.push(respond::entity(stored, fields.as_deref())?) {
+                            return Ok(false);
+                        }
                     }
                 }
             }
@@ -998,11 +997,11 @@ fn page_response(
         .filter(|_| limit > 0 && to < total)
         .map(|k| cursor(k, false));
     let prev = page.first().filter(|_| from > 0).map(|k| cursor(k, true));
+    let refs: Vec<String> = page.iter().map(|k| k.refkey.clone()).collect();
     let mut items = Vec::with_capacity(page.len());
-    for k in page {
-        if let Some(stored) = catalog.entity(&k.refkey)? {
-            items.push(respond::entity(stored, fields)?);
-        }
+    // Gone since the page was selected: skipped.
+    for stored in catalog.entities(&refs)?.into_iter().flatten() {
+        items.push(respond::entity(stored, fields)?);
     }
     Ok((items, total, next, prev))
 }
