@@ -679,49 +679,64 @@ impl<'s> Fold<'s> {
     /// Every relation row of `source`: as the store holds them (`now`:
     /// false), or as this working set leaves them.
     fn rows_of(&mut self, source: &str, now: bool) -> Result<Vec<RelationRow>, StoreError> {
-        let mut rows: BTreeMap<Vec<u8>, RelationRow> = BTreeMap::new();
+        Ok(self
+            .rows_of_many(std::slice::from_ref(&source.to_string()), now)?
+            .pop()
+            .unwrap_or_default())
+    }
+
+    /// [`Fold::rows_of`] of each of `sources`, in their order: one
+    /// iterator for the lot (a batch serves thousands of new entities).
+    fn rows_of_many(
+        &mut self,
+        sources: &[String],
+        now: bool,
+    ) -> Result<Vec<Vec<RelationRow>>, StoreError> {
+        let mut order: Vec<usize> = (0..sources.len()).collect();
+        order.sort_by(|a, b| sources[*a].cmp(&sources[*b]));
+        let prefixes: Vec<Vec<u8>> = order
+            .iter()
+            .map(|i| keys::relations_of(&sources[*i]))
+            .collect();
+        let mut rows: Vec<BTreeMap<Vec<u8>, RelationRow>> = vec![BTreeMap::new(); sources.len()];
         let mut err = None;
-        self.store
-            .scan(&keys::relations_of(source), None, &mut |k, v| {
-                match records::decode::<RelationRow>(k, v) {
-                    Ok(row) => {
-                        rows.insert(k.to_vec(), row);
-                    }
-                    Err(e) => err = Some(e),
+        self.store.scan_each(&prefixes, &mut |j, k, v| {
+            match records::decode::<RelationRow>(k, v) {
+                Ok(row) => {
+                    rows[order[j]].insert(k.to_vec(), row);
                 }
-                err.is_none()
-            })?;
+                Err(e) => err = Some(e),
+            }
+            err.is_none()
+        })?;
         if let Some(e) = err {
             return Err(e);
         }
         if now {
-            let changed: Vec<Vec<u8>> = self
-                .relation_changes
-                .get(source)
-                .map(|c| c.keys().cloned().collect())
-                .unwrap_or_default();
-            for k in changed {
-                match self.row_now(&k)? {
-                    Some(row) => rows.insert(k, row),
-                    None => rows.remove(&k),
-                };
+            for (source, rows) in sources.iter().zip(rows.iter_mut()) {
+                let changed: Vec<Vec<u8>> = self
+                    .relation_changes
+                    .get(source)
+                    .map(|c| c.keys().cloned().collect())
+                    .unwrap_or_default();
+                for k in changed {
+                    match self.row_now(&k)? {
+                        Some(row) => rows.insert(k, row),
+                        None => rows.remove(&k),
+                    };
+                }
             }
         }
-        Ok(rows.into_values().collect())
+        Ok(rows
+            .into_iter()
+            .map(|r| r.into_values().collect())
+            .collect())
     }
 
     /// The relations of `source` as this working set leaves them, sorted.
     fn relations_of(&mut self, source: &str) -> Result<Vec<EntityRelation>, StoreError> {
-        let mut out: Vec<EntityRelation> = self
-            .rows_of(source, true)?
-            .into_iter()
-            .map(|row| EntityRelation {
-                relation_type: row.relation_type,
-                target_ref: row.target,
-            })
-            .collect();
-        crate::relations::sort(&mut out);
-        Ok(out)
+        let rows = self.rows_of(source, true)?;
+        Ok(sorted_relations(rows))
     }
 
     /// Moves the posting lists (and their history) of the relations of
@@ -745,6 +760,17 @@ impl<'s> Fold<'s> {
                 .filter(|(_, s)| s.was != s.is || s.late)
                 .map(|(r, _)| r.clone()),
         );
+        // The rows of the sources that start being served: read at once.
+        let starting: Vec<String> = sources
+            .iter()
+            .filter(|s| serving.get(*s).is_some_and(|s| !s.was && s.is))
+            .cloned()
+            .collect();
+        let mut starting_rows: HashMap<String, Vec<RelationRow>> = starting
+            .iter()
+            .cloned()
+            .zip(self.rows_of_many(&starting, true)?)
+            .collect();
         let mut links_changed = BTreeSet::new();
         for source in sources {
             let derived = serving.get(&source);
@@ -818,7 +844,11 @@ impl<'s> Fold<'s> {
             match (was, is) {
                 (true, true) => moved = changed_rows,
                 (false, true) => {
-                    for row in self.rows_of(&source, true)? {
+                    let rows = match starting_rows.remove(&source) {
+                        Some(rows) => rows,
+                        None => self.rows_of(&source, true)?,
+                    };
+                    for row in rows {
                         moved.push((None, Some(row)));
                     }
                 }
@@ -884,8 +914,9 @@ impl<'s> Fold<'s> {
             .filter(|(_, v)| v.is_some())
             .map(|(r, _)| r.clone())
             .collect();
-        for r in refs {
-            let relations = self.relations_of(&r)?;
+        let rows = self.rows_of_many(&refs, true)?;
+        for (r, rows) in refs.into_iter().zip(rows) {
+            let relations = sorted_relations(rows);
             if let Some(Some(value)) = served.get_mut(&r)
                 && !relations.is_empty()
             {
@@ -936,6 +967,19 @@ impl<'s> Fold<'s> {
         }
         Ok(())
     }
+}
+
+/// Relation rows as an entity's relations, sorted.
+fn sorted_relations(rows: Vec<RelationRow>) -> Vec<EntityRelation> {
+    let mut out: Vec<EntityRelation> = rows
+        .into_iter()
+        .map(|row| EntityRelation {
+            relation_type: row.relation_type,
+            target_ref: row.target,
+        })
+        .collect();
+    crate::relations::sort(&mut out);
+    out
 }
 
 /// What deriving a ref did to its serving, for its relations.

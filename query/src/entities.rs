@@ -610,14 +610,16 @@ pub async fn facets_by_predicate(
         None => None,
     };
     let catalog = crate::asof::catalog_at(&st, crate::asof::param(&params)?).await?;
-    let facets = blocking(move || {
+    let body = blocking(move || {
         let key = format!("facets {facet_keys:?} {predicate:?}");
         Ok(catalog.cached(&key, || {
-            catalog.facets_matching(&facet_keys, predicate.as_ref())
+            catalog
+                .facets_matching(&facet_keys, predicate.as_ref())
+                .map(|f| facets_body(&f))
         })?)
     })
     .await?;
-    Ok(facets_response(&facets))
+    Ok(json_bytes(body.as_ref().clone()))
 }
 
 /// The entities of a query (GET filters or a POST predicate) from `start`.
@@ -873,9 +875,14 @@ pub async fn by_refs(
 }
 
 #[derive(Serialize)]
-struct FacetValue {
-    value: String,
+struct FacetValue<'a> {
+    value: &'a str,
     count: u64,
+}
+
+#[derive(Serialize)]
+struct FacetsBody<'a> {
+    facets: BTreeMap<&'a str, Vec<FacetValue<'a>>>,
 }
 
 /// `GET /api/catalog/entity-facets?facet=kind&filter=...`
@@ -903,34 +910,39 @@ pub async fn facets(State(st): State<AppState>, params: Params) -> Result<Respon
     }
     let filter = params.filter()?;
     let catalog = crate::asof::catalog_at(&st, crate::asof::param(&params)?).await?;
-    // Counted once per store version, facet keys and filter.
-    let facets = blocking(move || {
+    // Counted and written once per store version, facet keys and filter.
+    let body = blocking(move || {
         let key = format!("facets {facet_keys:?} {filter:?}");
-        Ok(catalog.cached(&key, || catalog.facets(&facet_keys, filter.as_ref()))?)
+        Ok(catalog.cached(&key, || {
+            catalog
+                .facets(&facet_keys, filter.as_ref())
+                .map(|f| facets_body(&f))
+        })?)
     })
     .await?;
-    Ok(facets_response(&facets))
+    Ok(json_bytes(body.as_ref().clone()))
 }
 
 /// `{"facets": {key: [{value, count}]}}`.
-fn facets_response(facets: &BTreeMap<String, Vec<(String, u64)>>) -> Response {
-    let facets: serde_json::Map<String, Value> = facets
-        .iter()
-        .map(|(k, values)| {
-            let values: Vec<FacetValue> = values
-                .iter()
-                .map(|(value, count)| FacetValue {
-                    value: value.clone(),
-                    count: *count,
-                })
-                .collect();
-            (
-                k.clone(),
-                serde_json::to_value(values).expect("facets serialise"),
-            )
-        })
-        .collect();
-    json(&json!({ "facets": facets }))
+/// The answer of the facets routes, written once (a high-cardinality
+/// facet has thousands of values) and kept with the counts.
+fn facets_body(facets: &BTreeMap<String, Vec<(String, u64)>>) -> Vec<u8> {
+    let body = FacetsBody {
+        facets: facets
+            .iter()
+            .map(|(k, values)| {
+                let values = values
+                    .iter()
+                    .map(|(value, count)| FacetValue {
+                        value,
+                        count: *count,
+                    })
+                    .collect();
+                (k.as_str(), values)
+            })
+            .collect(),
+    };
+    serde_json::to_vec(&body).expect("facets serialise")
 }
 
 /// `GET /api/history/entities/{kind}/{namespace}/{name}`: every effective
