@@ -1318,19 +1318,29 @@ fn sort_facet(mut values: Vec<(String, u64)>) -> Vec<(String, u64)> {
 mod tests {
     use super::*;
 
+    /// The write of a relation row of `source`, emitted by `emitter`.
+    fn relation_row(
+        source: &str,
+        relation_type: proto::RelationType,
+        target: &str,
+        emitter: &str,
+    ) -> (Vec<u8>, Option<Vec<u8>>) {
+        (
+            keys::relation(source, relation_type.as_str(), target),
+            Some(records::encode(&records::RelationRow {
+                relation_type,
+                target: proto::EntityRef::parse(target, None, "default").unwrap(),
+                emitters: [emitter.to_string()].into(),
+            })),
+        )
+    }
+
     /// A store with entities whose relations differ (none, a few, a hub's
     /// thousands), two refs one a prefix of the other.
     fn store_with_relations(store: &dyn Store) {
         let rel = |source: &str, i: usize| {
             let target = format!("component:default/t-{i:05}");
-            (
-                keys::relation(source, "dependsOn", &target),
-                Some(records::encode(&records::RelationRow {
-                    relation_type: proto::RelationType::DependsOn,
-                    target: proto::EntityRef::parse(&target, None, "default").unwrap(),
-                    emitters: [source.to_string()].into(),
-                })),
-            )
+            relation_row(source, proto::RelationType::DependsOn, &target, source)
         };
         let mut writes = crate::WriteSet::new();
         for (r, n) in [
@@ -1418,14 +1428,7 @@ mod tests {
         let hub = "component:default/hub";
         let row = |i: usize| {
             let target = format!("component:default/repo-{i:05}");
-            (
-                keys::relation(hub, "dependencyOf", &target),
-                Some(records::encode(&records::RelationRow {
-                    relation_type: proto::RelationType::DependencyOf,
-                    target: proto::EntityRef::parse(&target, None, "default").unwrap(),
-                    emitters: [target.clone()].into(),
-                })),
-            )
+            relation_row(hub, proto::RelationType::DependencyOf, &target, &target)
         };
         let mark = |changes: u64| {
             let m = crate::relations::Mark {
