@@ -162,6 +162,16 @@ fn stream_list(
             first: true,
             tx: &tx,
         };
+        // Sends the entities of `refs` that are still served (gone since
+        // the selection: skipped); false once the client has gone.
+        let send = |out: &mut Chunker<'_>, refs: &[String]| -> Result<bool, ApiError> {
+            for stored in catalog.entities(refs)?.into_iter().flatten() {
+                if !out.push(respond::entity(stored, fields.as_deref())?) {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        };
         let result = (|| -> Result<bool, ApiError> {
             out.buf.push(b'[');
             if order.is_empty() && filter.is_none() {
@@ -192,11 +202,8 @@ fn stream_list(
                     };
                     let page = catalog.page_in_ref_order(selection.as_ref(), start, STREAM_REFS)?;
                     for refs in page.refs.chunks(STREAM_SCAN) {
-                        // Gone since the scan: skipped.
-                        for stored in catalog.entities(refs)?.into_iter().flatten() {
-                            if !out.push(respond::entity(stored, fields.as_deref())?) {
-                                return Ok(false);
-                            }
+                        if !send(&mut out, refs)? {
+                            return Ok(false);
                         }
                     }
                     if page.refs.len() < STREAM_REFS {
@@ -209,11 +216,8 @@ fn stream_list(
                 let sorted = catalog.ordered(selection.as_ref(), &order)?;
                 for keys in sorted.chunks(STREAM_SCAN) {
                     let refs: Vec<String> = keys.iter().map(|k| k.refkey.clone()).collect();
-                    // Gone since the scan: skipped.
-                    for stored in catalog.entities(&refs)?.into_iter().flatten() {
-                        if !out.push(respond::entity(stored, fields.as_deref())?) {
-                            return Ok(false);
-                        }
+                    if !send(&mut out, &refs)? {
+                        return Ok(false);
                     }
                 }
             }
