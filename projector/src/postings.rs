@@ -334,7 +334,7 @@ impl<'a> Ordinals<'a> {
 pub type Casings = SmallVec<[u32; 2]>;
 
 /// The names a batch's list changes refer to, each kept once: a number
-/// per list (search key and value) and per casing. A batch of 20,000
+/// per list (search key and value) and per casing. A batch of thousands of
 /// entities makes hundreds of thousands of changes, one per entity per
 /// value; they hold these numbers rather than strings of their own.
 #[derive(Default)]
@@ -401,44 +401,82 @@ impl Names {
     }
 }
 
-/// Changes to posting lists, gathered over a batch.
-#[derive(Default)]
-pub struct Changes {
-    names: Names,
-    /// Per list number: (ordinal, the casings it has now; none: it no
-    /// longer has the value), in the order set (the last for an ordinal
-    /// wins).
-    by_list: Vec<Vec<(u32, Casings)>>,
+/// Entries gathered over a batch per list (search key and value), in the
+/// order added, with the lists and casings they name numbered by
+/// [`Names`]: the changes of the posting lists and of their history.
+pub struct ByList<E> {
+    pub names: Names,
+    entries: Vec<Vec<E>>,
 }
+
+impl<E> Default for ByList<E> {
+    fn default() -> Self {
+        ByList {
+            names: Names::default(),
+            entries: Vec::new(),
+        }
+    }
+}
+
+impl<E> ByList<E> {
+    /// Adds to list `key` = `value` the entry `make` gives, with the
+    /// numbers of `casings`.
+    pub fn push(
+        &mut self,
+        key: &str,
+        value: &str,
+        casings: &[&str],
+        make: impl FnOnce(Casings) -> E,
+    ) {
+        let list = self.names.list(key, value);
+        if list == self.entries.len() {
+            self.entries.push(Vec::new());
+        }
+        let casings = self.names.casings(casings);
+        self.entries[list].push(make(casings));
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Each list's key, value and entries, in (key, value) order.
+    pub fn lists(&self) -> impl Iterator<Item = (&str, &str, &[E])> {
+        self.names.lists_in_order().into_iter().map(|list| {
+            let (key, value) = self.names.list_name(list);
+            (key, value, self.entries[list].as_slice())
+        })
+    }
+}
+
+/// Changes to posting lists, gathered over a batch: per list, (ordinal,
+/// the casings it has now; none: it no longer has the value), in the order
+/// set (the last for an ordinal wins).
+#[derive(Default)]
+pub struct Changes(ByList<(u32, Casings)>);
 
 impl Changes {
     /// The entity `ordinal` now has `key` = `value` in these casings (none:
     /// it no longer has the value).
     pub fn set(&mut self, key: &str, value: &str, ordinal: u32, casings: &[&str]) {
-        let list = self.names.list(key, value);
-        if list == self.by_list.len() {
-            self.by_list.push(Vec::new());
-        }
-        let casings = self.names.casings(casings);
-        self.by_list[list].push((ordinal, casings));
+        self.0.push(key, value, casings, |c| (ordinal, c));
     }
 
     pub fn is_empty(&self) -> bool {
-        self.by_list.is_empty()
+        self.0.is_empty()
     }
 
     /// Reads each posting changed once, applies its changes and adds the
     /// result (or its deletion, when no entity is left) to `out`.
     pub fn write(self, store: &dyn Store, out: &mut WriteSet) -> Result<(), StoreError> {
-        for list in self.names.lists_in_order() {
-            let (key, value) = self.names.list_name(list);
+        for (key, value, entries) in self.0.lists() {
             let k = keys::posting(key, value);
             let mut posting = match store.get(&k)? {
                 Some(bytes) => Posting::decode(&k, &bytes)?,
                 None => Posting::default(),
             };
-            for (ordinal, casings) in &self.by_list[list] {
-                posting.set(*ordinal, &self.names.casing_names(casings));
+            for (ordinal, casings) in entries {
+                posting.set(*ordinal, &self.0.names.casing_names(casings));
             }
             let value = (!posting.casings.is_empty()).then(|| posting.encode());
             out.push((k, value));

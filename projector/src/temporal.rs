@@ -202,48 +202,38 @@ fn list_of(k: &[u8]) -> &[u8] {
     &k[..k.len().saturating_sub(5)]
 }
 
-/// Changes to the posting lists' history, gathered over a batch.
+/// Changes to the posting lists' history, gathered over a batch: per list,
+/// (time, ordinal, casings from then on), in the order recorded.
 #[derive(Default)]
-pub struct Changes {
-    names: crate::postings::Names,
-    /// Per list number: (time, ordinal, casings from then on), in the
-    /// order recorded.
-    by_list: Vec<Vec<(i64, u32, crate::postings::Casings)>>,
-}
+pub struct Changes(crate::postings::ByList<(i64, u32, crate::postings::Casings)>);
 
 impl Changes {
     pub fn is_empty(&self) -> bool {
-        self.by_list.is_empty()
+        self.0.is_empty()
     }
 
     /// Entity `ordinal` has `key` = `value` in these casings from `at_ms`
     /// on (none: not at all).
     pub fn record(&mut self, key: &str, value: &str, at_ms: i64, ordinal: u32, casings: &[&str]) {
-        let list = self.names.list(key, value);
-        if list == self.by_list.len() {
-            self.by_list.push(Vec::new());
-        }
-        let casings = self.names.casings(casings);
-        self.by_list[list].push((at_ms, ordinal, casings));
+        self.0.push(key, value, casings, |c| (at_ms, ordinal, c));
     }
 
     /// Appends each list's changes to its open segment (sealing it when
     /// full): one read and one write per list touched.
     pub fn write(self, store: &dyn Store, out: &mut WriteSet) -> Result<(), StoreError> {
-        for list in self.names.lists_in_order() {
-            let (key, value) = self.names.list_name(list);
+        let names = &self.0.names;
+        for (key, value, entries) in self.0.lists() {
             let k = segment_key(key, value, OPEN);
             let mut open = match store.get(&k)? {
                 Some(bytes) => Segment::decode(&k, &bytes)?,
                 None => Segment::default(),
             };
             open.changes
-                .extend(self.by_list[list].iter().map(|(at_ms, ordinal, casings)| {
+                .extend(entries.iter().map(|(at_ms, ordinal, casings)| {
                     Change {
                         at_ms: *at_ms,
                         ordinal: *ordinal,
-                        casings: self
-                            .names
+                        casings: names
                             .casing_names(casings)
                             .iter()
                             .map(|c| (*c).to_string())
