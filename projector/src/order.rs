@@ -20,7 +20,7 @@ pub struct OrderField {
     pub order: Direction,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Direction {
     Asc,
@@ -91,23 +91,30 @@ impl Page {
 /// direction, then ref keys ascending).
 pub fn compare(order: &[OrderField], a: &SortKey, b: &SortKey) -> Ordering {
     for (i, o) in order.iter().enumerate() {
-        let c = match (
-            a.values.get(i).and_then(Option::as_ref),
-            b.values.get(i).and_then(Option::as_ref),
-        ) {
-            (Some(x), Some(y)) => match o.order {
-                Direction::Asc => x.cmp(y),
-                Direction::Desc => y.cmp(x),
-            },
-            (Some(_), None) => Ordering::Less,
-            (None, Some(_)) => Ordering::Greater,
-            (None, None) => Ordering::Equal,
-        };
+        let c = compare_values(
+            o.order,
+            a.values.get(i).and_then(Option::as_deref),
+            b.values.get(i).and_then(Option::as_deref),
+        );
         if c != Ordering::Equal {
             return c;
         }
     }
     a.refkey.cmp(&b.refkey)
+}
+
+/// Compares two values of one order field in `direction` (missing last
+/// either way).
+pub(crate) fn compare_values(direction: Direction, a: Option<&str>, b: Option<&str>) -> Ordering {
+    match (a, b) {
+        (Some(x), Some(y)) => match direction {
+            Direction::Asc => x.cmp(y),
+            Direction::Desc => y.cmp(x),
+        },
+        (Some(_), None) => Ordering::Less,
+        (None, Some(_)) => Ordering::Greater,
+        (None, None) => Ordering::Equal,
+    }
 }
 
 /// The sort key of one entity from its search rows. An entity with several
@@ -192,7 +199,7 @@ fn sorted_keys(
 
 /// The part of a ref key (`kind:namespace/name`, lower-cased like index
 /// values) that is the value of `field`, for the fields a ref holds.
-fn ref_part<'a>(field: &str, refkey: &'a str) -> Option<&'a str> {
+pub(crate) fn ref_part<'a>(field: &str, refkey: &'a str) -> Option<&'a str> {
     let (kind, rest) = refkey.split_once(':')?;
     let (namespace, name) = rest.split_once('/')?;
     match field {
@@ -203,7 +210,58 @@ fn ref_part<'a>(field: &str, refkey: &'a str) -> Option<&'a str> {
     }
 }
 
+/// The page of `keys` (sorted under `order`) from `start`.
+fn page_of(keys: &[SortKey], order: &[OrderField], start: &Start, limit: usize) -> Page {
+    let total = keys.len();
+    let (from, to) = match start {
+        Start::Offset(o) => {
+            let from = (*o).min(total);
+            (from, from.saturating_add(limit).min(total))
+        }
+        Start::After(p) => {
+            let from = keys.partition_point(|k| compare(order, k, p) != Ordering::Greater);
+            (from, from.saturating_add(limit).min(total))
+        }
+        Start::Before(p) => {
+            let to = keys.partition_point(|k| compare(order, k, p) == Ordering::Less);
+            (to.saturating_sub(limit), to)
+        }
+    };
+    Page {
+        keys: keys[from..to].to_vec(),
+        from,
+        total,
+    }
+}
+
+/// The only field of `order` when it is one a ref holds.
+fn one_ref_field(order: &[OrderField]) -> Option<&OrderField> {
+    match order {
+        [o] if ref_part(&o.field, "x:y/z").is_some() => Some(o),
+        _ => None,
+    }
+}
+
+/// The sort key of `refkey` under an order by `field`, one a ref holds.
+fn ref_field_key(field: &str, refkey: String) -> SortKey {
+    SortKey {
+        values: vec![ref_part(field, &refkey).map(str::to_owned)],
+        refkey,
+    }
+}
+
 impl Catalog {
+    /// The ordinals `selection` selects (every entity when `None`).
+    fn selection_bits(
+        &self,
+        selection: Option<&Predicate>,
+    ) -> Result<roaring::RoaringBitmap, StoreError> {
+        match selection {
+            Some(p) => self.predicate_bits(p),
+            None => self.every_bits(),
+        }
+    }
+
     /// Sort keys of every entity `selection` selects (all when `None`)
     /// under `order`, sorted; made once per store version, selection and
     /// order.
@@ -214,6 +272,15 @@ impl Catalog {
     ) -> Result<Arc<Vec<SortKey>>, StoreError> {
         let key = format!("order {selection:?} {order:?}");
         self.cached(&key, || {
+            if let Some(field) = one_ref_field(order) {
+                // Walked from the kept order of the field: no sort.
+                let bits = self.selection_bits(selection)?;
+                let refs = self.sorted_by_ref_field(&bits, &field.field, field.order)?;
+                return Ok(refs
+                    .into_iter()
+                    .map(|r| ref_field_key(&field.field, r))
+                    .collect());
+            }
             let matching = match selection {
                 Some(p) => self.select(p)?,
                 None => self.refs(None)?,
@@ -269,6 +336,21 @@ impl Catalog {
                 total: page.total,
             });
         }
+        if let (Some(field), None) = (one_ref_field(order), &full_text) {
+            // One field a ref holds (say, by name): paged from the kept
+            // order of that field, without ordering the selection.
+            let bits = self.selection_bits(selection)?;
+            let (refs, from, total) =
+                self.page_by_ref_field(&bits, &field.field, field.order, start, limit)?;
+            return Ok(Page {
+                keys: refs
+                    .into_iter()
+                    .map(|r| ref_field_key(&field.field, r))
+                    .collect(),
+                from,
+                total,
+            });
+        }
         let keys: Arc<Vec<SortKey>> = match &full_text {
             None => self.ordered(selection, order)?,
             Some((term, fields)) => {
@@ -279,26 +361,7 @@ impl Catalog {
                 Arc::new(self.full_text_keys(&matching, order, term, fields)?)
             }
         };
-        let total = keys.len();
-        let (from, to) = match start {
-            Start::Offset(o) => {
-                let from = (*o).min(total);
-                (from, from.saturating_add(limit).min(total))
-            }
-            Start::After(p) => {
-                let from = keys.partition_point(|k| compare(order, k, p) != Ordering::Greater);
-                (from, from.saturating_add(limit).min(total))
-            }
-            Start::Before(p) => {
-                let to = keys.partition_point(|k| compare(order, k, p) == Ordering::Less);
-                (to.saturating_sub(limit), to)
-            }
-        };
-        Ok(Page {
-            keys: keys[from..to].to_vec(),
-            from,
-            total,
-        })
+        Ok(page_of(&keys, order, start, limit))
     }
 
     /// Sort keys of the refs of `matching` with `term` in one of `fields`,
@@ -366,6 +429,120 @@ mod tests {
             compare(&asc, &key(&[Some("a")], "x:default/1"), &a),
             Ordering::Less
         );
+    }
+
+    /// An entity of `kind` named `name` in `namespace`.
+    fn entity(kind: &str, namespace: &str, name: &str) -> proto::ProcessedEntity {
+        let entity: proto::Entity = serde_json::from_value(serde_json::json!({
+            "apiVersion": "backstage.io/v1alpha1", "kind": kind,
+            "metadata": {"name": name, "namespace": namespace},
+        }))
+        .unwrap();
+        proto::ProcessedEntity {
+            entity,
+            relations: vec![],
+        }
+    }
+
+    /// Pages ordered by one field a ref holds come from the kept order of
+    /// that field; they must be exactly the pages of the selection sorted
+    /// whole, for every start, direction and selection, dense or sparse,
+    /// and stay so as entities arrive after the order was first made.
+    #[test]
+    fn pages_by_a_field_a_ref_holds_are_the_selection_sorted() {
+        use crate::fold::tests::event;
+        use crate::store::{MemStore, Store};
+        // Names, kinds and namespaces whose order differs from the refs'
+        // ('-', '.', '_' sort around ':' and '/'), names shared across
+        // kinds and namespaces (ties broken by ref), mixed case.
+        let kinds = ["Component", "API", "Group", "Compo"];
+        let namespaces = ["default", "de", "default-x", "z.a"];
+        let names = ["a", "a-b", "A.b", "a_b", "ab", "svc", "svc-1", "b", "Zed"];
+        let store: Arc<MemStore> = Arc::new(MemStore::new());
+        let catalog = Catalog::new(store.clone());
+        let mut x = 7u64;
+        for round in 0..3 {
+            let mut batch = Vec::new();
+            for _ in 0..40 {
+                x = x
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                let k = (x >> 33) as usize;
+                let e = entity(
+                    kinds[k % 4],
+                    namespaces[(k / 4) % 4],
+                    &format!(
+                        "{}{}",
+                        names[(k / 16) % 9],
+                        if round == 2 { "x" } else { "" }
+                    ),
+                );
+                batch.push(event(
+                    &format!("file:/l{round}-{}", batch.len()),
+                    1,
+                    vec![e],
+                ));
+            }
+            let mut fold = crate::fold::Fold::new(store.as_ref());
+            for e in &batch {
+                fold.apply(e).unwrap();
+            }
+            store.write(fold.finish().unwrap()).unwrap();
+            let filter = |f: &str| {
+                let f = crate::read::EntityFilter::parse(&[f.to_string()])
+                    .unwrap()
+                    .unwrap();
+                Some(Predicate::from_filter(&f))
+            };
+            // Every entity; many (dense); few (sparse); none.
+            for selection in [
+                None,
+                filter("kind=component,kind=api"),
+                filter("kind=group,metadata.namespace=de"),
+                filter("kind=nothing"),
+            ] {
+                for field in ["metadata.name", "kind", "metadata.namespace"] {
+                    for direction in [Direction::Asc, Direction::Desc] {
+                        let order = by(field, direction);
+                        let matching = match &selection {
+                            Some(p) => catalog.select(p).unwrap(),
+                            None => catalog.refs(None).unwrap(),
+                        };
+                        let want = sorted_keys(&catalog, &matching, &order).unwrap();
+                        let at = format!("round {round} {selection:?} {field} {direction:?}");
+                        assert_eq!(
+                            *catalog.ordered(selection.as_ref(), &order).unwrap(),
+                            want,
+                            "{at}"
+                        );
+                        let mut starts: Vec<Start> =
+                            (0..=want.len() + 1).map(Start::Offset).collect();
+                        // Cursors at every key, and between and beyond them.
+                        let mut cursors = want.clone();
+                        cursors.push(key(&[Some("b")], "api:default/b"));
+                        cursors.push(key(&[Some("zzz")], "a:b/c"));
+                        cursors.push(key(&[None], "component:default/a"));
+                        cursors.push(key(&[], "component:de/svc"));
+                        for c in cursors {
+                            starts.push(Start::After(c.clone()));
+                            starts.push(Start::Before(c));
+                        }
+                        for start in &starts {
+                            for limit in [0, 1, 3, 50] {
+                                let got = catalog
+                                    .ordered_page(selection.as_ref(), &order, None, start, limit)
+                                    .unwrap();
+                                assert_eq!(
+                                    got,
+                                    page_of(&want, &order, start, limit),
+                                    "{at} {start:?} {limit}"
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
     }
 
     #[test]

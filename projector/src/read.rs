@@ -4,6 +4,7 @@
 //! case-insensitive; a key alone asks only that the key exists.
 
 use crate::keys;
+use crate::order::Direction;
 use crate::postings::Posting;
 use crate::predicate::Predicate;
 pub use crate::records::ChangeKind;
@@ -216,10 +217,176 @@ struct OrdinalMap {
     /// The store version the map was last brought up to.
     version: Option<u64>,
     refs: Vec<Arc<str>>,
-    /// Each ordinal's position in ref order.
-    rank: Vec<u32>,
-    /// The ordinals in ref order (the inverse of `rank`).
-    by_rank: Vec<u32>,
+    /// Every ordinal in ref order.
+    by_ref: Permutation,
+    /// Every ordinal in the order of a field a ref holds (`kind`,
+    /// `metadata.namespace`, `metadata.name`) and a direction, made when
+    /// first asked for and kept up to date from then on.
+    by_field: HashMap<(String, Direction), Permutation>,
+}
+
+/// An order of ordinals: each one's position, and the ordinals by
+/// position (the inverse).
+#[derive(Default)]
+struct Permutation {
+    pos: Vec<u32>,
+    by_pos: Vec<u32>,
+}
+
+/// Where a page starts: after skipping this many, or at a position (the
+/// first one after a cursor), or ending at a position (the first one at
+/// or after a cursor).
+#[derive(Debug, Clone, Copy)]
+enum Bound {
+    Offset(usize),
+    From(u32),
+    Until(u32),
+}
+
+impl Permutation {
+    /// Places the ordinals from the last one placed up to `n` (exclusive)
+    /// under `cmp`. Only the new ordinals are sorted; each finds its place
+    /// among the ordered ones by binary search, and the order is spliced
+    /// together in one pass (no full sort of a million refs while readers
+    /// wait).
+    fn extend(&mut self, n: usize, cmp: impl Fn(u32, u32) -> std::cmp::Ordering) {
+        let known = self.by_pos.len();
+        if known >= n {
+            return;
+        }
+        let mut fresh: Vec<u32> = (known as u32..n as u32).collect();
+        fresh.sort_unstable_by(|a, b| cmp(*a, *b));
+        let places: Vec<usize> = fresh
+            .iter()
+            .map(|o| {
+                self.by_pos
+                    .partition_point(|x| cmp(*x, *o) == std::cmp::Ordering::Less)
+            })
+            .collect();
+        let mut order = Vec::with_capacity(n);
+        let mut from = 0;
+        for (o, at) in fresh.iter().zip(&places) {
+            order.extend_from_slice(&self.by_pos[from..*at]);
+            order.push(*o);
+            from = *at;
+        }
+        order.extend_from_slice(&self.by_pos[from..]);
+        self.pos.resize(n, 0);
+        for (i, o) in order.iter().enumerate() {
+            self.pos[*o as usize] = i as u32;
+        }
+        self.by_pos = order;
+    }
+
+    /// Whether `bits` is so large a part of every ordinal that walking the
+    /// order beats sorting its positions.
+    fn dense(&self, bits: &RoaringBitmap) -> bool {
+        bits.len() > (self.by_pos.len() / 8) as u64
+    }
+
+    /// The ordinals of `bits` in this order (ordinals placed after the
+    /// last refresh are left out: they were written after the reading
+    /// began).
+    fn sorted(&self, bits: &RoaringBitmap) -> Vec<u32> {
+        if self.dense(bits) {
+            return self
+                .by_pos
+                .iter()
+                .filter(|o| bits.contains(**o))
+                .copied()
+                .collect();
+        }
+        let mut ranked: Vec<(u32, u32)> = bits
+            .iter()
+            .filter_map(|o| self.pos.get(o as usize).map(|r| (*r, o)))
+            .collect();
+        ranked.sort_unstable();
+        ranked.into_iter().map(|(_, o)| o).collect()
+    }
+
+    /// The positions of the ordinals of `bits`, ascending.
+    fn positions(&self, bits: &RoaringBitmap) -> Vec<u32> {
+        if self.dense(bits) {
+            return self
+                .by_pos
+                .iter()
+                .enumerate()
+                .filter(|(_, o)| bits.contains(**o))
+                .map(|(i, _)| i as u32)
+                .collect();
+        }
+        let mut positions: Vec<u32> = bits
+            .iter()
+            .filter_map(|o| self.pos.get(o as usize).copied())
+            .collect();
+        positions.sort_unstable();
+        positions
+    }
+
+    /// How many positions come before the first ordinal `before` is false
+    /// of (`before` holds of a prefix of the order).
+    fn boundary(&self, before: impl Fn(u32) -> bool) -> u32 {
+        self.by_pos.partition_point(|o| before(*o)) as u32
+    }
+
+    /// A page of `bits` in this order: the ordinals, how many of `bits`
+    /// come before them, and how many `bits` holds. A small set is sorted
+    /// by position; a large one is walked in order from where the page
+    /// starts, only as far as the page goes.
+    fn page(&self, bits: &RoaringBitmap, start: Bound, limit: usize) -> (Vec<u32>, usize, usize) {
+        let total = bits.len() as usize;
+        let ordinals = |positions: &mut dyn Iterator<Item = usize>| -> Vec<u32> {
+            positions.map(|p| self.by_pos[p]).collect()
+        };
+        if !self.dense(bits) {
+            let positions = self.positions(bits);
+            let total = positions.len();
+            let (from, to) = match start {
+                Bound::Offset(o) => {
+                    let from = o.min(total);
+                    (from, from.saturating_add(limit).min(total))
+                }
+                Bound::From(p) => {
+                    let from = positions.partition_point(|x| *x < p);
+                    (from, from.saturating_add(limit).min(total))
+                }
+                Bound::Until(p) => {
+                    let to = positions.partition_point(|x| *x < p);
+                    (to.saturating_sub(limit), to)
+                }
+            };
+            let page = ordinals(&mut positions[from..to].iter().map(|p| *p as usize));
+            return (page, from, total);
+        }
+        let member = |p: &usize| bits.contains(self.by_pos[*p]);
+        match start {
+            Bound::Offset(o) => {
+                let from = o.min(total);
+                let mut positions = (0..self.by_pos.len()).filter(member).skip(from).take(limit);
+                (ordinals(&mut positions), from, total)
+            }
+            Bound::From(p) => {
+                let from = self.count_before(bits, p);
+                let mut positions = (p as usize..self.by_pos.len()).filter(member).take(limit);
+                (ordinals(&mut positions), from, total)
+            }
+            Bound::Until(p) => {
+                let to = self.count_before(bits, p);
+                let mut positions: Vec<usize> =
+                    (0..p as usize).rev().filter(member).take(limit).collect();
+                positions.reverse();
+                let from = to - positions.len();
+                (ordinals(&mut positions.into_iter()), from, total)
+            }
+        }
+    }
+
+    /// How many of `bits` come before position `p`.
+    fn count_before(&self, bits: &RoaringBitmap, p: u32) -> usize {
+        bits.iter()
+            .filter(|o| self.pos.get(*o as usize).is_some_and(|r| *r < p))
+            .count()
+    }
 }
 
 impl OrdinalMap {
@@ -251,167 +418,67 @@ impl OrdinalMap {
                 reason: format!("expected ordinal {} next", self.refs.len()),
             });
         }
-        if self.rank.len() != self.refs.len() {
-            // Only the new ordinals are sorted; each finds its place among
-            // the ordered ones by binary search, and the order is spliced
-            // together in one pass (no full sort of a million refs while
-            // readers wait).
-            let known = self.by_rank.len();
-            let mut fresh: Vec<u32> = (known as u32..self.refs.len() as u32).collect();
-            fresh.sort_unstable_by(|a, b| self.refs[*a as usize].cmp(&self.refs[*b as usize]));
-            let places: Vec<usize> = fresh
-                .iter()
-                .map(|o| {
-                    let r = &self.refs[*o as usize];
-                    self.by_rank
-                        .partition_point(|x| self.refs[*x as usize].as_ref() < r.as_ref())
-                })
-                .collect();
-            let mut order = Vec::with_capacity(self.refs.len());
-            let mut from = 0;
-            for (o, at) in fresh.iter().zip(&places) {
-                order.extend_from_slice(&self.by_rank[from..*at]);
-                order.push(*o);
-                from = *at;
-            }
-            order.extend_from_slice(&self.by_rank[from..]);
-            self.rank.resize(self.refs.len(), 0);
-            for (i, o) in order.iter().enumerate() {
-                self.rank[*o as usize] = i as u32;
-            }
-            self.by_rank = order;
+        let (n, refs) = (self.refs.len(), &self.refs);
+        self.by_ref
+            .extend(n, |a, b| refs[a as usize].cmp(&refs[b as usize]));
+        for ((field, direction), order) in &mut self.by_field {
+            order.extend(n, |a, b| {
+                field_order(field, *direction, &refs[a as usize], &refs[b as usize])
+            });
         }
         self.version = Some(version);
         Ok(())
     }
 
+    /// The order of every ordinal by `field` (one a ref holds) in
+    /// `direction`, made now if it was never asked for.
+    fn by_field(&mut self, field: &str, direction: Direction) -> &Permutation {
+        let refs = &self.refs;
+        let order = self
+            .by_field
+            .entry((field.to_string(), direction))
+            .or_default();
+        order.extend(refs.len(), |a, b| {
+            field_order(field, direction, &refs[a as usize], &refs[b as usize])
+        });
+        order
+    }
+
     /// The refs of `bits` in ref order (ordinals given after the last
     /// refresh are left out: they were written after the reading began).
     fn sorted_refs(&self, bits: &RoaringBitmap) -> Vec<String> {
-        if bits.len() > (self.by_rank.len() / 8) as u64 {
-            // Many: walk every ordinal in ref order rather than sort.
-            return self
-                .by_rank
-                .iter()
-                .filter(|o| bits.contains(**o))
-                .map(|o| self.refs[*o as usize].to_string())
-                .collect();
-        }
-        let mut ranked: Vec<(u32, u32)> = bits
-            .iter()
-            .filter_map(|o| self.rank.get(o as usize).map(|r| (*r, o)))
-            .collect();
-        ranked.sort_unstable();
-        ranked
+        self.by_ref
+            .sorted(bits)
             .into_iter()
-            .map(|(_, o)| self.refs[o as usize].to_string())
+            .map(|o| self.refs[o as usize].to_string())
             .collect()
     }
 
-    /// The positions in ref order of the ordinals of `bits`, ascending.
-    fn ranks(&self, bits: &RoaringBitmap) -> Vec<u32> {
-        if bits.len() > (self.by_rank.len() / 8) as u64 {
-            return self
-                .by_rank
-                .iter()
-                .enumerate()
-                .filter(|(_, o)| bits.contains(**o))
-                .map(|(i, _)| i as u32)
-                .collect();
-        }
-        let mut ranks: Vec<u32> = bits
-            .iter()
-            .filter_map(|o| self.rank.get(o as usize).copied())
-            .collect();
-        ranks.sort_unstable();
-        ranks
-    }
-
-    /// A page of `bits` in ref order. A small set is sorted by rank; a
-    /// large one is walked in ref order from where the page starts, only
-    /// as far as the page goes.
+    /// A page of `bits` in ref order.
     fn page(&self, bits: &RoaringBitmap, start: RefStart<'_>, limit: usize) -> RefPage {
-        let total = bits.len() as usize;
-        let refs_of = |ranks: &mut dyn Iterator<Item = usize>| -> Vec<String> {
-            ranks
-                .map(|rk| self.refs[self.by_rank[rk] as usize].to_string())
-                .collect()
+        let start = match start {
+            RefStart::Offset(o) => Bound::Offset(o),
+            RefStart::After(r) => Bound::From(self.position(r, true)),
+            RefStart::Before(r) => Bound::Until(self.position(r, false)),
         };
-        if bits.len() <= (self.by_rank.len() / 8) as u64 {
-            let ranks = self.ranks(bits);
-            let total = ranks.len();
-            let (from, to) = match start {
-                RefStart::Offset(o) => {
-                    let from = o.min(total);
-                    (from, from.saturating_add(limit).min(total))
-                }
-                RefStart::After(r) => {
-                    let p = self.position(r, true);
-                    let from = ranks.partition_point(|x| *x < p);
-                    (from, from.saturating_add(limit).min(total))
-                }
-                RefStart::Before(r) => {
-                    let p = self.position(r, false);
-                    let to = ranks.partition_point(|x| *x < p);
-                    (to.saturating_sub(limit), to)
-                }
-            };
-            let refs = refs_of(&mut ranks[from..to].iter().map(|rk| *rk as usize));
-            return RefPage { refs, from, total };
+        let (page, from, total) = self.by_ref.page(bits, start, limit);
+        RefPage {
+            refs: page
+                .into_iter()
+                .map(|o| self.refs[o as usize].to_string())
+                .collect(),
+            from,
+            total,
         }
-        let member = |rk: &usize| bits.contains(self.by_rank[*rk]);
-        match start {
-            RefStart::Offset(o) => {
-                let from = o.min(total);
-                let mut ranks = (0..self.by_rank.len())
-                    .filter(member)
-                    .skip(from)
-                    .take(limit);
-                RefPage {
-                    refs: refs_of(&mut ranks),
-                    from,
-                    total,
-                }
-            }
-            RefStart::After(r) => {
-                let p = self.position(r, true);
-                let from = self.count_before(bits, p);
-                let mut ranks = (p as usize..self.by_rank.len()).filter(member).take(limit);
-                RefPage {
-                    refs: refs_of(&mut ranks),
-                    from,
-                    total,
-                }
-            }
-            RefStart::Before(r) => {
-                let p = self.position(r, false);
-                let to = self.count_before(bits, p);
-                let mut ranks: Vec<usize> =
-                    (0..p as usize).rev().filter(member).take(limit).collect();
-                ranks.reverse();
-                RefPage {
-                    from: to - ranks.len(),
-                    refs: refs_of(&mut ranks.into_iter()),
-                    total,
-                }
-            }
-        }
-    }
-
-    /// How many of `bits` sort before position `p`.
-    fn count_before(&self, bits: &RoaringBitmap, p: u32) -> usize {
-        bits.iter()
-            .filter(|o| self.rank.get(*o as usize).is_some_and(|r| *r < p))
-            .count()
     }
 
     /// How many refs (of all the map holds) sort before `r`, or before or
     /// equal to it.
     fn position(&self, r: &str, or_equal: bool) -> u32 {
-        self.by_rank.partition_point(|o| {
-            let x: &str = &self.refs[*o as usize];
+        self.by_ref.boundary(|o| {
+            let x: &str = &self.refs[o as usize];
             if or_equal { x <= r } else { x < r }
-        }) as u32
+        })
     }
 
     /// The casing of the first entity in ref order among `casings`.
@@ -423,7 +490,7 @@ impl OrdinalMap {
             .into_iter()
             .filter_map(|(c, b)| {
                 b.iter()
-                    .filter_map(|o| self.rank.get(o as usize).copied())
+                    .filter_map(|o| self.by_ref.pos.get(o as usize).copied())
                     .min()
                     .map(|r| (r, c))
             })
@@ -431,6 +498,17 @@ impl OrdinalMap {
             .map(|(_, c)| c)
             .unwrap_or_default()
     }
+}
+
+/// How two refs compare under the order of `field` (one a ref holds) in
+/// `direction`: as [`crate::order::compare`] orders their sort keys.
+fn field_order(field: &str, direction: Direction, a: &str, b: &str) -> std::cmp::Ordering {
+    crate::order::compare_values(
+        direction,
+        crate::order::ref_part(field, a),
+        crate::order::ref_part(field, b),
+    )
+    .then_with(|| a.cmp(b))
 }
 
 /// Catalogs as of past instants ([`Catalog::as_of`]), most recent use last.
@@ -835,7 +913,7 @@ impl Catalog {
 
     /// Every served entity: the posting lists of `kind`, which every
     /// entity has.
-    fn every_bits(&self) -> Result<RoaringBitmap, StoreError> {
+    pub(crate) fn every_bits(&self) -> Result<RoaringBitmap, StoreError> {
         crate::postings::union(self.store.as_ref(), "kind", "")
     }
 
@@ -853,6 +931,69 @@ impl Catalog {
             None => self.every_bits()?,
         };
         self.with_ordinals(|ords| ords.page(&bits, start, limit))
+    }
+
+    /// One page of `bits` ordered by `field` (one a ref holds: `kind`,
+    /// `metadata.namespace`, `metadata.name`) in `direction`, then by ref,
+    /// from `start`: its refs, how many of `bits` come before it and how
+    /// many `bits` holds. It is read from an order of every ordinal kept
+    /// in memory, so a page of a large selection costs about its length
+    /// and one of a small selection a sort of its positions, never a sort
+    /// of its refs.
+    pub(crate) fn page_by_ref_field(
+        &self,
+        bits: &RoaringBitmap,
+        field: &str,
+        direction: Direction,
+        start: &crate::order::Start,
+        limit: usize,
+    ) -> Result<(Vec<String>, usize, usize), StoreError> {
+        use crate::order::{Start, compare_values, ref_part};
+        let mut ords = self.ordinals.lock().unwrap_or_else(|e| e.into_inner());
+        ords.refresh(self.store.as_ref())?;
+        ords.by_field(field, direction);
+        let ords = &*ords;
+        let order = &ords.by_field[&(field.to_string(), direction)];
+        let position = |key: &crate::order::SortKey, or_equal: bool| {
+            order.boundary(|o| {
+                let r: &str = &ords.refs[o as usize];
+                let c = compare_values(
+                    direction,
+                    ref_part(field, r),
+                    key.values.first().and_then(Option::as_deref),
+                )
+                .then_with(|| r.cmp(&key.refkey));
+                c == std::cmp::Ordering::Less || (or_equal && c == std::cmp::Ordering::Equal)
+            })
+        };
+        let bound = match start {
+            Start::Offset(o) => Bound::Offset(*o),
+            Start::After(key) => Bound::From(position(key, true)),
+            Start::Before(key) => Bound::Until(position(key, false)),
+        };
+        let (page, from, total) = order.page(bits, bound, limit);
+        let refs = page
+            .into_iter()
+            .map(|o| ords.refs[o as usize].to_string())
+            .collect();
+        Ok((refs, from, total))
+    }
+
+    /// The refs of `bits` ordered by `field` (one a ref holds) in
+    /// `direction`, then by ref (see [`Catalog::page_by_ref_field`]).
+    pub(crate) fn sorted_by_ref_field(
+        &self,
+        bits: &RoaringBitmap,
+        field: &str,
+        direction: Direction,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut ords = self.ordinals.lock().unwrap_or_else(|e| e.into_inner());
+        ords.refresh(self.store.as_ref())?;
+        let order = ords.by_field(field, direction).sorted(bits);
+        Ok(order
+            .into_iter()
+            .map(|o| ords.refs[o as usize].to_string())
+            .collect())
     }
 
     /// Refs of `bits`, in ref order.
@@ -1493,9 +1634,9 @@ mod tests {
             map.refresh(&store).unwrap();
             let mut want: Vec<u32> = (0..next).collect();
             want.sort_by(|a, b| map.refs[*a as usize].cmp(&map.refs[*b as usize]));
-            assert_eq!(map.by_rank, want, "round {round}");
-            for (i, o) in map.by_rank.iter().enumerate() {
-                assert_eq!(map.rank[*o as usize], i as u32);
+            assert_eq!(map.by_ref.by_pos, want, "round {round}");
+            for (i, o) in map.by_ref.by_pos.iter().enumerate() {
+                assert_eq!(map.by_ref.pos[*o as usize], i as u32);
             }
         }
     }
