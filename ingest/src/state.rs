@@ -115,6 +115,9 @@ pub enum StateChange {
 /// A raw key and value.
 type KeyValue = (Vec<u8>, Vec<u8>);
 
+/// Changes [`StateStore::apply`] writes at once.
+const APPLY_CHUNK: usize = 4096;
+
 /// A source's records, by location.
 pub type Records = BTreeMap<LocationKey, LocationRecord>;
 
@@ -384,31 +387,39 @@ impl StateStore {
         }
     }
 
-    /// Applies `changes` atomically.
-    pub fn apply(&self, source: &SourceId, changes: &[StateChange]) -> Result<(), StateError> {
+    /// Applies `changes`, in order, in writes of [`APPLY_CHUNK`] (a first
+    /// sync of half a million files would otherwise encode, batch and
+    /// insert them all at once). A crash part way leaves some applied: the
+    /// sync that made them had shipped all of them already, and what is
+    /// not remembered is only shipped again.
+    pub fn apply(&self, source: &SourceId, changes: Vec<StateChange>) -> Result<(), StateError> {
         if changes.is_empty() {
             return Ok(());
         }
-        let batch = changes
-            .iter()
-            .map(|c| match c {
-                StateChange::Put(loc, rec) => (None, key(source, loc), Some(rec.encode())),
-                StateChange::Delete(loc) => (None, key(source, loc), None),
-            })
-            .collect();
         // Write and update the cache under its lock, so that a concurrent
         // load never caches what is already stale.
         let mut cache = self.cache();
-        self.kv.write(batch)?;
-        if let Some(records) = cache.get_mut(source) {
-            let records = Arc::make_mut(records);
-            for c in changes {
-                match c {
-                    StateChange::Put(loc, rec) => {
-                        records.insert(loc.clone(), rec.clone());
-                    }
-                    StateChange::Delete(loc) => {
-                        records.remove(loc);
+        let mut changes = changes.into_iter().peekable();
+        while changes.peek().is_some() {
+            let chunk: Vec<StateChange> = changes.by_ref().take(APPLY_CHUNK).collect();
+            let batch = chunk
+                .iter()
+                .map(|c| match c {
+                    StateChange::Put(loc, rec) => (None, key(source, loc), Some(rec.encode())),
+                    StateChange::Delete(loc) => (None, key(source, loc), None),
+                })
+                .collect();
+            self.kv.write(batch)?;
+            if let Some(records) = cache.get_mut(source) {
+                let records = Arc::make_mut(records);
+                for c in chunk {
+                    match c {
+                        StateChange::Put(loc, rec) => {
+                            records.insert(loc, rec);
+                        }
+                        StateChange::Delete(loc) => {
+                            records.remove(&loc);
+                        }
                     }
                 }
             }
@@ -598,13 +609,13 @@ mod tests {
         let k2 = LocationKey::new("file:/x/2.yaml");
         st.apply(
             &a,
-            &[
+            vec![
                 StateChange::Put(k1.clone(), record("11")),
                 StateChange::Put(k2.clone(), record("22")),
             ],
         )
         .unwrap();
-        st.apply(&ab, &[StateChange::Put(k1.clone(), record("33"))])
+        st.apply(&ab, vec![StateChange::Put(k1.clone(), record("33"))])
             .unwrap();
         let loaded = st.load(&a).unwrap();
         assert_eq!(loaded.len(), 2);
@@ -612,7 +623,7 @@ mod tests {
         assert_eq!(st.load(&ab).unwrap()[&k1], record("33"));
         assert!(st.load(&SourceId::new("b")).unwrap().is_empty());
 
-        st.apply(&a, &[StateChange::Delete(k1.clone())]).unwrap();
+        st.apply(&a, vec![StateChange::Delete(k1.clone())]).unwrap();
         assert_eq!(st.get(&a, &k1).unwrap(), None);
         assert_eq!(st.get(&a, &k2).unwrap(), Some(record("22")));
         assert_eq!(st.get(&ab, &k1).unwrap(), Some(record("33")));
@@ -625,11 +636,67 @@ mod tests {
         let k = LocationKey::new("file:/x/1.yaml");
         {
             let st = StateStore::open(dir.path()).unwrap();
-            st.apply(&a, &[StateChange::Put(k.clone(), record("11"))])
+            st.apply(&a, vec![StateChange::Put(k.clone(), record("11"))])
                 .unwrap();
         }
         let st = StateStore::open(dir.path()).unwrap();
         assert_eq!(st.get(&a, &k).unwrap(), Some(record("11")));
+    }
+
+    /// More changes than one write holds: all are on disk and in the
+    /// cached records, in order (a later change of a location wins).
+    #[test]
+    fn changes_beyond_one_write_are_all_applied_and_cached() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = SourceId::new("a");
+        let n = APPLY_CHUNK * 2 + 7;
+        let k = |i: usize| LocationKey::new(format!("file:/x/{i:06}.yaml"));
+        {
+            let st = StateStore::open(dir.path()).unwrap();
+            st.apply(
+                &a,
+                (0..n)
+                    .map(|i| StateChange::Put(k(i), record("1")))
+                    .collect(),
+            )
+            .unwrap();
+            assert_eq!(
+                st.load(&a).unwrap().len(),
+                n,
+                "cached before the next apply"
+            );
+            // Puts and deletes across chunk boundaries; location 0 is put,
+            // deleted and put again in the one call.
+            let mut changes: Vec<StateChange> = (0..n)
+                .filter(|i| i % 3 == 0)
+                .map(|i| StateChange::Delete(k(i)))
+                .collect();
+            changes.extend(
+                (0..n)
+                    .filter(|i| i % 3 == 1)
+                    .map(|i| StateChange::Put(k(i), record("2"))),
+            );
+            changes.push(StateChange::Put(k(0), record("3")));
+            st.apply(&a, changes).unwrap();
+            let cached = st.load(&a).unwrap();
+            assert_eq!(cached.len(), n - n.div_ceil(3) + 1);
+            assert_eq!(cached[&k(0)], record("3"));
+            assert_eq!(cached[&k(1)], record("2"));
+            assert_eq!(cached[&k(2)], record("1"));
+            assert!(!cached.contains_key(&k(3)));
+        }
+        let st = StateStore::open(dir.path()).unwrap();
+        let read = st.load(&a).unwrap();
+        assert_eq!(
+            read.len(),
+            n - n.div_ceil(3) + 1,
+            "the disk holds what the cache held"
+        );
+        assert_eq!(read[&k(0)], record("3"));
+        assert_eq!(
+            read[&k(n - 1)],
+            record(if (n - 1) % 3 == 1 { "2" } else { "1" })
+        );
     }
 
     #[test]

@@ -326,13 +326,18 @@ fn plan_facts(
 }
 
 /// Ships the plan's messages, flushes, and only then writes the state.
+/// Each observation is dropped once appended: a first sync's observations
+/// hold every file's content, and need not be held all at once twice over
+/// (as themselves and as the log's copy).
 fn ship(
     log: &dyn EventLog,
     state: &StateStore,
     id: &SourceId,
-    plan: &Plan,
+    plan: &mut Plan,
 ) -> Result<(), SyncError> {
-    for o in &plan.observations {
+    let observations = std::mem::take(&mut plan.observations);
+    let shipped = !observations.is_empty();
+    for o in observations {
         log.append(
             proto::topics::OBSERVATIONS,
             o.location.as_str().as_bytes(),
@@ -346,10 +351,10 @@ fn ship(
             &f.encode(),
         )?;
     }
-    if !plan.observations.is_empty() || !plan.facts.is_empty() {
+    if shipped || !plan.facts.is_empty() {
         log.flush(FLUSH_TIMEOUT)?;
     }
-    state.apply(id, &plan.changes)?;
+    state.apply(id, std::mem::take(&mut plan.changes))?;
     state.apply_facts(id, &plan.fact_changes)?;
     Ok(())
 }
@@ -417,9 +422,9 @@ pub fn sync_source_forced(
         .iter()
         .filter(|l| l.fetched != Fetched::Unchanged)
         .count();
-    let plan = plan(&id, &prior, &prior_facts, listing, guard, now, force);
+    let mut plan = plan(&id, &prior, &prior_facts, listing, guard, now, force);
     drop(prior); // lets `apply` update the cached records in place
-    let shipped = ship(log, state, &id, &plan);
+    let shipped = ship(log, state, &id, &mut plan);
     if let Err(e) = shipped {
         source.discard();
         return Err(e);
