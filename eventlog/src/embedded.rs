@@ -148,13 +148,6 @@ impl EmbeddedLog {
         }
         let descriptors = cf_names.iter().map(|name| {
             let mut cf_opts = Options::default();
-            // Records are appended once and read soon after, in order: a
-            // small memtable per topic serves the readers as well as a
-            // large one, and several busy topics at RocksDB's default
-            // (two of 64 MiB each) held a quarter of a GiB between them
-            // during a first sync of a large org.
-            cf_opts.set_write_buffer_size(16 << 20);
-            cf_opts.set_max_write_buffer_number(2);
             if name != DEFAULT_CF && name != GROUPS_CF {
                 cf_opts.set_compression_type(DBCompressionType::Lz4);
             }
