@@ -23,6 +23,7 @@ pub mod embedded;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 pub mod lag;
+pub mod large;
 pub mod memory;
 pub mod parts;
 pub mod topics;

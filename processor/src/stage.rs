@@ -86,6 +86,11 @@ fn process_batch(
             tracing::info!("stopping: the rest of the batch is left uncommitted");
             return Ok(());
         }
+        // Held until this record's event is appended (see
+        // `eventlog::large`); at a stop, the rest is left uncommitted.
+        let Some(_large) = eventlog::large::permit(record.value.len(), stop) else {
+            return Ok(());
+        };
         handle(log, cfg, record)?;
         let offset = next.entry(record.partition).or_insert(record.next);
         *offset = (*offset).max(record.next);

@@ -366,6 +366,11 @@ pub fn apply_batch(
             *offsets = durable;
             return Ok(Applied::Abandoned);
         }
+        // Held until this record is folded (see `eventlog::large`).
+        let Some(_large) = eventlog::large::permit(rec.value.len(), stop) else {
+            *offsets = durable;
+            return Ok(Applied::Abandoned);
+        };
         metrics::counter!(m::EVENTS).increment(1);
         let applied = match topics::Topic::named(&rec.topic).map(|t| t.message) {
             Some(MessageType::FactEvent) => FactEvent::decode(&rec.value)
