@@ -251,17 +251,6 @@ fn ref_field_key(field: &str, refkey: String) -> SortKey {
 }
 
 impl Catalog {
-    /// The ordinals `selection` selects (every entity when `None`).
-    fn selection_bits(
-        &self,
-        selection: Option<&Predicate>,
-    ) -> Result<roaring::RoaringBitmap, StoreError> {
-        match selection {
-            Some(p) => self.predicate_bits(p),
-            None => self.every_bits(),
-        }
-    }
-
     /// Sort keys of every entity `selection` selects (all when `None`)
     /// under `order`, sorted; made once per store version, selection and
     /// order.

@@ -288,20 +288,10 @@ impl Permutation {
     /// last refresh are left out: they were written after the reading
     /// began).
     fn sorted(&self, bits: &RoaringBitmap) -> Vec<u32> {
-        if self.dense(bits) {
-            return self
-                .by_pos
-                .iter()
-                .filter(|o| bits.contains(**o))
-                .copied()
-                .collect();
-        }
-        let mut ranked: Vec<(u32, u32)> = bits
-            .iter()
-            .filter_map(|o| self.pos.get(o as usize).map(|r| (*r, o)))
-            .collect();
-        ranked.sort_unstable();
-        ranked.into_iter().map(|(_, o)| o).collect()
+        self.positions(bits)
+            .into_iter()
+            .map(|p| self.by_pos[p as usize])
+            .collect()
     }
 
     /// The positions of the ordinals of `bits`, ascending.
@@ -913,8 +903,19 @@ impl Catalog {
 
     /// Every served entity: the posting lists of `kind`, which every
     /// entity has.
-    pub(crate) fn every_bits(&self) -> Result<RoaringBitmap, StoreError> {
+    fn every_bits(&self) -> Result<RoaringBitmap, StoreError> {
         crate::postings::union(self.store.as_ref(), "kind", "")
+    }
+
+    /// The ordinals `selection` selects (every entity when `None`).
+    pub(crate) fn selection_bits(
+        &self,
+        selection: Option<&Predicate>,
+    ) -> Result<RoaringBitmap, StoreError> {
+        match selection {
+            Some(p) => self.predicate_bits(p),
+            None => self.every_bits(),
+        }
     }
 
     /// One page of the entities a predicate selects (all when `None`), in
@@ -926,10 +927,7 @@ impl Catalog {
         start: RefStart<'_>,
         limit: usize,
     ) -> Result<RefPage, StoreError> {
-        let bits = match selection {
-            Some(p) => self.predicate_bits(p)?,
-            None => self.every_bits()?,
-        };
+        let bits = self.selection_bits(selection)?;
         self.with_ordinals(|ords| ords.page(&bits, start, limit))
     }
 
