@@ -646,8 +646,37 @@ impl<'s> Fold<'s> {
         if !served.is_empty() || !self.relation_changes.is_empty() {
             self.stitch_served(&serving, &mut served)?;
         }
-        postings.write(self.store, &mut out)?;
-        history.write(self.store, &mut out)?;
+        // The posting lists, their history and the scorecards each read
+        // what the store held before this batch and add writes of their
+        // own tables: they run side by side, and their writes join `out`
+        // in this fixed order.
+        let store = self.store;
+        let lists_of = move || -> Result<WriteSet, StoreError> {
+            let mut lists = WriteSet::new();
+            postings.write(store, &mut lists)?;
+            history.write(store, &mut lists)?;
+            Ok(lists)
+        };
+        let (lists, scores) = both(
+            dirty.len() >= 256,
+            lists_of,
+            || -> Result<WriteSet, StoreError> {
+                // Scorecard outcomes first: their changes join the feed
+                // after the catalog changes that caused them.
+                let mut scores = WriteSet::new();
+                self.score.finish(
+                    store,
+                    &served,
+                    &self.causes,
+                    &links_changed,
+                    &mut scores,
+                    &mut self.feed,
+                )?;
+                feed::write(store, std::mem::take(&mut self.feed), &mut scores)?;
+                Ok(scores)
+            },
+        );
+        out.extend(lists?);
         ordinals.drain_into(&mut out);
         self.claims.drain_into(&mut out);
         self.bodies.drain_into(&mut out);
@@ -657,17 +686,7 @@ impl<'s> Fold<'s> {
         for (k, h) in self.history.drain(..) {
             out.push((k, Some(records::encode(&h))));
         }
-        // Scorecard outcomes first: their changes join the feed after the
-        // catalog changes that caused them.
-        self.score.finish(
-            self.store,
-            &served,
-            &self.causes,
-            &links_changed,
-            &mut out,
-            &mut self.feed,
-        )?;
-        feed::write(self.store, std::mem::take(&mut self.feed), &mut out)?;
+        out.extend(scores?);
         Ok(out)
     }
 
@@ -1136,6 +1155,23 @@ fn rollup_link(r: &str, row: &RelationRow) -> bool {
     } else {
         false
     }
+}
+
+/// Runs `a` and `b`, side by side when `apart` (on a second thread; the
+/// caller's runs `a`).
+fn both<A: Send, B: Send>(
+    apart: bool,
+    a: impl FnOnce() -> A + Send,
+    b: impl FnOnce() -> B + Send,
+) -> (A, B) {
+    if !apart {
+        return (a(), b());
+    }
+    std::thread::scope(|scope| {
+        let b = scope.spawn(b);
+        let a = a();
+        (a, b.join().expect("a fold thread panicked"))
+    })
 }
 
 /// Derives every job, on up to 4 threads for a large batch, in job order.
