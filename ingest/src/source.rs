@@ -115,6 +115,23 @@ pub trait Source: Send + Sync {
     /// locations that have not changed since the last sync.
     fn list(&self, known: &Known) -> Result<Listing, SourceError>;
 
+    /// Lists like [`Source::list`], but hands each location to `each` as
+    /// soon as it is read and returns the rest of the listing (its
+    /// `locations` empty): a sync then ships a location's content and drops
+    /// it before the next is read, so a first listing of half a million
+    /// files never holds them all. The default lists whole, then hands out.
+    fn list_each(
+        &self,
+        known: &Known,
+        each: &mut dyn FnMut(Listed),
+    ) -> Result<Listing, SourceError> {
+        let mut listing = self.list(known)?;
+        for l in std::mem::take(&mut listing.locations) {
+            each(l);
+        }
+        Ok(listing)
+    }
+
     /// Lists what webhooks or other hints said changed. The default (a
     /// source without hints) lists nothing.
     fn list_pending(&self, _known: &Known) -> Result<Listing, SourceError> {

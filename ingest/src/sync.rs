@@ -3,7 +3,7 @@
 //! crash between the flush and the state write re-ships, never loses).
 
 use crate::config::RemovalGuard;
-use crate::source::{Fetched, Listing, Source, SourceError, SyncMode};
+use crate::source::{Fetched, Listed, Listing, Source, SourceError, SyncMode};
 use crate::state::{
     ContentState, FactChange, FactRecord, LocationRecord, StateChange, StateError, StateStore,
 };
@@ -100,75 +100,91 @@ pub fn plan(
     source: &SourceId,
     prior: &BTreeMap<LocationKey, LocationRecord>,
     prior_facts: &BTreeMap<SubjectKey, FactRecord>,
-    listing: Listing,
+    mut listing: Listing,
     guard: &RemovalGuard,
     now: DateTime<Utc>,
     force: &BTreeSet<LocationKey>,
 ) -> Plan {
-    let mut p = Plan {
-        observations: Vec::new(),
-        changes: Vec::new(),
-        new: 0,
-        changed: 0,
-        removed: 0,
-        unchanged: 0,
-        held_back: None,
-        facts: Vec::new(),
-        fact_changes: Vec::new(),
-        facts_held_back: None,
-    };
-    let (facts, fact_changes, facts_held_back) =
-        plan_facts(source, prior_facts, &listing, guard, now);
-    p.facts = facts;
-    p.fact_changes = fact_changes;
-    p.facts_held_back = facts_held_back;
-    let observation = |location: &LocationKey,
-                       origin: &LocationKey,
-                       first_seen_at: DateTime<Utc>,
-                       content: ObservedContent| Observation {
-        event_id: Uuid::now_v7(),
-        source: source.clone(),
-        observed_at: now,
-        location: location.clone(),
-        origin: origin.clone(),
-        first_seen_at,
-        content,
-    };
+    let mut planner = Planner::new(source, prior, now, force);
+    let mut observations = Vec::new();
+    for l in std::mem::take(&mut listing.locations) {
+        observations.extend(planner.location(l));
+    }
+    let mut p = planner.finish(prior_facts, &listing, guard);
+    observations.append(&mut p.observations);
+    p.observations = observations;
+    p
+}
 
-    // Which entries count (a source lists a location once; be safe anyway)
-    // and which known locations the listing lacks.
-    let (first, gone): (Vec<bool>, Vec<(&LocationKey, &LocationRecord)>) = {
-        let mut listed: HashSet<&LocationKey> = HashSet::with_capacity(listing.locations.len());
-        let first = listing
-            .locations
-            .iter()
-            .map(|l| listed.insert(&l.location))
-            .collect();
-        let gone = if listing.complete {
-            prior
-                .iter()
-                .filter(|(k, _)| listing.covers(k.as_str()) && !listed.contains(k))
-                .collect()
-        } else {
-            Vec::new()
-        };
-        (first, gone)
-    };
-    // What a user asked to remove goes whatever the guard says, and does
-    // not count against it.
-    let (released, gone): (Vec<_>, Vec<_>) = gone
-        .into_iter()
-        .partition(|(_, rec)| listing.released.contains(&rec.origin));
-    let in_scope = match listing.scope {
-        None => prior.len(),
-        Some(_) => prior.keys().filter(|k| listing.covers(k.as_str())).count(),
-    };
+/// [`plan`] one location at a time, in listing order: each listed location
+/// is compared as it comes (its observation, if any, handed back to be
+/// shipped at once), and what the listing lacks is decided at the end.
+pub struct Planner<'a> {
+    source: &'a SourceId,
+    prior: &'a BTreeMap<LocationKey, LocationRecord>,
+    now: DateTime<Utc>,
+    force: &'a BTreeSet<LocationKey>,
+    /// The locations listed so far (a source lists a location once; be
+    /// safe anyway: only the first counts).
+    listed: HashSet<LocationKey>,
+    /// Everything but the listed locations' observations.
+    plan: Plan,
+}
 
-    for (l, first) in listing.locations.into_iter().zip(first) {
-        if !first {
-            continue;
+impl<'a> Planner<'a> {
+    pub fn new(
+        source: &'a SourceId,
+        prior: &'a BTreeMap<LocationKey, LocationRecord>,
+        now: DateTime<Utc>,
+        force: &'a BTreeSet<LocationKey>,
+    ) -> Self {
+        Planner {
+            source,
+            prior,
+            now,
+            force,
+            listed: HashSet::new(),
+            plan: Plan {
+                observations: Vec::new(),
+                changes: Vec::new(),
+                new: 0,
+                changed: 0,
+                removed: 0,
+                unchanged: 0,
+                held_back: None,
+                facts: Vec::new(),
+                fact_changes: Vec::new(),
+                facts_held_back: None,
+            },
         }
-        let old = prior.get(&l.location);
+    }
+
+    fn observation(
+        &self,
+        location: &LocationKey,
+        origin: &LocationKey,
+        first_seen_at: DateTime<Utc>,
+        content: ObservedContent,
+    ) -> Observation {
+        Observation {
+            event_id: Uuid::now_v7(),
+            source: self.source.clone(),
+            observed_at: self.now,
+            location: location.clone(),
+            origin: origin.clone(),
+            first_seen_at,
+            content,
+        }
+    }
+
+    /// Compares one listed location with what the state remembers of it;
+    /// the observation to ship, if it is new or changed.
+    pub fn location(&mut self, l: Listed) -> Option<Observation> {
+        if !self.listed.insert(l.location.clone()) {
+            return None;
+        }
+        let p = &mut self.plan;
+        let old = self.prior.get(&l.location);
         let (state, content) = match l.fetched {
             Fetched::Unchanged => {
                 p.unchanged += 1;
@@ -179,7 +195,7 @@ pub fn plan(
                     rec.fingerprint = l.fingerprint;
                     p.changes.push(StateChange::Put(l.location, rec));
                 }
-                continue;
+                return None;
             }
             Fetched::Present { content, sha256 } => (
                 ContentState::Present { sha256 },
@@ -199,12 +215,12 @@ pub fn plan(
         let first_seen_at = match old {
             None => {
                 p.new += 1;
-                now
+                self.now
             }
             Some(old)
                 if old.content != state
                     || old.origin != l.origin
-                    || force.contains(&l.location) =>
+                    || self.force.contains(&l.location) =>
             {
                 p.changed += 1;
                 old.first_seen_at
@@ -217,12 +233,11 @@ pub fn plan(
                     rec.targets = l.targets;
                     p.changes.push(StateChange::Put(l.location, rec));
                 }
-                continue;
+                return None;
             }
         };
-        p.observations
-            .push(observation(&l.location, &l.origin, first_seen_at, content));
-        p.changes.push(StateChange::Put(
+        let observation = self.observation(&l.location, &l.origin, first_seen_at, content);
+        self.plan.changes.push(StateChange::Put(
             l.location,
             LocationRecord {
                 origin: l.origin,
@@ -232,33 +247,66 @@ pub fn plan(
                 targets: l.targets,
             },
         ));
+        Some(observation)
     }
 
-    let remove = |p: &mut Plan, k: &LocationKey, rec: &LocationRecord| {
-        p.removed += 1;
-        p.observations.push(observation(
-            k,
-            &rec.origin,
-            rec.first_seen_at,
-            ObservedContent::Removed,
-        ));
-        p.changes.push(StateChange::Delete(k.clone()));
-    };
-    for (k, rec) in released {
-        remove(&mut p, k, rec);
-    }
-    let in_scope = in_scope.saturating_sub(p.removed);
-    if guard.holds_back(gone.len(), in_scope) {
-        p.held_back = Some(HeldBack {
-            would_remove: gone.len(),
-            known: in_scope,
-        });
-    } else {
-        for (k, rec) in gone {
-            remove(&mut p, k, rec);
+    /// The rest of the plan, once every location of `listing` was compared
+    /// (its own `locations` are not looked at): removals of what it lacks,
+    /// and facts. Its observations are the removals only.
+    pub fn finish(
+        mut self,
+        prior_facts: &BTreeMap<SubjectKey, FactRecord>,
+        listing: &Listing,
+        guard: &RemovalGuard,
+    ) -> Plan {
+        let (facts, fact_changes, facts_held_back) =
+            plan_facts(self.source, prior_facts, listing, guard, self.now);
+        self.plan.facts = facts;
+        self.plan.fact_changes = fact_changes;
+        self.plan.facts_held_back = facts_held_back;
+        let prior = self.prior;
+        // Known locations the listing lacks.
+        let gone: Vec<(&LocationKey, &LocationRecord)> = if listing.complete {
+            prior
+                .iter()
+                .filter(|(k, _)| listing.covers(k.as_str()) && !self.listed.contains(*k))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        // What a user asked to remove goes whatever the guard says, and does
+        // not count against it.
+        let (released, gone): (Vec<_>, Vec<_>) = gone
+            .into_iter()
+            .partition(|(_, rec)| listing.released.contains(&rec.origin));
+        let in_scope = match listing.scope {
+            None => prior.len(),
+            Some(_) => prior.keys().filter(|k| listing.covers(k.as_str())).count(),
+        };
+        let remove = |planner: &mut Planner<'_>, k: &LocationKey, rec: &LocationRecord| {
+            let o =
+                planner.observation(k, &rec.origin, rec.first_seen_at, ObservedContent::Removed);
+            let p = &mut planner.plan;
+            p.removed += 1;
+            p.observations.push(o);
+            p.changes.push(StateChange::Delete(k.clone()));
+        };
+        for (k, rec) in released {
+            remove(&mut self, k, rec);
         }
+        let in_scope = in_scope.saturating_sub(self.plan.removed);
+        if guard.holds_back(gone.len(), in_scope) {
+            self.plan.held_back = Some(HeldBack {
+                would_remove: gone.len(),
+                known: in_scope,
+            });
+        } else {
+            for (k, rec) in gone {
+                remove(&mut self, k, rec);
+            }
+        }
+        self.plan
     }
-    p
 }
 
 /// Compares the listing's facts with what was last shipped: new or changed
@@ -334,9 +382,10 @@ fn ship(
     state: &StateStore,
     id: &SourceId,
     plan: &mut Plan,
+    appended: bool,
 ) -> Result<(), SyncError> {
     let observations = std::mem::take(&mut plan.observations);
-    let shipped = !observations.is_empty();
+    let shipped = appended || !observations.is_empty();
     for o in observations {
         log.append(
             proto::topics::OBSERVATIONS,
@@ -400,9 +449,53 @@ pub fn sync_source_forced(
             known
         });
     let known = forced.as_ref().unwrap_or(&prior);
+    // Each listed location is compared as it is read and, if new or
+    // changed, appended at once: its content is not held past that (a first
+    // sync of half a million files holds none of them for long). The state
+    // is written only after the flush at the end, as before.
+    let mut planner = Planner::new(&id, &prior, now, force);
+    let (mut listed, mut fetched, mut streamed) = (0usize, 0usize, 0usize);
+    let mut failed: Option<LogError> = None;
+    let mut each = |l: Listed| {
+        listed += 1;
+        if l.fetched != Fetched::Unchanged {
+            fetched += 1;
+        }
+        let Some(o) = planner.location(l) else {
+            return;
+        };
+        if failed.is_some() {
+            return;
+        }
+        match log.append(
+            proto::topics::OBSERVATIONS,
+            o.location.as_str().as_bytes(),
+            &o.encode(),
+        ) {
+            Ok(_) => streamed += 1,
+            Err(e) => failed = Some(e),
+        }
+    };
     let listing = match mode {
-        SyncMode::Full => source.list(known)?,
-        SyncMode::Pending => source.list_pending(known)?,
+        SyncMode::Full => source.list_each(known, &mut each),
+        SyncMode::Pending => source.list_pending(known).map(|mut l| {
+            for x in std::mem::take(&mut l.locations) {
+                each(x);
+            }
+            l
+        }),
+    };
+    let listing = match (listing, failed) {
+        (Ok(l), None) => l,
+        (Err(e), _) => {
+            // What was appended is not remembered: shipped again next time.
+            source.discard();
+            return Err(e.into());
+        }
+        (Ok(_), Some(e)) => {
+            source.discard();
+            return Err(e.into());
+        }
     };
     drop(forced);
     let scoped = listing.scope.is_some();
@@ -415,16 +508,10 @@ pub fn sync_source_forced(
         );
     }
     let problems = listing.problems.clone();
-    let listed = listing.locations.len();
     let complete = listing.complete;
-    let fetched = listing
-        .locations
-        .iter()
-        .filter(|l| l.fetched != Fetched::Unchanged)
-        .count();
-    let mut plan = plan(&id, &prior, &prior_facts, listing, guard, now, force);
+    let mut plan = planner.finish(&prior_facts, &listing, guard);
     drop(prior); // lets `apply` update the cached records in place
-    let shipped = ship(log, state, &id, &mut plan);
+    let shipped = ship(log, state, &id, &mut plan, streamed > 0);
     if let Err(e) = shipped {
         source.discard();
         return Err(e);
@@ -774,6 +861,99 @@ pub(crate) mod tests {
         assert_eq!(e.state.load(&SourceId::new("s")).unwrap().len(), 2);
         e.src.set(false, &[]);
         assert_eq!(e.sync(3).emitted(), 0);
+    }
+
+    /// A source that hands its locations out one at a time, noting before
+    /// each how many messages the log holds appended but not yet flushed,
+    /// and making the log refuse the append after the `fail_after`th.
+    struct OneByOne<'l> {
+        id: SourceId,
+        log: &'l eventlog::memory::MemoryLog,
+        files: Vec<Listed>,
+        fail_after: Option<usize>,
+        pending_before: Mutex<Vec<usize>>,
+    }
+
+    impl Source for OneByOne<'_> {
+        fn id(&self) -> &SourceId {
+            &self.id
+        }
+        fn list(&self, _known: &Known) -> Result<Listing, SourceError> {
+            unreachable!("a full sync lists through list_each")
+        }
+        fn list_each(
+            &self,
+            _known: &Known,
+            each: &mut dyn FnMut(Listed),
+        ) -> Result<Listing, SourceError> {
+            for (i, l) in self.files.iter().enumerate() {
+                self.pending_before.lock().unwrap().push(self.log.pending());
+                each(l.clone());
+                if self.fail_after == Some(i + 1) {
+                    self.log.faults().appends.store(1, Ordering::SeqCst);
+                }
+            }
+            Ok(Listing {
+                complete: true,
+                ..Listing::default()
+            })
+        }
+    }
+
+    #[test]
+    fn a_listing_handed_out_piecewise_is_shipped_as_it_comes_and_remembered_after_the_flush() {
+        let e = env();
+        let source = |files: &[(&str, &str)], fail_after| OneByOne {
+            id: SourceId::new("s"),
+            log: &e.log,
+            files: files.iter().map(|(n, t)| listed(n, t)).collect(),
+            fail_after,
+            pending_before: Mutex::new(Vec::new()),
+        };
+        let sync = |src: &OneByOne<'_>, at| {
+            sync_source(src, &e.state, &*e.log, &e.guard, t(at), SyncMode::Full)
+        };
+        let remembered = || e.state.load(&SourceId::new("s")).unwrap().len();
+
+        // The log refuses b's append: c is not shipped, nothing is
+        // remembered, and the sync fails.
+        let src = source(&[("a", "A"), ("b", "B"), ("c", "C")], Some(1));
+        let err = sync(&src, 1).unwrap_err();
+        assert!(matches!(err, SyncError::Log(_)), "{err}");
+        assert_eq!(remembered(), 0);
+        assert_eq!(*src.pending_before.lock().unwrap(), vec![0, 1, 1]);
+
+        // Each location is appended before the next one is read; all are
+        // remembered once flushed (a's first append goes out with them).
+        let src = source(&[("a", "A"), ("b", "B"), ("c", "C")], None);
+        let r = sync(&src, 2).unwrap();
+        assert_eq!((r.listed, r.fetched, r.emitted_new), (3, 3, 3));
+        assert_eq!(*src.pending_before.lock().unwrap(), vec![1, 2, 3]);
+        assert_eq!(e.log.pending(), 0);
+        let names = |obs: Vec<Observation>| -> Vec<String> {
+            obs.iter().map(|o| o.location.to_string()).collect()
+        };
+        assert_eq!(
+            names(e.log.take()),
+            ["a", "a", "b", "c"].map(|n| key(n).to_string())
+        );
+        assert_eq!(remembered(), 3);
+
+        // b vanishes and c changes: c's change as it is listed, b's
+        // removal at the end.
+        let src = source(&[("a", "A"), ("c", "C2")], None);
+        let r = sync(&src, 3).unwrap();
+        assert_eq!(
+            (r.emitted_changed, r.emitted_removed, r.unchanged),
+            (1, 1, 1)
+        );
+        let obs = e.log.take();
+        assert_eq!(
+            names(obs.clone()),
+            [key("c").to_string(), key("b").to_string()]
+        );
+        assert_eq!(obs[1].content, ObservedContent::Removed);
+        assert_eq!(remembered(), 2);
     }
 
     #[test]

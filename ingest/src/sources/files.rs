@@ -102,16 +102,43 @@ impl Source for FilesSource {
     }
 
     fn list(&self, known: &Known) -> Result<Listing, SourceError> {
+        let mut locations = Vec::new();
+        let mut listing = self.list_each(known, &mut |l| locations.push(l))?;
+        listing.locations = locations;
+        Ok(listing)
+    }
+
+    fn list_each(
+        &self,
+        known: &Known,
+        each: &mut dyn FnMut(Listed),
+    ) -> Result<Listing, SourceError> {
+        // Directories of listed files outside the root (reached through
+        // Location targets), to watch too.
+        let mut outside: std::collections::BTreeSet<PathBuf> = std::collections::BTreeSet::new();
+        let canonical_root = fs::canonicalize(&self.root).ok();
+        let mut sink = |l: Listed| {
+            if let (Some(root), Some(p)) =
+                (&canonical_root, l.location.as_str().strip_prefix("file:"))
+                && let Some(dir) = Path::new(p).parent()
+                && !dir.starts_with(root)
+                && !outside.contains(dir)
+            {
+                outside.insert(dir.to_path_buf());
+            }
+            each(l);
+        };
         let mut run = self.run(known);
+        run.sink = Some(&mut sink);
         let root = match fs::canonicalize(&self.root) {
             Ok(r) if r.is_dir() => r,
             Ok(r) => {
                 run.incomplete(format!("root {} is not a directory", r.display()));
-                return Ok(run.listing);
+                return Ok(run.finish());
             }
             Err(e) => {
                 run.incomplete(format!("root {}: {e}", self.root.display()));
-                return Ok(run.listing);
+                return Ok(run.finish());
             }
         };
         if let Some((watch, _)) = &self.watch {
@@ -126,18 +153,11 @@ impl Source for FilesSource {
         let origin = LocationKey::file(&root);
         run.walk_root(&root, &self.patterns, &origin, self.links_outside_root);
         run.follow_targets();
+        let listing = run.finish();
         if let Some((watch, _)) = &self.watch {
-            let dirs = run
-                .listing
-                .locations
-                .iter()
-                .filter_map(|l| l.location.as_str().strip_prefix("file:"))
-                .filter_map(|p| Path::new(p).parent().map(Path::to_path_buf))
-                .filter(|d| !d.starts_with(&root))
-                .collect();
-            watch.ensure(&root, &dirs);
+            watch.ensure(&root, &outside);
         }
-        Ok(run.listing)
+        Ok(listing)
     }
 
     fn list_pending(&self, known: &Known) -> Result<Listing, SourceError> {
@@ -383,8 +403,12 @@ pub(crate) struct ListRun<'a> {
     racy_before: i64,
     seen: HashSet<LocationKey>,
     pub(crate) listing: Listing,
-    /// Listed locations whose targets are still to be followed.
-    queue: VecDeque<usize>,
+    /// Where each listed location goes as it is read (`None`: into
+    /// `listing.locations`).
+    pub(crate) sink: Option<&'a mut dyn FnMut(Listed)>,
+    /// The origin and targets of listed Locations whose targets are still
+    /// to be followed.
+    queue: VecDeque<(LocationKey, Vec<String>)>,
     /// `Some`: only files under these (canonical) directories may be read;
     /// any other is listed as unreadable, saying why.
     allowed: Option<Vec<PathBuf>>,
@@ -406,9 +430,15 @@ impl<'a> ListRun<'a> {
                 complete: true,
                 ..Listing::default()
             },
+            sink: None,
             queue: VecDeque::new(),
             allowed,
         }
+    }
+
+    /// The listing, once every location was handed out.
+    pub(crate) fn finish(self) -> Listing {
+        self.listing
     }
 }
 
@@ -514,7 +544,7 @@ impl ListRun<'_> {
     pub(crate) fn unreadable(&mut self, path: &Path, origin: &LocationKey, reason: String) {
         let location = LocationKey::file(path);
         if self.seen.insert(location.clone()) {
-            self.listing.locations.push(Listed {
+            self.push(Listed {
                 location,
                 origin: origin.clone(),
                 fetched: Fetched::Unreadable { reason },
@@ -594,19 +624,20 @@ impl ListRun<'_> {
         });
     }
 
-    fn push(&mut self, listed: Listed) {
-        let has_targets = !listed.targets.is_empty();
-        self.listing.locations.push(listed);
-        if has_targets {
-            self.queue.push_back(self.listing.locations.len() - 1);
+    pub(crate) fn push(&mut self, listed: Listed) {
+        if !listed.targets.is_empty() {
+            self.queue
+                .push_back((listed.origin.clone(), listed.targets.clone()));
+        }
+        match &mut self.sink {
+            Some(sink) => sink(listed),
+            None => self.listing.locations.push(listed),
         }
     }
 
     /// Follows Location targets breadth-first; `seen` makes cycles finite.
     pub(crate) fn follow_targets(&mut self) {
-        while let Some(i) = self.queue.pop_front() {
-            let origin = self.listing.locations[i].origin.clone();
-            let targets = self.listing.locations[i].targets.clone();
+        while let Some((origin, targets)) = self.queue.pop_front() {
             for t in targets {
                 if targets::is_glob(&t) {
                     self.follow_glob(Path::new(&t), &origin);
@@ -767,6 +798,14 @@ mod tests {
                 format!("{}/root/missing.yaml", base.display()),
             ]
         );
+        // Handed out one by one: the same locations in the same order,
+        // none of them kept in the listing returned.
+        let mut each = Vec::new();
+        let rest = source(&root)
+            .list_each(&Known::new(), &mut |x| each.push(x))
+            .unwrap();
+        assert!(rest.complete && rest.locations.is_empty());
+        assert_eq!(each, l.locations);
     }
 
     #[test]
