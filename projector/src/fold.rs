@@ -658,7 +658,7 @@ impl<'s> Fold<'s> {
             Ok(lists)
         };
         let (lists, scores) = both(
-            dirty.len() >= 256,
+            side_by_side(dirty.len()),
             lists_of,
             || -> Result<WriteSet, StoreError> {
                 // Scorecard outcomes first: their changes join the feed
@@ -1157,6 +1157,12 @@ fn rollup_link(r: &str, row: &RelationRow) -> bool {
     }
 }
 
+/// Whether work over `n` refs is worth more than one thread: 256 refs or
+/// more, on a machine with more than one core.
+fn side_by_side(n: usize) -> bool {
+    n >= 256 && std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get) > 1
+}
+
 /// Runs `a` and `b`, side by side when `apart` (on a second thread; the
 /// caller's runs `a`).
 fn both<A: Send, B: Send>(
@@ -1179,7 +1185,7 @@ fn derive_all(store: &dyn Store, jobs: Vec<DeriveJob>) -> Result<Vec<Derived>, S
     let workers = std::thread::available_parallelism()
         .map_or(1, std::num::NonZeroUsize::get)
         .clamp(1, 4);
-    if workers == 1 || jobs.len() < 256 {
+    if !side_by_side(jobs.len()) {
         return jobs.into_iter().map(|j| derive(store, j)).collect();
     }
     let per = jobs.len().div_ceil(workers);

@@ -116,10 +116,9 @@ impl Source for FilesSource {
         // Directories of listed files outside the root (reached through
         // Location targets), to watch too.
         let mut outside: std::collections::BTreeSet<PathBuf> = std::collections::BTreeSet::new();
-        let canonical_root = fs::canonicalize(&self.root).ok();
+        let canonical = fs::canonicalize(&self.root);
         let mut sink = |l: Listed| {
-            if let (Some(root), Some(p)) =
-                (&canonical_root, l.location.as_str().strip_prefix("file:"))
+            if let (Ok(root), Some(p)) = (&canonical, l.location.as_str().strip_prefix("file:"))
                 && let Some(dir) = Path::new(p).parent()
                 && !dir.starts_with(root)
                 && !outside.contains(dir)
@@ -130,15 +129,15 @@ impl Source for FilesSource {
         };
         let mut run = self.run(known);
         run.sink = Some(&mut sink);
-        let root = match fs::canonicalize(&self.root) {
-            Ok(r) if r.is_dir() => r,
+        let root = match &canonical {
+            Ok(r) if r.is_dir() => r.clone(),
             Ok(r) => {
                 run.incomplete(format!("root {} is not a directory", r.display()));
-                return Ok(run.finish());
+                return Ok(run.listing);
             }
             Err(e) => {
                 run.incomplete(format!("root {}: {e}", self.root.display()));
-                return Ok(run.finish());
+                return Ok(run.listing);
             }
         };
         if let Some((watch, _)) = &self.watch {
@@ -153,7 +152,7 @@ impl Source for FilesSource {
         let origin = LocationKey::file(&root);
         run.walk_root(&root, &self.patterns, &origin, self.links_outside_root);
         run.follow_targets();
-        let listing = run.finish();
+        let listing = run.listing;
         if let Some((watch, _)) = &self.watch {
             watch.ensure(&root, &outside);
         }
@@ -434,11 +433,6 @@ impl<'a> ListRun<'a> {
             queue: VecDeque::new(),
             allowed,
         }
-    }
-
-    /// The listing, once every location was handed out.
-    pub(crate) fn finish(self) -> Listing {
-        self.listing
     }
 }
 
