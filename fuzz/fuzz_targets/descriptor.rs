@@ -40,4 +40,10 @@ fuzz_target!(|data: &[u8]| {
     }
     let back = EntityEvent::decode(&event.encode()).expect("an event decodes");
     assert_eq!(back, event, "an event survives the wire");
+    // What the processor's stage appends: the event encoded as its
+    // entities are validated.
+    let encoded = processor::process_encoded(&obs, &processor::ProcessorConfig::default());
+    let mut streamed = EntityEvent::decode(&encoded.bytes).expect("an encoded event decodes");
+    streamed.event_id = event.event_id;
+    assert_eq!(streamed, event, "the encoded event is the event");
 });

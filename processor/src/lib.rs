@@ -18,7 +18,8 @@ mod validate;
 mod yaml;
 
 pub use process::{
-    ANNOTATION_LOCATION, ANNOTATION_ORIGIN_LOCATION, MAX_ERRORS_PER_LOCATION, process,
+    ANNOTATION_LOCATION, ANNOTATION_ORIGIN_LOCATION, Encoded, MAX_ERRORS_PER_LOCATION, process,
+    process_encoded,
 };
 pub use stage::{ProcessorError, STAGE, run};
 

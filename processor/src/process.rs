@@ -7,7 +7,7 @@ use crate::validate::{self, Verdict};
 use crate::yaml::{self, Doc};
 use proto::{
     Content, Entity, EntityEvent, ErrorKind, LocationKey, LocationOutcome, Observation,
-    ObservedContent, ProcessedEntity, ProcessingError,
+    ObservedContent, ProcessedEntity, ProcessingError, Versioned,
 };
 use serde_json::Value;
 use std::borrow::Cow;
@@ -32,47 +32,137 @@ pub const MAX_ERRORS_PER_LOCATION: usize = 100;
 ///   normalised and given its relations. Each document stands alone: the
 ///   valid ones are kept whatever happens to the others.
 pub fn process(obs: &Observation, cfg: &ProcessorConfig) -> EntityEvent {
+    let mut entities = Vec::new();
+    let errors = match outcome(obs, cfg, |pe| pe, |pe| entities.push(pe)) {
+        Some(errors) => errors,
+        None => return event_of(obs, Uuid::now_v7(), LocationOutcome::Removed),
+    };
+    event_of(
+        obs,
+        Uuid::now_v7(),
+        LocationOutcome::Processed { entities, errors },
+    )
+}
+
+/// An entity event already encoded for the log, as [`process`] would give
+/// it once encoded, built without holding the location's entities decoded:
+/// each valid entity is encoded (on all cores, with its validation) and
+/// appended to the event's bytes in document order. A location of 300k
+/// users then costs its encoded size, not its decoded size plus that.
+pub struct Encoded {
+    /// The event's id.
+    pub event_id: Uuid,
+    /// The event, encoded as [`proto::Versioned::encode`] encodes it.
+    pub bytes: Vec<u8>,
+    /// How many entities it yields.
+    pub entities: usize,
+    /// Its errors (none for a removed location).
+    pub errors: Vec<ProcessingError>,
+}
+
+/// [`process`], encoded (see [`Encoded`]).
+pub fn process_encoded(obs: &Observation, cfg: &ProcessorConfig) -> Encoded {
+    let event_id = Uuid::now_v7();
+    let mut body = Vec::new();
+    let mut entities = 0usize;
+    let encode =
+        |pe: ProcessedEntity| serde_json::to_vec(&pe).expect("entities serialise infallibly");
+    let append = |json: Vec<u8>| {
+        if entities > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(&json);
+        entities += 1;
+    };
+    let Some(errors) = outcome(obs, cfg, encode, append) else {
+        let bytes = event_of(obs, event_id, LocationOutcome::Removed).encode();
+        return Encoded {
+            event_id,
+            bytes,
+            entities: 0,
+            errors: Vec::new(),
+        };
+    };
+    // The envelope with no entities ends `"entities":[],"errors":[...]}}`
+    // (the outcome is the event's last field, its entities come before its
+    // errors): the entities' bytes go between the brackets.
+    let empty = event_of(
+        obs,
+        event_id,
+        LocationOutcome::Processed {
+            entities: Vec::new(),
+            errors: Vec::new(),
+        },
+    )
+    .encode();
+    let tail = br#"],"errors":[]}}"#;
+    let head = empty
+        .strip_suffix(tail.as_slice())
+        .expect("an entity event's encoding ends with its outcome's entities and errors");
+    let errors_json = serde_json::to_vec(&errors).expect("errors serialise infallibly");
+    let mut bytes = Vec::with_capacity(head.len() + body.len() + errors_json.len() + 16);
+    bytes.extend_from_slice(head);
+    bytes.append(&mut body);
+    drop(body);
+    bytes.extend_from_slice(br#"],"errors":"#);
+    bytes.extend_from_slice(&errors_json);
+    bytes.extend_from_slice(b"}}");
+    Encoded {
+        event_id,
+        bytes,
+        entities,
+        errors,
+    }
+}
+
+fn event_of(obs: &Observation, event_id: Uuid, outcome: LocationOutcome) -> EntityEvent {
     EntityEvent {
-        event_id: Uuid::now_v7(),
+        event_id,
         source: obs.source.clone(),
         observed_at: obs.observed_at,
         location: obs.location.clone(),
         origin: obs.origin.clone(),
         first_seen_at: obs.first_seen_at,
         observation_id: obs.event_id,
-        outcome: outcome(obs, cfg),
+        outcome,
     }
 }
 
-fn outcome(obs: &Observation, cfg: &ProcessorConfig) -> LocationOutcome {
-    let fail = |error: ProcessingError| LocationOutcome::Processed {
-        entities: Vec::new(),
-        errors: vec![error],
-    };
+/// The errors of the observation's location, its valid entities each
+/// turned by `map` (on the parse's worker threads) and handed to `each` in
+/// document order; `None` for a removed location.
+fn outcome<E: Send>(
+    obs: &Observation,
+    cfg: &ProcessorConfig,
+    map: impl Fn(ProcessedEntity) -> E + Sync,
+    each: impl FnMut(E),
+) -> Option<Vec<ProcessingError>> {
     let location = &obs.location;
-    match &obs.content {
-        ObservedContent::Removed => LocationOutcome::Removed,
-        ObservedContent::TooLarge { size, limit } => fail(location_error(
+    Some(match &obs.content {
+        ObservedContent::Removed => return None,
+        ObservedContent::TooLarge { size, limit } => vec![location_error(
             location,
             ErrorKind::TooLarge,
             format!("the location holds {size} bytes, over the source's limit of {limit} bytes"),
-        )),
-        ObservedContent::Unreadable { reason } => fail(location_error(
+        )],
+        ObservedContent::Unreadable { reason } => vec![location_error(
             location,
             ErrorKind::Unreadable,
             format!("the location could not be read: {reason}"),
-        )),
+        )],
         ObservedContent::Present { content } => {
             match decode(location, content, cfg.max_file_bytes) {
                 Ok(text) => process_text(
                     obs,
                     &text,
                     usize::try_from(cfg.max_document_bytes).unwrap_or(usize::MAX),
+                    map,
+                    each,
                 ),
-                Err(error) => fail(*error),
+                Err(error) => vec![*error],
             }
         }
-    }
+    })
 }
 
 fn location_error(location: &LocationKey, kind: ErrorKind, message: String) -> ProcessingError {
@@ -183,14 +273,25 @@ fn utf8_error(location: &LocationKey, bytes: &[u8], e: &std::str::Utf8Error) -> 
     }
 }
 
-fn process_text(obs: &Observation, text: &str, max_document_bytes: usize) -> LocationOutcome {
-    let mut entities: Vec<ProcessedEntity> = Vec::new();
+fn process_text<E: Send>(
+    obs: &Observation,
+    text: &str,
+    max_document_bytes: usize,
+    map: impl Fn(ProcessedEntity) -> E + Sync,
+    mut each: impl FnMut(E),
+) -> Vec<ProcessingError> {
     let mut errors: Vec<ProcessingError> = Vec::new();
     // Identity key -> document that defined it first.
     let mut seen: HashMap<String, u32> = HashMap::new();
-    // Documents are parsed and validated on all cores; duplicates are
-    // resolved here, in document order.
-    let validated = |doc: Doc| (doc.index, doc.spans.root(), entity_of(obs, &doc));
+    // Documents are parsed, validated and mapped on all cores; duplicates
+    // are resolved here, in document order.
+    let validated = |doc: Doc| {
+        let result = entity_of(obs, &doc).map(|pe| {
+            let me = pe.entity.entity_ref();
+            (me, map(pe))
+        });
+        (doc.index, doc.spans.root(), result)
+    };
     yaml::parse_each(text, max_document_bytes, validated, |parsed| match parsed {
         Err(f) => errors.push(ProcessingError {
             location: obs.location.clone(),
@@ -206,28 +307,25 @@ fn process_text(obs: &Observation, text: &str, max_document_bytes: usize) -> Loc
             entity: None,
         }),
         Ok((index, (line, column), result)) => match result {
-            Ok(pe) => {
-                let me = pe.entity.entity_ref();
-                match seen.get(&me.key()) {
-                    Some(first) => {
-                        errors.push(ProcessingError {
-                            location: obs.location.clone(),
-                            kind: ErrorKind::Validation,
-                            message: format!(
-                                "duplicate entity \"{me}\": document {first} of this location already defines it; only the first is kept"
-                            ),
-                            document: Some(index),
-                            line: Some(line),
-                            column: Some(column),
-                            entity: Some(me.to_string()),
-                        });
-                    }
-                    None => {
-                        seen.insert(me.key(), index);
-                        entities.push(pe);
-                    }
+            Ok((me, mapped)) => match seen.get(&me.key()) {
+                Some(first) => {
+                    errors.push(ProcessingError {
+                        location: obs.location.clone(),
+                        kind: ErrorKind::Validation,
+                        message: format!(
+                            "duplicate entity \"{me}\": document {first} of this location already defines it; only the first is kept"
+                        ),
+                        document: Some(index),
+                        line: Some(line),
+                        column: Some(column),
+                        entity: Some(me.to_string()),
+                    });
                 }
-            }
+                None => {
+                    seen.insert(me.key(), index);
+                    each(mapped);
+                }
+            },
             Err(errs) => errors.extend(errs),
         },
     });
@@ -253,7 +351,7 @@ fn process_text(obs: &Observation, text: &str, max_document_bytes: usize) -> Loc
             e.message
         );
     }
-    LocationOutcome::Processed { entities, errors }
+    errors
 }
 
 /// Validates, normalises and relates one document.

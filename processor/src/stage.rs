@@ -169,45 +169,59 @@ fn handle(log: &dyn EventLog, cfg: &ProcessorConfig, record: &Record) -> Result<
     );
     let _entered = span.enter();
     metrics::observation();
-    let event: EntityEvent =
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| process(&obs, cfg))) {
-            Ok(event) => event,
-            Err(_) => {
-                tracing::error!("processing the observation panicked; dead-lettering it");
-                return send_dead_letter(
-                    log,
+    let encoded = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        process::process_encoded(&obs, cfg)
+    })) {
+        Ok(encoded) => encoded,
+        Err(_) => {
+            tracing::error!("processing the observation panicked; dead-lettering it");
+            return send_dead_letter(
+                log,
+                record,
+                &dead_letter(
                     record,
-                    &dead_letter(
-                        record,
-                        "the processor panicked on this observation".into(),
-                        Vec::new(),
-                    ),
-                );
-            }
-        };
-    let mut event = event;
-    match log.append(
-        topics::ENTITIES,
-        obs.location.as_str().as_bytes(),
-        &event.encode(),
-    ) {
+                    "the processor panicked on this observation".into(),
+                    Vec::new(),
+                ),
+            );
+        }
+    };
+    let process::Encoded {
+        event_id,
+        bytes,
+        mut entities,
+        mut errors,
+    } = encoded;
+    match log.append(topics::ENTITIES, obs.location.as_str().as_bytes(), &bytes) {
         Ok(()) => {}
         // What the location yields cannot travel in one message: the
         // location reports that as its error instead (never a silent drop,
         // never a stopped stage).
         Err(e @ LogError::TooLarge { .. }) => {
             tracing::warn!(error = %e, "entity event too large for the log");
-            event.outcome = LocationOutcome::Processed {
-                entities: Vec::new(),
-                errors: vec![ProcessingError {
-                    location: obs.location.clone(),
-                    kind: proto::ErrorKind::TooLarge,
-                    message: format!("what this location yields cannot be published: {e}"),
-                    document: None,
-                    line: None,
-                    column: None,
-                    entity: None,
-                }],
+            drop(bytes);
+            entities = 0;
+            errors = vec![ProcessingError {
+                location: obs.location.clone(),
+                kind: proto::ErrorKind::TooLarge,
+                message: format!("what this location yields cannot be published: {e}"),
+                document: None,
+                line: None,
+                column: None,
+                entity: None,
+            }];
+            let event = EntityEvent {
+                event_id,
+                source: obs.source.clone(),
+                observed_at: obs.observed_at,
+                location: obs.location.clone(),
+                origin: obs.origin.clone(),
+                first_seen_at: obs.first_seen_at,
+                observation_id: obs.event_id,
+                outcome: LocationOutcome::Processed {
+                    entities: Vec::new(),
+                    errors: errors.clone(),
+                },
             };
             log.append(
                 topics::ENTITIES,
@@ -217,19 +231,15 @@ fn handle(log: &dyn EventLog, cfg: &ProcessorConfig, record: &Record) -> Result<
         }
         Err(e) => return Err(e),
     }
-    if let LocationOutcome::Processed { entities, errors } = &event.outcome {
-        metrics::entities(entities.len());
-        for e in errors {
+    if !matches!(obs.content, proto::ObservedContent::Removed) {
+        metrics::entities(entities);
+        for e in &errors {
             metrics::error(e.kind);
         }
-        tracing::debug!(
-            entities = entities.len(),
-            errors = errors.len(),
-            "observation processed"
-        );
+        tracing::debug!(entities, errors = errors.len(), "observation processed");
         if !errors.is_empty() {
             let reason = format!("the location yielded {} error(s)", errors.len());
-            send_dead_letter(log, record, &dead_letter(record, reason, errors.clone()))?;
+            send_dead_letter(log, record, &dead_letter(record, reason, errors))?;
         }
     }
     Ok(())

@@ -4,7 +4,7 @@ use crate::{ANNOTATION_LOCATION, ANNOTATION_ORIGIN_LOCATION, ProcessorConfig, pr
 use chrono::{TimeZone, Utc};
 use proto::{
     Content, EntityEvent, ErrorKind, LocationKey, LocationOutcome, Observation, ObservedContent,
-    ProcessedEntity, ProcessingError, SourceId,
+    ProcessedEntity, ProcessingError, SourceId, Versioned,
 };
 use uuid::Uuid;
 
@@ -35,10 +35,28 @@ fn run_cfg(
     obs: &Observation,
     cfg: &ProcessorConfig,
 ) -> (Vec<ProcessedEntity>, Vec<ProcessingError>) {
-    match process(obs, cfg).outcome {
+    let event = process(obs, cfg);
+    assert_encoded_alike(obs, cfg, &event);
+    match event.outcome {
         LocationOutcome::Processed { entities, errors } => (entities, errors),
         other => panic!("unexpected {other:?}"),
     }
+}
+
+/// What the stage appends (the event encoded as its entities are
+/// validated) decodes to what `process` gives, but for the event's id.
+fn assert_encoded_alike(obs: &Observation, cfg: &ProcessorConfig, event: &EntityEvent) {
+    let encoded = crate::process::process_encoded(obs, cfg);
+    let mut decoded = EntityEvent::decode(&encoded.bytes).expect("the encoded event decodes");
+    assert_eq!(decoded.event_id, encoded.event_id);
+    decoded.event_id = event.event_id;
+    assert_eq!(&decoded, event);
+    let (entities, errors) = match &event.outcome {
+        LocationOutcome::Processed { entities, errors } => (entities.len(), errors.clone()),
+        _ => (0, Vec::new()),
+    };
+    assert_eq!(encoded.entities, entities);
+    assert_eq!(encoded.errors, errors);
 }
 
 fn run(t: &str) -> (Vec<ProcessedEntity>, Vec<ProcessingError>) {
@@ -277,6 +295,7 @@ fn documents_that_are_not_mappings_fail_the_envelope() {
 fn removed_passes_through() {
     let obs = observation(ObservedContent::Removed);
     let event = process(&obs, &ProcessorConfig::default());
+    assert_encoded_alike(&obs, &ProcessorConfig::default(), &event);
     assert_eq!(event.outcome, LocationOutcome::Removed);
     assert_eq!(event.observation_id, obs.event_id);
     assert_eq!(event.location, obs.location);

@@ -24,10 +24,11 @@ use crate::search;
 use crate::store::{Store, StoreError, WriteSet};
 use proto::derived_id;
 use proto::{
-    EntityEvent, EntityRelation, FactEvent, LocationKey, LocationOutcome, ProcessedEntity,
-    ScorecardEvent,
+    DecodeError, EntityEvent, EntityRelation, FactEvent, LocationKey, LocationOutcome,
+    ProcessedEntity, RawEntityEvent, ScorecardEvent,
 };
 use serde::{Serialize, de::DeserializeOwned};
+use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -41,21 +42,46 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 /// effect of [`Fold::apply`]. A part applied again changes nothing, so an
 /// event whose parts were interrupted is applied again from its start.
 pub struct Parts<'e> {
-    event: &'e EntityEvent,
-    new: BTreeMap<String, &'e ProcessedEntity>,
+    /// The event without its entities.
+    event: EntityEvent,
+    /// Each ref it yields, still encoded.
+    new: BTreeMap<String, &'e RawValue>,
     touched: Vec<String>,
 }
 
+/// What an event to be applied in parts yields, by ref key (the first of a
+/// ref wins), each entity still encoded. Making it decodes every entity
+/// once, to find its ref and to refuse the event before any part of it is
+/// applied if one does not decode.
+pub struct Yield<'e> {
+    event: EntityEvent,
+    new: BTreeMap<String, &'e RawValue>,
+}
+
+impl<'e> Yield<'e> {
+    pub fn new(event: RawEntityEvent<'e>) -> Result<Self, DecodeError> {
+        let mut new = BTreeMap::new();
+        for raw in event.entities {
+            let pe = RawEntityEvent::entity(raw)?;
+            new.entry(pe.entity.entity_ref().key()).or_insert(raw);
+        }
+        Ok(Yield {
+            event: event.header,
+            new,
+        })
+    }
+}
+
 impl<'e> Parts<'e> {
-    /// The parts of `event` against `store`, which must hold everything
-    /// folded before it (no fold may hold unwritten changes).
-    pub fn new(store: &dyn Store, event: &'e EntityEvent) -> Result<Self, StoreError> {
+    /// The parts of what an event yields against `store`, which must hold
+    /// everything folded before it (no fold may hold unwritten changes).
+    pub fn new(store: &dyn Store, yielded: Yield<'e>) -> Result<Self, StoreError> {
+        let Yield { event, new } = yielded;
         let key = keys::location(event.location.as_str());
         let before: Option<LocationRecord> = match store.get(&key)? {
             Some(bytes) => Some(records::decode(&key, &bytes)?),
             None => None,
         };
-        let new = yielded(event);
         let mut touched: BTreeSet<&str> = new.keys().map(String::as_str).collect();
         touched.extend(
             before
@@ -281,15 +307,15 @@ impl<'s> Fold<'s> {
     /// How many refs applying `event` touches: those it yields, or those
     /// its location yielded before, whichever is more (as the working set
     /// holds the location now).
-    pub fn touches(&mut self, event: &EntityEvent) -> Result<usize, StoreError> {
-        let yields = match &event.outcome {
-            LocationOutcome::Processed { entities, .. } => entities.len(),
+    pub fn touches(&mut self, event: &RawEntityEvent<'_>) -> Result<usize, StoreError> {
+        let yields = match &event.header.outcome {
+            LocationOutcome::Processed { .. } => event.entities.len(),
             LocationOutcome::Removed => 0,
             LocationOutcome::EntityDeleted { .. } => return Ok(1),
         };
         let before = self
             .locations
-            .get(self.store, keys::location(event.location.as_str()))?
+            .get(self.store, keys::location(event.header.location.as_str()))?
             .map_or(0, |l| l.refs.len());
         Ok(yields.max(before))
     }
@@ -300,11 +326,18 @@ impl<'s> Fold<'s> {
     /// only with [`Fold::apply_location`], after every part. Returns
     /// whether anything changed.
     pub fn apply_part(&mut self, parts: &Parts<'_>, refs: &[String]) -> Result<bool, StoreError> {
-        let event = parts.event;
+        let event = &parts.event;
         let mut changed = false;
         for r in refs {
             changed |= match parts.new.get(r) {
-                Some(pe) => self.claim(&event.location, r, pe, event)?,
+                Some(raw) => {
+                    // Decoded once already, when the parts were made.
+                    let pe = RawEntityEvent::entity(raw).map_err(|e| StoreError::Corrupt {
+                        key: r.clone(),
+                        reason: e.to_string(),
+                    })?;
+                    self.claim(&event.location, r, &pe, event)?
+                }
                 None => self.unclaim(&event.location, r, event)?,
             };
         }
@@ -321,7 +354,7 @@ impl<'s> Fold<'s> {
             .locations
             .get(self.store, keys::location(event.location.as_str()))?
             .cloned();
-        Ok(self.update_location(old, new.into_keys().collect(), errors(event), event))
+        Ok(self.update_location(old, new.into_keys().collect(), errors(&event), &event))
     }
 
     fn update_location(

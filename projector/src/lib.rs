@@ -38,7 +38,7 @@ pub mod search;
 pub mod store;
 pub mod temporal;
 
-pub use fold::{Fold, Parts};
+pub use fold::{Fold, Parts, Yield};
 pub use order::{Direction, FullText, OrderField, Page, SortKey, Start};
 pub use predicate::{Predicate, PredicateError};
 pub use read::{

@@ -2,7 +2,7 @@
 //! the state, fold batches, and write each batch's state and offsets in one
 //! write (exactly-once effect without transactions).
 
-use crate::fold::{Fold, Parts};
+use crate::fold::{Fold, Parts, Yield};
 use crate::keys;
 use crate::metrics as m;
 use crate::read::Catalog;
@@ -11,7 +11,7 @@ use eventlog::lag::LagGauge;
 use eventlog::{EventLog, LogError, Record};
 use proto::envelope::Versioned;
 use proto::topics::MessageType;
-use proto::{DeadLetter, EntityEvent, FactEvent, ScorecardEvent, topics};
+use proto::{DeadLetter, FactEvent, RawEntityEvent, ScorecardEvent, topics};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -379,43 +379,52 @@ pub fn apply_batch(
             Some(MessageType::ScorecardEvent) => ScorecardEvent::decode(&rec.value)
                 .map_err(|e| e.to_string())
                 .map(|ev| fold.apply_scorecard(&ev).map_err(ProjectorError::from)),
-            Some(MessageType::EntityEvent) => match EntityEvent::decode(&rec.value) {
+            // Entities stay encoded until the event's size is known: a
+            // large one is decoded one part at a time.
+            Some(MessageType::EntityEvent) => match RawEntityEvent::decode(&rec.value) {
                 Err(e) => Err(e.to_string()),
-                Ok(ev) if fold.touches(&ev)? > part_entities.max(1) => {
-                    // Everything before this event is written first, so its
-                    // parts are computed against a store that holds it.
-                    let mut before = std::mem::replace(&mut fold, Fold::new(store)).finish()?;
-                    if !before.is_empty() || *offsets != durable {
-                        before.extend(offset_writes(offsets));
-                        store.write(before)?;
-                        durable = offsets.clone();
-                        wrote = true;
-                    }
-                    let parts = Parts::new(store, &ev)?;
-                    let mut changed = false;
-                    for refs in parts.touched().chunks(part_entities.max(1)) {
-                        if stop.load(Ordering::Relaxed) {
-                            *offsets = durable;
-                            return Ok(Applied::Abandoned);
-                        }
-                        let mut part = Fold::new(store);
-                        changed |= part.apply_part(&parts, refs)?;
-                        let writes = part.finish()?;
-                        if !writes.is_empty() {
-                            store.write(writes)?;
+                Ok(raw) if fold.touches(&raw)? > part_entities.max(1) => match Yield::new(raw) {
+                    Err(e) => Err(e.to_string()),
+                    Ok(yielded) => {
+                        // Everything before this event is written first, so
+                        // its parts are computed against a store that holds
+                        // it.
+                        let mut before = std::mem::replace(&mut fold, Fold::new(store)).finish()?;
+                        if !before.is_empty() || *offsets != durable {
+                            before.extend(offset_writes(offsets));
+                            store.write(before)?;
+                            durable = offsets.clone();
                             wrote = true;
                         }
+                        let parts = Parts::new(store, yielded)?;
+                        let mut changed = false;
+                        for refs in parts.touched().chunks(part_entities.max(1)) {
+                            if stop.load(Ordering::Relaxed) {
+                                *offsets = durable;
+                                return Ok(Applied::Abandoned);
+                            }
+                            let mut part = Fold::new(store);
+                            changed |= part.apply_part(&parts, refs)?;
+                            let writes = part.finish()?;
+                            if !writes.is_empty() {
+                                store.write(writes)?;
+                                wrote = true;
+                            }
+                        }
+                        tracing::debug!(
+                            location = %String::from_utf8_lossy(&rec.key), refs = parts.touched().len(),
+                            "applied an event in parts"
+                        );
+                        Ok(fold
+                            .apply_location(parts)
+                            .map(|c| c || changed)
+                            .map_err(ProjectorError::from))
                     }
-                    tracing::debug!(
-                        location = %ev.location, refs = parts.touched().len(),
-                        "applied an event in parts"
-                    );
-                    Ok(fold
-                        .apply_location(parts)
-                        .map(|c| c || changed)
-                        .map_err(ProjectorError::from))
-                }
-                Ok(ev) => Ok(fold.apply(&ev).map_err(ProjectorError::from)),
+                },
+                Ok(raw) => match raw.into_event() {
+                    Err(e) => Err(e.to_string()),
+                    Ok(ev) => Ok(fold.apply(&ev).map_err(ProjectorError::from)),
+                },
             },
             other => Err(format!(
                 "the projector folds no messages of topic {:?} ({other:?})",

@@ -4,11 +4,11 @@
 
 use chrono::{TimeZone, Utc};
 use projector::postings::canonical;
-use projector::{Fold, MemStore, Parts, RocksStore, Store, keys};
+use projector::{Fold, MemStore, Parts, RocksStore, Store, Yield, keys};
 use proptest::prelude::*;
 use proto::{
-    Entity, EntityEvent, EntityRef, LocationKey, LocationOutcome, ProcessedEntity, Relation,
-    RelationType, SourceId,
+    Entity, EntityEvent, EntityRef, LocationKey, LocationOutcome, ProcessedEntity, RawEntityEvent,
+    Relation, RelationType, SourceId, Versioned,
 };
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -138,15 +138,19 @@ fn apply_in_parts(
     interrupt: Option<usize>,
 ) {
     for e in events {
+        // As the projector meets a large event: encoded, its entities
+        // decoded one part at a time.
+        let bytes = e.encode();
+        let yielded = || Yield::new(RawEntityEvent::decode(&bytes).unwrap()).unwrap();
         if let Some(k) = interrupt {
-            let parts = Parts::new(store, e).unwrap();
+            let parts = Parts::new(store, yielded()).unwrap();
             for refs in parts.touched().chunks(size).take(k) {
                 let mut fold = Fold::new(store);
                 fold.apply_part(&parts, refs).unwrap();
                 store.write(fold.finish().unwrap()).unwrap();
             }
         }
-        let parts = Parts::new(store, e).unwrap();
+        let parts = Parts::new(store, yielded()).unwrap();
         for refs in parts.touched().chunks(size) {
             let mut fold = Fold::new(store);
             fold.apply_part(&parts, refs).unwrap();

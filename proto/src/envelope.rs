@@ -64,25 +64,35 @@ pub trait Versioned: Serialize + DeserializeOwned {
     }
 
     fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        check::<Self>(bytes)?;
         let malformed = |source| DecodeError::Malformed {
             schema: Self::SCHEMA,
             source,
         };
-        let probe: Probe = serde_json::from_slice(bytes).map_err(malformed)?;
-        if probe.schema != Self::SCHEMA {
-            return Err(DecodeError::WrongSchema {
-                expected: Self::SCHEMA,
-                found: probe.schema,
-            });
-        }
-        if probe.version != u64::from(Self::VERSION) {
-            return Err(DecodeError::UnknownVersion {
-                schema: Self::SCHEMA,
-                found: probe.version,
-                known: Self::VERSION,
-            });
-        }
         let wire: WireIn<Self> = serde_json::from_slice(bytes).map_err(malformed)?;
         Ok(wire.body)
     }
+}
+
+/// Checks that `bytes` are a message of `T`'s schema in the version this
+/// build reads, before they are decoded (whole, or in some other shape).
+pub fn check<T: Versioned>(bytes: &[u8]) -> Result<(), DecodeError> {
+    let probe: Probe = serde_json::from_slice(bytes).map_err(|source| DecodeError::Malformed {
+        schema: T::SCHEMA,
+        source,
+    })?;
+    if probe.schema != T::SCHEMA {
+        return Err(DecodeError::WrongSchema {
+            expected: T::SCHEMA,
+            found: probe.schema,
+        });
+    }
+    if probe.version != u64::from(T::VERSION) {
+        return Err(DecodeError::UnknownVersion {
+            schema: T::SCHEMA,
+            found: probe.version,
+            known: T::VERSION,
+        });
+    }
+    Ok(())
 }

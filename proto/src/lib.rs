@@ -24,7 +24,7 @@ pub use ids::derived_id;
 pub use locations::{LocationChange, LocationCommand};
 pub use messages::{
     Content, DeadLetter, EntityEvent, ErrorKind, LocationOutcome, Observation, ObservedContent,
-    ProcessedEntity, ProcessingError, Relation,
+    ProcessedEntity, ProcessingError, RawEntityEvent, Relation,
 };
 pub use refs::{EntityRef, LocationKey, RefError, SourceId};
 pub use scorecards::{Exemption, ScorecardChange, ScorecardEvent};

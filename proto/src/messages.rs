@@ -1,7 +1,7 @@
 //! The messages of each topic.
 
 use crate::entity::{Entity, RelationType};
-use crate::envelope::Versioned;
+use crate::envelope::{DecodeError, Versioned};
 use crate::refs::{EntityRef, LocationKey, SourceId};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -170,4 +170,109 @@ pub struct DeadLetter {
 impl Versioned for DeadLetter {
     const SCHEMA: &'static str = "catalog.dead-letter";
     const VERSION: u32 = 1;
+}
+
+/// An entity event whose entities stay encoded, borrowed from the
+/// message's bytes, to be decoded one at a time: a location of 300k users
+/// then costs its message and a few words per entity, not the message and
+/// every entity decoded beside it.
+#[derive(Debug, Clone)]
+pub struct RawEntityEvent<'a> {
+    /// The event with no entities (its errors and everything else kept).
+    pub header: EntityEvent,
+    /// Each entity's JSON, in the event's order (empty unless `Processed`).
+    pub entities: Vec<&'a serde_json::value::RawValue>,
+}
+
+#[derive(Deserialize)]
+struct RawWire<'a> {
+    event_id: Uuid,
+    source: SourceId,
+    observed_at: DateTime<Utc>,
+    location: LocationKey,
+    origin: LocationKey,
+    first_seen_at: DateTime<Utc>,
+    observation_id: Uuid,
+    #[serde(borrow)]
+    outcome: &'a serde_json::value::RawValue,
+}
+
+/// The shape of a `Processed` outcome, read without the tagged enum's
+/// buffering (which cannot keep JSON raw).
+#[derive(Deserialize)]
+struct RawProcessed<'a> {
+    state: String,
+    #[serde(borrow, default)]
+    entities: Option<Vec<&'a serde_json::value::RawValue>>,
+    #[serde(default)]
+    errors: Option<Vec<ProcessingError>>,
+}
+
+impl<'a> RawEntityEvent<'a> {
+    /// Decodes an entity event, leaving its entities encoded. Accepts
+    /// what [`EntityEvent::decode`] accepts, and more: an entity that does
+    /// not decode is found only by [`RawEntityEvent::entity`] (or
+    /// [`RawEntityEvent::into_event`]).
+    pub fn decode(bytes: &'a [u8]) -> Result<Self, DecodeError> {
+        crate::envelope::check::<EntityEvent>(bytes)?;
+        let malformed = |source| DecodeError::Malformed {
+            schema: EntityEvent::SCHEMA,
+            source,
+        };
+        let wire: RawWire<'a> = serde_json::from_slice(bytes).map_err(malformed)?;
+        let probe: RawProcessed<'a> =
+            serde_json::from_str(wire.outcome.get()).map_err(malformed)?;
+        let (outcome, entities) = if let ("processed", Some(entities), Some(errors)) =
+            (probe.state.as_str(), probe.entities, probe.errors)
+        {
+            let outcome = LocationOutcome::Processed {
+                entities: Vec::new(),
+                errors,
+            };
+            (outcome, entities)
+        } else {
+            // Any other state, or a processed outcome missing a field,
+            // decoded (or refused) as the whole event would be.
+            let outcome: LocationOutcome =
+                serde_json::from_str(wire.outcome.get()).map_err(malformed)?;
+            (outcome, Vec::new())
+        };
+        Ok(RawEntityEvent {
+            header: EntityEvent {
+                event_id: wire.event_id,
+                source: wire.source,
+                observed_at: wire.observed_at,
+                location: wire.location,
+                origin: wire.origin,
+                first_seen_at: wire.first_seen_at,
+                observation_id: wire.observation_id,
+                outcome,
+            },
+            entities,
+        })
+    }
+
+    /// One encoded entity, decoded.
+    pub fn entity(raw: &serde_json::value::RawValue) -> Result<ProcessedEntity, DecodeError> {
+        serde_json::from_str(raw.get()).map_err(|source| DecodeError::Malformed {
+            schema: EntityEvent::SCHEMA,
+            source,
+        })
+    }
+
+    /// The whole event, every entity decoded: what [`EntityEvent::decode`]
+    /// gives.
+    pub fn into_event(self) -> Result<EntityEvent, DecodeError> {
+        let RawEntityEvent {
+            mut header,
+            entities,
+        } = self;
+        if let LocationOutcome::Processed { entities: all, .. } = &mut header.outcome {
+            *all = entities
+                .into_iter()
+                .map(Self::entity)
+                .collect::<Result<_, _>>()?;
+        }
+        Ok(header)
+    }
 }

@@ -427,3 +427,92 @@ fn location_commands_v1() {
         );
     }
 }
+
+/// An entity event read with its entities left encoded is the event read
+/// whole, for every golden entity event; what the whole read refuses, the
+/// raw read refuses or leaves to the entity's own decode.
+#[test]
+fn an_entity_event_read_raw_is_the_event_read_whole() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
+    for name in ["entity-event.v1.json", "entity-event-deleted.v1.json"] {
+        let bytes = std::fs::read(dir.join(name)).unwrap();
+        let whole = EntityEvent::decode(&bytes).unwrap();
+        let raw = RawEntityEvent::decode(&bytes).unwrap();
+        let count = match &whole.outcome {
+            LocationOutcome::Processed { entities, .. } => entities.len(),
+            _ => 0,
+        };
+        assert_eq!(raw.entities.len(), count, "{name}");
+        if let LocationOutcome::Processed { entities, .. } = &whole.outcome {
+            for (raw, pe) in raw.entities.iter().zip(entities) {
+                assert_eq!(&RawEntityEvent::entity(raw).unwrap(), pe, "{name}");
+            }
+        }
+        assert_eq!(raw.into_event().unwrap(), whole, "{name}");
+    }
+    let removed = EntityEvent {
+        outcome: LocationOutcome::Removed,
+        ..EntityEvent::decode(&std::fs::read(dir.join("entity-event.v1.json")).unwrap()).unwrap()
+    };
+    let bytes = removed.encode();
+    let raw = RawEntityEvent::decode(&bytes).unwrap();
+    assert!(raw.entities.is_empty());
+    assert_eq!(raw.into_event().unwrap(), removed);
+
+    let golden: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("entity-event.v1.json")).unwrap()).unwrap();
+    let variant = |edit: &dyn Fn(&mut serde_json::Value)| {
+        let mut v = golden.clone();
+        edit(&mut v);
+        serde_json::to_vec(&v).unwrap()
+    };
+    // Refused by both reads, with the same kind of error.
+    for (what, bytes) in [
+        (
+            "no errors",
+            variant(&|v| {
+                v["outcome"].as_object_mut().unwrap().remove("errors");
+            }),
+        ),
+        (
+            "no entities",
+            variant(&|v| {
+                v["outcome"].as_object_mut().unwrap().remove("entities");
+            }),
+        ),
+        (
+            "unknown state",
+            variant(&|v| v["outcome"]["state"] = "gone".into()),
+        ),
+        (
+            "no location",
+            variant(&|v| {
+                v.as_object_mut().unwrap().remove("location");
+            }),
+        ),
+        (
+            "another schema",
+            variant(&|v| v["schema"] = "catalog.observation".into()),
+        ),
+    ] {
+        let whole = EntityEvent::decode(&bytes).map(|_| ()).unwrap_err();
+        let raw = RawEntityEvent::decode(&bytes).map(|_| ()).unwrap_err();
+        assert_eq!(
+            std::mem::discriminant(&whole),
+            std::mem::discriminant(&raw),
+            "{what}: {whole} / {raw}"
+        );
+    }
+    let future = variant(&|v| v["version"] = 2.into());
+    assert!(matches!(
+        RawEntityEvent::decode(&future),
+        Err(DecodeError::UnknownVersion { found: 2, .. })
+    ));
+    // An entity that does not decode: the whole read refuses the event, the
+    // raw read refuses the entity.
+    let bad = variant(&|v| v["outcome"]["entities"][0]["entity"]["kind"] = 5.into());
+    assert!(EntityEvent::decode(&bad).is_err());
+    let raw = RawEntityEvent::decode(&bad).unwrap();
+    assert!(RawEntityEvent::entity(raw.entities[0]).is_err());
+    assert!(raw.into_event().is_err());
+}
