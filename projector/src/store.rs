@@ -248,49 +248,7 @@ fn options(cache_bytes: usize) -> rocksdb::Options {
     // blocks and read back from the files on nearly every lookup.
     block.set_cache_index_and_filter_blocks(false);
     opts.set_block_based_table_factory(&block);
-    // The relation rows of one source are read with a seek (every entity
-    // read, every page of entities): a seek that cannot use a whole-key
-    // filter positions itself in every level and every L0 file. Their
-    // prefix (`g` + source + NUL) is also put in the filters, so such a
-    // seek skips the files that hold none of the source's rows. Every
-    // other iterator reads in total order (see `relation_prefix_only`).
-    opts.set_prefix_extractor(rocksdb::SliceTransform::create(
-        "catalog.relation-source",
-        relation_source,
-        Some(has_relation_source),
-    ));
-    opts.set_memtable_prefix_bloom_ratio(0.02);
     opts
-}
-
-#[cfg(feature = "rocksdb")]
-/// The part of a relation row's key that names its source: the table byte,
-/// the source ref and the NUL after it.
-fn relation_source(key: &[u8]) -> &[u8] {
-    match key.iter().skip(1).position(|b| *b == 0) {
-        Some(at) => &key[..at + 2],
-        None => key,
-    }
-}
-
-#[cfg(feature = "rocksdb")]
-/// Whether `key` is a relation row's key or prefix with its whole source.
-fn has_relation_source(key: &[u8]) -> bool {
-    key.first() == Some(&crate::keys::RELATION) && key.len() > 2 && key[1..].contains(&0)
-}
-
-#[cfg(feature = "rocksdb")]
-/// Read options for iterators that stay within `prefixes`: the relation
-/// prefix filters when each is exactly one source's relation rows (a seek
-/// then sees only keys of its own prefix), total order otherwise.
-fn read_options<'p>(mut prefixes: impl Iterator<Item = &'p [u8]>) -> rocksdb::ReadOptions {
-    let mut ro = rocksdb::ReadOptions::default();
-    if prefixes.all(|p| has_relation_source(p) && relation_source(p) == p) {
-        ro.set_prefix_same_as_start(true);
-    } else {
-        ro.set_total_order_seek(true);
-    }
-    ro
 }
 
 #[cfg(feature = "rocksdb")]
@@ -341,7 +299,7 @@ impl Store for RocksStore {
         from: Option<&[u8]>,
         visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
     ) -> Result<(), StoreError> {
-        let mut ro = read_options(std::iter::once(prefix));
+        let mut ro = rocksdb::ReadOptions::default();
         if let Some(upper) = prefix_upper_bound(prefix) {
             ro.set_iterate_upper_bound(upper);
         }
@@ -370,8 +328,7 @@ impl Store for RocksStore {
 
     fn scan_each(&self, prefixes: &[Vec<u8>], visit: &mut EachVisit<'_>) -> Result<(), StoreError> {
         // One iterator for the lot: creating one costs more than a seek.
-        let ro = read_options(prefixes.iter().map(Vec::as_slice));
-        let mut it = self.db.raw_iterator_opt(ro);
+        let mut it = self.db.raw_iterator();
         for (i, prefix) in prefixes.iter().enumerate() {
             it.seek(prefix);
             while it.valid() {
@@ -389,7 +346,7 @@ impl Store for RocksStore {
     }
 
     fn last_at_or_before(&self, prefix: &[u8], upto: &[u8]) -> Result<Option<Entry>, StoreError> {
-        let mut ro = total_order();
+        let mut ro = rocksdb::ReadOptions::default();
         ro.set_iterate_lower_bound(prefix.to_vec());
         let mut it = self.db.raw_iterator_opt(ro);
         it.seek_for_prev(upto);
@@ -406,7 +363,7 @@ impl Store for RocksStore {
         queries: &[(Vec<u8>, Vec<u8>)],
     ) -> Result<Vec<(Option<Vec<u8>>, Option<Entry>)>, StoreError> {
         // One iterator for the lot: creating one costs more than a seek.
-        let mut it = self.db.raw_iterator_opt(total_order());
+        let mut it = self.db.raw_iterator();
         let mut out = Vec::with_capacity(queries.len());
         for (prefix, key) in queries {
             it.seek_for_prev(key);
@@ -429,7 +386,7 @@ impl Store for RocksStore {
         prefix: &[u8],
         key: &[u8],
     ) -> Result<(Option<Entry>, Option<Entry>), StoreError> {
-        let mut ro = total_order();
+        let mut ro = rocksdb::ReadOptions::default();
         ro.set_iterate_lower_bound(prefix.to_vec());
         if let Some(upper) = prefix_upper_bound(prefix) {
             ro.set_iterate_upper_bound(upper);
@@ -480,14 +437,6 @@ impl Store for RocksStore {
 }
 
 #[cfg(feature = "rocksdb")]
-/// Read options of an iterator that may cross prefixes (or seek backwards).
-fn total_order() -> rocksdb::ReadOptions {
-    let mut ro = rocksdb::ReadOptions::default();
-    ro.set_total_order_seek(true);
-    ro
-}
-
-#[cfg(feature = "rocksdb")]
 /// The smallest key greater than every key with this prefix.
 fn prefix_upper_bound(prefix: &[u8]) -> Option<Vec<u8>> {
     let mut upper = prefix.to_vec();
@@ -503,97 +452,6 @@ fn prefix_upper_bound(prefix: &[u8]) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Relation rows and their neighbours spread over several files (some
-    /// sources in one file only, some in several, deletes in later files):
-    /// every kind of read agrees with the in-memory store, whether it may
-    /// use the relation prefix filters or must read in total order.
-    #[cfg(feature = "rocksdb")]
-    #[test]
-    fn prefix_filtered_relation_seeks_agree_with_memory() {
-        use crate::keys;
-        let dir = tempfile::tempdir().unwrap();
-        let rocks = RocksStore::open(dir.path(), 1 << 20).unwrap();
-        let mem = MemStore::new();
-        let sources: Vec<String> = (0..40).map(|i| format!("component:default/s{i}")).collect();
-        for round in 0..4 {
-            let mut w: WriteSet = Vec::new();
-            for (i, s) in sources.iter().enumerate() {
-                if i % 4 != round && i % 3 != 0 {
-                    continue;
-                }
-                for t in 0..3 {
-                    let row = keys::relation(s, "ownedBy", &format!("group:default/g{t}{round}"));
-                    let gone = round == 3 && t == 1;
-                    w.push((row, (!gone).then(|| vec![round as u8])));
-                }
-                w.push((keys::entity(s), Some(vec![round as u8])));
-            }
-            // Rows of a source whose ref extends another's.
-            w.push((
-                keys::relation("component:default/s1x", "ownedBy", "g"),
-                Some(vec![9]),
-            ));
-            rocks.write(w.clone()).unwrap();
-            mem.write(w).unwrap();
-            rocks.db.flush().unwrap();
-        }
-        let collect = |store: &dyn Store, prefix: &[u8], from: Option<&[u8]>| {
-            let mut out = Vec::new();
-            store
-                .scan(prefix, from, &mut |k, v| {
-                    out.push((k.to_vec(), v.to_vec()));
-                    true
-                })
-                .unwrap();
-            out
-        };
-        let mut prefixes: Vec<Vec<u8>> = sources.iter().map(|s| keys::relations_of(s)).collect();
-        prefixes.push(keys::relations_of("component:default/nobody"));
-        prefixes.push(keys::relations_of("component:default/s1x"));
-        for p in &prefixes {
-            let rows = collect(&mem, p, None);
-            assert_eq!(collect(&rocks, p, None), rows, "{p:?}");
-            if let Some((second, _)) = rows.get(1) {
-                assert_eq!(collect(&rocks, p, Some(second)), rows[1..], "{p:?} from");
-            }
-        }
-        // Wider prefixes cross sources: read in total order, also when
-        // the scan starts at one source's row (whose prefix the files'
-        // filters know).
-        for p in [
-            &[keys::RELATION][..],
-            b"gcomponent:default/s1",
-            &[keys::ENTITY][..],
-            b"",
-        ] {
-            assert_eq!(collect(&rocks, p, None), collect(&mem, p, None), "{p:?}");
-            for s in [
-                "component:default/s1",
-                "component:default/s17",
-                "component:default/s5",
-            ] {
-                let from = keys::relation(s, "ownedBy", "");
-                let rows = collect(&mem, p, Some(&from));
-                assert_eq!(collect(&rocks, p, Some(&from)), rows, "{p:?} from {s}");
-            }
-        }
-        let each = |store: &dyn Store, prefixes: &[Vec<u8>]| {
-            let mut out = Vec::new();
-            store
-                .scan_each(prefixes, &mut |i, k, _| {
-                    out.push((i, k.to_vec()));
-                    true
-                })
-                .unwrap();
-            out
-        };
-        assert_eq!(each(&rocks, &prefixes), each(&mem, &prefixes));
-        let mut mixed = prefixes.clone();
-        mixed.insert(3, vec![keys::ENTITY]);
-        assert_eq!(each(&rocks, &mixed), each(&mem, &mixed));
-        assert!(!each(&rocks, &mixed).is_empty());
-    }
 
     #[cfg(feature = "rocksdb")]
     #[test]
