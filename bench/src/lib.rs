@@ -53,6 +53,11 @@ pub struct BenchArgs {
     /// connections idle and while the store changes, rebuild by replay).
     #[arg(long, default_value = "demo", value_parser = ["demo", "realistic"])]
     pub shape: String,
+    /// With `--shape realistic --dir`: only rebuild the projections of the
+    /// org already ingested there from its entity log (time and peak RSS);
+    /// the realistic run ends with this, in a process of its own.
+    #[arg(long, requires = "dir")]
+    pub rebuild_only: bool,
     /// Only time the stages alone (processor, projector fold), no pipeline.
     #[arg(long)]
     pub stages_only: bool,
@@ -438,6 +443,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             crate::kafka::run(&brokers, &processors, entities, per_file, &root)
         })
         .await?;
+    }
+    if args.rebuild_only && args.shape != "realistic" {
+        bail!("--rebuild-only rebuilds an org of --shape realistic");
+    }
+    if args.shape == "realistic" && args.rebuild_only {
+        return crate::realistic::rebuild(args.entities, &root).await;
     }
     if args.shape == "realistic" {
         return crate::realistic::run(args.entities, args.requests, args.edits, &root).await;
