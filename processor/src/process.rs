@@ -115,7 +115,8 @@ pub fn process_encoded(obs: &Observation, cfg: &ProcessorConfig) -> Encoded {
     }
 }
 
-fn event_of(obs: &Observation, event_id: Uuid, outcome: LocationOutcome) -> EntityEvent {
+/// The entity event of `obs` with this id and outcome.
+pub(crate) fn event_of(obs: &Observation, event_id: Uuid, outcome: LocationOutcome) -> EntityEvent {
     EntityEvent {
         event_id,
         source: obs.source.clone(),

@@ -5,8 +5,7 @@ use crate::{ProcessorConfig, metrics, process};
 use eventlog::lag::LagGauge;
 use eventlog::{EventLog, LogError, Reader, Record};
 use proto::{
-    DeadLetter, DecodeError, EntityEvent, LocationOutcome, Observation, ProcessingError, Versioned,
-    topics,
+    DeadLetter, DecodeError, LocationOutcome, Observation, ProcessingError, Versioned, topics,
 };
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -210,19 +209,14 @@ fn handle(log: &dyn EventLog, cfg: &ProcessorConfig, record: &Record) -> Result<
                 column: None,
                 entity: None,
             }];
-            let event = EntityEvent {
+            let event = process::event_of(
+                &obs,
                 event_id,
-                source: obs.source.clone(),
-                observed_at: obs.observed_at,
-                location: obs.location.clone(),
-                origin: obs.origin.clone(),
-                first_seen_at: obs.first_seen_at,
-                observation_id: obs.event_id,
-                outcome: LocationOutcome::Processed {
+                LocationOutcome::Processed {
                     entities: Vec::new(),
                     errors: errors.clone(),
                 },
-            };
+            );
             log.append(
                 topics::ENTITIES,
                 obs.location.as_str().as_bytes(),
