@@ -447,7 +447,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if args.rebuild_only && args.shape != "realistic" {
         bail!("--rebuild-only rebuilds an org of --shape realistic");
     }
-    if args.shape == "realistic" && args.rebuild_only {
+    if args.rebuild_only {
         return crate::realistic::rebuild(args.entities, &root).await;
     }
     if args.shape == "realistic" {

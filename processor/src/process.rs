@@ -63,30 +63,11 @@ pub struct Encoded {
 /// [`process`], encoded (see [`Encoded`]).
 pub fn process_encoded(obs: &Observation, cfg: &ProcessorConfig) -> Encoded {
     let event_id = Uuid::now_v7();
-    let mut body = Vec::new();
-    let mut entities = 0usize;
-    let encode =
-        |pe: ProcessedEntity| serde_json::to_vec(&pe).expect("entities serialise infallibly");
-    let append = |json: Vec<u8>| {
-        if entities > 0 {
-            body.push(b',');
-        }
-        body.extend_from_slice(&json);
-        entities += 1;
-    };
-    let Some(errors) = outcome(obs, cfg, encode, append) else {
-        let bytes = event_of(obs, event_id, LocationOutcome::Removed).encode();
-        return Encoded {
-            event_id,
-            bytes,
-            entities: 0,
-            errors: Vec::new(),
-        };
-    };
-    // The envelope with no entities ends `"entities":[],"errors":[...]}}`
-    // (the outcome is the event's last field, its entities come before its
-    // errors): the entities' bytes go between the brackets.
-    let empty = event_of(
+    // The envelope with no entities ends `"entities":[],"errors":[]}}` (the
+    // outcome is the event's last field, its entities come before its
+    // errors): the entities' bytes are appended right after its `[`, in the
+    // buffer that becomes the event, so they are never copied.
+    let mut bytes = event_of(
         obs,
         event_id,
         LocationOutcome::Processed {
@@ -96,16 +77,31 @@ pub fn process_encoded(obs: &Observation, cfg: &ProcessorConfig) -> Encoded {
     )
     .encode();
     let tail = br#"],"errors":[]}}"#;
-    let head = empty
-        .strip_suffix(tail.as_slice())
-        .expect("an entity event's encoding ends with its outcome's entities and errors");
-    let errors_json = serde_json::to_vec(&errors).expect("errors serialise infallibly");
-    let mut bytes = Vec::with_capacity(head.len() + body.len() + errors_json.len() + 16);
-    bytes.extend_from_slice(head);
-    bytes.append(&mut body);
-    drop(body);
+    assert!(
+        bytes.ends_with(tail),
+        "an entity event's encoding ends with its outcome's entities and errors"
+    );
+    bytes.truncate(bytes.len() - tail.len());
+    let mut entities = 0usize;
+    let encode =
+        |pe: ProcessedEntity| serde_json::to_vec(&pe).expect("entities serialise infallibly");
+    let append = |json: Vec<u8>| {
+        if entities > 0 {
+            bytes.push(b',');
+        }
+        bytes.extend_from_slice(&json);
+        entities += 1;
+    };
+    let Some(errors) = outcome(obs, cfg, encode, append) else {
+        return Encoded {
+            event_id,
+            bytes: event_of(obs, event_id, LocationOutcome::Removed).encode(),
+            entities: 0,
+            errors: Vec::new(),
+        };
+    };
     bytes.extend_from_slice(br#"],"errors":"#);
-    bytes.extend_from_slice(&errors_json);
+    serde_json::to_writer(&mut bytes, &errors).expect("errors serialise infallibly");
     bytes.extend_from_slice(b"}}");
     Encoded {
         event_id,
