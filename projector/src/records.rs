@@ -118,9 +118,172 @@ pub struct RelationRow {
 }
 
 /// The search rows of one served entity: (key, lower-cased value, original).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+///
+/// Stored compactly: a run of rows with the same key is one group, the key
+/// written once, and a value whose original is the same string is written
+/// once: `[["spec.targets", ["./a.yaml", ["x", "X"]]], ...]`. A Location
+/// listing 350k targets had a 105 MB value as a list of
+/// `{"key","value","original"}` objects, which every compaction passing it
+/// held three times over in its table builder. The older form
+/// (`{"rows":[...]}`) is still read.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct SearchRows {
     pub rows: Vec<SearchRow>,
+}
+
+impl Serialize for SearchRows {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut seq = s.serialize_seq(None)?;
+        for group in self.rows.chunk_by(|a, b| a.key == b.key) {
+            seq.serialize_element(&(&group[0].key, RowValues(group)))?;
+        }
+        seq.end()
+    }
+}
+
+/// The values of a group of rows with one key, as stored.
+struct RowValues<'a>(&'a [SearchRow]);
+
+impl Serialize for RowValues<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut seq = s.serialize_seq(Some(self.0.len()))?;
+        for row in self.0 {
+            if row.value == row.original {
+                seq.serialize_element(&row.value)?;
+            } else {
+                seq.serialize_element(&(&row.value, &row.original))?;
+            }
+        }
+        seq.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for SearchRows {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(RowsVisitor)
+    }
+}
+
+struct RowsVisitor;
+
+impl<'de> serde::de::Visitor<'de> for RowsVisitor {
+    type Value = SearchRows;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("search rows: a list of [key, values] groups, or {\"rows\": [...]}")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<SearchRows, A::Error> {
+        let mut rows = Vec::new();
+        while let Some(group) = seq.next_element_seed(GroupSeed(&mut rows))? {
+            let () = group;
+        }
+        Ok(SearchRows { rows })
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<SearchRows, A::Error> {
+        let mut rows = None;
+        while let Some(field) = map.next_key::<String>()? {
+            if field == "rows" {
+                rows = Some(map.next_value::<Vec<SearchRow>>()?);
+            } else {
+                map.next_value::<serde::de::IgnoredAny>()?;
+            }
+        }
+        rows.map(|rows| SearchRows { rows })
+            .ok_or_else(|| serde::de::Error::missing_field("rows"))
+    }
+}
+
+/// One stored group, appended to the rows read so far.
+struct GroupSeed<'r>(&'r mut Vec<SearchRow>);
+
+impl<'de> serde::de::DeserializeSeed<'de> for GroupSeed<'_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for GroupSeed<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a [key, values] group of search rows")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        use serde::de::Error;
+        let key: String = seq
+            .next_element()?
+            .ok_or_else(|| A::Error::invalid_length(0, &self))?;
+        let values: Vec<RowValue> = seq
+            .next_element()?
+            .ok_or_else(|| A::Error::invalid_length(1, &self))?;
+        if seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
+            return Err(A::Error::invalid_length(3, &self));
+        }
+        self.0.extend(values.into_iter().map(|v| {
+            let (value, original) = match v {
+                RowValue::Same(v) => (v.clone(), v),
+                RowValue::Differs(v, o) => (v, o),
+            };
+            SearchRow {
+                key: key.clone(),
+                value,
+                original,
+            }
+        }));
+        Ok(())
+    }
+}
+
+/// A stored value: the string itself when the original is the same, or
+/// `[value, original]`.
+enum RowValue {
+    Same(String),
+    Differs(String, String),
+}
+
+impl<'de> Deserialize<'de> for RowValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(RowValueVisitor)
+    }
+}
+
+struct RowValueVisitor;
+
+impl<'de> serde::de::Visitor<'de> for RowValueVisitor {
+    type Value = RowValue;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a search row's value, or [value, original]")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RowValue, E> {
+        Ok(RowValue::Same(v.to_owned()))
+    }
+
+    fn visit_string<E: serde::de::Error>(self, v: String) -> Result<RowValue, E> {
+        Ok(RowValue::Same(v))
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<RowValue, A::Error> {
+        use serde::de::Error;
+        let value: String = seq
+            .next_element()?
+            .ok_or_else(|| A::Error::invalid_length(0, &self))?;
+        let original: String = seq
+            .next_element()?
+            .ok_or_else(|| A::Error::invalid_length(1, &self))?;
+        if seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
+            return Err(A::Error::invalid_length(3, &self));
+        }
+        Ok(RowValue::Differs(value, original))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -159,6 +322,74 @@ pub enum ChangeKind {
 mod tests {
     use super::*;
     use chrono::TimeZone;
+
+    fn row(key: &str, value: &str, original: &str) -> SearchRow {
+        SearchRow {
+            key: key.into(),
+            value: value.into(),
+            original: original.into(),
+        }
+    }
+
+    #[test]
+    fn search_rows_read_back_exactly_in_the_compact_form() {
+        let cases = vec![
+            vec![],
+            vec![row("kind", "component", "Component")],
+            vec![
+                row("kind", "component", "Component"),
+                row("metadata.name", "a", "a"),
+                row("metadata.tags", "java", "java"),
+                row("metadata.tags", "go", "Go"),
+                row("metadata.tags", "", ""),
+                // A key again after another: its own group, order kept.
+                row("kind", "x", "x"),
+                row("spec.targets", "[\"q\"]", "[\"Q\"]"),
+            ],
+        ];
+        for rows in cases {
+            let rows = SearchRows { rows };
+            let bytes = encode(&rows);
+            assert_eq!(decode::<SearchRows>(b"s", &bytes).unwrap(), rows);
+        }
+        let one = SearchRows {
+            rows: vec![
+                row("metadata.tags", "java", "java"),
+                row("metadata.tags", "go", "Go"),
+            ],
+        };
+        assert_eq!(
+            &encode(&one)[1..],
+            br#"[["metadata.tags",["java",["go","Go"]]]]"#
+        );
+    }
+
+    #[test]
+    fn search_rows_of_the_older_form_are_still_read() {
+        let older = br#"{"rows":[{"key":"kind","value":"component","original":"Component"},{"key":"kind","value":"x","original":"x"}]}"#;
+        let mut bytes = vec![RECORD_VERSION];
+        bytes.extend_from_slice(older);
+        let rows: SearchRows = decode(b"s", &bytes).unwrap();
+        assert_eq!(
+            rows.rows,
+            vec![row("kind", "component", "Component"), row("kind", "x", "x")]
+        );
+        // Nor is anything else taken for rows.
+        for bad in [
+            &br#"{"other":[]}"#[..],
+            br#"[["kind"]]"#,
+            br#"[["kind",["a",["b"]]]]"#,
+            br#"[["kind",["a",["b","c","d"]]]]"#,
+            br#"[["kind",[1]]]"#,
+            br#"[["kind",[],3]]"#,
+            br#""rows""#,
+        ] {
+            let mut bytes = vec![RECORD_VERSION];
+            bytes.extend_from_slice(bad);
+            let err = decode::<SearchRows>(b"skey", &bytes).unwrap_err();
+            assert!(err.to_string().contains("skey"), "{err}");
+        }
+    }
 
     #[test]
     fn claims_order_by_first_seen_then_location() {
