@@ -215,17 +215,8 @@ impl<'de> serde::de::Visitor<'de> for GroupSeed<'_> {
         f.write_str("a [key, values] group of search rows")
     }
 
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        use serde::de::Error;
-        let key: String = seq
-            .next_element()?
-            .ok_or_else(|| A::Error::invalid_length(0, &self))?;
-        let values: Vec<RowValue> = seq
-            .next_element()?
-            .ok_or_else(|| A::Error::invalid_length(1, &self))?;
-        if seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
-            return Err(A::Error::invalid_length(3, &self));
-        }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<(), A::Error> {
+        let (key, values): (String, Vec<RowValue>) = exactly_two(seq, &self)?;
         self.0.extend(values.into_iter().map(|v| {
             let (value, original) = match v {
                 RowValue::Same(v) => (v.clone(), v),
@@ -271,19 +262,34 @@ impl<'de> serde::de::Visitor<'de> for RowValueVisitor {
         Ok(RowValue::Same(v))
     }
 
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<RowValue, A::Error> {
-        use serde::de::Error;
-        let value: String = seq
-            .next_element()?
-            .ok_or_else(|| A::Error::invalid_length(0, &self))?;
-        let original: String = seq
-            .next_element()?
-            .ok_or_else(|| A::Error::invalid_length(1, &self))?;
-        if seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
-            return Err(A::Error::invalid_length(3, &self));
-        }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<RowValue, A::Error> {
+        let (value, original) = exactly_two(seq, &self)?;
         Ok(RowValue::Differs(value, original))
     }
+}
+
+/// The two elements of a stored pair (a group, a value with its original),
+/// refusing a shorter or a longer sequence.
+fn exactly_two<'de, A, T, U>(
+    mut seq: A,
+    expected: &dyn serde::de::Expected,
+) -> Result<(T, U), A::Error>
+where
+    A: serde::de::SeqAccess<'de>,
+    T: Deserialize<'de>,
+    U: Deserialize<'de>,
+{
+    use serde::de::Error;
+    let first = seq
+        .next_element()?
+        .ok_or_else(|| A::Error::invalid_length(0, expected))?;
+    let second = seq
+        .next_element()?
+        .ok_or_else(|| A::Error::invalid_length(1, expected))?;
+    if seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
+        return Err(A::Error::invalid_length(3, expected));
+    }
+    Ok((first, second))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
