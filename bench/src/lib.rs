@@ -100,6 +100,10 @@ pub struct BenchArgs {
     /// static token).
     #[arg(long)]
     pub auth: bool,
+    /// Internal: the load process of `--shape realistic` (a case as JSON
+    /// on stdin, latencies as JSON on stdout).
+    #[arg(long, hide = true)]
+    pub load_client: bool,
 }
 
 /// Runs the UI benchmark (`ui/bench/first-render.mjs`) against `base`,
@@ -417,6 +421,9 @@ pub(crate) fn walk_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    if args.load_client {
+        return tokio::task::spawn_blocking(crate::realistic::load_client).await?;
+    }
     if args.auth {
         return crate::auth::run().await;
     }
