@@ -2,6 +2,7 @@
 //! wiring (configuration, services) so that `main` stays thin and tests
 //! (and the benchmark, `catalog-bench`) can run services in-process.
 
+pub mod memory;
 pub mod services;
 
 pub use catalog_config as config;

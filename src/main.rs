@@ -148,6 +148,7 @@ fn telemetry(format: LogFormat) -> Option<metrics_exporter_prometheus::Prometheu
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    catalog::memory::return_freed_memory(catalog::memory::TRIM_EVERY);
     let runtime = tokio::runtime::Runtime::new().context("start the async runtime")?;
     runtime.block_on(async move {
         let shutdown = Shutdown::new();

@@ -21,6 +21,8 @@ struct Cli {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // As in `catalog`, whose services this runs.
+    catalog::memory::return_freed_memory(catalog::memory::TRIM_EVERY);
     let runtime = tokio::runtime::Runtime::new().context("start the async runtime")?;
     runtime.block_on(async move {
         // A benchmark has nothing to keep and may be blocked in a
