@@ -44,6 +44,11 @@ const DEFAULT_CF: &str = "default";
 const PARTITIONS_META: &str = "partitions/";
 /// Most records one [`Reader::poll`] returns.
 const MAX_BATCH: usize = 1000;
+/// Most bytes (keys and values) one [`Reader::poll`] returns, unless its
+/// first record alone is larger: a poll stops after the record that
+/// reaches it. Without it a poll held up to [`MAX_BATCH`] records
+/// whatever their size (the entity event of a 300k-user file is 184 MB).
+pub const MAX_BATCH_BYTES: usize = 64 << 20;
 /// Version byte of the record encoding.
 const FORMAT_V1: u8 = 1;
 /// Size of the fixed part of an encoded record.
@@ -150,6 +155,14 @@ impl EmbeddedLog {
             let mut cf_opts = Options::default();
             if name != DEFAULT_CF && name != GROUPS_CF {
                 cf_opts.set_compression_type(DBCompressionType::Lz4);
+                // Records of a megabyte or more (the event of a large
+                // location) go to blob files: in a table, reading one
+                // decompressed the whole data block holding it into the
+                // block cache, twice its size in memory for one read.
+                cf_opts.set_enable_blob_files(true);
+                cf_opts.set_min_blob_size(1 << 20);
+                cf_opts.set_blob_compression_type(DBCompressionType::Lz4);
+                cf_opts.set_enable_blob_gc(true);
             }
             ColumnFamilyDescriptor::new(name, cf_opts)
         });
@@ -448,14 +461,17 @@ impl EmbeddedReader {
         }
     }
 
-    /// Reads `[from, from + count)` of `partition` into `out`.
+    /// Reads `[from, from + count)` of `partition` into `out`, stopping
+    /// early after the record that brings `bytes` (what `out` holds) to
+    /// [`MAX_BATCH_BYTES`]; returns how many it read.
     fn read_range(
         &self,
         partition: u32,
         from: i64,
         count: usize,
+        bytes: &mut usize,
         out: &mut Vec<Record>,
-    ) -> Result<()> {
+    ) -> Result<usize> {
         let db = &self.shared.db;
         let cf = column_family(db, &self.topic.name)?;
         let end = from + count as i64;
@@ -464,7 +480,7 @@ impl EmbeddedReader {
         let mut it = db.raw_iterator_cf_opt(&cf, opts);
         it.seek(record_key(partition, from));
         let mut expected = from;
-        while expected < end {
+        while expected < end && *bytes < MAX_BATCH_BYTES {
             let Some((key, raw)) = it.item() else { break };
             let corrupt =
                 || LogError::Corrupt(format!("{}/{partition}@{expected}", self.topic.name));
@@ -472,6 +488,7 @@ impl EmbeddedReader {
                 return Err(corrupt());
             }
             let (key, value, timestamp_ms) = decode_value(raw).ok_or_else(corrupt)?;
+            *bytes += key.len() + value.len();
             out.push(Record {
                 topic: self.topic.name.clone(),
                 partition,
@@ -485,13 +502,13 @@ impl EmbeddedReader {
             it.next();
         }
         it.status()?;
-        if expected < end {
+        if expected < end && *bytes < MAX_BATCH_BYTES {
             return Err(LogError::Corrupt(format!(
                 "{}/{partition}@{expected} (missing)",
                 self.topic.name
             )));
         }
-        Ok(())
+        Ok((expected - from) as usize)
     }
 }
 
@@ -506,6 +523,7 @@ impl Reader for EmbeddedReader {
             return Ok(Vec::new());
         };
         let mut out = Vec::new();
+        let mut bytes = 0;
         let n = self.positions.len();
         for i in 0..n {
             let index = (self.next_first + i) % n;
@@ -516,9 +534,9 @@ impl Reader for EmbeddedReader {
             if count == 0 {
                 continue;
             }
-            self.read_range(partition, next, count, &mut out)?;
-            self.positions[index].1 = next + count as i64;
-            if out.len() >= MAX_BATCH {
+            let read = self.read_range(partition, next, count, &mut bytes, &mut out)?;
+            self.positions[index].1 = next + read as i64;
+            if out.len() >= MAX_BATCH || bytes >= MAX_BATCH_BYTES {
                 break;
             }
         }

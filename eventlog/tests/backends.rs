@@ -111,6 +111,55 @@ fn embedded_appends_fast_and_reads_in_bounded_batches() {
     assert_eq!(next.to_vec(), log.end_offsets("fast").unwrap());
 }
 
+#[test]
+fn embedded_polls_are_bounded_by_bytes_and_a_larger_record_comes_alone() {
+    use eventlog::embedded::MAX_BATCH_BYTES;
+    let dir = tempfile::tempdir().unwrap();
+    let log = EmbeddedLog::open(dir.path(), &["big"], 1).unwrap();
+    // One record larger than a poll's budget, then five of a quarter of it
+    // (each a little over, so that four reach it).
+    let mut sizes = vec![MAX_BATCH_BYTES + 1];
+    sizes.extend([MAX_BATCH_BYTES / 4 + 1; 5]);
+    for (i, size) in sizes.iter().enumerate() {
+        log.append("big", b"k", &vec![i as u8; *size]).unwrap();
+    }
+    log.flush(Duration::from_secs(10)).unwrap();
+    let mut reader = log.assign("big", &[(0, 0)]).unwrap();
+    let mut polls = Vec::new();
+    let mut next = 0;
+    while next < sizes.len() as i64 {
+        let batch = reader.poll(Duration::from_secs(5)).unwrap();
+        assert!(!batch.is_empty(), "records are left but a poll found none");
+        for r in &batch {
+            assert_eq!(r.offset, next);
+            assert_eq!(r.value.len(), sizes[next as usize]);
+            assert!(r.value.iter().all(|b| *b == next as u8));
+            next += 1;
+        }
+        polls.push(batch.len());
+    }
+    assert_eq!(polls, vec![1, 4, 1]);
+    // Blob files hold the large records once they are flushed.
+    drop(reader);
+    drop(log);
+    let log = EmbeddedLog::open(dir.path(), &["big"], 1).unwrap();
+    let blobs = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "blob")
+        })
+        .count();
+    assert!(blobs > 0, "no blob file in {}", dir.path().display());
+    let mut reader = log.assign("big", &[(0, 0)]).unwrap();
+    let batch = reader.poll(Duration::from_secs(5)).unwrap();
+    assert_eq!(batch.len(), 1);
+    assert_eq!(batch[0].value.len(), MAX_BATCH_BYTES + 1);
+}
+
 // ------------------------------------------------------------ kafka mock
 
 fn mock_log(
