@@ -14,7 +14,7 @@ use proto::{ErrorKind, ProcessingError};
 use roaring::RoaringBitmap;
 use serde_json::value::RawValue as RawJson;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 /// An entity's JSON text before and after a change of the feed, as stored.
 pub type FeedBodies = (Option<Box<RawJson>>, Option<Box<RawJson>>);
@@ -190,7 +190,7 @@ pub struct Catalog {
     views: Arc<Mutex<ViewCache>>,
     derived: Arc<Mutex<DerivedCache>>,
     past: Arc<Mutex<PastCache>>,
-    ordinals: Arc<Mutex<OrdinalMap>>,
+    ordinals: Arc<RwLock<OrdinalMap>>,
     hubs: Arc<Mutex<HubCache>>,
 }
 
@@ -219,6 +219,11 @@ struct OrdinalMap {
     refs: Vec<Arc<str>>,
     /// Every ordinal in ref order.
     by_ref: Permutation,
+    /// The ordinals of each kind, by the prefix its refs share (`kind:`):
+    /// a kind's refs are one run of `by_ref`, so a page in ref order
+    /// starts its walk at the first kind the selection holds instead of
+    /// walking past every ref of the kinds before it.
+    kinds: BTreeMap<Arc<str>, RoaringBitmap>,
     /// Every ordinal in the order of a field a ref holds (`kind`,
     /// `metadata.namespace`, `metadata.name`) and a direction, made when
     /// first asked for and kept up to date from then on.
@@ -241,6 +246,13 @@ enum Bound {
     Offset(usize),
     From(u32),
     Until(u32),
+    /// After skipping this many, knowing that `before` of them come
+    /// before position `at` (so the walk may start there).
+    OffsetAt {
+        offset: usize,
+        at: u32,
+        before: usize,
+    },
 }
 
 impl Permutation {
@@ -332,7 +344,7 @@ impl Permutation {
             let positions = self.positions(bits);
             let total = positions.len();
             let (from, to) = match start {
-                Bound::Offset(o) => {
+                Bound::Offset(o) | Bound::OffsetAt { offset: o, .. } => {
                     let from = o.min(total);
                     (from, from.saturating_add(limit).min(total))
                 }
@@ -353,6 +365,14 @@ impl Permutation {
             Bound::Offset(o) => {
                 let from = o.min(total);
                 let mut positions = (0..self.by_pos.len()).filter(member).skip(from).take(limit);
+                (ordinals(&mut positions), from, total)
+            }
+            Bound::OffsetAt { offset, at, before } => {
+                let from = offset.min(total);
+                let mut positions = (at as usize..self.by_pos.len())
+                    .filter(member)
+                    .skip(from.saturating_sub(before))
+                    .take(limit);
                 (ordinals(&mut positions), from, total)
             }
             Bound::From(p) => {
@@ -392,8 +412,18 @@ impl OrdinalMap {
             Some(&from),
             &mut |k, v| match keys::ordinal_of_key(k) {
                 Some(o) if o as usize == self.refs.len() => {
-                    self.refs
-                        .push(Arc::from(String::from_utf8_lossy(v).as_ref()));
+                    let r: Arc<str> = Arc::from(String::from_utf8_lossy(v).as_ref());
+                    let kind = kind_prefix(&r);
+                    match self.kinds.get_mut(kind) {
+                        Some(bits) => {
+                            bits.insert(o);
+                        }
+                        None => {
+                            self.kinds
+                                .insert(Arc::from(kind), RoaringBitmap::from_iter([o]));
+                        }
+                    }
+                    self.refs.push(r);
                     true
                 }
                 _ => {
@@ -447,6 +477,7 @@ impl OrdinalMap {
     /// A page of `bits` in ref order.
     fn page(&self, bits: &RoaringBitmap, start: RefStart<'_>, limit: usize) -> RefPage {
         let start = match start {
+            RefStart::Offset(o) if self.by_ref.dense(bits) => self.offset_at(bits, o),
             RefStart::Offset(o) => Bound::Offset(o),
             RefStart::After(r) => Bound::From(self.position(r, true)),
             RefStart::Before(r) => Bound::Until(self.position(r, false)),
@@ -460,6 +491,26 @@ impl OrdinalMap {
             from,
             total,
         }
+    }
+
+    /// Where a walk in ref order for the page at `offset` of `bits` may
+    /// start: at the first ref of the kind that holds that page's first
+    /// member, with the members of the kinds before it counted from the
+    /// kinds' ordinals rather than walked past.
+    fn offset_at(&self, bits: &RoaringBitmap, offset: usize) -> Bound {
+        let mut before = 0usize;
+        for (kind, members) in &self.kinds {
+            let here = bits.intersection_len(members) as usize;
+            if before + here > offset {
+                return Bound::OffsetAt {
+                    offset,
+                    at: self.position(kind, false),
+                    before,
+                };
+            }
+            before += here;
+        }
+        Bound::Offset(offset)
     }
 
     /// How many refs (of all the map holds) sort before `r`, or before or
@@ -487,6 +538,17 @@ impl OrdinalMap {
             .min()
             .map(|(_, c)| c)
             .unwrap_or_default()
+    }
+}
+
+/// The part of a ref its kind's refs share, `kind:` (the whole ref if
+/// it holds no colon). Every ref of a kind sorts in one run, and runs
+/// sort as these prefixes do: a kind holds no colon, so no other ref
+/// falls between two refs that share the prefix.
+fn kind_prefix(r: &str) -> &str {
+    match r.find(':') {
+        Some(i) => &r[..=i],
+        None => r,
     }
 }
 
@@ -947,34 +1009,31 @@ impl Catalog {
         limit: usize,
     ) -> Result<(Vec<String>, usize, usize), StoreError> {
         use crate::order::{Start, compare_values, ref_part};
-        let mut ords = self.ordinals.lock().unwrap_or_else(|e| e.into_inner());
-        ords.refresh(self.store.as_ref())?;
-        ords.by_field(field, direction);
-        let ords = &*ords;
-        let order = &ords.by_field[&(field.to_string(), direction)];
-        let position = |key: &crate::order::SortKey, or_equal: bool| {
-            order.boundary(|o| {
-                let r: &str = &ords.refs[o as usize];
-                let c = compare_values(
-                    direction,
-                    ref_part(field, r),
-                    key.values.first().and_then(Option::as_deref),
-                )
-                .then_with(|| r.cmp(&key.refkey));
-                c == std::cmp::Ordering::Less || (or_equal && c == std::cmp::Ordering::Equal)
-            })
-        };
-        let bound = match start {
-            Start::Offset(o) => Bound::Offset(*o),
-            Start::After(key) => Bound::From(position(key, true)),
-            Start::Before(key) => Bound::Until(position(key, false)),
-        };
-        let (page, from, total) = order.page(bits, bound, limit);
-        let refs = page
-            .into_iter()
-            .map(|o| ords.refs[o as usize].to_string())
-            .collect();
-        Ok((refs, from, total))
+        self.with_field_order(field, direction, |ords, order| {
+            let position = |key: &crate::order::SortKey, or_equal: bool| {
+                order.boundary(|o| {
+                    let r: &str = &ords.refs[o as usize];
+                    let c = compare_values(
+                        direction,
+                        ref_part(field, r),
+                        key.values.first().and_then(Option::as_deref),
+                    )
+                    .then_with(|| r.cmp(&key.refkey));
+                    c == std::cmp::Ordering::Less || (or_equal && c == std::cmp::Ordering::Equal)
+                })
+            };
+            let bound = match start {
+                Start::Offset(o) => Bound::Offset(*o),
+                Start::After(key) => Bound::From(position(key, true)),
+                Start::Before(key) => Bound::Until(position(key, false)),
+            };
+            let (page, from, total) = order.page(bits, bound, limit);
+            let refs = page
+                .into_iter()
+                .map(|o| ords.refs[o as usize].to_string())
+                .collect();
+            (refs, from, total)
+        })
     }
 
     /// The refs of `bits` ordered by `field` (one a ref holds) in
@@ -985,13 +1044,42 @@ impl Catalog {
         field: &str,
         direction: Direction,
     ) -> Result<Vec<String>, StoreError> {
-        let mut ords = self.ordinals.lock().unwrap_or_else(|e| e.into_inner());
-        ords.refresh(self.store.as_ref())?;
-        let order = ords.by_field(field, direction).sorted(bits);
-        Ok(order
-            .into_iter()
-            .map(|o| ords.refs[o as usize].to_string())
-            .collect())
+        self.with_field_order(field, direction, |ords, order| {
+            order
+                .sorted(bits)
+                .into_iter()
+                .map(|o| ords.refs[o as usize].to_string())
+                .collect()
+        })
+    }
+
+    /// Runs `f` over the ordinal -> ref map and its order by `field` in
+    /// `direction`, both brought up to the store's current state (the
+    /// order is made on first use). Readers share them; only a refresh or
+    /// a new order takes the map alone.
+    fn with_field_order<T>(
+        &self,
+        field: &str,
+        direction: Direction,
+        f: impl FnOnce(&OrdinalMap, &Permutation) -> T,
+    ) -> Result<T, StoreError> {
+        let key = (field.to_string(), direction);
+        {
+            let ords = self.ordinals.read().unwrap_or_else(|e| e.into_inner());
+            if ords.version == Some(self.store.version())
+                && let Some(order) = ords.by_field.get(&key)
+            {
+                return Ok(f(&ords, order));
+            }
+        }
+        {
+            let mut ords = self.ordinals.write().unwrap_or_else(|e| e.into_inner());
+            ords.refresh(self.store.as_ref())?;
+            ords.by_field(field, direction);
+        }
+        let ords = self.ordinals.read().unwrap_or_else(|e| e.into_inner());
+        let order = ords.by_field.get(&key).expect("an order once made is kept");
+        Ok(f(&ords, order))
     }
 
     /// Refs of `bits`, in ref order.
@@ -1001,9 +1089,21 @@ impl Catalog {
 
     /// Runs `f` over the ordinal -> ref map, brought up to the store's
     /// current state (only the ordinals given since the last call are read).
+    /// Readers share the map; only a refresh, when the store has changed,
+    /// takes it alone.
     fn with_ordinals<T>(&self, f: impl FnOnce(&OrdinalMap) -> T) -> Result<T, StoreError> {
-        let mut ords = self.ordinals.lock().unwrap_or_else(|e| e.into_inner());
-        ords.refresh(self.store.as_ref())?;
+        let current = |ords: &OrdinalMap| ords.version == Some(self.store.version());
+        {
+            let ords = self.ordinals.read().unwrap_or_else(|e| e.into_inner());
+            if current(&ords) {
+                return Ok(f(&ords));
+            }
+        }
+        self.ordinals
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .refresh(self.store.as_ref())?;
+        let ords = self.ordinals.read().unwrap_or_else(|e| e.into_inner());
         Ok(f(&ords))
     }
 
@@ -1635,6 +1735,70 @@ mod tests {
             assert_eq!(map.by_ref.by_pos, want, "round {round}");
             for (i, o) in map.by_ref.by_pos.iter().enumerate() {
                 assert_eq!(map.by_ref.pos[*o as usize], i as u32);
+            }
+        }
+    }
+
+    #[test]
+    fn pages_in_ref_order_start_at_the_kind_that_holds_them() {
+        let store = crate::store::MemStore::new();
+        // Kinds whose names sort differently with and without the colon
+        // (`a-b:` before `a:`), arriving interleaved.
+        let kinds = ["a", "a-b", "api", "component", "user", "zz"];
+        let mut w = crate::store::WriteSet::new();
+        let mut refs = Vec::new();
+        for i in 0..600u32 {
+            let kind = kinds[(i as usize * 7) % kinds.len()];
+            let r = format!("{kind}:default/n{:03}", (i * 389) % 600);
+            w.push((keys::ordinal_ref(i), Some(r.clone().into_bytes())));
+            refs.push(r);
+        }
+        store.write(w).unwrap();
+        let mut map = OrdinalMap::default();
+        map.refresh(&store).unwrap();
+        // Selections dense enough to be walked: none of the first kinds,
+        // every other member of some, all of one.
+        let selections: Vec<RoaringBitmap> = vec![
+            (0..600u32)
+                .filter(|o| !refs[*o as usize].starts_with('a'))
+                .collect(),
+            (0..600u32).filter(|o| o % 2 == 0).collect(),
+            (0..600u32)
+                .filter(|o| refs[*o as usize].starts_with("user:") || o % 5 == 0)
+                .collect(),
+            (0..600u32).collect(),
+        ];
+        for (n, bits) in selections.iter().enumerate() {
+            assert!(map.by_ref.dense(bits), "selection {n} is walked");
+            let mut want: Vec<&String> = bits.iter().map(|o| &refs[o as usize]).collect();
+            want.sort();
+            for offset in [
+                0,
+                1,
+                49,
+                50,
+                99,
+                100,
+                101,
+                250,
+                want.len() - 1,
+                want.len(),
+                900,
+            ] {
+                let page = map.page(bits, RefStart::Offset(offset), 30);
+                let expect: Vec<String> = want
+                    .iter()
+                    .skip(offset)
+                    .take(30)
+                    .map(|r| r.to_string())
+                    .collect();
+                assert_eq!(page.refs, expect, "selection {n}, offset {offset}");
+                assert_eq!(
+                    page.from,
+                    offset.min(want.len()),
+                    "selection {n}, offset {offset}"
+                );
+                assert_eq!(page.total, want.len());
             }
         }
     }
