@@ -49,6 +49,19 @@ const MAX_BATCH: usize = 1000;
 /// reaches it. Without it a poll held up to [`MAX_BATCH`] records
 /// whatever their size (the entity event of a 300k-user file is 184 MB).
 pub const MAX_BATCH_BYTES: usize = 64 << 20;
+/// Records this large or larger are kept in blob files, not in tables.
+pub const BLOB_BYTES: u64 = 1 << 20;
+/// Bytes of such records appended to a topic after which its memtable is
+/// flushed at once. A memtable holds every record written to it until its
+/// flush, blob-sized ones included: the 184 MB event of a 300k-user file
+/// (and the 64 MB observation before it) stayed in memory, next to the
+/// copies its writer and its reader held, until the memtable filled up.
+pub const FLUSH_AFTER_LARGE_BYTES: usize = 16 << 20;
+/// Memtables of every topic together, before the largest is flushed.
+const MEMTABLES_BYTES: usize = 128 << 20;
+/// The block cache every topic shares. Readers read each record about
+/// once, in order: a cache mostly holds what was just read.
+const BLOCK_CACHE_BYTES: usize = 32 << 20;
 /// Version byte of the record encoding.
 const FORMAT_V1: u8 = 1;
 /// Size of the fixed part of an encoded record.
@@ -80,6 +93,9 @@ struct TopicState {
     next: Vec<i64>,
     /// Readers blocked in `poll` on this topic.
     waiters: usize,
+    /// Bytes of blob-sized records appended since the topic's memtable
+    /// was last flushed for them.
+    large_unflushed: usize,
 }
 
 impl Topic {
@@ -140,6 +156,8 @@ impl EmbeddedLog {
         // Every topic has its own memtable; bound the WAL so that it is
         // recycled even when some topics are quiet.
         db_opts.set_max_total_wal_size(256 << 20);
+        db_opts.set_db_write_buffer_size(MEMTABLES_BYTES);
+        let cache = rocksdb::Cache::new_lru_cache(BLOCK_CACHE_BYTES);
 
         // Every column family of the directory must be opened.
         let mut cf_names: Vec<String> = DB::list_cf(&db_opts, path).unwrap_or_default();
@@ -153,6 +171,9 @@ impl EmbeddedLog {
         }
         let descriptors = cf_names.iter().map(|name| {
             let mut cf_opts = Options::default();
+            let mut block = rocksdb::BlockBasedOptions::default();
+            block.set_block_cache(&cache);
+            cf_opts.set_block_based_table_factory(&block);
             if name != DEFAULT_CF && name != GROUPS_CF {
                 cf_opts.set_compression_type(DBCompressionType::Lz4);
                 // Records of a megabyte or more (the event of a large
@@ -160,7 +181,7 @@ impl EmbeddedLog {
                 // decompressed the whole data block holding it into the
                 // block cache, twice its size in memory for one read.
                 cf_opts.set_enable_blob_files(true);
-                cf_opts.set_min_blob_size(1 << 20);
+                cf_opts.set_min_blob_size(BLOB_BYTES);
                 cf_opts.set_blob_compression_type(DBCompressionType::Lz4);
                 cf_opts.set_enable_blob_gc(true);
             }
@@ -208,7 +229,11 @@ impl EmbeddedLog {
                 Arc::new(Topic {
                     name: name.clone(),
                     partitions: count,
-                    state: Mutex::new(TopicState { next, waiters: 0 }),
+                    state: Mutex::new(TopicState {
+                        next,
+                        waiters: 0,
+                        large_unflushed: 0,
+                    }),
                     appended: Condvar::new(),
                 }),
             );
@@ -359,6 +384,18 @@ impl EventLog for EmbeddedLog {
         let offset = state.next[partition as usize];
         db.put_cf(&cf, record_key(partition, offset), &encoded)?;
         state.next[partition as usize] = offset + 1;
+        if encoded.len() as u64 >= BLOB_BYTES {
+            state.large_unflushed += encoded.len();
+        }
+        drop(encoded);
+        if state.large_unflushed >= FLUSH_AFTER_LARGE_BYTES {
+            state.large_unflushed = 0;
+            // The record is in the WAL already: a failed flush only
+            // leaves it in memory until the next one.
+            if let Err(e) = db.flush_cf(&cf) {
+                tracing::warn!(topic = %topic.name, error = %e, "embedded log: flushing large records failed");
+            }
+        }
         let wake = state.waiters > 0;
         drop(state);
         if wake {

@@ -160,6 +160,62 @@ fn embedded_polls_are_bounded_by_bytes_and_a_larger_record_comes_alone() {
     assert_eq!(batch[0].value.len(), MAX_BATCH_BYTES + 1);
 }
 
+#[test]
+fn embedded_large_records_leave_memory_for_blob_files_once_appended() {
+    use eventlog::embedded::{BLOB_BYTES, FLUSH_AFTER_LARGE_BYTES};
+    let dir = tempfile::tempdir().unwrap();
+    let log = EmbeddedLog::open(dir.path(), &["big"], 1).unwrap();
+    let files = |ext: &str| {
+        std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|x| x == ext)
+            })
+            .count()
+    };
+    // Records under the blob size stay in the memtable, however many.
+    let small = BLOB_BYTES as usize - 4096;
+    let mut sizes = vec![small; FLUSH_AFTER_LARGE_BYTES / small + 2];
+    for (i, size) in sizes.iter().enumerate() {
+        log.append("big", b"k", &vec![i as u8; *size]).unwrap();
+    }
+    assert_eq!(
+        (files("sst"), files("blob")),
+        (0, 0),
+        "small records were flushed"
+    );
+    // Large ones go to blob files as soon as enough of them arrived, not
+    // when the memtable fills up.
+    let large = FLUSH_AFTER_LARGE_BYTES / 4 + 1;
+    for _ in 0..4 {
+        let i = sizes.len();
+        log.append("big", b"k", &vec![i as u8; large]).unwrap();
+        sizes.push(large);
+    }
+    assert!(
+        files("blob") > 0,
+        "no blob file in {}",
+        dir.path().display()
+    );
+    // Every record reads back whole, in order.
+    let mut reader = log.assign("big", &[(0, 0)]).unwrap();
+    let mut next = 0;
+    while next < sizes.len() as i64 {
+        let batch = reader.poll(Duration::from_secs(5)).unwrap();
+        assert!(!batch.is_empty(), "records are left but a poll found none");
+        for r in &batch {
+            assert_eq!(r.offset, next);
+            assert_eq!(r.value.len(), sizes[next as usize]);
+            assert!(r.value.iter().all(|b| *b == next as u8));
+            next += 1;
+        }
+    }
+}
+
 // ------------------------------------------------------------ kafka mock
 
 fn mock_log(
