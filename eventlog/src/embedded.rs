@@ -124,6 +124,37 @@ impl std::fmt::Debug for EmbeddedLog {
 }
 
 impl EmbeddedLog {
+    /// Writes an encoded record of `topic` at the next offset of its key's
+    /// partition.
+    fn put_record(&self, topic: &str, key: &[u8], encoded: Vec<u8>) -> Result<()> {
+        let topic = self.topic(topic)?;
+        let partition = partition_for(key, topic.partitions);
+        let db = &self.shared.db;
+        let cf = column_family(db, &topic.name)?;
+        let mut state = topic.lock();
+        let offset = state.next[partition as usize];
+        db.put_cf(&cf, record_key(partition, offset), &encoded)?;
+        state.next[partition as usize] = offset + 1;
+        if encoded.len() as u64 >= BLOB_BYTES {
+            state.large_unflushed += encoded.len();
+        }
+        drop(encoded);
+        if state.large_unflushed >= FLUSH_AFTER_LARGE_BYTES {
+            state.large_unflushed = 0;
+            // The record is in the WAL already: a failed flush only
+            // leaves it in memory until the next one.
+            if let Err(e) = db.flush_cf(&cf) {
+                tracing::warn!(topic = %topic.name, error = %e, "embedded log: flushing large records failed");
+            }
+        }
+        let wake = state.waiters > 0;
+        drop(state);
+        if wake {
+            topic.appended.notify_all();
+        }
+        Ok(())
+    }
+
     /// Opens (or creates) the log in directory `path` with a column family
     /// per topic. Topics created by an earlier open are kept, with the
     /// partition count they were created with: a different `partitions`
@@ -320,6 +351,20 @@ fn encode_value(key: &[u8], value: &[u8], timestamp_ms: i64) -> Vec<u8> {
     out
 }
 
+/// [`encode_value`] in `value`'s own buffer: the header and key are put
+/// in front of it, moving it within its capacity when there is room.
+fn frame_value(key: &[u8], mut value: Vec<u8>, timestamp_ms: i64) -> Vec<u8> {
+    let head = HEADER_LEN + key.len();
+    let len = value.len();
+    value.resize(len + head, 0);
+    value.copy_within(0..len, head);
+    value[0] = FORMAT_V1;
+    value[1..9].copy_from_slice(&timestamp_ms.to_be_bytes());
+    value[9..HEADER_LEN].copy_from_slice(&(key.len() as u32).to_be_bytes());
+    value[HEADER_LEN..head].copy_from_slice(key);
+    value
+}
+
 /// Decodes a stored value into (key, value, timestamp_ms).
 fn decode_value(raw: &[u8]) -> Option<(Vec<u8>, Vec<u8>, i64)> {
     if raw.len() < HEADER_LEN || raw[0] != FORMAT_V1 {
@@ -375,33 +420,11 @@ fn recover_next_offsets(db: &DB, topic: &str, partitions: u32) -> Result<Vec<i64
 
 impl EventLog for EmbeddedLog {
     fn append(&self, topic: &str, key: &[u8], value: &[u8]) -> Result<()> {
-        let topic = self.topic(topic)?;
-        let partition = partition_for(key, topic.partitions);
-        let encoded = encode_value(key, value, now_ms());
-        let db = &self.shared.db;
-        let cf = column_family(db, &topic.name)?;
-        let mut state = topic.lock();
-        let offset = state.next[partition as usize];
-        db.put_cf(&cf, record_key(partition, offset), &encoded)?;
-        state.next[partition as usize] = offset + 1;
-        if encoded.len() as u64 >= BLOB_BYTES {
-            state.large_unflushed += encoded.len();
-        }
-        drop(encoded);
-        if state.large_unflushed >= FLUSH_AFTER_LARGE_BYTES {
-            state.large_unflushed = 0;
-            // The record is in the WAL already: a failed flush only
-            // leaves it in memory until the next one.
-            if let Err(e) = db.flush_cf(&cf) {
-                tracing::warn!(topic = %topic.name, error = %e, "embedded log: flushing large records failed");
-            }
-        }
-        let wake = state.waiters > 0;
-        drop(state);
-        if wake {
-            topic.appended.notify_all();
-        }
-        Ok(())
+        self.put_record(topic, key, encode_value(key, value, now_ms()))
+    }
+
+    fn append_owned(&self, topic: &str, key: &[u8], value: Vec<u8>) -> Result<()> {
+        self.put_record(topic, key, frame_value(key, value, now_ms()))
     }
 
     fn flush(&self, _timeout: Duration) -> Result<()> {
@@ -610,6 +633,22 @@ impl Reader for EmbeddedReader {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_value_framed_in_its_own_buffer_is_encoded_as_a_copied_one() {
+        for (key, len, room) in [(&b""[..], 0, 0), (b"k", 5, 0), (b"\0key", 1000, 4096)] {
+            let value: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            let mut owned = Vec::with_capacity(len + room);
+            owned.extend_from_slice(&value);
+            let framed = frame_value(key, owned, -5);
+            assert_eq!(
+                framed,
+                encode_value(key, &value, -5),
+                "key {key:?}, {len} bytes"
+            );
+            assert_eq!(decode_value(&framed), Some((key.to_vec(), value, -5)));
+        }
+    }
 
     #[test]
     fn value_encoding_round_trips() {

@@ -87,6 +87,15 @@ pub trait EventLog: Send + Sync {
     /// after [`EventLog::flush`] returned.
     fn append(&self, topic: &str, key: &[u8], value: &[u8]) -> Result<()>;
 
+    /// [`EventLog::append`] of a value the caller is done with. A backend
+    /// that stores a value whole may keep its buffer rather than copy it
+    /// (the embedded log frames it in place): the event of a 300k-user
+    /// file is 184 MB, and its copy was held next to the original while
+    /// RocksDB made two more. The default copies.
+    fn append_owned(&self, topic: &str, key: &[u8], value: Vec<u8>) -> Result<()> {
+        self.append(topic, key, &value)
+    }
+
     /// Waits until every message queued so far is durably stored.
     fn flush(&self, timeout: Duration) -> Result<()>;
 

@@ -74,7 +74,7 @@ fn embedded_rejects_unknown_and_reserved_topics() {
 }
 
 #[test]
-fn embedded_appends_fast_and_reads_in_bounded_batches() {
+fn embedded_appends_many_and_reads_in_bounded_batches() {
     const N: usize = 20_000;
     let dir = tempfile::tempdir().unwrap();
     let log = EmbeddedLog::open(dir.path(), &["fast"], 8).unwrap();
@@ -85,12 +85,12 @@ fn embedded_appends_fast_and_reads_in_bounded_batches() {
             .unwrap();
     }
     log.flush(Duration::from_secs(10)).unwrap();
+    // How fast is for the benchmark to say; a test asserts no time bound.
     let took = started.elapsed();
     eprintln!(
         "embedded: {N} appends + flush in {took:?} ({:.0}/s)",
         N as f64 / took.as_secs_f64()
     );
-    assert!(took < Duration::from_secs(5), "{N} appends took {took:?}");
 
     let mut reader = log
         .assign("fast", &(0..8).map(|p| (p, 0)).collect::<Vec<_>>())
@@ -201,6 +201,10 @@ fn embedded_large_records_leave_memory_for_blob_files_once_appended() {
         "no blob file in {}",
         dir.path().display()
     );
+    // A value handed over whole reads back as one copied.
+    let i = sizes.len();
+    log.append_owned("big", b"k", vec![i as u8; large]).unwrap();
+    sizes.push(large);
     // Every record reads back whole, in order.
     let mut reader = log.assign("big", &[(0, 0)]).unwrap();
     let mut next = 0;

@@ -467,10 +467,13 @@ pub fn sync_source_forced(
         if failed.is_some() {
             return;
         }
-        match log.append(
+        // The content is freed as soon as it is encoded.
+        let (location, encoded) = (o.location.clone(), o.encode());
+        drop(o);
+        match log.append_owned(
             proto::topics::OBSERVATIONS,
-            o.location.as_str().as_bytes(),
-            &o.encode(),
+            location.as_str().as_bytes(),
+            encoded,
         ) {
             Ok(_) => streamed += 1,
             Err(e) => failed = Some(e),

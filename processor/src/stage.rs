@@ -148,7 +148,7 @@ fn send_dead_letter(
 
 /// Processes one record; only an error of the log itself is returned.
 fn handle(log: &dyn EventLog, cfg: &ProcessorConfig, record: &Record) -> Result<(), LogError> {
-    let obs = match Observation::decode(&record.value) {
+    let mut obs = match Observation::decode(&record.value) {
         Ok(obs) => obs,
         Err(e) => {
             if matches!(e, DecodeError::UnknownVersion { .. }) {
@@ -191,14 +191,16 @@ fn handle(log: &dyn EventLog, cfg: &ProcessorConfig, record: &Record) -> Result<
         mut entities,
         mut errors,
     } = encoded;
-    match log.append(topics::ENTITIES, obs.location.as_str().as_bytes(), &bytes) {
+    // The content is done with: freed before the event is written.
+    let removed = matches!(obs.content, proto::ObservedContent::Removed);
+    obs.content = proto::ObservedContent::Removed;
+    match log.append_owned(topics::ENTITIES, obs.location.as_str().as_bytes(), bytes) {
         Ok(()) => {}
         // What the location yields cannot travel in one message: the
         // location reports that as its error instead (never a silent drop,
         // never a stopped stage).
         Err(e @ LogError::TooLarge { .. }) => {
             tracing::warn!(error = %e, "entity event too large for the log");
-            drop(bytes);
             entities = 0;
             errors = vec![ProcessingError {
                 location: obs.location.clone(),
@@ -225,7 +227,7 @@ fn handle(log: &dyn EventLog, cfg: &ProcessorConfig, record: &Record) -> Result<
         }
         Err(e) => return Err(e),
     }
-    if !matches!(obs.content, proto::ObservedContent::Removed) {
+    if !removed {
         metrics::entities(entities);
         for e in &errors {
             metrics::error(e.kind);

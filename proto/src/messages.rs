@@ -25,6 +25,19 @@ pub struct Observation {
 impl Versioned for Observation {
     const SCHEMA: &'static str = "catalog.observation";
     const VERSION: u32 = 1;
+
+    /// The content, with room for JSON's escapes (YAML's line breaks).
+    fn encoded_len_hint(&self) -> usize {
+        match &self.content {
+            ObservedContent::Present {
+                content: Content::Utf8 { text },
+            } => text.len().saturating_add(text.len() / 8),
+            ObservedContent::Present {
+                content: Content::Hex { data },
+            } => data.len(),
+            _ => 0,
+        }
+    }
 }
 
 /// The state of a location as a source sees it.
