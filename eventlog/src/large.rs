@@ -25,6 +25,14 @@ pub struct LargePermit {
     held: bool,
 }
 
+impl LargePermit {
+    /// Whether this is the process's one permit (taken for a large record)
+    /// rather than the empty one of a small record.
+    pub fn held(&self) -> bool {
+        self.held
+    }
+}
+
 impl Drop for LargePermit {
     fn drop(&mut self) {
         if self.held {

@@ -361,16 +361,27 @@ pub fn apply_batch(
     // The offsets as the store holds them, or as the caller keeps them.
     let mut durable = offsets.clone();
     let mut wrote = false;
+    // The permit of the batch's first large record (see `eventlog::large`)
+    // is held until the batch is written: much of a record's working set
+    // is made only by `Fold::finish` (a Location listing 544k targets
+    // changes as many posting lists there, 0.6 GB at once), and the
+    // processor must not work on a large record meanwhile. Once held, it
+    // covers the batch's other large records too.
+    let mut large: Option<eventlog::large::LargePermit> = None;
     for rec in batch {
         if stop.load(Ordering::Relaxed) {
             *offsets = durable;
             return Ok(Applied::Abandoned);
         }
-        // Held until this record is folded (see `eventlog::large`).
-        let Some(_large) = eventlog::large::permit(rec.value.len(), stop) else {
-            *offsets = durable;
-            return Ok(Applied::Abandoned);
-        };
+        if large.is_none() {
+            let Some(permit) = eventlog::large::permit(rec.value.len(), stop) else {
+                *offsets = durable;
+                return Ok(Applied::Abandoned);
+            };
+            if permit.held() {
+                large = Some(permit);
+            }
+        }
         metrics::counter!(m::EVENTS).increment(1);
         let applied = match topics::Topic::named(&rec.topic).map(|t| t.message) {
             Some(MessageType::FactEvent) => FactEvent::decode(&rec.value)

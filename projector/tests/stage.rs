@@ -304,3 +304,63 @@ fn a_location_larger_than_a_part_is_applied_in_parts_and_resumed_after_a_stop() 
         "applied in parts, interrupted and resumed, the store is what one whole batch writes"
     );
 }
+
+/// A store that notes, at each write, whether the process's permit for
+/// large records is taken.
+struct PermitAtWrite {
+    inner: MemStore,
+    taken: std::sync::Mutex<Vec<bool>>,
+}
+
+impl Store for PermitAtWrite {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, projector::StoreError> {
+        self.inner.get(key)
+    }
+    fn scan(
+        &self,
+        prefix: &[u8],
+        from: Option<&[u8]>,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), projector::StoreError> {
+        self.inner.scan(prefix, from, visit)
+    }
+    fn write(&self, changes: projector::WriteSet) -> Result<(), projector::StoreError> {
+        // Told to stop, `permit` gives up at once when the permit is taken.
+        let free =
+            eventlog::large::permit(eventlog::large::LARGE_RECORD_BYTES, &AtomicBool::new(true));
+        self.taken.lock().unwrap().push(free.is_none());
+        drop(free);
+        self.inner.write(changes)
+    }
+    fn version(&self) -> u64 {
+        self.inner.version()
+    }
+}
+
+#[test]
+fn a_large_record_keeps_the_processs_permit_until_its_batch_is_written() {
+    let log = MemoryLog::new(&topics::ALL, 1);
+    let mut one = users(1);
+    one[0].entity.metadata.description = Some("x".repeat(eventlog::large::LARGE_RECORD_BYTES));
+    let batch = [
+        record(0, &event("file:/org/small.yaml", users(2))),
+        record(1, &event("file:/org/large.yaml", one)),
+    ];
+    assert!(batch[1].value.len() >= eventlog::large::LARGE_RECORD_BYTES);
+    let store = PermitAtWrite {
+        inner: MemStore::new(),
+        taken: Default::default(),
+    };
+    let mut offsets = projector::run::Offsets::new();
+    let running = AtomicBool::new(false);
+    let applied =
+        projector::run::apply_batch(&log, &store, &batch, &mut offsets, 1_000, &running).unwrap();
+    assert_eq!(applied, projector::run::Applied::Changed);
+    assert_eq!(
+        *store.taken.lock().unwrap(),
+        vec![true],
+        "taken while the batch was written"
+    );
+    // And given back after.
+    assert!(eventlog::large::permit(eventlog::large::LARGE_RECORD_BYTES, &running).is_some());
+}
