@@ -124,23 +124,9 @@ fn embedded_polls_are_bounded_by_bytes_and_a_larger_record_comes_alone() {
         log.append("big", b"k", &vec![i as u8; *size]).unwrap();
     }
     log.flush(Duration::from_secs(10)).unwrap();
-    let mut reader = log.assign("big", &[(0, 0)]).unwrap();
-    let mut polls = Vec::new();
-    let mut next = 0;
-    while next < sizes.len() as i64 {
-        let batch = reader.poll(Duration::from_secs(5)).unwrap();
-        assert!(!batch.is_empty(), "records are left but a poll found none");
-        for r in &batch {
-            assert_eq!(r.offset, next);
-            assert_eq!(r.value.len(), sizes[next as usize]);
-            assert!(r.value.iter().all(|b| *b == next as u8));
-            next += 1;
-        }
-        polls.push(batch.len());
-    }
+    let polls = read_back(&log, "big", &sizes);
     assert_eq!(polls, vec![1, 4, 1]);
     // Blob files hold the large records once they are flushed.
-    drop(reader);
     drop(log);
     let log = EmbeddedLog::open(dir.path(), &["big"], 1).unwrap();
     let blobs = std::fs::read_dir(dir.path())
@@ -206,7 +192,14 @@ fn embedded_large_records_leave_memory_for_blob_files_once_appended() {
     log.append_owned("big", b"k", vec![i as u8; large]).unwrap();
     sizes.push(large);
     // Every record reads back whole, in order.
-    let mut reader = log.assign("big", &[(0, 0)]).unwrap();
+    read_back(&log, "big", &sizes);
+}
+
+/// Reads partition 0 of `topic` from its start, checking that record `i`
+/// has `sizes[i]` bytes, each `i as u8`; how many records each poll gave.
+fn read_back(log: &EmbeddedLog, topic: &str, sizes: &[usize]) -> Vec<usize> {
+    let mut reader = log.assign(topic, &[(0, 0)]).unwrap();
+    let mut polls = Vec::new();
     let mut next = 0;
     while next < sizes.len() as i64 {
         let batch = reader.poll(Duration::from_secs(5)).unwrap();
@@ -217,7 +210,9 @@ fn embedded_large_records_leave_memory_for_blob_files_once_appended() {
             assert!(r.value.iter().all(|b| *b == next as u8));
             next += 1;
         }
+        polls.push(batch.len());
     }
+    polls
 }
 
 // ------------------------------------------------------------ kafka mock
