@@ -129,16 +129,7 @@ fn embedded_polls_are_bounded_by_bytes_and_a_larger_record_comes_alone() {
     // Blob files hold the large records once they are flushed.
     drop(log);
     let log = EmbeddedLog::open(dir.path(), &["big"], 1).unwrap();
-    let blobs = std::fs::read_dir(dir.path())
-        .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .path()
-                .extension()
-                .is_some_and(|x| x == "blob")
-        })
-        .count();
+    let blobs = files_ending(dir.path(), "blob");
     assert!(blobs > 0, "no blob file in {}", dir.path().display());
     let mut reader = log.assign("big", &[(0, 0)]).unwrap();
     let batch = reader.poll(Duration::from_secs(5)).unwrap();
@@ -151,18 +142,7 @@ fn embedded_large_records_leave_memory_for_blob_files_once_appended() {
     use eventlog::embedded::{BLOB_BYTES, FLUSH_AFTER_LARGE_BYTES};
     let dir = tempfile::tempdir().unwrap();
     let log = EmbeddedLog::open(dir.path(), &["big"], 1).unwrap();
-    let files = |ext: &str| {
-        std::fs::read_dir(dir.path())
-            .unwrap()
-            .filter(|e| {
-                e.as_ref()
-                    .unwrap()
-                    .path()
-                    .extension()
-                    .is_some_and(|x| x == ext)
-            })
-            .count()
-    };
+    let files = |ext: &str| files_ending(dir.path(), ext);
     // Records under the blob size stay in the memtable, however many.
     let small = BLOB_BYTES as usize - 4096;
     let mut sizes = vec![small; FLUSH_AFTER_LARGE_BYTES / small + 2];
@@ -193,6 +173,20 @@ fn embedded_large_records_leave_memory_for_blob_files_once_appended() {
     sizes.push(large);
     // Every record reads back whole, in order.
     read_back(&log, "big", &sizes);
+}
+
+/// How many files in `dir` have the extension `ext`.
+fn files_ending(dir: &std::path::Path, ext: &str) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == ext)
+        })
+        .count()
 }
 
 /// Reads partition 0 of `topic` from its start, checking that record `i`

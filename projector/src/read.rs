@@ -1064,22 +1064,16 @@ impl Catalog {
         f: impl FnOnce(&OrdinalMap, &Permutation) -> T,
     ) -> Result<T, StoreError> {
         let key = (field.to_string(), direction);
-        {
-            let ords = self.ordinals.read().unwrap_or_else(|e| e.into_inner());
-            if ords.version == Some(self.store.version())
-                && let Some(order) = ords.by_field.get(&key)
-            {
-                return Ok(f(&ords, order));
-            }
-        }
-        {
-            let mut ords = self.ordinals.write().unwrap_or_else(|e| e.into_inner());
-            ords.refresh(self.store.as_ref())?;
-            ords.by_field(field, direction);
-        }
-        let ords = self.ordinals.read().unwrap_or_else(|e| e.into_inner());
-        let order = ords.by_field.get(&key).expect("an order once made is kept");
-        Ok(f(&ords, order))
+        self.read_ordinals(
+            |ords| ords.by_field.contains_key(&key),
+            |ords| {
+                ords.by_field(field, direction);
+            },
+            |ords| {
+                let order = ords.by_field.get(&key).expect("an order once made is kept");
+                f(ords, order)
+            },
+        )
     }
 
     /// Refs of `bits`, in ref order.
@@ -1089,20 +1083,31 @@ impl Catalog {
 
     /// Runs `f` over the ordinal -> ref map, brought up to the store's
     /// current state (only the ordinals given since the last call are read).
-    /// Readers share the map; only a refresh, when the store has changed,
-    /// takes it alone.
     fn with_ordinals<T>(&self, f: impl FnOnce(&OrdinalMap) -> T) -> Result<T, StoreError> {
-        let current = |ords: &OrdinalMap| ords.version == Some(self.store.version());
+        self.read_ordinals(|_| true, |_| {}, f)
+    }
+
+    /// Runs `f` over the ordinal -> ref map once it is up to the store's
+    /// current state and `ready` holds of it (`prepare` makes it hold).
+    /// Readers share the map; only a refresh after the store changed, or
+    /// what `prepare` makes, takes it alone.
+    fn read_ordinals<T>(
+        &self,
+        ready: impl Fn(&OrdinalMap) -> bool,
+        prepare: impl FnOnce(&mut OrdinalMap),
+        f: impl FnOnce(&OrdinalMap) -> T,
+    ) -> Result<T, StoreError> {
         {
             let ords = self.ordinals.read().unwrap_or_else(|e| e.into_inner());
-            if current(&ords) {
+            if ords.version == Some(self.store.version()) && ready(&ords) {
                 return Ok(f(&ords));
             }
         }
-        self.ordinals
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .refresh(self.store.as_ref())?;
+        {
+            let mut ords = self.ordinals.write().unwrap_or_else(|e| e.into_inner());
+            ords.refresh(self.store.as_ref())?;
+            prepare(&mut ords);
+        }
         let ords = self.ordinals.read().unwrap_or_else(|e| e.into_inner());
         Ok(f(&ords))
     }
