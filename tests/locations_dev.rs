@@ -154,13 +154,20 @@ fn registration_deletion_refresh_and_unregistration_are_events() {
     let (s, by_entity) = get(&a, &api("/locations/by-entity/component/default/reg-one"));
     assert_eq!(s, 200);
     assert_eq!(by_entity["id"], id.as_str());
-    let (_, q) = send(
-        &a,
-        "POST",
-        &api("/locations/by-query"),
-        None,
-        Some(json!({"query": {"target": {"$hasPrefix": dev.files.to_str().unwrap()}}})),
-    );
+    // The root and the two targets it lists are locations. Each target is
+    // read on its own, so reg-one being visible says nothing of two.yaml:
+    // wait until all three are listed (a fourth would be a failure).
+    let by_prefix = json!({"query": {"target": {"$hasPrefix": dev.files.to_str().unwrap()}}});
+    let q = wait_for("the root and both targets as locations", WAIT, || {
+        let (_, q) = send(
+            &a,
+            "POST",
+            &api("/locations/by-query"),
+            None,
+            Some(by_prefix.clone()),
+        );
+        (q["totalItems"].as_u64() >= Some(3)).then_some(q)
+    });
     assert_eq!(q["totalItems"], 3, "{q}");
 
     // A deletion stays until the location is processed again.
