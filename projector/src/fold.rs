@@ -124,14 +124,14 @@ fn errors(event: &EntityEvent) -> &[proto::ProcessingError] {
 /// A lazily loaded, typed table of the working set.
 pub(crate) struct Table<T> {
     table: u8,
-    rows: HashMap<Vec<u8>, (Option<T>, bool)>,
+    rows: crate::FastMap<Vec<u8>, (Option<T>, bool)>,
 }
 
 impl<T: Clone + Serialize + DeserializeOwned> Table<T> {
     pub(crate) fn new(table: u8) -> Self {
         Table {
             table,
-            rows: HashMap::new(),
+            rows: crate::FastMap::default(),
         }
     }
 

@@ -27,7 +27,7 @@ use crate::keys;
 use crate::store::{Store, StoreError, WriteSet};
 use roaring::RoaringBitmap;
 use smallvec::SmallVec;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// The posting list of one search key and value.
@@ -284,7 +284,7 @@ pub struct Ordinals<'a> {
     given: Vec<(String, u32)>,
     /// The same, by ref (a batch of a large location gives tens of
     /// thousands).
-    index: HashMap<String, u32>,
+    index: crate::FastMap<String, u32>,
 }
 
 impl<'a> Ordinals<'a> {
@@ -293,7 +293,7 @@ impl<'a> Ordinals<'a> {
             store,
             next: None,
             given: Vec::new(),
-            index: HashMap::new(),
+            index: crate::FastMap::default(),
         }
     }
 
@@ -344,9 +344,9 @@ pub struct Names {
     /// [`crate::search`]). The map and `list_names` share one allocation
     /// per list: a Location listing 350k targets changes 350k lists in a
     /// batch, in the posting lists and in their history.
-    lists: HashMap<Arc<str>, u32>,
+    lists: crate::FastMap<Arc<str>, u32>,
     list_names: Vec<Arc<str>>,
-    casings: HashMap<String, u32>,
+    casings: crate::FastMap<String, u32>,
     casing_names: Vec<String>,
     scratch: String,
 }
