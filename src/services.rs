@@ -524,6 +524,12 @@ async fn http(
     let addr = listener.local_addr()?;
     let stop = Shutdown::new();
     let sd = stop.clone();
+    let catalog = state.catalog.clone();
+    tokio::task::spawn_blocking(move || {
+        if let Err(e) = catalog.warm() {
+            tracing::warn!(error = %e, "cannot order the entities by name ahead of use");
+        }
+    });
     let server = tokio::spawn(query::serve_with(listener, state, extra, async move {
         sd.wait().await
     }));

@@ -1076,6 +1076,16 @@ impl Catalog {
         )
     }
 
+    /// Makes now the order by name, ascending (the order Backstage's UI
+    /// lists entities in), which is then kept up to date as refs arrive:
+    /// made on first use instead, at a million entities, the first page
+    /// sorted by name waited about 0.6 s for it. Meant for a background
+    /// thread when serving starts; a reader arriving meanwhile waits for
+    /// it as it would have on first use.
+    pub fn warm(&self) -> Result<(), StoreError> {
+        self.with_field_order("metadata.name", Direction::Asc, |_, _| ())
+    }
+
     /// Refs of `bits`, in ref order.
     pub fn sorted_refs(&self, bits: &RoaringBitmap) -> Result<Vec<String>, StoreError> {
         self.with_ordinals(|ords| ords.sorted_refs(bits))
@@ -1741,6 +1751,47 @@ mod tests {
             for (i, o) in map.by_ref.by_pos.iter().enumerate() {
                 assert_eq!(map.by_ref.pos[*o as usize], i as u32);
             }
+        }
+    }
+
+    #[test]
+    fn the_name_order_made_ahead_is_kept_up_to_date_as_refs_arrive() {
+        let store = Arc::new(crate::store::MemStore::new());
+        let catalog = Catalog::new(store.clone());
+        catalog.warm().unwrap();
+        let name_asc = ("metadata.name".to_string(), Direction::Asc);
+        // Refs arrive in three writes, each read by a reader that asks for
+        // no field's order; names sort unlike refs (kinds interleave).
+        let kinds = ["api", "component", "user"];
+        let mut refs = Vec::new();
+        for round in 0..3u32 {
+            let mut w = crate::store::WriteSet::new();
+            for i in round * 100..(round + 1) * 100 {
+                let r = format!(
+                    "{}:default/n{:03}",
+                    kinds[(i % 3) as usize],
+                    (i * 211) % 300
+                );
+                w.push((keys::ordinal_ref(i), Some(r.clone().into_bytes())));
+                refs.push(r);
+            }
+            store.write(w).unwrap();
+            let all: RoaringBitmap = (0..refs.len() as u32).collect();
+            assert_eq!(catalog.sorted_refs(&all).unwrap().len(), refs.len());
+            let ords = catalog.ordinals.read().unwrap();
+            let order = ords
+                .by_field
+                .get(&name_asc)
+                .expect("the name order is kept once made");
+            assert_eq!(order.by_pos.len(), refs.len(), "round {round}");
+            let got: Vec<&str> = order
+                .by_pos
+                .iter()
+                .map(|o| &*ords.refs[*o as usize])
+                .collect();
+            let mut want: Vec<&str> = refs.iter().map(String::as_str).collect();
+            want.sort_by_key(|r| (r.rsplit('/').next().unwrap().to_string(), r.to_string()));
+            assert_eq!(got, want, "round {round}");
         }
     }
 
