@@ -175,7 +175,14 @@ fn aws_resources_are_served_scored_on_their_facts_and_counted_as_orphans() {
     }
 
     // Ownership: of the two resources one is owned by a group, the other
-    // (no owner tag) is an orphan.
+    // (no owner tag) is an orphan. The group comes from the files source.
+    wait_eq("group payments", WAIT, 200, || {
+        get(
+            &agent,
+            &format!("{base}/api/catalog/entities/by-name/group/default/payments"),
+        )
+        .0
+    });
     let (s, own) = get(
         &agent,
         &format!("{base}/api/metrics/ownership-coverage?interval=day&filter=kind=resource"),

@@ -51,6 +51,27 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Opt
     }
 }
 
+/// Polls `read` until it returns `want`; after `timeout`, fails showing the
+/// last value read.
+pub fn wait_eq<T: PartialEq + std::fmt::Debug>(
+    what: &str,
+    timeout: Duration,
+    want: T,
+    mut read: impl FnMut() -> T,
+) {
+    let start = Instant::now();
+    loop {
+        let got = read();
+        if got == want {
+            return;
+        }
+        if start.elapsed() > timeout {
+            panic!("timed out after {timeout:?} waiting for {what}: {got:?}, want {want:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 pub fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for e in std::fs::read_dir(from).unwrap() {
@@ -95,6 +116,65 @@ pub fn count_kind_in(dir: &Path, kind: &str) -> u64 {
             .count() as u64;
     }
     n
+}
+
+/// The kinds of entity the demo org defines (besides its Location).
+pub const DEMO_KINDS: [&str; 7] = [
+    "API",
+    "Component",
+    "Domain",
+    "Group",
+    "Resource",
+    "System",
+    "User",
+];
+
+/// Entities of each of [`DEMO_KINDS`] the catalog should serve for the demo
+/// org copied to `dir`: those of its files, and the valid Component of the
+/// intentionally broken one.
+pub fn demo_counts(dir: &Path) -> Vec<(&'static str, u64)> {
+    let broken = u64::from(dir.join("broken").is_dir());
+    DEMO_KINDS
+        .into_iter()
+        .map(|k| {
+            let extra = if k == "Component" { broken } else { 0 };
+            (k, count_kind_in(dir, k) + extra)
+        })
+        .collect()
+}
+
+/// Entities of each of [`DEMO_KINDS`] served.
+pub fn served_counts(agent: &ureq::Agent, base: &str) -> Vec<(&'static str, u64)> {
+    served_counts_as(agent, base, None)
+}
+
+/// Entities of each of [`DEMO_KINDS`] served, read with `token` when given
+/// (a catalog whose reads need one).
+pub fn served_counts_as(
+    agent: &ureq::Agent,
+    base: &str,
+    token: Option<&str>,
+) -> Vec<(&'static str, u64)> {
+    DEMO_KINDS
+        .into_iter()
+        .map(|k| {
+            let url = format!(
+                "{base}/api/catalog/entities/by-query?limit=1&filter=kind={}",
+                k.to_lowercase()
+            );
+            let mut req = agent.get(&url);
+            if let Some(t) = token {
+                req = req.header("authorization", format!("Bearer {t}"));
+            }
+            let (s, v) = answer(req.call());
+            let n = if s == 200 {
+                v["totalItems"].as_u64().unwrap_or(0)
+            } else {
+                0
+            };
+            (k, n)
+        })
+        .collect()
 }
 
 pub fn walk(dir: &Path) -> Vec<std::path::PathBuf> {

@@ -57,10 +57,12 @@ fn demo_org_edits_deletions_errors_and_restart() {
     let a = agent();
     let base = dev.base.clone();
 
-    // The demo org is served.
-    wait_for("all components", WAIT, || {
-        (total(&a, &base, "kind=component") == expected_components).then_some(())
+    // The demo org is served, every kind of it (each file arrives on its
+    // own).
+    wait_eq("the whole demo org", WAIT, demo_counts(&org), || {
+        served_counts(&a, &base)
     });
+    assert_eq!(total(&a, &base, "kind=component"), expected_components);
     assert_eq!(total(&a, &base, "kind=group"), expected_groups);
     let (s, _) = get(&a, &format!("{base}/readyz"));
     assert_eq!(s, 200);
@@ -211,7 +213,7 @@ fn refresh_syncs_now_instead_of_at_the_next_poll() {
     assert_eq!(refresh(None), 401);
     assert_eq!(refresh(Some("not-the-token")), 401);
     assert_eq!(refresh(Some(token.trim())), 200);
-    wait_for("refreshed entity", Duration::from_secs(10), || {
+    wait_for("refreshed entity", WAIT, || {
         let (_, e) = entity(&a, &base, "component", "cart-service");
         (e["metadata"]["title"] == "Refreshed").then_some(())
     });

@@ -57,6 +57,10 @@ fn registration_deletion_refresh_and_unregistration_are_events() {
     let base = dev.running.base.clone();
     let tok = Some(dev.token.as_str());
     let api = |p: &str| format!("{base}/api/catalog{p}");
+    // The demo org's cart-service, read below, is in.
+    wait_eq("the demo org's cart-service", WAIT, 200, || {
+        get(&a, &api("/entities/by-name/component/default/cart-service")).0
+    });
     // A Location file naming two component files, one of them shared with
     // nothing else.
     let one = component(&dev.files, "team/one.yaml", "reg-one");
@@ -135,10 +139,11 @@ fn registration_deletion_refresh_and_unregistration_are_events() {
     let (s, created) = send(&a, "POST", &api("/locations"), tok, Some(body.clone()));
     assert_eq!(s, 201, "{created}");
     let id = created["location"]["id"].as_str().unwrap().to_string();
-    assert_eq!(
-        get(&a, &api(&format!("/locations/{id}"))).1["target"],
-        target
-    );
+    let location = wait_for("the registered location", WAIT, || {
+        let (s, l) = get(&a, &api(&format!("/locations/{id}")));
+        (s == 200).then_some(l)
+    });
+    assert_eq!(location["target"], target);
     let one_entity = wait_for("registered entities", WAIT, || {
         let (s, e) = get(&a, &api("/entities/by-name/component/default/reg-one"));
         (s == 200).then_some(e)
@@ -180,10 +185,9 @@ fn registration_deletion_refresh_and_unregistration_are_events() {
         None,
     );
     assert_eq!(s, 204);
-    assert_eq!(
-        get(&a, &api("/entities/by-name/component/default/reg-one")).0,
-        404
-    );
+    wait_eq("the deletion visible", WAIT, 404, || {
+        get(&a, &api("/entities/by-name/component/default/reg-one")).0
+    });
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(
         get(&a, &api("/entities/by-name/component/default/reg-one")).0,
@@ -259,7 +263,9 @@ fn registration_deletion_refresh_and_unregistration_are_events() {
         send(&a, "DELETE", &api(&format!("/locations/{id}")), tok, None).0,
         204
     );
-    assert_eq!(get(&a, &api(&format!("/locations/{id}"))).0, 404);
+    wait_eq("the location unregistered", WAIT, 404, || {
+        get(&a, &api(&format!("/locations/{id}"))).0
+    });
     wait_for("unregistered entities gone", WAIT, || {
         let gone = ["reg-one", "reg-two"].iter().all(|n| {
             get(
@@ -292,6 +298,15 @@ fn backstages_catalog_client_drives_every_route() {
         assert!(status.success(), "npm ci in {}", dir.display());
     }
     let dev = start();
+    // The client's checks compare answers with ones read when it starts:
+    // the whole org is in first, every kind of it.
+    let a = agent();
+    wait_eq(
+        "the whole demo org",
+        WAIT,
+        demo_counts(&dev.tmp.path().join("org")),
+        || served_counts(&a, &dev.running.base),
+    );
     let out = std::process::Command::new("node")
         .arg(dir.join("run.mjs"))
         .env("CATALOG_TEST_BASE_URL", &dev.running.base)

@@ -55,8 +55,10 @@ fn the_web_ui_is_served_and_its_pages_pass_the_browser_suite() {
     let base = dev.running.base.clone();
     let org = dev.tmp.path().join("org");
     let a = agent();
-    wait_for("the demo org to be served", WAIT, || {
-        (total(&a, &base, "kind=component") > 0 && total(&a, &base, "kind=group") > 0).then_some(())
+    // The suite compares pages with what the API answered a moment
+    // before: the whole org is in first, every kind of it.
+    wait_eq("the whole demo org", WAIT, demo_counts(&org), || {
+        served_counts(&a, &base)
     });
 
     // Any page of the UI answers its HTML; the API keeps its JSON 404.
@@ -171,6 +173,13 @@ fn the_web_ui_is_served_and_its_pages_pass_the_browser_suite() {
         ..Default::default()
     });
     let running = run_dev(cfg);
+    let a = agent();
+    wait_eq(
+        "the whole demo org, read with the token",
+        WAIT,
+        demo_counts(&org),
+        || served_counts_as(&a, &running.base, Some(secret)),
+    );
     let stdout = playwright(
         &ui,
         &["tests/auth.spec.ts"],
