@@ -220,6 +220,11 @@ pub struct RocksStore {
     secondary: bool,
 }
 
+/// What the memtables may hold together, active and waiting for their
+/// flush.
+#[cfg(feature = "rocksdb")]
+const MEMTABLES_BYTES: usize = 160 << 20;
+
 #[cfg(feature = "rocksdb")]
 fn options(cache_bytes: usize) -> rocksdb::Options {
     let mut opts = rocksdb::Options::default();
@@ -233,6 +238,7 @@ fn options(cache_bytes: usize) -> rocksdb::Options {
     // of a bulk load).
     opts.set_write_buffer_size(64 << 20);
     opts.set_max_write_buffer_number(4);
+    opts.set_db_write_buffer_size(MEMTABLES_BYTES);
     opts.set_level_zero_slowdown_writes_trigger(40);
     opts.set_level_zero_stop_writes_trigger(60);
     opts.set_target_file_size_base(64 << 20);
