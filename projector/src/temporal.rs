@@ -220,7 +220,8 @@ impl Changes {
 
     /// Appends each list's changes to its open segment (sealing it when
     /// full): one read and one write per list touched.
-    pub fn write(self, store: &dyn Store, out: &mut WriteSet) -> Result<(), StoreError> {
+    pub fn write(mut self, store: &dyn Store, out: &mut WriteSet) -> Result<(), StoreError> {
+        self.0.group();
         let names = &self.0.names;
         for (key, value, entries) in self.0.lists() {
             let k = segment_key(key, value, OPEN);
@@ -229,7 +230,7 @@ impl Changes {
                 None => Segment::default(),
             };
             open.changes
-                .extend(entries.iter().map(|(at_ms, ordinal, casings)| {
+                .extend(entries.iter().map(|(_, (at_ms, ordinal, casings))| {
                     Change {
                         at_ms: *at_ms,
                         ordinal: *ordinal,
