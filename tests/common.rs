@@ -91,10 +91,18 @@ pub fn demo_org() -> std::path::PathBuf {
 
 /// Number of served entities, from by-query's totalItems.
 pub fn total(agent: &ureq::Agent, base: &str, filter: &str) -> u64 {
-    let (s, v) = get(
-        agent,
-        &format!("{base}/api/catalog/entities/by-query?limit=1&filter={filter}"),
-    );
+    total_as(agent, base, filter, None)
+}
+
+/// [`total`], read with `token` when given (a catalog whose reads need one).
+pub fn total_as(agent: &ureq::Agent, base: &str, filter: &str, token: Option<&str>) -> u64 {
+    let mut req = agent.get(format!(
+        "{base}/api/catalog/entities/by-query?limit=1&filter={filter}"
+    ));
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    let (s, v) = answer(req.call());
     if s != 200 {
         return 0;
     }
@@ -158,21 +166,8 @@ pub fn served_counts_as(
     DEMO_KINDS
         .into_iter()
         .map(|k| {
-            let url = format!(
-                "{base}/api/catalog/entities/by-query?limit=1&filter=kind={}",
-                k.to_lowercase()
-            );
-            let mut req = agent.get(&url);
-            if let Some(t) = token {
-                req = req.header("authorization", format!("Bearer {t}"));
-            }
-            let (s, v) = answer(req.call());
-            let n = if s == 200 {
-                v["totalItems"].as_u64().unwrap_or(0)
-            } else {
-                0
-            };
-            (k, n)
+            let filter = format!("kind={}", k.to_lowercase());
+            (k, total_as(agent, base, &filter, token))
         })
         .collect()
 }

@@ -188,16 +188,14 @@ fn a_batch_stopped_midway_writes_nothing() {
     assert!(has(&Catalog::new(store.clone()), "user-2"));
 }
 
-/// A store that sets `stop` once it has taken `after` writes, as a SIGTERM
-/// arriving between two of them would.
-struct StopAfter {
+/// A store that calls `after_write` once each write is taken: a test's
+/// way to act, or to look, at the moment a batch is written.
+struct AfterWrite<F> {
     inner: MemStore,
-    after: usize,
-    writes: std::sync::atomic::AtomicUsize,
-    stop: Arc<AtomicBool>,
+    after_write: F,
 }
 
-impl Store for StopAfter {
+impl<F: Fn() + Send + Sync> Store for AfterWrite<F> {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, projector::StoreError> {
         self.inner.get(key)
     }
@@ -211,9 +209,7 @@ impl Store for StopAfter {
     }
     fn write(&self, changes: projector::WriteSet) -> Result<(), projector::StoreError> {
         self.inner.write(changes)?;
-        if self.writes.fetch_add(1, Ordering::SeqCst) + 1 >= self.after {
-            self.stop.store(true, Ordering::SeqCst);
-        }
+        (self.after_write)();
         Ok(())
     }
     fn version(&self) -> u64 {
@@ -256,11 +252,17 @@ fn a_location_larger_than_a_part_is_applied_in_parts_and_resumed_after_a_stop() 
     // In parts of 10 refs, stopped after the write of what came before the
     // large event and two of its parts.
     let stop = Arc::new(AtomicBool::new(false));
-    let store = Arc::new(StopAfter {
+    let writes = std::sync::atomic::AtomicUsize::new(0);
+    let stopping = stop.clone();
+    // Sets `stop` once 3 writes are taken, as a SIGTERM arriving between
+    // two of them would.
+    let store = Arc::new(AfterWrite {
         inner: MemStore::new(),
-        after: 3,
-        writes: Default::default(),
-        stop: stop.clone(),
+        after_write: move || {
+            if writes.fetch_add(1, Ordering::SeqCst) + 1 >= 3 {
+                stopping.store(true, Ordering::SeqCst);
+            }
+        },
     });
     let mut offsets = projector::run::Offsets::new();
     let applied =
@@ -290,9 +292,9 @@ fn a_location_larger_than_a_part_is_applied_in_parts_and_resumed_after_a_stop() 
     // Restarted from the stored offset: the large event again, whole.
     drop(catalog);
     stop.store(false, Ordering::SeqCst);
-    let store = StopAfter {
-        after: usize::MAX,
-        ..Arc::into_inner(store).unwrap()
+    let store = AfterWrite {
+        inner: Arc::into_inner(store).unwrap().inner,
+        after_write: || {},
     };
     let applied =
         projector::run::apply_batch(&log, &store, &batch[1..], &mut offsets, 10, &stop).unwrap();
@@ -305,38 +307,6 @@ fn a_location_larger_than_a_part_is_applied_in_parts_and_resumed_after_a_stop() 
     );
 }
 
-/// A store that notes, at each write, whether the process's permit for
-/// large records is taken.
-struct PermitAtWrite {
-    inner: MemStore,
-    taken: std::sync::Mutex<Vec<bool>>,
-}
-
-impl Store for PermitAtWrite {
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, projector::StoreError> {
-        self.inner.get(key)
-    }
-    fn scan(
-        &self,
-        prefix: &[u8],
-        from: Option<&[u8]>,
-        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
-    ) -> Result<(), projector::StoreError> {
-        self.inner.scan(prefix, from, visit)
-    }
-    fn write(&self, changes: projector::WriteSet) -> Result<(), projector::StoreError> {
-        // Told to stop, `permit` gives up at once when the permit is taken.
-        let free =
-            eventlog::large::permit(eventlog::large::LARGE_RECORD_BYTES, &AtomicBool::new(true));
-        self.taken.lock().unwrap().push(free.is_none());
-        drop(free);
-        self.inner.write(changes)
-    }
-    fn version(&self) -> u64 {
-        self.inner.version()
-    }
-}
-
 #[test]
 fn a_large_record_keeps_the_processs_permit_until_its_batch_is_written() {
     let log = MemoryLog::new(&topics::ALL, 1);
@@ -347,9 +317,19 @@ fn a_large_record_keeps_the_processs_permit_until_its_batch_is_written() {
         record(1, &event("file:/org/large.yaml", one)),
     ];
     assert!(batch[1].value.len() >= eventlog::large::LARGE_RECORD_BYTES);
-    let store = PermitAtWrite {
+    // At each write, whether the permit is taken: told to stop, `permit`
+    // gives up at once when it is.
+    let taken = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let noted = taken.clone();
+    let store = AfterWrite {
         inner: MemStore::new(),
-        taken: Default::default(),
+        after_write: move || {
+            let free = eventlog::large::permit(
+                eventlog::large::LARGE_RECORD_BYTES,
+                &AtomicBool::new(true),
+            );
+            noted.lock().unwrap().push(free.is_none());
+        },
     };
     let mut offsets = projector::run::Offsets::new();
     let running = AtomicBool::new(false);
@@ -357,7 +337,7 @@ fn a_large_record_keeps_the_processs_permit_until_its_batch_is_written() {
         projector::run::apply_batch(&log, &store, &batch, &mut offsets, 1_000, &running).unwrap();
     assert_eq!(applied, projector::run::Applied::Changed);
     assert_eq!(
-        *store.taken.lock().unwrap(),
+        *taken.lock().unwrap(),
         vec![true],
         "taken while the batch was written"
     );
