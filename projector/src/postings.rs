@@ -478,7 +478,69 @@ impl<E> ByList<E> {
             (key, value, run)
         })
     }
+
+    /// Calls `each` with every list (as [`ByList::lists`] gives them) and
+    /// a write set of its own run of lists: runs of many lists each on a
+    /// thread, up to one per core (4 at most). The runs' writes join `out`
+    /// in list order, so `out` is the same however many threads ran.
+    /// [`ByList::group`] first.
+    pub fn write_lists<F>(&self, out: &mut WriteSet, each: F) -> Result<(), StoreError>
+    where
+        E: Sync,
+        F: Fn(&str, &str, &[(u32, E)], &mut WriteSet) -> Result<(), StoreError> + Sync,
+    {
+        let threads = std::thread::available_parallelism()
+            .map_or(1, std::num::NonZeroUsize::get)
+            .clamp(1, 4);
+        self.write_lists_on(threads, out, each)
+    }
+
+    /// [`ByList::write_lists`] on at most `threads` threads.
+    fn write_lists_on<F>(
+        &self,
+        threads: usize,
+        out: &mut WriteSet,
+        each: F,
+    ) -> Result<(), StoreError>
+    where
+        E: Sync,
+        F: Fn(&str, &str, &[(u32, E)], &mut WriteSet) -> Result<(), StoreError> + Sync,
+    {
+        let lists: Vec<List<'_, E>> = self.lists().collect();
+        let threads = threads.min(lists.len() / LISTS_PER_THREAD).max(1);
+        let run = |lists: &[List<'_, E>]| -> Result<WriteSet, StoreError> {
+            let mut writes = WriteSet::with_capacity(lists.len());
+            for (key, value, entries) in lists {
+                each(key, value, entries, &mut writes)?;
+            }
+            Ok(writes)
+        };
+        if threads == 1 {
+            out.extend(run(&lists)?);
+            return Ok(());
+        }
+        let per = lists.len().div_ceil(threads);
+        let run = &run;
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = lists
+                .chunks(per)
+                .map(|chunk| scope.spawn(move || run(chunk)))
+                .collect();
+            for h in handles {
+                out.extend(h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))?);
+            }
+            Ok(())
+        })
+    }
 }
+
+/// A list's key, value and entries, as [`ByList::lists`] gives them.
+type List<'a, E> = (&'a str, &'a str, &'a [(u32, E)]);
+
+/// The fewest lists worth a thread of their own in [`ByList::write_lists`]:
+/// each costs a read of the store, a decode and an encode (a few
+/// microseconds), a thread about as much as a hundred of them.
+const LISTS_PER_THREAD: usize = 512;
 
 /// Changes to posting lists, gathered over a batch: per list, (ordinal,
 /// the casings it has now; none: it no longer has the value), in the order
@@ -501,19 +563,20 @@ impl Changes {
     /// result (or its deletion, when no entity is left) to `out`.
     pub fn write(mut self, store: &dyn Store, out: &mut WriteSet) -> Result<(), StoreError> {
         self.0.group();
-        for (key, value, entries) in self.0.lists() {
+        let names = &self.0.names;
+        self.0.write_lists(out, |key, value, entries, out| {
             let k = keys::posting(key, value);
             let mut posting = match store.get(&k)? {
                 Some(bytes) => Posting::decode(&k, &bytes)?,
                 None => Posting::default(),
             };
             for (_, (ordinal, casings)) in entries {
-                posting.set(*ordinal, &self.0.names.casing_names(casings));
+                posting.set(*ordinal, &names.casing_names(casings));
             }
             let value = (!posting.casings.is_empty()).then(|| posting.encode());
             out.push((k, value));
-        }
-        Ok(())
+            Ok(())
+        })
     }
 }
 
@@ -855,6 +918,48 @@ mod tests {
                 ("service", vec![0, 6]),
             ]
         );
+    }
+
+    #[test]
+    fn lists_written_on_several_threads_write_what_one_thread_writes() {
+        // Enough lists for 3 threads with a short last run, lists of
+        // several entries, and one failing list.
+        let mut by: ByList<u32> = ByList::default();
+        let n = 3 * LISTS_PER_THREAD + 7;
+        for i in 0..n {
+            for e in 0..(i % 3 + 1) {
+                by.push("metadata.name", &format!("v{i:05}"), &[], |_| {
+                    (i * 10 + e) as u32
+                });
+            }
+        }
+        by.group();
+        let each = |key: &str, value: &str, entries: &[(u32, u32)], out: &mut WriteSet| {
+            let entries: Vec<u8> = entries.iter().flat_map(|(_, e)| e.to_be_bytes()).collect();
+            out.push((format!("{key}={value}").into_bytes(), Some(entries)));
+            Ok(())
+        };
+        let mut one = WriteSet::new();
+        by.write_lists_on(1, &mut one, each).unwrap();
+        assert_eq!(one.len(), n);
+        assert!(one.is_sorted_by(|a, b| a.0 < b.0));
+        for threads in [2, 3, 4] {
+            let mut many = vec![(b"before".to_vec(), None)];
+            by.write_lists_on(threads, &mut many, each).unwrap();
+            assert_eq!(many[0], (b"before".to_vec(), None));
+            assert_eq!(&many[1..], &one[..], "on {threads} threads");
+        }
+        // An error in any run is the answer.
+        let failing = |key: &str, value: &str, entries: &[(u32, u32)], out: &mut WriteSet| {
+            if value == "v01000" {
+                return Err(StoreError::Corrupt {
+                    key: key.to_string(),
+                    reason: "bad".into(),
+                });
+            }
+            each(key, value, entries, out)
+        };
+        assert!(by.write_lists_on(3, &mut WriteSet::new(), failing).is_err());
     }
 
     fn row(k: &str, v: &str, o: &str) -> SearchRow {

@@ -223,7 +223,7 @@ impl Changes {
     pub fn write(mut self, store: &dyn Store, out: &mut WriteSet) -> Result<(), StoreError> {
         self.0.group();
         let names = &self.0.names;
-        for (key, value, entries) in self.0.lists() {
+        self.0.write_lists(out, |key, value, entries, out| {
             let k = segment_key(key, value, OPEN);
             let mut open = match store.get(&k)? {
                 Some(bytes) => Segment::decode(&k, &bytes)?,
@@ -252,8 +252,8 @@ impl Changes {
                 };
             }
             out.push((k, Some(open.encode())));
-        }
-        Ok(())
+            Ok(())
+        })
     }
 }
 
