@@ -32,9 +32,37 @@ pub fn trim() -> bool {
     }
 }
 
+/// mimalloc's option number of its purge delay. Option numbers are its
+/// ABI: retired options keep their slots, and this one sits just before
+/// `mi_option_use_numa_nodes`, which the bindings name (see the test).
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// Has the Rust heap (mimalloc, where it is the global allocator) hand
+/// freed pages back to the system at once rather than a second later. The
+/// fold makes and drops hundreds of megabytes per batch (a Location
+/// listing 544k targets changes as many posting lists at once): freed
+/// pages kept for a second were held alongside the next batch's, and a 1M
+/// rebuild peaked at 2,068-2,305 MiB; purged at once, at 1,787 MiB, for
+/// about 2% more time (379 s against 369-373 s). `MIMALLOC_PURGE_DELAY`,
+/// when set, is left to rule.
+pub fn purge_freed_at_once() {
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+        set_purge_delay(0);
+    }
+}
+
+/// Sets mimalloc's purge delay, milliseconds.
+#[allow(unsafe_code)]
+fn set_purge_delay(ms: i32) {
+    // SAFETY: sets one integer option; mimalloc reads options atomically
+    // and allows setting them at any time.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, ms.into()) };
+}
+
 /// Starts a thread that calls [`trim`] every `every` for the life of the
-/// process.
+/// process, after [`purge_freed_at_once`].
 pub fn return_freed_memory(every: Duration) {
+    purge_freed_at_once();
     let started = std::thread::Builder::new()
         .name("malloc-trim".into())
         .spawn(move || {
@@ -45,6 +73,25 @@ pub fn return_freed_memory(every: Duration) {
         });
     if let Err(e) = started {
         tracing::warn!(error = %e, "cannot start the thread that returns freed memory");
+    }
+}
+
+#[cfg(test)]
+mod option_tests {
+    #[test]
+    #[allow(unsafe_code)]
+    fn the_purge_delay_is_the_option_set() {
+        // The number is the one before the option the bindings name.
+        assert_eq!(
+            super::MI_OPTION_PURGE_DELAY + 1,
+            libmimalloc_sys::mi_option_use_numa_nodes
+        );
+        for ms in [250, 0] {
+            super::set_purge_delay(ms);
+            // SAFETY: reads one integer option.
+            let delay = unsafe { libmimalloc_sys::mi_option_get(super::MI_OPTION_PURGE_DELAY) };
+            assert_eq!(delay, i64::from(ms));
+        }
     }
 }
 
