@@ -1215,39 +1215,13 @@ fn both<A: Send, B: Send>(
 
 /// Derives every job, on up to 4 threads for a large batch, in job order.
 fn derive_all(store: &dyn Store, jobs: Vec<DeriveJob>) -> Result<Vec<Derived>, StoreError> {
-    let workers = std::thread::available_parallelism()
-        .map_or(1, std::num::NonZeroUsize::get)
-        .clamp(1, 4);
-    if !side_by_side(jobs.len()) {
-        return jobs.into_iter().map(|j| derive(store, j)).collect();
-    }
-    let per = jobs.len().div_ceil(workers);
-    let mut chunks: Vec<Vec<DeriveJob>> = Vec::with_capacity(workers);
-    let mut jobs = jobs.into_iter();
-    loop {
-        let chunk: Vec<DeriveJob> = jobs.by_ref().take(per).collect();
-        if chunk.is_empty() {
-            break;
-        }
-        chunks.push(chunk);
-    }
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = chunks
-            .into_iter()
-            .map(|chunk| {
-                scope.spawn(move || {
-                    chunk
-                        .into_iter()
-                        .map(|j| derive(store, j))
-                        .collect::<Result<Vec<Derived>, StoreError>>()
-                })
-            })
-            .collect();
-        let mut out = Vec::new();
-        for h in handles {
-            out.extend(h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))?);
-        }
-        Ok(out)
+    let threads = if side_by_side(jobs.len()) {
+        crate::cores()
+    } else {
+        1
+    };
+    crate::in_runs(jobs, threads, |chunk| {
+        chunk.into_iter().map(|j| derive(store, j)).collect()
     })
 }
 

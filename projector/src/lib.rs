@@ -55,3 +55,46 @@ pub use store::{MemStore, Store, StoreError, WriteSet};
 /// faster on short keys and still seeded at random, so keys taken from
 /// outside input cannot be chosen to collide.
 pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, ahash::RandomState>;
+
+/// Threads worth using for work in runs: one per core, 4 at most.
+pub(crate) fn cores() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .clamp(1, 4)
+}
+
+/// Splits `items` into `threads` contiguous runs, calls `run` on each on a
+/// thread of its own (on the caller's, for one), and joins the results in
+/// item order: the answer is the same however many threads ran. The first
+/// error, in run order, is the answer; a panic in a run is the caller's.
+pub(crate) fn in_runs<T: Send, R: Send, E: Send>(
+    items: Vec<T>,
+    threads: usize,
+    run: impl Fn(Vec<T>) -> Result<Vec<R>, E> + Sync,
+) -> Result<Vec<R>, E> {
+    if threads <= 1 || items.len() <= 1 {
+        return run(items);
+    }
+    let per = items.len().div_ceil(threads);
+    let mut runs: Vec<Vec<T>> = Vec::with_capacity(threads);
+    let mut items = items.into_iter();
+    loop {
+        let chunk: Vec<T> = items.by_ref().take(per).collect();
+        if chunk.is_empty() {
+            break;
+        }
+        runs.push(chunk);
+    }
+    let run = &run;
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = runs
+            .into_iter()
+            .map(|chunk| scope.spawn(move || run(chunk)))
+            .collect();
+        let mut out = Vec::new();
+        for h in handles {
+            out.extend(h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))?);
+        }
+        Ok(out)
+    })
+}

@@ -489,10 +489,7 @@ impl<E> ByList<E> {
         E: Sync,
         F: Fn(&str, &str, &[(u32, E)], &mut WriteSet) -> Result<(), StoreError> + Sync,
     {
-        let threads = std::thread::available_parallelism()
-            .map_or(1, std::num::NonZeroUsize::get)
-            .clamp(1, 4);
-        self.write_lists_on(threads, out, each)
+        self.write_lists_on(crate::cores(), out, each)
     }
 
     /// [`ByList::write_lists`] on at most `threads` threads.
@@ -508,29 +505,14 @@ impl<E> ByList<E> {
     {
         let lists: Vec<List<'_, E>> = self.lists().collect();
         let threads = threads.min(lists.len() / LISTS_PER_THREAD).max(1);
-        let run = |lists: &[List<'_, E>]| -> Result<WriteSet, StoreError> {
+        out.extend(crate::in_runs(lists, threads, |lists| {
             let mut writes = WriteSet::with_capacity(lists.len());
             for (key, value, entries) in lists {
                 each(key, value, entries, &mut writes)?;
             }
-            Ok(writes)
-        };
-        if threads == 1 {
-            out.extend(run(&lists)?);
-            return Ok(());
-        }
-        let per = lists.len().div_ceil(threads);
-        let run = &run;
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = lists
-                .chunks(per)
-                .map(|chunk| scope.spawn(move || run(chunk)))
-                .collect();
-            for h in handles {
-                out.extend(h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))?);
-            }
-            Ok(())
-        })
+            Ok::<_, StoreError>(writes)
+        })?);
+        Ok(())
     }
 }
 
