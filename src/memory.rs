@@ -43,9 +43,11 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// (a Location listing 544k targets changes as many posting lists at
 /// once): freed pages kept for a second were held alongside the next
 /// batch's. At 1M entities the rebuild peaked at 2,068-2,305 MiB with the
-/// default, 1,882 MiB with 100 ms (ingest 1,983-1,986 -> 1,849 MiB), at no
-/// cost in speed. With no delay at all the peaks were about the same but
-/// every query faulted fresh pages in (a filtered page 8.8 -> 13.4 ms).
+/// default, and at 1,882, 2,291 and 2,319 MiB in three runs with 100 ms
+/// (ingest 1,983-1,986 -> 1,837-1,849 MiB), at no cost in speed: the
+/// delay lowers the peak only some of the time. With no delay at all the
+/// peaks were about the same but every query faulted fresh pages in (a
+/// filtered page 8.8 -> 13.4 ms).
 /// `MIMALLOC_PURGE_DELAY`, when set, is left to rule.
 pub fn purge_freed_soon() {
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
