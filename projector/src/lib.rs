@@ -85,15 +85,23 @@ pub(crate) fn in_runs<T: Send, R: Send, E: Send>(
         }
         runs.push(chunk);
     }
+    // The items' buffer is let go before the runs start, not held to the end.
+    drop(items);
     let run = &run;
     std::thread::scope(|scope| {
         let handles: Vec<_> = runs
             .into_iter()
             .map(|chunk| scope.spawn(move || run(chunk)))
             .collect();
-        let mut out = Vec::new();
+        let mut results = Vec::with_capacity(handles.len());
         for h in handles {
-            out.extend(h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))?);
+            results.push(h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))?);
+        }
+        // Joined at their full size at once: grown by doubling, a batch's
+        // million list writes were copied (and held twice) on the way.
+        let mut out = Vec::with_capacity(results.iter().map(Vec::len).sum());
+        for r in results {
+            out.extend(r);
         }
         Ok(out)
     })

@@ -97,7 +97,7 @@ impl Posting {
             b.serialize_into(&mut out)
                 .expect("serialising into a Vec cannot fail");
         }
-        out
+        crate::store::exact(out)
     }
 
     pub fn decode(key: &[u8], bytes: &[u8]) -> Result<Posting, StoreError> {
@@ -384,6 +384,16 @@ impl Names {
         order
     }
 
+    /// The rank of each list in (key, value) order, by list number.
+    pub fn ranks(&self) -> Vec<u32> {
+        let order = self.lists_in_order();
+        let mut rank = vec![0u32; order.len()];
+        for (r, list) in order.into_iter().enumerate() {
+            rank[list] = r as u32;
+        }
+        rank
+    }
+
     /// The numbers of `casings`, given now where they have none.
     pub fn casings(&mut self, casings: &[&str]) -> Casings {
         casings
@@ -409,15 +419,17 @@ impl Names {
 }
 
 /// Entries gathered over a batch per list (search key and value), in the
-/// order added, with the lists and casings they name numbered by
-/// [`Names`]: the changes of the posting lists and of their history.
+/// order added, with the lists and casings they name numbered by a
+/// [`Names`] kept beside them: the changes of the posting lists or of
+/// their history. The two share one [`Names`] ([`Changes`]): a Location
+/// listing 544k targets changes 1.09M lists (each target is a value and a
+/// key of its own), and their names held twice were 0.13 GB of that
+/// batch's peak.
 ///
 /// The entries of every list share one vector, each tagged with its list:
-/// a Location listing 544k targets changes as many lists, with one entry
-/// each, and a vector per list cost a header and an allocation of four
-/// entries apiece (about 0.3 GB of one batch's peak at 1M entities).
+/// a vector per list cost a header and an allocation of four entries
+/// apiece (about 0.3 GB of one batch's peak at 1M entities).
 pub struct ByList<E> {
-    pub names: Names,
     entries: Vec<(u32, E)>,
     /// Whether `entries` is grouped by list in (key, value) order.
     grouped: bool,
@@ -426,7 +438,6 @@ pub struct ByList<E> {
 impl<E> Default for ByList<E> {
     fn default() -> Self {
         ByList {
-            names: Names::default(),
             entries: Vec::new(),
             grouped: true,
         }
@@ -434,17 +445,18 @@ impl<E> Default for ByList<E> {
 }
 
 impl<E> ByList<E> {
-    /// Adds to list `key` = `value` the entry `make` gives, with the
-    /// numbers of `casings`.
+    /// Adds to list `key` = `value` (numbered in `names`) the entry `make`
+    /// gives, with the numbers of `casings`.
     pub fn push(
         &mut self,
+        names: &mut Names,
         key: &str,
         value: &str,
         casings: &[&str],
         make: impl FnOnce(Casings) -> E,
     ) {
-        let list = self.names.list(key, value) as u32;
-        let casings = self.names.casings(casings);
+        let list = names.list(key, value) as u32;
+        let casings = names.casings(casings);
         self.entries.push((list, make(casings)));
         self.grouped = false;
     }
@@ -453,16 +465,17 @@ impl<E> ByList<E> {
         self.entries.is_empty()
     }
 
-    /// Groups the entries by list, lists in (key, value) order, each
-    /// list's entries in the order added; [`ByList::lists`] needs it.
-    pub fn group(&mut self) {
+    /// How many lists have entries. [`ByList::group`] first.
+    pub fn list_count(&self) -> usize {
+        self.entries.chunk_by(|a, b| a.0 == b.0).count()
+    }
+
+    /// Groups the entries by list, lists in (key, value) order as `rank`
+    /// ([`Names::ranks`]) gives it, each list's entries in the order added;
+    /// [`ByList::lists`] needs it.
+    pub fn group(&mut self, rank: &[u32]) {
         if self.grouped {
             return;
-        }
-        let order = self.names.lists_in_order();
-        let mut rank = vec![0u32; order.len()];
-        for (r, list) in order.into_iter().enumerate() {
-            rank[list] = r as u32;
         }
         // Stable: a list's entries keep the order they were added in.
         self.entries.sort_by_key(|(list, _)| rank[*list as usize]);
@@ -471,10 +484,13 @@ impl<E> ByList<E> {
 
     /// Each list's key, value and entries (each with its list's number),
     /// in (key, value) order. [`ByList::group`] first.
-    pub fn lists(&self) -> impl Iterator<Item = (&str, &str, &[(u32, E)])> {
+    pub fn lists<'a>(
+        &'a self,
+        names: &'a Names,
+    ) -> impl Iterator<Item = (&'a str, &'a str, &'a [(u32, E)])> {
         assert!(self.grouped, "ByList::group before ByList::lists");
         self.entries.chunk_by(|a, b| a.0 == b.0).map(|run| {
-            let (key, value) = self.names.list_name(run[0].0 as usize);
+            let (key, value) = names.list_name(run[0].0 as usize);
             (key, value, run)
         })
     }
@@ -484,17 +500,23 @@ impl<E> ByList<E> {
     /// thread, up to one per core (4 at most). The runs' writes join `out`
     /// in list order, so `out` is the same however many threads ran.
     /// [`ByList::group`] first.
-    pub fn write_lists<F>(&self, out: &mut WriteSet, each: F) -> Result<(), StoreError>
+    pub fn write_lists<F>(
+        &self,
+        names: &Names,
+        out: &mut WriteSet,
+        each: F,
+    ) -> Result<(), StoreError>
     where
         E: Sync,
         F: Fn(&str, &str, &[(u32, E)], &mut WriteSet) -> Result<(), StoreError> + Sync,
     {
-        self.write_lists_on(crate::cores(), out, each)
+        self.write_lists_on(names, crate::cores(), out, each)
     }
 
     /// [`ByList::write_lists`] on at most `threads` threads.
     fn write_lists_on<F>(
         &self,
+        names: &Names,
         threads: usize,
         out: &mut WriteSet,
         each: F,
@@ -503,62 +525,110 @@ impl<E> ByList<E> {
         E: Sync,
         F: Fn(&str, &str, &[(u32, E)], &mut WriteSet) -> Result<(), StoreError> + Sync,
     {
-        let lists: Vec<List<'_, E>> = self.lists().collect();
-        let threads = threads.min(lists.len() / LISTS_PER_THREAD).max(1);
-        out.extend(crate::in_runs(lists, threads, |lists| {
-            let mut writes = WriteSet::with_capacity(lists.len());
-            for (key, value, entries) in lists {
-                each(key, value, entries, &mut writes)?;
+        assert!(self.grouped, "ByList::group before ByList::write_lists");
+        let threads = threads.min(self.list_count() / LISTS_PER_THREAD).max(1);
+        // Runs of about as many entries each, cut where a list starts: no
+        // vector of every list is made (a Location listing 544k targets
+        // changes 1.09M lists, each a run of its own).
+        let entries = &self.entries[..];
+        let mut runs: Vec<&[(u32, E)]> = Vec::with_capacity(threads);
+        let mut start = 0;
+        for t in 1..=threads {
+            let mut end = (entries.len() * t / threads).max(start);
+            while end > start && end < entries.len() && entries[end].0 == entries[end - 1].0 {
+                end += 1;
             }
-            Ok::<_, StoreError>(writes)
-        })?);
+            if end > start {
+                runs.push(&entries[start..end]);
+            }
+            start = end;
+        }
+        // Each run's writes join `out` as they are, not through a vector of
+        // them all first.
+        let runs = crate::in_runs(runs, threads, |runs| {
+            // A write per list at most (and a sealed segment now and then).
+            let mut writes = WriteSet::with_capacity(runs.iter().map(|r| r.len()).sum());
+            for run in runs {
+                for list in run.chunk_by(|a, b| a.0 == b.0) {
+                    let (key, value) = names.list_name(list[0].0 as usize);
+                    each(key, value, list, &mut writes)?;
+                }
+            }
+            Ok::<_, StoreError>(vec![writes])
+        })?;
+        out.reserve(runs.iter().map(Vec::len).sum());
+        for run in runs {
+            out.extend(run);
+        }
         Ok(())
     }
 }
-
-/// A list's key, value and entries, as [`ByList::lists`] gives them.
-type List<'a, E> = (&'a str, &'a str, &'a [(u32, E)]);
 
 /// The fewest lists worth a thread of their own in [`ByList::write_lists`]:
 /// each costs a read of the store, a decode and an encode (a few
 /// microseconds), a thread about as much as a hundred of them.
 const LISTS_PER_THREAD: usize = 512;
 
-/// Changes to posting lists, gathered over a batch: per list, (ordinal,
-/// the casings it has now; none: it no longer has the value), in the order
-/// set (the last for an ordinal wins).
+/// Changes to posting lists and to their history, gathered over a batch:
+/// per list, (ordinal, the casings it has now; none: it no longer has the
+/// value), in the order set (the last for an ordinal wins); and per list,
+/// (time, ordinal, casings from then on), in the order recorded. Both name
+/// their lists by one [`Names`].
 #[derive(Default)]
-pub struct Changes(ByList<(u32, Casings)>);
+pub struct Changes {
+    names: Names,
+    live: ByList<(u32, Casings)>,
+    past: ByList<(i64, u32, Casings)>,
+}
 
 impl Changes {
     /// The entity `ordinal` now has `key` = `value` in these casings (none:
     /// it no longer has the value).
     pub fn set(&mut self, key: &str, value: &str, ordinal: u32, casings: &[&str]) {
-        self.0.push(key, value, casings, |c| (ordinal, c));
+        self.live
+            .push(&mut self.names, key, value, casings, |c| (ordinal, c));
+    }
+
+    /// Entity `ordinal` has `key` = `value` in these casings from `at_ms`
+    /// on (none: not at all), in the lists' history.
+    pub fn record(&mut self, key: &str, value: &str, at_ms: i64, ordinal: u32, casings: &[&str]) {
+        self.past.push(&mut self.names, key, value, casings, |c| {
+            (at_ms, ordinal, c)
+        });
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.live.is_empty() && self.past.is_empty()
     }
 
     /// Reads each posting changed once, applies its changes and adds the
-    /// result (or its deletion, when no entity is left) to `out`.
+    /// result (or its deletion, when no entity is left) to `out`; then
+    /// the history's changes ([`crate::temporal::write_history`]).
     pub fn write(mut self, store: &dyn Store, out: &mut WriteSet) -> Result<(), StoreError> {
-        self.0.group();
-        let names = &self.0.names;
-        self.0.write_lists(out, |key, value, entries, out| {
-            let k = keys::posting(key, value);
-            let mut posting = match store.get(&k)? {
-                Some(bytes) => Posting::decode(&k, &bytes)?,
-                None => Posting::default(),
-            };
-            for (_, (ordinal, casings)) in entries {
-                posting.set(*ordinal, &names.casing_names(casings));
-            }
-            let value = (!posting.casings.is_empty()).then(|| posting.encode());
-            out.push((k, value));
-            Ok(())
-        })
+        let rank = self.names.ranks();
+        self.live.group(&rank);
+        self.past.group(&rank);
+        drop(rank);
+        // Every list's write, and a sealed segment for some of the
+        // history's: reserved at once, not grown by doubling.
+        out.reserve(self.live.list_count() + self.past.list_count() + 16);
+        let names = &self.names;
+        self.live
+            .write_lists(names, out, |key, value, entries, out| {
+                let k = keys::posting(key, value);
+                let mut posting = match store.get(&k)? {
+                    Some(bytes) => Posting::decode(&k, &bytes)?,
+                    None => Posting::default(),
+                };
+                for (_, (ordinal, casings)) in entries {
+                    posting.set(*ordinal, &names.casing_names(casings));
+                }
+                let value = (!posting.casings.is_empty()).then(|| posting.encode());
+                out.push((k, value));
+                Ok(())
+            })?;
+        self.live = ByList::default();
+        crate::temporal::write_history(&self.past, names, store, out)
     }
 }
 
@@ -850,6 +920,7 @@ mod tests {
     #[test]
     fn entries_come_out_by_list_in_key_value_order_each_in_the_order_added() {
         let mut by: ByList<u32> = ByList::default();
+        let mut names = Names::default();
         let pushes = [
             ("spec.type", "service", 0),
             ("kind", "component", 1),
@@ -861,14 +932,14 @@ mod tests {
             ("kind", "component", 7),
         ];
         for (k, v, n) in pushes {
-            by.push(k, v, &["Cased"], |c| {
+            by.push(&mut names, k, v, &["Cased"], |c| {
                 assert_eq!(c.len(), 1);
                 n
             });
         }
-        by.group();
+        by.group(&names.ranks());
         let got: Vec<(&str, &str, Vec<u32>)> = by
-            .lists()
+            .lists(&names)
             .map(|(k, v, entries)| (k, v, entries.iter().map(|(_, n)| *n).collect()))
             .collect();
         assert_eq!(
@@ -882,11 +953,11 @@ mod tests {
             ]
         );
         // Grouping again, after more entries, keeps what was grouped.
-        by.push("kind", "api", &[], |_| 8);
-        by.push("a", "b", &[], |_| 9);
-        by.group();
+        by.push(&mut names, "kind", "api", &[], |_| 8);
+        by.push(&mut names, "a", "b", &[], |_| 9);
+        by.group(&names.ranks());
         let got: Vec<(&str, Vec<u32>)> = by
-            .lists()
+            .lists(&names)
             .map(|(_, v, entries)| (v, entries.iter().map(|(_, n)| *n).collect()))
             .collect();
         assert_eq!(
@@ -907,27 +978,32 @@ mod tests {
         // Enough lists for 3 threads with a short last run, lists of
         // several entries, and one failing list.
         let mut by: ByList<u32> = ByList::default();
+        let mut names = Names::default();
         let n = 3 * LISTS_PER_THREAD + 7;
         for i in 0..n {
             for e in 0..(i % 3 + 1) {
-                by.push("metadata.name", &format!("v{i:05}"), &[], |_| {
-                    (i * 10 + e) as u32
-                });
+                by.push(
+                    &mut names,
+                    "metadata.name",
+                    &format!("v{i:05}"),
+                    &[],
+                    |_| (i * 10 + e) as u32,
+                );
             }
         }
-        by.group();
+        by.group(&names.ranks());
         let each = |key: &str, value: &str, entries: &[(u32, u32)], out: &mut WriteSet| {
             let entries: Vec<u8> = entries.iter().flat_map(|(_, e)| e.to_be_bytes()).collect();
             out.push((format!("{key}={value}").into_bytes(), Some(entries)));
             Ok(())
         };
         let mut one = WriteSet::new();
-        by.write_lists_on(1, &mut one, each).unwrap();
+        by.write_lists_on(&names, 1, &mut one, each).unwrap();
         assert_eq!(one.len(), n);
         assert!(one.is_sorted_by(|a, b| a.0 < b.0));
         for threads in [2, 3, 4] {
             let mut many = vec![(b"before".to_vec(), None)];
-            by.write_lists_on(threads, &mut many, each).unwrap();
+            by.write_lists_on(&names, threads, &mut many, each).unwrap();
             assert_eq!(many[0], (b"before".to_vec(), None));
             assert_eq!(&many[1..], &one[..], "on {threads} threads");
         }
@@ -941,7 +1017,10 @@ mod tests {
             }
             each(key, value, entries, out)
         };
-        assert!(by.write_lists_on(3, &mut WriteSet::new(), failing).is_err());
+        assert!(
+            by.write_lists_on(&names, 3, &mut WriteSet::new(), failing)
+                .is_err()
+        );
     }
 
     fn row(k: &str, v: &str, o: &str) -> SearchRow {

@@ -338,6 +338,11 @@ pub enum Applied {
     Abandoned,
 }
 
+/// How many relation rows a part of a large event may move into or out of
+/// the posting lists at once, per ref of `part_entities` (see
+/// [`Parts::part_end`]): 100k at the default `part_entities`.
+pub const PART_ROWS_PER_REF: usize = 20;
+
 /// Folds one batch and writes its changes together with its offsets,
 /// unless `stop` is set on the way (a large batch may take seconds, and a
 /// service must stop within a few).
@@ -409,22 +414,27 @@ pub fn apply_batch(
                         }
                         let parts = Parts::new(store, yielded)?;
                         let mut changed = false;
-                        for refs in parts.touched().chunks(part_entities.max(1)) {
+                        let (mut start, mut count) = (0, 0);
+                        let rows = part_entities.max(1).saturating_mul(PART_ROWS_PER_REF);
+                        while start < parts.touched().len() {
                             if stop.load(Ordering::Relaxed) {
                                 *offsets = durable;
                                 return Ok(Applied::Abandoned);
                             }
+                            let end = parts.part_end(store, start, part_entities.max(1), rows)?;
                             let mut part = Fold::new(store);
-                            changed |= part.apply_part(&parts, refs)?;
+                            changed |= part.apply_part(&parts, &parts.touched()[start..end])?;
                             let writes = part.finish()?;
                             if !writes.is_empty() {
                                 store.write(writes)?;
                                 wrote = true;
                             }
+                            start = end;
+                            count += 1;
                         }
                         tracing::debug!(
                             location = %String::from_utf8_lossy(&rec.key), refs = parts.touched().len(),
-                            "applied an event in parts"
+                            parts = count, "applied an event in parts"
                         );
                         Ok(fold
                             .apply_location(parts)

@@ -34,6 +34,18 @@ pub type Entry = (Vec<u8>, Vec<u8>);
 /// One atomic write: puts (`Some`) and deletes (`None`).
 pub type WriteSet = Vec<(Vec<u8>, Option<Vec<u8>>)>;
 
+/// `bytes` in an allocation of their own length when growing left much
+/// room over: a value grown from a few bytes holds up to twice its length,
+/// and a batch keeps a million small values (the posting lists and their
+/// history when a Location lists 544k targets) until it is written.
+pub fn exact(bytes: Vec<u8>) -> Vec<u8> {
+    if bytes.capacity() - bytes.len() > bytes.len() / 8 {
+        bytes.as_slice().to_vec()
+    } else {
+        bytes
+    }
+}
+
 /// An ordered key-value store.
 pub trait Store: Send + Sync {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;

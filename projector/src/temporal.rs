@@ -29,7 +29,7 @@
 //! the version in force at any instant.
 
 use crate::keys;
-use crate::postings::{Ordinals, Posting};
+use crate::postings::{Changes, Ordinals, Posting};
 use crate::records::{self, SearchRow};
 use crate::store::{Store, StoreError, WriteSet};
 
@@ -124,7 +124,7 @@ impl Segment {
                 put_varint(&mut out, i as u64);
             }
         }
-        out
+        crate::store::exact(out)
     }
 
     pub fn decode(key: &[u8], bytes: &[u8]) -> Result<Segment, StoreError> {
@@ -191,7 +191,14 @@ impl Segment {
 
 /// The key of one segment of the history of `key` = `value`.
 pub fn segment_key(key: &str, value: &str, segment: u32) -> Vec<u8> {
-    let mut k = keys::key(keys::POSTING_HISTORY, &[key.as_bytes(), value.as_bytes()]);
+    // Made at its full length: a key grown past its first allocation
+    // doubles it (a batch writes a million of them when a Location lists
+    // 544k targets).
+    let mut k = Vec::with_capacity(key.len() + value.len() + 7);
+    k.push(keys::POSTING_HISTORY);
+    k.extend_from_slice(key.as_bytes());
+    k.push(0);
+    k.extend_from_slice(value.as_bytes());
     k.push(0);
     k.extend_from_slice(&segment.to_be_bytes());
     k
@@ -202,59 +209,46 @@ fn list_of(k: &[u8]) -> &[u8] {
     &k[..k.len().saturating_sub(5)]
 }
 
-/// Changes to the posting lists' history, gathered over a batch: per list,
-/// (time, ordinal, casings from then on), in the order recorded.
-#[derive(Default)]
-pub struct Changes(crate::postings::ByList<(i64, u32, crate::postings::Casings)>);
-
-impl Changes {
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    /// Entity `ordinal` has `key` = `value` in these casings from `at_ms`
-    /// on (none: not at all).
-    pub fn record(&mut self, key: &str, value: &str, at_ms: i64, ordinal: u32, casings: &[&str]) {
-        self.0.push(key, value, casings, |c| (at_ms, ordinal, c));
-    }
-
-    /// Appends each list's changes to its open segment (sealing it when
-    /// full): one read and one write per list touched.
-    pub fn write(mut self, store: &dyn Store, out: &mut WriteSet) -> Result<(), StoreError> {
-        self.0.group();
-        let names = &self.0.names;
-        self.0.write_lists(out, |key, value, entries, out| {
-            let k = segment_key(key, value, OPEN);
-            let mut open = match store.get(&k)? {
-                Some(bytes) => Segment::decode(&k, &bytes)?,
-                None => Segment::default(),
+/// Appends each list's changes in `past` (the history's part of
+/// [`crate::postings::Changes`], grouped) to its open segment, sealing it
+/// when full: one read and one write per list touched.
+pub(crate) fn write_history(
+    past: &crate::postings::ByList<(i64, u32, crate::postings::Casings)>,
+    names: &crate::postings::Names,
+    store: &dyn Store,
+    out: &mut WriteSet,
+) -> Result<(), StoreError> {
+    past.write_lists(names, out, |key, value, entries, out| {
+        let k = segment_key(key, value, OPEN);
+        let mut open = match store.get(&k)? {
+            Some(bytes) => Segment::decode(&k, &bytes)?,
+            None => Segment::default(),
+        };
+        open.changes
+            .extend(entries.iter().map(|(_, (at_ms, ordinal, casings))| {
+                Change {
+                    at_ms: *at_ms,
+                    ordinal: *ordinal,
+                    casings: names
+                        .casing_names(casings)
+                        .iter()
+                        .map(|c| (*c).to_string())
+                        .collect(),
+                }
+            }));
+        if open.changes.len() >= SEGMENT_CHANGES {
+            out.push((
+                segment_key(key, value, open.sealed),
+                Some(Segment { sealed: 0, ..open }.encode()),
+            ));
+            open = Segment {
+                sealed: open.sealed + 1,
+                changes: Vec::new(),
             };
-            open.changes
-                .extend(entries.iter().map(|(_, (at_ms, ordinal, casings))| {
-                    Change {
-                        at_ms: *at_ms,
-                        ordinal: *ordinal,
-                        casings: names
-                            .casing_names(casings)
-                            .iter()
-                            .map(|c| (*c).to_string())
-                            .collect(),
-                    }
-                }));
-            if open.changes.len() >= SEGMENT_CHANGES {
-                out.push((
-                    segment_key(key, value, open.sealed),
-                    Some(Segment { sealed: 0, ..open }.encode()),
-                ));
-                open = Segment {
-                    sealed: open.sealed + 1,
-                    changes: Vec::new(),
-                };
-            }
-            out.push((k, Some(open.encode())));
-            Ok(())
-        })
-    }
+        }
+        out.push((k, Some(open.encode())));
+        Ok(())
+    })
 }
 
 /// Records that entity `ordinal`'s search rows moved from `old` to `new`

@@ -344,3 +344,97 @@ fn a_large_record_keeps_the_processs_permit_until_its_batch_is_written() {
     // And given back after.
     assert!(eventlog::large::permit(eventlog::large::LARGE_RECORD_BYTES, &running).is_some());
 }
+
+/// `n` components, each owned by `group:default/group-{i % owners}`, with
+/// the relations the processor derives in both directions.
+fn components(n: usize, owners: usize) -> Vec<ProcessedEntity> {
+    (0..n)
+        .map(|i| {
+            let me = proto::EntityRef::new("component", "default", &format!("c-{i}"));
+            let owner = proto::EntityRef::new("group", "default", &format!("group-{}", i % owners));
+            ProcessedEntity {
+                entity: serde_json::from_value(serde_json::json!({
+                    "apiVersion": "backstage.io/v1alpha1",
+                    "kind": "Component",
+                    "metadata": {"name": format!("c-{i}"), "namespace": "default"},
+                    "spec": {"type": "service", "lifecycle": "production", "owner": owner.to_string()},
+                }))
+                .unwrap(),
+                relations: vec![
+                    proto::Relation {
+                        source: me.clone(),
+                        relation_type: proto::RelationType::OwnedBy,
+                        target: owner.clone(),
+                    },
+                    proto::Relation {
+                        source: owner,
+                        relation_type: proto::RelationType::OwnerOf,
+                        target: me,
+                    },
+                ],
+            }
+        })
+        .collect()
+}
+
+fn groups(n: usize) -> Vec<ProcessedEntity> {
+    (0..n)
+        .map(|i| ProcessedEntity {
+            entity: serde_json::from_value(serde_json::json!({
+                "apiVersion": "backstage.io/v1alpha1",
+                "kind": "Group",
+                "metadata": {"name": format!("group-{i}"), "namespace": "default"},
+                "spec": {"type": "team", "children": []},
+            }))
+            .unwrap(),
+            relations: vec![],
+        })
+        .collect()
+}
+
+#[test]
+fn a_part_ends_where_the_rows_it_would_move_at_once_run_over() {
+    let log = MemoryLog::new(&topics::ALL, 1);
+    // Groups 0 and 1 own 30 components each, written before the groups
+    // are: serving a group moves its 30 rows into the lists at once.
+    let owned = event("file:/repos.yaml", components(60, 2));
+    let org = event("file:/org/groups.yaml", groups(4));
+    let batch = [record(0, &owned), record(1, &org)];
+
+    let witness = MemStore::new();
+    let mut offsets = projector::run::Offsets::new();
+    let go = AtomicBool::new(false);
+    projector::run::apply_batch(&log, &witness, &batch, &mut offsets, 1_000, &go).unwrap();
+
+    let store = MemStore::new();
+    let mut offsets = projector::run::Offsets::new();
+    projector::run::apply_batch(&log, &store, &batch[..1], &mut offsets, 1_000, &go).unwrap();
+    let bytes = org.encode();
+    let parts = projector::Parts::new(
+        &store,
+        projector::Yield::new(proto::RawEntityEvent::decode(&bytes).unwrap()).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(parts.touched().len(), 4);
+    // By refs alone, three refs make a part.
+    assert_eq!(parts.part_end(&store, 0, 3, usize::MAX).unwrap(), 3);
+    // At most 40 rows: group-0 (30) alone, then group-1 (30) with the two
+    // that own nothing.
+    assert_eq!(parts.part_end(&store, 0, 3, 40).unwrap(), 1);
+    assert_eq!(parts.part_end(&store, 1, 3, 40).unwrap(), 4);
+    // A ref whose rows alone run over is a part of its own.
+    assert_eq!(parts.part_end(&store, 0, 3, 10).unwrap(), 1);
+    assert_eq!(parts.part_end(&store, 1, 3, 10).unwrap(), 2);
+    assert_eq!(parts.part_end(&store, 2, 3, 10).unwrap(), 4);
+    drop(parts);
+
+    // Applied in parts cut that way, the store is what one batch writes.
+    projector::run::apply_batch(&log, &store, &batch[1..], &mut offsets, 2, &go).unwrap();
+    assert_eq!(
+        projector::postings::canonical(store.dump()),
+        projector::postings::canonical(witness.dump()),
+    );
+    let catalog = Catalog::new(Arc::new(store));
+    let owner = catalog.entity("group:default/group-1").unwrap();
+    assert!(owner.is_some_and(|e| String::from_utf8_lossy(&e).contains("component:default/c-59")));
+}
