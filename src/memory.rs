@@ -45,7 +45,10 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// batch's. At 1M entities the rebuild peaked at 2,068-2,305 MiB with the
 /// default, and at 1,882, 2,291 and 2,319 MiB in three runs with 100 ms
 /// (ingest 1,983-1,986 -> 1,837-1,849 MiB), at no cost in speed: the
-/// delay lowers the peak only some of the time. With no delay at all the
+/// delay lowers the peak only some of the time. (That peak is the batch
+/// folding the Location that lists 544k targets; since that batch holds
+/// less, see `postings::Changes`, two 1M rebuilds peaked at 1,967 and
+/// 1,977 MiB.) With no delay at all the
 /// peaks were about the same but every query faulted fresh pages in (a
 /// filtered page 8.8 -> 13.4 ms).
 /// `MIMALLOC_PURGE_DELAY`, when set, is left to rule.
