@@ -17,19 +17,25 @@ use uuid::Uuid;
 
 const LIMIT: usize = 64 * 1024;
 
-fn users(n: usize) -> Vec<ProcessedEntity> {
+/// `n` entities without relations, the `i`th as `entity(i)` describes it.
+fn entities(n: usize, entity: impl Fn(usize) -> serde_json::Value) -> Vec<ProcessedEntity> {
     (0..n)
         .map(|i| ProcessedEntity {
-            entity: serde_json::from_value(serde_json::json!({
-                "apiVersion": "backstage.io/v1alpha1",
-                "kind": "User",
-                "metadata": {"name": format!("user-{i}"), "namespace": "default"},
-                "spec": {"profile": {"email": format!("user-{i}@example.com")}, "memberOf": []},
-            }))
-            .unwrap(),
+            entity: serde_json::from_value(entity(i)).unwrap(),
             relations: vec![],
         })
         .collect()
+}
+
+fn users(n: usize) -> Vec<ProcessedEntity> {
+    entities(n, |i| {
+        serde_json::json!({
+            "apiVersion": "backstage.io/v1alpha1",
+            "kind": "User",
+            "metadata": {"name": format!("user-{i}"), "namespace": "default"},
+            "spec": {"profile": {"email": format!("user-{i}@example.com")}, "memberOf": []},
+        })
+    })
 }
 
 fn event(location: &str, entities: Vec<ProcessedEntity>) -> EntityEvent {
@@ -378,18 +384,14 @@ fn components(n: usize, owners: usize) -> Vec<ProcessedEntity> {
 }
 
 fn groups(n: usize) -> Vec<ProcessedEntity> {
-    (0..n)
-        .map(|i| ProcessedEntity {
-            entity: serde_json::from_value(serde_json::json!({
-                "apiVersion": "backstage.io/v1alpha1",
-                "kind": "Group",
-                "metadata": {"name": format!("group-{i}"), "namespace": "default"},
-                "spec": {"type": "team", "children": []},
-            }))
-            .unwrap(),
-            relations: vec![],
+    entities(n, |i| {
+        serde_json::json!({
+            "apiVersion": "backstage.io/v1alpha1",
+            "kind": "Group",
+            "metadata": {"name": format!("group-{i}"), "namespace": "default"},
+            "spec": {"type": "team", "children": []},
         })
-        .collect()
+    })
 }
 
 #[test]
