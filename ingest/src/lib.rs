@@ -714,7 +714,7 @@ fn publisher_loop(p: &PublisherRuntime, stop: &AtomicBool) {
         drop(h);
         while !stop.load(Ordering::SeqCst) && Utc::now() < next {
             let left = (next - Utc::now()).to_std().unwrap_or(Duration::ZERO);
-            if p.signal.wait(left.min(SLEEP_SLICE)).full {
+            if p.signal.wait_for_full(left.min(SLEEP_SLICE)) {
                 break;
             }
         }
@@ -822,25 +822,38 @@ impl Signal {
         std::mem::take(&mut *lock(&self.wake))
     }
 
-    /// Sleeps up to `timeout`, less if something arrives; returns a peek
-    /// at what is pending (left in place for [`Signal::take`]).
-    fn wait(&self, timeout: Duration) -> WakePeek {
+    /// Sleeps up to `timeout`, less if something arrives (left in place
+    /// for [`Signal::take`]).
+    fn wait(&self, timeout: Duration) {
         let pending = lock(&self.wake);
-        let pending = if pending.is_empty() {
-            self.cv
-                .wait_timeout_while(pending, timeout, |w| w.is_empty())
-                .map(|(g, _)| g)
-                .unwrap_or_else(|e| e.into_inner().0)
-        } else {
-            pending
-        };
-        WakePeek { full: pending.full }
+        if pending.is_empty() {
+            drop(
+                self.cv
+                    .wait_timeout_while(pending, timeout, |w| w.is_empty())
+                    .unwrap_or_else(|e| e.into_inner()),
+            );
+        }
     }
-}
 
-/// What [`Signal::wait`] saw pending.
-struct WakePeek {
-    full: bool,
+    /// Sleeps up to `timeout`, less if a full sync is asked; says whether
+    /// one was (left in place for [`Signal::take`]). What else is pending
+    /// (changes heard of, refreshes of locations) is dropped: a waiter
+    /// that has no use for them would otherwise be woken at once, again
+    /// and again, until its own time came (the scorecard publisher spun a
+    /// core that way after every webhook or registration).
+    fn wait_for_full(&self, timeout: Duration) -> bool {
+        let mut pending = lock(&self.wake);
+        pending.changes = false;
+        pending.force.clear();
+        if pending.full {
+            return true;
+        }
+        let (pending, _) = self
+            .cv
+            .wait_timeout_while(pending, timeout, |w| !w.full)
+            .unwrap_or_else(|e| e.into_inner());
+        pending.full
+    }
 }
 
 /// Wakes the sources' threads from anywhere (an API handler, a signal
@@ -889,8 +902,8 @@ mod tests {
             let s = s.clone();
             std::thread::spawn(move || {
                 let started = Instant::now();
-                let seen = s.wait(Duration::from_secs(10));
-                (started.elapsed(), seen.full)
+                s.wait(Duration::from_secs(10));
+                started.elapsed()
             })
         };
         std::thread::sleep(Duration::from_millis(50));
@@ -898,9 +911,8 @@ mod tests {
             signals: vec![s.clone()].into(),
         };
         t.sync_now();
-        let (waited, full) = waiter.join().unwrap();
+        let waited = waiter.join().unwrap();
         assert!(waited < Duration::from_secs(5), "woken early: {waited:?}");
-        assert!(full);
         let w = s.take();
         assert!(w.full && !w.changes);
         assert!(s.take().is_empty());
@@ -914,11 +926,39 @@ mod tests {
     }
 
     #[test]
+    fn a_waiter_for_full_syncs_drops_other_wakes_and_sleeps() {
+        let s = Arc::new(Signal::default());
+        let t = Trigger {
+            signals: vec![s.clone()].into(),
+        };
+        t.poke();
+        s.force(&[proto::LocationKey::new("file:/a")].into());
+        // Woken for changes it has no use for, it drops them and sleeps
+        // its time instead of returning at once (and being called again).
+        let started = Instant::now();
+        assert!(!s.wait_for_full(Duration::from_millis(30)));
+        assert!(started.elapsed() >= Duration::from_millis(30));
+        assert!(s.take().is_empty());
+        let waiter = {
+            let s = s.clone();
+            std::thread::spawn(move || s.wait_for_full(Duration::from_secs(10)))
+        };
+        std::thread::sleep(Duration::from_millis(20));
+        t.poke();
+        t.sync_now();
+        assert!(waiter.join().unwrap());
+        assert!(s.take().full);
+        t.sync_now();
+        assert!(s.wait_for_full(Duration::from_secs(10)));
+    }
+
+    #[test]
     fn wait_times_out_without_a_request() {
         let s = Signal::default();
         let started = Instant::now();
-        assert!(!s.wait(Duration::from_millis(30)).full);
+        s.wait(Duration::from_millis(30));
         assert!(started.elapsed() >= Duration::from_millis(30));
+        assert!(s.take().is_empty());
     }
 
     #[test]
