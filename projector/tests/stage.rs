@@ -440,3 +440,122 @@ fn a_part_ends_where_the_rows_it_would_move_at_once_run_over() {
     let owner = catalog.entity("group:default/group-1").unwrap();
     assert!(owner.is_some_and(|e| String::from_utf8_lossy(&e).contains("component:default/c-59")));
 }
+
+/// A store that notes its writes and its bulk-load switches, in order.
+struct Journal {
+    inner: MemStore,
+    notes: std::sync::Mutex<Vec<&'static str>>,
+}
+
+impl Store for Journal {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, projector::StoreError> {
+        self.inner.get(key)
+    }
+    fn scan(
+        &self,
+        prefix: &[u8],
+        from: Option<&[u8]>,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), projector::StoreError> {
+        self.inner.scan(prefix, from, visit)
+    }
+    fn write(&self, changes: projector::WriteSet) -> Result<(), projector::StoreError> {
+        self.notes.lock().unwrap().push("write");
+        self.inner.write(changes)
+    }
+    fn version(&self) -> u64 {
+        self.inner.version()
+    }
+    fn set_bulk_load(&self, on: bool) -> Result<(), projector::StoreError> {
+        self.notes
+            .lock()
+            .unwrap()
+            .push(if on { "bulk" } else { "logged" });
+        Ok(())
+    }
+}
+
+#[test]
+fn a_run_of_full_batches_is_written_as_a_bulk_load_until_the_log_runs_dry() {
+    // The memory log hands out at most 1,000 records a poll: batches of
+    // 1,000.
+    let log = MemoryLog::new(&topics::ALL, 1);
+    let n = 5_000;
+    for (i, user) in users(n).into_iter().enumerate() {
+        let ev = event(&format!("file:/org/user-{i}.yaml"), vec![user]);
+        log.append(
+            topics::ENTITIES,
+            ev.location.as_str().as_bytes(),
+            &ev.encode(),
+        )
+        .unwrap();
+    }
+    log.flush(Duration::from_secs(1)).unwrap();
+    let store = Arc::new(Journal {
+        inner: MemStore::new(),
+        notes: Default::default(),
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let handle = {
+        let log: Arc<dyn EventLog> = Arc::new(log.clone());
+        let store: Arc<dyn Store> = store.clone();
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let cfg = ProjectorConfig {
+                batch_max: 1_000,
+                ..ProjectorConfig::default()
+            };
+            projector::run::run(log, store, &cfg, Arc::new(Status::default()), stop)
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !has(&Catalog::new(store.clone()), &format!("user-{}", n - 1)) {
+        assert!(
+            Instant::now() < deadline && !handle.is_finished(),
+            "the projector did not get there in time: {:?}",
+            store.notes.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Once the log has run dry the store is out of bulk load.
+    while store.notes.lock().unwrap().last() != Some(&"logged") {
+        assert!(Instant::now() < deadline, "the bulk load did not end");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stop.store(true, Ordering::Relaxed);
+    handle.join().unwrap().unwrap();
+
+    let notes = store.notes.lock().unwrap().clone();
+    let first_bulk = notes
+        .iter()
+        .position(|n| *n == "bulk")
+        .expect("a bulk load");
+    // The first full batches are written logged, as a burst would be.
+    let logged_before = notes[..first_bulk]
+        .iter()
+        .filter(|n| **n == "write")
+        .count();
+    assert!(
+        logged_before >= projector::run::BULK_AFTER_FULL_BATCHES as usize - 1,
+        "{notes:?}"
+    );
+    // The log was written before the projector started: its five batches
+    // are full, and the last three are folded in bulk.
+    let in_bulk = notes[first_bulk..]
+        .iter()
+        .filter(|n| **n == "write")
+        .count();
+    assert!(in_bulk >= 3, "{notes:?}");
+    // On and off alternate, and it ends off.
+    let switches: Vec<_> = notes.iter().filter(|n| **n != "write").collect();
+    assert!(
+        switches
+            .chunks(2)
+            .all(|p| p[0] == &"bulk" && p.get(1).is_none_or(|x| *x == &"logged")),
+        "{notes:?}"
+    );
+    assert_eq!(switches.last(), Some(&&"logged"));
+    for i in (0..n).step_by(97) {
+        assert!(has(&Catalog::new(store.clone()), &format!("user-{i}")));
+    }
+}
