@@ -198,7 +198,6 @@ pub fn run(
     let mut last_ends = Instant::now() - Duration::from_secs(60);
     let mut last_offset_flush = Instant::now();
     let mut last_due = Instant::now() - DUE_EVERY;
-    let (mut full_in_a_row, mut bulk_load) = (0u32, false);
     while !stop.load(Ordering::Relaxed) {
         // The entity log's gauge is set from the end offsets read for the
         // status below (INPUTS[0] is the entity log), not read again.
@@ -235,7 +234,6 @@ pub fn run(
         // batch, so one write holds all three topics' offsets.
         let mut batch = Vec::new();
         let mut bytes = 0usize;
-        let mut full = false;
         for (i, reader) in readers.iter_mut().enumerate() {
             let wait = if i == 0 {
                 Duration::from_millis(50)
@@ -251,17 +249,7 @@ pub fn run(
                 batch.extend(got);
                 got = reader.poll(Duration::ZERO)?;
             }
-            full |= !got.is_empty();
             batch.extend(got);
-        }
-        // A run of full batches is a bulk load: written unlogged until a
-        // batch is not full (see `Store::set_bulk_load`).
-        full_in_a_row = if full { full_in_a_row + 1 } else { 0 };
-        let bulk = full_in_a_row >= BULK_AFTER_FULL_BATCHES;
-        if bulk != bulk_load {
-            store.set_bulk_load(bulk)?;
-            tracing::debug!(bulk, "bulk load");
-            bulk_load = bulk;
         }
         if batch.is_empty() {
             // Offsets of events that changed nothing are kept in memory and
@@ -305,21 +293,12 @@ pub fn run(
         }
         metrics::histogram!(m::BATCH_SECONDS).record(started.elapsed().as_secs_f64());
     }
-    if bulk_load {
-        store.set_bulk_load(false)?;
-    }
     if !pending_offsets.is_empty() {
         store.write(offset_writes(&pending_offsets))?;
     }
     tracing::info!("projector stopped");
     Ok(())
 }
-
-/// Full batches in a row after which the projector writes unlogged (a
-/// bulk load: a replay, a first sync of a large org). One full batch is
-/// not enough: a burst of a few thousand changes stays logged, and the
-/// memtable is not flushed for it.
-pub const BULK_AFTER_FULL_BATCHES: u32 = 3;
 
 /// Next offset to apply per (topic, partition).
 pub type Offsets = BTreeMap<(String, u32), i64>;

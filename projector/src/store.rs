@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 #[cfg(feature = "rocksdb")]
 use std::path::Path;
 use std::sync::RwLock;
-use std::sync::atomic::Ordering;
 
 /// Store errors.
 #[derive(Debug, thiserror::Error)]
@@ -136,19 +135,6 @@ pub trait Store: Send + Sync {
     fn catch_up(&self) -> Result<(), StoreError> {
         Ok(())
     }
-    /// A bulk load (a replay, a first sync, any long catch-up) writes
-    /// unlogged while `on`: RocksDB skips its write-ahead log, and what
-    /// is written is durable once its memtable is flushed. Each write
-    /// still holds its offsets, and a memtable holds whole writes, so a
-    /// crash loses only a tail of writes, which the fold makes again from
-    /// the offsets the store kept. Turned off, the store first flushes what
-    /// was written unlogged, so that no logged write can outlive one
-    /// before it; secondaries see unlogged writes only from that flush (or
-    /// an earlier one). Others: nothing.
-    fn set_bulk_load(&self, on: bool) -> Result<(), StoreError> {
-        let _ = on;
-        Ok(())
-    }
 }
 
 /// What [`Store::scan_each`] calls with each key found: the number of its
@@ -221,12 +207,13 @@ impl Store for MemStore {
     }
 
     fn version(&self) -> u64 {
-        self.writes.load(Ordering::SeqCst)
+        self.writes.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     fn write(&self, changes: WriteSet) -> Result<(), StoreError> {
         let mut map = self.map.write().expect("lock");
-        self.writes.fetch_add(1, Ordering::SeqCst);
+        self.writes
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         for (k, v) in changes {
             match v {
                 Some(v) => map.insert(k, v),
@@ -243,10 +230,6 @@ impl Store for MemStore {
 pub struct RocksStore {
     db: rocksdb::DB,
     secondary: bool,
-    /// Writes go unlogged (see [`Store::set_bulk_load`]).
-    bulk: std::sync::atomic::AtomicBool,
-    /// Writes were made unlogged since the last flush.
-    unflushed: std::sync::atomic::AtomicBool,
 }
 
 /// What the memtables may hold together, active and waiting for their
@@ -315,8 +298,6 @@ impl RocksStore {
         Ok(RocksStore {
             db,
             secondary: false,
-            bulk: Default::default(),
-            unflushed: Default::default(),
         })
     }
 
@@ -332,24 +313,7 @@ impl RocksStore {
         Ok(RocksStore {
             db,
             secondary: true,
-            bulk: Default::default(),
-            unflushed: Default::default(),
         })
-    }
-}
-
-#[cfg(feature = "rocksdb")]
-impl RocksStore {
-    /// Flushes the memtables if writes were made unlogged since the last
-    /// time (waiting for the flush to end).
-    fn flush_unlogged(&self) -> Result<(), StoreError> {
-        if self.unflushed.swap(false, Ordering::SeqCst)
-            && let Err(e) = self.db.flush()
-        {
-            self.unflushed.store(true, Ordering::SeqCst);
-            return Err(e.into());
-        }
-        Ok(())
     }
 }
 
@@ -494,23 +458,7 @@ impl Store for RocksStore {
                 None => batch.delete(k),
             }
         }
-        if self.bulk.load(Ordering::SeqCst) {
-            self.unflushed.store(true, Ordering::SeqCst);
-            let mut unlogged = rocksdb::WriteOptions::default();
-            unlogged.disable_wal(true);
-            self.db.write_opt(batch, &unlogged)?;
-        } else {
-            self.flush_unlogged()?;
-            self.db.write(batch)?;
-        }
-        Ok(())
-    }
-
-    fn set_bulk_load(&self, on: bool) -> Result<(), StoreError> {
-        self.bulk.store(on, Ordering::SeqCst);
-        if !on {
-            self.flush_unlogged()?;
-        }
+        self.db.write(batch)?;
         Ok(())
     }
 
@@ -785,71 +733,5 @@ mod tests {
         assert_eq!(prefix_upper_bound(b"ab"), Some(b"ac".to_vec()));
         assert_eq!(prefix_upper_bound(b"a\xff"), Some(b"b".to_vec()));
         assert_eq!(prefix_upper_bound(b"\xff\xff"), None);
-    }
-
-    #[cfg(feature = "rocksdb")]
-    #[test]
-    fn a_bulk_load_skips_the_log_and_is_flushed_before_the_next_logged_write() {
-        let dir = tempfile::tempdir().unwrap();
-        let rocks = RocksStore::open(dir.path(), 1 << 20).unwrap();
-        let wal = || -> u64 {
-            std::fs::read_dir(dir.path())
-                .unwrap()
-                .map(|e| e.unwrap().path())
-                .filter(|p| p.extension().is_some_and(|x| x == "log"))
-                .map(|p| std::fs::metadata(p).unwrap().len())
-                .sum()
-        };
-        let in_memtables = |rocks: &RocksStore| {
-            rocks
-                .db
-                .property_int_value("rocksdb.num-entries-active-mem-table")
-                .unwrap()
-                .unwrap()
-        };
-        let value = vec![7u8; 64 << 10];
-        rocks
-            .write(vec![(b"a".to_vec(), Some(value.clone()))])
-            .unwrap();
-        let logged = wal();
-        assert!(logged >= 64 << 10, "a write is logged: {logged}");
-
-        rocks.set_bulk_load(true).unwrap();
-        rocks
-            .write(vec![(b"b".to_vec(), Some(value.clone()))])
-            .unwrap();
-        rocks.write(vec![(b"c".to_vec(), None)]).unwrap();
-        assert_eq!(wal(), logged, "written unlogged");
-        assert_eq!(rocks.get(b"b").unwrap(), Some(value.clone()));
-        assert_eq!(in_memtables(&rocks), 3);
-
-        // Leaving the bulk load flushes what it wrote; writes are logged
-        // again.
-        rocks.set_bulk_load(false).unwrap();
-        assert_eq!(in_memtables(&rocks), 0);
-        rocks
-            .write(vec![(b"d".to_vec(), Some(value.clone()))])
-            .unwrap();
-        assert!(wal() > 0);
-        assert_eq!(in_memtables(&rocks), 1);
-        drop(rocks);
-        let rocks = RocksStore::open(dir.path(), 1 << 20).unwrap();
-        for k in [b"a", b"b", b"d"] {
-            assert_eq!(rocks.get(k).unwrap(), Some(value.clone()));
-        }
-        assert_eq!(rocks.get(b"c").unwrap(), None);
-
-        // A logged write made while unlogged ones wait in the memtable
-        // (a store turned bulk behind the caller's back cannot, but the
-        // store does not rely on it) flushes them first.
-        rocks.set_bulk_load(true).unwrap();
-        rocks
-            .write(vec![(b"e".to_vec(), Some(value.clone()))])
-            .unwrap();
-        rocks.bulk.store(false, Ordering::SeqCst);
-        rocks
-            .write(vec![(b"f".to_vec(), Some(value.clone()))])
-            .unwrap();
-        assert_eq!(in_memtables(&rocks), 1, "e was flushed before f");
     }
 }
