@@ -343,6 +343,30 @@ pub enum Applied {
 /// [`Parts::part_end`]): 100k at the default `part_entities`.
 pub const PART_ROWS_PER_REF: usize = 20;
 
+/// The store's read cache lending memory to a batch that folds a large
+/// entity event whole, for as long as this lives ([`Store::lend_cache`]).
+/// Such a batch
+/// is the projector's peak: in a 1M rebuild, folding the Location that
+/// lists 544k targets took the process from 1.2 GB to 2.0 GB for a few
+/// seconds (its changes to 1.09M posting lists and their history, then
+/// their writes), while the block cache held some 200 MB of blocks that
+/// can be read again. Lent, the cache keeps a quarter of its size; the
+/// fold of a large record reads little that a later batch needs again.
+struct CacheLoan<'a>(&'a dyn Store);
+
+impl<'a> CacheLoan<'a> {
+    fn new(store: &'a dyn Store) -> Self {
+        store.lend_cache(true);
+        CacheLoan(store)
+    }
+}
+
+impl Drop for CacheLoan<'_> {
+    fn drop(&mut self) {
+        self.0.lend_cache(false);
+    }
+}
+
 /// Folds one batch and writes its changes together with its offsets,
 /// unless `stop` is set on the way (a large batch may take seconds, and a
 /// service must stop within a few).
@@ -373,6 +397,10 @@ pub fn apply_batch(
     // processor must not work on a large record meanwhile. Once held, it
     // covers the batch's other large records too.
     let mut large: Option<eventlog::large::LargePermit> = None;
+    // From the first large entity event folded whole (not in parts, whose
+    // working sets are bounded), the store's read cache lends most of its
+    // memory to the batch until it is written (see `CacheLoan`).
+    let mut loan: Option<CacheLoan<'_>> = None;
     for rec in batch {
         if stop.load(Ordering::Relaxed) {
             *offsets = durable;
@@ -444,7 +472,13 @@ pub fn apply_batch(
                 },
                 Ok(raw) => match raw.into_event() {
                     Err(e) => Err(e.to_string()),
-                    Ok(ev) => Ok(fold.apply(&ev).map_err(ProjectorError::from)),
+                    Ok(ev) => {
+                        if loan.is_none() && rec.value.len() >= eventlog::large::LARGE_RECORD_BYTES
+                        {
+                            loan = Some(CacheLoan::new(store));
+                        }
+                        Ok(fold.apply(&ev).map_err(ProjectorError::from))
+                    }
                 },
             },
             other => Err(format!(

@@ -135,7 +135,16 @@ pub trait Store: Send + Sync {
     fn catch_up(&self) -> Result<(), StoreError> {
         Ok(())
     }
+    /// Whether the store's read cache lends most of its memory, while one
+    /// batch needs an exceptional working set (see `run::apply_batch`):
+    /// lending shrinks it to 1/[`LENT_CACHE_SHARE`] of its size, evicting
+    /// what it held beyond; ending the loan gives it its size back, to be
+    /// filled again by reads. Stores without such a cache: nothing.
+    fn lend_cache(&self, _lend: bool) {}
 }
+
+/// What the read cache keeps of its size while it lends memory: a quarter.
+pub const LENT_CACHE_SHARE: usize = 4;
 
 /// What [`Store::scan_each`] calls with each key found: the number of its
 /// prefix, the key and its value; false stops that prefix's scan.
@@ -230,6 +239,9 @@ impl Store for MemStore {
 pub struct RocksStore {
     db: rocksdb::DB,
     secondary: bool,
+    /// The block cache and its size (see [`Store::lend_cache`]).
+    cache: rocksdb::Cache,
+    cache_bytes: usize,
 }
 
 /// What the memtables may hold together, active and waiting for their
@@ -238,7 +250,7 @@ pub struct RocksStore {
 const MEMTABLES_BYTES: usize = 160 << 20;
 
 #[cfg(feature = "rocksdb")]
-fn options(cache_bytes: usize) -> rocksdb::Options {
+fn options(cache: &rocksdb::Cache) -> rocksdb::Options {
     let mut opts = rocksdb::Options::default();
     opts.create_if_missing(true);
     opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
@@ -269,7 +281,7 @@ fn options(cache_bytes: usize) -> rocksdb::Options {
     opts.set_blob_compression_type(rocksdb::DBCompressionType::Lz4);
     opts.set_enable_blob_gc(true);
     let mut block = rocksdb::BlockBasedOptions::default();
-    block.set_block_cache(&rocksdb::Cache::new_lru_cache(cache_bytes));
+    block.set_block_cache(cache);
     block.set_bloom_filter(10.0, false);
     // Index and filter blocks are what every point read consults first.
     // They stay in the table readers' memory, outside the block cache
@@ -285,7 +297,8 @@ fn options(cache_bytes: usize) -> rocksdb::Options {
 impl RocksStore {
     /// Opens (creating) the store as its one writer.
     pub fn open(path: &Path, cache_bytes: usize) -> Result<Self, StoreError> {
-        let db = rocksdb::DB::open(&options(cache_bytes), path).map_err(|e| {
+        let cache = rocksdb::Cache::new_lru_cache(cache_bytes);
+        let db = rocksdb::DB::open(&options(&cache), path).map_err(|e| {
             if e.to_string().contains("lock") {
                 StoreError::Locked {
                     path: path.display().to_string(),
@@ -298,7 +311,14 @@ impl RocksStore {
         Ok(RocksStore {
             db,
             secondary: false,
+            cache,
+            cache_bytes,
         })
+    }
+
+    /// What the block cache holds now, in bytes.
+    pub fn cache_usage(&self) -> usize {
+        self.cache.get_usage()
     }
 
     /// Opens a read-only secondary that follows the primary at `path`.
@@ -307,12 +327,15 @@ impl RocksStore {
         secondary_path: &Path,
         cache_bytes: usize,
     ) -> Result<Self, StoreError> {
-        let mut opts = options(cache_bytes);
+        let cache = rocksdb::Cache::new_lru_cache(cache_bytes);
+        let mut opts = options(&cache);
         opts.create_if_missing(false);
         let db = rocksdb::DB::open_as_secondary(&opts, path, secondary_path)?;
         Ok(RocksStore {
             db,
             secondary: true,
+            cache,
+            cache_bytes,
         })
     }
 }
@@ -462,6 +485,16 @@ impl Store for RocksStore {
         Ok(())
     }
 
+    fn lend_cache(&self, lend: bool) {
+        let size = if lend {
+            self.cache_bytes / LENT_CACHE_SHARE
+        } else {
+            self.cache_bytes
+        };
+        // The cache is shared; a clone is a handle to it.
+        self.cache.clone().set_capacity(size);
+    }
+
     fn catch_up(&self) -> Result<(), StoreError> {
         if self.secondary {
             self.db.try_catch_up_with_primary()?;
@@ -565,6 +598,57 @@ mod tests {
         assert!(sized >= needed, "sized {sized} for a batch of {needed}");
         // And not far over: at most 9 bytes of slack per change.
         assert!(sized <= needed + 9 * changes.len());
+    }
+
+    #[cfg(feature = "rocksdb")]
+    #[test]
+    fn a_lent_cache_keeps_a_quarter_of_its_size_until_the_loan_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let size = 4 << 20;
+        let rocks = RocksStore::open(dir.path(), size).unwrap();
+        // 16 MiB of values that do not compress, in tables, so that reads
+        // go through the block cache.
+        let key = |i: u32| format!("k{i:06}").into_bytes();
+        let value = |i: u32| -> Vec<u8> {
+            (0..1024u32)
+                .map(|j| (i.wrapping_mul(2_654_435_761) ^ j.wrapping_mul(40_503)).to_le_bytes()[1])
+                .collect()
+        };
+        for chunk in (0..16_384u32).collect::<Vec<_>>().chunks(4096) {
+            rocks
+                .write(chunk.iter().map(|i| (key(*i), Some(value(*i)))).collect())
+                .unwrap();
+        }
+        rocks.db.flush().unwrap();
+        let read_all = || {
+            for i in 0..16_384u32 {
+                assert_eq!(rocks.get(&key(i)).unwrap(), Some(value(i)));
+            }
+        };
+        read_all();
+        let full = rocks.cache_usage();
+        assert!(full > size / 2, "reads filled the cache: {full} bytes");
+
+        rocks.lend_cache(true);
+        let lent = rocks.cache_usage();
+        assert!(
+            lent <= size / LENT_CACHE_SHARE,
+            "lending evicted: {lent} bytes"
+        );
+        read_all();
+        let lent = rocks.cache_usage();
+        assert!(
+            lent <= size / LENT_CACHE_SHARE,
+            "and keeps it small: {lent} bytes"
+        );
+
+        rocks.lend_cache(false);
+        read_all();
+        let back = rocks.cache_usage();
+        assert!(
+            back > size / 2,
+            "the loan over, reads fill it again: {back} bytes"
+        );
     }
 
     #[cfg(feature = "rocksdb")]

@@ -351,6 +351,88 @@ fn a_large_record_keeps_the_processs_permit_until_its_batch_is_written() {
     assert!(eventlog::large::permit(eventlog::large::LARGE_RECORD_BYTES, &running).is_some());
 }
 
+/// A store that notes each [`Store::lend_cache`] call, and at each write
+/// whether the cache was lent then.
+#[derive(Default)]
+struct Lending {
+    inner: MemStore,
+    /// Each call's argument, in order.
+    calls: std::sync::Mutex<Vec<bool>>,
+    /// At each write, whether the cache was lent.
+    writes: std::sync::Mutex<Vec<bool>>,
+}
+
+impl Store for Lending {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, projector::StoreError> {
+        self.inner.get(key)
+    }
+    fn scan(
+        &self,
+        prefix: &[u8],
+        from: Option<&[u8]>,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), projector::StoreError> {
+        self.inner.scan(prefix, from, visit)
+    }
+    fn write(&self, changes: projector::WriteSet) -> Result<(), projector::StoreError> {
+        let lent = self.calls.lock().unwrap().last() == Some(&true);
+        self.writes.lock().unwrap().push(lent);
+        self.inner.write(changes)
+    }
+    fn version(&self) -> u64 {
+        self.inner.version()
+    }
+    fn lend_cache(&self, lend: bool) {
+        self.calls.lock().unwrap().push(lend);
+    }
+}
+
+#[test]
+fn the_cache_is_lent_while_a_batch_with_a_large_record_is_folded_and_written() {
+    let log = MemoryLog::new(&topics::ALL, 1);
+    // Two entities, one of them large.
+    let mut two = users(2);
+    two[0].entity.metadata.name = "large-user".into();
+    two[0].entity.metadata.description = Some("x".repeat(eventlog::large::LARGE_RECORD_BYTES));
+    two[1].entity.metadata.name = "its-neighbour".into();
+    let small = [record(0, &event("file:/org/small.yaml", users(2)))];
+    let running = AtomicBool::new(false);
+
+    // Small records only: the cache is never lent.
+    let store = Lending::default();
+    let mut offsets = projector::run::Offsets::new();
+    let applied =
+        projector::run::apply_batch(&log, &store, &small, &mut offsets, 1_000, &running).unwrap();
+    assert_eq!(applied, projector::run::Applied::Changed);
+    assert_eq!(*store.calls.lock().unwrap(), Vec::<bool>::new());
+    assert_eq!(*store.writes.lock().unwrap(), vec![false]);
+
+    // A large one after a small one: lent from the large record on, through
+    // the batch's write, and given back after.
+    let batch = [
+        record(0, &event("file:/org/small.yaml", users(2))),
+        record(1, &event("file:/org/large.yaml", two)),
+    ];
+    let store = Lending::default();
+    let mut offsets = projector::run::Offsets::new();
+    let applied =
+        projector::run::apply_batch(&log, &store, &batch, &mut offsets, 1_000, &running).unwrap();
+    assert_eq!(applied, projector::run::Applied::Changed);
+    assert_eq!(*store.calls.lock().unwrap(), vec![true, false]);
+    assert_eq!(*store.writes.lock().unwrap(), vec![true]);
+    assert!(has(&Catalog::new(Arc::new(store)), "large-user"));
+
+    // A large event applied in parts (here, of one ref each: it touches
+    // two) bounds its working sets itself: no loan.
+    let store = Lending::default();
+    let mut offsets = projector::run::Offsets::new();
+    let applied =
+        projector::run::apply_batch(&log, &store, &batch, &mut offsets, 1, &running).unwrap();
+    assert_eq!(applied, projector::run::Applied::Changed);
+    assert_eq!(*store.calls.lock().unwrap(), Vec::<bool>::new());
+    assert!(has(&Catalog::new(Arc::new(store)), "its-neighbour"));
+}
+
 /// `n` components, each owned by `group:default/group-{i % owners}`, with
 /// the relations the processor derives in both directions.
 fn components(n: usize, owners: usize) -> Vec<ProcessedEntity> {
