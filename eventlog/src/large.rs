@@ -18,6 +18,12 @@ pub const LARGE_RECORD_BYTES: usize = 4 << 20;
 static TAKEN: Mutex<bool> = Mutex::new(false);
 static FREED: Condvar = Condvar::new();
 
+/// Whether a record of `len` bytes (encoded) is large: one that takes the
+/// permit, and that a stage expects to hold several times over.
+pub fn is_large(len: usize) -> bool {
+    len >= LARGE_RECORD_BYTES
+}
+
 /// The right to work on a large record, given back when dropped; empty for
 /// a small record.
 #[derive(Debug)]
@@ -47,7 +53,7 @@ impl Drop for LargePermit {
 /// `stop` is set while waiting (a stage must stop within seconds; the
 /// record is left for later).
 pub fn permit(len: usize, stop: &AtomicBool) -> Option<LargePermit> {
-    if len < LARGE_RECORD_BYTES {
+    if !is_large(len) {
         return Some(LargePermit { held: false });
     }
     let mut taken = TAKEN.lock().unwrap_or_else(|e| e.into_inner());

@@ -473,8 +473,7 @@ pub fn apply_batch(
                 Ok(raw) => match raw.into_event() {
                     Err(e) => Err(e.to_string()),
                     Ok(ev) => {
-                        if loan.is_none() && rec.value.len() >= eventlog::large::LARGE_RECORD_BYTES
-                        {
+                        if loan.is_none() && eventlog::large::is_large(rec.value.len()) {
                             loan = Some(CacheLoan::new(store));
                         }
                         Ok(fold.apply(&ev).map_err(ProjectorError::from))

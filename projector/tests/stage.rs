@@ -194,14 +194,37 @@ fn a_batch_stopped_midway_writes_nothing() {
     assert!(has(&Catalog::new(store.clone()), "user-2"));
 }
 
-/// A store that calls `after_write` once each write is taken: a test's
-/// way to act, or to look, at the moment a batch is written.
-struct AfterWrite<F> {
+/// A store that watches its use: it calls `after_write` once each write is
+/// taken (a test's way to act, or to look, at the moment a batch is
+/// written), and notes each [`Store::lend_cache`] call and, at each write,
+/// whether the cache was lent then.
+struct Watched {
     inner: MemStore,
-    after_write: F,
+    after_write: Box<dyn Fn() + Send + Sync>,
+    /// Each `lend_cache` call's argument, in order.
+    lends: std::sync::Mutex<Vec<bool>>,
+    /// At each write, whether the cache was lent.
+    writes: std::sync::Mutex<Vec<bool>>,
 }
 
-impl<F: Fn() + Send + Sync> Store for AfterWrite<F> {
+impl Watched {
+    fn new(inner: MemStore, after_write: impl Fn() + Send + Sync + 'static) -> Self {
+        Watched {
+            inner,
+            after_write: Box::new(after_write),
+            lends: Default::default(),
+            writes: Default::default(),
+        }
+    }
+}
+
+impl Default for Watched {
+    fn default() -> Self {
+        Watched::new(MemStore::new(), || {})
+    }
+}
+
+impl Store for Watched {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, projector::StoreError> {
         self.inner.get(key)
     }
@@ -214,12 +237,17 @@ impl<F: Fn() + Send + Sync> Store for AfterWrite<F> {
         self.inner.scan(prefix, from, visit)
     }
     fn write(&self, changes: projector::WriteSet) -> Result<(), projector::StoreError> {
+        let lent = self.lends.lock().unwrap().last() == Some(&true);
+        self.writes.lock().unwrap().push(lent);
         self.inner.write(changes)?;
         (self.after_write)();
         Ok(())
     }
     fn version(&self) -> u64 {
         self.inner.version()
+    }
+    fn lend_cache(&self, lend: bool) {
+        self.lends.lock().unwrap().push(lend);
     }
 }
 
@@ -262,14 +290,11 @@ fn a_location_larger_than_a_part_is_applied_in_parts_and_resumed_after_a_stop() 
     let stopping = stop.clone();
     // Sets `stop` once 3 writes are taken, as a SIGTERM arriving between
     // two of them would.
-    let store = Arc::new(AfterWrite {
-        inner: MemStore::new(),
-        after_write: move || {
-            if writes.fetch_add(1, Ordering::SeqCst) + 1 >= 3 {
-                stopping.store(true, Ordering::SeqCst);
-            }
-        },
-    });
+    let store = Arc::new(Watched::new(MemStore::new(), move || {
+        if writes.fetch_add(1, Ordering::SeqCst) + 1 >= 3 {
+            stopping.store(true, Ordering::SeqCst);
+        }
+    }));
     let mut offsets = projector::run::Offsets::new();
     let applied =
         projector::run::apply_batch(&log, store.as_ref(), &batch, &mut offsets, 10, &stop).unwrap();
@@ -298,10 +323,7 @@ fn a_location_larger_than_a_part_is_applied_in_parts_and_resumed_after_a_stop() 
     // Restarted from the stored offset: the large event again, whole.
     drop(catalog);
     stop.store(false, Ordering::SeqCst);
-    let store = AfterWrite {
-        inner: Arc::into_inner(store).unwrap().inner,
-        after_write: || {},
-    };
+    let store = Watched::new(Arc::into_inner(store).unwrap().inner, || {});
     let applied =
         projector::run::apply_batch(&log, &store, &batch[1..], &mut offsets, 10, &stop).unwrap();
     assert_eq!(applied, projector::run::Applied::Changed);
@@ -327,16 +349,11 @@ fn a_large_record_keeps_the_processs_permit_until_its_batch_is_written() {
     // gives up at once when it is.
     let taken = Arc::new(std::sync::Mutex::new(Vec::new()));
     let noted = taken.clone();
-    let store = AfterWrite {
-        inner: MemStore::new(),
-        after_write: move || {
-            let free = eventlog::large::permit(
-                eventlog::large::LARGE_RECORD_BYTES,
-                &AtomicBool::new(true),
-            );
-            noted.lock().unwrap().push(free.is_none());
-        },
-    };
+    let store = Watched::new(MemStore::new(), move || {
+        let free =
+            eventlog::large::permit(eventlog::large::LARGE_RECORD_BYTES, &AtomicBool::new(true));
+        noted.lock().unwrap().push(free.is_none());
+    });
     let mut offsets = projector::run::Offsets::new();
     let running = AtomicBool::new(false);
     let applied =
@@ -351,42 +368,6 @@ fn a_large_record_keeps_the_processs_permit_until_its_batch_is_written() {
     assert!(eventlog::large::permit(eventlog::large::LARGE_RECORD_BYTES, &running).is_some());
 }
 
-/// A store that notes each [`Store::lend_cache`] call, and at each write
-/// whether the cache was lent then.
-#[derive(Default)]
-struct Lending {
-    inner: MemStore,
-    /// Each call's argument, in order.
-    calls: std::sync::Mutex<Vec<bool>>,
-    /// At each write, whether the cache was lent.
-    writes: std::sync::Mutex<Vec<bool>>,
-}
-
-impl Store for Lending {
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, projector::StoreError> {
-        self.inner.get(key)
-    }
-    fn scan(
-        &self,
-        prefix: &[u8],
-        from: Option<&[u8]>,
-        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
-    ) -> Result<(), projector::StoreError> {
-        self.inner.scan(prefix, from, visit)
-    }
-    fn write(&self, changes: projector::WriteSet) -> Result<(), projector::StoreError> {
-        let lent = self.calls.lock().unwrap().last() == Some(&true);
-        self.writes.lock().unwrap().push(lent);
-        self.inner.write(changes)
-    }
-    fn version(&self) -> u64 {
-        self.inner.version()
-    }
-    fn lend_cache(&self, lend: bool) {
-        self.calls.lock().unwrap().push(lend);
-    }
-}
-
 #[test]
 fn the_cache_is_lent_while_a_batch_with_a_large_record_is_folded_and_written() {
     let log = MemoryLog::new(&topics::ALL, 1);
@@ -399,12 +380,12 @@ fn the_cache_is_lent_while_a_batch_with_a_large_record_is_folded_and_written() {
     let running = AtomicBool::new(false);
 
     // Small records only: the cache is never lent.
-    let store = Lending::default();
+    let store = Watched::default();
     let mut offsets = projector::run::Offsets::new();
     let applied =
         projector::run::apply_batch(&log, &store, &small, &mut offsets, 1_000, &running).unwrap();
     assert_eq!(applied, projector::run::Applied::Changed);
-    assert_eq!(*store.calls.lock().unwrap(), Vec::<bool>::new());
+    assert_eq!(*store.lends.lock().unwrap(), Vec::<bool>::new());
     assert_eq!(*store.writes.lock().unwrap(), vec![false]);
 
     // A large one after a small one: lent from the large record on, through
@@ -413,23 +394,23 @@ fn the_cache_is_lent_while_a_batch_with_a_large_record_is_folded_and_written() {
         record(0, &event("file:/org/small.yaml", users(2))),
         record(1, &event("file:/org/large.yaml", two)),
     ];
-    let store = Lending::default();
+    let store = Watched::default();
     let mut offsets = projector::run::Offsets::new();
     let applied =
         projector::run::apply_batch(&log, &store, &batch, &mut offsets, 1_000, &running).unwrap();
     assert_eq!(applied, projector::run::Applied::Changed);
-    assert_eq!(*store.calls.lock().unwrap(), vec![true, false]);
+    assert_eq!(*store.lends.lock().unwrap(), vec![true, false]);
     assert_eq!(*store.writes.lock().unwrap(), vec![true]);
     assert!(has(&Catalog::new(Arc::new(store)), "large-user"));
 
     // A large event applied in parts (here, of one ref each: it touches
     // two) bounds its working sets itself: no loan.
-    let store = Lending::default();
+    let store = Watched::default();
     let mut offsets = projector::run::Offsets::new();
     let applied =
         projector::run::apply_batch(&log, &store, &batch, &mut offsets, 1, &running).unwrap();
     assert_eq!(applied, projector::run::Applied::Changed);
-    assert_eq!(*store.calls.lock().unwrap(), Vec::<bool>::new());
+    assert_eq!(*store.lends.lock().unwrap(), Vec::<bool>::new());
     assert!(has(&Catalog::new(Arc::new(store)), "its-neighbour"));
 }
 
