@@ -345,12 +345,11 @@ pub const PART_ROWS_PER_REF: usize = 20;
 
 /// The store's read cache lending memory to a batch that folds a large
 /// entity event whole, for as long as this lives ([`Store::lend_cache`]).
-/// Such a batch
-/// is the projector's peak: in a 1M rebuild, folding the Location that
-/// lists 544k targets took the process from 1.2 GB to 2.0 GB for a few
-/// seconds (its changes to 1.09M posting lists and their history, then
-/// their writes), while the block cache held some 200 MB of blocks that
-/// can be read again. Lent, the cache keeps a quarter of its size; the
+/// Such a batch is the projector's peak: in a 1M rebuild, folding the
+/// Location that lists 544k targets took the process from 1.2 GB to
+/// 2.0 GB for a few seconds (its changes to 1.09M posting lists and their
+/// history, then their writes), while the block cache held some 200 MB of
+/// blocks that can be read again. Lent, the cache keeps a quarter of its size; the
 /// fold of a large record reads little that a later batch needs again.
 struct CacheLoan<'a>(&'a dyn Store);
 

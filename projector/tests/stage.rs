@@ -379,12 +379,18 @@ fn the_cache_is_lent_while_a_batch_with_a_large_record_is_folded_and_written() {
     let small = [record(0, &event("file:/org/small.yaml", users(2)))];
     let running = AtomicBool::new(false);
 
+    // Folds `batch` into a fresh store, in parts of `part` refs.
+    let fold = |batch: &[eventlog::Record], part: usize| {
+        let store = Watched::default();
+        let mut offsets = projector::run::Offsets::new();
+        let applied =
+            projector::run::apply_batch(&log, &store, batch, &mut offsets, part, &running).unwrap();
+        assert_eq!(applied, projector::run::Applied::Changed);
+        store
+    };
+
     // Small records only: the cache is never lent.
-    let store = Watched::default();
-    let mut offsets = projector::run::Offsets::new();
-    let applied =
-        projector::run::apply_batch(&log, &store, &small, &mut offsets, 1_000, &running).unwrap();
-    assert_eq!(applied, projector::run::Applied::Changed);
+    let store = fold(&small, 1_000);
     assert_eq!(*store.lends.lock().unwrap(), Vec::<bool>::new());
     assert_eq!(*store.writes.lock().unwrap(), vec![false]);
 
@@ -394,22 +400,14 @@ fn the_cache_is_lent_while_a_batch_with_a_large_record_is_folded_and_written() {
         record(0, &event("file:/org/small.yaml", users(2))),
         record(1, &event("file:/org/large.yaml", two)),
     ];
-    let store = Watched::default();
-    let mut offsets = projector::run::Offsets::new();
-    let applied =
-        projector::run::apply_batch(&log, &store, &batch, &mut offsets, 1_000, &running).unwrap();
-    assert_eq!(applied, projector::run::Applied::Changed);
+    let store = fold(&batch, 1_000);
     assert_eq!(*store.lends.lock().unwrap(), vec![true, false]);
     assert_eq!(*store.writes.lock().unwrap(), vec![true]);
     assert!(has(&Catalog::new(Arc::new(store)), "large-user"));
 
     // A large event applied in parts (here, of one ref each: it touches
     // two) bounds its working sets itself: no loan.
-    let store = Watched::default();
-    let mut offsets = projector::run::Offsets::new();
-    let applied =
-        projector::run::apply_batch(&log, &store, &batch, &mut offsets, 1, &running).unwrap();
-    assert_eq!(applied, projector::run::Applied::Changed);
+    let store = fold(&batch, 1);
     assert_eq!(*store.lends.lock().unwrap(), Vec::<bool>::new());
     assert!(has(&Catalog::new(Arc::new(store)), "its-neighbour"));
 }
