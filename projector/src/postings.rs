@@ -457,7 +457,12 @@ impl<E> ByList<E> {
     ) {
         let list = names.list(key, value) as u32;
         let casings = names.casings(casings);
-        self.entries.push((list, make(casings)));
+        self.add(list, make(casings));
+    }
+
+    /// Adds `entry` to the list numbered `list`.
+    fn add(&mut self, list: u32, entry: E) {
+        self.entries.push((list, entry));
         self.grouped = false;
     }
 
@@ -595,6 +600,24 @@ impl Changes {
         self.past.push(&mut self.names, key, value, casings, |c| {
             (at_ms, ordinal, c)
         });
+    }
+
+    /// [`Changes::set`], and with `at_ms` [`Changes::record`] too: the
+    /// list and casings numbered once for both.
+    pub fn set_and_record(
+        &mut self,
+        key: &str,
+        value: &str,
+        ordinal: u32,
+        casings: &[&str],
+        at_ms: Option<i64>,
+    ) {
+        let list = self.names.list(key, value) as u32;
+        let casings = self.names.casings(casings);
+        if let Some(at) = at_ms {
+            self.past.add(list, (at, ordinal, casings.clone()));
+        }
+        self.live.add(list, (ordinal, casings));
     }
 
     pub fn is_empty(&self) -> bool {

@@ -72,7 +72,7 @@ impl ScoreState {
         &mut self,
         store: &dyn Store,
         served: &Served,
-        causes: &HashMap<String, Trigger>,
+        causes: &crate::FastMap<String, Trigger>,
         links_changed: &BTreeSet<String>,
         out: &mut WriteSet,
         feed: &mut Vec<FeedRecord>,
