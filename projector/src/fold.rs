@@ -767,11 +767,6 @@ impl<'s> Fold<'s> {
         Ok(out)
     }
 
-    /// The relation row `key` as the working set holds it now.
-    fn row_now(&mut self, key: &[u8]) -> Result<Option<RelationRow>, StoreError> {
-        Ok(self.relations.get(self.store, key.to_vec())?.cloned())
-    }
-
     /// The row of a relation this working set changed (one of the keys of
     /// `relation_changes`), as it holds it now: loaded when it changed, so
     /// borrowed without a read.
@@ -936,9 +931,9 @@ impl<'s> Fold<'s> {
                 };
                 out.push((keys::latest_relation(&source), Some(m.encode())));
             }
-            // (row before, row after) of each relation that moved, when the
-            // source starts or stops being served; else those of `kept`.
-            let mut moved: Vec<(Option<RelationRow>, Option<RelationRow>)> = Vec::new();
+            // (row before, row after) of each of its relations, when the
+            // source starts or stops being served: all of them move.
+            let mut whole: Vec<(Option<RelationRow>, Option<RelationRow>)> = Vec::new();
             match (was, is) {
                 (true, true) => {}
                 (false, true) => {
@@ -947,12 +942,12 @@ impl<'s> Fold<'s> {
                         None => self.rows_of(&source, true)?,
                     };
                     for row in rows {
-                        moved.push((None, Some(row)));
+                        whole.push((None, Some(row)));
                     }
                 }
                 (true, false) => {
                     for row in self.rows_of(&source, false)? {
-                        moved.push((Some(row), None));
+                        whole.push((Some(row), None));
                     }
                 }
                 (false, false) => {}
@@ -960,12 +955,14 @@ impl<'s> Fold<'s> {
             // A source never served is in no list, then or now.
             let recompute =
                 late && (version.is_some() || crate::temporal::has_versions(self.store, &source)?);
+            // The relations that moved: those the batch changed, for a
+            // source served before and after.
             let moved: Vec<(Option<&RelationRow>, Option<&RelationRow>)> = if was && is {
                 kept.iter()
                     .map(|(_, b, n)| (b.as_ref(), n.as_ref()))
                     .collect()
             } else {
-                moved
+                whole
                     .iter()
                     .map(|(b, a)| (b.as_ref(), a.as_ref()))
                     .collect()
@@ -1040,21 +1037,13 @@ impl<'s> Fold<'s> {
             if served.contains_key(&source) || serving.contains_key(&source) {
                 continue;
             }
-            let changed: Vec<(Vec<u8>, Option<RelationRow>)> = self.relation_changes[&source]
-                .iter()
-                .map(|(k, before)| (k.clone(), before.clone()))
-                .collect();
-            let mut any = false;
-            for (k, before) in changed {
-                let now = self.row_now(&k)?;
-                if now.is_some() != before.is_some()
-                    && let Some(row) = now.as_ref().or(before.as_ref())
-                    && read.reads(row.relation_type)
-                {
-                    any = true;
-                    break;
-                }
-            }
+            let any = self.relation_changes[&source].iter().any(|(k, before)| {
+                let now = self.changed_row(k);
+                now.is_some() != before.is_some()
+                    && now
+                        .or(before.as_ref())
+                        .is_some_and(|row| read.reads(row.relation_type))
+            });
             if !any {
                 continue;
             }

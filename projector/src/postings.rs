@@ -590,8 +590,7 @@ impl Changes {
     /// The entity `ordinal` now has `key` = `value` in these casings (none:
     /// it no longer has the value).
     pub fn set(&mut self, key: &str, value: &str, ordinal: u32, casings: &[&str]) {
-        self.live
-            .push(&mut self.names, key, value, casings, |c| (ordinal, c));
+        self.set_and_record(key, value, ordinal, casings, None);
     }
 
     /// Entity `ordinal` has `key` = `value` in these casings from `at_ms`

@@ -349,8 +349,9 @@ pub const PART_ROWS_PER_REF: usize = 20;
 /// Location that lists 544k targets took the process from 1.2 GB to
 /// 2.0 GB for a few seconds (its changes to 1.09M posting lists and their
 /// history, then their writes), while the block cache held some 200 MB of
-/// blocks that can be read again. Lent, the cache keeps a quarter of its size; the
-/// fold of a large record reads little that a later batch needs again.
+/// blocks that can be read again. Lent, the cache keeps a quarter of its
+/// size; the fold of a large record reads little that a later batch needs
+/// again.
 struct CacheLoan<'a>(&'a dyn Store);
 
 impl<'a> CacheLoan<'a> {
