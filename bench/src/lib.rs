@@ -131,7 +131,9 @@ fn ui_bench(base: &str) -> anyhow::Result<()> {
 pub(crate) fn get_json(agent: &ureq::Agent, url: &str) -> anyhow::Result<(u16, serde_json::Value)> {
     let mut r = agent.get(url).call()?;
     let status = r.status().as_u16();
-    let body = r.body_mut().read_to_string()?;
+    // Rollups of a 1M org (every owner group, every check's rate) are
+    // larger than ureq's default 10 MiB.
+    let body = r.body_mut().with_config().limit(1 << 30).read_to_string()?;
     Ok((
         status,
         serde_json::from_str(&body).unwrap_or(serde_json::Value::Null),

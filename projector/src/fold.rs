@@ -263,6 +263,8 @@ pub struct Fold<'s> {
     /// Why each dirty ref changed (the last event that touched it).
     causes: crate::FastMap<String, Trigger>,
     score: ScoreState,
+    /// Whole scorecards evaluated by this batch are written in parts.
+    score_parts: Option<crate::scorecard::step::Parts<'s>>,
 }
 
 impl<'s> Fold<'s> {
@@ -280,7 +282,19 @@ impl<'s> Fold<'s> {
             dirty: BTreeSet::new(),
             causes: crate::FastMap::default(),
             score: ScoreState::new(),
+            score_parts: None,
         }
+    }
+
+    /// A scorecard this batch evaluates for every entity (a definition
+    /// published, changed or removed) is written as it goes, `results`
+    /// results at a time, without the batch's offsets; `finish` gives up
+    /// between two parts once `stop` is set ([`StoreError::Stopped`]).
+    /// Meant for a batch that holds one scorecard event alone (see
+    /// `run::apply_batch`): a replay evaluates it again, and what the
+    /// parts wrote is then unchanged.
+    pub fn evaluate_in_parts(&mut self, results: usize, stop: &'s std::sync::atomic::AtomicBool) {
+        self.score_parts = Some(crate::scorecard::step::Parts { results, stop });
     }
 
     /// Applies one fact event. Returns whether it changed anything.
@@ -742,6 +756,7 @@ impl<'s> Fold<'s> {
                     &links_changed,
                     &mut scores,
                     &mut self.feed,
+                    self.score_parts,
                 )?;
                 feed::write(store, std::mem::take(&mut self.feed), &mut scores)?;
                 Ok(scores)

@@ -11,7 +11,7 @@ use eventlog::lag::LagGauge;
 use eventlog::{EventLog, LogError, Record};
 use proto::envelope::Versioned;
 use proto::topics::MessageType;
-use proto::{DeadLetter, FactEvent, RawEntityEvent, ScorecardEvent, topics};
+use proto::{DeadLetter, FactEvent, RawEntityEvent, ScorecardChange, ScorecardEvent, topics};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -420,9 +420,39 @@ pub fn apply_batch(
             Some(MessageType::FactEvent) => FactEvent::decode(&rec.value)
                 .map_err(|e| e.to_string())
                 .map(|ev| fold.apply_facts(&ev).map_err(ProjectorError::from)),
-            Some(MessageType::ScorecardEvent) => ScorecardEvent::decode(&rec.value)
-                .map_err(|e| e.to_string())
-                .map(|ev| fold.apply_scorecard(&ev).map_err(ProjectorError::from)),
+            Some(MessageType::ScorecardEvent) => match ScorecardEvent::decode(&rec.value) {
+                Err(e) => Err(e.to_string()),
+                // Definitions may mean evaluating a scorecard for every
+                // entity: folded alone, after the batch before them is
+                // written (with the offsets up to them), their results are
+                // written in parts; their own record and the offsets past
+                // them come last.
+                Ok(ev) if matches!(ev.change, ScorecardChange::DefinitionsPublished { .. }) => {
+                    let mut before = std::mem::replace(&mut fold, Fold::new(store)).finish()?;
+                    if !before.is_empty() || *offsets != durable {
+                        before.extend(offset_writes(offsets));
+                        store.write(before)?;
+                        durable = offsets.clone();
+                    }
+                    let mut alone = Fold::new(store);
+                    alone.evaluate_in_parts(part_entities.max(1), stop);
+                    let changed = alone.apply_scorecard(&ev)?;
+                    let mut writes = match alone.finish() {
+                        Err(StoreError::Stopped) => {
+                            *offsets = durable;
+                            return Ok(Applied::Abandoned);
+                        }
+                        other => other?,
+                    };
+                    offsets.insert((rec.topic.clone(), rec.partition), rec.next);
+                    writes.extend(offset_writes(offsets));
+                    store.write(writes)?;
+                    durable = offsets.clone();
+                    wrote = true;
+                    Ok(Ok(changed))
+                }
+                Ok(ev) => Ok(fold.apply_scorecard(&ev).map_err(ProjectorError::from)),
+            },
             // Entities stay encoded until the event's size is known: a
             // large one is decoded one part at a time.
             Some(MessageType::EntityEvent) => match RawEntityEvent::decode(&rec.value) {

@@ -17,6 +17,10 @@ pub enum StoreError {
     ReadOnly,
     #[error("stored record {key} is unreadable: {reason}")]
     Corrupt { key: String, reason: String },
+    /// A batch written in parts was given up between two of them (the
+    /// service is stopping); it is applied again from its start.
+    #[error("stopped between two parts of a batch")]
+    Stopped,
     #[cfg(feature = "rocksdb")]
     #[error(
         "store at {path} is in use by another process (only one projector may own it): {source}"

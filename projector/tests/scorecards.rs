@@ -752,3 +752,227 @@ checks:
     apply(w.store.as_ref(), &[m]);
     assert_eq!(used(&w), Some(None), "and its going");
 }
+
+/// A store that sets `stop` once it has taken `after` writes, as a SIGTERM
+/// arriving between two of them would, and counts them.
+struct Stopping {
+    inner: Arc<MemStore>,
+    writes: std::sync::atomic::AtomicUsize,
+    after: usize,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Store for Stopping {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, projector::StoreError> {
+        self.inner.get(key)
+    }
+    fn scan(
+        &self,
+        prefix: &[u8],
+        from: Option<&[u8]>,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), projector::StoreError> {
+        self.inner.scan(prefix, from, visit)
+    }
+    fn write(&self, changes: projector::WriteSet) -> Result<(), projector::StoreError> {
+        self.inner.write(changes)?;
+        let n = self
+            .writes
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            + 1;
+        if n >= self.after {
+            self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        Ok(())
+    }
+    fn version(&self) -> u64 {
+        self.inner.version()
+    }
+}
+
+/// The messages as records of their topics, numbered per topic.
+fn records(msgs: &[Msg]) -> Vec<eventlog::Record> {
+    use proto::Versioned;
+    let mut next: BTreeMap<&str, i64> = BTreeMap::new();
+    msgs.iter()
+        .map(|m| {
+            let (topic, key, value) = match m {
+                Msg::Entity(e) => (
+                    proto::topics::ENTITIES,
+                    e.location.as_str().to_string(),
+                    e.encode(),
+                ),
+                Msg::Facts(f) => (
+                    proto::topics::FACTS,
+                    f.subject.as_str().to_string(),
+                    f.encode(),
+                ),
+                Msg::Card(c) => (proto::topics::SCORECARDS, c.source.to_string(), c.encode()),
+            };
+            let offset = next.entry(topic).or_default();
+            *offset += 1;
+            eventlog::Record {
+                topic: topic.to_string(),
+                partition: 0,
+                offset: *offset - 1,
+                key: key.into_bytes(),
+                value,
+                timestamp_ms: 0,
+                next: *offset,
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn a_scorecard_evaluated_in_parts_stopped_and_replayed_is_what_one_write_leaves() {
+    let mut w = World::new();
+    let mut msgs = base(&mut w);
+    let at = t0() + Duration::minutes(1);
+    let owners = ["g1", "p1", "p2"];
+    // Locations of 5 components: each under a part of 7 refs, so only the
+    // scorecard is written in parts.
+    for l in 0..8 {
+        let comps: Vec<ProcessedEntity> = (l * 5..l * 5 + 5)
+            .map(|i| {
+                component(
+                    &format!("m{i:02}"),
+                    owners[i % 3],
+                    (i % 2 == 0).then_some("s"),
+                )
+            })
+            .collect();
+        msgs.push(located(&mut w, &format!("many{l}"), at, comps));
+    }
+    for i in (0..40).step_by(3) {
+        msgs.push(facts(
+            &mut w,
+            &format!("m{i:02}"),
+            at,
+            (i % 4) as u32,
+            t0() + Duration::days(200),
+        ));
+    }
+    // Redefined (every result changes), then an entity after it, then the
+    // card removed (every result goes), then another entity.
+    let stricter = CARD
+        .replace("weight: 2", "weight: 5")
+        .replace("gte: 2", "gte: 1");
+    msgs.push(publish(
+        &mut w,
+        t0() + Duration::hours(1),
+        &[("t.yaml", &stricter)],
+    ));
+    msgs.push(located(
+        &mut w,
+        "late",
+        t0() + Duration::hours(1),
+        vec![component("z1", "g1", None)],
+    ));
+    msgs.push(publish(&mut w, t0() + Duration::hours(2), &[]));
+    msgs.push(located(
+        &mut w,
+        "later",
+        t0() + Duration::hours(2),
+        vec![component("z2", "p1", None)],
+    ));
+    let batch = records(&msgs);
+    let log = eventlog::memory::MemoryLog::new(&proto::topics::ALL, 1);
+    let running = std::sync::atomic::AtomicBool::new(false);
+
+    // One batch, each scorecard evaluated in one write.
+    let witness = Arc::new(MemStore::new());
+    let mut offsets = projector::run::Offsets::new();
+    let applied = projector::run::apply_batch(
+        &log,
+        witness.as_ref(),
+        &batch,
+        &mut offsets,
+        1_000,
+        &running,
+    )
+    .unwrap();
+    assert_eq!(applied, projector::run::Applied::Changed);
+    let catalog = Catalog::new(witness.clone());
+    assert!(
+        catalog.scorecard("t").unwrap().is_none(),
+        "the card is gone at the end"
+    );
+    let history = catalog
+        .scorecard_history("t", "component:default/m07")
+        .unwrap();
+    assert_eq!(
+        history.len(),
+        3,
+        "published, redefined, removed: {history:?}"
+    );
+
+    // In parts of 7 results, stopped after a few parts of the redefinition,
+    // then after a few parts of the removal, then to the end.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut store = Stopping {
+        inner: Arc::new(MemStore::new()),
+        writes: Default::default(),
+        // The first definition (no entities yet) and everything up to the
+        // redefinition are one write each; then two parts.
+        after: 4,
+        stop: stop.clone(),
+    };
+    let mut offsets = projector::run::Offsets::new();
+    let mut runs = Vec::new();
+    loop {
+        let rest: Vec<eventlog::Record> = batch
+            .iter()
+            .filter(|r| r.offset >= offsets.get(&(r.topic.clone(), 0)).copied().unwrap_or(0))
+            .cloned()
+            .collect();
+        let applied =
+            projector::run::apply_batch(&log, &store, &rest, &mut offsets, 7, &stop).unwrap();
+        let stored = Catalog::new(store.inner.clone()).offsets().unwrap();
+        assert_eq!(offsets, stored, "the caller keeps only the offsets written");
+        runs.push((
+            applied,
+            stored
+                .get(&(proto::topics::SCORECARDS.to_string(), 0))
+                .copied(),
+        ));
+        if applied != projector::run::Applied::Abandoned {
+            break;
+        }
+        // Results of the parts written are in the store; the definition
+        // in force is still the one before.
+        stop.store(false, std::sync::atomic::Ordering::SeqCst);
+        store.writes = Default::default();
+        store.after = 8;
+    }
+    let stops = |offset| runs.contains(&(projector::run::Applied::Abandoned, Some(offset)));
+    assert!(
+        stops(1) && stops(2),
+        "stopped within the redefinition, then within the removal (each left at its own offset): {runs:?}"
+    );
+    assert_eq!(
+        runs.last(),
+        Some(&(projector::run::Applied::Changed, Some(3)))
+    );
+    let got = projector::postings::canonical(store.inner.dump());
+    let want = projector::postings::canonical(witness.dump());
+    let differ: Vec<String> = got
+        .keys()
+        .chain(want.keys())
+        .filter(|k| got.get(*k) != want.get(*k))
+        .map(|k| {
+            format!(
+                "{}: {:?} / {:?}",
+                String::from_utf8_lossy(k),
+                got.get(k).map(|v| String::from_utf8_lossy(v).into_owned()),
+                want.get(k).map(|v| String::from_utf8_lossy(v).into_owned())
+            )
+        })
+        .collect();
+    assert!(
+        differ.is_empty(),
+        "evaluated in parts, stopped and replayed, the store is what whole evaluations write; \
+         these keys differ (parts / whole):\n{}",
+        differ.join("\n")
+    );
+}

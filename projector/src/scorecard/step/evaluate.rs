@@ -18,7 +18,7 @@ use crate::store::{Store, StoreError, WriteSet};
 use chrono::DateTime;
 use proto::RelationType;
 use serde_json::Value;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 /// Whether a ref may be of a kind the definition applies to: a `kind`
@@ -77,6 +77,111 @@ pub(super) fn scan_entities(
     }
 }
 
+/// How a scorecard evaluated for every entity (a new or changed definition,
+/// one that went away) is written: in parts of `results` results, each
+/// written as soon as it is evaluated, without the batch's offsets.
+/// A replay after a stop or a crash between parts evaluates the scorecard
+/// again from its start, and a result a part already wrote is then
+/// unchanged (no second history or feed record). The definition itself is
+/// written last, with the batch, so a replay does evaluate again.
+#[derive(Clone, Copy)]
+pub struct Parts<'a> {
+    pub results: usize,
+    /// Checked between parts: set, the evaluation is given up
+    /// ([`StoreError::Stopped`]).
+    pub stop: &'a std::sync::atomic::AtomicBool,
+}
+
+/// The stored results of one scorecard, read in ref order a chunk at a
+/// time alongside the entities (both are keyed by ref), so a full
+/// evaluation never holds all of them. A result is read before the part
+/// that rewrites it is written: parts only write results of refs already
+/// passed.
+struct OldResults {
+    prefix: Vec<u8>,
+    from: Option<Vec<u8>>,
+    chunk: std::collections::VecDeque<(String, Vec<u8>)>,
+    done: bool,
+}
+
+impl OldResults {
+    fn new(prefix: Vec<u8>) -> Self {
+        OldResults {
+            prefix,
+            from: None,
+            chunk: Default::default(),
+            done: false,
+        }
+    }
+
+    /// The stored result of `r`, if any; results of refs before it (whose
+    /// entities are gone, or of kinds no longer evaluated) go to `gone`.
+    fn take(
+        &mut self,
+        store: &dyn Store,
+        r: &str,
+        gone: &mut Vec<(String, Vec<u8>)>,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        loop {
+            if self.chunk.is_empty() {
+                if self.done {
+                    return Ok(None);
+                }
+                self.fill(store)?;
+                continue;
+            }
+            match self.chunk[0].0.as_str().cmp(r) {
+                std::cmp::Ordering::Less => gone.extend(self.chunk.pop_front()),
+                std::cmp::Ordering::Equal => {
+                    return Ok(self.chunk.pop_front().map(|(_, v)| v));
+                }
+                std::cmp::Ordering::Greater => return Ok(None),
+            }
+        }
+    }
+
+    /// Every stored result not taken yet, to `gone`.
+    fn rest(
+        &mut self,
+        store: &dyn Store,
+        gone: &mut Vec<(String, Vec<u8>)>,
+    ) -> Result<(), StoreError> {
+        loop {
+            gone.extend(self.chunk.drain(..));
+            if self.done {
+                return Ok(());
+            }
+            self.fill(store)?;
+        }
+    }
+
+    fn fill(&mut self, store: &dyn Store) -> Result<(), StoreError> {
+        const CHUNK: usize = 2048;
+        let (prefix, chunk) = (&self.prefix, &mut self.chunk);
+        let mut last = None;
+        let mut read = 0;
+        store.scan(prefix, self.from.as_deref(), &mut |k, v| {
+            chunk.push_back((
+                String::from_utf8_lossy(&k[prefix.len()..]).into_owned(),
+                v.to_vec(),
+            ));
+            read += 1;
+            if read == CHUNK {
+                last = Some(k.to_vec());
+            }
+            read < CHUNK
+        })?;
+        match last {
+            Some(mut next) => {
+                next.push(0);
+                self.from = Some(next);
+            }
+            None => self.done = true,
+        }
+        Ok(())
+    }
+}
+
 pub(super) struct Evaluator<'a> {
     pub(super) store: &'a dyn Store,
     pub(super) served: &'a Served,
@@ -101,6 +206,10 @@ pub(super) struct Evaluator<'a> {
     /// Results evaluated, and results whose outcome changed.
     pub(super) evaluated: u64,
     pub(super) changed: u64,
+    /// Whole scorecards evaluated in parts (see [`Parts`]), and how many
+    /// results the part being evaluated holds so far.
+    pub(super) parts: Option<Parts<'a>>,
+    pub(super) in_part: usize,
     pub(super) out: &'a mut WriteSet,
     /// Outcome changes, for the change feed.
     pub(super) feed: &'a mut Vec<FeedRecord>,
@@ -130,6 +239,8 @@ impl<'a> Evaluator<'a> {
             known_exemptions: None,
             evaluated: 0,
             changed: 0,
+            parts: None,
+            in_part: 0,
             out,
             feed,
         }
@@ -367,15 +478,15 @@ impl Evaluator<'_> {
 
     /// Every entity under a new or changed definition. Rollups are rebuilt
     /// from the new results.
-    pub(super) fn reevaluate_one(
+    fn reevaluate_one(
         &mut self,
         def: &Definition,
         r: &str,
         entity: Option<Arc<Value>>,
-        old: &mut HashMap<String, Vec<u8>>,
+        old: Option<Vec<u8>>,
         t: &Trigger,
     ) -> Result<(), StoreError> {
-        let before = match old.remove(r) {
+        let before = match old {
             Some(bytes) => Some(rec::decode::<ResultRecord>(
                 &rk::result(&def.id, r),
                 &bytes,
@@ -383,7 +494,53 @@ impl Evaluator<'_> {
             None => None,
         };
         let new = self.evaluate(def, r, entity.as_deref(), t)?;
-        self.store_result(def, r, before, new, t, false)
+        self.store_result(def, r, before, new, t, false)?;
+        self.part_done()
+    }
+
+    /// Runs `work`, which stores results of a whole scorecard: with
+    /// [`Parts`], what the batch had written before (fact versions, due
+    /// deadlines taken, the feed's catalog records) is set aside so that
+    /// only results go out in parts, and comes back before what is left.
+    pub(super) fn whole_scorecard(
+        &mut self,
+        work: impl FnOnce(&mut Self) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        if self.parts.is_none() {
+            return work(self);
+        }
+        let out = std::mem::take(self.out);
+        let feed = std::mem::take(self.feed);
+        self.in_part = 0;
+        work(self)?;
+        let rest = std::mem::replace(self.out, out);
+        self.out.extend(rest);
+        let rest = std::mem::replace(self.feed, feed);
+        self.feed.extend(rest);
+        Ok(())
+    }
+
+    /// One more result of a whole scorecard stored: with [`Parts`], a full
+    /// part is written (its results, their indexes, history and feed
+    /// records; rollups wait for the batch).
+    pub(super) fn part_done(&mut self) -> Result<(), StoreError> {
+        let Some(parts) = self.parts else {
+            return Ok(());
+        };
+        self.in_part += 1;
+        if self.in_part < parts.results.max(1) {
+            return Ok(());
+        }
+        self.in_part = 0;
+        if parts.stop.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(StoreError::Stopped);
+        }
+        let mut writes = std::mem::take(self.out);
+        crate::feed::write(self.store, std::mem::take(self.feed), &mut writes)?;
+        if writes.is_empty() {
+            return Ok(());
+        }
+        self.store.write(writes)
     }
 
     pub(super) fn reevaluate_all(
@@ -395,15 +552,7 @@ impl Evaluator<'_> {
         // Everything is read by prefix scans (entities, old results, the
         // scorecard's exemptions), not point lookups: right after a bulk
         // load, a lookup probes every level-0 file, a scan merges them once.
-        let p = keys::prefix(rk::RESULT, &[def.id.as_bytes()]);
-        let mut old: HashMap<String, Vec<u8>> = HashMap::new();
-        self.store.scan(&p, None, &mut |k, v| {
-            old.insert(
-                String::from_utf8_lossy(&k[p.len()..]).into_owned(),
-                v.to_vec(),
-            );
-            true
-        })?;
+        let mut old = OldResults::new(keys::prefix(rk::RESULT, &[def.id.as_bytes()]));
         let ep = keys::prefix(rk::EXEMPTIONS, &[def.id.as_bytes()]);
         let mut exempt: HashMap<String, ExemptionSet> = HashMap::new();
         let mut bad = None;
@@ -423,27 +572,37 @@ impl Evaluator<'_> {
         let mut pending: Vec<String> = self.served.keys().filter(|r| wanted(r)).cloned().collect();
         pending.sort();
         let served = self.served;
-        scan_entities(self.store, &wanted, &mut |r, body| {
-            let entity = match served.get(&r) {
-                Some(v) => v.clone(),
-                None => serde_json::from_slice::<Value>(&body).ok().map(Arc::new),
-            };
-            self.reevaluate_one(def, &r, entity, &mut old, t)
-        })?;
-        // Entities created in this batch are not in the store yet.
-        for r in pending {
-            if self.store.get(&keys::entity(&r))?.is_none() {
-                let entity = self.served.get(&r).cloned().flatten();
-                self.reevaluate_one(def, &r, entity, &mut old, t)?;
+        // Results with no entity in the store to go with them: of entities
+        // gone, of kinds no longer evaluated, or of entities this batch
+        // creates.
+        let mut unmatched = Vec::new();
+        self.whole_scorecard(|ev| {
+            scan_entities(ev.store, &wanted, &mut |r, body| {
+                let entity = match served.get(&r) {
+                    Some(v) => v.clone(),
+                    None => serde_json::from_slice::<Value>(&body).ok().map(Arc::new),
+                };
+                let before = old.take(ev.store, &r, &mut unmatched)?;
+                ev.reevaluate_one(def, &r, entity, before, t)
+            })?;
+            old.rest(ev.store, &mut unmatched)?;
+            let mut unmatched: BTreeMap<String, Vec<u8>> = unmatched.into_iter().collect();
+            // Entities created in this batch are not in the store yet.
+            for r in pending {
+                if ev.store.get(&keys::entity(&r))?.is_none() {
+                    let entity = ev.served.get(&r).cloned().flatten();
+                    let before = unmatched.remove(&r);
+                    ev.reevaluate_one(def, &r, entity, before, t)?;
+                }
             }
-        }
-        // Results of entities that are gone.
-        let mut gone: Vec<_> = old.into_iter().collect();
-        gone.sort();
-        for (r, bytes) in gone {
-            let before: ResultRecord = rec::decode(&rk::result(&def.id, &r), &bytes)?;
-            self.store_result(def, &r, Some(before), None, t, false)?;
-        }
+            // Results of entities that are gone.
+            for (r, bytes) in unmatched {
+                let before: ResultRecord = rec::decode(&rk::result(&def.id, &r), &bytes)?;
+                ev.store_result(def, &r, Some(before), None, t, false)?;
+                ev.part_done()?;
+            }
+            Ok(())
+        })?;
         self.known_exemptions = None;
         Ok(())
     }

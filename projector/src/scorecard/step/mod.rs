@@ -41,6 +41,7 @@ pub(crate) use batch::{ScoreState, compiled};
 pub use deps::Dependency;
 pub use deps::complete_depended_markers;
 use deps::dependents;
+pub use evaluate::Parts;
 use evaluate::{Evaluator, kind_filter, scan_entities};
 pub use subjects::{cloud_subject, github_subject};
 
@@ -67,7 +68,9 @@ pub struct Trigger {
 pub type Served = HashMap<String, Option<Arc<Value>>>;
 
 impl ScoreState {
-    /// Re-evaluates what this batch affects and adds every write to `out`.
+    /// Re-evaluates what this batch affects and adds every write to `out`
+    /// (or, for whole scorecards with `parts`, writes them as it goes).
+    #[allow(clippy::too_many_arguments)]
     pub fn finish(
         &mut self,
         store: &dyn Store,
@@ -76,6 +79,7 @@ impl ScoreState {
         links_changed: &BTreeSet<String>,
         out: &mut WriteSet,
         feed: &mut Vec<FeedRecord>,
+        parts: Option<Parts<'_>>,
     ) -> Result<(), StoreError> {
         let defs: Vec<(DefinitionRecord, Arc<Definition>)> = self
             .all_definitions(store)?
@@ -104,6 +108,7 @@ impl ScoreState {
             out,
             feed,
         );
+        eval.parts = parts;
         let mut read = lang::RelationsRead::Nothing;
         for (_, def) in &defs {
             read.add(def);

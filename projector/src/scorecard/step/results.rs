@@ -175,14 +175,11 @@ impl Evaluator<'_> {
     }
 
     /// A scorecard no longer defined: results, indexes and rollups go;
-    /// history stays, ending with a change to "does not apply".
+    /// history stays, ending with a change to "does not apply". Results
+    /// are read a chunk at a time (with [`super::evaluate::Parts`], a part
+    /// deletes the results it read, and the next chunk starts after them).
     pub(super) fn drop_scorecard(&mut self, id: &str, t: &Trigger) -> Result<(), StoreError> {
         let p = keys::prefix(rk::RESULT, &[id.as_bytes()]);
-        let mut gone = Vec::new();
-        self.store.scan(&p, None, &mut |k, v| {
-            gone.push((k.to_vec(), v.to_vec()));
-            true
-        })?;
         let stub = Definition {
             id: id.to_string(),
             title: String::new(),
@@ -191,11 +188,28 @@ impl Evaluator<'_> {
             levels: vec![],
             checks: vec![],
         };
-        for (k, v) in gone {
-            let r = String::from_utf8_lossy(&k[p.len()..]).into_owned();
-            let old: ResultRecord = rec::decode(&k, &v)?;
-            self.store_result(&stub, &r, Some(old), None, t, false)?;
-        }
+        self.whole_scorecard(|ev| {
+            let mut from: Option<Vec<u8>> = None;
+            loop {
+                let mut chunk = Vec::new();
+                ev.store.scan(&p, from.as_deref(), &mut |k, v| {
+                    chunk.push((k.to_vec(), v.to_vec()));
+                    chunk.len() < 2048
+                })?;
+                let Some((last, _)) = chunk.last() else {
+                    return Ok(());
+                };
+                let mut next = last.clone();
+                next.push(0);
+                from = Some(next);
+                for (k, v) in chunk {
+                    let r = String::from_utf8_lossy(&k[p.len()..]).into_owned();
+                    let old: ResultRecord = rec::decode(&k, &v)?;
+                    ev.store_result(&stub, &r, Some(old), None, t, false)?;
+                    ev.part_done()?;
+                }
+            }
+        })?;
         let kp = keys::prefix(rk::ROLLUP, &[id.as_bytes()]);
         let mut rollups = Vec::new();
         self.store.scan(&kp, None, &mut |k, _| {

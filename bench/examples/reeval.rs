@@ -1,0 +1,60 @@
+//! The full re-evaluation of `catalog-bench --scorecards`' card inside the
+//! fold, alone, on a store that card's run left (its `data/projections`),
+//! for profiling: publishes the card with a new weight, folds, writes (in
+//! parts of 5,000 results, as the projector does; 0: in one write).
+//!
+//! ```text
+//! cargo run -p catalog-bench --example reeval -- DIR/data/projections [WEIGHT [PART_RESULTS]]
+//! ```
+
+use projector::{Fold, RocksStore, Store};
+use proto::{ScorecardChange, ScorecardEvent, SourceId};
+use std::time::Instant;
+
+// As in `catalog`, whose projector this measures.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn main() -> anyhow::Result<()> {
+    catalog::memory::return_freed_memory(catalog::memory::TRIM_EVERY);
+    let mut args = std::env::args().skip(1);
+    let Some(path) = args.next() else {
+        anyhow::bail!("usage: reeval DIR/data/projections [WEIGHT [PART_RESULTS]]");
+    };
+    let weight: u32 = args.next().map_or(Ok(7), |w| w.parse())?;
+    let parts: usize = args.next().map_or(Ok(5_000), |w| w.parse())?;
+    let store = RocksStore::open(std::path::Path::new(&path), 256 << 20)?;
+    let event = ScorecardEvent {
+        event_id: uuid::Uuid::now_v7(),
+        source: SourceId::new("scorecards"),
+        at: chrono::Utc::now(),
+        by: None,
+        change: ScorecardChange::DefinitionsPublished {
+            files: [(
+                "bench.yaml".to_string(),
+                catalog_bench::scorecards::CARD.replace("weight: 3", &format!("weight: {weight}")),
+            )]
+            .into_iter()
+            .collect(),
+        },
+    };
+    // As the projector folds a definition: alone, written in parts.
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let t = Instant::now();
+    let mut fold = Fold::new(&store);
+    if parts > 0 {
+        fold.evaluate_in_parts(parts, &stop);
+    }
+    fold.apply_scorecard(&event)?;
+    let changes = fold.finish()?;
+    let evaluated = t.elapsed();
+    let keys = changes.len();
+    let t = Instant::now();
+    store.write(changes)?;
+    println!(
+        "evaluated in {:.2} s; wrote {keys} keys in {:.2} s",
+        evaluated.as_secs_f64(),
+        t.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
