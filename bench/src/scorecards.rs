@@ -323,7 +323,10 @@ pub async fn run(
     let stop = std::sync::atomic::AtomicBool::new(false);
     let t = Instant::now();
     let mut fold = Fold::new(&store);
-    fold.evaluate_in_parts(projector::run::ProjectorConfig::default().part_entities, &stop);
+    fold.evaluate_in_parts(
+        projector::run::ProjectorConfig::default().part_entities,
+        &stop,
+    );
     fold.apply_scorecard(&event)?;
     let changes = fold.finish()?;
     let evaluated = t.elapsed();

@@ -976,3 +976,64 @@ fn a_scorecard_evaluated_in_parts_stopped_and_replayed_is_what_one_write_leaves(
         differ.join("\n")
     );
 }
+
+#[test]
+fn a_large_scorecard_evaluated_whole_on_two_threads_equals_one_entity_at_a_time() {
+    // Enough components for a chunk to be split between two threads (the
+    // helper's caches then answer for half of them), with owners, systems,
+    // domains and facts to read.
+    let mut w = World::new();
+    let at = t0();
+    let mut entities = vec![
+        located(
+            &mut w,
+            "groups",
+            at,
+            vec![
+                group("g1", Some("p1")),
+                group("p1", None),
+                group("p2", Some("p1")),
+            ],
+        ),
+        located(
+            &mut w,
+            "sys",
+            at,
+            vec![system("s", Some("d")), system("s2", None)],
+        ),
+    ];
+    let owners = ["g1", "p1", "p2"];
+    let systems = [Some("s"), Some("s2"), None];
+    for l in 0..12 {
+        let comps: Vec<ProcessedEntity> = (l * 50..l * 50 + 50)
+            .map(|i| component(&format!("c{i:03}"), owners[i % 3], systems[i % 5 % 3]))
+            .collect();
+        entities.push(located(&mut w, &format!("c{l}"), at, comps));
+    }
+    for i in (0..600).step_by(4) {
+        entities.push(facts(
+            &mut w,
+            &format!("c{i:03}"),
+            at,
+            (i % 3) as u32,
+            t0() + Duration::days(300),
+        ));
+    }
+    let card = publish(&mut w, at, &[("t.yaml", CARD)]);
+    // The card first: each entity evaluated as it comes.
+    let first = MemStore::new();
+    apply(&first, std::slice::from_ref(&card));
+    for m in &entities {
+        apply(&first, std::slice::from_ref(m));
+    }
+    // The card last: all 600 evaluated in one go.
+    let last = MemStore::new();
+    for m in &entities {
+        apply(&last, std::slice::from_ref(m));
+    }
+    apply(&last, &[card]);
+    assert_eq!(table(&first, b'A').len(), 600);
+    assert_eq!(outcomes(&first), outcomes(&last));
+    assert_eq!(table(&first, b'K'), table(&last, b'K'));
+    assert_eq!(table(&first, b'D'), table(&last, b'D'));
+}

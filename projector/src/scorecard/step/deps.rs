@@ -131,7 +131,7 @@ impl Context for Reads<'_, '_> {
         self.ev.entity(refkey)
     }
     fn recall(&mut self, key: &lang::Recall) -> Option<lang::Remembered> {
-        let (value, deps) = self.ev.memo.get(key)?.clone();
+        let (value, deps) = self.ev.caches.memo.get(key)?.clone();
         for d in deps {
             self.note(d);
         }
@@ -142,10 +142,10 @@ impl Context for Reads<'_, '_> {
     }
     fn remember(&mut self, key: lang::Recall, value: lang::Remembered) {
         let deps = self.captures.pop().unwrap_or_default();
-        if self.ev.memo.len() > 100_000 {
-            self.ev.memo.clear();
+        if self.ev.caches.memo.len() > 100_000 {
+            self.ev.caches.memo.clear();
         }
-        self.ev.memo.insert(key, (value, deps));
+        self.ev.caches.memo.insert(key, (value, deps));
     }
     fn facts(
         &mut self,

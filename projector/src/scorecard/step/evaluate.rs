@@ -42,6 +42,23 @@ pub(super) fn scan_entities(
     wanted: &dyn Fn(&str) -> bool,
     visit: &mut dyn FnMut(String, Vec<u8>) -> Result<(), StoreError>,
 ) -> Result<(), StoreError> {
+    scan_entity_chunks(store, wanted, &mut |chunk| {
+        for (r, body) in chunk {
+            visit(r, body)?;
+        }
+        Ok(())
+    })
+}
+
+/// Stored entities, each its ref and served JSON (relations included).
+pub(super) type Chunk = Vec<(String, Vec<u8>)>;
+
+/// [`scan_entities`] a chunk (of up to 2,048 entities) at a time.
+pub(super) fn scan_entity_chunks(
+    store: &dyn Store,
+    wanted: &dyn Fn(&str) -> bool,
+    visit: &mut dyn FnMut(Chunk) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
     let mut from: Option<Vec<u8>> = None;
     loop {
         let mut chunk: Vec<(String, Vec<u8>)> = Vec::new();
@@ -67,13 +84,17 @@ pub(super) fn scan_entities(
             }
             _ => Default::default(),
         };
-        for (r, body) in chunk {
-            let body = match relations.remove(&r) {
-                Some(items) => crate::relations::splice_json(body, &items),
-                None => body,
-            };
-            visit(r, body)?;
-        }
+        let chunk = chunk
+            .into_iter()
+            .map(|(r, body)| {
+                let body = match relations.remove(&r) {
+                    Some(items) => crate::relations::splice_json(body, &items),
+                    None => body,
+                };
+                (r, body)
+            })
+            .collect();
+        visit(chunk)?;
     }
 }
 
@@ -182,15 +203,11 @@ impl OldResults {
     }
 }
 
-pub(super) struct Evaluator<'a> {
-    pub(super) store: &'a dyn Store,
-    pub(super) served: &'a Served,
-    /// The relation types the scorecards read: what is stitched into an
-    /// entity read from the store (a group's thousands of `ownerOf` are
-    /// not, unless a rule reads them).
-    pub(super) relations: lang::RelationsRead,
-    pub(super) facts: &'a mut Table<FactRecord>,
-    pub(super) exemptions: &'a mut Table<ExemptionSet>,
+/// What evaluations read often and keep: entities, facts, outcomes of
+/// rules on related entities, parent groups and domains. A second set
+/// serves a full evaluation's helper thread.
+#[derive(Default)]
+pub(super) struct Caches {
     pub(super) entities: HashMap<String, Option<Arc<Value>>>,
     /// The facts last read (several fact rules of one entity read them).
     pub(super) last_facts: Option<(String, Option<Arc<Value>>)>,
@@ -200,9 +217,23 @@ pub(super) struct Evaluator<'a> {
     /// relation lists hold every owned entity or part: read them once).
     pub(super) parent: HashMap<String, Option<String>>,
     pub(super) domain: HashMap<String, Option<String>>,
+}
+
+pub(super) struct Evaluator<'a> {
+    pub(super) store: &'a dyn Store,
+    pub(super) served: &'a Served,
+    /// The relation types the scorecards read: what is stitched into an
+    /// entity read from the store (a group's thousands of `ownerOf` are
+    /// not, unless a rule reads them).
+    pub(super) relations: lang::RelationsRead,
+    /// Facts and exemptions as this batch leaves them (changed ones are in
+    /// the working set; others are read from the store, not kept).
+    pub(super) facts: &'a Table<FactRecord>,
+    pub(super) exemptions: &'a Table<ExemptionSet>,
+    pub(super) caches: Caches,
     pub(super) rollups: HashMap<(String, String, String), Rollup>,
     /// A scorecard's stored exemptions, read at once for a full evaluation.
-    pub(super) known_exemptions: Option<HashMap<String, ExemptionSet>>,
+    pub(super) known_exemptions: Option<Arc<HashMap<String, ExemptionSet>>>,
     /// Results evaluated, and results whose outcome changed.
     pub(super) evaluated: u64,
     pub(super) changed: u64,
@@ -219,8 +250,8 @@ impl<'a> Evaluator<'a> {
     pub(super) fn new(
         store: &'a dyn Store,
         served: &'a Served,
-        facts: &'a mut Table<FactRecord>,
-        exemptions: &'a mut Table<ExemptionSet>,
+        facts: &'a Table<FactRecord>,
+        exemptions: &'a Table<ExemptionSet>,
         out: &'a mut WriteSet,
         feed: &'a mut Vec<FeedRecord>,
     ) -> Self {
@@ -230,11 +261,7 @@ impl<'a> Evaluator<'a> {
             relations: lang::RelationsRead::All,
             facts,
             exemptions,
-            entities: HashMap::new(),
-            last_facts: None,
-            memo: HashMap::new(),
-            parent: HashMap::new(),
-            domain: HashMap::new(),
+            caches: Caches::default(),
             rollups: HashMap::new(),
             known_exemptions: None,
             evaluated: 0,
@@ -278,19 +305,19 @@ impl Evaluator<'_> {
         if let Some(v) = self.served.get(r) {
             return v.clone();
         }
-        if let Some(v) = self.entities.get(r) {
+        if let Some(v) = self.caches.entities.get(r) {
             return v.clone();
         }
         let v = self.subject(r);
-        if self.entities.len() > 10_000 {
-            self.entities.clear();
+        if self.caches.entities.len() > 10_000 {
+            self.caches.entities.clear();
         }
-        self.entities.insert(r.to_string(), v.clone());
+        self.caches.entities.insert(r.to_string(), v.clone());
         v
     }
 
     pub(super) fn facts(&mut self, subject: &str) -> Option<Arc<Value>> {
-        if let Some((s, v)) = &self.last_facts
+        if let Some((s, v)) = &self.caches.last_facts
             && s == subject
         {
             return v.clone();
@@ -303,7 +330,7 @@ impl Evaluator<'_> {
                 .flatten()
                 .map(|f| Arc::new(f.facts)),
         };
-        self.last_facts = Some((subject.to_string(), v.clone()));
+        self.caches.last_facts = Some((subject.to_string(), v.clone()));
         v
     }
 
@@ -341,14 +368,14 @@ impl Evaluator<'_> {
                 groups.push(g.clone());
                 if kind_of(&g) == "group" {
                     reads.note(Dependency::Links(g.clone()));
-                    next = match reads.ev.parent.get(&g) {
+                    next = match reads.ev.caches.parent.get(&g) {
                         Some(p) => p.clone(),
                         None => {
                             let p = reads
                                 .ev
                                 .entity(&g)
                                 .and_then(|ge| targets(&ge, RelationType::ChildOf).min());
-                            reads.ev.parent.insert(g.clone(), p.clone());
+                            reads.ev.caches.parent.insert(g.clone(), p.clone());
                             p
                         }
                     };
@@ -375,7 +402,7 @@ impl Evaluator<'_> {
             match &system {
                 Some(s) => {
                     reads.note(Dependency::Links(s.clone()));
-                    match reads.ev.domain.get(s) {
+                    match reads.ev.caches.domain.get(s) {
                         Some(d) => d.clone(),
                         None => {
                             let d = reads.ev.entity(s).and_then(|se| {
@@ -383,7 +410,7 @@ impl Evaluator<'_> {
                                     .filter(|t| kind_of(t) == "domain")
                                     .min()
                             });
-                            reads.ev.domain.insert(s.clone(), d.clone());
+                            reads.ev.caches.domain.insert(s.clone(), d.clone());
                             d
                         }
                     }
@@ -398,11 +425,7 @@ impl Evaluator<'_> {
         let exemptions = match (self.exemptions.cached(&key), &self.known_exemptions) {
             (Some(set), _) => set.clone().unwrap_or_default(),
             (None, Some(known)) => known.get(r).cloned().unwrap_or_default(),
-            (None, None) => self
-                .exemptions
-                .get(self.store, key)?
-                .cloned()
-                .unwrap_or_default(),
+            (None, None) => super::get::<ExemptionSet>(self.store, &key)?.unwrap_or_default(),
         };
         let mut next_change = evaluation.next_change;
         let mut checks = Vec::with_capacity(def.checks.len());
@@ -476,14 +499,14 @@ impl Evaluator<'_> {
         }))
     }
 
-    /// Every entity under a new or changed definition. Rollups are rebuilt
-    /// from the new results.
-    fn reevaluate_one(
+    /// Stores the result of a whole scorecard's evaluation of `r` against
+    /// its stored one (`old`); rollups are rebuilt from the new results.
+    fn store_whole(
         &mut self,
         def: &Definition,
         r: &str,
-        entity: Option<Arc<Value>>,
         old: Option<Vec<u8>>,
+        new: Option<ResultRecord>,
         t: &Trigger,
     ) -> Result<(), StoreError> {
         let before = match old {
@@ -493,9 +516,62 @@ impl Evaluator<'_> {
             )?),
             None => None,
         };
-        let new = self.evaluate(def, r, entity.as_deref(), t)?;
         self.store_result(def, r, before, new, t, false)?;
         self.part_done()
+    }
+
+    /// The results of `def` for a chunk of stored entities (ref and served
+    /// JSON), in chunk order. With a second core, its second half is
+    /// evaluated on a helper thread with caches of its own (`helper`, kept
+    /// from chunk to chunk): what an evaluation reads does not change while
+    /// a scorecard is evaluated whole, so which cache answers does not
+    /// change a result.
+    fn evaluate_chunk(
+        &mut self,
+        def: &Definition,
+        chunk: &[(String, Vec<u8>)],
+        t: &Trigger,
+        helper: &mut Caches,
+    ) -> Result<Vec<Option<ResultRecord>>, StoreError> {
+        let served = self.served;
+        let one = |ev: &mut Evaluator<'_>, (r, body): &(String, Vec<u8>)| {
+            let entity = match served.get(r) {
+                Some(v) => v.clone(),
+                None => serde_json::from_slice::<Value>(body).ok().map(Arc::new),
+            };
+            ev.evaluate(def, r, entity.as_deref(), t)
+        };
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        if chunk.len() < 256 || cores < 2 {
+            return chunk.iter().map(|x| one(self, x)).collect();
+        }
+        let (mine, theirs) = chunk.split_at(chunk.len() / 2);
+        let (mut out, mut feed) = (WriteSet::new(), Vec::new());
+        let mut other = Evaluator::new(
+            self.store,
+            self.served,
+            self.facts,
+            self.exemptions,
+            &mut out,
+            &mut feed,
+        );
+        other.relations = self.relations.clone();
+        other.known_exemptions = self.known_exemptions.clone();
+        other.caches = std::mem::take(helper);
+        let (mine, (theirs, evaluated, caches)) = std::thread::scope(|scope| {
+            let other = scope.spawn(move || {
+                let results: Result<Vec<_>, StoreError> =
+                    theirs.iter().map(|x| one(&mut other, x)).collect();
+                (results, other.evaluated, other.caches)
+            });
+            let mine: Result<Vec<_>, StoreError> = mine.iter().map(|x| one(self, x)).collect();
+            (mine, other.join().expect("an evaluation thread panicked"))
+        });
+        *helper = caches;
+        self.evaluated += evaluated;
+        let mut results = mine?;
+        results.extend(theirs?);
+        Ok(results)
     }
 
     /// Runs `work`, which stores results of a whole scorecard: with
@@ -568,22 +644,22 @@ impl Evaluator<'_> {
         if let Some(e) = bad {
             return Err(e);
         }
-        self.known_exemptions = Some(exempt);
+        self.known_exemptions = Some(Arc::new(exempt));
         let mut pending: Vec<String> = self.served.keys().filter(|r| wanted(r)).cloned().collect();
         pending.sort();
-        let served = self.served;
         // Results with no entity in the store to go with them: of entities
         // gone, of kinds no longer evaluated, or of entities this batch
         // creates.
         let mut unmatched = Vec::new();
+        let mut helper = Caches::default();
         self.whole_scorecard(|ev| {
-            scan_entities(ev.store, &wanted, &mut |r, body| {
-                let entity = match served.get(&r) {
-                    Some(v) => v.clone(),
-                    None => serde_json::from_slice::<Value>(&body).ok().map(Arc::new),
-                };
-                let before = old.take(ev.store, &r, &mut unmatched)?;
-                ev.reevaluate_one(def, &r, entity, before, t)
+            scan_entity_chunks(ev.store, &wanted, &mut |chunk| {
+                let results = ev.evaluate_chunk(def, &chunk, t, &mut helper)?;
+                for ((r, _), new) in chunk.into_iter().zip(results) {
+                    let before = old.take(ev.store, &r, &mut unmatched)?;
+                    ev.store_whole(def, &r, before, new, t)?;
+                }
+                Ok(())
             })?;
             old.rest(ev.store, &mut unmatched)?;
             let mut unmatched: BTreeMap<String, Vec<u8>> = unmatched.into_iter().collect();
@@ -591,8 +667,8 @@ impl Evaluator<'_> {
             for r in pending {
                 if ev.store.get(&keys::entity(&r))?.is_none() {
                     let entity = ev.served.get(&r).cloned().flatten();
-                    let before = unmatched.remove(&r);
-                    ev.reevaluate_one(def, &r, entity, before, t)?;
+                    let new = ev.evaluate(def, &r, entity.as_deref(), t)?;
+                    ev.store_whole(def, &r, unmatched.remove(&r), new, t)?;
                 }
             }
             // Results of entities that are gone.

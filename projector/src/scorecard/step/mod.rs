@@ -100,14 +100,7 @@ impl ScoreState {
         for k in self.taken_due.drain(..) {
             out.push((k, None));
         }
-        let mut eval = Evaluator::new(
-            store,
-            served,
-            &mut self.facts,
-            &mut self.exemptions,
-            out,
-            feed,
-        );
+        let mut eval = Evaluator::new(store, served, &self.facts, &self.exemptions, out, feed);
         eval.parts = parts;
         let mut read = lang::RelationsRead::Nothing;
         for (_, def) in &defs {
@@ -217,18 +210,11 @@ pub(crate) fn evaluate_catalog(
     visit: &mut dyn FnMut(&str, ResultRecord),
 ) -> Result<(), StoreError> {
     let served = Served::new();
-    let mut facts = Table::new(rk::FACTS);
-    let mut exemptions = Table::new(rk::EXEMPTIONS);
+    let facts = Table::new(rk::FACTS);
+    let exemptions = Table::new(rk::EXEMPTIONS);
     let mut out = WriteSet::new();
     let mut feed = Vec::new();
-    let mut eval = Evaluator::new(
-        store,
-        &served,
-        &mut facts,
-        &mut exemptions,
-        &mut out,
-        &mut feed,
-    );
+    let mut eval = Evaluator::new(store, &served, &facts, &exemptions, &mut out, &mut feed);
     let trigger = Trigger {
         cause: Cause {
             kind: CauseKind::Definition,
