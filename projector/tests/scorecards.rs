@@ -337,13 +337,18 @@ fn a_group_moving_moves_the_rollups_of_what_it_owns() {
 
 /// A mixed sequence of changes over 12 components, 3 groups, 2 systems.
 fn churn(w: &mut World) -> Vec<Msg> {
+    churn_every(w, Duration::minutes(1))
+}
+
+/// [`churn`] with its 120 changes `step` apart.
+fn churn_every(w: &mut World, step: Duration) -> Vec<Msg> {
     let mut out = base(w);
     let mut x: u64 = 7;
     for i in 0..120 {
         x = x
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
-        let at = t0() + Duration::minutes(i);
+        let at = t0() + step * i;
         let n = (x >> 33) % 12;
         let name = format!("c{n}");
         let owner = ["g1", "p1", "p2"][((x >> 20) % 3) as usize];
@@ -1036,4 +1041,51 @@ fn a_large_scorecard_evaluated_whole_on_two_threads_equals_one_entity_at_a_time(
     assert_eq!(outcomes(&first), outcomes(&last));
     assert_eq!(table(&first, b'K'), table(&last, b'K'));
     assert_eq!(table(&first, b'D'), table(&last, b'D'));
+}
+
+#[test]
+fn a_trend_counts_each_interval_as_the_rollups_at_its_end() {
+    // 120 changes 7 hours apart: five weeks of owners, systems and
+    // domains moving, entities coming and going.
+    let mut w = World::new();
+    let msgs = churn_every(&mut w, Duration::hours(7));
+    for m in &msgs {
+        apply(w.store.as_ref(), std::slice::from_ref(m));
+    }
+    let catalog = w.catalog();
+    let (_, def) = catalog.scorecard("t").unwrap().unwrap();
+    let mut compared = 0;
+    for by in [
+        RollupBy::All,
+        RollupBy::Owner,
+        RollupBy::System,
+        RollupBy::Domain,
+    ] {
+        for (interval, group) in [
+            (TrendInterval::Day, None),
+            (TrendInterval::Week, None),
+            (TrendInterval::Day, Some("group:default/p1")),
+        ] {
+            let q = TrendQuery {
+                by,
+                group: group.map(str::to_string),
+                from: t0() - Duration::days(1),
+                to: t0() + Duration::days(40),
+                interval,
+            };
+            for bucket in catalog.scorecard_trend(&def, &q).unwrap() {
+                let at = catalog
+                    .scorecard_rollups_at(&def, by, group, bucket.end.timestamp_millis() - 1, false)
+                    .unwrap();
+                assert_eq!(
+                    serde_json::to_value(&bucket.groups).unwrap(),
+                    serde_json::to_value(&at.groups).unwrap(),
+                    "{by:?} {interval:?} {group:?} ending {}",
+                    bucket.end
+                );
+                compared += bucket.groups.len();
+            }
+        }
+    }
+    assert!(compared > 100, "{compared} group counts compared");
 }

@@ -496,7 +496,7 @@ impl Catalog {
     ) -> Result<(Vec<ResultItem>, Option<String>), StoreError> {
         let mut items = Vec::new();
         let mut more = false;
-        each_timeline_of(
+        each_timeline_of::<ResultChange>(
             self.store().as_ref(),
             &def.id,
             cursor,
@@ -704,37 +704,86 @@ impl Catalog {
         q: &TrendQuery,
     ) -> Result<Vec<TrendBucket>, StoreError> {
         let bounds = buckets(q.from, q.to, q.interval);
-        let mut sums: Vec<BTreeMap<String, Rollup>> = vec![BTreeMap::new(); bounds.len()];
-        // Each entity's timeline is read once and its state at the end of
-        // every interval counted.
-        each_timeline(self.store().as_ref(), &def.id, &mut |timeline| {
-            let mut i = 0;
-            for (b, (_, end)) in bounds.iter().enumerate() {
-                while i < timeline.len() && timeline[i].at < *end {
-                    i += 1;
-                }
-                let Some(state) = i.checked_sub(1).map(|j| &timeline[j]) else {
-                    continue;
+        let levels = def.levels.len();
+        // Per group, per interval: what starts counting there (+) and what
+        // stops (-). An entity's state usually holds over many intervals:
+        // it costs two changes per group per state, not one per interval,
+        // and the counts are summed over the intervals at the end.
+        let mut index: HashMap<String, usize> = HashMap::new();
+        let mut deltas: Vec<Vec<Rollup>> = Vec::new();
+        // Each entity's timeline is read once (only what a trend needs of
+        // each change), and its state at the end of every interval counted.
+        each_timeline_of::<TrendState>(
+            self.store().as_ref(),
+            &def.id,
+            None,
+            &mut |_, timeline| {
+                let mut count = |state: &TrendState, from: usize, to: usize| {
+                    if !state.applies {
+                        return;
+                    }
+                    let level = state.level_index.map_or(0, |l| l + 1);
+                    let score = i64::from(state.score_after.unwrap_or(0));
+                    for g in state.groups(q.by) {
+                        if q.group.as_ref().is_some_and(|want| want != g) {
+                            continue;
+                        }
+                        let at = match index.get(g) {
+                            Some(&at) => at,
+                            None => {
+                                index.insert(g.to_string(), deltas.len());
+                                deltas.push(vec![Rollup::new(levels, 0); bounds.len() + 1]);
+                                deltas.len() - 1
+                            }
+                        };
+                        for (b, sign) in [(from, 1), (to, -1)] {
+                            let d = &mut deltas[at][b];
+                            d.entities += sign;
+                            if let Some(n) = d.levels.get_mut(level) {
+                                *n += sign;
+                            }
+                            d.score_sum += sign * score;
+                        }
+                    }
                 };
-                if !state.applies {
-                    continue;
+                // (state, first interval) of the run of intervals that end in
+                // the same state.
+                let mut run: Option<(usize, usize)> = None;
+                let mut i = 0;
+                for (b, (_, end)) in bounds.iter().enumerate() {
+                    while i < timeline.len() && timeline[i].at < *end {
+                        i += 1;
+                    }
+                    let state = i.checked_sub(1);
+                    if run.map(|(j, _)| j) != state {
+                        if let Some((j, from)) = run.take() {
+                            count(&timeline[j], from, b);
+                        }
+                        run = state.map(|j| (j, b));
+                    }
                 }
-                for g in trend_groups(state, q.by) {
-                    if q.group.as_ref().is_some_and(|want| want != &g) {
-                        continue;
-                    }
-                    let r = sums[b]
-                        .entry(g)
-                        .or_insert_with(|| Rollup::new(def.levels.len(), 0));
-                    r.entities += 1;
-                    let l = state.level_index.map_or(0, |l| l + 1);
-                    if l < r.levels.len() {
-                        r.levels[l] += 1;
-                    }
-                    r.score_sum += i64::from(state.score_after.unwrap_or(0));
+                if let Some((j, from)) = run {
+                    count(&timeline[j], from, bounds.len());
+                }
+                true
+            },
+        )?;
+        let mut groups: Vec<(String, usize)> = index.into_iter().collect();
+        groups.sort();
+        let mut sums: Vec<Vec<(String, Rollup)>> = vec![Vec::new(); bounds.len()];
+        for (g, at) in groups {
+            let mut total = Rollup::new(levels, 0);
+            for (b, d) in deltas[at].iter().take(bounds.len()).enumerate() {
+                total.entities += d.entities;
+                for (n, dn) in total.levels.iter_mut().zip(&d.levels) {
+                    *n += dn;
+                }
+                total.score_sum += d.score_sum;
+                if total.entities > 0 {
+                    sums[b].push((g.clone(), total.clone()));
                 }
             }
-        })?;
+        }
         Ok(bounds
             .into_iter()
             .zip(sums)
@@ -890,7 +939,7 @@ pub(crate) fn each_timeline(
     id: &str,
     visit: &mut dyn FnMut(&[ResultChange]),
 ) -> Result<(), StoreError> {
-    each_timeline_of(store, id, None, &mut |_, timeline| {
+    each_timeline_of::<ResultChange>(store, id, None, &mut |_, timeline| {
         visit(timeline);
         true
     })
@@ -898,11 +947,11 @@ pub(crate) fn each_timeline(
 
 /// [`each_timeline`] with each entity's ref key, in ref order, from after
 /// `after`, until `visit` says stop.
-pub(crate) fn each_timeline_of(
+pub(crate) fn each_timeline_of<T: serde::de::DeserializeOwned>(
     store: &dyn crate::store::Store,
     id: &str,
     after: Option<&str>,
-    visit: &mut dyn FnMut(&str, &[ResultChange]) -> bool,
+    visit: &mut dyn FnMut(&str, &[T]) -> bool,
 ) -> Result<(), StoreError> {
     let p = keys::prefix(rk::RESULT_HISTORY, &[id.as_bytes()]);
     let from = after.map(|a| {
@@ -913,7 +962,7 @@ pub(crate) fn each_timeline_of(
     });
     let mut stopped = false;
     let mut current: Option<Vec<u8>> = None;
-    let mut timeline: Vec<ResultChange> = Vec::new();
+    let mut timeline: Vec<T> = Vec::new();
     let mut err = None;
     store.scan(&p, from.as_deref(), &mut |k, v| {
         let rest = &k[p.len()..];
@@ -933,7 +982,7 @@ pub(crate) fn each_timeline_of(
             }
             current = Some(r.to_vec());
         }
-        match rec::decode::<ResultChange>(k, v) {
+        match rec::decode::<T>(k, v) {
             Ok(c) => timeline.push(c),
             Err(e) => {
                 err = Some(e);
@@ -964,6 +1013,36 @@ fn statuses(changes: &[ResultChange]) -> HashMap<&str, Option<CheckStatus>> {
         }
     }
     status
+}
+
+/// What a trend reads of a result change (`ResultChange` without its
+/// cause and checks, which are not decoded).
+#[derive(serde::Deserialize)]
+pub(crate) struct TrendState {
+    at: DateTime<Utc>,
+    #[serde(default)]
+    score_after: Option<u32>,
+    applies: bool,
+    #[serde(default)]
+    groups: Vec<String>,
+    #[serde(default)]
+    system: Option<String>,
+    #[serde(default)]
+    domain: Option<String>,
+    #[serde(default)]
+    level_index: Option<usize>,
+}
+
+impl TrendState {
+    /// [`trend_groups`], borrowed.
+    fn groups(&self, by: RollupBy) -> Vec<&str> {
+        match by {
+            RollupBy::All => vec!["*"],
+            RollupBy::Owner => self.groups.iter().map(String::as_str).collect(),
+            RollupBy::System => self.system.as_deref().into_iter().collect(),
+            RollupBy::Domain => self.domain.as_deref().into_iter().collect(),
+        }
+    }
 }
 
 pub(crate) fn trend_groups(c: &ResultChange, by: RollupBy) -> Vec<String> {
