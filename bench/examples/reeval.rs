@@ -7,9 +7,7 @@
 //! cargo run -p catalog-bench --example reeval -- DIR/data/projections [WEIGHT [PART_RESULTS]]
 //! ```
 
-use projector::{Fold, RocksStore, Store};
-use proto::{ScorecardChange, ScorecardEvent, SourceId};
-use std::time::Instant;
+use projector::RocksStore;
 
 // As in `catalog`, whose projector this measures.
 #[global_allocator]
@@ -24,37 +22,11 @@ fn main() -> anyhow::Result<()> {
     let weight: u32 = args.next().map_or(Ok(7), |w| w.parse())?;
     let parts: usize = args.next().map_or(Ok(5_000), |w| w.parse())?;
     let store = RocksStore::open(std::path::Path::new(&path), 256 << 20)?;
-    let event = ScorecardEvent {
-        event_id: uuid::Uuid::now_v7(),
-        source: SourceId::new("scorecards"),
-        at: chrono::Utc::now(),
-        by: None,
-        change: ScorecardChange::DefinitionsPublished {
-            files: [(
-                "bench.yaml".to_string(),
-                catalog_bench::scorecards::CARD.replace("weight: 3", &format!("weight: {weight}")),
-            )]
-            .into_iter()
-            .collect(),
-        },
-    };
-    // As the projector folds a definition: alone, written in parts.
-    let stop = std::sync::atomic::AtomicBool::new(false);
-    let t = Instant::now();
-    let mut fold = Fold::new(&store);
-    if parts > 0 {
-        fold.evaluate_in_parts(parts, &stop);
-    }
-    fold.apply_scorecard(&event)?;
-    let changes = fold.finish()?;
-    let evaluated = t.elapsed();
-    let keys = changes.len();
-    let t = Instant::now();
-    store.write(changes)?;
+    let (evaluated, written, keys) = catalog_bench::scorecards::reevaluate(&store, weight, parts)?;
     println!(
         "evaluated in {:.2} s; wrote {keys} keys in {:.2} s",
         evaluated.as_secs_f64(),
-        t.elapsed().as_secs_f64()
+        written.as_secs_f64()
     );
     Ok(())
 }

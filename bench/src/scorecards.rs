@@ -304,6 +304,27 @@ pub async fn run(
     measured?;
     // The full re-evaluation alone, in the fold, on the same store.
     let store = RocksStore::open(&data.join("projections"), 256 << 20)?;
+    let part = projector::run::ProjectorConfig::default().part_entities;
+    let (evaluated, written, keys) = reevaluate(&store, 5, part)?;
+    println!(
+        "full re-evaluation in the fold after a definition change: {:.2} s ({:.2} s evaluating and writing parts, {:.2} s writing the last {keys} keys)",
+        (evaluated + written).as_secs_f64(),
+        evaluated.as_secs_f64(),
+        written.as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Publishes [`CARD`] with the first check's weight set to `weight` into
+/// `store` through a fold of its own, as the projector folds a definition
+/// (alone; its results written `part` at a time as they are evaluated, or
+/// in one write if `part` is 0). Returns the time folding (parts written
+/// included), the time writing the rest, and how many keys that was.
+pub fn reevaluate(
+    store: &RocksStore,
+    weight: u32,
+    part: usize,
+) -> anyhow::Result<(Duration, Duration, usize)> {
     let event = ScorecardEvent {
         event_id: uuid::Uuid::now_v7(),
         source: SourceId::new("scorecards"),
@@ -312,33 +333,23 @@ pub async fn run(
         change: ScorecardChange::DefinitionsPublished {
             files: [(
                 "bench.yaml".to_string(),
-                CARD.replace("weight: 3", "weight: 5"),
+                CARD.replace("weight: 3", &format!("weight: {weight}")),
             )]
             .into_iter()
             .collect(),
         },
     };
-    // As the projector folds a definition: alone, its results written in
-    // parts as they are evaluated.
     let stop = std::sync::atomic::AtomicBool::new(false);
     let t = Instant::now();
-    let mut fold = Fold::new(&store);
-    fold.evaluate_in_parts(
-        projector::run::ProjectorConfig::default().part_entities,
-        &stop,
-    );
+    let mut fold = Fold::new(store);
+    if part > 0 {
+        fold.evaluate_in_parts(part, &stop);
+    }
     fold.apply_scorecard(&event)?;
     let changes = fold.finish()?;
     let evaluated = t.elapsed();
     let keys = changes.len();
     let t = Instant::now();
     store.write(changes)?;
-    let written = t.elapsed();
-    println!(
-        "full re-evaluation in the fold after a definition change: {:.2} s ({:.2} s evaluating and writing parts, {:.2} s writing the last {keys} keys)",
-        (evaluated + written).as_secs_f64(),
-        evaluated.as_secs_f64(),
-        written.as_secs_f64()
-    );
-    Ok(())
+    Ok((evaluated, t.elapsed(), keys))
 }

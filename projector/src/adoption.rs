@@ -15,7 +15,7 @@ use crate::keys;
 use crate::read::EntityFilter;
 use crate::records;
 use crate::scorecard::Definition;
-use crate::scorecard::records::{CheckStatus, FACT_HISTORY};
+use crate::scorecard::records::{CheckStatus, FACT_HISTORY, ResultChange};
 use crate::scorecard::{RollupBy, read::each_timeline, read::trend_groups};
 use crate::store::{Store, StoreError};
 use crate::temporal::Versions;
@@ -1074,43 +1074,108 @@ pub fn scorecard_levels(
         score: 0,
         passing: vec![0; checks.len()],
     };
-    let mut groups: BTreeMap<String, Vec<LevelCell>> = BTreeMap::new();
+    // Per group, per interval: what starts counting there (+) and what
+    // stops (-). An entity's state (its level, score and checks) usually
+    // holds over many intervals: it costs two changes per group per state,
+    // not one per interval, and the cells are summed at the end.
+    let mut index: HashMap<String, usize> = HashMap::new();
+    let mut deltas: Vec<Vec<LevelCell>> = Vec::new();
     each_timeline(store, &def.id, &mut |timeline| {
-        let mut status: HashMap<&str, Option<CheckStatus>> = HashMap::new();
-        let mut i = 0;
-        for (b, end) in ends.iter().enumerate() {
-            while i < timeline.len() && timeline[i].at.timestamp_millis() < *end {
-                for (id, (_, after)) in &timeline[i].checks {
-                    status.insert(id.as_str(), *after);
-                }
-                i += 1;
-            }
-            let Some(state) = i.checked_sub(1).map(|j| &timeline[j]) else {
-                continue;
-            };
+        let mut count = |state: &ResultChange,
+                         status: &HashMap<&str, Option<CheckStatus>>,
+                         from: usize,
+                         to: usize| {
             if !state.applies {
-                continue;
+                return;
             }
+            let level = state.level_index.map_or(0, |l| l + 1);
+            let score = i64::from(state.score_after.unwrap_or(0));
+            let passing: Vec<usize> = checks
+                .iter()
+                .enumerate()
+                .filter(|(_, id)| {
+                    matches!(
+                        status.get(*id),
+                        Some(Some(CheckStatus::Pass | CheckStatus::Exempt))
+                    )
+                })
+                .map(|(c, _)| c)
+                .collect();
             for g in trend_groups(state, by) {
                 let key = if g == "*" { "all".to_owned() } else { g };
-                let cell = &mut groups.entry(key).or_insert_with(|| vec![empty.clone(); n])[b];
-                cell.entities += 1;
-                let l = state.level_index.map_or(0, |l| l + 1);
-                if let Some(c) = cell.levels.get_mut(l) {
-                    *c += 1;
-                }
-                cell.score += i64::from(state.score_after.unwrap_or(0));
-                for (c, id) in checks.iter().enumerate() {
-                    if matches!(
-                        status.get(id),
-                        Some(Some(CheckStatus::Pass | CheckStatus::Exempt))
-                    ) {
-                        cell.passing[c] += 1;
+                let at = match index.get(&key) {
+                    Some(&at) => at,
+                    None => {
+                        index.insert(key, deltas.len());
+                        deltas.push(vec![empty.clone(); n + 1]);
+                        deltas.len() - 1
+                    }
+                };
+                for (b, sign) in [(from, 1), (to, -1)] {
+                    let cell = &mut deltas[at][b];
+                    cell.entities += sign;
+                    if let Some(c) = cell.levels.get_mut(level) {
+                        *c += sign;
+                    }
+                    cell.score += sign * score;
+                    for c in &passing {
+                        cell.passing[*c] += sign;
                     }
                 }
             }
+        };
+        // Each check's status as of the state counted: the last status each
+        // change up to it recorded.
+        let mut status: HashMap<&str, Option<CheckStatus>> = HashMap::new();
+        let mut folded = 0;
+        // (state, first interval) of the run of intervals that end in the
+        // same state.
+        let mut run: Option<(usize, usize)> = None;
+        let mut i = 0;
+        for (b, end) in ends.iter().enumerate() {
+            while i < timeline.len() && timeline[i].at.timestamp_millis() < *end {
+                i += 1;
+            }
+            let state = i.checked_sub(1);
+            if run.map(|(j, _)| j) != state {
+                if let Some((j, from)) = run.take() {
+                    count(&timeline[j], &status, from, b);
+                }
+                if let Some(k) = state {
+                    while folded <= k {
+                        for (id, (_, after)) in &timeline[folded].checks {
+                            status.insert(id.as_str(), *after);
+                        }
+                        folded += 1;
+                    }
+                    run = Some((k, b));
+                }
+            }
+        }
+        if let Some((j, from)) = run {
+            count(&timeline[j], &status, from, n);
         }
     })?;
+    let mut groups: BTreeMap<String, Vec<LevelCell>> = BTreeMap::new();
+    for (key, at) in index {
+        let mut total = empty.clone();
+        let cells = deltas[at]
+            .iter()
+            .take(n)
+            .map(|d| {
+                total.entities += d.entities;
+                for (t, x) in total.levels.iter_mut().zip(&d.levels) {
+                    *t += x;
+                }
+                total.score += d.score;
+                for (t, x) in total.passing.iter_mut().zip(&d.passing) {
+                    *t += x;
+                }
+                total.clone()
+            })
+            .collect();
+        groups.insert(key, cells);
+    }
     let mut out = Vec::new();
     let level_names: Vec<String> = std::iter::once(format!("level:{NONE}"))
         .chain(def.levels.iter().map(|l| format!("level:{l}")))

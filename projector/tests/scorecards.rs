@@ -1089,3 +1089,86 @@ fn a_trend_counts_each_interval_as_the_rollups_at_its_end() {
     }
     assert!(compared > 100, "{compared} group counts compared");
 }
+
+#[test]
+fn the_scorecard_levels_metric_counts_each_interval_as_the_rollups_at_its_end() {
+    use projector::adoption::{Dimension, Interval, buckets, scorecard_levels};
+    let mut w = World::new();
+    let msgs = churn_every(&mut w, Duration::hours(7));
+    for m in &msgs {
+        apply(w.store.as_ref(), std::slice::from_ref(m));
+    }
+    let catalog = w.catalog();
+    let (_, def) = catalog.scorecard("t").unwrap().unwrap();
+    let mut compared = 0;
+    for (dim, by) in [
+        (Dimension::All, RollupBy::All),
+        (Dimension::Owner, RollupBy::Owner),
+        (Dimension::System, RollupBy::System),
+        (Dimension::Domain, RollupBy::Domain),
+    ] {
+        for interval in [Interval::Day, Interval::Week] {
+            let intervals = buckets(
+                t0() - Duration::days(1),
+                t0() + Duration::days(40),
+                interval,
+            );
+            let series = scorecard_levels(w.store.as_ref(), &intervals, dim, &def).unwrap();
+            let value = |key: &str, measure: &str, b: usize| {
+                series
+                    .iter()
+                    .find(|s| s.key == key && s.measure == measure)
+                    .map_or(0.0, |s| s.values[b])
+            };
+            for (b, interval) in intervals.iter().enumerate() {
+                let at = catalog
+                    .scorecard_rollups_at(&def, by, None, interval.end.timestamp_millis() - 1, true)
+                    .unwrap();
+                let mut keys: Vec<String> = series
+                    .iter()
+                    .filter(|s| s.measure == "entities" && s.values[b] > 0.0)
+                    .map(|s| s.key.clone())
+                    .collect();
+                keys.sort();
+                let mut want: Vec<String> = at
+                    .groups
+                    .iter()
+                    .map(|g| {
+                        if g.group == "*" {
+                            "all".into()
+                        } else {
+                            g.group.clone()
+                        }
+                    })
+                    .collect();
+                want.sort();
+                assert_eq!(keys, want, "{dim:?} {interval:?}: groups with entities");
+                for g in &at.groups {
+                    let key = if g.group == "*" {
+                        "all"
+                    } else {
+                        g.group.as_str()
+                    };
+                    let entities = g.entities as f64;
+                    assert_eq!(value(key, "entities", b), entities);
+                    for l in &g.levels {
+                        let name = format!("level:{}", l.level.as_deref().unwrap_or("(none)"));
+                        assert_eq!(value(key, &name, b), l.entities as f64, "{key} {name}");
+                    }
+                    for c in &g.checks {
+                        let rate = value(key, &format!("pass_rate:{}", c.id), b);
+                        assert_eq!(
+                            (rate * entities).round() as i64,
+                            c.passing + c.exempt,
+                            "{key} {}",
+                            c.id
+                        );
+                    }
+                    assert!((value(key, "mean_score", b) - g.mean_score).abs() < 0.01);
+                    compared += 1;
+                }
+            }
+        }
+    }
+    assert!(compared > 100, "{compared} group counts compared");
+}
