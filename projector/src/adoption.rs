@@ -16,7 +16,7 @@ use crate::read::EntityFilter;
 use crate::records;
 use crate::scorecard::Definition;
 use crate::scorecard::records::{CheckStatus, FACT_HISTORY, ResultChange};
-use crate::scorecard::{RollupBy, read::each_timeline, read::trend_groups};
+use crate::scorecard::{RollupBy, read::each_timeline, read::state_runs, read::trend_groups};
 use crate::store::{Store, StoreError};
 use crate::temporal::Versions;
 use chrono::{DateTime, Datelike, Duration, TimeZone, Utc};
@@ -1125,36 +1125,23 @@ pub fn scorecard_levels(
             }
         };
         // Each check's status as of the state counted: the last status each
-        // change up to it recorded.
+        // change up to it recorded (runs come in the order of their states).
         let mut status: HashMap<&str, Option<CheckStatus>> = HashMap::new();
         let mut folded = 0;
-        // (state, first interval) of the run of intervals that end in the
-        // same state.
-        let mut run: Option<(usize, usize)> = None;
-        let mut i = 0;
-        for (b, end) in ends.iter().enumerate() {
-            while i < timeline.len() && timeline[i].at.timestamp_millis() < *end {
-                i += 1;
-            }
-            let state = i.checked_sub(1);
-            if run.map(|(j, _)| j) != state {
-                if let Some((j, from)) = run.take() {
-                    count(&timeline[j], &status, from, b);
-                }
-                if let Some(k) = state {
-                    while folded <= k {
-                        for (id, (_, after)) in &timeline[folded].checks {
-                            status.insert(id.as_str(), *after);
-                        }
-                        folded += 1;
+        state_runs(
+            timeline.len(),
+            |i| timeline[i].at.timestamp_millis(),
+            ends.iter().copied(),
+            &mut |j, from, to| {
+                while folded <= j {
+                    for (id, (_, after)) in &timeline[folded].checks {
+                        status.insert(id.as_str(), *after);
                     }
-                    run = Some((k, b));
+                    folded += 1;
                 }
-            }
-        }
-        if let Some((j, from)) = run {
-            count(&timeline[j], &status, from, n);
-        }
+                count(&timeline[j], &status, from, to);
+            },
+        );
     })?;
     let mut groups: BTreeMap<String, Vec<LevelCell>> = BTreeMap::new();
     for (key, at) in index {

@@ -1043,17 +1043,21 @@ fn a_large_scorecard_evaluated_whole_on_two_threads_equals_one_entity_at_a_time(
     assert_eq!(table(&first, b'D'), table(&last, b'D'));
 }
 
-#[test]
-fn a_trend_counts_each_interval_as_the_rollups_at_its_end() {
-    // 120 changes 7 hours apart: five weeks of owners, systems and
-    // domains moving, entities coming and going.
+/// 120 changes 7 hours apart, one batch each: five weeks of owners,
+/// systems and domains moving, entities coming and going.
+fn five_weeks_of_churn() -> (Catalog, Arc<projector::scorecard::lang::Definition>) {
     let mut w = World::new();
-    let msgs = churn_every(&mut w, Duration::hours(7));
-    for m in &msgs {
+    for m in &churn_every(&mut w, Duration::hours(7)) {
         apply(w.store.as_ref(), std::slice::from_ref(m));
     }
     let catalog = w.catalog();
     let (_, def) = catalog.scorecard("t").unwrap().unwrap();
+    (catalog, def)
+}
+
+#[test]
+fn a_trend_counts_each_interval_as_the_rollups_at_its_end() {
+    let (catalog, def) = five_weeks_of_churn();
     let mut compared = 0;
     for by in [
         RollupBy::All,
@@ -1093,13 +1097,8 @@ fn a_trend_counts_each_interval_as_the_rollups_at_its_end() {
 #[test]
 fn the_scorecard_levels_metric_counts_each_interval_as_the_rollups_at_its_end() {
     use projector::adoption::{Dimension, Interval, buckets, scorecard_levels};
-    let mut w = World::new();
-    let msgs = churn_every(&mut w, Duration::hours(7));
-    for m in &msgs {
-        apply(w.store.as_ref(), std::slice::from_ref(m));
-    }
-    let catalog = w.catalog();
-    let (_, def) = catalog.scorecard("t").unwrap().unwrap();
+    let (catalog, def) = five_weeks_of_churn();
+    let store = catalog.store();
     let mut compared = 0;
     for (dim, by) in [
         (Dimension::All, RollupBy::All),
@@ -1113,7 +1112,7 @@ fn the_scorecard_levels_metric_counts_each_interval_as_the_rollups_at_its_end() 
                 t0() + Duration::days(40),
                 interval,
             );
-            let series = scorecard_levels(w.store.as_ref(), &intervals, dim, &def).unwrap();
+            let series = scorecard_levels(store.as_ref(), &intervals, dim, &def).unwrap();
             let value = |key: &str, measure: &str, b: usize| {
                 series
                     .iter()

@@ -746,25 +746,13 @@ impl Catalog {
                         }
                     }
                 };
-                // (state, first interval) of the run of intervals that end in
-                // the same state.
-                let mut run: Option<(usize, usize)> = None;
-                let mut i = 0;
-                for (b, (_, end)) in bounds.iter().enumerate() {
-                    while i < timeline.len() && timeline[i].at < *end {
-                        i += 1;
-                    }
-                    let state = i.checked_sub(1);
-                    if run.map(|(j, _)| j) != state {
-                        if let Some((j, from)) = run.take() {
-                            count(&timeline[j], from, b);
-                        }
-                        run = state.map(|j| (j, b));
-                    }
-                }
-                if let Some((j, from)) = run {
-                    count(&timeline[j], from, bounds.len());
-                }
+                let ends = bounds.iter().map(|(_, end)| end.timestamp_millis());
+                state_runs(
+                    timeline.len(),
+                    |i| timeline[i].at.timestamp_millis(),
+                    ends,
+                    &mut |j, from, to| count(&timeline[j], from, to),
+                );
                 true
             },
         )?;
@@ -1013,6 +1001,38 @@ fn statuses(changes: &[ResultChange]) -> HashMap<&str, Option<CheckStatus>> {
         }
     }
     status
+}
+
+/// Each run of consecutive intervals (ending at `ends`, in order) at whose
+/// ends a timeline of `len` changes (the `i`th at `at_ms(i)`, in order)
+/// stands in one state: `visit(state, first interval, interval after the
+/// run)`, in order. A change counts in the intervals ending after it;
+/// intervals before the first change are in no run.
+pub(crate) fn state_runs(
+    len: usize,
+    at_ms: impl Fn(usize) -> i64,
+    ends: impl Iterator<Item = i64>,
+    visit: &mut dyn FnMut(usize, usize, usize),
+) {
+    let mut run: Option<(usize, usize)> = None;
+    let mut i = 0;
+    let mut intervals = 0;
+    for (b, end) in ends.enumerate() {
+        intervals = b + 1;
+        while i < len && at_ms(i) < end {
+            i += 1;
+        }
+        let state = i.checked_sub(1);
+        if run.map(|(j, _)| j) != state {
+            if let Some((j, from)) = run.take() {
+                visit(j, from, b);
+            }
+            run = state.map(|j| (j, b));
+        }
+    }
+    if let Some((j, from)) = run {
+        visit(j, from, intervals);
+    }
 }
 
 /// What a trend reads of a result change (`ResultChange` without its
