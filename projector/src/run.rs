@@ -367,6 +367,26 @@ impl Drop for CacheLoan<'_> {
     }
 }
 
+/// Writes what a batch folded before an event applied on its own (a large
+/// location, a scorecard's definitions), with the offsets up to that
+/// event, so that the event is computed against a store that holds it;
+/// `durable` becomes those offsets. Returns whether it wrote.
+fn write_before(
+    fold: Fold<'_>,
+    store: &dyn Store,
+    offsets: &Offsets,
+    durable: &mut Offsets,
+) -> Result<bool, ProjectorError> {
+    let mut before = fold.finish()?;
+    if before.is_empty() && offsets == durable {
+        return Ok(false);
+    }
+    before.extend(offset_writes(offsets));
+    store.write(before)?;
+    *durable = offsets.clone();
+    Ok(true)
+}
+
 /// Folds one batch and writes its changes together with its offsets,
 /// unless `stop` is set on the way (a large batch may take seconds, and a
 /// service must stop within a few).
@@ -428,12 +448,8 @@ pub fn apply_batch(
                 // written in parts; their own record and the offsets past
                 // them come last.
                 Ok(ev) if matches!(ev.change, ScorecardChange::DefinitionsPublished { .. }) => {
-                    let mut before = std::mem::replace(&mut fold, Fold::new(store)).finish()?;
-                    if !before.is_empty() || *offsets != durable {
-                        before.extend(offset_writes(offsets));
-                        store.write(before)?;
-                        durable = offsets.clone();
-                    }
+                    let done = std::mem::replace(&mut fold, Fold::new(store));
+                    write_before(done, store, offsets, &mut durable)?;
                     let mut alone = Fold::new(store);
                     alone.evaluate_in_parts(part_entities.max(1), stop);
                     let changed = alone.apply_scorecard(&ev)?;
@@ -463,13 +479,8 @@ pub fn apply_batch(
                         // Everything before this event is written first, so
                         // its parts are computed against a store that holds
                         // it.
-                        let mut before = std::mem::replace(&mut fold, Fold::new(store)).finish()?;
-                        if !before.is_empty() || *offsets != durable {
-                            before.extend(offset_writes(offsets));
-                            store.write(before)?;
-                            durable = offsets.clone();
-                            wrote = true;
-                        }
+                        let done = std::mem::replace(&mut fold, Fold::new(store));
+                        wrote |= write_before(done, store, offsets, &mut durable)?;
                         let parts = Parts::new(store, yielded)?;
                         let mut changed = false;
                         let (mut start, mut count) = (0, 0);

@@ -118,7 +118,7 @@ pub struct Parts<'a> {
 /// evaluation never holds all of them. A result is read before the part
 /// that rewrites it is written: parts only write results of refs already
 /// passed.
-struct OldResults {
+pub(super) struct OldResults {
     prefix: Vec<u8>,
     from: Option<Vec<u8>>,
     chunk: std::collections::VecDeque<(String, Vec<u8>)>,
@@ -126,7 +126,7 @@ struct OldResults {
 }
 
 impl OldResults {
-    fn new(prefix: Vec<u8>) -> Self {
+    pub(super) fn new(prefix: Vec<u8>) -> Self {
         OldResults {
             prefix,
             from: None,
@@ -168,12 +168,21 @@ impl OldResults {
         gone: &mut Vec<(String, Vec<u8>)>,
     ) -> Result<(), StoreError> {
         loop {
-            gone.extend(self.chunk.drain(..));
-            if self.done {
+            let chunk = self.next_chunk(store)?;
+            if chunk.is_empty() {
                 return Ok(());
             }
+            gone.extend(chunk);
+        }
+    }
+
+    /// The next stored results not taken yet, up to a chunk of them (none:
+    /// all were).
+    pub(super) fn next_chunk(&mut self, store: &dyn Store) -> Result<Chunk, StoreError> {
+        if self.chunk.is_empty() && !self.done {
             self.fill(store)?;
         }
+        Ok(self.chunk.drain(..).collect())
     }
 
     fn fill(&mut self, store: &dyn Store) -> Result<(), StoreError> {

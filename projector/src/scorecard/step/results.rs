@@ -4,7 +4,7 @@
 
 use super::Trigger;
 use super::deps::index_changes;
-use super::evaluate::Evaluator;
+use super::evaluate::{Evaluator, OldResults};
 use crate::feed::{FeedKind, FeedRecord, ScorecardOutcome};
 use crate::keys;
 use crate::records as rec;
@@ -179,7 +179,6 @@ impl Evaluator<'_> {
     /// are read a chunk at a time (with [`super::evaluate::Parts`], a part
     /// deletes the results it read, and the next chunk starts after them).
     pub(super) fn drop_scorecard(&mut self, id: &str, t: &Trigger) -> Result<(), StoreError> {
-        let p = keys::prefix(rk::RESULT, &[id.as_bytes()]);
         let stub = Definition {
             id: id.to_string(),
             title: String::new(),
@@ -188,23 +187,15 @@ impl Evaluator<'_> {
             levels: vec![],
             checks: vec![],
         };
+        let mut results = OldResults::new(keys::prefix(rk::RESULT, &[id.as_bytes()]));
         self.whole_scorecard(|ev| {
-            let mut from: Option<Vec<u8>> = None;
             loop {
-                let mut chunk = Vec::new();
-                ev.store.scan(&p, from.as_deref(), &mut |k, v| {
-                    chunk.push((k.to_vec(), v.to_vec()));
-                    chunk.len() < 2048
-                })?;
-                let Some((last, _)) = chunk.last() else {
+                let chunk = results.next_chunk(ev.store)?;
+                if chunk.is_empty() {
                     return Ok(());
-                };
-                let mut next = last.clone();
-                next.push(0);
-                from = Some(next);
-                for (k, v) in chunk {
-                    let r = String::from_utf8_lossy(&k[p.len()..]).into_owned();
-                    let old: ResultRecord = rec::decode(&k, &v)?;
+                }
+                for (r, v) in chunk {
+                    let old: ResultRecord = rec::decode(&rk::result(id, &r), &v)?;
                     ev.store_result(&stub, &r, Some(old), None, t, false)?;
                     ev.part_done()?;
                 }
