@@ -50,7 +50,12 @@ impl EntityFilter {
     /// Whether the filter selects `entity` (a JSON body), by the same search
     /// rows the index holds for a served entity.
     pub fn matches(&self, entity: &serde_json::Value) -> bool {
-        let rows = crate::search::rows(entity);
+        let keys: Vec<&str> = self
+            .any_of
+            .iter()
+            .flat_map(|c| c.all_of.iter().map(|c| c.key.as_str()))
+            .collect();
+        let rows = crate::search::rows_for(entity, &keys);
         self.any_of.iter().any(|clause| {
             clause.all_of.iter().all(|c| {
                 rows.iter().any(|row| {

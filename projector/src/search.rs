@@ -34,6 +34,72 @@ pub fn rows(entity: &Value) -> Vec<SearchRow> {
     out
 }
 
+/// The rows of `entity` that may have one of `keys` (lower case): what
+/// [`rows`] gives, but for subtrees no such key can come from (unsorted).
+/// A filter asks about a few keys; flattening the rest of the entity
+/// was most of what testing it cost.
+pub fn rows_for(entity: &Value, keys: &[&str]) -> Vec<SearchRow> {
+    let mut out = Vec::new();
+    if let Value::Object(map) = entity {
+        for (k, v) in map {
+            if !may_hold(k, keys) {
+                continue;
+            }
+            if k == "relations" {
+                relation_rows(v, &mut out);
+            } else if k == "metadata" {
+                if let Value::Object(meta) = v {
+                    for (mk, mv) in meta.iter().filter(|(mk, _)| *mk != "etag") {
+                        walk_for(&format!("metadata.{mk}"), mv, &mut out, keys);
+                    }
+                }
+            } else {
+                walk_for(k, v, &mut out, keys);
+            }
+        }
+    }
+    out
+}
+
+/// Whether a row under `path` (the path itself, or `path.` and more) may
+/// have one of `keys`. Keys are lower-cased whole; an ASCII path's prefix
+/// lower-cases alike whatever follows it. Any other path may.
+fn may_hold(path: &str, keys: &[&str]) -> bool {
+    if !path.is_ascii() {
+        return true;
+    }
+    let n = path.len();
+    keys.iter().any(|k| {
+        let k = k.as_bytes();
+        k.len() >= n
+            && k[..n].eq_ignore_ascii_case(path.as_bytes())
+            && k[..n].iter().all(|b| !b.is_ascii_uppercase())
+            && (k.len() == n || k[n] == b'.')
+    })
+}
+
+fn walk_for(path: &str, v: &Value, out: &mut Vec<SearchRow>, keys: &[&str]) {
+    if !may_hold(path, keys) {
+        return;
+    }
+    match v {
+        Value::Object(map) => {
+            for (k, v) in map {
+                walk_for(&format!("{path}.{k}"), v, out, keys);
+            }
+        }
+        Value::Array(items) => {
+            for item in items {
+                if let Value::String(s) = item {
+                    push(out, &format!("{path}.{s}"), Some("true"));
+                }
+                walk_for(path, item, out, keys);
+            }
+        }
+        other => walk(path, other, out),
+    }
+}
+
 /// The row of one relation: `relations.<type>` = target ref.
 pub fn relation_row(relation_type: &str, target: &str) -> Option<SearchRow> {
     let mut out = Vec::with_capacity(1);
@@ -130,5 +196,42 @@ mod tests {
         assert!(has("relations.ownedby", "group:default/team-a"));
         let orig = rows.iter().find(|r| r.key == "kind").unwrap();
         assert_eq!(orig.original, "Component");
+    }
+
+    #[test]
+    fn rows_for_some_keys_are_the_rows_with_those_keys() {
+        let e = json!({
+            "apiVersion": "backstage.io/v1alpha1",
+            "kind": "Component",
+            "metadata": {"name": "Pay", "tags": ["Java", "grpc"], "etag": "x",
+                          "Annotations": {"github.com/Project-Slug": "acme/pay"},
+                          "links": [{"url": "https://x", "title": "Runbook"}],
+                          "ΣΑΣ": {"Σ": "greek"}},
+            "spec": {"type": "service", "replicas": 3, "owner": null, "items": [{"a": [1, 2]}]},
+            "relations": [{"type": "ownedBy", "targetRef": "group:default/Team-A"}]
+        });
+        let all = rows(&e);
+        let mut keys: Vec<&str> = all.iter().map(|r| r.key.as_str()).collect();
+        keys.extend([
+            "metadata",
+            "spec.items",
+            "metadata.tags.jav",
+            "nothing",
+            "relations",
+        ]);
+        keys.dedup();
+        for k in &keys {
+            let mut some: Vec<SearchRow> = rows_for(&e, &[k])
+                .into_iter()
+                .filter(|r| r.key == *k)
+                .collect();
+            some.sort();
+            some.dedup();
+            let want: Vec<SearchRow> = all.iter().filter(|r| r.key == *k).cloned().collect();
+            assert_eq!(some, want, "key {k}");
+        }
+        // Subtrees no key can come from are not flattened.
+        let few = rows_for(&e, &["kind", "spec.type"]);
+        assert_eq!(few.len(), 2, "{few:?}");
     }
 }
