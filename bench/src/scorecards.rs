@@ -340,6 +340,8 @@ pub fn reevaluate(
         },
     };
     let stop = std::sync::atomic::AtomicBool::new(false);
+    // As the projector does when it starts (a store from an older build).
+    projector::scorecard::step::complete_history_ends(store)?;
     let t = Instant::now();
     let mut fold = Fold::new(store);
     if part > 0 {

@@ -2,8 +2,9 @@
 //! a replica and a rebuild) hold the same state: SHA-256 over every key and
 //! value in key order, except the tables that record the *path* state took
 //! rather than the state (the scorecard result history, whose records
-//! depend on how batches fell, the served versions, one per batch that
-//! changed a ref, with the time of each ref's latest, each relation's
+//! depend on how batches fell, with the time of each scorecard's newest,
+//! the served versions, one per batch that changed a ref, with the time of
+//! each ref's latest, each relation's
 //! changes, the change feed, numbered in the order this store
 //! applied partitions, with its last number, and the posting lists with
 //! their entity ordinals, numbered in the order this store met the refs:
@@ -12,12 +13,13 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::scorecard::records::{DEPENDED, RESULT_HISTORY};
+use crate::scorecard::records::{DEPENDED, HISTORY_END, RESULT_HISTORY};
 use crate::store::{Store, StoreError};
 
 /// Tables left out of [`checksum`] unless `include_path` is set.
-pub const PATH_TABLES: [u8; 12] = [
+pub const PATH_TABLES: [u8; 13] = [
     RESULT_HISTORY,
+    HISTORY_END,
     DEPENDED,
     crate::keys::FEED,
     crate::keys::VERSION,

@@ -265,6 +265,7 @@ mod tests {
             sc::EXEMPTIONS,
             sc::EXEMPTION_ID,
             sc::BY_LEVEL,
+            sc::HISTORY_END,
         ];
         let mut seen = std::collections::BTreeSet::new();
         for t in tables {

@@ -152,6 +152,13 @@ pub fn run(
             "marked the scorecard dependencies of an older store"
         );
     }
+    let ended = crate::scorecard::step::complete_history_ends(store.as_ref())?;
+    if ended > 0 {
+        tracing::info!(
+            scorecards = ended,
+            "recorded where the scorecard result histories of an older store end"
+        );
+    }
     let indexed = crate::postings::upgrade(store.as_ref())?;
     if indexed > 0 {
         tracing::info!(

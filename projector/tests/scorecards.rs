@@ -1171,3 +1171,109 @@ fn the_scorecard_levels_metric_counts_each_interval_as_the_rollups_at_its_end() 
     }
     assert!(compared > 100, "{compared} group counts compared");
 }
+
+/// A store that counts reverse seeks (how a result's history end is read).
+struct Seeks {
+    inner: MemStore,
+    seeks: std::sync::atomic::AtomicUsize,
+}
+
+impl Store for Seeks {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, projector::StoreError> {
+        self.inner.get(key)
+    }
+    fn scan(
+        &self,
+        prefix: &[u8],
+        from: Option<&[u8]>,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), projector::StoreError> {
+        self.inner.scan(prefix, from, visit)
+    }
+    #[allow(clippy::type_complexity)]
+    fn at_and_before_each(
+        &self,
+        queries: &[(Vec<u8>, Vec<u8>)],
+    ) -> Result<Vec<(Option<Vec<u8>>, Option<(Vec<u8>, Vec<u8>)>)>, projector::StoreError> {
+        self.seeks
+            .fetch_add(queries.len(), std::sync::atomic::Ordering::Relaxed);
+        self.inner.at_and_before_each(queries)
+    }
+    fn version(&self) -> u64 {
+        self.inner.version()
+    }
+    fn write(&self, changes: projector::WriteSet) -> Result<(), projector::StoreError> {
+        self.inner.write(changes)
+    }
+}
+
+#[test]
+fn where_a_history_ends_spares_reading_it_and_changes_no_record() {
+    use projector::scorecard::step::complete_history_ends;
+    let mut w = World::new();
+    let mut msgs = churn(&mut w);
+    let reweighed = CARD.replace("weight: 2", "weight: 3");
+    // A redefinition stamped before the latest changes (each result's
+    // history must be read), one after them (none need be), then a change
+    // stamped before both.
+    msgs.push(publish(
+        &mut w,
+        t0() + Duration::minutes(30),
+        &[("t.yaml", &reweighed)],
+    ));
+    msgs.push(publish(
+        &mut w,
+        t0() + Duration::days(1),
+        &[("t.yaml", CARD)],
+    ));
+    msgs.push(located(&mut w, "c3", t0() + Duration::minutes(5), vec![]));
+    let (marked, plain) = (
+        Seeks {
+            inner: MemStore::new(),
+            seeks: Default::default(),
+        },
+        Seeks {
+            inner: MemStore::new(),
+            seeks: Default::default(),
+        },
+    );
+    assert_eq!(
+        complete_history_ends(&marked).unwrap(),
+        0,
+        "nothing to mark"
+    );
+    let reads = |s: &Seeks| s.seeks.load(std::sync::atomic::Ordering::Relaxed);
+    let mut spared = false;
+    for m in &msgs {
+        let before = (reads(&marked), reads(&plain));
+        apply(&marked, std::slice::from_ref(m));
+        apply(&plain, std::slice::from_ref(m));
+        assert!(reads(&marked) - before.0 <= reads(&plain) - before.1);
+        spared |= reads(&marked) - before.0 < reads(&plain) - before.1;
+    }
+    assert!(spared, "the ends spared some reads");
+    let history = |s: &Seeks| table(&s.inner, b'a');
+    assert!(history(&plain).len() > 100);
+    assert!(
+        history(&marked) == history(&plain),
+        "the same history records, read or not"
+    );
+    // Kept as a batch goes, the ends are what one pass over the history
+    // finds.
+    let ends = |s: &Seeks| -> BTreeMap<Vec<u8>, Vec<u8>> {
+        s.inner
+            .dump()
+            .into_iter()
+            .filter(|(k, _)| k[0] == b'k')
+            .collect()
+    };
+    assert_eq!(complete_history_ends(&plain).unwrap(), 1);
+    assert_eq!(complete_history_ends(&plain).unwrap(), 0, "once");
+    assert_eq!(ends(&marked), ends(&plain));
+    let end = ends(&marked)[b"kt".as_slice()].clone();
+    let newest = history(&marked)
+        .keys()
+        .map(|k| k[k.len() - 26..k.len() - 18].to_vec())
+        .max();
+    assert_eq!(Some(end), newest);
+}

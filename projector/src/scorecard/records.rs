@@ -13,6 +13,7 @@
 //! | `W` | scorecard, ref key | [`ExemptionSet`] |
 //! | `w` | exemption id | (scorecard, ref key) |
 //! | `V` | scorecard, level (`none` or its index), ref key | empty: results by level |
+//! | `k` | scorecard | the time (ms, BE) of its newest result history record |
 
 use crate::keys::{key, prefix};
 use chrono::{DateTime, Utc};
@@ -42,6 +43,13 @@ pub const FACT_HISTORY: u8 = b'Y';
 pub const EXEMPTIONS: u8 = b'W';
 pub const EXEMPTION_ID: u8 = b'w';
 pub const BY_LEVEL: u8 = b'V';
+/// Per scorecard, where its result history ends: the time of its newest
+/// record (ms, i64 BE), so a change stamped later knows without a read that
+/// its result's history holds nothing at or after it.
+pub const HISTORY_END: u8 = b'k';
+/// Says every scorecard with history has its `k` record (before every
+/// scorecard's: an id is never empty).
+pub const HISTORY_END_COMPLETE: &[u8] = b"k\0complete";
 
 /// The level part of a `V` key.
 pub fn level_part(level: Option<usize>) -> String {
@@ -84,6 +92,9 @@ pub fn result_history(scorecard: &str, r: &str, at_ms: i64, seq: u16, event: &Uu
 }
 /// Bytes after the ref key's separator in a history key.
 pub const HISTORY_SUFFIX: usize = 8 + 2 + 16;
+pub fn history_end(scorecard: &str) -> Vec<u8> {
+    key(HISTORY_END, &[scorecard.as_bytes()])
+}
 pub fn rollup(scorecard: &str, dim: &str, group: &str) -> Vec<u8> {
     key(
         ROLLUP,

@@ -4,6 +4,7 @@
 //! entity, reading the store by prefix scans.
 
 use super::deps::{Dependency, Reads};
+use super::results::Ready;
 use super::subjects::{kind_of, targets};
 use super::{Served, Trigger, get};
 use crate::feed::FeedRecord;
@@ -246,6 +247,11 @@ pub(super) struct Evaluator<'a> {
     /// Results evaluated, and results whose outcome changed.
     pub(super) evaluated: u64,
     pub(super) changed: u64,
+    /// Where each scorecard's stored result history ends, as read (and
+    /// moved by what this evaluator wrote), and the newest history time
+    /// this evaluator wrote per scorecard, not yet in a `k` write.
+    pub(super) history_ends: HashMap<String, super::results::HistoryEnd>,
+    pub(super) newest_history: HashMap<String, i64>,
     /// Whole scorecards evaluated in parts (see [`Parts`]), and how many
     /// results the part being evaluated holds so far.
     pub(super) parts: Option<Parts<'a>>,
@@ -275,6 +281,8 @@ impl<'a> Evaluator<'a> {
             known_exemptions: None,
             evaluated: 0,
             changed: 0,
+            history_ends: HashMap::new(),
+            newest_history: HashMap::new(),
             parts: None,
             in_part: 0,
             out,
@@ -518,43 +526,103 @@ impl Evaluator<'_> {
         new: Option<ResultRecord>,
         t: &Trigger,
     ) -> Result<(), StoreError> {
-        let before = match old {
-            Some(bytes) => Some(rec::decode::<ResultRecord>(
-                &rk::result(&def.id, r),
-                &bytes,
-            )?),
-            None => None,
-        };
-        self.store_result(def, r, before, new, t, false)?;
+        let ready = Ready::make(def, r, old.as_deref(), new)?;
+        self.store_ready(def, r, ready, t, false, None)?;
         self.part_done()
     }
 
+    /// Stores a chunk's results made ready (in ref order), the ends of the
+    /// changed ones' histories read together first.
+    fn store_chunk(
+        &mut self,
+        def: &Definition,
+        refs: Vec<String>,
+        ready: Vec<Ready>,
+        t: &Trigger,
+    ) -> Result<(), StoreError> {
+        // Usually every history record of the card is older than the
+        // change: then none is read.
+        let before = self.history_before(&def.id, t.at.timestamp_millis())?;
+        let changed: Vec<&str> = refs
+            .iter()
+            .zip(&ready)
+            .filter(|(_, x)| !before && x.changes_outcome())
+            .map(|(r, _)| r.as_str())
+            .collect();
+        let mut tails = self.history_tails(&def.id, &changed)?.into_iter();
+        for (r, x) in refs.iter().zip(ready) {
+            let tail = if before {
+                Some(None)
+            } else if x.changes_outcome() {
+                tails.next()
+            } else {
+                None
+            };
+            self.store_ready(def, r, x, t, false, tail)?;
+            self.part_done()?;
+        }
+        Ok(())
+    }
+
     /// The results of `def` for a chunk of stored entities (ref and served
-    /// JSON), in chunk order. With a second core, its second half is
-    /// evaluated on a helper thread with caches of its own (`helper`, kept
-    /// from chunk to chunk): what an evaluation reads does not change while
-    /// a scorecard is evaluated whole, so which cache answers does not
-    /// change a result.
+    /// JSON), each against its stored result (`olds`, in chunk order), made
+    /// ready to store. `first` runs before this thread takes its share
+    /// (storing the previous chunk, while the helper evaluates).
+    ///
+    /// With a second core, a helper thread with caches of its own
+    /// (`helper`, kept from chunk to chunk) evaluates too, both taking
+    /// slices of the chunk in turn until none is left: what an evaluation
+    /// reads does not change while a scorecard is evaluated whole (storing
+    /// writes results, their history and indexes, which no evaluation
+    /// reads), so which thread and cache answers does not change a result.
     fn evaluate_chunk(
         &mut self,
         def: &Definition,
         chunk: &[(String, Vec<u8>)],
+        olds: &[Option<Vec<u8>>],
         t: &Trigger,
         helper: &mut Caches,
-    ) -> Result<Vec<Option<ResultRecord>>, StoreError> {
+        first: impl FnOnce(&mut Self) -> Result<(), StoreError>,
+    ) -> Result<Vec<Ready>, StoreError> {
+        const SLICE: usize = 64;
         let served = self.served;
-        let one = |ev: &mut Evaluator<'_>, (r, body): &(String, Vec<u8>)| {
+        let one = |ev: &mut Evaluator<'_>, i: usize| {
+            let (r, body) = &chunk[i];
             let entity = match served.get(r) {
                 Some(v) => v.clone(),
                 None => serde_json::from_slice::<Value>(body).ok().map(Arc::new),
             };
-            ev.evaluate(def, r, entity.as_deref(), t)
+            let new = ev.evaluate(def, r, entity.as_deref(), t)?;
+            Ready::make(def, r, olds[i].as_deref(), new)
         };
         let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
         if chunk.len() < 256 || cores < 2 {
-            return chunk.iter().map(|x| one(self, x)).collect();
+            first(self)?;
+            return (0..chunk.len()).map(|i| one(self, i)).collect();
         }
-        let (mine, theirs) = chunk.split_at(chunk.len() / 2);
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let given_up = std::sync::atomic::AtomicBool::new(false);
+        let take = |ev: &mut Evaluator<'_>| -> Result<Vec<(usize, Vec<Ready>)>, StoreError> {
+            use std::sync::atomic::Ordering::Relaxed;
+            let mut slices = Vec::new();
+            while !given_up.load(Relaxed) {
+                let from = next.fetch_add(SLICE, Relaxed);
+                if from >= chunk.len() {
+                    break;
+                }
+                let slice = (from..(from + SLICE).min(chunk.len()))
+                    .map(|i| one(ev, i))
+                    .collect::<Result<Vec<_>, _>>();
+                match slice {
+                    Ok(slice) => slices.push((from, slice)),
+                    Err(e) => {
+                        given_up.store(true, Relaxed);
+                        return Err(e);
+                    }
+                }
+            }
+            Ok(slices)
+        };
         let (mut out, mut feed) = (WriteSet::new(), Vec::new());
         let mut other = Evaluator::new(
             self.store,
@@ -568,19 +636,25 @@ impl Evaluator<'_> {
         other.known_exemptions = self.known_exemptions.clone();
         other.caches = std::mem::take(helper);
         let (mine, (theirs, evaluated, caches)) = std::thread::scope(|scope| {
-            let other = scope.spawn(move || {
-                let results: Result<Vec<_>, StoreError> =
-                    theirs.iter().map(|x| one(&mut other, x)).collect();
-                (results, other.evaluated, other.caches)
+            let other = scope.spawn(|| {
+                let slices = take(&mut other);
+                (slices, other.evaluated, other.caches)
             });
-            let mine: Result<Vec<_>, StoreError> = mine.iter().map(|x| one(self, x)).collect();
+            let mine = match first(self) {
+                Ok(()) => take(self),
+                Err(e) => {
+                    given_up.store(true, std::sync::atomic::Ordering::Relaxed);
+                    Err(e)
+                }
+            };
             (mine, other.join().expect("an evaluation thread panicked"))
         });
         *helper = caches;
         self.evaluated += evaluated;
-        let mut results = mine?;
-        results.extend(theirs?);
-        Ok(results)
+        let mut slices = mine?;
+        slices.extend(theirs?);
+        slices.sort_unstable_by_key(|(from, _)| *from);
+        Ok(slices.into_iter().flat_map(|(_, slice)| slice).collect())
     }
 
     /// Runs `work`, which stores results of a whole scorecard: with
@@ -621,6 +695,7 @@ impl Evaluator<'_> {
             return Err(StoreError::Stopped);
         }
         let mut writes = std::mem::take(self.out);
+        writes.extend(self.history_end_writes()?);
         crate::feed::write(self.store, std::mem::take(self.feed), &mut writes)?;
         if writes.is_empty() {
             return Ok(());
@@ -662,14 +737,25 @@ impl Evaluator<'_> {
         let mut unmatched = Vec::new();
         let mut helper = Caches::default();
         self.whole_scorecard(|ev| {
+            // Each chunk's results are stored while the next is evaluated.
+            let mut evaluated: Option<(Vec<String>, Vec<Ready>)> = None;
             scan_entity_chunks(ev.store, &wanted, &mut |chunk| {
-                let results = ev.evaluate_chunk(def, &chunk, t, &mut helper)?;
-                for ((r, _), new) in chunk.into_iter().zip(results) {
-                    let before = old.take(ev.store, &r, &mut unmatched)?;
-                    ev.store_whole(def, &r, before, new, t)?;
-                }
+                let olds = chunk
+                    .iter()
+                    .map(|(r, _)| old.take(ev.store, r, &mut unmatched))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let before = evaluated.take();
+                let ready =
+                    ev.evaluate_chunk(def, &chunk, &olds, t, &mut helper, |ev| match before {
+                        Some((refs, ready)) => ev.store_chunk(def, refs, ready, t),
+                        None => Ok(()),
+                    })?;
+                evaluated = Some((chunk.into_iter().map(|(r, _)| r).collect(), ready));
                 Ok(())
             })?;
+            if let Some((refs, ready)) = evaluated.take() {
+                ev.store_chunk(def, refs, ready, t)?;
+            }
             old.rest(ev.store, &mut unmatched)?;
             let mut unmatched: BTreeMap<String, Vec<u8>> = unmatched.into_iter().collect();
             // Entities created in this batch are not in the store yet.

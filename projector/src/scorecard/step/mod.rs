@@ -43,6 +43,7 @@ pub use deps::complete_depended_markers;
 use deps::dependents;
 pub use evaluate::Parts;
 use evaluate::{Evaluator, kind_filter, scan_entities};
+pub use results::complete_history_ends;
 pub use subjects::{cloud_subject, github_subject};
 
 use super::lang::{self, Definition};
@@ -190,6 +191,8 @@ impl ScoreState {
             eval.store_result(def, &r, old, new, &t, true)?;
         }
         eval.flush_rollups(&redefined)?;
+        let ends = eval.history_end_writes()?;
+        eval.out.extend(ends);
         metrics::counter!(crate::metrics::SCORECARD_EVALUATIONS).increment(eval.evaluated);
         metrics::counter!(crate::metrics::SCORECARD_CHANGES).increment(eval.changed);
         self.facts.drain_into(out);

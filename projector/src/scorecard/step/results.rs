@@ -10,12 +10,165 @@ use crate::keys;
 use crate::records as rec;
 use crate::scorecard::lang::Definition;
 use crate::scorecard::records::{self as rk, CauseKind, ResultChange, ResultRecord};
-use crate::store::StoreError;
+use crate::store::{Store, StoreError, WriteSet};
 use chrono::DateTime;
 use proto::derived_id;
 use std::collections::BTreeMap;
 
+/// Where a result's history ends: the time (ms) of its last change and the
+/// sequence a further change at that millisecond takes.
+pub(super) type HistoryTail = Option<(i64, u16)>;
+
+/// A result about to be stored: the stored one and the new one, whether
+/// they report the same (`same`) and are equal (`identical`). A whole
+/// scorecard's evaluation makes it on whichever thread evaluated, with the
+/// new result encoded and both lightened there (each check's value and
+/// reason, which storing no longer reads, dropped where they were made).
+pub(super) struct Ready {
+    pub(super) old: Option<ResultRecord>,
+    pub(super) new: Option<ResultRecord>,
+    pub(super) encoded: Option<Vec<u8>>,
+    same: bool,
+    identical: bool,
+}
+
+impl Ready {
+    pub(super) fn of(old: Option<ResultRecord>, new: Option<ResultRecord>) -> Ready {
+        let (same, identical) = match (&old, &new) {
+            (Some(o), Some(n)) => (o.same_outcome(n), o == n),
+            _ => (false, false),
+        };
+        Ready {
+            old,
+            new,
+            encoded: None,
+            same,
+            identical,
+        }
+    }
+
+    pub(super) fn make(
+        def: &Definition,
+        r: &str,
+        old: Option<&[u8]>,
+        new: Option<ResultRecord>,
+    ) -> Result<Ready, StoreError> {
+        let old: Option<ResultRecord> = match old {
+            Some(bytes) => Some(rec::decode(&rk::result(&def.id, r), bytes)?),
+            None => None,
+        };
+        let mut ready = Ready::of(old, new);
+        if !ready.identical {
+            ready.encoded = ready.new.as_ref().map(rec::encode);
+        }
+        for x in ready.old.iter_mut().chain(ready.new.iter_mut()) {
+            for c in &mut x.checks {
+                c.value = None;
+                c.reason = None;
+            }
+        }
+        Ok(ready)
+    }
+
+    /// Whether storing it writes a history record.
+    pub(super) fn changes_outcome(&self) -> bool {
+        !self.same && (self.old.is_some() || self.new.is_some())
+    }
+}
+
+/// Where a scorecard's stored result history ends, as the store says.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) enum HistoryEnd {
+    /// Not said: a store from before `k` records (see
+    /// [`complete_history_ends`]), or an unreadable record.
+    Unknown,
+    /// It has none.
+    Empty,
+    /// Its newest record's time (ms).
+    At(i64),
+}
+
+/// Writes the `k` record of every scorecard with result history, once: a
+/// store written before they existed gets them before anything is folded.
+/// Returns how many.
+pub fn complete_history_ends(store: &dyn Store) -> Result<usize, StoreError> {
+    if store.get(rk::HISTORY_END_COMPLETE)?.is_some() {
+        return Ok(0);
+    }
+    let mut ends: BTreeMap<Vec<u8>, i64> = BTreeMap::new();
+    store.scan(&[rk::RESULT_HISTORY], None, &mut |k, _| {
+        let sc = k[1..].split(|b| *b == 0).next().unwrap_or_default();
+        if let Some(at) = k.len().checked_sub(rk::HISTORY_SUFFIX)
+            && let Some(ms) = k.get(at..at + 8)
+        {
+            let ms = i64::from_be_bytes(ms.try_into().expect("8 bytes"));
+            let end = ends.entry(sc.to_vec()).or_insert(ms);
+            *end = (*end).max(ms);
+        }
+        true
+    })?;
+    let n = ends.len();
+    let mut out: WriteSet = ends
+        .into_iter()
+        .map(|(sc, ms)| {
+            let mut k = vec![rk::HISTORY_END];
+            k.extend_from_slice(&sc);
+            (k, Some(ms.to_be_bytes().to_vec()))
+        })
+        .collect();
+    out.push((rk::HISTORY_END_COMPLETE.to_vec(), Some(Vec::new())));
+    store.write(out)?;
+    Ok(n)
+}
+
 impl Evaluator<'_> {
+    /// Where `sc`'s stored history ends (read once per batch).
+    fn history_end(&mut self, sc: &str) -> Result<HistoryEnd, StoreError> {
+        if let Some(end) = self.history_ends.get(sc) {
+            return Ok(*end);
+        }
+        let end = if self.store.get(rk::HISTORY_END_COMPLETE)?.is_none() {
+            HistoryEnd::Unknown
+        } else {
+            match self.store.get(&rk::history_end(sc))? {
+                None => HistoryEnd::Empty,
+                Some(v) => v.try_into().map_or(HistoryEnd::Unknown, |b| {
+                    HistoryEnd::At(i64::from_be_bytes(b))
+                }),
+            }
+        };
+        self.history_ends.insert(sc.to_string(), end);
+        Ok(end)
+    }
+
+    /// Whether every stored history record of `sc` is older than `at_ms`:
+    /// then a change at `at_ms` needs no result's history read.
+    pub(super) fn history_before(&mut self, sc: &str, at_ms: i64) -> Result<bool, StoreError> {
+        Ok(match self.history_end(sc)? {
+            HistoryEnd::Unknown => false,
+            HistoryEnd::Empty => true,
+            HistoryEnd::At(end) => end < at_ms,
+        })
+    }
+
+    /// The `k` records that the history this evaluator wrote moves on,
+    /// to go with it.
+    pub(super) fn history_end_writes(&mut self) -> Result<WriteSet, StoreError> {
+        let mut out = WriteSet::new();
+        let mut newest: Vec<(String, i64)> = self.newest_history.drain().collect();
+        newest.sort();
+        for (sc, ms) in newest {
+            match self.history_end(&sc)? {
+                HistoryEnd::Unknown => continue,
+                HistoryEnd::At(end) if end >= ms => continue,
+                HistoryEnd::At(_) | HistoryEnd::Empty => {}
+            }
+            out.push((rk::history_end(&sc), Some(ms.to_be_bytes().to_vec())));
+            self.history_ends.insert(sc, HistoryEnd::At(ms));
+        }
+        Ok(out)
+    }
+
     /// Writes a result (and its indexes, history and rollup deltas) if it
     /// differs from `old`. `counted`: whether `old` is in the rollups.
     pub(super) fn store_result(
@@ -27,17 +180,32 @@ impl Evaluator<'_> {
         t: &Trigger,
         counted: bool,
     ) -> Result<(), StoreError> {
+        self.store_ready(def, r, Ready::of(old, new), t, counted, None)
+    }
+
+    /// [`Evaluator::store_result`] of a result made ready; `tail`, when
+    /// known, is where its history ends (else it is read).
+    pub(super) fn store_ready(
+        &mut self,
+        def: &Definition,
+        r: &str,
+        ready: Ready,
+        t: &Trigger,
+        counted: bool,
+        tail: Option<HistoryTail>,
+    ) -> Result<(), StoreError> {
+        let Ready {
+            old,
+            new,
+            encoded,
+            same,
+            identical,
+        } = ready;
         let sc = def.id.as_str();
         if old.is_none() && new.is_none() {
             return Ok(());
         }
-        let same = match (&old, &new) {
-            (Some(o), Some(n)) => o.same_outcome(n),
-            _ => false,
-        };
-        if let (true, Some(o), Some(n)) = (same, &old, &new)
-            && o == n
-        {
+        if let (true, Some(n)) = (identical, &new) {
             if !counted {
                 self.rollup_add(def, n, 1);
             }
@@ -101,23 +269,18 @@ impl Evaluator<'_> {
             // most once per batch, so the store holds all its history; the
             // sequence orders changes that share a millisecond.
             let (mut at_ms, mut seq) = (t.at.timestamp_millis(), 0u16);
-            let hp = keys::prefix(rk::RESULT_HISTORY, &[sc.as_bytes(), r.as_bytes()]);
-            let mut last: Option<(i64, u16)> = None;
-            self.store.scan(&hp, None, &mut |k, _| {
-                if let Some(ms) = k.get(hp.len()..hp.len() + 8) {
-                    let ms = i64::from_be_bytes(ms.try_into().expect("8 bytes"));
-                    last = Some(match last {
-                        Some((l, n)) if l == ms => (ms, n.saturating_add(1)),
-                        _ => (ms, 1),
-                    });
-                }
-                true
-            })?;
-            if let Some((last_ms, count)) = last
+            let tail = match tail {
+                Some(tail) => tail,
+                None if self.history_before(sc, at_ms)? => None,
+                None => self.history_tails(sc, &[r])?.pop().flatten(),
+            };
+            if let Some((last_ms, next)) = tail
                 && last_ms >= at_ms
             {
-                (at_ms, seq) = (last_ms, count);
+                (at_ms, seq) = (last_ms, next);
             }
+            let newest = self.newest_history.entry(sc.to_string()).or_insert(at_ms);
+            *newest = (*newest).max(at_ms);
             let at = if at_ms == t.at.timestamp_millis() {
                 t.at
             } else {
@@ -169,9 +332,40 @@ impl Evaluator<'_> {
                 Some(rec::encode(&change)),
             ));
         }
-        self.out
-            .push((rk::result(sc, r), new.as_ref().map(rec::encode)));
+        let bytes = encoded.or_else(|| new.as_ref().map(rec::encode));
+        self.out.push((rk::result(sc, r), bytes));
         Ok(())
+    }
+
+    /// Where the history of each of `refs`' results ends, in their order:
+    /// a reverse seek each, on one iterator (a result's history may be
+    /// long; only its last record counts).
+    pub(super) fn history_tails(
+        &self,
+        sc: &str,
+        refs: &[&str],
+    ) -> Result<Vec<HistoryTail>, StoreError> {
+        let queries: Vec<(Vec<u8>, Vec<u8>)> = refs
+            .iter()
+            .map(|r| {
+                let hp = keys::prefix(rk::RESULT_HISTORY, &[sc.as_bytes(), r.as_bytes()]);
+                let mut end = hp.clone();
+                end.extend_from_slice(&[0xff; rk::HISTORY_SUFFIX]);
+                (hp, end)
+            })
+            .collect();
+        let found = self.store.at_and_before_each(&queries)?;
+        Ok(queries
+            .iter()
+            .zip(found)
+            .map(|((hp, _), (_, last))| {
+                let (k, _) = last?;
+                let rest = k.get(hp.len()..)?;
+                let ms = i64::from_be_bytes(rest.get(..8)?.try_into().ok()?);
+                let seq = u16::from_be_bytes(rest.get(8..10)?.try_into().ok()?);
+                Some((ms, seq.saturating_add(1)))
+            })
+            .collect())
     }
 
     /// A scorecard no longer defined: results, indexes and rollups go;
