@@ -273,7 +273,7 @@ fn relations_stitched(agent: &ureq::Agent, base: &str, org: &Org) -> anyhow::Res
 }
 
 /// CPU seconds this process used so far.
-fn cpu_seconds() -> f64 {
+pub(crate) fn cpu_seconds() -> f64 {
     let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
         return 0.0;
     };
