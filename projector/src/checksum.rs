@@ -13,7 +13,7 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::scorecard::records::{DEPENDED, HISTORY_END, RESULT_HISTORY};
+use crate::scorecard::records::{DEPENDED, HISTORY_END, RESULT, RESULT_COMPACT, RESULT_HISTORY};
 use crate::store::{Store, StoreError};
 
 /// Tables left out of [`checksum`] unless `include_path` is set.
@@ -62,6 +62,21 @@ pub fn checksum(store: &dyn Store, include_path: bool) -> Result<StoreChecksum, 
             skipped += 1;
             return true;
         }
+        // A result is hashed in its compact form, whichever form it is
+        // stored in: a result an older build wrote is kept until it
+        // changes, while a replay writes it compact.
+        let compact;
+        let v = if k.first() == Some(&RESULT) && v.first() != Some(&RESULT_COMPACT) {
+            match crate::scorecard::ResultRecord::decode(k, v) {
+                Ok(r) => {
+                    compact = r.encode();
+                    compact.as_slice()
+                }
+                Err(_) => v,
+            }
+        } else {
+            v
+        };
         hash.update((k.len() as u64).to_be_bytes());
         hash.update(k);
         hash.update((v.len() as u64).to_be_bytes());
@@ -108,6 +123,33 @@ mod tests {
         assert_ne!(
             checksum(&a, false).unwrap().sha256,
             checksum(&d, false).unwrap().sha256
+        );
+    }
+
+    #[test]
+    fn a_result_sums_alike_in_either_form() {
+        let r = crate::scorecard::ResultRecord {
+            level: Some(0),
+            score: 50,
+            checks: vec![],
+            groups: vec!["group:default/a".into()],
+            system: None,
+            domain: None,
+            deps: vec![],
+            next_change: None,
+        };
+        let k = crate::scorecard::records::result("card", "component:default/a");
+        let compact = store(&[(&k, &r.encode())]);
+        let object = store(&[(&k, &crate::records::encode(&r))]);
+        assert_eq!(
+            checksum(&compact, false).unwrap(),
+            checksum(&object, false).unwrap()
+        );
+        let other = crate::scorecard::ResultRecord { score: 51, ..r };
+        let changed = store(&[(&k, &crate::records::encode(&other))]);
+        assert_ne!(
+            checksum(&compact, false).unwrap().sha256,
+            checksum(&changed, false).unwrap().sha256
         );
     }
 

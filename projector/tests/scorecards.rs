@@ -398,6 +398,11 @@ fn table(store: &MemStore, table: u8) -> BTreeMap<Vec<u8>, Value> {
         .filter(|(k, _)| k[0] == table)
         .map(|(k, v)| {
             let value = match v.split_first() {
+                // Results are stored compact: read them as their fields.
+                _ if table == b'A' => serde_json::to_value(
+                    projector::scorecard::ResultRecord::decode(&k, &v).unwrap(),
+                )
+                .unwrap(),
                 Some((_, rest)) => serde_json::from_slice(rest).unwrap(),
                 None => Value::Null,
             };

@@ -289,7 +289,7 @@ impl Catalog {
     pub fn scorecard_result(&self, id: &str, r: &str) -> Result<Option<ResultRecord>, StoreError> {
         let key = rk::result(id, r);
         match self.store().get(&key)? {
-            Some(b) => Ok(Some(rec::decode(&key, &b)?)),
+            Some(b) => Ok(Some(ResultRecord::decode(&key, &b)?)),
             None => Ok(None),
         }
     }
@@ -455,7 +455,7 @@ impl Catalog {
         let mut err = None;
         self.store().scan(&p, from.as_deref(), &mut |k, v| {
             let r = String::from_utf8_lossy(&k[p.len()..]).into_owned();
-            let result: ResultRecord = match rec::decode(k, v) {
+            let result = match ResultRecord::decode(k, v) {
                 Ok(x) => x,
                 Err(e) => {
                     err = Some(e);

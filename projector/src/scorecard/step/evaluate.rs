@@ -768,7 +768,7 @@ impl Evaluator<'_> {
             }
             // Results of entities that are gone.
             for (r, bytes) in unmatched {
-                let before: ResultRecord = rec::decode(&rk::result(&def.id, &r), &bytes)?;
+                let before = ResultRecord::decode(&rk::result(&def.id, &r), &bytes)?;
                 ev.store_result(def, &r, Some(before), None, t, false)?;
                 ev.part_done()?;
             }

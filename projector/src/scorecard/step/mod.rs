@@ -186,7 +186,11 @@ impl ScoreState {
                 continue;
             };
             let entity = eval.subject(&r);
-            let old = get::<ResultRecord>(store, &rk::result(&sc, &r))?;
+            let key = rk::result(&sc, &r);
+            let old = match store.get(&key)? {
+                Some(b) => Some(ResultRecord::decode(&key, &b)?),
+                None => None,
+            };
             let new = eval.evaluate(def, &r, entity.as_deref(), &t)?;
             eval.store_result(def, &r, old, new, &t, true)?;
         }

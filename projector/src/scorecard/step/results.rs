@@ -54,12 +54,12 @@ impl Ready {
         new: Option<ResultRecord>,
     ) -> Result<Ready, StoreError> {
         let old: Option<ResultRecord> = match old {
-            Some(bytes) => Some(rec::decode(&rk::result(&def.id, r), bytes)?),
+            Some(bytes) => Some(ResultRecord::decode(&rk::result(&def.id, r), bytes)?),
             None => None,
         };
         let mut ready = Ready::of(old, new);
         if !ready.identical {
-            ready.encoded = ready.new.as_ref().map(rec::encode);
+            ready.encoded = ready.new.as_ref().map(ResultRecord::encode);
         }
         for x in ready.old.iter_mut().chain(ready.new.iter_mut()) {
             for c in &mut x.checks {
@@ -332,7 +332,7 @@ impl Evaluator<'_> {
                 Some(rec::encode(&change)),
             ));
         }
-        let bytes = encoded.or_else(|| new.as_ref().map(rec::encode));
+        let bytes = encoded.or_else(|| new.as_ref().map(ResultRecord::encode));
         self.out.push((rk::result(sc, r), bytes));
         Ok(())
     }
@@ -389,7 +389,7 @@ impl Evaluator<'_> {
                     return Ok(());
                 }
                 for (r, v) in chunk {
-                    let old: ResultRecord = rec::decode(&rk::result(id, &r), &v)?;
+                    let old = ResultRecord::decode(&rk::result(id, &r), &v)?;
                     ev.store_result(&stub, &r, Some(old), None, t, false)?;
                     ev.part_done()?;
                 }
