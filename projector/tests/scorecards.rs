@@ -989,9 +989,11 @@ fn a_scorecard_evaluated_in_parts_stopped_and_replayed_is_what_one_write_leaves(
 
 #[test]
 fn a_large_scorecard_evaluated_whole_on_two_threads_equals_one_entity_at_a_time() {
-    // Enough components for a chunk to be split between two threads (the
-    // helper's caches then answer for half of them), with owners, systems,
-    // domains and facts to read.
+    // Enough components for three chunks, each split between two threads
+    // (the helper's caches then answer for some of them) and stored while
+    // the next is evaluated, with owners, systems, domains and facts to
+    // read.
+    const N: usize = 5_000;
     let mut w = World::new();
     let at = t0();
     let mut entities = vec![
@@ -1014,16 +1016,16 @@ fn a_large_scorecard_evaluated_whole_on_two_threads_equals_one_entity_at_a_time(
     ];
     let owners = ["g1", "p1", "p2"];
     let systems = [Some("s"), Some("s2"), None];
-    for l in 0..12 {
+    for l in 0..N / 50 {
         let comps: Vec<ProcessedEntity> = (l * 50..l * 50 + 50)
-            .map(|i| component(&format!("c{i:03}"), owners[i % 3], systems[i % 5 % 3]))
+            .map(|i| component(&format!("c{i:04}"), owners[i % 3], systems[i % 5 % 3]))
             .collect();
         entities.push(located(&mut w, &format!("c{l}"), at, comps));
     }
-    for i in (0..600).step_by(4) {
+    for i in (0..N).step_by(4) {
         entities.push(facts(
             &mut w,
-            &format!("c{i:03}"),
+            &format!("c{i:04}"),
             at,
             (i % 3) as u32,
             t0() + Duration::days(300),
@@ -1036,16 +1038,35 @@ fn a_large_scorecard_evaluated_whole_on_two_threads_equals_one_entity_at_a_time(
     for m in &entities {
         apply(&first, std::slice::from_ref(m));
     }
-    // The card last: all 600 evaluated in one go.
+    // The card last: all evaluated in one go, written at once, and in parts
+    // of 700 results.
     let last = MemStore::new();
+    let parted = MemStore::new();
     for m in &entities {
         apply(&last, std::slice::from_ref(m));
+        apply(&parted, std::slice::from_ref(m));
     }
-    apply(&last, &[card]);
-    assert_eq!(table(&first, b'A').len(), 600);
-    assert_eq!(outcomes(&first), outcomes(&last));
-    assert_eq!(table(&first, b'K'), table(&last, b'K'));
-    assert_eq!(table(&first, b'D'), table(&last, b'D'));
+    apply(&last, std::slice::from_ref(&card));
+    let Msg::Card(card) = card else {
+        unreachable!()
+    };
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let mut fold = Fold::new(&parted);
+    fold.evaluate_in_parts(700, &stop);
+    fold.apply_scorecard(&card).unwrap();
+    let rest = fold.finish().unwrap();
+    assert!(rest.len() < N, "most results were written in parts");
+    parted.write(rest).unwrap();
+    assert_eq!(table(&first, b'A').len(), N);
+    for (store, how) in [(&last, "at once"), (&parted, "in parts")] {
+        assert!(outcomes(&first) == outcomes(store), "results {how}");
+        assert_eq!(table(&first, b'K'), table(store, b'K'), "rollups {how}");
+        assert!(
+            table(&first, b'D') == table(store, b'D'),
+            "dependencies {how}"
+        );
+    }
+    assert!(table(&last, b'a') == table(&parted, b'a'), "history");
 }
 
 /// 120 changes 7 hours apart, one batch each: five weeks of owners,
