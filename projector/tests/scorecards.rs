@@ -764,12 +764,27 @@ checks:
 }
 
 /// A store that sets `stop` once it has taken `after` writes, as a SIGTERM
-/// arriving between two of them would, and counts them.
+/// arriving between two of them would, and counts them; and counts reverse
+/// seeks (how the end of a result's history is read).
 struct Stopping {
     inner: Arc<MemStore>,
     writes: std::sync::atomic::AtomicUsize,
     after: usize,
     stop: Arc<std::sync::atomic::AtomicBool>,
+    seeks: std::sync::atomic::AtomicUsize,
+}
+
+impl Stopping {
+    /// One that never stops.
+    fn counting() -> Self {
+        Stopping {
+            inner: Arc::new(MemStore::new()),
+            writes: Default::default(),
+            after: usize::MAX,
+            stop: Default::default(),
+            seeks: Default::default(),
+        }
+    }
 }
 
 impl Store for Stopping {
@@ -794,6 +809,15 @@ impl Store for Stopping {
             self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
         }
         Ok(())
+    }
+    #[allow(clippy::type_complexity)]
+    fn at_and_before_each(
+        &self,
+        queries: &[(Vec<u8>, Vec<u8>)],
+    ) -> Result<Vec<(Option<Vec<u8>>, Option<(Vec<u8>, Vec<u8>)>)>, projector::StoreError> {
+        self.seeks
+            .fetch_add(queries.len(), std::sync::atomic::Ordering::Relaxed);
+        self.inner.at_and_before_each(queries)
     }
     fn version(&self) -> u64 {
         self.inner.version()
@@ -927,6 +951,7 @@ fn a_scorecard_evaluated_in_parts_stopped_and_replayed_is_what_one_write_leaves(
         // redefinition are one write each; then two parts.
         after: 4,
         stop: stop.clone(),
+        seeks: Default::default(),
     };
     let mut offsets = projector::run::Offsets::new();
     let mut runs = Vec::new();
@@ -1198,41 +1223,6 @@ fn the_scorecard_levels_metric_counts_each_interval_as_the_rollups_at_its_end() 
     assert!(compared > 100, "{compared} group counts compared");
 }
 
-/// A store that counts reverse seeks (how a result's history end is read).
-struct Seeks {
-    inner: MemStore,
-    seeks: std::sync::atomic::AtomicUsize,
-}
-
-impl Store for Seeks {
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, projector::StoreError> {
-        self.inner.get(key)
-    }
-    fn scan(
-        &self,
-        prefix: &[u8],
-        from: Option<&[u8]>,
-        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
-    ) -> Result<(), projector::StoreError> {
-        self.inner.scan(prefix, from, visit)
-    }
-    #[allow(clippy::type_complexity)]
-    fn at_and_before_each(
-        &self,
-        queries: &[(Vec<u8>, Vec<u8>)],
-    ) -> Result<Vec<(Option<Vec<u8>>, Option<(Vec<u8>, Vec<u8>)>)>, projector::StoreError> {
-        self.seeks
-            .fetch_add(queries.len(), std::sync::atomic::Ordering::Relaxed);
-        self.inner.at_and_before_each(queries)
-    }
-    fn version(&self) -> u64 {
-        self.inner.version()
-    }
-    fn write(&self, changes: projector::WriteSet) -> Result<(), projector::StoreError> {
-        self.inner.write(changes)
-    }
-}
-
 #[test]
 fn where_a_history_ends_spares_reading_it_and_changes_no_record() {
     use projector::scorecard::step::complete_history_ends;
@@ -1253,22 +1243,13 @@ fn where_a_history_ends_spares_reading_it_and_changes_no_record() {
         &[("t.yaml", CARD)],
     ));
     msgs.push(located(&mut w, "c3", t0() + Duration::minutes(5), vec![]));
-    let (marked, plain) = (
-        Seeks {
-            inner: MemStore::new(),
-            seeks: Default::default(),
-        },
-        Seeks {
-            inner: MemStore::new(),
-            seeks: Default::default(),
-        },
-    );
+    let (marked, plain) = (Stopping::counting(), Stopping::counting());
     assert_eq!(
         complete_history_ends(&marked).unwrap(),
         0,
         "nothing to mark"
     );
-    let reads = |s: &Seeks| s.seeks.load(std::sync::atomic::Ordering::Relaxed);
+    let reads = |s: &Stopping| s.seeks.load(std::sync::atomic::Ordering::Relaxed);
     let mut spared = false;
     for m in &msgs {
         let before = (reads(&marked), reads(&plain));
@@ -1278,7 +1259,7 @@ fn where_a_history_ends_spares_reading_it_and_changes_no_record() {
         spared |= reads(&marked) - before.0 < reads(&plain) - before.1;
     }
     assert!(spared, "the ends spared some reads");
-    let history = |s: &Seeks| table(&s.inner, b'a');
+    let history = |s: &Stopping| table(&s.inner, b'a');
     assert!(history(&plain).len() > 100);
     assert!(
         history(&marked) == history(&plain),
@@ -1286,7 +1267,7 @@ fn where_a_history_ends_spares_reading_it_and_changes_no_record() {
     );
     // Kept as a batch goes, the ends are what one pass over the history
     // finds.
-    let ends = |s: &Seeks| -> BTreeMap<Vec<u8>, Vec<u8>> {
+    let ends = |s: &Stopping| -> BTreeMap<Vec<u8>, Vec<u8>> {
         s.inner
             .dump()
             .into_iter()
