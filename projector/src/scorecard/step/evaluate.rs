@@ -531,8 +531,7 @@ impl Evaluator<'_> {
         self.part_done()
     }
 
-    /// Stores a chunk's results made ready (in ref order), the ends of the
-    /// changed ones' histories read together first.
+    /// Stores a chunk's results made ready (in ref order).
     fn store_chunk(
         &mut self,
         def: &Definition,
@@ -541,23 +540,11 @@ impl Evaluator<'_> {
         t: &Trigger,
     ) -> Result<(), StoreError> {
         // Usually every history record of the card is older than the
-        // change: then none is read.
-        let before = self.history_before(&def.id, t.at.timestamp_millis())?;
-        let changed: Vec<&str> = refs
-            .iter()
-            .zip(&ready)
-            .filter(|(_, x)| !before && x.changes_outcome())
-            .map(|(r, _)| r.as_str())
-            .collect();
-        let mut tails = self.history_tails(&def.id, &changed)?.into_iter();
+        // change: then no result's history is read.
+        let tail = self
+            .history_before(&def.id, t.at.timestamp_millis())?
+            .then_some(None);
         for (r, x) in refs.iter().zip(ready) {
-            let tail = if before {
-                Some(None)
-            } else if x.changes_outcome() {
-                tails.next()
-            } else {
-                None
-            };
             self.store_ready(def, r, x, t, false, tail)?;
             self.part_done()?;
         }

@@ -69,11 +69,6 @@ impl Ready {
         }
         Ok(ready)
     }
-
-    /// Whether storing it writes a history record.
-    pub(super) fn changes_outcome(&self) -> bool {
-        !self.same && (self.old.is_some() || self.new.is_some())
-    }
 }
 
 /// Where a scorecard's stored result history ends, as the store says.
@@ -272,7 +267,7 @@ impl Evaluator<'_> {
             let tail = match tail {
                 Some(tail) => tail,
                 None if self.history_before(sc, at_ms)? => None,
-                None => self.history_tails(sc, &[r])?.pop().flatten(),
+                None => self.history_tail(sc, r)?,
             };
             if let Some((last_ms, next)) = tail
                 && last_ms >= at_ms
@@ -337,35 +332,23 @@ impl Evaluator<'_> {
         Ok(())
     }
 
-    /// Where the history of each of `refs`' results ends, in their order:
-    /// a reverse seek each, on one iterator (a result's history may be
-    /// long; only its last record counts).
-    pub(super) fn history_tails(
-        &self,
-        sc: &str,
-        refs: &[&str],
-    ) -> Result<Vec<HistoryTail>, StoreError> {
-        let queries: Vec<(Vec<u8>, Vec<u8>)> = refs
-            .iter()
-            .map(|r| {
-                let hp = keys::prefix(rk::RESULT_HISTORY, &[sc.as_bytes(), r.as_bytes()]);
-                let mut end = hp.clone();
-                end.extend_from_slice(&[0xff; rk::HISTORY_SUFFIX]);
-                (hp, end)
-            })
-            .collect();
-        let found = self.store.at_and_before_each(&queries)?;
-        Ok(queries
-            .iter()
-            .zip(found)
-            .map(|((hp, _), (_, last))| {
-                let (k, _) = last?;
-                let rest = k.get(hp.len()..)?;
-                let ms = i64::from_be_bytes(rest.get(..8)?.try_into().ok()?);
-                let seq = u16::from_be_bytes(rest.get(8..10)?.try_into().ok()?);
-                Some((ms, seq.saturating_add(1)))
-            })
-            .collect())
+    /// Where the history of `r`'s result ends: a scan of its history (a
+    /// result changes a few times; a reverse seek on an unbounded iterator
+    /// cost more in a replay, where most changes read it).
+    fn history_tail(&self, sc: &str, r: &str) -> Result<HistoryTail, StoreError> {
+        let hp = keys::prefix(rk::RESULT_HISTORY, &[sc.as_bytes(), r.as_bytes()]);
+        let mut last: HistoryTail = None;
+        self.store.scan(&hp, None, &mut |k, _| {
+            if let Some(ms) = k.get(hp.len()..hp.len() + 8) {
+                let ms = i64::from_be_bytes(ms.try_into().expect("8 bytes"));
+                last = Some(match last {
+                    Some((l, n)) if l == ms => (ms, n.saturating_add(1)),
+                    _ => (ms, 1),
+                });
+            }
+            true
+        })?;
+        Ok(last)
     }
 
     /// A scorecard no longer defined: results, indexes and rollups go;
