@@ -247,10 +247,14 @@ pub(super) struct Evaluator<'a> {
     /// Results evaluated, and results whose outcome changed.
     pub(super) evaluated: u64,
     pub(super) changed: u64,
-    /// Where each scorecard's stored result history ends, as read (and
-    /// moved by what this evaluator wrote), and the newest history time
-    /// this evaluator wrote per scorecard, not yet in a `k` write.
+    /// Where each scorecard's stored result history ends, as read before
+    /// this evaluator wrote any (never moved by its own writes: with
+    /// [`Parts`], a history end written by one part must not make every
+    /// later result read its history); the end this evaluator's `k` writes
+    /// moved it to; and the newest history time it wrote per scorecard,
+    /// not yet in a `k` write.
     pub(super) history_ends: HashMap<String, super::results::HistoryEnd>,
+    pub(super) ends_written: HashMap<String, i64>,
     pub(super) newest_history: HashMap<String, i64>,
     /// Whole scorecards evaluated in parts (see [`Parts`]), and how many
     /// results the part being evaluated holds so far.
@@ -282,6 +286,7 @@ impl<'a> Evaluator<'a> {
             evaluated: 0,
             changed: 0,
             history_ends: HashMap::new(),
+            ends_written: HashMap::new(),
             newest_history: HashMap::new(),
             parts: None,
             in_part: 0,

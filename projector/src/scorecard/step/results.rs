@@ -137,7 +137,10 @@ impl Evaluator<'_> {
     }
 
     /// Whether every stored history record of `sc` is older than `at_ms`:
-    /// then a change at `at_ms` needs no result's history read.
+    /// then a change at `at_ms` needs no result's history read. The end is
+    /// the one stored before this batch: what the batch has written since
+    /// (the parts of a whole evaluation) is history of other results, as a
+    /// result is stored at most once per batch.
     pub(super) fn history_before(&mut self, sc: &str, at_ms: i64) -> Result<bool, StoreError> {
         Ok(match self.history_end(sc)? {
             HistoryEnd::Unknown => false,
@@ -153,13 +156,16 @@ impl Evaluator<'_> {
         let mut newest: Vec<(String, i64)> = self.newest_history.drain().collect();
         newest.sort();
         for (sc, ms) in newest {
-            match self.history_end(&sc)? {
+            let stored = match self.history_end(&sc)? {
                 HistoryEnd::Unknown => continue,
-                HistoryEnd::At(end) if end >= ms => continue,
-                HistoryEnd::At(_) | HistoryEnd::Empty => {}
+                HistoryEnd::At(end) => Some(end),
+                HistoryEnd::Empty => None,
+            };
+            if stored.max(self.ends_written.get(&sc).copied()) >= Some(ms) {
+                continue;
             }
             out.push((rk::history_end(&sc), Some(ms.to_be_bytes().to_vec())));
-            self.history_ends.insert(sc, HistoryEnd::At(ms));
+            self.ends_written.insert(sc, ms);
         }
         Ok(out)
     }
