@@ -53,7 +53,7 @@ checks:
 
 /// Waits until this process has used under a tenth of a core for 5 s
 /// (at most `limit`); how long it waited.
-fn until_quiet(limit: Duration) -> Duration {
+pub fn until_quiet(limit: Duration) -> Duration {
     let t = Instant::now();
     loop {
         let c0 = crate::realistic::cpu_seconds();

@@ -855,7 +855,8 @@ impl Catalog {
         })?;
         // Their relations: one scan over the same run of refs.
         if let (Some((first, _)), Some((last, _))) = (out.first(), out.last()) {
-            let mut relations = crate::relations::json_of_range(self.store.as_ref(), first, last)?;
+            let mut relations =
+                crate::relations::json_of_range(self.store.as_ref(), first, last, false)?;
             for (r, served) in &mut out {
                 if let Some(items) = relations.remove(r.as_str()) {
                     *served = crate::relations::splice_json(std::mem::take(served), &items);

@@ -158,17 +158,20 @@ pub fn json_of(store: &dyn Store, source: &str) -> Result<Vec<u8>, StoreError> {
 }
 
 /// [`json_of`] for every source from `first` to `last` (ref keys, in
-/// order): one scan for a run of entities read in ref order.
+/// order): one scan for a run of entities read in ref order; `once`: a
+/// pass over every entity, read with [`Store::scan_once`].
 pub fn json_of_range(
     store: &dyn Store,
     first: &str,
     last: &str,
+    once: bool,
 ) -> Result<HashMap<String, Vec<u8>>, StoreError> {
     let mut out: HashMap<String, Vec<u8>> = HashMap::new();
     let mut current: Option<(Vec<u8>, Vec<u8>)> = None;
     let mut err = None;
     let from = keys::relations_of(first);
-    store.scan(&[keys::RELATION], Some(&from), &mut |k, v| {
+    let scan = if once { Store::scan_once } else { Store::scan };
+    scan(store, &[keys::RELATION], Some(&from), &mut |k, v| {
         let source = source_of(k);
         if source > last.as_bytes() {
             return false;
@@ -621,7 +624,7 @@ mod tests {
         let v: serde_json::Value = serde_json::from_slice(&by_json).unwrap();
         assert_eq!(v["relations"][0]["targetRef"], "group:default/Root");
         assert_eq!(v["relations"][1]["targetRef"], "component:default/alpha");
-        let range = json_of_range(&store, "group:default/a", "group:default/z").unwrap();
+        let range = json_of_range(&store, "group:default/a", "group:default/z", false).unwrap();
         assert_eq!(range.len(), 1);
         assert_eq!(range[src], json_of(&store, src).unwrap());
         assert!(json_of(&store, "group:default/b").unwrap().is_empty());

@@ -61,6 +61,17 @@ pub trait Store: Send + Sync {
         from: Option<&[u8]>,
         visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
     ) -> Result<(), StoreError>;
+    /// [`Store::scan`] for reading much once (a whole table, a scorecard
+    /// evaluated for every entity): what it reads is not kept in the block
+    /// cache, where it would push out what point reads use again.
+    fn scan_once(
+        &self,
+        prefix: &[u8],
+        from: Option<&[u8]>,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError> {
+        self.scan(prefix, from, visit)
+    }
     /// The values of `keys`, in their order: many point reads in one call.
     fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
         keys.iter().map(|k| self.get(k)).collect()
@@ -325,6 +336,34 @@ impl RocksStore {
         self.cache.get_usage()
     }
 
+    /// A scan whose blocks go into the block cache or not (`cache`).
+    fn scan_with(
+        &self,
+        cache: bool,
+        prefix: &[u8],
+        from: Option<&[u8]>,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError> {
+        let mut ro = rocksdb::ReadOptions::default();
+        ro.fill_cache(cache);
+        if let Some(upper) = prefix_upper_bound(prefix) {
+            ro.set_iterate_upper_bound(upper);
+        }
+        let mut it = self.db.raw_iterator_opt(ro);
+        it.seek(from.unwrap_or(prefix));
+        while it.valid() {
+            let (Some(k), Some(v)) = (it.key(), it.value()) else {
+                break;
+            };
+            if !k.starts_with(prefix) || !visit(k, v) {
+                break;
+            }
+            it.next();
+        }
+        it.status()?;
+        Ok(())
+    }
+
     /// Opens a read-only secondary that follows the primary at `path`.
     pub fn open_secondary(
         path: &Path,
@@ -356,23 +395,16 @@ impl Store for RocksStore {
         from: Option<&[u8]>,
         visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
     ) -> Result<(), StoreError> {
-        let mut ro = rocksdb::ReadOptions::default();
-        if let Some(upper) = prefix_upper_bound(prefix) {
-            ro.set_iterate_upper_bound(upper);
-        }
-        let mut it = self.db.raw_iterator_opt(ro);
-        it.seek(from.unwrap_or(prefix));
-        while it.valid() {
-            let (Some(k), Some(v)) = (it.key(), it.value()) else {
-                break;
-            };
-            if !k.starts_with(prefix) || !visit(k, v) {
-                break;
-            }
-            it.next();
-        }
-        it.status()?;
-        Ok(())
+        self.scan_with(true, prefix, from, visit)
+    }
+
+    fn scan_once(
+        &self,
+        prefix: &[u8],
+        from: Option<&[u8]>,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError> {
+        self.scan_with(false, prefix, from, visit)
     }
 
     fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
@@ -653,6 +685,54 @@ mod tests {
             back > size / 2,
             "the loan over, reads fill it again: {back} bytes"
         );
+    }
+
+    #[cfg(feature = "rocksdb")]
+    #[test]
+    fn a_scan_once_reads_what_a_scan_reads_and_leaves_the_cache_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let size = 8 << 20;
+        let rocks = RocksStore::open(dir.path(), size).unwrap();
+        let key = |i: u32| format!("k{i:06}").into_bytes();
+        let value = |i: u32| -> Vec<u8> {
+            (0..512u32)
+                .map(|j| (i.wrapping_mul(2_654_435_761) ^ j.wrapping_mul(40_503)).to_le_bytes()[1])
+                .collect()
+        };
+        rocks
+            .write((0..8_192u32).map(|i| (key(i), Some(value(i)))).collect())
+            .unwrap();
+        rocks.db.flush().unwrap();
+        let read = |once: bool, from: Option<&[u8]>| {
+            let mut seen = Vec::new();
+            let visit = &mut |k: &[u8], v: &[u8]| {
+                seen.push((k.to_vec(), v.to_vec()));
+                seen.len() < 5_000
+            };
+            if once {
+                rocks.scan_once(b"k", from, visit).unwrap();
+            } else {
+                rocks.scan(b"k", from, visit).unwrap();
+            }
+            seen
+        };
+        let from = key(1_234);
+        for from in [None, Some(from.as_slice())] {
+            let all = read(true, from);
+            assert_eq!(all.len(), 5_000);
+            assert!(all == read(false, from), "the same entries from {from:?}");
+        }
+        // Only the scans that keep what they read filled the cache.
+        let rocks = {
+            drop(rocks);
+            RocksStore::open(dir.path(), size).unwrap()
+        };
+        rocks.scan_once(b"k", None, &mut |_, _| true).unwrap();
+        let once = rocks.cache_usage();
+        assert!(once < 64 << 10, "a scan once kept {once} bytes");
+        rocks.scan(b"k", None, &mut |_, _| true).unwrap();
+        let kept = rocks.cache_usage();
+        assert!(kept > 2 << 20, "a scan kept {kept} bytes");
     }
 
     #[cfg(feature = "rocksdb")]

@@ -37,7 +37,7 @@ pub(super) fn kind_filter(def: &Definition) -> impl Fn(&str) -> bool + use<> {
 
 /// Visits every stored entity that `wanted` keeps, in ref order, reading
 /// the store in chunks (a scan merges level-0 files once; point lookups
-/// would probe each of them).
+/// would probe each of them), keeping none of it in the block cache.
 pub(super) fn scan_entities(
     store: &dyn Store,
     wanted: &dyn Fn(&str) -> bool,
@@ -64,7 +64,7 @@ pub(super) fn scan_entity_chunks(
     loop {
         let mut chunk: Vec<(String, Vec<u8>)> = Vec::new();
         let mut last = None;
-        store.scan(&[keys::ENTITY], from.as_deref(), &mut |k, v| {
+        store.scan_once(&[keys::ENTITY], from.as_deref(), &mut |k, v| {
             last = Some(k.to_vec());
             if let Ok(r) = std::str::from_utf8(&k[1..])
                 && wanted(r)
@@ -81,7 +81,7 @@ pub(super) fn scan_entity_chunks(
         // Their relations, stitched in: one scan for the chunk.
         let mut relations = match (chunk.first(), chunk.last()) {
             (Some((first, _)), Some((last, _))) => {
-                crate::relations::json_of_range(store, first, last)?
+                crate::relations::json_of_range(store, first, last, true)?
             }
             _ => Default::default(),
         };
@@ -191,7 +191,7 @@ impl OldResults {
         let (prefix, chunk) = (&self.prefix, &mut self.chunk);
         let mut last = None;
         let mut read = 0;
-        store.scan(prefix, self.from.as_deref(), &mut |k, v| {
+        store.scan_once(prefix, self.from.as_deref(), &mut |k, v| {
             chunk.push_back((
                 String::from_utf8_lossy(&k[prefix.len()..]).into_owned(),
                 v.to_vec(),
