@@ -1008,6 +1008,43 @@ fn a_scorecard_evaluated_in_parts_stopped_and_replayed_is_what_one_write_leaves(
 }
 
 #[test]
+fn a_group_no_longer_served_ends_the_owner_chain_though_its_parent_still_names_it() {
+    let mut w = World::new();
+    // `top` lists `mid` among its children, so the row `mid childOf top`
+    // is emitted by `top` too and outlives `mid`'s own location.
+    let top = processed(
+        json!({"apiVersion": "backstage.io/v1alpha1", "kind": "Group",
+               "metadata": {"name": "top"}, "spec": {"type": "team", "children": ["mid"]}}),
+        &[(RelationType::ParentOf, r("group", "mid"))],
+    );
+    let mut c1 = component("c1", "mid", None);
+    let msgs = [
+        publish(&mut w, t0(), &[("t.yaml", CARD)]),
+        located(&mut w, "top", t0(), vec![top]),
+        located(&mut w, "mid", t0(), vec![group("mid", None)]),
+        located(&mut w, "c", t0(), vec![c1.clone()]),
+    ];
+    for m in &msgs {
+        apply(w.store.as_ref(), std::slice::from_ref(m));
+    }
+    let owners = |w: &World| {
+        (
+            rollup(w, RollupBy::Owner, "group:default/mid").map(|r| r.0),
+            rollup(w, RollupBy::Owner, "group:default/top").map(|r| r.0),
+        )
+    };
+    assert_eq!(owners(&w), (Some(1), Some(1)), "mid, then its parent");
+    // `mid` goes; then `c1` changes alone, so its owner is read from the
+    // store, where `mid` is not served though its row to `top` is.
+    let gone = located(&mut w, "mid", t0() + Duration::minutes(1), vec![]);
+    apply(w.store.as_ref(), std::slice::from_ref(&gone));
+    c1.entity.metadata.description = Some("changed".into());
+    let changed = located(&mut w, "c", t0() + Duration::minutes(2), vec![c1]);
+    apply(w.store.as_ref(), std::slice::from_ref(&changed));
+    assert_eq!(owners(&w), (Some(1), None), "the chain ends at mid");
+}
+
+#[test]
 fn a_large_scorecard_evaluated_whole_on_two_threads_equals_one_entity_at_a_time() {
     // Enough components for three chunks, each split between two threads
     // (the helper's caches then answer for some of them) and stored while

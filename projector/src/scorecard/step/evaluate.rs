@@ -338,6 +338,30 @@ impl Evaluator<'_> {
         v
     }
 
+    /// The least target of `r`'s relations of type `t` (of kind `kind`,
+    /// when given), as in [`Evaluator::entity`]'s JSON: a group's parent, a
+    /// system's domain, which every result's rollup groups need. From the
+    /// store, only the entity's presence and those relation rows are read,
+    /// not its JSON and every relation type scorecards read (a seek per
+    /// type, for each of thousands of groups in every batch of a replay).
+    fn link(&mut self, r: &str, t: RelationType, kind: Option<&str>) -> Option<String> {
+        let kept = |x: &String| kind.is_none_or(|k| kind_of(x) == k);
+        let pick = |e: &Value| targets(e, t).filter(kept).min();
+        if let Some(v) = self.served.get(r) {
+            return v.as_deref().and_then(pick);
+        }
+        if let Some(v) = self.caches.entities.get(r) {
+            return v.as_deref().and_then(pick);
+        }
+        self.store.get(&keys::entity(r)).ok()??;
+        crate::relations::of_types(self.store, r, [t])
+            .ok()?
+            .iter()
+            .map(|rel| rel.target_ref.to_string().to_ascii_lowercase())
+            .filter(kept)
+            .min()
+    }
+
     pub(super) fn facts(&mut self, subject: &str) -> Option<Arc<Value>> {
         if let Some((s, v)) = &self.caches.last_facts
             && s == subject
@@ -393,10 +417,7 @@ impl Evaluator<'_> {
                     next = match reads.ev.caches.parent.get(&g) {
                         Some(p) => p.clone(),
                         None => {
-                            let p = reads
-                                .ev
-                                .entity(&g)
-                                .and_then(|ge| targets(&ge, RelationType::ChildOf).min());
+                            let p = reads.ev.link(&g, RelationType::ChildOf, None);
                             reads.ev.caches.parent.insert(g.clone(), p.clone());
                             p
                         }
@@ -427,11 +448,7 @@ impl Evaluator<'_> {
                     match reads.ev.caches.domain.get(s) {
                         Some(d) => d.clone(),
                         None => {
-                            let d = reads.ev.entity(s).and_then(|se| {
-                                targets(&se, RelationType::PartOf)
-                                    .filter(|t| kind_of(t) == "domain")
-                                    .min()
-                            });
+                            let d = reads.ev.link(s, RelationType::PartOf, Some("domain"));
                             reads.ev.caches.domain.insert(s.clone(), d.clone());
                             d
                         }
