@@ -636,6 +636,21 @@ mod tests {
         assert!(sized <= needed + 9 * changes.len());
     }
 
+    /// The `i`th key of a test table (`k` and six digits, in order).
+    #[cfg(feature = "rocksdb")]
+    fn numbered_key(i: u32) -> Vec<u8> {
+        format!("k{i:06}").into_bytes()
+    }
+
+    /// `len` bytes for the `i`th key that do not compress, so that a table
+    /// of them is read through the block cache block by block.
+    #[cfg(feature = "rocksdb")]
+    fn incompressible(i: u32, len: u32) -> Vec<u8> {
+        (0..len)
+            .map(|j| (i.wrapping_mul(2_654_435_761) ^ j.wrapping_mul(40_503)).to_le_bytes()[1])
+            .collect()
+    }
+
     #[cfg(feature = "rocksdb")]
     #[test]
     fn a_lent_cache_keeps_a_quarter_of_its_size_until_the_loan_ends() {
@@ -644,12 +659,7 @@ mod tests {
         let rocks = RocksStore::open(dir.path(), size).unwrap();
         // 16 MiB of values that do not compress, in tables, so that reads
         // go through the block cache.
-        let key = |i: u32| format!("k{i:06}").into_bytes();
-        let value = |i: u32| -> Vec<u8> {
-            (0..1024u32)
-                .map(|j| (i.wrapping_mul(2_654_435_761) ^ j.wrapping_mul(40_503)).to_le_bytes()[1])
-                .collect()
-        };
+        let (key, value) = (numbered_key, |i| incompressible(i, 1024));
         for chunk in (0..16_384u32).collect::<Vec<_>>().chunks(4096) {
             rocks
                 .write(chunk.iter().map(|i| (key(*i), Some(value(*i)))).collect())
@@ -693,12 +703,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let size = 8 << 20;
         let rocks = RocksStore::open(dir.path(), size).unwrap();
-        let key = |i: u32| format!("k{i:06}").into_bytes();
-        let value = |i: u32| -> Vec<u8> {
-            (0..512u32)
-                .map(|j| (i.wrapping_mul(2_654_435_761) ^ j.wrapping_mul(40_503)).to_le_bytes()[1])
-                .collect()
-        };
+        let (key, value) = (numbered_key, |i| incompressible(i, 512));
         rocks
             .write((0..8_192u32).map(|i| (key(i), Some(value(i)))).collect())
             .unwrap();
