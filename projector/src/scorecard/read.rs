@@ -287,11 +287,7 @@ impl Catalog {
     }
 
     pub fn scorecard_result(&self, id: &str, r: &str) -> Result<Option<ResultRecord>, StoreError> {
-        let key = rk::result(id, r);
-        match self.store().get(&key)? {
-            Some(b) => Ok(Some(ResultRecord::decode(&key, &b)?)),
-            None => Ok(None),
-        }
+        ResultRecord::read(self.store().as_ref(), &rk::result(id, r))
     }
 
     /// Result changes of one entity under one scorecard, oldest first.

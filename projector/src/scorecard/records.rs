@@ -288,6 +288,17 @@ impl ResultRecord {
         out
     }
 
+    /// The result stored at `key`, if any, in either form.
+    pub fn read(
+        store: &dyn crate::store::Store,
+        key: &[u8],
+    ) -> Result<Option<ResultRecord>, crate::store::StoreError> {
+        store
+            .get(key)?
+            .map(|b| ResultRecord::decode(key, &b))
+            .transpose()
+    }
+
     /// A stored result, in either form.
     pub fn decode(key: &[u8], bytes: &[u8]) -> Result<ResultRecord, crate::store::StoreError> {
         let Some((&RESULT_COMPACT, rest)) = bytes.split_first() else {

@@ -186,11 +186,7 @@ impl ScoreState {
                 continue;
             };
             let entity = eval.subject(&r);
-            let key = rk::result(&sc, &r);
-            let old = match store.get(&key)? {
-                Some(b) => Some(ResultRecord::decode(&key, &b)?),
-                None => None,
-            };
+            let old = ResultRecord::read(store, &rk::result(&sc, &r))?;
             let new = eval.evaluate(def, &r, entity.as_deref(), &t)?;
             eval.store_result(def, &r, old, new, &t, true)?;
         }
