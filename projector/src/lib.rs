@@ -37,6 +37,8 @@ pub mod scorecard;
 pub mod search;
 pub mod store;
 pub mod temporal;
+#[cfg(feature = "rocksdb")]
+pub mod written;
 
 pub use fold::{Fold, Parts, Yield};
 pub use order::{Direction, FullText, OrderField, Page, SortKey, Start};

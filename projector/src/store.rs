@@ -257,6 +257,9 @@ pub struct RocksStore {
     /// The block cache and its size (see [`Store::lend_cache`]).
     cache: rocksdb::Cache,
     cache_bytes: usize,
+    /// The keys ever written, when the store was empty when opened (see
+    /// [`crate::written`]): point reads of others skip RocksDB.
+    written: Option<crate::written::Written>,
 }
 
 /// What the memtables may hold together, active and waiting for their
@@ -323,12 +326,33 @@ impl RocksStore {
                 StoreError::Rocks(e)
             }
         })?;
+        // An empty store: this process sees every write it will ever
+        // have, so it can tell keys never written without asking.
+        let empty = {
+            let mut it = db.raw_iterator();
+            it.seek_to_first();
+            it.status()?;
+            !it.valid()
+        };
         Ok(RocksStore {
             db,
             secondary: false,
             cache,
             cache_bytes,
+            written: empty.then(crate::written::Written::new),
         })
+    }
+
+    /// Point reads answered without RocksDB because the key was never
+    /// written (`None`: the store keeps no filter of its keys, having had
+    /// content when opened).
+    pub fn reads_never_written(&self) -> Option<u64> {
+        self.written.as_ref().map(crate::written::Written::answered)
+    }
+
+    /// Whether `key` is known never to have been written.
+    fn never_written(&self, key: &[u8]) -> bool {
+        self.written.as_ref().is_some_and(|w| w.never_written(key))
     }
 
     /// What the block cache holds now, in bytes.
@@ -379,6 +403,7 @@ impl RocksStore {
             secondary: true,
             cache,
             cache_bytes,
+            written: None,
         })
     }
 }
@@ -386,6 +411,9 @@ impl RocksStore {
 #[cfg(feature = "rocksdb")]
 impl Store for RocksStore {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        if self.never_written(key) {
+            return Ok(None);
+        }
         Ok(self.db.get(key)?)
     }
 
@@ -408,11 +436,29 @@ impl Store for RocksStore {
     }
 
     fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
-        self.db
-            .multi_get(keys)
-            .into_iter()
-            .map(|r| r.map_err(StoreError::from))
-            .collect()
+        let ask: Vec<&Vec<u8>> = keys.iter().filter(|k| !self.never_written(k)).collect();
+        if ask.len() == keys.len() {
+            return self
+                .db
+                .multi_get(keys)
+                .into_iter()
+                .map(|r| r.map_err(StoreError::from))
+                .collect();
+        }
+        let mut found = self.db.multi_get(ask.iter().copied()).into_iter();
+        let mut asked = ask.into_iter().peekable();
+        let mut out = Vec::with_capacity(keys.len());
+        for k in keys {
+            // The keys asked are in `keys`' order, so the next one asked
+            // is this key or a later one.
+            if asked.peek().is_some_and(|a| std::ptr::eq(*a, k)) {
+                asked.next();
+                out.push(found.next().expect("one answer per key asked")?);
+            } else {
+                out.push(None);
+            }
+        }
+        Ok(out)
     }
 
     fn scan_each(&self, prefixes: &[Vec<u8>], visit: &mut EachVisit<'_>) -> Result<(), StoreError> {
@@ -511,6 +557,15 @@ impl Store for RocksStore {
         // its buffer (RocksDB's, outside the Rust allocator) was copied
         // and faulted in again at each step.
         let mut batch = rocksdb::WriteBatch::with_capacity_bytes(batch_bytes(&changes));
+        // The filter learns the keys before RocksDB has them: a reader
+        // that sees the write finds its keys there too.
+        if let Some(w) = &self.written {
+            for (k, v) in &changes {
+                if v.is_some() {
+                    w.add(k);
+                }
+            }
+        }
         for (k, v) in changes {
             match v {
                 Some(v) => batch.put(k, v),
@@ -634,6 +689,65 @@ mod tests {
         assert!(sized >= needed, "sized {sized} for a batch of {needed}");
         // And not far over: at most 9 bytes of slack per change.
         assert!(sized <= needed + 9 * changes.len());
+    }
+
+    #[cfg(feature = "rocksdb")]
+    #[test]
+    fn a_store_created_empty_reads_keys_never_written_without_rocksdb() {
+        let dir = tempfile::tempdir().unwrap();
+        let rocks = RocksStore::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(rocks.reads_never_written(), Some(0));
+        let written: Vec<Vec<u8>> = (0..1000).map(|i| numbered_key(i * 2)).collect();
+        rocks
+            .write(
+                written
+                    .iter()
+                    .map(|k| (k.clone(), Some(k.clone())))
+                    .collect(),
+            )
+            .unwrap();
+        // A key put then deleted, and one only ever deleted.
+        rocks
+            .write(vec![(numbered_key(0), None), (b"gone".to_vec(), None)])
+            .unwrap();
+        rocks.db.flush().unwrap();
+        let expect = |i: u32| (i.is_multiple_of(2) && i > 0).then(|| numbered_key(i));
+        for i in 0..2000 {
+            assert_eq!(rocks.get(&numbered_key(i)).unwrap(), expect(i), "key {i}");
+        }
+        assert_eq!(rocks.get(b"gone").unwrap(), None);
+        // The odd keys, but a few that seem written (a false "maybe"
+        // asks RocksDB, which finds nothing either).
+        let skipped = rocks.reads_never_written().unwrap();
+        assert!((900..=1001).contains(&skipped), "{skipped} reads skipped");
+        // Many at once: the answers in the order asked, asked or not.
+        let keys: Vec<Vec<u8>> = (0..2000).rev().map(numbered_key).collect();
+        let got = rocks.get_many(&keys).unwrap();
+        let want: Vec<Option<Vec<u8>>> = (0..2000).rev().map(expect).collect();
+        assert_eq!(got, want);
+        assert!(rocks.reads_never_written().unwrap() >= skipped + 900);
+    }
+
+    #[cfg(feature = "rocksdb")]
+    #[test]
+    fn a_store_opened_with_content_asks_rocksdb_for_every_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let rocks = RocksStore::open(dir.path(), 1 << 20).unwrap();
+        rocks
+            .write(vec![(b"a".to_vec(), Some(b"1".to_vec()))])
+            .unwrap();
+        drop(rocks);
+        // This process did not see the writes before it: it keeps no
+        // filter, so a key written by a later write of its own is read
+        // whatever was written before.
+        let rocks = RocksStore::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(rocks.reads_never_written(), None);
+        assert_eq!(rocks.get(b"a").unwrap(), Some(b"1".to_vec()));
+        assert_eq!(rocks.get(b"b").unwrap(), None);
+        assert_eq!(
+            rocks.get_many(&[b"b".to_vec(), b"a".to_vec()]).unwrap(),
+            vec![None, Some(b"1".to_vec())]
+        );
     }
 
     /// The `i`th key of a test table (`k` and six digits, in order).
