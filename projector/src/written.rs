@@ -24,7 +24,7 @@
 //!
 //! It grows in steps, each a filter twice the size of the one before, as
 //! many keys as it was sized for get added (about 8 bits per key, 2% false
-//! "maybe" each), and stops past [`MAX_BYTES`] of them (30 MiB, about 31M
+//! "maybe" each), and stops past [`MAX_BYTES`] of them (28 MiB, about 29M
 //! keys: a store of 1M entities writes about 33M of the tables kept): from
 //! then on every read goes to RocksDB, as for a store opened with content.
 
@@ -56,8 +56,9 @@ fn kept(key: &[u8]) -> bool {
     key.first().is_some_and(|t| !SCANNED.contains(t))
 }
 
-/// Bits of the first filter (2 MiB); each next one doubles.
-const FIRST_BITS: usize = 1 << 24;
+/// Bits of the first filter (4 MiB); each next one doubles. Few steps keep
+/// reads cheap: a key never written is looked for in every one.
+const FIRST_BITS: usize = 1 << 25;
 /// Bits per key a filter is sized for.
 const BITS_PER_KEY: usize = 8;
 /// Bits set (and probed) per key, all within one 512-bit block.
@@ -65,7 +66,7 @@ const PROBES: u32 = 5;
 /// The most steps ([`MAX_BYTES`] stops it before).
 const STEPS: usize = 6;
 /// The most memory the filters may take together; past it the filter
-/// stops answering (see the module's comment). Steps of 2, 4, 8 and 16 MiB
+/// stops answering (see the module's comment). Steps of 4, 8 and 16 MiB
 /// fit; the next would not.
 const MAX_BYTES: usize = 32 << 20;
 
@@ -172,8 +173,10 @@ impl Written {
         }
         let hash = self.hasher.hash_one(key);
         let used = self.used.load(Ordering::Acquire);
+        // Newest first: a key read again was mostly written lately.
         let absent = self.steps[..used]
             .iter()
+            .rev()
             .filter_map(OnceLock::get)
             .all(|s| !s.may_contain(hash));
         if absent {
@@ -190,11 +193,11 @@ impl Written {
         let hash = self.hasher.hash_one(key);
         let used = self.used.load(Ordering::Relaxed);
         let step = |i: usize| self.steps[i].get().expect("steps in use are set");
-        // Already in an earlier step (written before, or a false "maybe"):
-        // no new key to count.
-        if (0..used - 1).any(|i| step(i).may_contain(hash)) {
-            return;
-        }
+        // Into the newest step only, without asking the older ones whether
+        // they hold it already: each probe of a filter this large is a
+        // cache miss, and a key written again in a later step (a posting
+        // list changed again, a served entity updated) only counts a
+        // little early towards the next step.
         let last = step(used - 1);
         if !last.insert(hash) || last.added.fetch_add(1, Ordering::Relaxed) + 1 < last.capacity {
             return;
