@@ -737,9 +737,8 @@ mod tests {
             .write(vec![(b"a".to_vec(), Some(b"1".to_vec()))])
             .unwrap();
         drop(rocks);
-        // This process did not see the writes before it: it keeps no
-        // filter, so a key written by a later write of its own is read
-        // whatever was written before.
+        // Reopened, it holds keys this handle did not see written: it
+        // keeps no filter and asks RocksDB for every read.
         let rocks = RocksStore::open(dir.path(), 1 << 20).unwrap();
         assert_eq!(rocks.reads_never_written(), None);
         assert_eq!(rocks.get(b"a").unwrap(), Some(b"1".to_vec()));
