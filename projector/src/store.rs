@@ -437,15 +437,14 @@ impl Store for RocksStore {
 
     fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
         let ask: Vec<&Vec<u8>> = keys.iter().filter(|k| !self.never_written(k)).collect();
+        let mut found = self
+            .db
+            .multi_get(ask.iter().copied())
+            .into_iter()
+            .map(|r| r.map_err(StoreError::from));
         if ask.len() == keys.len() {
-            return self
-                .db
-                .multi_get(keys)
-                .into_iter()
-                .map(|r| r.map_err(StoreError::from))
-                .collect();
+            return found.collect();
         }
-        let mut found = self.db.multi_get(ask.iter().copied()).into_iter();
         let mut asked = ask.into_iter().peekable();
         let mut out = Vec::with_capacity(keys.len());
         for k in keys {
@@ -557,18 +556,16 @@ impl Store for RocksStore {
         // its buffer (RocksDB's, outside the Rust allocator) was copied
         // and faulted in again at each step.
         let mut batch = rocksdb::WriteBatch::with_capacity_bytes(batch_bytes(&changes));
-        // The filter learns the keys before RocksDB has them: a reader
-        // that sees the write finds its keys there too.
-        if let Some(w) = &self.written {
-            for (k, v) in &changes {
-                if v.is_some() {
-                    w.add(k);
-                }
-            }
-        }
         for (k, v) in changes {
             match v {
-                Some(v) => batch.put(k, v),
+                Some(v) => {
+                    // The filter learns the key before RocksDB has it: a
+                    // reader that sees the write finds its keys there too.
+                    if let Some(w) = &self.written {
+                        w.add(&k);
+                    }
+                    batch.put(k, v)
+                }
                 None => batch.delete(k),
             }
         }

@@ -204,9 +204,8 @@ impl Written {
         }
         // This step holds what it was sized for: the next, twice as large,
         // takes new keys from now on; past the budget, stop answering.
-        let bytes: usize = (0..used).map(|i| step(i).words.len() * 8).sum();
         let next_bits = last.words.len() * 64 * 2;
-        if used == STEPS || bytes + next_bits / 8 > self.max_bytes {
+        if used == STEPS || self.bytes() + next_bits / 8 > self.max_bytes {
             self.full.store(true, Ordering::Release);
             return;
         }
